@@ -1,0 +1,2 @@
+//! Not built out yet.
+#![no_std]
