@@ -145,6 +145,29 @@ pub trait Cpu: Sync {
     fn context(&self) -> Context;
     /// This CPU's held-lock stack.
     fn held_locks(&self) -> &HeldLocks;
+    /// Enters (`true`) or leaves (`false`) a bh-safe allocation scope: while
+    /// inside, the kernel's global allocator serves this CPU from the locked
+    /// heap whatever the context. See [`bh_safe_alloc`].
+    fn bh_safe_alloc_scope(&self, _enter: bool) {}
+}
+
+/// Runs `f` with allocations routed to the heap that any context may free
+/// into (the kernel's `locked` heap). Build here everything whose last
+/// reference may be dropped in bh or irq context: block requests and their
+/// completions, pagecache I/O batches. (Freeing general-heap memory outside
+/// the kernel lock is the bug class of seeds/003; the kernel's allocator
+/// catches it, this scope avoids it.) Scopes nest.
+pub fn bh_safe_alloc<R>(f: impl FnOnce() -> R) -> R {
+    struct Leave(&'static dyn Cpu);
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            self.0.bh_safe_alloc_scope(false);
+        }
+    }
+    let c = cpu();
+    c.bh_safe_alloc_scope(true);
+    let _leave = Leave(c);
+    f()
 }
 
 static INSTALLED: AtomicPtr<&'static dyn Cpu> = AtomicPtr::new(core::ptr::null_mut());
