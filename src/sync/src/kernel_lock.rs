@@ -1,8 +1,9 @@
 //! The kernel lock: one fair (ticket) spinlock owned by a CPU, under which
 //! syscalls, runqueue work and kernel threads run.
 //!
-//! A CPU's run loop takes it after draining the bhqueue and releases it
-//! before idling or entering user mode. A kernel thread runs under the lock
+//! A CPU's run loop queues for it with a ticket after draining the bhqueue
+//! (and keeps draining while it waits its turn), and releases it before
+//! idling or entering user mode. A kernel thread runs under the lock
 //! of the CPU that resumed it and never owns a guard itself: when it blocks,
 //! it switches back to the run loop, which releases the lock
 //! ([`crate::handoff`]). The owner is recorded, so "does this CPU hold the
@@ -28,8 +29,17 @@ pub struct KernelLock {
     next_ticket: AtomicU32,
     now_serving: AtomicU32,
     owner: AtomicUsize,
-    /// Acquisitions that found the lock taken (a contention figure).
+    /// Acquisitions (or tries) that found the lock taken.
     contended: AtomicU32,
+}
+
+/// A place in the kernel lock's queue, taken by a run loop that wants the
+/// lock but must keep draining the bhqueue while it waits (see
+/// [`KernelLock::take_ticket`]).
+#[must_use = "a ticket must be redeemed: the lock is handed to it in turn"]
+pub struct Ticket {
+    number: u32,
+    site: &'static Location<'static>,
 }
 
 /// Proof that this CPU holds the kernel lock; releases it when dropped.
@@ -98,14 +108,19 @@ impl KernelLock {
     pub fn try_lock(&self) -> Option<KernelLockGuard<'_>> {
         self.assert_context();
         let serving = self.now_serving.load(Ordering::Relaxed);
-        self.next_ticket
+        if self
+            .next_ticket
             .compare_exchange(
                 serving,
                 serving.wrapping_add(1),
                 Ordering::Acquire,
                 Ordering::Relaxed,
             )
-            .ok()?;
+            .is_err()
+        {
+            self.contended.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
         self.owner.store(cpu().id(), Ordering::Relaxed);
         lockdep::acquired(&KERNEL_LOCK_CLASS, Location::caller());
         Some(KernelLockGuard {
@@ -125,6 +140,66 @@ impl KernelLock {
             NO_OWNER => None,
             cpu => Some(cpu),
         }
+    }
+
+    /// Queues for the lock without waiting: the lock is handed over in
+    /// ticket order, and [`KernelLock::redeem`] takes it once it is this
+    /// ticket's turn. Between tries the caller does other work (the run loop
+    /// drains the bhqueue), which a plain `lock` could not.
+    #[track_caller]
+    pub fn take_ticket(&self) -> Ticket {
+        let site = Location::caller();
+        self.assert_context();
+        lockdep::before_acquire(&KERNEL_LOCK_CLASS, site, cpu().interrupts_enabled());
+        let number = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        if self.now_serving.load(Ordering::Acquire) != number {
+            self.contended.fetch_add(1, Ordering::Relaxed);
+        }
+        Ticket { number, site }
+    }
+
+    /// Takes the lock if it is `ticket`'s turn; otherwise hands the ticket
+    /// back to try again.
+    pub fn redeem(&self, ticket: Ticket) -> Result<KernelLockGuard<'_>, Ticket> {
+        if self.now_serving.load(Ordering::Acquire) != ticket.number {
+            return Err(ticket);
+        }
+        self.owner.store(cpu().id(), Ordering::Relaxed);
+        lockdep::acquired(&KERNEL_LOCK_CLASS, ticket.site);
+        Ok(KernelLockGuard {
+            lock: self,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// Whether it is `ticket`'s turn (so [`KernelLock::redeem`] succeeds).
+    pub fn is_turn(&self, ticket: &Ticket) -> bool {
+        self.now_serving.load(Ordering::Acquire) == ticket.number
+    }
+
+    /// Whether any CPU holds a ticket not yet served (after a release: the
+    /// releaser then wakes halted waiters).
+    pub fn has_waiters(&self) -> bool {
+        self.next_ticket.load(Ordering::Relaxed) != self.now_serving.load(Ordering::Relaxed)
+    }
+
+    /// Whether another CPU is queued for the lock: the holder's run loop
+    /// then hands it over between work items.
+    pub fn wanted(&self) -> bool {
+        let queued = self
+            .next_ticket
+            .load(Ordering::Relaxed)
+            .wrapping_sub(self.now_serving.load(Ordering::Relaxed));
+        queued > 1
+    }
+
+    /// (next ticket, ticket being served, owner) for debug dumps.
+    pub fn debug_state(&self) -> (u32, u32, Option<usize>) {
+        (
+            self.next_ticket.load(Ordering::Relaxed),
+            self.now_serving.load(Ordering::Relaxed),
+            self.owner(),
+        )
     }
 
     /// How many acquisitions had to wait.

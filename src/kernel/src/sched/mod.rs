@@ -1,0 +1,112 @@
+//! Scheduling: the kernel lock, the bhqueue and runqueue, the per-CPU run
+//! loop, kernel threads and wait queues.
+//!
+//! | module | owns | contexts |
+//! |---|---|---|
+//! | [`runloop`] | each CPU's loop: bh, then kernel-lock work, then idle | run loop |
+//! | [`thread`] | kernel threads, their stacks and the stack switch | kernel-lock |
+//! | [`waitqueue`] | blocking and waking threads | block: kernel-lock; wake: any but irq |
+//!
+//! Lock order: `kernel` → `sched.waitqueue` → (leaf locks: heaps, console).
+//! The bhqueue and runqueue are lock-free.
+
+pub mod runloop;
+pub mod thread;
+pub mod waitqueue;
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use cairn_sync::{BhQueue, BhWork, KernelLock, RunQueue};
+use thread::Thread;
+
+/// The kernel lock.
+pub static KERNEL_LOCK: KernelLock = KernelLock::new();
+
+/// Capacity of the bhqueue: about one pending item per interrupt source.
+const BHQUEUE_CAPACITY: usize = 1024;
+
+static BHQUEUE: spin::Once<BhQueue> = spin::Once::new();
+
+/// The global bhqueue (created on first use, at boot).
+pub fn bhqueue() -> &'static BhQueue {
+    BHQUEUE.call_once(|| BhQueue::new(BHQUEUE_CAPACITY))
+}
+
+/// Work that needs the kernel lock.
+pub enum Runnable {
+    /// A closure run under the kernel lock.
+    Work(Box<dyn FnOnce() + Send>),
+    /// A thread to resume.
+    Thread(Arc<Thread>),
+}
+
+static RUNQUEUE: RunQueue<Runnable> = RunQueue::new();
+
+pub fn runqueue() -> &'static RunQueue<Runnable> {
+    &RUNQUEUE
+}
+
+/// Queues `f` to run under the kernel lock on some CPU. Callable from bh
+/// and kernel-lock context: the closure is built in a bh-safe scope, since
+/// its box may be freed by whichever context drains it.
+pub fn defer(f: impl FnOnce() + Send + 'static) {
+    let item = cairn_sync::cpu::bh_safe_alloc(|| Runnable::Work(Box::new(f)));
+    RUNQUEUE.enqueue(item);
+    runloop::wake_idle_cpu();
+}
+
+/// Queues bh work from any context (irq included) and wakes an idle CPU to
+/// run it. A full bhqueue is counted and reported by the run loop; the
+/// error is returned so the caller can keep its own pending state.
+pub fn schedule_bh(work: BhWork) -> Result<(), cairn_sync::bhqueue::QueueFull> {
+    let r = bhqueue().enqueue_irqsafe(work);
+    runloop::wake_idle_cpu();
+    r
+}
+
+/// Blocks the current thread for at least `ns` nanoseconds (kernel-lock
+/// context; the kernel lock is released while it sleeps).
+pub fn sleep(ns: u64) {
+    use core::sync::atomic::{AtomicBool, Ordering};
+    struct Sleep {
+        done: AtomicBool,
+        queue: waitqueue::WaitQueue,
+    }
+    // The timer's clone may be the last one and is dropped in bh context:
+    // allocate bh-safe.
+    let s = cairn_sync::cpu::bh_safe_alloc(|| {
+        Arc::new(Sleep {
+            done: AtomicBool::new(false),
+            queue: waitqueue::WaitQueue::new(),
+        })
+    });
+    let t = s.clone();
+    crate::timer::after(ns, move || {
+        t.done.store(true, Ordering::Release);
+        t.queue.wake_all();
+    });
+    s.queue.wait_until(|| s.done.load(Ordering::Acquire));
+}
+
+/// Prints the scheduler's state (debug dumps, hang reports).
+pub fn dump() {
+    use core::sync::atomic::Ordering;
+    let (next, serving, owner) = KERNEL_LOCK.debug_state();
+    crate::println!(
+        "sched: kernel lock next {next} serving {serving} owner {owner:?}; runqueue {}; bhqueue {}",
+        RUNQUEUE.len(),
+        bhqueue().len()
+    );
+    for c in crate::percpu::cpus() {
+        crate::println!(
+            "  cpu{}: online {} idle {} bh {} irq depth {} thread {:p} bh items {}",
+            c.index(),
+            c.online.load(Ordering::Relaxed),
+            c.idle.load(Ordering::Relaxed),
+            c.in_bh.load(Ordering::Relaxed),
+            c.irq_depth.load(Ordering::Relaxed),
+            c.current_thread.load(Ordering::Relaxed),
+            c.bh_items.load(Ordering::Relaxed)
+        );
+    }
+}

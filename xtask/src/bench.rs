@@ -1,0 +1,88 @@
+//! `cargo xtask bench`: figures, printed, never asserted.
+//!
+//! * `boot`: wall time from QEMU start to the run loop and to exit, `-smp 2`,
+//!   TCG, median of 5 (the kernel prints its own run-loop time).
+//! * `host`: the criterion benchmarks of the host crates.
+
+use crate::Result;
+use crate::build::{self, cargo};
+use crate::qemu::Vm;
+use clap::{Args, ValueEnum};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Suite {
+    Boot,
+    Host,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Which benchmarks (default: all).
+    #[arg(value_enum)]
+    pub suite: Option<Suite>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn boot() -> Result<()> {
+    let kernel = build::kernel(true)?;
+    let mut to_exit = Vec::new();
+    let mut to_loop = Vec::new();
+    for i in 0..5 {
+        let mut vm = Vm::new(
+            &kernel,
+            build::out_dir()
+                .join("logs")
+                .join(format!("bench-boot-{i}.log")),
+        );
+        vm.smp = 2;
+        vm.append = "test=boot".into();
+        vm.timeout = Duration::from_secs(60);
+        vm.marker = Some("cairn: run loop".into());
+        let o = vm.boot()?;
+        if !o.exited_with(0) {
+            return Err(format!("boot run {i} did not exit cleanly:\n{}", o.serial));
+        }
+        to_exit.push(o.elapsed.as_secs_f64() * 1000.0);
+        if let Some(t) = o.marker_at {
+            to_loop.push(t.as_secs_f64() * 1000.0);
+        }
+    }
+    println!("boot (TCG, -smp 2, release kernel), median of 5:");
+    println!(
+        "  QEMU start to exit:          {:8.1} ms",
+        median(to_exit.clone())
+    );
+    if !to_loop.is_empty() {
+        println!(
+            "  QEMU start to run loop:      {:8.1} ms (console poll, +-5 ms)",
+            median(to_loop)
+        );
+    }
+    println!(
+        "  runs: {:?}",
+        to_exit.iter().map(|x| x.round()).collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+/// `cargo xtask bench`.
+pub fn bench(a: BenchArgs) -> Result<ExitCode> {
+    crate::setup::ensure(crate::setup::Need {
+        qemu: true,
+        gcc: false,
+        clippy: false,
+    })?;
+    if a.suite.is_none_or(|s| s == Suite::Boot) {
+        boot()?;
+    }
+    if a.suite.is_none_or(|s| s == Suite::Host) {
+        cargo(&["bench", "--quiet", "-p", "cairn-sync"], "host benchmarks")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,317 @@
+//! `cargo xtask test`: the whole suite, in this order: formatting, host
+//! tests, clippy (host and kernel target), loom models, in-QEMU kernel
+//! tests (each test at each of its CPU counts, under TCG), and, when
+//! `/dev/kvm` is usable, one boot under KVM so that path stays alive.
+//!
+//! Every QEMU run has a timeout and its serial log stays in
+//! `target/xtask/logs/`; failures print the log's tail and the symbolised
+//! backtrace.
+
+use crate::Result;
+use crate::build::{self, cargo};
+use crate::qemu::{Accel, Outcome, Vm, symbolize};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+#[derive(Args)]
+pub struct TestArgs {
+    /// Only run in-QEMU tests whose name contains this.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Skip host tests, clippy and loom: in-QEMU tests only.
+    #[arg(long)]
+    pub kernel_only: bool,
+    /// Skip the in-QEMU tests.
+    #[arg(long)]
+    pub host_only: bool,
+    /// Seconds before one VM is killed.
+    #[arg(long, default_value_t = 90)]
+    pub timeout: u64,
+}
+
+/// One in-QEMU test from the kernel's catalogue.
+#[derive(Debug, Clone)]
+struct KernelTest {
+    name: String,
+    smp: Vec<usize>,
+    /// `None`: must pass; `Some(text)`: must panic with `text`.
+    panic: Option<String>,
+}
+
+fn parse_catalogue(serial: &str) -> Vec<KernelTest> {
+    serial
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("ktest ")?;
+            let mut words = rest.splitn(3, ' ');
+            let name = words.next()?.to_string();
+            let smp = words
+                .next()?
+                .strip_prefix("smp=")?
+                .split(',')
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            let expect = words.next()?.strip_prefix("expect=")?;
+            let panic = expect.strip_prefix("panic:").map(str::to_string);
+            Some(KernelTest { name, smp, panic })
+        })
+        .collect()
+}
+
+struct Report {
+    passed: usize,
+    failed: Vec<String>,
+    skipped: Vec<String>,
+}
+
+fn step(report: &mut Report, name: &str, r: Result<()>) {
+    match r {
+        Ok(()) => {
+            report.passed += 1;
+            eprintln!("xtask: ok   {name}");
+        }
+        Err(e) => {
+            eprintln!("xtask: FAIL {name}: {e}");
+            report.failed.push(name.to_string());
+        }
+    }
+}
+
+fn loom_tests() -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for dir in ["src", "platform"] {
+        let Ok(crates) = std::fs::read_dir(build::root().join(dir)) else {
+            continue;
+        };
+        for c in crates.flatten() {
+            let tests = c.path().join("tests");
+            let Ok(files) = std::fs::read_dir(&tests) else {
+                continue;
+            };
+            let manifest = std::fs::read_to_string(c.path().join("Cargo.toml")).unwrap_or_default();
+            let Some(pkg) = manifest
+                .lines()
+                .find_map(|l| l.strip_prefix("name = \""))
+                .map(|n| n.trim_end_matches('"').to_string())
+            else {
+                continue;
+            };
+            for f in files.flatten() {
+                let n = f.file_name().to_string_lossy().into_owned();
+                if let Some(stem) = n.strip_prefix("loom_").and_then(|s| s.strip_suffix(".rs")) {
+                    v.push((pkg.clone(), format!("loom_{stem}")));
+                }
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+fn run_loom(pkg: &str, test: &str) -> Result<()> {
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo_bin)
+        .args(["test", "--quiet", "--release", "-p", pkg, "--test", test])
+        .env("RUSTFLAGS", "--cfg loom")
+        .env(
+            "CARGO_TARGET_DIR",
+            build::root().join("target").join("loom"),
+        )
+        .current_dir(build::root())
+        .status()
+        .map_err(|e| e.to_string())?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{status}"))
+    }
+}
+
+fn judge(t: &KernelTest, o: &Outcome) -> Result<()> {
+    if o.timed_out {
+        return Err("timed out (hang)".into());
+    }
+    match &t.panic {
+        None if o.exited_with(0) => Ok(()),
+        None if o.panicked => Err("kernel panic".into()),
+        None => Err(format!(
+            "exit status {:?} (QEMU status {:?})",
+            o.exit_status, o.qemu_status
+        )),
+        Some(text) => {
+            if !o.panicked || o.qemu_status != Some(255) {
+                Err(format!(
+                    "expected a panic containing {text:?}; none happened"
+                ))
+            } else if !o.serial.contains(text.as_str()) {
+                Err(format!("panicked, but the message lacks {text:?}"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+fn kvm_usable() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+fn kernel_tests(a: &TestArgs, report: &mut Report) -> Result<()> {
+    let kernel = build::kernel(false)?;
+    let logs = build::out_dir().join("logs");
+    let mut list_vm = Vm::new(&kernel, logs.join("list-tests.log"));
+    list_vm.smp = 1;
+    list_vm.append = "tests=list".into();
+    list_vm.timeout = Duration::from_secs(a.timeout);
+    let o = list_vm.boot()?;
+    let catalogue = parse_catalogue(&o.serial);
+    if catalogue.is_empty() || !o.exited_with(0) {
+        return Err(format!(
+            "could not read the kernel's test catalogue; serial:\n{}",
+            tail(&o.serial, 20)
+        ));
+    }
+    for t in &catalogue {
+        if a.filter
+            .as_ref()
+            .is_some_and(|f| !t.name.contains(f.as_str()))
+        {
+            continue;
+        }
+        for &smp in &t.smp {
+            let name = format!("ktest {} -smp {smp}", t.name);
+            let log = logs.join(format!("ktest-{}-smp{smp}.log", t.name));
+            let mut vm = Vm::new(&kernel, log.clone());
+            vm.smp = smp;
+            vm.append = format!("test={}", t.name);
+            vm.timeout = Duration::from_secs(a.timeout);
+            let o = vm.boot()?;
+            let r = judge(t, &o);
+            if r.is_err() {
+                print_failure(&kernel, &log, &o);
+            }
+            step(
+                report,
+                &format!("{name} ({:.2} s)", o.elapsed.as_secs_f64()),
+                r,
+            );
+        }
+    }
+    if kvm_usable() && a.filter.is_none() {
+        let mut vm = Vm::new(&kernel, logs.join("ktest-boot-kvm.log"));
+        vm.accel = Accel::Kvm;
+        // QEMU's default CPU model: `-cpu host` needs MSRs that software
+        // hypervisors (like this workplace's) may refuse.
+        vm.cpu = Some("qemu64".into());
+        vm.append = "test=boot".into();
+        vm.timeout = Duration::from_secs(a.timeout);
+        let o = vm.boot()?;
+        let t = KernelTest {
+            name: "boot".into(),
+            smp: vec![2],
+            panic: None,
+        };
+        step(report, "ktest boot -smp 2 under KVM", judge(&t, &o));
+    } else if a.filter.is_none() {
+        report
+            .skipped
+            .push("KVM smoke boot: /dev/kvm is not usable here".into());
+    }
+    Ok(())
+}
+
+fn print_failure(kernel: &Path, log: &PathBuf, o: &Outcome) {
+    eprintln!("---- serial tail ({}) ----", log.display());
+    eprintln!("{}", tail(&o.serial, 40));
+    let sym = symbolize(kernel, &o.serial);
+    if !sym.is_empty() {
+        eprintln!("---- backtrace ----\n{sym}");
+    }
+    eprintln!("----");
+}
+
+/// `cargo xtask test`.
+pub fn test(a: TestArgs) -> Result<ExitCode> {
+    let start = Instant::now();
+    crate::setup::ensure(crate::setup::Need::all())?;
+    let mut report = Report {
+        passed: 0,
+        failed: Vec::new(),
+        skipped: Vec::new(),
+    };
+    if !a.kernel_only {
+        step(
+            &mut report,
+            "cargo fmt --check",
+            cargo(&["fmt", "--all", "--", "--check"], "cargo fmt --check"),
+        );
+        step(
+            &mut report,
+            "host tests (cargo test)",
+            cargo(&["test", "--quiet"], "host tests"),
+        );
+        step(
+            &mut report,
+            "clippy (host)",
+            cargo(
+                &["clippy", "--quiet", "--all-targets", "--", "-D", "warnings"],
+                "clippy (host)",
+            ),
+        );
+        step(
+            &mut report,
+            "clippy (kernel target)",
+            cargo(
+                &[
+                    "clippy",
+                    "--quiet",
+                    "-p",
+                    "cairn-kernel",
+                    "--target",
+                    "x86_64-unknown-none",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+                "clippy (kernel target)",
+            ),
+        );
+        for (pkg, t) in loom_tests() {
+            step(&mut report, &format!("loom {pkg} {t}"), run_loom(&pkg, &t));
+        }
+    }
+    if !a.host_only {
+        if let Err(e) = kernel_tests(&a, &mut report) {
+            step(&mut report, "in-QEMU tests", Err(e));
+        }
+    }
+    eprintln!(
+        "\nxtask: {} passed, {} failed, {} skipped in {:.0} s",
+        report.passed,
+        report.failed.len(),
+        report.skipped.len(),
+        start.elapsed().as_secs_f64()
+    );
+    for s in &report.skipped {
+        eprintln!("xtask: SKIPPED {s}");
+    }
+    for f in &report.failed {
+        eprintln!("xtask: FAILED  {f}");
+    }
+    Ok(if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

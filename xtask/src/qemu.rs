@@ -1,0 +1,299 @@
+//! Booting cairn on QEMU: the command line, a hard timeout on every run,
+//! the serial log kept on disk, and the decoding of how the VM ended.
+//!
+//! A kernel leaves QEMU through isa-debug-exit (`(v << 1) | 1`) and prints
+//! `cairn: exit status N` just before (the exact status; the port clamps
+//! it) or `cairn: KERNEL PANIC` with a backtrace, which is symbolised with
+//! `addr2line` when the run fails.
+
+use crate::Result;
+use crate::build;
+use clap::{Args, ValueEnum};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+}
+
+#[derive(Args, Clone)]
+pub struct RunArgs {
+    /// Accelerator: tcg (default, works everywhere) or kvm.
+    #[arg(long, value_enum, default_value = "tcg")]
+    pub accel: Accel,
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 2)]
+    pub smp: usize,
+    /// Guest memory (QEMU syntax).
+    #[arg(long, default_value = "512M")]
+    pub memory: String,
+    /// QEMU machine type.
+    #[arg(long, default_value = "q35")]
+    pub machine: String,
+    /// Kernel command line (e.g. "test=boot log=debug").
+    #[arg(long, default_value = "")]
+    pub append: String,
+    /// Start QEMU's gdb stub on tcp::1234 and wait for the debugger.
+    #[arg(long)]
+    pub gdb: bool,
+    /// CPU model (default: QEMU's for tcg, `host` for kvm).
+    #[arg(long)]
+    pub cpu: Option<String>,
+    /// Build the kernel in release mode (validators off).
+    #[arg(long)]
+    pub release: bool,
+    /// Seconds before the VM is killed.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+}
+
+/// One VM to boot.
+pub struct Vm {
+    pub kernel: PathBuf,
+    pub accel: Accel,
+    pub smp: usize,
+    pub memory: String,
+    pub machine: String,
+    pub append: String,
+    pub gdb: bool,
+    pub timeout: Duration,
+    /// Serial log path.
+    pub log: PathBuf,
+    /// Serial to the terminal too (interactive runs).
+    pub interactive: bool,
+    pub extra: Vec<String>,
+    /// A console line to time: `Outcome::marker_at` records when it appeared.
+    pub marker: Option<String>,
+    /// CPU model; `None`: QEMU's default under TCG, `host` under KVM.
+    pub cpu: Option<String>,
+}
+
+/// How a VM ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// QEMU's own exit status (None: killed).
+    pub qemu_status: Option<i32>,
+    pub timed_out: bool,
+    pub serial: String,
+    /// The kernel's `cairn: exit status N`, if printed.
+    pub exit_status: Option<u32>,
+    pub panicked: bool,
+    pub elapsed: Duration,
+    /// When the marker line first appeared on the console.
+    pub marker_at: Option<Duration>,
+}
+
+impl Outcome {
+    /// A clean exit with status `s`: printed by the kernel and confirmed by
+    /// QEMU's debug-exit status.
+    pub fn exited_with(&self, s: u32) -> bool {
+        self.exit_status == Some(s)
+            && !self.panicked
+            && self.qemu_status == Some((((s.min(126)) << 1) | 1) as i32)
+    }
+}
+
+impl Vm {
+    pub fn new(kernel: &Path, log: PathBuf) -> Vm {
+        Vm {
+            kernel: kernel.to_path_buf(),
+            accel: Accel::Tcg,
+            smp: 2,
+            memory: "512M".into(),
+            machine: "q35".into(),
+            append: String::new(),
+            gdb: false,
+            timeout: Duration::from_secs(60),
+            log,
+            interactive: false,
+            extra: Vec::new(),
+            marker: None,
+            cpu: None,
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new("qemu-system-x86_64");
+        c.args(["-M", &self.machine]);
+        match self.accel {
+            Accel::Tcg => c.args(["-accel", "tcg"]),
+            Accel::Kvm => c.args(["-accel", "kvm"]),
+        };
+        match (&self.cpu, self.accel) {
+            (Some(model), _) => {
+                c.args(["-cpu", model]);
+            }
+            (None, Accel::Kvm) => {
+                c.args(["-cpu", "host"]);
+            }
+            (None, Accel::Tcg) => {}
+        }
+        c.args(["-smp", &self.smp.to_string(), "-m", &self.memory])
+            .args([
+                "-nodefaults",
+                "-no-reboot",
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+            ])
+            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        if self.interactive {
+            c.args([
+                "-chardev",
+                &format!("stdio,id=console,signal=off,logfile={}", self.log.display()),
+                "-serial",
+                "chardev:console",
+            ]);
+        } else {
+            c.args(["-serial", &format!("file:{}", self.log.display())]);
+        }
+        c.arg("-kernel").arg(&self.kernel);
+        if !self.append.is_empty() {
+            c.args(["-append", &self.append]);
+        }
+        if self.gdb {
+            c.args(["-s", "-S"]);
+        }
+        c.args(&self.extra);
+        c
+    }
+
+    /// Boots the VM and waits for it to end (or kills it at the timeout).
+    pub fn boot(&self) -> Result<Outcome> {
+        if let Some(dir) = self.log.parent() {
+            fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let _ = fs::remove_file(&self.log);
+        let mut cmd = self.command();
+        if !self.interactive {
+            let stderr = fs::File::create(self.log.with_extension("stderr"))
+                .map_err(|e| format!("{}: {e}", self.log.display()))?;
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr);
+        }
+        let start = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
+        let mut timed_out = false;
+        let mut marker_at = None;
+        let status = loop {
+            if let Some(m) = &self.marker
+                && marker_at.is_none()
+                && fs::read(&self.log)
+                    .is_ok_and(|b| String::from_utf8_lossy(&b).contains(m.as_str()))
+            {
+                marker_at = Some(start.elapsed());
+            }
+            if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
+                break Some(s);
+            }
+            if start.elapsed() > self.timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                timed_out = true;
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let elapsed = start.elapsed();
+        let serial = fs::read(&self.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let exit_status = serial
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("cairn: exit status "))
+            .and_then(|n| n.trim().parse().ok());
+        Ok(Outcome {
+            qemu_status: status.and_then(|s| s.code()),
+            timed_out,
+            panicked: serial.contains("cairn: KERNEL PANIC"),
+            exit_status,
+            serial,
+            elapsed,
+            marker_at,
+        })
+    }
+}
+
+/// Symbolises backtrace lines (`#N 0xADDR`) of `serial` with addr2line.
+pub fn symbolize(kernel: &Path, serial: &str) -> String {
+    let addrs: Vec<&str> = serial
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            l.starts_with('#')
+                .then(|| l.split_whitespace().nth(1))
+                .flatten()
+        })
+        .collect();
+    if addrs.is_empty() {
+        return String::new();
+    }
+    let out = Command::new("addr2line")
+        .arg("-e")
+        .arg(kernel)
+        .args(["-f", "-C", "-i", "-p"])
+        .args(&addrs)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        _ => "(addr2line unavailable: install binutils to symbolise)\n".into(),
+    }
+}
+
+/// `cargo xtask run`.
+pub fn run(a: RunArgs) -> Result<ExitCode> {
+    crate::setup::ensure(crate::setup::Need {
+        qemu: true,
+        gcc: false,
+        clippy: false,
+    })?;
+    let kernel = build::kernel(a.release)?;
+    let mut vm = Vm::new(&kernel, build::out_dir().join("logs").join("run.log"));
+    vm.accel = a.accel;
+    vm.smp = a.smp;
+    vm.memory = a.memory;
+    vm.machine = a.machine;
+    vm.append = a.append;
+    vm.gdb = a.gdb;
+    vm.cpu = a.cpu;
+    vm.timeout = Duration::from_secs(a.timeout);
+    vm.interactive = true;
+    eprintln!(
+        "xtask: booting {} on QEMU ({:?}, {} vCPUs, {}); serial log in {}",
+        kernel.display(),
+        vm.accel,
+        vm.smp,
+        vm.memory,
+        vm.log.display()
+    );
+    let o = vm.boot()?;
+    if o.timed_out {
+        return Err(format!("VM killed after {} s (timeout)", a.timeout));
+    }
+    if o.panicked {
+        eprint!("{}", symbolize(&kernel, &o.serial));
+    }
+    eprintln!(
+        "xtask: VM ended after {:.2} s: {}",
+        o.elapsed.as_secs_f64(),
+        match (o.exit_status, o.panicked) {
+            (_, true) => "kernel panic".to_string(),
+            (Some(s), _) => format!("exit status {s}"),
+            (None, _) => format!("no exit status (QEMU status {:?})", o.qemu_status),
+        }
+    );
+    Ok(match o.exit_status {
+        Some(0) if !o.panicked => ExitCode::SUCCESS,
+        Some(s) if !o.panicked => ExitCode::from(s.min(255) as u8),
+        _ => ExitCode::FAILURE,
+    })
+}
