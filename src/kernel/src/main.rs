@@ -20,6 +20,7 @@ pub mod irq;
 pub mod ktest;
 pub mod mm;
 pub mod panic;
+pub mod pci;
 pub mod percpu;
 pub mod sched;
 pub mod smp;
@@ -110,6 +111,7 @@ extern "C" fn cairn_start_bsp(start_info_phys: u64) -> ! {
             arg: 0,
         },
     );
+    pci::init();
     if args.list_tests {
         ktest::list();
         panic::exit(0);

@@ -12,6 +12,7 @@ use crate::println;
 
 mod basic;
 mod negative;
+mod pci;
 mod sched;
 mod smp;
 pub mod util;
@@ -37,6 +38,7 @@ fn catalogue() -> impl Iterator<Item = &'static KernelTest> {
         .iter()
         .chain(smp::TESTS)
         .chain(sched::TESTS)
+        .chain(pci::TESTS)
         .chain(negative::TESTS)
 }
 
