@@ -41,7 +41,11 @@ pub fn start_aps(madt: &Madt) -> usize {
         crate::debug!("starting CPU {index} (APIC id {})", p.apic_id);
         AP_ALIVE.store(false, Ordering::SeqCst);
         cairn_pc::smp::send_init(p.apic_id);
-        crate::time::delay_us(10_000);
+        // The 10 ms INIT settle time is for real processors; virtual CPUs
+        // (CPUID's hypervisor bit) take the start-up IPI at once.
+        if !cairn_pc::cpu::features().hypervisor {
+            crate::time::delay_us(10_000);
+        }
         let r = cairn_pc::smp::start(
             p.apic_id,
             ap_entry,
