@@ -7,9 +7,11 @@
 //! with 2 MiB pages. They live only until the kernel loads its own tables
 //! (the bootstrap CPU right after entry; each AP on arrival).
 //!
-//! The bootstrap CPU enters Rust at `cairn_start_bsp(start_info_phys)`, an
-//! AP at `cairn_start_ap(arg)` with the stack the mailbox names; both are
-//! defined by the kernel crate. Interrupts are off on entry; no locks.
+//! The bootstrap CPU enters Rust at `cairn_start_bsp(start_info_phys)`. An
+//! AP leaves the trampoline for a stub in the kernel image (mapped by both
+//! table trees) that loads the kernel page tables before touching the stack
+//! the mailbox names, then calls the mailbox's entry with its argument.
+//! Interrupts are off on entry; no locks.
 
 use core::arch::global_asm;
 
@@ -30,6 +32,9 @@ pub mod mailbox {
     pub const ARG: usize = 0xf10;
     /// Physical address of the boot PML4 (below 4 GiB).
     pub const CR3: usize = 0xf18;
+    /// Physical address of the kernel PML4 the AP switches to before it
+    /// touches its stack.
+    pub const KERNEL_CR3: usize = 0xf20;
 }
 
 global_asm!(
@@ -106,9 +111,17 @@ tramp32:
     movl %eax, %cr4
     movl (0x8000 + 0xf18), %eax
     movl %eax, %cr3
+    movl $0x80000001, %eax
+    cpuid
+    xorl %esi, %esi
+    testl $(1 << 20), %edx
+    jz 5f
+    movl $0x800, %esi
+5:
     movl $0xc0000080, %ecx
     rdmsr
     orl $0x100, %eax
+    orl %esi, %eax
     wrmsr
     movl %cr0, %eax
     orl $0x80010001, %eax
@@ -126,11 +139,9 @@ tramp64:
     movq (0x8000 + 0xf00), %rsp
     movq (0x8000 + 0xf10), %rdi
     movq (0x8000 + 0xf08), %rax
-    xorl %ebp, %ebp
-    callq *%rax
-4:
-    hlt
-    jmp 4b
+    movq (0x8000 + 0xf20), %rbx
+    movabsq $ap_high_entry, %rcx
+    jmpq *%rcx
     .p2align 3
 tramp_gdt:
     .quad 0
@@ -142,7 +153,17 @@ tramp_gdt_ptr:
     .word tramp_gdt_end - tramp_gdt - 1
     .long tramp_gdt - ap_trampoline_start + 0x8000
 ap_trampoline_end:
+
     .text
+    .code64
+    .global ap_high_entry
+ap_high_entry:
+    movq %rbx, %cr3
+    xorl %ebp, %ebp
+    callq *%rax
+4:
+    hlt
+    jmp 4b
     .section .boot32.text, "ax"
     .code32
     .global pvh_start32

@@ -33,14 +33,15 @@ pub fn send_init(apic_id: u32) {
 }
 
 /// Starts the AP `apic_id`, already INIT'ed: it will call
-/// `entry(arg)` on the stack whose top is `stack_top`, running on the boot
-/// page tables. `delay_us` busy-waits; `alive` says whether the AP has
+/// `entry(arg)` on the stack whose top is `stack_top`, on the page tables
+/// rooted at `kernel_cr3`. `delay_us` busy-waits; `alive` says whether the AP has
 /// reported in.
 pub fn start(
     apic_id: u32,
     entry: extern "C" fn(u64) -> !,
     arg: u64,
     stack_top: u64,
+    kernel_cr3: u64,
     virt: &impl Fn(u64) -> u64,
     delay_us: &impl Fn(u64),
     alive: &impl Fn() -> bool,
@@ -55,6 +56,7 @@ pub fn start(
     put(mailbox::ENTRY, entry as *const () as u64);
     put(mailbox::ARG, arg);
     put(mailbox::CR3, boot_pml4_phys());
+    put(mailbox::KERNEL_CR3, kernel_cr3);
     let vector = (TRAMPOLINE_PHYS >> 12) as u8;
     for _ in 0..2 {
         apic::send_startup(apic_id, vector);

@@ -59,6 +59,7 @@ extern "C" fn cairn_start_bsp(start_info_phys: u64) -> ! {
         console::set_level(l);
     }
     mm::kernel_map::init(info.regions());
+    heaps::init(info.regions());
     let features = cairn_pc::cpu::features();
     let xapic_virt = if features.x2apic {
         0

@@ -51,6 +51,7 @@ pub fn start_aps(madt: &Madt) -> usize {
             ap_entry,
             index as u64,
             top,
+            crate::mm::kernel_map::kernel_root(),
             &crate::mm::phys_to_virt,
             &crate::time::delay_us,
             &|| AP_ALIVE.load(Ordering::SeqCst),
@@ -73,11 +74,11 @@ pub fn start_aps(madt: &Madt) -> usize {
 }
 
 extern "C" fn ap_entry(index: u64) -> ! {
-    // Per-CPU data first: every lock and the context query reach it
-    // through GS. Then the kernel tables, which map the local APIC.
+    // The trampoline stub already loaded the kernel tables (our stack lives
+    // in a heap window). Per-CPU data first: every lock and the context
+    // query reach it through GS.
     percpu::install(index as usize, 0);
     crate::mm::kernel_map::enable_cpu_features();
-    crate::mm::kernel_map::load_on_this_cpu();
     crate::cpu_local_init();
     this_cpu()
         .apic_id

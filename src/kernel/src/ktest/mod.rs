@@ -11,6 +11,7 @@ use crate::panic::exit;
 use crate::println;
 
 mod basic;
+mod heap;
 mod negative;
 mod pci;
 mod sched;
@@ -38,6 +39,7 @@ fn catalogue() -> impl Iterator<Item = &'static KernelTest> {
         .iter()
         .chain(smp::TESTS)
         .chain(sched::TESTS)
+        .chain(heap::TESTS)
         .chain(pci::TESTS)
         .chain(negative::TESTS)
 }

@@ -92,12 +92,13 @@ fn ipi() -> Result<(), String> {
     Ok(())
 }
 
-const TEST_PAGE: u64 = cairn_pc::paging::KERNEL_VIRT_BASE + 0x7f_0000_0000;
+static TEST_PAGE_ADDR: AtomicU64 = AtomicU64::new(0);
 static SEEN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 fn read_test_page(_: usize) {
     let me = crate::percpu::this_cpu().index();
-    let v = cairn_pc::fixup::probe_read(TEST_PAGE).map_or(0xff, u64::from);
+    let v =
+        cairn_pc::fixup::probe_read(TEST_PAGE_ADDR.load(Ordering::Acquire)).map_or(0xff, u64::from);
     SEEN[me].store(v | 0x100, Ordering::Release);
 }
 
@@ -130,7 +131,9 @@ fn tlb_shootdown() -> Result<(), String> {
         .map(|f| crate::mm::virt_to_phys(f.0.as_ptr() as u64).ok_or("no frame"))
         .collect::<Result<_, _>>()?;
     let f = flags::WRITABLE | flags::NO_EXECUTE;
-    crate::mm::kernel_map::map_page(TEST_PAGE, phys[0], f).map_err(|e| format!("{e:?}"))?;
+    let test_page = crate::heaps::virtual_pages(1).ok_or("no virtual page")?;
+    TEST_PAGE_ADDR.store(test_page, Ordering::Release);
+    crate::mm::kernel_map::map_page(test_page, phys[0], f).map_err(|e| format!("{e:?}"))?;
     let before: u64 = cpus()
         .iter()
         .map(|c| c.tlb_shootdowns.load(Ordering::Relaxed))
@@ -144,8 +147,8 @@ fn tlb_shootdown() -> Result<(), String> {
                 "round {round}: CPUs read {seen:x?}, expected {want:#x}"
             ));
         }
-        crate::mm::kernel_map::unmap_page(TEST_PAGE).ok_or("test page vanished")?;
-        crate::mm::kernel_map::map_page(TEST_PAGE, phys[next], f).map_err(|e| format!("{e:?}"))?;
+        crate::mm::kernel_map::unmap_page(test_page).ok_or("test page vanished")?;
+        crate::mm::kernel_map::map_page(test_page, phys[next], f).map_err(|e| format!("{e:?}"))?;
         crate::smp::shootdown();
     }
     let after: u64 = cpus()
@@ -160,7 +163,8 @@ fn tlb_shootdown() -> Result<(), String> {
             10 * others
         ));
     }
-    crate::mm::kernel_map::unmap_page(TEST_PAGE);
+    crate::mm::kernel_map::unmap_page(test_page);
     crate::smp::shootdown();
+    crate::heaps::free_virtual_pages(test_page, 1);
     Ok(())
 }

@@ -157,14 +157,6 @@ pub fn enable_cpu_features() {
     }
 }
 
-/// Loads the kernel tables on an AP (after [`enable_cpu_features`]).
-pub fn load_on_this_cpu() {
-    let root = kernel_root();
-    // SAFETY: the kernel tables map everything the boot tables mapped that
-    // the AP uses from here on (kernel image, its stack, per-CPU data).
-    unsafe { cairn_pc::cpu::write_cr3(root) };
-}
-
 static KERNEL_ROOT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// Physical address of the kernel PML4.
@@ -227,6 +219,14 @@ pub fn map_page(virt: u64, phys: u64, page_flags: u64) -> Result<(), MapError> {
     let k = k.as_mut().expect("kernel page tables not built");
     k.tables
         .map(&mut k.frames, virt, phys, PageSize::Size4K, page_flags)
+}
+
+/// Maps one 2 MiB kernel page.
+pub fn map_huge_page(virt: u64, phys: u64, page_flags: u64) -> Result<(), MapError> {
+    let mut k = KERNEL_TABLES.lock();
+    let k = k.as_mut().expect("kernel page tables not built");
+    k.tables
+        .map(&mut k.frames, virt, phys, PageSize::Size2M, page_flags)
 }
 
 /// Unmaps one 4 KiB kernel page, returning its frame. The caller shoots

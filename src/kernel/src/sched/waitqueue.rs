@@ -40,9 +40,10 @@ impl WaitQueue {
             }
             let me = current().expect("wait_until outside a thread");
             me.switch.prepare_block();
-            // Room is made here, under the kernel lock: a waker in bh
-            // context only pops, so it never frees or grows the buffer.
-            sleepers.push_back(me);
+            // The buffer grows here, under the kernel lock, but may be freed
+            // in bh context (a wait queue inside an object whose last
+            // reference a completion drops): allocate it bh-safe.
+            cairn_sync::cpu::bh_safe_alloc(|| sleepers.push_back(me));
             drop(sleepers);
             block_current();
         }
