@@ -38,6 +38,8 @@ struct KernelTest {
     smp: Vec<usize>,
     /// `None`: must pass; `Some(text)`: must panic with `text`.
     panic: Option<String>,
+    /// Must end with this exit status (instead of passing).
+    exit: Option<u32>,
 }
 
 fn parse_catalogue(serial: &str) -> Vec<KernelTest> {
@@ -55,7 +57,13 @@ fn parse_catalogue(serial: &str) -> Vec<KernelTest> {
                 .collect();
             let expect = words.next()?.strip_prefix("expect=")?;
             let panic = expect.strip_prefix("panic:").map(str::to_string);
-            Some(KernelTest { name, smp, panic })
+            let exit = expect.strip_prefix("exit:").and_then(|s| s.parse().ok());
+            Some(KernelTest {
+                name,
+                smp,
+                panic,
+                exit,
+            })
         })
         .collect()
 }
@@ -132,6 +140,18 @@ fn run_loom(pkg: &str, test: &str) -> Result<()> {
 fn judge(t: &KernelTest, o: &Outcome) -> Result<()> {
     if o.timed_out {
         return Err("timed out (hang)".into());
+    }
+    if let Some(status) = t.exit {
+        return if o.exited_with(status) {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected exit status {status}, got {:?} (QEMU status {:?}{})",
+                o.exit_status,
+                o.qemu_status,
+                if o.panicked { ", kernel panic" } else { "" }
+            ))
+        };
     }
     match &t.panic {
         None if o.exited_with(0) => Ok(()),
@@ -221,6 +241,7 @@ fn kernel_tests(a: &TestArgs, report: &mut Report) -> Result<()> {
             name: "boot".into(),
             smp: vec![2],
             panic: None,
+            exit: None,
         };
         step(report, "ktest boot -smp 2 under KVM", judge(&t, &o));
     } else if a.filter.is_none() {

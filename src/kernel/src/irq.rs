@@ -22,6 +22,8 @@ pub const WAKEUP: u8 = 0xf1;
 pub const TLB_SHOOTDOWN: u8 = 0xf2;
 /// Spare vector for tests.
 pub const TEST: u8 = 0xf3;
+/// A user thread on this CPU should give the CPU up (preemption).
+pub const RESCHED: u8 = 0xf4;
 /// Local APIC error.
 pub const APIC_ERROR: u8 = 0xfe;
 /// Local APIC spurious interrupt.

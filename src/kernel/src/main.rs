@@ -24,9 +24,11 @@ pub mod pci;
 pub mod percpu;
 pub mod sched;
 pub mod smp;
+pub mod syscall;
 pub mod time;
 pub mod timer;
 pub mod trap;
+pub mod user;
 
 use cairn_pc::entry::KERNEL_BASE;
 use cairn_pc::start_info::StartInfo;
@@ -131,6 +133,7 @@ extern "C" fn cairn_start_bsp(start_info_phys: u64) -> ! {
 /// local APIC.
 pub fn cpu_local_init() {
     cairn_pc::apic::enable(irq::SPURIOUS, irq::APIC_ERROR);
+    user::init_cpu();
 }
 
 fn apic_error(_: usize) {

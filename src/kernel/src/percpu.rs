@@ -27,6 +27,12 @@ pub struct IstStack(pub [u8; IST_STACK_SIZE]);
 pub struct PerCpu {
     /// Address of this struct (read through `gs:[0]`).
     self_ptr: AtomicPtr<PerCpu>,
+    /// The user stack pointer, saved by the syscall entry stub (at a fixed
+    /// offset the stub uses).
+    pub syscall_user_rsp: AtomicU64,
+    /// Top of the running thread's kernel stack: where the syscall stub
+    /// (and, through the TSS, an interrupt from user mode) starts.
+    pub kernel_stack_top: AtomicU64,
     /// Dense index, 0 for the bootstrap CPU.
     pub index: AtomicUsize,
     /// Local APIC id.
@@ -83,6 +89,8 @@ impl PerCpu {
     const fn new() -> Self {
         PerCpu {
             self_ptr: AtomicPtr::new(core::ptr::null_mut()),
+            syscall_user_rsp: AtomicU64::new(0),
+            kernel_stack_top: AtomicU64::new(0),
             index: AtomicUsize::new(0),
             apic_id: AtomicU32::new(0),
             online: AtomicBool::new(false),
@@ -114,9 +122,11 @@ impl PerCpu {
         self.apic_id.load(Ordering::Relaxed)
     }
 
-    /// Points this CPU's TSS `rsp0` (the stack used on entry from user
-    /// mode) at `top`. Only the owning CPU calls it.
+    /// Points the stack used on entry from user mode (TSS `rsp0` for
+    /// interrupts, the syscall stub's slot) at `top`. Only the owning CPU
+    /// calls it, when it switches to a user thread.
     pub fn set_kernel_entry_stack(&self, top: u64) {
+        self.kernel_stack_top.store(top, Ordering::Relaxed);
         // SAFETY: the TSS belongs to the calling CPU (this is `this_cpu()`);
         // the hardware reads rsp0 only on a privilege change, which cannot
         // happen on this CPU while it executes this kernel code.

@@ -4,8 +4,8 @@
 //! * Exceptions: a fault at an instruction registered in the fix-up table
 //!   resumes at its fix-up address (the fault is recorded per CPU for the
 //!   caller); any other kernel exception is reported (vector, error code,
-//!   RIP, CR2, all registers) and panics. User-mode exceptions are the
-//!   syscall layer's (not built yet): they panic too.
+//!   RIP, CR2, all registers) and panics. User-mode exceptions go to
+//!   `user::exception` (page faults, fatal signals).
 //! * Interrupts: the irq depth is raised (irq context), the vector's handler
 //!   runs, the local APIC gets its EOI.
 //!
@@ -55,7 +55,11 @@ extern "C" fn cairn_trap(frame: &mut TrapFrame) {
     let cpu = this_cpu();
     let v = frame.vector as u8;
     if v < vector::FIRST_EXTERNAL {
-        exception(frame);
+        if frame.from_user() {
+            crate::user::exception(frame);
+        } else {
+            exception(frame);
+        }
         return;
     }
     cpu.irq_depth.fetch_add(1, Ordering::Relaxed);
@@ -67,6 +71,9 @@ extern "C" fn cairn_trap(frame: &mut TrapFrame) {
         cairn_pc::apic::eoi();
     }
     cpu.irq_depth.fetch_sub(1, Ordering::Relaxed);
+    if frame.from_user() {
+        crate::user::after_interrupt();
+    }
 }
 
 fn exception(frame: &mut TrapFrame) {

@@ -129,6 +129,32 @@ impl KernelLock {
         })
     }
 
+    /// Takes the lock without a guard, for a thread coming in from user mode
+    /// (syscall, fault, preemption): the thread will either release it with
+    /// [`KernelLock::release_held`] on its way back to user mode or switch to
+    /// its CPU's run loop still holding it, where the run loop's guard
+    /// releases it.
+    #[track_caller]
+    pub fn acquire_unguarded(&self) {
+        core::mem::forget(self.lock());
+    }
+
+    /// Releases the lock this CPU holds without dropping the guard that took
+    /// it: a thread about to enter user mode under a run-loop guard. The
+    /// thread must take it back ([`KernelLock::acquire_unguarded`]) before it
+    /// returns to the run loop.
+    pub fn release_held(&self) {
+        assert!(
+            self.held_by_this_cpu(),
+            "release_held by CPU {} which does not hold the kernel lock",
+            cpu().id()
+        );
+        drop(KernelLockGuard {
+            lock: self,
+            _not_send: PhantomData,
+        });
+    }
+
     /// Whether the calling CPU holds the lock.
     pub fn held_by_this_cpu(&self) -> bool {
         self.owner.load(Ordering::Relaxed) == cpu().id()

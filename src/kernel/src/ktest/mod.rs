@@ -16,6 +16,7 @@ mod negative;
 mod pci;
 mod sched;
 mod smp;
+mod user;
 pub mod util;
 
 /// What a test must do.
@@ -24,6 +25,8 @@ pub enum Expect {
     Pass,
     /// Panic, with this text in the message.
     Panic(&'static str),
+    /// End the run with this exit status (a user program's `exit`).
+    Exit(u32),
 }
 
 pub struct KernelTest {
@@ -41,6 +44,7 @@ fn catalogue() -> impl Iterator<Item = &'static KernelTest> {
         .chain(sched::TESTS)
         .chain(heap::TESTS)
         .chain(pci::TESTS)
+        .chain(user::TESTS)
         .chain(negative::TESTS)
 }
 
@@ -52,6 +56,7 @@ pub fn list() {
         match t.expect {
             Expect::Pass => println!("ktest {} smp={} expect=pass", t.name, smp.join(",")),
             Expect::Panic(m) => println!("ktest {} smp={} expect=panic:{m}", t.name, smp.join(",")),
+            Expect::Exit(s) => println!("ktest {} smp={} expect=exit:{s}", t.name, smp.join(",")),
         }
     }
 }

@@ -47,8 +47,11 @@ pub struct Thread {
     saved_rsp: AtomicU64,
     reason: AtomicU8,
     entry: SpinLock<Option<Box<dyn FnOnce() + Send>>>,
-    /// Times the thread was resumed on each CPU kind: last CPU index + 1.
+    /// Last CPU index + 1 that resumed the thread (0: never ran).
     last_cpu: AtomicU64,
+    /// User-mode state, for threads that run a user program.
+    pub user: Option<crate::user::UserState>,
+    stack_top: u64,
     _stack: Vec<u64>,
 }
 
@@ -97,6 +100,20 @@ unsafe extern "C" {
 impl Thread {
     /// A new runnable thread that will run `f` (not yet queued).
     pub fn new(name: &'static str, f: impl FnOnce() + Send + 'static) -> Arc<Thread> {
+        Self::with_user(name, None, f)
+    }
+
+    /// A new runnable user thread: it enters user mode with `user`'s initial
+    /// registers (not yet queued).
+    pub fn new_user(name: &'static str, user: crate::user::UserState) -> Arc<Thread> {
+        Self::with_user(name, Some(user), || crate::user::thread_start())
+    }
+
+    fn with_user(
+        name: &'static str,
+        user: Option<crate::user::UserState>,
+        f: impl FnOnce() + Send + 'static,
+    ) -> Arc<Thread> {
         let mut stack = vec![0u64; STACK_SIZE / 8];
         // Initial frame for `cairn_switch_stacks`: six callee-saved registers
         // (zero), then the return address `cairn_thread_start`. After that
@@ -115,6 +132,8 @@ impl Thread {
             reason: AtomicU8::new(SwitchReason::Yield as u8),
             entry: SpinLock::new(&ENTRY_CLASS, Some(Box::new(f))),
             last_cpu: AtomicU64::new(0),
+            user,
+            stack_top: aligned_top,
             _stack: stack,
         })
     }
@@ -165,6 +184,9 @@ pub(super) fn run(t: Arc<Thread>) {
     let cpu = this_cpu();
     t.switch.claim();
     t.last_cpu.store(cpu.index() as u64 + 1, Ordering::Relaxed);
+    if let Some(u) = &t.user {
+        u.switch_in(t.stack_top);
+    }
     let raw = Arc::into_raw(t);
     cpu.current_thread.store(raw as *mut (), Ordering::Relaxed);
     // SAFETY: `raw` came from `Arc::into_raw` just above.
@@ -178,6 +200,9 @@ pub(super) fn run(t: Arc<Thread>) {
         .store(core::ptr::null_mut(), Ordering::Relaxed);
     // SAFETY: the pointer stored above; this reclaims its strong count.
     let t = unsafe { Arc::from_raw(raw) };
+    if let Some(u) = &t.user {
+        u.switch_out();
+    }
     t.switch.switched_out();
     match t.reason.load(Ordering::Relaxed) {
         r if r == SwitchReason::Yield as u8 => runqueue().enqueue(Runnable::Thread(t)),

@@ -1,0 +1,193 @@
+//! User threads: the state a thread keeps for user mode (registers of its
+//! first entry, x87/SSE state, FS base, thread id), switching that state
+//! with the thread, and every way back into the kernel from user mode
+//! (syscall, exception, interrupt, preemption).
+//!
+//! A user thread is a kernel thread whose body enters user mode. Coming in,
+//! it takes the kernel lock (`acquire_unguarded`); going out, it releases it
+//! (`release_held`); a thread that blocks or yields in between switches to
+//! its run loop with the lock held, as every thread does. Its kernel stack
+//! is empty while it runs user code, so the syscall stub and the TSS start
+//! at its top.
+//!
+//! Contexts: the entry points run in the thread's own context; switch-in and
+//! switch-out hooks run in the run loop under the kernel lock.
+//!
+//! Locks: `user.fpu` (a leaf, taken only by the CPU switching the thread).
+
+pub mod entry;
+pub mod fpu;
+
+use crate::percpu::this_cpu;
+use crate::sched::KERNEL_LOCK;
+use cairn_pc::cpu::{msr, wrmsr};
+use cairn_pc::idt::TrapFrame;
+use cairn_sync::{LockClass, SpinLock};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+pub use entry::UserRegs;
+use fpu::FpuState;
+
+static FPU_CLASS: LockClass = LockClass::new("user.fpu");
+static INITIAL_CLASS: LockClass = LockClass::new("user.initial_regs");
+
+/// What a thread keeps for user mode.
+pub struct UserState {
+    pub tid: u32,
+    /// FS base (TLS), set by `arch_prctl` or `clone(CLONE_SETTLS)`.
+    pub fs_base: AtomicU64,
+    /// `set_tid_address` / `CLONE_CHILD_CLEARTID`: cleared and futex-woken
+    /// at thread exit.
+    pub clear_child_tid: AtomicU64,
+    fpu: SpinLock<FpuState>,
+    /// Registers of the first entry into user mode.
+    initial: SpinLock<Option<UserRegs>>,
+}
+
+impl UserState {
+    pub fn new(tid: u32, initial: UserRegs, fs_base: u64) -> UserState {
+        UserState {
+            tid,
+            fs_base: AtomicU64::new(fs_base),
+            clear_child_tid: AtomicU64::new(0),
+            fpu: SpinLock::new(&FPU_CLASS, FpuState::initial()),
+            initial: SpinLock::new(&INITIAL_CLASS, Some(initial)),
+        }
+    }
+
+    /// The run loop is about to resume the thread on this CPU.
+    pub fn switch_in(&self, kernel_stack_top: u64) {
+        self.fpu.lock().restore();
+        // SAFETY: FS_BASE only affects user-mode FS-relative accesses (the
+        // kernel uses GS); the value is the thread's own.
+        unsafe {
+            wrmsr(msr::FS_BASE, self.fs_base.load(Ordering::Relaxed));
+            // The user's GS base, swapped in by `swapgs` on the way out.
+            wrmsr(msr::KERNEL_GS_BASE, 0);
+        }
+        this_cpu().set_kernel_entry_stack(kernel_stack_top);
+    }
+
+    /// The thread has left this CPU.
+    pub fn switch_out(&self) {
+        self.fpu.lock().save();
+    }
+}
+
+/// Set per CPU when a user thread there should give its CPU up at its next
+/// return to user mode (the reschedule IPI sets it).
+static NEED_RESCHED: [AtomicBool; cairn_pc::acpi::MAX_CPUS] =
+    [const { AtomicBool::new(false) }; cairn_pc::acpi::MAX_CPUS];
+
+/// The reschedule IPI's handler (irq context).
+pub fn resched_interrupt(_: usize) {
+    NEED_RESCHED[this_cpu().index()].store(true, Ordering::Relaxed);
+}
+
+/// Body of every user thread: enter user mode with the thread's initial
+/// registers (kernel-lock context, on the thread's own stack).
+pub fn thread_start() -> ! {
+    let regs = {
+        let t = crate::sched::thread::current().expect("user thread without a thread");
+        let u = t.user.as_ref().expect("thread_start on a kernel thread");
+        let r = u.initial.lock().take().expect("user thread started twice");
+        r
+    };
+    return_to_user(regs)
+}
+
+/// Leaves the kernel for user mode with `regs`: releases the kernel lock
+/// and enters user mode from a frame at the top of the thread's stack.
+fn return_to_user(regs: UserRegs) -> ! {
+    let top = this_cpu().kernel_stack_top.load(Ordering::Relaxed);
+    let frame = (top - core::mem::size_of::<UserRegs>() as u64) & !15;
+    // Everything on this stack below the frame is abandoned by the entry.
+    let frame_ptr = frame as *mut UserRegs;
+    // SAFETY: `frame` lies at the top of this thread's kernel stack (below
+    // `kernel_stack_top`), above every live frame of the current call chain
+    // (which starts lower on the same stack), and is aligned.
+    unsafe { frame_ptr.write(regs) };
+    KERNEL_LOCK.release_held();
+    // SAFETY: written just above.
+    entry::enter_user(unsafe { &*frame_ptr })
+}
+
+/// Called by the syscall stub with the saved user registers.
+#[unsafe(no_mangle)]
+extern "C" fn cairn_syscall(regs: &mut UserRegs) {
+    // Interrupts on before waiting for the lock: its holder may be waiting
+    // for this CPU to answer a TLB shoot-down.
+    cairn_pc::cpu::enable_interrupts();
+    KERNEL_LOCK.acquire_unguarded();
+    crate::syscall::dispatch(regs);
+    before_user_return();
+    cairn_pc::cpu::disable_interrupts();
+    KERNEL_LOCK.release_held();
+}
+
+/// Work due before any return to user mode, under the kernel lock: give up
+/// the CPU when asked to.
+fn before_user_return() {
+    if NEED_RESCHED[this_cpu().index()].swap(false, Ordering::Relaxed) {
+        crate::sched::thread::yield_now();
+    }
+}
+
+/// An exception taken in user mode (the trap path calls it). Page faults
+/// go to the address space; everything else is a fatal signal.
+pub fn exception(frame: &mut TrapFrame) {
+    cairn_pc::cpu::enable_interrupts();
+    KERNEL_LOCK.acquire_unguarded();
+    crate::syscall::user_exception(frame);
+    before_user_return();
+    cairn_pc::cpu::disable_interrupts();
+    KERNEL_LOCK.release_held();
+}
+
+/// An interrupt taken in user mode, after its handler ran: preempt if asked.
+pub fn after_interrupt() {
+    if NEED_RESCHED[this_cpu().index()].load(Ordering::Relaxed) {
+        cairn_pc::cpu::enable_interrupts();
+        KERNEL_LOCK.acquire_unguarded();
+        before_user_return();
+        cairn_pc::cpu::disable_interrupts();
+        KERNEL_LOCK.release_held();
+    }
+}
+
+/// Per-CPU set-up for user mode (every CPU at start-up).
+pub fn init_cpu() {
+    entry::init_cpu();
+    fpu::init_cpu();
+}
+
+/// The user range `[addr, addr + len)` is invalid (kernel half, or wraps).
+#[derive(Debug)]
+pub struct BadAddress;
+
+fn check_user_range(addr: u64, len: usize) -> Result<(), BadAddress> {
+    match addr.checked_add(len as u64) {
+        Some(end) if end <= cairn_pc::paging::USER_END => Ok(()),
+        _ => Err(BadAddress),
+    }
+}
+
+/// Copies user memory at `src` into `dst`. Faults on unmapped user pages
+/// (after demand paging) give `BadAddress`, never a kernel fault.
+pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), BadAddress> {
+    check_user_range(src, dst.len())?;
+    // SAFETY: `dst` is a kernel buffer we own; `src` is a checked user
+    // range read through the fix-up table, so a fault only ends the copy.
+    let left =
+        unsafe { cairn_pc::fixup::copy_fallible(dst.as_mut_ptr(), src as *const u8, dst.len()) };
+    if left == 0 { Ok(()) } else { Err(BadAddress) }
+}
+
+/// Copies `src` to user memory at `dst`.
+pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), BadAddress> {
+    check_user_range(dst, src.len())?;
+    // SAFETY: `dst` is a checked user range (user pages are the program's,
+    // writes there cannot corrupt the kernel), written through the fix-up
+    // table; `src` is a kernel buffer.
+    let left = unsafe { cairn_pc::fixup::copy_fallible(dst as *mut u8, src.as_ptr(), src.len()) };
+    if left == 0 { Ok(()) } else { Err(BadAddress) }
+}
