@@ -38,6 +38,8 @@ struct KernelTest {
     smp: Vec<usize>,
     /// `None`: must pass; `Some(text)`: must panic with `text`.
     panic: Option<String>,
+    /// The disk it asked for (`storage=... disk=...` words).
+    disk: Option<crate::disks::DiskSpec>,
 }
 
 fn parse_catalogue(serial: &str) -> Vec<KernelTest> {
@@ -45,7 +47,10 @@ fn parse_catalogue(serial: &str) -> Vec<KernelTest> {
         .lines()
         .filter_map(|l| {
             let rest = l.trim().strip_prefix("ktest ")?;
-            let mut words = rest.splitn(3, ' ');
+            // `expect=` comes last (a panic text may hold spaces); words
+            // between `smp=` and it describe the test's disk.
+            let (head, expect) = rest.split_once(" expect=")?;
+            let mut words = head.split(' ');
             let name = words.next()?.to_string();
             let smp = words
                 .next()?
@@ -53,9 +58,14 @@ fn parse_catalogue(serial: &str) -> Vec<KernelTest> {
                 .split(',')
                 .filter_map(|n| n.parse().ok())
                 .collect();
-            let expect = words.next()?.strip_prefix("expect=")?;
+            let disk = crate::disks::DiskSpec::from_words(words);
             let panic = expect.strip_prefix("panic:").map(str::to_string);
-            Some(KernelTest { name, smp, panic })
+            Some(KernelTest {
+                name,
+                smp,
+                panic,
+                disk,
+            })
         })
         .collect()
 }
@@ -196,6 +206,11 @@ fn kernel_tests(a: &TestArgs, report: &mut Report) -> Result<()> {
             vm.smp = smp;
             vm.append = format!("test={}", t.name);
             vm.timeout = Duration::from_secs(a.timeout);
+            if let Some(d) = &t.disk {
+                let (machine, flags) = crate::disks::prepare(&t.name, d)?;
+                vm.machine = machine.unwrap_or("q35").into();
+                vm.extra.extend(flags);
+            }
             let o = vm.boot()?;
             let r = judge(t, &o);
             if r.is_err() {
@@ -221,6 +236,7 @@ fn kernel_tests(a: &TestArgs, report: &mut Report) -> Result<()> {
             name: "boot".into(),
             smp: vec![2],
             panic: None,
+            disk: None,
         };
         step(report, "ktest boot -smp 2 under KVM", judge(&t, &o));
     } else if a.filter.is_none() {

@@ -11,6 +11,7 @@
 
 mod bench;
 mod build;
+mod disks;
 mod ktest;
 mod qemu;
 mod setup;

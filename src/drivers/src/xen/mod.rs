@@ -1,0 +1,2 @@
+//! TODO
+pub fn detect() -> Option<&'static str> { None }
