@@ -163,7 +163,16 @@ pub fn prepare(name: &str, spec: &DiskSpec) -> Result<(Option<&'static str>, Vec
             .map_err(|e| format!("{}: {e}", rules.display()))?;
         format!("blkdebug:{}:{}", rules.display(), img.display())
     };
-    Ok(qemu_flags(spec.storage, &file))
+    let (machine, mut flags) = qemu_flags(spec.storage, &file);
+    if spec.storage == Storage::Ata {
+        // A second, small disk as the secondary channel's slave, so that
+        // the tests cover both channels and a slave drive.
+        let second = dir().join(format!("{name}-2.img"));
+        create_image(&second, 1)?;
+        flags.push("-drive".into());
+        flags.push(format!("if=ide,index=3,format=raw,file={}", second.display()));
+    }
+    Ok((machine, flags))
 }
 
 #[cfg(test)]

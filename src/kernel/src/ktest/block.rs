@@ -301,6 +301,10 @@ fn exercise(prefix: &str, mib: u64) -> Result<(), String> {
         verify(&b, i * 512, 512, *sector, 7)?;
     }
 
+    if prefix == "ata" {
+        ata_extra(&v, pages)?;
+    }
+
     // Flush.
     let st = io(&v, Request::flush);
     if st != Status::Ok {
@@ -377,6 +381,44 @@ fn errors(prefix: &str, mib: u64) -> Result<(), String> {
     let wrong = WRONG_CONTEXT.load(Ordering::Relaxed);
     if wrong != 0 {
         return Err(format!("{wrong} completion(s) ran outside bh context"));
+    }
+    Ok(())
+}
+
+/// ATA only: a PIO pass with LBA48 commands over the first MiB, and the
+/// second disk (secondary channel, slave).
+fn ata_extra(v: &Volume, pages: usize) -> Result<(), String> {
+    use cairn_drivers::ata::{FORCE_LBA48, FORCE_PIO};
+    let b = Buf::new(WINDOW * pages * PAGE)?;
+    let chunks = (2048 / (pages * 8)) as u64;
+    FORCE_PIO.store(true, Ordering::Relaxed);
+    FORCE_LBA48.store(true, Ordering::Relaxed);
+    let r = region(v, 0, chunks, pages, WINDOW, &b, 9);
+    FORCE_PIO.store(false, Ordering::Relaxed);
+    FORCE_LBA48.store(false, Ordering::Relaxed);
+    r.map_err(|e| format!("PIO/LBA48 pass: {e}"))?;
+    // The DMA/LBA28 path reads what PIO wrote.
+    region_read_only(v, chunks, pages, &b, 9)?;
+    crate::info!("{}: PIO + LBA48 pass over the first MiB verified", v.name());
+    let second = find("ata1.1")?;
+    region(&second, 0, second.sectors() / (pages as u64 * 8), pages, WINDOW, &b, 11)
+        .map_err(|e| format!("ata1.1: {e}"))?;
+    crate::info!("{}: whole disk verified (secondary channel, slave)", second.name());
+    Ok(())
+}
+
+/// Reads back chunks `0..chunks` and checks the pattern of `seed`.
+fn region_read_only(v: &Volume, chunks: u64, pages: usize, b: &Buf, seed: u64) -> Result<(), String> {
+    for c in 0..chunks {
+        let sector = c * (pages * 8) as u64;
+        let segs = segments(b, 0, pages);
+        let st = io(v, |d| Request::read(sector, &segs, d));
+        if st != Status::Ok {
+            return Err(format!("read of sector {sector}: {st:?}"));
+        }
+        for k in 0..pages {
+            verify(b, page_offset(0, pages, k), PAGE, sector + (k * 8) as u64, seed)?;
+        }
     }
     Ok(())
 }
