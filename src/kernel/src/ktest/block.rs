@@ -303,6 +303,10 @@ fn exercise(prefix: &str, mib: u64) -> Result<(), String> {
 
     if prefix == "ata" {
         ata_extra(&v, pages)?;
+        second_disk("ata1.1", pages)?;
+    }
+    if prefix == "pvscsi" {
+        second_disk("pvscsi0:2:0", pages)?;
     }
 
     // Flush.
@@ -400,10 +404,17 @@ fn ata_extra(v: &Volume, pages: usize) -> Result<(), String> {
     // The DMA/LBA28 path reads what PIO wrote.
     region_read_only(v, chunks, pages, &b, 9)?;
     crate::info!("{}: PIO + LBA48 pass over the first MiB verified", v.name());
-    let second = find("ata1.1")?;
+    Ok(())
+}
+
+/// The second disk xtask attaches (ATA: secondary channel, slave; pvscsi:
+/// target 2): written and verified whole.
+fn second_disk(name: &str, pages: usize) -> Result<(), String> {
+    let second = find(name)?;
+    let b = Buf::new(WINDOW * pages * PAGE)?;
     region(&second, 0, second.sectors() / (pages as u64 * 8), pages, WINDOW, &b, 11)
-        .map_err(|e| format!("ata1.1: {e}"))?;
-    crate::info!("{}: whole disk verified (secondary channel, slave)", second.name());
+        .map_err(|e| format!("{name}: {e}"))?;
+    crate::info!("{}: whole disk verified", second.name());
     Ok(())
 }
 
