@@ -170,14 +170,20 @@ pub fn prepare(name: &str, spec: &DiskSpec) -> Result<(Option<&'static str>, Vec
         let second = dir().join(format!("{name}-2.img"));
         create_image(&second, 1)?;
         flags.push("-drive".into());
-        flags.push(format!("if=ide,index=3,format=raw,file={}", second.display()));
+        flags.push(format!(
+            "if=ide,index=3,format=raw,file={}",
+            second.display()
+        ));
     }
     if spec.storage == Storage::Pvscsi {
         // A second, small disk as another target of the same adapter.
         let second = dir().join(format!("{name}-2.img"));
         create_image(&second, 1)?;
         flags.push("-drive".into());
-        flags.push(format!("if=none,id=d1,format=raw,file={}", second.display()));
+        flags.push(format!(
+            "if=none,id=d1,format=raw,file={}",
+            second.display()
+        ));
         flags.push("-device".into());
         flags.push("scsi-hd,bus=s0.0,drive=d1,scsi-id=2".into());
     }

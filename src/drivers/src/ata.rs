@@ -244,10 +244,17 @@ pub fn probe(f: &PciFunction) -> Vec<&'static dyn BlockDevice> {
     let mut disks: Vec<&'static dyn BlockDevice> = Vec::new();
     for ch in 0..2u8 {
         if native & (1 << (2 * ch)) != 0 {
-            crate::dlog!(Warn, "ata {a}: channel {ch} in native PCI mode: not supported");
+            crate::dlog!(
+                Warn,
+                "ata {a}: channel {ch} in native PCI mode: not supported"
+            );
             continue;
         }
-        let (base, ctrl, irq) = if ch == 0 { (0x1f0, 0x3f6, 14) } else { (0x170, 0x376, 15) };
+        let (base, ctrl, irq) = if ch == 0 {
+            (0x1f0, 0x3f6, 14)
+        } else {
+            (0x170, 0x376, 15)
+        };
         let Some(prdt) = e.dma_alloc(PRD_ENTRIES * 8) else {
             continue;
         };
@@ -317,7 +324,11 @@ pub fn probe(f: &PciFunction) -> Vec<&'static dyn BlockDevice> {
                 disk.info.model,
                 sectors,
                 if lba48 { "LBA48" } else { "LBA28" },
-                if channel.bm != 0 { "bus-master DMA" } else { "PIO only" }
+                if channel.bm != 0 {
+                    "bus-master DMA"
+                } else {
+                    "PIO only"
+                }
             );
             disks.push(disk);
             found += 1;
@@ -326,7 +337,13 @@ pub fn probe(f: &PciFunction) -> Vec<&'static dyn BlockDevice> {
             continue;
         }
         let arg = channel as *const Channel as usize;
-        match e.route_isa(irq, IrqHandler { func: interrupt, arg }) {
+        match e.route_isa(
+            irq,
+            IrqHandler {
+                func: interrupt,
+                arg,
+            },
+        ) {
             Some(_) => wb(ctrl, 0), // interrupts on
             None => crate::dlog!(Error, "ata{ch}: cannot route irq {irq}"),
         }
@@ -411,7 +428,11 @@ impl Channel {
                     bm_err = rb(self.bm + BM_STATUS) & BM_ST_ERR != 0;
                     wb(self.bm + BM_STATUS, BM_ST_ERR | BM_ST_IRQ);
                 }
-                Some(if failed || bm_err { Status::IoError } else { Status::Ok })
+                Some(if failed || bm_err {
+                    Status::IoError
+                } else {
+                    Status::Ok
+                })
             }
             Some(n) if failed => {
                 let _ = n;
@@ -493,7 +514,10 @@ impl Channel {
             wb(self.base + REG_LBA1, (lba >> 32) as u8);
             wb(self.base + REG_LBA2, (lba >> 40) as u8);
         } else {
-            wb(self.base + REG_DRIVE, 0xe0 | (drive << 4) | ((lba >> 24) as u8 & 0x0f));
+            wb(
+                self.base + REG_DRIVE,
+                0xe0 | (drive << 4) | ((lba >> 24) as u8 & 0x0f),
+            );
         }
         wb(self.base + REG_COUNT, count as u8);
         wb(self.base + REG_LBA0, lba as u8);
@@ -533,7 +557,13 @@ impl Channel {
     }
 
     /// Starts `r` on the idle channel.
-    fn issue(&self, inner: &mut ChannelInner, drive: u8, lba48: bool, r: Request) -> Result<Active, Request> {
+    fn issue(
+        &self,
+        inner: &mut ChannelInner,
+        drive: u8,
+        lba48: bool,
+        r: Request,
+    ) -> Result<Active, Request> {
         if !self.wait_not_busy(100_000) {
             return Err(r);
         }
@@ -545,7 +575,10 @@ impl Channel {
         if r.op == Op::Flush {
             wb(self.base + REG_DRIVE, 0xa0 | (drive << 4));
             self.delay400();
-            wb(self.base + REG_COMMAND, if lba48 { CMD_FLUSH_EXT } else { CMD_FLUSH });
+            wb(
+                self.base + REG_COMMAND,
+                if lba48 { CMD_FLUSH_EXT } else { CMD_FLUSH },
+            );
             return Ok(Active {
                 request: r,
                 pio_done: None,
@@ -553,7 +586,11 @@ impl Channel {
             });
         }
         let write = r.op == Op::Write;
-        let count = if r.sectors == 256 && !ext { 0 } else { r.sectors };
+        let count = if r.sectors == 256 && !ext {
+            0
+        } else {
+            r.sectors
+        };
         let dma = self.bm != 0 && !FORCE_PIO.load(Ordering::Relaxed) && self.fill_prdt(inner, &r);
         self.task_file(drive, ext, r.sector, count);
         if dma {
@@ -570,7 +607,10 @@ impl Channel {
                 (true, true) => CMD_WRITE_DMA_EXT,
             };
             wb(self.base + REG_COMMAND, cmd);
-            wb(self.bm + BM_COMMAND, (if write { 0 } else { BM_READ }) | BM_START);
+            wb(
+                self.bm + BM_COMMAND,
+                (if write { 0 } else { BM_READ }) | BM_START,
+            );
             return Ok(Active {
                 request: r,
                 pio_done: None,
@@ -608,13 +648,15 @@ impl BlockDevice for AtaDisk {
         let ch = self.channel;
         Stats::count(&ch.stats.submitted);
         let arg = ch as *const Channel as usize;
-        let check = r.check(self.info.sectors, self.info.max_segments).and_then(|()| {
-            if r.sectors > u64::from(self.info.max_sectors) {
-                Err(Status::Unsupported)
-            } else {
-                Ok(())
-            }
-        });
+        let check = r
+            .check(self.info.sectors, self.info.max_segments)
+            .and_then(|()| {
+                if r.sectors > u64::from(self.info.max_sectors) {
+                    Err(Status::Unsupported)
+                } else {
+                    Ok(())
+                }
+            });
         let mut inner = ch.inner.lock();
         if let Err(st) = check {
             bh_safe_alloc(|| inner.done.push_back((r, st)));

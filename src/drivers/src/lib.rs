@@ -146,7 +146,13 @@ pub(crate) fn name(prefix: &str, rest: core::fmt::Arguments<'_>) -> alloc::strin
 pub(crate) fn ascii(bytes: &[u8]) -> alloc::string::String {
     let s: alloc::string::String = bytes
         .iter()
-        .map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { ' ' })
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                ' '
+            }
+        })
         .collect();
     alloc::string::String::from(s.trim())
 }

@@ -185,7 +185,10 @@ impl Inner {
 
     fn slot_page(&self, slot: u16) -> (u64, u64) {
         let off = usize::from(slot) * 4096;
-        (self.slot_mem.phys + off as u64, self.slot_mem.virt + off as u64)
+        (
+            self.slot_mem.phys + off as u64,
+            self.slot_mem.virt + off as u64,
+        )
     }
 
     /// Writes a request descriptor for `slot` and publishes it; whether
@@ -266,7 +269,9 @@ impl Inner {
         let (_, virt) = self.slot_page(slot);
         // SAFETY: the sense area of this slot's page, written by the device
         // for the command that just completed.
-        let s = unsafe { core::slice::from_raw_parts((virt + SENSE_OFF as u64) as *const u8, SENSE_LEN) };
+        let s = unsafe {
+            core::slice::from_raw_parts((virt + SENSE_OFF as u64) as *const u8, SENSE_LEN)
+        };
         match s[0] & 0x7f {
             0x72 | 0x73 => (s[1] & 0xf, s[2], s[3]),
             _ => (s[2] & 0xf, s[12], s[13]),
@@ -299,6 +304,9 @@ fn cdb_for(r: &Request) -> ([u8; 16], u8) {
     }
 }
 
+/// A probe command's (host status, SCSI status, sense, data address).
+type PollResult = (u16, u16, (u8, u8, u8), u64);
+
 /// Outcome of a command from its completion.
 fn outcome(host: u16, scsi: u16, sense: (u8, u8, u8)) -> Result<(), (Status, bool)> {
     if !matches!(host, BTSTAT_SUCCESS | BTSTAT_LINKED | BTSTAT_LINKED_FLAG) {
@@ -318,7 +326,14 @@ fn outcome(host: u16, scsi: u16, sense: (u8, u8, u8)) -> Result<(), (Status, boo
 impl Adapter {
     /// Runs one command synchronously by polling (probe only, interrupts
     /// masked): (host status, SCSI status, sense).
-    fn poll(&self, target: u8, lun: u8, cdb: &[u8], dir: u32, len: usize) -> Option<(u16, u16, (u8, u8, u8), u64)> {
+    fn poll(
+        &self,
+        target: u8,
+        lun: u8,
+        cdb: &[u8],
+        dir: u32,
+        len: usize,
+    ) -> Option<PollResult> {
         let mut inner = self.inner.lock();
         let (phys, virt) = inner.slot_page(0);
         let mut c = [0u8; 16];
@@ -332,7 +347,14 @@ impl Adapter {
             buffer: (len > 0).then_some(phys + DATA_OFF as u64),
         };
         let rw = inner.post(0, target, lun, &cmd);
-        self.write_reg(if rw { REG_KICK_RW_IO } else { REG_KICK_NON_RW_IO }, 0);
+        self.write_reg(
+            if rw {
+                REG_KICK_RW_IO
+            } else {
+                REG_KICK_NON_RW_IO
+            },
+            0,
+        );
         let e = env();
         let end = e.now_ns() + 2_000_000_000;
         loop {
@@ -349,7 +371,14 @@ impl Adapter {
     }
 
     /// Puts a request on the ring in a free slot; gives it back if none.
-    fn issue(&self, inner: &mut Inner, target: u8, lun: u8, retries: u8, r: Request) -> Result<bool, Request> {
+    fn issue(
+        &self,
+        inner: &mut Inner,
+        target: u8,
+        lun: u8,
+        retries: u8,
+        r: Request,
+    ) -> Result<bool, Request> {
         let Some(slot) = inner.free.pop() else {
             return Err(r);
         };
@@ -381,8 +410,16 @@ impl Adapter {
         let mut inner = self.inner.lock();
         let mut retry = false;
         while let Some((slot, host, scsi, sense_len)) = inner.next_completion() {
-            let Some(s) = inner.slots.get_mut(usize::from(slot)).and_then(Option::take) else {
-                crate::dlog!(Error, "pvscsi{}: completion for idle slot {slot}", self.index);
+            let Some(s) = inner
+                .slots
+                .get_mut(usize::from(slot))
+                .and_then(Option::take)
+            else {
+                crate::dlog!(
+                    Error,
+                    "pvscsi{}: completion for idle slot {slot}",
+                    self.index
+                );
                 continue;
             };
             inner.free.push(slot);
@@ -538,7 +575,9 @@ pub fn probe(f: &PciFunction, index: usize) -> Result<Vec<&'static dyn BlockDevi
     let mut disks: Vec<&'static dyn BlockDevice> = Vec::new();
     for target in 0..MAX_TARGETS {
         let lun = 0;
-        let Some((host, scsi, _, data)) = adapter.poll(target, lun, &[0x12, 0, 0, 0, 96, 0], FLAG_DIR_TOHOST, 96) else {
+        let Some((host, scsi, _, data)) =
+            adapter.poll(target, lun, &[0x12, 0, 0, 0, 96, 0], FLAG_DIR_TOHOST, 96)
+        else {
             return Err("INQUIRY timed out");
         };
         if host == BTSTAT_SELTIMEO || host != BTSTAT_SUCCESS || scsi != SDSTAT_GOOD {
@@ -562,7 +601,9 @@ pub fn probe(f: &PciFunction, index: usize) -> Result<Vec<&'static dyn BlockDevi
         let mut cap = None;
         for _ in 0..3 {
             let rc16 = [0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0];
-            if let Some((BTSTAT_SUCCESS, SDSTAT_GOOD, _, data)) = adapter.poll(target, lun, &rc16, FLAG_DIR_TOHOST, 32) {
+            if let Some((BTSTAT_SUCCESS, SDSTAT_GOOD, _, data)) =
+                adapter.poll(target, lun, &rc16, FLAG_DIR_TOHOST, 32)
+            {
                 // SAFETY: slot 0's probe buffer, just filled.
                 let b = unsafe { core::slice::from_raw_parts(data as *const u8, 32) };
                 let last = u64::from_be_bytes(b[0..8].try_into().unwrap_or([0; 8]));
@@ -576,7 +617,10 @@ pub fn probe(f: &PciFunction, index: usize) -> Result<Vec<&'static dyn BlockDevi
             continue;
         };
         if block as usize != SECTOR_SIZE {
-            crate::dlog!(Warn, "pvscsi{index}:{target}:{lun}: {block}-byte blocks not supported");
+            crate::dlog!(
+                Warn,
+                "pvscsi{index}:{target}:{lun}: {block}-byte blocks not supported"
+            );
             continue;
         }
         let disk: &'static ScsiDisk = bh_safe_alloc(|| {
@@ -595,11 +639,17 @@ pub fn probe(f: &PciFunction, index: usize) -> Result<Vec<&'static dyn BlockDevi
                 lun,
             }))
         });
-        crate::dlog!(Info, "pvscsi{index}:{target}:{lun}: \"{model}\", {blocks} sectors");
+        crate::dlog!(
+            Info,
+            "pvscsi{index}:{target}:{lun}: \"{model}\", {blocks} sectors"
+        );
         disks.push(disk);
     }
     let arg = adapter as *const Adapter as usize;
-    let h = IrqHandler { func: interrupt, arg };
+    let h = IrqHandler {
+        func: interrupt,
+        arg,
+    };
     let mut how = None;
     if let Some(v) = e.alloc_vector(h) {
         let mut ok = false;
@@ -610,7 +660,9 @@ pub fn probe(f: &PciFunction, index: usize) -> Result<Vec<&'static dyn BlockDevi
         }
     }
     if how.is_none() {
-        let v = e.route_pci_intx(f.interrupt_line, h).ok_or("cannot route INTx")?;
+        let v = e
+            .route_pci_intx(f.interrupt_line, h)
+            .ok_or("cannot route INTx")?;
         how = Some(crate::name("INTx vector ", format_args!("{v:#x}")));
     }
     adapter.live.store(true, Ordering::Release);
@@ -633,13 +685,15 @@ impl BlockDevice for ScsiDisk {
         let a = self.adapter;
         Stats::count(&a.stats.submitted);
         let arg = a as *const Adapter as usize;
-        let check = r.check(self.info.sectors, self.info.max_segments).and_then(|()| {
-            if r.sectors > u64::from(self.info.max_sectors) {
-                Err(Status::Unsupported)
-            } else {
-                Ok(())
-            }
-        });
+        let check = r
+            .check(self.info.sectors, self.info.max_segments)
+            .and_then(|()| {
+                if r.sectors > u64::from(self.info.max_sectors) {
+                    Err(Status::Unsupported)
+                } else {
+                    Ok(())
+                }
+            });
         let mut inner = a.inner.lock();
         if let Err(st) = check {
             bh_safe_alloc(|| inner.done.push_back((r, st)));
@@ -655,7 +709,14 @@ impl BlockDevice for ScsiDisk {
         match a.issue(&mut inner, self.target, self.lun, RETRIES, r) {
             Ok(rw) => {
                 drop(inner);
-                a.write_reg(if rw { REG_KICK_RW_IO } else { REG_KICK_NON_RW_IO }, 0);
+                a.write_reg(
+                    if rw {
+                        REG_KICK_RW_IO
+                    } else {
+                        REG_KICK_NON_RW_IO
+                    },
+                    0,
+                );
             }
             Err(r) => {
                 Stats::count(&a.stats.queued);

@@ -155,7 +155,8 @@ fn pci_address(f: DeviceFunction) -> PciAddress {
 
 /// Whether `f` is a virtio block device.
 pub fn matches(f: &PciFunction) -> bool {
-    f.vendor == VIRTIO_VENDOR && (f.device == VIRTIO_BLK_MODERN || f.device == VIRTIO_BLK_TRANSITIONAL)
+    f.vendor == VIRTIO_VENDOR
+        && (f.device == VIRTIO_BLK_MODERN || f.device == VIRTIO_BLK_TRANSITIONAL)
 }
 
 struct Inner {
@@ -276,10 +277,11 @@ pub fn probe(f: &PciFunction, index: usize) -> Result<&'static VirtioBlk, &'stat
         return Err("only 512-byte logical blocks are supported");
     }
     let indirect = features.contains(Features::RING_INDIRECT_DESC);
-    let queue = bh_safe_alloc(|| VirtQueue::<EnvHal, RING>::new(&mut transport, 0, indirect, false))
-        .map_err(|_| "virtqueue set-up failed")?;
-    let common = map_cap(a, virtio_cap(a, CAP_COMMON).ok_or("no common cfg")?)
-        .ok_or("common cfg BAR")?;
+    let queue =
+        bh_safe_alloc(|| VirtQueue::<EnvHal, RING>::new(&mut transport, 0, indirect, false))
+            .map_err(|_| "virtqueue set-up failed")?;
+    let common =
+        map_cap(a, virtio_cap(a, CAP_COMMON).ok_or("no common cfg")?).ok_or("common cfg BAR")?;
     let isr = map_cap(a, virtio_cap(a, CAP_ISR).ok_or("no ISR cfg")?).ok_or("ISR BAR")?;
     let cmd_mem = e.dma_alloc(DEPTH * SLOT_BYTES).ok_or("no DMA memory")?;
     // The device lives for the rest of the run: its address is the
@@ -292,7 +294,11 @@ pub fn probe(f: &PciFunction, index: usize) -> Result<&'static VirtioBlk, &'stat
                 model: crate::name("virtio-blk ", format_args!("{a}")),
                 sectors: capacity,
                 queue_depth: DEPTH as u32,
-                max_segments: if indirect { max_segments } else { max_segments.min(8) },
+                max_segments: if indirect {
+                    max_segments
+                } else {
+                    max_segments.min(8)
+                },
                 max_sectors: MAX_SECTORS,
                 flush: features.contains(Features::FLUSH),
             },
@@ -341,7 +347,10 @@ pub fn probe(f: &PciFunction, index: usize) -> Result<&'static VirtioBlk, &'stat
             let v = e
                 .route_pci_intx(f.interrupt_line, handler)
                 .ok_or("cannot route INTx")?;
-            crate::name("INTx irq ", format_args!("{} vector {v:#x}", f.interrupt_line))
+            crate::name(
+                "INTx irq ",
+                format_args!("{} vector {v:#x}", f.interrupt_line),
+            )
         }
     };
     dev.inner.lock().transport.finish_init();
@@ -556,13 +565,15 @@ impl BlockDevice for VirtioBlk {
     fn submit(&self, r: Request) {
         Stats::count(&self.stats.submitted);
         let arg = self as *const VirtioBlk as usize;
-        let check = r.check(self.info.sectors, self.info.max_segments).and_then(|()| {
-            if r.sectors > u64::from(self.info.max_sectors) {
-                Err(Status::Unsupported)
-            } else {
-                Ok(())
-            }
-        });
+        let check = r
+            .check(self.info.sectors, self.info.max_segments)
+            .and_then(|()| {
+                if r.sectors > u64::from(self.info.max_sectors) {
+                    Err(Status::Unsupported)
+                } else {
+                    Ok(())
+                }
+            });
         let mut inner = self.inner.lock();
         if let Err(status) = check {
             bh_safe_alloc(|| inner.done.push_back((r, status)));

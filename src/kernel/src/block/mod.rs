@@ -23,8 +23,8 @@ pub mod env;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use cairn_block::{BlockDevice, DeviceInfo, Request, Segment, Status};
 use cairn_block::Volume;
+use cairn_block::{BlockDevice, DeviceInfo, Request, Segment, Status};
 use cairn_sync::cpu::bh_safe_alloc;
 use cairn_sync::{LockClass, SpinLock};
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -132,8 +132,11 @@ pub fn init() {
             }
         }
     }
-    if let Some(x) = cairn_drivers::xen::detect() {
-        crate::info!("xen: hypervisor {x} detected; blkfront not enabled on this platform yet");
+    if cairn_drivers::xen::detect().is_some() {
+        crate::info!("xen: hypervisor detected (blkfront has never run on a Xen host)");
+        for d in cairn_drivers::xen::init() {
+            add(d);
+        }
     }
     for d in devices() {
         scan(d);
@@ -146,9 +149,10 @@ fn scan(dev: Arc<dyn BlockDevice>) {
     let disk_sectors = dev.info().sectors;
     let mut parts = Vec::new();
     if let Some((phys, virt)) = crate::heaps::dma::alloc(4096) {
-        let st = wait_io(|done| {
-            Request::read(0, &[Segment { phys, len: 512 }], done)
-        }, &whole);
+        let st = wait_io(
+            |done| Request::read(0, &[Segment { phys, len: 512 }], done),
+            &whole,
+        );
         if st.is_ok() {
             // SAFETY: the read completed; the DMA page is ours.
             let sector0 = unsafe { &*(virt as *const [u8; 512]) };
@@ -251,7 +255,10 @@ pub fn wait_until(cond: impl FnMut() -> bool) {
 
 /// Builds a request with `make(completion)`, submits it to `volume` and
 /// sleeps until it completes.
-pub fn wait_io(make: impl FnOnce(Box<dyn FnOnce(Status) + Send>) -> Request, volume: &Volume) -> Status {
+pub fn wait_io(
+    make: impl FnOnce(Box<dyn FnOnce(Status) + Send>) -> Request,
+    volume: &Volume,
+) -> Status {
     let w = IoWait::new();
     let done: Box<dyn FnOnce(Status) + Send> = bh_safe_alloc(|| Box::new(w.completion()));
     volume.submit(make(done));

@@ -98,8 +98,7 @@ fn waiter() -> (IoWait, impl FnOnce(Status) + Send + 'static) {
 /// Submits one request built by `make` and sleeps until it ends.
 fn io(v: &Volume, make: impl FnOnce(Box<dyn FnOnce(Status) + Send>) -> Request) -> Status {
     let (w, done) = waiter();
-    let done: Box<dyn FnOnce(Status) + Send> =
-        cairn_sync::cpu::bh_safe_alloc(|| Box::new(done));
+    let done: Box<dyn FnOnce(Status) + Send> = cairn_sync::cpu::bh_safe_alloc(|| Box::new(done));
     v.submit(make(done));
     w.wait()
 }
@@ -127,11 +126,16 @@ impl Buf {
         Ok(Buf { phys, virt, bytes })
     }
 
+    // DMA memory is written by devices behind `&self` anyway; the test
+    // never holds two views of one range.
+    #[allow(clippy::mut_from_ref)]
     fn words(&self, offset: usize, bytes: usize) -> &mut [u64] {
         assert!(offset + bytes <= self.bytes);
         // SAFETY: the range lies in this buffer, which no request uses while
         // the test touches it (requests are waited for first).
-        unsafe { core::slice::from_raw_parts_mut((self.virt as usize + offset) as *mut u64, bytes / 8) }
+        unsafe {
+            core::slice::from_raw_parts_mut((self.virt as usize + offset) as *mut u64, bytes / 8)
+        }
     }
 }
 
@@ -182,7 +186,15 @@ fn page_offset(slot: usize, pages: usize, k: usize) -> usize {
 
 /// One thread's share of the whole-disk pass: chunks `first..end` of
 /// `pages` pages, `window` requests in flight.
-fn region(v: &Volume, first: u64, end: u64, pages: usize, window: usize, b: &Buf, seed: u64) -> Result<(), String> {
+fn region(
+    v: &Volume,
+    first: u64,
+    end: u64,
+    pages: usize,
+    window: usize,
+    b: &Buf,
+    seed: u64,
+) -> Result<(), String> {
     let sectors_per_chunk = (pages * PAGE / 512) as u64;
     for write in [true, false] {
         let mut chunk = first;
@@ -193,7 +205,13 @@ fn region(v: &Volume, first: u64, end: u64, pages: usize, window: usize, b: &Buf
                 let sector = c * sectors_per_chunk;
                 if write {
                     for k in 0..pages {
-                        fill(b, page_offset(slot, pages, k), PAGE, sector + (k * 8) as u64, seed);
+                        fill(
+                            b,
+                            page_offset(slot, pages, k),
+                            PAGE,
+                            sector + (k * 8) as u64,
+                            seed,
+                        );
                     }
                 }
                 let segs = segments(b, slot, pages);
@@ -221,7 +239,13 @@ fn region(v: &Volume, first: u64, end: u64, pages: usize, window: usize, b: &Buf
                 }
                 if !write {
                     for k in 0..pages {
-                        verify(b, page_offset(slot, pages, k), PAGE, sector + (k * 8) as u64, seed)?;
+                        verify(
+                            b,
+                            page_offset(slot, pages, k),
+                            PAGE,
+                            sector + (k * 8) as u64,
+                            seed,
+                        )?;
                     }
                 }
             }
@@ -241,7 +265,12 @@ fn exercise(prefix: &str, mib: u64) -> Result<(), String> {
     let v = find(prefix)?;
     let info = v.device_info().clone();
     if v.sectors() != mib * 2048 {
-        return Err(format!("{}: {} sectors, expected {}", v.name(), v.sectors(), mib * 2048));
+        return Err(format!(
+            "{}: {} sectors, expected {}",
+            v.name(),
+            v.sectors(),
+            mib * 2048
+        ));
     }
     let pages = 16usize
         .min(info.max_segments as usize)
@@ -257,9 +286,13 @@ fn exercise(prefix: &str, mib: u64) -> Result<(), String> {
     for t in 0..THREADS {
         let v = v.clone();
         let b = Buf::new(WINDOW * pages * PAGE)?;
-        let (failures, finished, first_error) = (failures.clone(), finished.clone(), first_error.clone());
+        let (failures, finished, first_error) =
+            (failures.clone(), finished.clone(), first_error.clone());
         let per = chunks.div_ceil(THREADS as u64);
-        let (first, end) = ((t as u64 * per).min(chunks), ((t as u64 + 1) * per).min(chunks));
+        let (first, end) = (
+            (t as u64 * per).min(chunks),
+            ((t as u64 + 1) * per).min(chunks),
+        );
         crate::sched::thread::spawn("blk-test", move || {
             if let Err(e) = region(&v, first, end, pages, WINDOW, &b, 7) {
                 failures.fetch_add(1, Ordering::AcqRel);
@@ -290,7 +323,14 @@ fn exercise(prefix: &str, mib: u64) -> Result<(), String> {
     for i in 0..burst {
         let (w, done) = waiter();
         let sector = (i as u64 * 37) % v.sectors();
-        v.submit(Request::read(sector, &[Segment { phys: b.phys + (i * 512) as u64, len: 512 }], done));
+        v.submit(Request::read(
+            sector,
+            &[Segment {
+                phys: b.phys + (i * 512) as u64,
+                len: 512,
+            }],
+            done,
+        ));
         waits.push((sector, w));
     }
     wait_until(|| waits.iter().all(|(_, w)| w.status().is_some()));
@@ -316,14 +356,53 @@ fn exercise(prefix: &str, mib: u64) -> Result<(), String> {
     }
 
     // Out of range and malformed requests end with an error status.
-    let one = [Segment { phys: b.phys, len: 512 }];
-    let two = [Segment { phys: b.phys, len: 1024 }];
+    let one = [Segment {
+        phys: b.phys,
+        len: 512,
+    }];
+    let two = [Segment {
+        phys: b.phys,
+        len: 1024,
+    }];
     let cases: [(&str, u64, &[Segment], bool, Status); 5] = [
-        ("read across the end", v.sectors() - 1, &two, false, Status::OutOfRange),
-        ("read at the end", v.sectors(), &one, false, Status::OutOfRange),
-        ("write far past the end", u64::MAX - 1, &two, true, Status::OutOfRange),
-        ("odd-length segment", 0, &[Segment { phys: b.phys, len: 100 }], false, Status::Unsupported),
-        ("read of the last sector", v.sectors() - 1, &one, false, Status::Ok),
+        (
+            "read across the end",
+            v.sectors() - 1,
+            &two,
+            false,
+            Status::OutOfRange,
+        ),
+        (
+            "read at the end",
+            v.sectors(),
+            &one,
+            false,
+            Status::OutOfRange,
+        ),
+        (
+            "write far past the end",
+            u64::MAX - 1,
+            &two,
+            true,
+            Status::OutOfRange,
+        ),
+        (
+            "odd-length segment",
+            0,
+            &[Segment {
+                phys: b.phys,
+                len: 100,
+            }],
+            false,
+            Status::Unsupported,
+        ),
+        (
+            "read of the last sector",
+            v.sectors() - 1,
+            &one,
+            false,
+            Status::Ok,
+        ),
     ];
     for (what, sector, segs, write, want) in cases {
         let st = io(&v, |done| {
@@ -351,7 +430,12 @@ fn errors(prefix: &str, mib: u64) -> Result<(), String> {
         return Err(format!("{}: {} sectors", v.name(), v.sectors()));
     }
     let b = Buf::new(16 * PAGE)?;
-    let seg = |pages: usize| [Segment { phys: b.phys, len: (pages * PAGE) as u32 }];
+    let seg = |pages: usize| {
+        [Segment {
+            phys: b.phys,
+            len: (pages * PAGE) as u32,
+        }]
+    };
     let check = |what: &str, st: Status, want: Status| -> Result<(), String> {
         if st == want {
             crate::info!("{}: {what}: {st:?} as expected", v.name());
@@ -361,27 +445,63 @@ fn errors(prefix: &str, mib: u64) -> Result<(), String> {
         }
     };
     fill(&b, 0, PAGE, 0, 3);
-    check("write of sectors 0..8", io(&v, |d| Request::write(0, &seg(1), d)), Status::Ok)?;
-    check("first flush (injected)", io(&v, Request::flush), Status::IoError)?;
-    check("read of sector 2048 (injected)", io(&v, |d| Request::read(BAD_READ, &seg(1), d)), Status::IoError)?;
+    check(
+        "write of sectors 0..8",
+        io(&v, |d| Request::write(0, &seg(1), d)),
+        Status::Ok,
+    )?;
+    check(
+        "first flush (injected)",
+        io(&v, Request::flush),
+        Status::IoError,
+    )?;
+    check(
+        "read of sector 2048 (injected)",
+        io(&v, |d| Request::read(BAD_READ, &seg(1), d)),
+        Status::IoError,
+    )?;
     check(
         "read of sectors 2040..2056 (injected)",
         io(&v, |d| Request::read(BAD_READ - 8, &seg(2), d)),
         Status::IoError,
     )?;
-    check("write of sector 4096 (injected)", io(&v, |d| Request::write(BAD_WRITE, &seg(1), d)), Status::IoError)?;
+    check(
+        "write of sector 4096 (injected)",
+        io(&v, |d| Request::write(BAD_WRITE, &seg(1), d)),
+        Status::IoError,
+    )?;
     // The kernel and the device carry on.
     b.words(0, PAGE).fill(0);
-    check("read of sectors 0..8", io(&v, |d| Request::read(0, &seg(1), d)), Status::Ok)?;
+    check(
+        "read of sectors 0..8",
+        io(&v, |d| Request::read(0, &seg(1), d)),
+        Status::Ok,
+    )?;
     verify(&b, 0, PAGE, 0, 3)?;
     fill(&b, 0, 4 * PAGE, 100, 4);
-    check("write of sectors 100..132", io(&v, |d| Request::write(100, &seg(4), d)), Status::Ok)?;
+    check(
+        "write of sectors 100..132",
+        io(&v, |d| Request::write(100, &seg(4), d)),
+        Status::Ok,
+    )?;
     check("second flush", io(&v, Request::flush), Status::Ok)?;
     b.words(0, 4 * PAGE).fill(0);
-    check("read of sectors 100..132", io(&v, |d| Request::read(100, &seg(4), d)), Status::Ok)?;
+    check(
+        "read of sectors 100..132",
+        io(&v, |d| Request::read(100, &seg(4), d)),
+        Status::Ok,
+    )?;
     verify(&b, 0, 4 * PAGE, 100, 4)?;
-    check("read of sector 3000", io(&v, |d| Request::read(3000, &seg(1), d)), Status::Ok)?;
-    check("read of sector 2048 again (injected)", io(&v, |d| Request::read(BAD_READ, &seg(1), d)), Status::IoError)?;
+    check(
+        "read of sector 3000",
+        io(&v, |d| Request::read(3000, &seg(1), d)),
+        Status::Ok,
+    )?;
+    check(
+        "read of sector 2048 again (injected)",
+        io(&v, |d| Request::read(BAD_READ, &seg(1), d)),
+        Status::IoError,
+    )?;
     let wrong = WRONG_CONTEXT.load(Ordering::Relaxed);
     if wrong != 0 {
         return Err(format!("{wrong} completion(s) ran outside bh context"));
@@ -412,14 +532,28 @@ fn ata_extra(v: &Volume, pages: usize) -> Result<(), String> {
 fn second_disk(name: &str, pages: usize) -> Result<(), String> {
     let second = find(name)?;
     let b = Buf::new(WINDOW * pages * PAGE)?;
-    region(&second, 0, second.sectors() / (pages as u64 * 8), pages, WINDOW, &b, 11)
-        .map_err(|e| format!("{name}: {e}"))?;
+    region(
+        &second,
+        0,
+        second.sectors() / (pages as u64 * 8),
+        pages,
+        WINDOW,
+        &b,
+        11,
+    )
+    .map_err(|e| format!("{name}: {e}"))?;
     crate::info!("{}: whole disk verified", second.name());
     Ok(())
 }
 
 /// Reads back chunks `0..chunks` and checks the pattern of `seed`.
-fn region_read_only(v: &Volume, chunks: u64, pages: usize, b: &Buf, seed: u64) -> Result<(), String> {
+fn region_read_only(
+    v: &Volume,
+    chunks: u64,
+    pages: usize,
+    b: &Buf,
+    seed: u64,
+) -> Result<(), String> {
     for c in 0..chunks {
         let sector = c * (pages * 8) as u64;
         let segs = segments(b, 0, pages);
@@ -428,7 +562,13 @@ fn region_read_only(v: &Volume, chunks: u64, pages: usize, b: &Buf, seed: u64) -
             return Err(format!("read of sector {sector}: {st:?}"));
         }
         for k in 0..pages {
-            verify(b, page_offset(0, pages, k), PAGE, sector + (k * 8) as u64, seed)?;
+            verify(
+                b,
+                page_offset(0, pages, k),
+                PAGE,
+                sector + (k * 8) as u64,
+                seed,
+            )?;
         }
     }
     Ok(())

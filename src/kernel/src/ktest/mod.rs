@@ -55,7 +55,11 @@ pub fn list() {
             .unwrap_or_default();
         match t.expect {
             Expect::Pass => println!("ktest {} smp={}{disk} expect=pass", t.name, smp.join(",")),
-            Expect::Panic(m) => println!("ktest {} smp={}{disk} expect=panic:{m}", t.name, smp.join(",")),
+            Expect::Panic(m) => println!(
+                "ktest {} smp={}{disk} expect=panic:{m}",
+                t.name,
+                smp.join(",")
+            ),
         }
     }
 }
