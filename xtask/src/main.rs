@@ -10,6 +10,7 @@
 //! First use installs what is missing (see [`setup`]).
 
 mod bench;
+mod bench_blk;
 mod build;
 mod disks;
 mod ktest;

@@ -326,14 +326,7 @@ fn outcome(host: u16, scsi: u16, sense: (u8, u8, u8)) -> Result<(), (Status, boo
 impl Adapter {
     /// Runs one command synchronously by polling (probe only, interrupts
     /// masked): (host status, SCSI status, sense).
-    fn poll(
-        &self,
-        target: u8,
-        lun: u8,
-        cdb: &[u8],
-        dir: u32,
-        len: usize,
-    ) -> Option<PollResult> {
+    fn poll(&self, target: u8, lun: u8, cdb: &[u8], dir: u32, len: usize) -> Option<PollResult> {
         let mut inner = self.inner.lock();
         let (phys, virt) = inner.slot_page(0);
         let mut c = [0u8; 16];

@@ -573,3 +573,91 @@ fn region_read_only(
     }
     Ok(())
 }
+
+/// `cargo xtask bench blk`: throughput of the first whole disk, printed as
+/// `blkbench <workload> qd=<n> ops=<n> bytes=<n> ns=<n>` lines. Not part
+/// of the test runs (no CPU counts in the catalogue).
+pub static BENCH: &[KernelTest] = &[KernelTest {
+    name: "blk_bench",
+    smp: &[],
+    expect: Expect::Pass,
+    run: bench,
+}];
+
+fn bench() -> Result<(), String> {
+    let v = crate::block::volumes()
+        .into_iter()
+        .find(|v| v.first_sector() == 0)
+        .ok_or("no disk")?;
+    let big = Buf::new(1 << 20)?;
+    let small = Buf::new(32 * PAGE)?;
+    let disk_sectors = v.sectors();
+    for (name, write, bytes, total) in [
+        ("seq-read-1m", false, 1usize << 20, 64u64 << 20),
+        ("seq-write-1m", true, 1 << 20, 64 << 20),
+        ("rand-read-4k", false, PAGE, 8 << 20),
+        ("rand-write-4k", true, PAGE, 8 << 20),
+    ] {
+        for qd in [1usize, 32] {
+            let ops = total / bytes as u64;
+            let sectors = (bytes / 512) as u64;
+            let mut rng = 0x2545_f491_4f6c_dd1du64;
+            let mut next = 0u64;
+            let mut issued = 0u64;
+            let mut finished = 0u64;
+            let mut slots: Vec<Option<IoWait>> = (0..qd).map(|_| None).collect();
+            let start = crate::time::now_ns();
+            while finished < ops {
+                for (i, s) in slots.iter_mut().enumerate() {
+                    if let Some(w) = s
+                        && let Some(st) = w.status()
+                    {
+                        if st != Status::Ok {
+                            return Err(format!("{name}: {st:?}"));
+                        }
+                        finished += 1;
+                        *s = None;
+                    }
+                    if s.is_none() && issued < ops {
+                        let sector = if bytes == PAGE {
+                            rng ^= rng << 13;
+                            rng ^= rng >> 7;
+                            rng ^= rng << 17;
+                            (rng % (disk_sectors / sectors)) * sectors
+                        } else {
+                            let s0 = next;
+                            next = (next + sectors) % (disk_sectors - disk_sectors % sectors);
+                            s0
+                        };
+                        let phys = if bytes == PAGE {
+                            small.phys + (i * PAGE) as u64
+                        } else {
+                            big.phys
+                        };
+                        let seg = [Segment {
+                            phys,
+                            len: bytes as u32,
+                        }];
+                        let (w, done) = waiter();
+                        v.submit(if write {
+                            Request::write(sector, &seg, done)
+                        } else {
+                            Request::read(sector, &seg, done)
+                        });
+                        *s = Some(w);
+                        issued += 1;
+                    }
+                }
+                wait_until(|| {
+                    slots.iter().flatten().any(|w| w.status().is_some()) || finished >= ops
+                });
+            }
+            let ns = crate::time::now_ns() - start;
+            crate::println!(
+                "blkbench {name} qd={qd} ops={ops} bytes={} ns={ns}",
+                ops * bytes as u64
+            );
+        }
+    }
+    Ok(())
+}

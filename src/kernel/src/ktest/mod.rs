@@ -42,6 +42,7 @@ fn catalogue() -> impl Iterator<Item = &'static KernelTest> {
         .chain(pci::TESTS)
         .chain(negative::TESTS)
         .chain(block::TESTS)
+        .chain(block::BENCH)
 }
 
 /// Prints one line per test: `ktest <name> smp=<a,b> expect=pass|panic:<text>`.
