@@ -15,6 +15,8 @@ use std::time::Duration;
 pub enum Suite {
     Boot,
     Host,
+    /// Block drivers under TCG next to the host (see `bench_blk`).
+    Blk,
 }
 
 #[derive(Args)]
@@ -80,6 +82,9 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
     })?;
     if a.suite.is_none_or(|s| s == Suite::Boot) {
         boot()?;
+    }
+    if a.suite.is_none_or(|s| s == Suite::Blk) {
+        crate::bench_blk::run()?;
     }
     if a.suite.is_none_or(|s| s == Suite::Host) {
         cargo(&["bench", "--quiet", "-p", "cairn-sync"], "host benchmarks")?;

@@ -40,6 +40,8 @@ struct KernelTest {
     panic: Option<String>,
     /// Must end with this exit status (instead of passing).
     exit: Option<u32>,
+    /// The disk it asked for (`storage=... disk=...` words).
+    disk: Option<crate::disks::DiskSpec>,
 }
 
 fn parse_catalogue(serial: &str) -> Vec<KernelTest> {
@@ -47,7 +49,10 @@ fn parse_catalogue(serial: &str) -> Vec<KernelTest> {
         .lines()
         .filter_map(|l| {
             let rest = l.trim().strip_prefix("ktest ")?;
-            let mut words = rest.splitn(3, ' ');
+            // `expect=` comes last (a panic text may hold spaces); words
+            // between `smp=` and it describe the test's disk.
+            let (head, expect) = rest.split_once(" expect=")?;
+            let mut words = head.split(' ');
             let name = words.next()?.to_string();
             let smp = words
                 .next()?
@@ -55,7 +60,7 @@ fn parse_catalogue(serial: &str) -> Vec<KernelTest> {
                 .split(',')
                 .filter_map(|n| n.parse().ok())
                 .collect();
-            let expect = words.next()?.strip_prefix("expect=")?;
+            let disk = crate::disks::DiskSpec::from_words(words);
             let panic = expect.strip_prefix("panic:").map(str::to_string);
             let exit = expect.strip_prefix("exit:").and_then(|s| s.parse().ok());
             Some(KernelTest {
@@ -63,6 +68,7 @@ fn parse_catalogue(serial: &str) -> Vec<KernelTest> {
                 smp,
                 panic,
                 exit,
+                disk,
             })
         })
         .collect()
@@ -216,6 +222,11 @@ fn kernel_tests(a: &TestArgs, report: &mut Report) -> Result<()> {
             vm.smp = smp;
             vm.append = format!("test={}", t.name);
             vm.timeout = Duration::from_secs(a.timeout);
+            if let Some(d) = &t.disk {
+                let (machine, flags) = crate::disks::prepare(&t.name, d)?;
+                vm.machine = machine.unwrap_or("q35").into();
+                vm.extra.extend(flags);
+            }
             let o = vm.boot()?;
             let r = judge(t, &o);
             if r.is_err() {
@@ -242,6 +253,7 @@ fn kernel_tests(a: &TestArgs, report: &mut Report) -> Result<()> {
             smp: vec![2],
             panic: None,
             exit: None,
+            disk: None,
         };
         step(report, "ktest boot -smp 2 under KVM", judge(&t, &o));
     } else if a.filter.is_none() {

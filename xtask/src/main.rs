@@ -10,7 +10,9 @@
 //! First use installs what is missing (see [`setup`]).
 
 mod bench;
+mod bench_blk;
 mod build;
+mod disks;
 mod ktest;
 mod qemu;
 mod setup;

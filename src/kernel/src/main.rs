@@ -12,6 +12,7 @@
 
 extern crate alloc;
 
+pub mod block;
 pub mod cmdline;
 pub mod console;
 pub mod context;
@@ -160,6 +161,7 @@ fn kernel_main(args: cmdline::Cmdline) {
     {
         sched::thread::yield_now();
     }
+    block::init();
     match args.test {
         Some(name) => ktest::run(name),
         None => {

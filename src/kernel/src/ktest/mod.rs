@@ -11,6 +11,7 @@ use crate::panic::exit;
 use crate::println;
 
 mod basic;
+mod block;
 mod heap;
 mod negative;
 mod pci;
@@ -46,6 +47,8 @@ fn catalogue() -> impl Iterator<Item = &'static KernelTest> {
         .chain(pci::TESTS)
         .chain(user::TESTS)
         .chain(negative::TESTS)
+        .chain(block::TESTS)
+        .chain(block::BENCH)
 }
 
 /// Prints one line per test: `ktest <name> smp=<a,b> expect=pass|panic:<text>`.
@@ -53,10 +56,18 @@ pub fn list() {
     for t in catalogue() {
         let smp: alloc::vec::Vec<alloc::string::String> =
             t.smp.iter().map(|n| alloc::format!("{n}")).collect();
+        // Disk words (`storage=... disk=...`) go before `expect=`.
+        let disk = block::catalogue_words(t.name)
+            .map(|w| alloc::format!(" {w}"))
+            .unwrap_or_default();
         match t.expect {
-            Expect::Pass => println!("ktest {} smp={} expect=pass", t.name, smp.join(",")),
-            Expect::Panic(m) => println!("ktest {} smp={} expect=panic:{m}", t.name, smp.join(",")),
-            Expect::Exit(s) => println!("ktest {} smp={} expect=exit:{s}", t.name, smp.join(",")),
+            Expect::Pass => println!("ktest {} smp={}{disk} expect=pass", t.name, smp.join(",")),
+            Expect::Panic(m) => println!(
+                "ktest {} smp={}{disk} expect=panic:{m}",
+                t.name,
+                smp.join(",")
+            ),
+            Expect::Exit(s) => println!("ktest {} smp={}{disk} expect=exit:{s}", t.name, smp.join(",")),
         }
     }
 }

@@ -1,0 +1,268 @@
+//! The block layer's kernel side: driver discovery at boot, the device and
+//! volume registry the filesystem mounts from, and blocking I/O helpers for
+//! kernel threads.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`env`] | the kernel's `DriverEnv` for `cairn_drivers` |
+//! | here | [`init`] (probe every supported device, read its MBR), [`volumes`], [`wait_io`] |
+//!
+//! **Contexts.** [`init`] runs in the main kernel thread before the workload
+//! (kernel-lock context: probing may busy-wait, reading partition tables
+//! sleeps). The registry is read in kernel-lock context. [`wait_io`] blocks
+//! a kernel thread (kernel-lock context; the kernel lock is released while
+//! it sleeps) until a completion in bh context wakes it.
+//!
+//! **Locks.** `block.registry` (SpinLock, kernel-lock context only), a
+//! leaf. Waiters sleep on one shared wait queue (`IO_WAIT`): completions
+//! only set their own flag and wake it, so nothing a completion drops owns
+//! general-heap memory.
+
+pub mod env;
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use cairn_block::Volume;
+use cairn_block::{BlockDevice, DeviceInfo, Request, Segment, Status};
+use cairn_sync::cpu::bh_safe_alloc;
+use cairn_sync::{LockClass, SpinLock};
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use crate::sched::waitqueue::WaitQueue;
+
+/// A driver's device, which lives for the rest of the run.
+struct Static(&'static dyn BlockDevice);
+
+impl BlockDevice for Static {
+    fn info(&self) -> &DeviceInfo {
+        self.0.info()
+    }
+    fn submit(&self, request: Request) {
+        self.0.submit(request)
+    }
+}
+
+struct Registry {
+    devices: Vec<Arc<dyn BlockDevice>>,
+    volumes: Vec<Volume>,
+}
+
+static REGISTRY_CLASS: LockClass = LockClass::new("block.registry");
+static REGISTRY: SpinLock<Registry> = SpinLock::new(
+    &REGISTRY_CLASS,
+    Registry {
+        devices: Vec::new(),
+        volumes: Vec::new(),
+    },
+);
+
+/// Every device found at boot.
+pub fn devices() -> Vec<Arc<dyn BlockDevice>> {
+    REGISTRY.lock().devices.clone()
+}
+
+/// Every volume: each whole disk, then its MBR partitions.
+pub fn volumes() -> Vec<Volume> {
+    REGISTRY.lock().volumes.clone()
+}
+
+/// The volume called `name` (`virtio-blk0`, `virtio-blk0p2`, ...).
+pub fn volume(name: &str) -> Option<Volume> {
+    REGISTRY
+        .lock()
+        .volumes
+        .iter()
+        .find(|v| v.name() == name)
+        .cloned()
+}
+
+fn add(dev: &'static dyn BlockDevice) {
+    let i = dev.info();
+    crate::info!(
+        "block: {} \"{}\": {} sectors ({} MiB), queue depth {}, {} segments x {} sectors{}",
+        i.name,
+        i.model,
+        i.sectors,
+        i.sectors / 2048,
+        i.queue_depth,
+        i.max_segments,
+        i.max_sectors,
+        if i.flush { ", write cache" } else { "" }
+    );
+    let arc: Arc<dyn BlockDevice> = bh_safe_alloc(|| Arc::new(Static(dev)));
+    let mut r = REGISTRY.lock();
+    r.devices.push(arc);
+}
+
+/// Probes every supported device, then reads each disk's partition table.
+/// Main kernel thread, once.
+pub fn init() {
+    env::install();
+    let mut virtio = 0;
+    for f in crate::pci::functions() {
+        if cairn_drivers::virtio_blk::matches(f) {
+            match cairn_drivers::virtio_blk::probe(f, virtio) {
+                Ok(d) => {
+                    virtio += 1;
+                    add(d);
+                }
+                Err(e) => crate::warn!("virtio-blk at {}: {e}", f.address),
+            }
+        }
+    }
+    for f in crate::pci::functions() {
+        if cairn_drivers::ata::matches(f) {
+            for d in cairn_drivers::ata::probe(f) {
+                add(d);
+            }
+        }
+    }
+    let mut pvscsi = 0;
+    for f in crate::pci::functions() {
+        if cairn_drivers::pvscsi::matches(f) {
+            match cairn_drivers::pvscsi::probe(f, pvscsi) {
+                Ok(disks) => {
+                    pvscsi += 1;
+                    for d in disks {
+                        add(d);
+                    }
+                }
+                Err(e) => crate::warn!("pvscsi at {}: {e}", f.address),
+            }
+        }
+    }
+    if cairn_drivers::xen::detect().is_some() {
+        crate::info!("xen: hypervisor detected (blkfront has never run on a Xen host)");
+        for d in cairn_drivers::xen::init() {
+            add(d);
+        }
+    }
+    for d in devices() {
+        scan(d);
+    }
+}
+
+/// Registers the whole disk and its MBR partitions.
+fn scan(dev: Arc<dyn BlockDevice>) {
+    let whole = Volume::whole(dev.clone());
+    let disk_sectors = dev.info().sectors;
+    let mut parts = Vec::new();
+    if let Some((phys, virt)) = crate::heaps::dma::alloc(4096) {
+        let st = wait_io(
+            |done| Request::read(0, &[Segment { phys, len: 512 }], done),
+            &whole,
+        );
+        if st.is_ok() {
+            // SAFETY: the read completed; the DMA page is ours.
+            let sector0 = unsafe { &*(virt as *const [u8; 512]) };
+            match cairn_block::mbr::parse(sector0, disk_sectors) {
+                Ok(Some(table)) => {
+                    for p in table.iter().flatten() {
+                        let name: String = alloc::format!("{}p{}", dev.info().name, p.slot + 1);
+                        if let Some(v) = Volume::window(dev.clone(), p.first, p.sectors, name) {
+                            crate::info!("block: {v:?} type {:#04x}", p.kind);
+                            parts.push(v);
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => crate::warn!("block: {}: partition table refused: {e}", dev.info().name),
+            }
+        } else {
+            crate::warn!("block: {}: reading sector 0: {st:?}", dev.info().name);
+        }
+        crate::heaps::dma::free(phys, virt, 4096);
+    }
+    let mut r = REGISTRY.lock();
+    r.volumes.push(whole);
+    r.volumes.extend(parts);
+}
+
+/// Where blocked threads wait for their I/O.
+static IO_WAIT: WaitQueue = WaitQueue::new();
+
+const PENDING: u8 = 0xff;
+
+fn encode(s: Status) -> u8 {
+    match s {
+        Status::Ok => 0,
+        Status::IoError => 1,
+        Status::OutOfRange => 2,
+        Status::Unsupported => 3,
+    }
+}
+
+fn decode(v: u8) -> Status {
+    match v {
+        0 => Status::Ok,
+        1 => Status::IoError,
+        2 => Status::OutOfRange,
+        _ => Status::Unsupported,
+    }
+}
+
+/// A completion slot a thread can sleep on: shared with the completion,
+/// allocated bh-safe (the completion may drop the last reference in bh
+/// context).
+#[derive(Clone)]
+pub struct IoWait(Arc<AtomicU8>);
+
+impl IoWait {
+    pub fn new() -> IoWait {
+        IoWait(bh_safe_alloc(|| Arc::new(AtomicU8::new(PENDING))))
+    }
+
+    /// The completion to give the request (runs in bh context).
+    pub fn completion(&self) -> impl FnOnce(Status) + Send + 'static + use<> {
+        let me = self.0.clone();
+        move |s| {
+            me.store(encode(s), Ordering::Release);
+            IO_WAIT.wake_all();
+        }
+    }
+
+    pub fn status(&self) -> Option<Status> {
+        match self.0.load(Ordering::Acquire) {
+            PENDING => None,
+            v => Some(decode(v)),
+        }
+    }
+
+    /// Sleeps until the request completed (kernel-lock context).
+    pub fn wait(&self) -> Status {
+        IO_WAIT.wait_until(|| self.0.load(Ordering::Acquire) != PENDING);
+        decode(self.0.load(Ordering::Acquire))
+    }
+}
+
+impl Default for IoWait {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Wakes every thread sleeping in [`wait_until`] (from a completion).
+pub fn wake_waiters() {
+    IO_WAIT.wake_all();
+}
+
+/// Sleeps until `cond()` (re-checked at every block completion woken with
+/// [`wake_waiters`] or an [`IoWait`]).
+pub fn wait_until(cond: impl FnMut() -> bool) {
+    IO_WAIT.wait_until(cond);
+}
+
+/// Builds a request with `make(completion)`, submits it to `volume` and
+/// sleeps until it completes.
+pub fn wait_io(
+    make: impl FnOnce(Box<dyn FnOnce(Status) + Send>) -> Request,
+    volume: &Volume,
+) -> Status {
+    let w = IoWait::new();
+    let done: Box<dyn FnOnce(Status) + Send> = bh_safe_alloc(|| Box::new(w.completion()));
+    volume.submit(make(done));
+    w.wait()
+}
+
+use alloc::boxed::Box;

@@ -1,0 +1,663 @@
+//! Block driver tests, each on a scratch disk xtask attaches (the
+//! `storage=`, `disk=` and `inject=` words of the catalogue line, see
+//! `xtask/src/disks.rs`).
+//!
+//! * `blk_<driver>`: whole-disk write / read / verify from several kernel
+//!   threads with many requests in flight (scatter-gather requests, a burst
+//!   beyond the queue depth), flush, out-of-range and malformed requests;
+//!   every completion must run in bh context.
+//! * `blk_<driver>_errors`: `blkdebug` fails reads and writes at given
+//!   sectors and the first flush; those requests must end in `IoError`,
+//!   the kernel keeps running and later requests succeed.
+//!
+//! Threads block on completions through wait queues (kernel lock released
+//! while they sleep). Buffers are DMA memory, allocated once per boot.
+
+use super::{Expect, KernelTest};
+use crate::block::{IoWait, wait_until};
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use cairn_block::{Request, Segment, Status, Volume};
+use cairn_sync::Context;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+pub static TESTS: &[KernelTest] = &[
+    KernelTest {
+        name: "blk_virtio",
+        smp: &[2],
+        expect: Expect::Pass,
+        run: || exercise("virtio-blk", 16),
+    },
+    KernelTest {
+        name: "blk_virtio_errors",
+        smp: &[2],
+        expect: Expect::Pass,
+        run: || errors("virtio-blk", 4),
+    },
+    KernelTest {
+        name: "blk_ata",
+        smp: &[2],
+        expect: Expect::Pass,
+        run: || exercise("ata", 8),
+    },
+    KernelTest {
+        name: "blk_ata_errors",
+        smp: &[2],
+        expect: Expect::Pass,
+        run: || errors("ata", 4),
+    },
+    KernelTest {
+        name: "blk_pvscsi",
+        smp: &[2],
+        expect: Expect::Pass,
+        run: || exercise("pvscsi", 16),
+    },
+    KernelTest {
+        name: "blk_pvscsi_errors",
+        smp: &[2],
+        expect: Expect::Pass,
+        run: || errors("pvscsi", 4),
+    },
+];
+
+/// Sectors where the error tests inject failures.
+const BAD_READ: u64 = 2048;
+const BAD_WRITE: u64 = 4096;
+
+/// The disk words of each test's catalogue line.
+pub fn catalogue_words(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "blk_virtio" => "storage=virtio disk=16",
+        "blk_virtio_errors" => "storage=virtio disk=4 inject=read@2048,write@4096,flush",
+        "blk_ata" => "storage=ata disk=8",
+        "blk_ata_errors" => "storage=ata disk=4 inject=read@2048,write@4096,flush",
+        "blk_pvscsi" => "storage=pvscsi disk=16",
+        "blk_pvscsi_errors" => "storage=pvscsi disk=4 inject=read@2048,write@4096,flush",
+        _ => return None,
+    })
+}
+
+/// Completions that ran outside bh context.
+static WRONG_CONTEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// A request's completion for a thread to wait on, checking the context.
+fn waiter() -> (IoWait, impl FnOnce(Status) + Send + 'static) {
+    let w = IoWait::new();
+    let c = w.completion();
+    let done = move |s: Status| {
+        if cairn_sync::context() != Context::Bh {
+            WRONG_CONTEXT.fetch_add(1, Ordering::Relaxed);
+        }
+        c(s);
+    };
+    (w, done)
+}
+
+/// Submits one request built by `make` and sleeps until it ends.
+fn io(v: &Volume, make: impl FnOnce(Box<dyn FnOnce(Status) + Send>) -> Request) -> Status {
+    let (w, done) = waiter();
+    let done: Box<dyn FnOnce(Status) + Send> = cairn_sync::cpu::bh_safe_alloc(|| Box::new(done));
+    v.submit(make(done));
+    w.wait()
+}
+
+use alloc::boxed::Box;
+
+fn find(prefix: &str) -> Result<Volume, String> {
+    crate::block::volumes()
+        .into_iter()
+        .find(|v| v.name().starts_with(prefix) && v.first_sector() == 0)
+        .ok_or_else(|| format!("no {prefix} disk found"))
+}
+
+/// DMA buffer memory for a test.
+struct Buf {
+    phys: u64,
+    virt: u64,
+    bytes: usize,
+}
+
+impl Buf {
+    fn new(bytes: usize) -> Result<Buf, String> {
+        let (phys, virt) =
+            crate::heaps::dma::alloc(bytes).ok_or_else(|| format!("no {bytes} bytes of DMA"))?;
+        Ok(Buf { phys, virt, bytes })
+    }
+
+    // DMA memory is written by devices behind `&self` anyway; the test
+    // never holds two views of one range.
+    #[allow(clippy::mut_from_ref)]
+    fn words(&self, offset: usize, bytes: usize) -> &mut [u64] {
+        assert!(offset + bytes <= self.bytes);
+        // SAFETY: the range lies in this buffer, which no request uses while
+        // the test touches it (requests are waited for first).
+        unsafe {
+            core::slice::from_raw_parts_mut((self.virt as usize + offset) as *mut u64, bytes / 8)
+        }
+    }
+}
+
+fn pattern(sector: u64, word: usize, seed: u64) -> u64 {
+    (sector << 24) ^ (word as u64) ^ (seed << 52) ^ 0x5a5a_0000_0000
+}
+
+/// Fills `bytes` at `offset` of `b` with the pattern of `sector`...
+fn fill(b: &Buf, offset: usize, bytes: usize, sector: u64, seed: u64) {
+    for (i, w) in b.words(offset, bytes).iter_mut().enumerate() {
+        *w = pattern(sector + (i / 64) as u64, i % 64, seed);
+    }
+}
+
+fn verify(b: &Buf, offset: usize, bytes: usize, sector: u64, seed: u64) -> Result<(), String> {
+    for (i, w) in b.words(offset, bytes).iter().enumerate() {
+        let want = pattern(sector + (i / 64) as u64, i % 64, seed);
+        if *w != want {
+            return Err(format!(
+                "sector {} word {}: read {w:#x}, wrote {want:#x}",
+                sector + (i / 64) as u64,
+                i % 64
+            ));
+        }
+    }
+    Ok(())
+}
+
+const PAGE: usize = 4096;
+
+/// The segments of chunk `slot` in a buffer of `window` chunks of `pages`
+/// pages: its pages are taken in reverse order, so that a request's
+/// segments are scattered (page `k` of the chunk is buffer page
+/// `slot * pages + pages - 1 - k`), and adjacent ones are not merged.
+fn segments(b: &Buf, slot: usize, pages: usize) -> Vec<Segment> {
+    (0..pages)
+        .map(|k| Segment {
+            phys: b.phys + ((slot * pages + pages - 1 - k) * PAGE) as u64,
+            len: PAGE as u32,
+        })
+        .collect()
+}
+
+/// Byte offset in the buffer of page `k` of chunk `slot`.
+fn page_offset(slot: usize, pages: usize, k: usize) -> usize {
+    (slot * pages + pages - 1 - k) * PAGE
+}
+
+/// One thread's share of the whole-disk pass: chunks `first..end` of
+/// `pages` pages, `window` requests in flight.
+fn region(
+    v: &Volume,
+    first: u64,
+    end: u64,
+    pages: usize,
+    window: usize,
+    b: &Buf,
+    seed: u64,
+) -> Result<(), String> {
+    let sectors_per_chunk = (pages * PAGE / 512) as u64;
+    for write in [true, false] {
+        let mut chunk = first;
+        while chunk < end {
+            let batch: Vec<u64> = (chunk..end.min(chunk + window as u64)).collect();
+            let mut waits = Vec::new();
+            for (slot, &c) in batch.iter().enumerate() {
+                let sector = c * sectors_per_chunk;
+                if write {
+                    for k in 0..pages {
+                        fill(
+                            b,
+                            page_offset(slot, pages, k),
+                            PAGE,
+                            sector + (k * 8) as u64,
+                            seed,
+                        );
+                    }
+                }
+                let segs = segments(b, slot, pages);
+                let (w, done) = waiter();
+                let r = if write {
+                    Request::write(sector, &segs, done)
+                } else {
+                    for k in 0..pages {
+                        b.words(page_offset(slot, pages, k), PAGE).fill(0xdead_beef);
+                    }
+                    Request::read(sector, &segs, done)
+                };
+                v.submit(r);
+                waits.push(w);
+            }
+            wait_until(|| waits.iter().all(|w| w.status().is_some()));
+            for (slot, (&c, w)) in batch.iter().zip(&waits).enumerate() {
+                let st = w.status().unwrap_or(Status::IoError);
+                let sector = c * sectors_per_chunk;
+                if st != Status::Ok {
+                    return Err(format!(
+                        "{} of sector {sector}: {st:?}",
+                        if write { "write" } else { "read" }
+                    ));
+                }
+                if !write {
+                    for k in 0..pages {
+                        verify(
+                            b,
+                            page_offset(slot, pages, k),
+                            PAGE,
+                            sector + (k * 8) as u64,
+                            seed,
+                        )?;
+                    }
+                }
+            }
+            chunk += batch.len() as u64;
+        }
+    }
+    Ok(())
+}
+
+static ERROR_CLASS: cairn_sync::LockClass = cairn_sync::LockClass::new("ktest.blk_error");
+
+const THREADS: usize = 4;
+const WINDOW: usize = 8;
+
+fn exercise(prefix: &str, mib: u64) -> Result<(), String> {
+    WRONG_CONTEXT.store(0, Ordering::Relaxed);
+    let v = find(prefix)?;
+    let info = v.device_info().clone();
+    if v.sectors() != mib * 2048 {
+        return Err(format!(
+            "{}: {} sectors, expected {}",
+            v.name(),
+            v.sectors(),
+            mib * 2048
+        ));
+    }
+    let pages = 16usize
+        .min(info.max_segments as usize)
+        .min(info.max_sectors as usize / 8)
+        .max(1);
+    let chunk_sectors = (pages * PAGE / 512) as u64;
+    let chunks = v.sectors() / chunk_sectors;
+    let start = crate::time::now_ns();
+    // Whole disk, THREADS kernel threads, WINDOW requests each in flight.
+    let failures = cairn_sync::cpu::bh_safe_alloc(|| Arc::new(AtomicUsize::new(0)));
+    let finished = cairn_sync::cpu::bh_safe_alloc(|| Arc::new(AtomicUsize::new(0)));
+    let first_error = Arc::new(cairn_sync::SpinLock::new(&ERROR_CLASS, None::<String>));
+    for t in 0..THREADS {
+        let v = v.clone();
+        let b = Buf::new(WINDOW * pages * PAGE)?;
+        let (failures, finished, first_error) =
+            (failures.clone(), finished.clone(), first_error.clone());
+        let per = chunks.div_ceil(THREADS as u64);
+        let (first, end) = (
+            (t as u64 * per).min(chunks),
+            ((t as u64 + 1) * per).min(chunks),
+        );
+        crate::sched::thread::spawn("blk-test", move || {
+            if let Err(e) = region(&v, first, end, pages, WINDOW, &b, 7) {
+                failures.fetch_add(1, Ordering::AcqRel);
+                first_error.lock().get_or_insert(e);
+            }
+            finished.fetch_add(1, Ordering::AcqRel);
+            crate::block::wake_waiters();
+        });
+    }
+    wait_until(|| finished.load(Ordering::Acquire) == THREADS);
+    if failures.load(Ordering::Acquire) != 0 {
+        return Err(first_error.lock().clone().unwrap_or_default());
+    }
+    let pass_ms = (crate::time::now_ns() - start) / 1_000_000;
+    crate::info!(
+        "{}: whole disk ({} MiB) written and verified by {THREADS} threads, {} x {} KiB scatter-gather requests, {} in flight, in {pass_ms} ms",
+        v.name(),
+        mib,
+        chunks,
+        pages * 4,
+        THREADS * WINDOW
+    );
+
+    // A burst beyond the queue depth: one-sector reads, all submitted at once.
+    let burst = (info.queue_depth as usize * 2 + 8).min(300);
+    let b = Buf::new(burst * 512)?;
+    let mut waits = Vec::new();
+    for i in 0..burst {
+        let (w, done) = waiter();
+        let sector = (i as u64 * 37) % v.sectors();
+        v.submit(Request::read(
+            sector,
+            &[Segment {
+                phys: b.phys + (i * 512) as u64,
+                len: 512,
+            }],
+            done,
+        ));
+        waits.push((sector, w));
+    }
+    wait_until(|| waits.iter().all(|(_, w)| w.status().is_some()));
+    for (i, (sector, w)) in waits.iter().enumerate() {
+        if w.status() != Some(Status::Ok) {
+            return Err(format!("burst read of sector {sector}: {:?}", w.status()));
+        }
+        verify(&b, i * 512, 512, *sector, 7)?;
+    }
+
+    if prefix == "ata" {
+        ata_extra(&v, pages)?;
+        second_disk("ata1.1", pages)?;
+    }
+    if prefix == "pvscsi" {
+        second_disk("pvscsi0:2:0", pages)?;
+    }
+
+    // Flush.
+    let st = io(&v, Request::flush);
+    if st != Status::Ok {
+        return Err(format!("flush: {st:?}"));
+    }
+
+    // Out of range and malformed requests end with an error status.
+    let one = [Segment {
+        phys: b.phys,
+        len: 512,
+    }];
+    let two = [Segment {
+        phys: b.phys,
+        len: 1024,
+    }];
+    let cases: [(&str, u64, &[Segment], bool, Status); 5] = [
+        (
+            "read across the end",
+            v.sectors() - 1,
+            &two,
+            false,
+            Status::OutOfRange,
+        ),
+        (
+            "read at the end",
+            v.sectors(),
+            &one,
+            false,
+            Status::OutOfRange,
+        ),
+        (
+            "write far past the end",
+            u64::MAX - 1,
+            &two,
+            true,
+            Status::OutOfRange,
+        ),
+        (
+            "odd-length segment",
+            0,
+            &[Segment {
+                phys: b.phys,
+                len: 100,
+            }],
+            false,
+            Status::Unsupported,
+        ),
+        (
+            "read of the last sector",
+            v.sectors() - 1,
+            &one,
+            false,
+            Status::Ok,
+        ),
+    ];
+    for (what, sector, segs, write, want) in cases {
+        let st = io(&v, |done| {
+            if write {
+                Request::write(sector, segs, done)
+            } else {
+                Request::read(sector, segs, done)
+            }
+        });
+        if st != want {
+            return Err(format!("{what}: {st:?}, expected {want:?}"));
+        }
+    }
+    let wrong = WRONG_CONTEXT.load(Ordering::Relaxed);
+    if wrong != 0 {
+        return Err(format!("{wrong} completion(s) ran outside bh context"));
+    }
+    Ok(())
+}
+
+fn errors(prefix: &str, mib: u64) -> Result<(), String> {
+    WRONG_CONTEXT.store(0, Ordering::Relaxed);
+    let v = find(prefix)?;
+    if v.sectors() != mib * 2048 {
+        return Err(format!("{}: {} sectors", v.name(), v.sectors()));
+    }
+    let b = Buf::new(16 * PAGE)?;
+    let seg = |pages: usize| {
+        [Segment {
+            phys: b.phys,
+            len: (pages * PAGE) as u32,
+        }]
+    };
+    let check = |what: &str, st: Status, want: Status| -> Result<(), String> {
+        if st == want {
+            crate::info!("{}: {what}: {st:?} as expected", v.name());
+            Ok(())
+        } else {
+            Err(format!("{what}: {st:?}, expected {want:?}"))
+        }
+    };
+    fill(&b, 0, PAGE, 0, 3);
+    check(
+        "write of sectors 0..8",
+        io(&v, |d| Request::write(0, &seg(1), d)),
+        Status::Ok,
+    )?;
+    check(
+        "first flush (injected)",
+        io(&v, Request::flush),
+        Status::IoError,
+    )?;
+    check(
+        "read of sector 2048 (injected)",
+        io(&v, |d| Request::read(BAD_READ, &seg(1), d)),
+        Status::IoError,
+    )?;
+    check(
+        "read of sectors 2040..2056 (injected)",
+        io(&v, |d| Request::read(BAD_READ - 8, &seg(2), d)),
+        Status::IoError,
+    )?;
+    check(
+        "write of sector 4096 (injected)",
+        io(&v, |d| Request::write(BAD_WRITE, &seg(1), d)),
+        Status::IoError,
+    )?;
+    // The kernel and the device carry on.
+    b.words(0, PAGE).fill(0);
+    check(
+        "read of sectors 0..8",
+        io(&v, |d| Request::read(0, &seg(1), d)),
+        Status::Ok,
+    )?;
+    verify(&b, 0, PAGE, 0, 3)?;
+    fill(&b, 0, 4 * PAGE, 100, 4);
+    check(
+        "write of sectors 100..132",
+        io(&v, |d| Request::write(100, &seg(4), d)),
+        Status::Ok,
+    )?;
+    check("second flush", io(&v, Request::flush), Status::Ok)?;
+    b.words(0, 4 * PAGE).fill(0);
+    check(
+        "read of sectors 100..132",
+        io(&v, |d| Request::read(100, &seg(4), d)),
+        Status::Ok,
+    )?;
+    verify(&b, 0, 4 * PAGE, 100, 4)?;
+    check(
+        "read of sector 3000",
+        io(&v, |d| Request::read(3000, &seg(1), d)),
+        Status::Ok,
+    )?;
+    check(
+        "read of sector 2048 again (injected)",
+        io(&v, |d| Request::read(BAD_READ, &seg(1), d)),
+        Status::IoError,
+    )?;
+    let wrong = WRONG_CONTEXT.load(Ordering::Relaxed);
+    if wrong != 0 {
+        return Err(format!("{wrong} completion(s) ran outside bh context"));
+    }
+    Ok(())
+}
+
+/// ATA only: a PIO pass with LBA48 commands over the first MiB, and the
+/// second disk (secondary channel, slave).
+fn ata_extra(v: &Volume, pages: usize) -> Result<(), String> {
+    use cairn_drivers::ata::{FORCE_LBA48, FORCE_PIO};
+    let b = Buf::new(WINDOW * pages * PAGE)?;
+    let chunks = (2048 / (pages * 8)) as u64;
+    FORCE_PIO.store(true, Ordering::Relaxed);
+    FORCE_LBA48.store(true, Ordering::Relaxed);
+    let r = region(v, 0, chunks, pages, WINDOW, &b, 9);
+    FORCE_PIO.store(false, Ordering::Relaxed);
+    FORCE_LBA48.store(false, Ordering::Relaxed);
+    r.map_err(|e| format!("PIO/LBA48 pass: {e}"))?;
+    // The DMA/LBA28 path reads what PIO wrote.
+    region_read_only(v, chunks, pages, &b, 9)?;
+    crate::info!("{}: PIO + LBA48 pass over the first MiB verified", v.name());
+    Ok(())
+}
+
+/// The second disk xtask attaches (ATA: secondary channel, slave; pvscsi:
+/// target 2): written and verified whole.
+fn second_disk(name: &str, pages: usize) -> Result<(), String> {
+    let second = find(name)?;
+    let b = Buf::new(WINDOW * pages * PAGE)?;
+    region(
+        &second,
+        0,
+        second.sectors() / (pages as u64 * 8),
+        pages,
+        WINDOW,
+        &b,
+        11,
+    )
+    .map_err(|e| format!("{name}: {e}"))?;
+    crate::info!("{}: whole disk verified", second.name());
+    Ok(())
+}
+
+/// Reads back chunks `0..chunks` and checks the pattern of `seed`.
+fn region_read_only(
+    v: &Volume,
+    chunks: u64,
+    pages: usize,
+    b: &Buf,
+    seed: u64,
+) -> Result<(), String> {
+    for c in 0..chunks {
+        let sector = c * (pages * 8) as u64;
+        let segs = segments(b, 0, pages);
+        let st = io(v, |d| Request::read(sector, &segs, d));
+        if st != Status::Ok {
+            return Err(format!("read of sector {sector}: {st:?}"));
+        }
+        for k in 0..pages {
+            verify(
+                b,
+                page_offset(0, pages, k),
+                PAGE,
+                sector + (k * 8) as u64,
+                seed,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `cargo xtask bench blk`: throughput of the first whole disk, printed as
+/// `blkbench <workload> qd=<n> ops=<n> bytes=<n> ns=<n>` lines. Not part
+/// of the test runs (no CPU counts in the catalogue).
+pub static BENCH: &[KernelTest] = &[KernelTest {
+    name: "blk_bench",
+    smp: &[],
+    expect: Expect::Pass,
+    run: bench,
+}];
+
+fn bench() -> Result<(), String> {
+    let v = crate::block::volumes()
+        .into_iter()
+        .find(|v| v.first_sector() == 0)
+        .ok_or("no disk")?;
+    let big = Buf::new(1 << 20)?;
+    let small = Buf::new(32 * PAGE)?;
+    let disk_sectors = v.sectors();
+    for (name, write, bytes, total) in [
+        ("seq-read-1m", false, 1usize << 20, 64u64 << 20),
+        ("seq-write-1m", true, 1 << 20, 64 << 20),
+        ("rand-read-4k", false, PAGE, 8 << 20),
+        ("rand-write-4k", true, PAGE, 8 << 20),
+    ] {
+        for qd in [1usize, 32] {
+            let ops = total / bytes as u64;
+            let sectors = (bytes / 512) as u64;
+            let mut rng = 0x2545_f491_4f6c_dd1du64;
+            let mut next = 0u64;
+            let mut issued = 0u64;
+            let mut finished = 0u64;
+            let mut slots: Vec<Option<IoWait>> = (0..qd).map(|_| None).collect();
+            let start = crate::time::now_ns();
+            while finished < ops {
+                for (i, s) in slots.iter_mut().enumerate() {
+                    if let Some(w) = s
+                        && let Some(st) = w.status()
+                    {
+                        if st != Status::Ok {
+                            return Err(format!("{name}: {st:?}"));
+                        }
+                        finished += 1;
+                        *s = None;
+                    }
+                    if s.is_none() && issued < ops {
+                        let sector = if bytes == PAGE {
+                            rng ^= rng << 13;
+                            rng ^= rng >> 7;
+                            rng ^= rng << 17;
+                            (rng % (disk_sectors / sectors)) * sectors
+                        } else {
+                            let s0 = next;
+                            next = (next + sectors) % (disk_sectors - disk_sectors % sectors);
+                            s0
+                        };
+                        let phys = if bytes == PAGE {
+                            small.phys + (i * PAGE) as u64
+                        } else {
+                            big.phys
+                        };
+                        let seg = [Segment {
+                            phys,
+                            len: bytes as u32,
+                        }];
+                        let (w, done) = waiter();
+                        v.submit(if write {
+                            Request::write(sector, &seg, done)
+                        } else {
+                            Request::read(sector, &seg, done)
+                        });
+                        *s = Some(w);
+                        issued += 1;
+                    }
+                }
+                wait_until(|| {
+                    slots.iter().flatten().any(|w| w.status().is_some()) || finished >= ops
+                });
+            }
+            let ns = crate::time::now_ns() - start;
+            crate::println!(
+                "blkbench {name} qd={qd} ops={ops} bytes={} ns={ns}",
+                ops * bytes as u64
+            );
+        }
+    }
+    Ok(())
+}
