@@ -11,7 +11,7 @@ use crate::Result;
 use crate::build::{self, cargo};
 use crate::qemu::{Accel, Outcome, Vm, symbolize};
 use clap::Args;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
@@ -264,7 +264,7 @@ fn kernel_tests(a: &TestArgs, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-fn print_failure(kernel: &Path, log: &PathBuf, o: &Outcome) {
+fn print_failure(kernel: &Path, log: &Path, o: &Outcome) {
     eprintln!("---- serial tail ({}) ----", log.display());
     eprintln!("{}", tail(&o.serial, 40));
     let sym = symbolize(kernel, &o.serial);

@@ -104,7 +104,7 @@ pub mod vector {
             28 => "hypervisor injection (#HV)",
             29 => "VMM communication (#VC)",
             30 => "security (#SX)",
-            0..=31 => "reserved exception",
+            _ if v < 32 => "reserved exception",
             _ => "external interrupt",
         }
     }
@@ -231,7 +231,7 @@ pub fn init() {
         };
         // SAFETY: `init` runs once on the bootstrap CPU before any CPU loads
         // the table, so nothing reads it concurrently.
-        unsafe { (*(&raw mut IDT)).0[v] = gate };
+        unsafe { IDT.0[v] = gate };
     }
 }
 

@@ -103,14 +103,19 @@ impl PageTables {
         self.root
     }
 
-    fn entry<'m>(mem: &'m dyn TableMemory, table: u64, i: usize) -> &'m mut u64 {
-        let p = (mem.phys_to_virt(table) + (i as u64) * 8) as *mut u64;
+    fn read(mem: &dyn TableMemory, table: u64, i: usize) -> u64 {
+        let p = (mem.phys_to_virt(table) + (i as u64) * 8) as *const u64;
         // SAFETY: `table` is a page-table frame of this tree (the root or a
         // frame referenced by a present entry), mapped at `phys_to_virt` by
-        // the window the caller provides; the caller's page-table lock makes
-        // this the only access, and the borrow ends before the next entry of
-        // the same table is taken.
-        unsafe { &mut *p }
+        // the window the caller provides; entry `i` < 512 lies inside it.
+        unsafe { p.read_volatile() }
+    }
+
+    fn write(mem: &dyn TableMemory, table: u64, i: usize, value: u64) {
+        let p = (mem.phys_to_virt(table) + (i as u64) * 8) as *mut u64;
+        // SAFETY: as in `read`; the caller's page-table lock makes this the
+        // only writer of the tree.
+        unsafe { p.write_volatile(value) }
     }
 
     /// Walks to the table at `level` (0 = page table) for `virt`, creating
@@ -124,7 +129,7 @@ impl PageTables {
     ) -> Result<Option<u64>, MapError> {
         let mut table = self.root;
         for l in (level + 1..=3).rev() {
-            let e = *Self::entry(mem, table, index(virt, l));
+            let e = Self::read(mem, table, index(virt, l));
             if e & flags::PRESENT == 0 {
                 if !create {
                     return Ok(None);
@@ -135,7 +140,7 @@ impl PageTables {
                 if virt < USER_END {
                     f |= flags::USER;
                 }
-                *Self::entry(mem, table, index(virt, l)) = frame | f;
+                Self::write(mem, table, index(virt, l), frame | f);
                 table = frame;
             } else if e & flags::HUGE != 0 {
                 return Err(MapError::SizeConflict);
@@ -165,12 +170,16 @@ impl PageTables {
         let table = self
             .walk(mem, virt, level, true)?
             .ok_or(MapError::OutOfMemory)?;
-        let e = Self::entry(mem, table, index(virt, level));
-        if *e & flags::PRESENT != 0 {
+        if Self::read(mem, table, index(virt, level)) & flags::PRESENT != 0 {
             return Err(MapError::AlreadyMapped);
         }
         let huge = if level == 1 { flags::HUGE } else { 0 };
-        *e = phys | flags | flags::PRESENT | huge;
+        Self::write(
+            mem,
+            table,
+            index(virt, level),
+            phys | flags | flags::PRESENT | huge,
+        );
         Ok(())
     }
 
@@ -178,7 +187,7 @@ impl PageTables {
     pub fn lookup(&mut self, mem: &mut dyn TableMemory, virt: u64) -> Option<(u64, PageSize)> {
         let mut table = self.root;
         for l in (0..=3).rev() {
-            let e = *Self::entry(mem, table, index(virt, l));
+            let e = Self::read(mem, table, index(virt, l));
             if e & flags::PRESENT == 0 {
                 return None;
             }
@@ -203,12 +212,12 @@ impl PageTables {
     /// Invalidates this CPU's TLB entry; other CPUs are the caller's job.
     pub fn unmap(&mut self, mem: &mut dyn TableMemory, virt: u64) -> Option<u64> {
         let table = self.walk(mem, virt, 0, false).ok()??;
-        let e = Self::entry(mem, table, index(virt, 0));
-        if *e & flags::PRESENT == 0 {
+        let e = Self::read(mem, table, index(virt, 0));
+        if e & flags::PRESENT == 0 {
             return None;
         }
-        let phys = *e & ADDR_MASK;
-        *e = 0;
+        let phys = e & ADDR_MASK;
+        Self::write(mem, table, index(virt, 0), 0);
         invlpg(virt);
         Some(phys)
     }
@@ -219,11 +228,16 @@ impl PageTables {
         let Ok(Some(table)) = self.walk(mem, virt, 0, false) else {
             return false;
         };
-        let e = Self::entry(mem, table, index(virt, 0));
-        if *e & flags::PRESENT == 0 {
+        let e = Self::read(mem, table, index(virt, 0));
+        if e & flags::PRESENT == 0 {
             return false;
         }
-        *e = (*e & ADDR_MASK) | new_flags | flags::PRESENT;
+        Self::write(
+            mem,
+            table,
+            index(virt, 0),
+            (e & ADDR_MASK) | new_flags | flags::PRESENT,
+        );
         invlpg(virt);
         true
     }
@@ -232,8 +246,8 @@ impl PageTables {
     /// tree, so both share every kernel mapping below those slots.
     pub fn share_kernel_half(&mut self, mem: &mut dyn TableMemory, other: &PageTables) {
         for i in 256..512 {
-            let e = *Self::entry(mem, other.root, i);
-            *Self::entry(mem, self.root, i) = e;
+            let e = Self::read(mem, other.root, i);
+            Self::write(mem, self.root, i, e);
         }
     }
 }

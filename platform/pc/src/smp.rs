@@ -32,20 +32,32 @@ pub fn send_init(apic_id: u32) {
     apic::send_init(apic_id);
 }
 
-/// Starts the AP `apic_id`, already INIT'ed: it will call
-/// `entry(arg)` on the stack whose top is `stack_top`, on the page tables
-/// rooted at `kernel_cr3`. `delay_us` busy-waits; `alive` says whether the AP has
-/// reported in.
+/// What an AP starts with.
+pub struct ApStart {
+    pub apic_id: u32,
+    /// Called with `arg` on the new stack.
+    pub entry: extern "C" fn(u64) -> !,
+    pub arg: u64,
+    pub stack_top: u64,
+    /// The page tables the AP switches to before touching its stack.
+    pub kernel_cr3: u64,
+}
+
+/// Starts an AP, already INIT'ed, as `ap` says. `delay_us` busy-waits;
+/// `alive` says whether the AP has reported in.
 pub fn start(
-    apic_id: u32,
-    entry: extern "C" fn(u64) -> !,
-    arg: u64,
-    stack_top: u64,
-    kernel_cr3: u64,
+    ap: &ApStart,
     virt: &impl Fn(u64) -> u64,
     delay_us: &impl Fn(u64),
     alive: &impl Fn() -> bool,
 ) -> Result<(), StartError> {
+    let ApStart {
+        apic_id,
+        entry,
+        arg,
+        stack_top,
+        kernel_cr3,
+    } = *ap;
     let page = virt(TRAMPOLINE_PHYS);
     let put = |off: usize, v: u64| {
         // SAFETY: the mailbox words are in the reserved trampoline page,

@@ -35,9 +35,6 @@ use cairn_pc::entry::KERNEL_BASE;
 use cairn_pc::start_info::StartInfo;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-/// The command line, copied out of the loader's memory at boot.
-static mut CMDLINE: [u8; cairn_pc::start_info::MAX_CMDLINE] =
-    [0; cairn_pc::start_info::MAX_CMDLINE];
 static CPU_TOTAL: AtomicUsize = AtomicUsize::new(1);
 
 /// Number of CPUs running.
@@ -56,13 +53,13 @@ extern "C" fn cairn_start_bsp(start_info_phys: u64) -> ! {
         Ok(i) => i,
         Err(e) => panic!("bad PVH start info: {e:?}"),
     };
-    let cmdline = copy_cmdline(info.cmdline());
-    let args = cmdline::parse(cmdline);
+    mm::kernel_map::init(info.regions());
+    heaps::init(info.regions());
+    // The command line lives for the whole run.
+    let args = cmdline::parse(alloc::string::String::from(info.cmdline()).leak());
     if let Some(l) = args.log {
         console::set_level(l);
     }
-    mm::kernel_map::init(info.regions());
-    heaps::init(info.regions());
     let features = cairn_pc::cpu::features();
     let xapic_virt = if features.x2apic {
         0
@@ -139,16 +136,6 @@ pub fn cpu_local_init() {
 
 fn apic_error(_: usize) {
     warn!("local APIC error");
-}
-
-fn copy_cmdline(s: &str) -> &'static str {
-    let b = s.as_bytes();
-    // SAFETY: boot runs on one CPU and writes CMDLINE once, before handing
-    // out the only reference to it.
-    let buf: &'static mut [u8; cairn_pc::start_info::MAX_CMDLINE] =
-        unsafe { &mut *(&raw mut CMDLINE) };
-    buf[..b.len()].copy_from_slice(b);
-    core::str::from_utf8(&buf[..b.len()]).unwrap_or("")
 }
 
 /// The kernel's main thread.

@@ -47,11 +47,13 @@ pub fn start_aps(madt: &Madt) -> usize {
             crate::time::delay_us(10_000);
         }
         let r = cairn_pc::smp::start(
-            p.apic_id,
-            ap_entry,
-            index as u64,
-            top,
-            crate::mm::kernel_map::kernel_root(),
+            &cairn_pc::smp::ApStart {
+                apic_id: p.apic_id,
+                entry: ap_entry,
+                arg: index as u64,
+                stack_top: top,
+                kernel_cr3: crate::mm::kernel_map::kernel_root(),
+            },
             &crate::mm::phys_to_virt,
             &crate::time::delay_us,
             &|| AP_ALIVE.load(Ordering::SeqCst),

@@ -131,6 +131,8 @@ pub fn init(map: &[MemoryRegion]) {
     // SAFETY: `init` runs once, on the bootstrap CPU before any other CPU
     // starts; each static bitmap is borrowed here exactly once and then
     // owned by its heap for the rest of the run.
+    // (`&mut *&raw mut` is how edition 2024 borrows a `static mut`.)
+    #[allow(clippy::deref_addrof)]
     let (phys_bits, huge_bits, page_bits, backed_bits, locked_bits) = unsafe {
         (
             &mut *(&raw mut PHYSICAL_BITMAP),

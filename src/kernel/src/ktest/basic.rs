@@ -32,7 +32,8 @@ fn boot() -> Result<(), String> {
 fn exceptions() -> Result<(), String> {
     use cairn_pc::fixup::*;
     use cairn_pc::idt::vector;
-    let cases: [(&str, fn() -> bool, u8); 4] = [
+    type Probe = (&'static str, fn() -> bool, u8);
+    let cases: [Probe; 4] = [
         ("ud2", probe_invalid_opcode, vector::INVALID_OPCODE),
         ("divide by zero", probe_divide_error, vector::DIVIDE_ERROR),
         ("int3", probe_breakpoint, vector::BREAKPOINT),

@@ -67,7 +67,11 @@ pub fn list() {
                 t.name,
                 smp.join(",")
             ),
-            Expect::Exit(s) => println!("ktest {} smp={}{disk} expect=exit:{s}", t.name, smp.join(",")),
+            Expect::Exit(s) => println!(
+                "ktest {} smp={}{disk} expect=exit:{s}",
+                t.name,
+                smp.join(",")
+            ),
         }
     }
 }

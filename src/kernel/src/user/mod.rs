@@ -89,8 +89,7 @@ pub fn thread_start() -> ! {
     let regs = {
         let t = crate::sched::thread::current().expect("user thread without a thread");
         let u = t.user.as_ref().expect("thread_start on a kernel thread");
-        let r = u.initial.lock().take().expect("user thread started twice");
-        r
+        u.initial.lock().take().expect("user thread started twice")
     };
     return_to_user(regs)
 }
