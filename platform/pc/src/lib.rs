@@ -28,9 +28,15 @@ pub mod acpi;
 pub mod apic;
 pub mod cpu;
 pub mod debug_exit;
+// The boot code, entry stubs and fix-up table are position-dependent
+// assembly linked by the kernel's linker script: kernel target only (host
+// builds, which link position-independent test binaries, leave them out).
+#[cfg(target_os = "none")]
 pub mod entry;
+#[cfg(target_os = "none")]
 pub mod fixup;
 pub mod gdt;
+#[cfg(target_os = "none")]
 pub mod idt;
 pub mod ioapic;
 pub mod paging;
@@ -38,5 +44,6 @@ pub mod pci;
 pub mod pic;
 pub mod pit;
 pub mod serial;
+#[cfg(target_os = "none")]
 pub mod smp;
 pub mod start_info;
