@@ -1,2 +1,8 @@
-//! Not built out yet.
-#![no_std]
+//! Host tools for TFS images: `mkfs`, `dump` and `fsck`, sharing
+//! `cairn-tfs` with the kernel. The binaries are thin clap front ends over
+//! the modules here, which tests and benchmarks call directly.
+
+pub mod dump;
+pub mod filedev;
+pub mod mkfs;
+pub mod progress;

@@ -1,7 +1,225 @@
 //! cairn's pagecache: the file-data cache between the filesystem, the syscall
-//! layer and the block layer.
+//! layer and the block layer, asynchronous throughout (DESIGN.md §2, §4, §6).
 //!
-//! Not built out yet (issue "Pagecache"). It will own per-file page trees, the
-//! per-volume dirty lists and the global LRU, with fills and writeback
-//! completing in bh context and syscall completions handed to the runqueue.
+//! # Pieces
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`page`] | [`Page`]: the state machine FREE/ALLOC/READING/NEW/ACTIVE/DIRTY/WRITING, pins, leases, dirty sectors, waiters; the transition table |
+//! | [`cache`] | [`PageCache`] (global: frames, second-chance LRU of clean pages, memory limit, eviction, writeback clock, stats) and [`VolumeCache`] (a volume's storage, metadata hook, dirty-node list) |
+//! | [`node`] | [`Node`]: one file's page tree; reads with readahead, writes, fault fills; the handles [`Pages`], [`WriteBatch`], [`Mapped`] |
+//! | `io` | turning page ranges into sector pieces and batched scatter-gather requests |
+//! | `writeback` | periodic and on-demand writeback, `sync_node`, `sync_volume` |
+//! | [`frame`] | [`Frame`], the [`FrameAllocator`] hook, and the only `unsafe` code (raw copies in and out of frames) |
+//!
+//! # Contexts
+//!
+//! Kernel-lock context runs syscalls and page faults; one CPU at a time
+//! holds the kernel lock and a thread that waits for I/O releases it. Bh
+//! context runs device completions on any CPU, concurrently with the
+//! kernel-lock holder. Irq context never calls in.
+//!
+//! | entry point | context | why |
+//! |---|---|---|
+//! | [`Node::read`], [`Node::write`], [`Node::fault`], [`WriteBatch::commit`], [`Node::sync`], [`VolumeCache::sync`], [`PageCache::writeback_tick`] | kernel-lock | they call the filesystem's [`Backing`] (a kernel-lock structure) and start I/O |
+//! | fill and writeback request completions | bh (asserted) | block completions; they only take pagecache spinlocks and free frames |
+//! | [`Completion::Bh`] closures | bh, or kernel-lock when the operation needed no I/O | run directly where the operation ends |
+//! | [`Completion::KernelLock`] closures | kernel-lock (asserted) | handed to the [`RunQueueHook`] when the operation ends in bh, run inline otherwise |
+//! | [`PageCache::shrink`], dropping [`Pages`] / [`Mapped`] | kernel-lock or bh | spinlocks only |
+//! | `mark_written` after a writeback | kernel-lock (deferred from bh through the runqueue) | it is a [`Backing`] call |
+//!
+//! Everything a bh completion may drop is allocated inside
+//! [`cairn_sync::cpu::bh_safe_alloc`] (every entry point wraps its body in
+//! it), and a node whose last reference would be dropped in bh is handed
+//! to the runqueue and dropped there (its [`Backing`] came from the
+//! kernel-lock general heap). [`Completion::bh`] builds its box bh-safe;
+//! a [`Completion::KernelLock`] closure is only ever run or dropped under
+//! the kernel lock.
+//!
+//! # Locks
+//!
+//! | class | protects | taken in | order |
+//! |---|---|---|---|
+//! | `pagecache.node` | a node's page tree, its pages, readahead state, writeback error | kernel-lock, bh | first; never two nodes at once |
+//! | `pagecache.lru` | the global second-chance LRU of clean (ACTIVE) pages; eviction skips pinned ones | kernel-lock, bh | under a node lock, or alone (eviction pops, then takes the node lock after releasing it) |
+//! | `pagecache.volume` | a volume's dirty-node list | kernel-lock, bh (adding only) | under a node lock; never with `pagecache.lru` |
+//! | `pagecache.volumes` | the cache's list of volumes | kernel-lock | alone |
+//! | `pagecache.gather` | the completion slot of one operation | kernel-lock, bh | alone |
+//!
+//! All are [`cairn_sync::IrqSpinLock`]s (interrupts off while held). No
+//! pagecache lock is held while calling a hook (frames, storage submit,
+//! runqueue, backing, metadata), while running a completion or waking a
+//! waiter, across I/O, or while copying to or from a caller's buffer
+//! (DESIGN.md §4 rules 1-2): reads and writes hand the caller *pinned*
+//! pages and the caller copies with no lock held, so a copy that faults
+//! into this same file's pagecache (seeds/002, Brian's scenario) completes.
+//!
+//! # Errors
+//!
+//! A failed fill drops the page back to FREE and fails its readers with
+//! EIO (later reads retry). A failed writeback keeps the pages dirty and
+//! records EIO on the node; the next [`Node::sync`] reports it once.
+//! [`Backing::reserve`] runs at write time, so ENOSPC is the write's error.
 #![no_std]
+
+extern crate alloc;
+#[cfg(not(target_os = "none"))]
+extern crate std;
+
+pub mod cache;
+pub mod frame;
+mod io;
+pub mod node;
+pub mod page;
+mod writeback;
+
+pub use cache::{Config, PageCache, StatsSnapshot, VolumeCache};
+pub use frame::{Frame, FrameAllocator};
+pub use node::{Access, Mapped, Node, Pages, WriteBatch};
+pub use page::{Page, PageState};
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use cairn_sync::cpu::bh_safe_alloc;
+use cairn_sync::{Context, context};
+
+/// Size of a cached page.
+pub const PAGE_SIZE: usize = 4096;
+/// Size of a disk sector.
+pub const SECTOR_SIZE: u64 = 512;
+
+/// A Linux error number.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    pub const EIO: Errno = Errno(5);
+    pub const ENOMEM: Errno = Errno(12);
+    pub const EFAULT: Errno = Errno(14);
+    pub const EINVAL: Errno = Errno(22);
+    pub const ENOSPC: Errno = Errno(28);
+}
+
+/// Where an operation's result is delivered.
+pub enum Completion<T> {
+    /// Run where the operation ends: in the bh completion of its last I/O,
+    /// or inline in the kernel-lock call that needed no I/O. The closure
+    /// must be bh-safe (build it with [`Completion::bh`]).
+    Bh(Box<dyn FnOnce(T) + Send>),
+    /// A syscall continuation: run under the kernel lock, through the
+    /// runqueue hook if the operation ends in bh.
+    KernelLock(Box<dyn FnOnce(T) + Send>),
+}
+
+impl<T: Send + 'static> Completion<T> {
+    /// A bh completion, its box allocated bh-safe.
+    pub fn bh(f: impl FnOnce(T) + Send + 'static) -> Self {
+        Completion::Bh(bh_safe_alloc(|| Box::new(f)))
+    }
+
+    /// A kernel-lock completion.
+    pub fn kernel_lock(f: impl FnOnce(T) + Send + 'static) -> Self {
+        Completion::KernelLock(Box::new(f))
+    }
+
+    /// Delivers `value` per the variant.
+    pub(crate) fn complete(self, runqueue: &dyn RunQueueHook, value: T) {
+        match self {
+            Completion::Bh(f) => {
+                let c = context();
+                assert!(
+                    matches!(c, Context::Bh | Context::KernelLock | Context::Boot),
+                    "pagecache bh completion run in {c:?} context"
+                );
+                f(value)
+            }
+            Completion::KernelLock(f) => {
+                if in_kernel_lock() {
+                    f(value)
+                } else {
+                    let work: Box<dyn FnOnce() + Send> = bh_safe_alloc(|| {
+                        Box::new(move || {
+                            assert_kernel_lock("pagecache kernel-lock completion");
+                            f(value)
+                        })
+                    });
+                    runqueue.defer(work);
+                }
+            }
+        }
+    }
+}
+
+/// Whether the caller may do kernel-lock work here (boot counts: it is
+/// single-threaded and may do anything).
+pub(crate) fn in_kernel_lock() -> bool {
+    matches!(context(), Context::KernelLock | Context::Boot)
+}
+
+#[track_caller]
+pub(crate) fn assert_kernel_lock(what: &str) {
+    let c = context();
+    assert!(
+        matches!(c, Context::KernelLock | Context::Boot),
+        "{what} called in {c:?} context (kernel-lock only)"
+    );
+}
+
+#[track_caller]
+pub(crate) fn assert_bh(what: &str) {
+    let c = context();
+    assert_eq!(c, Context::Bh, "{what} ran in {c:?} context, not bh");
+}
+
+/// The kernel's runqueue: work that must run under the kernel lock.
+/// Called from bh and kernel-lock context with no pagecache lock held.
+pub trait RunQueueHook: Send + Sync {
+    fn defer(&self, work: Box<dyn FnOnce() + Send>);
+}
+
+/// What backs a byte range of a file, in whole 512-byte sectors.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Extent {
+    /// Initialised data at disk sector `sector`.
+    Disk { sector: u64 },
+    /// Allocated at `sector` but never written: reads as zeros; a write
+    /// goes to `sector`, then [`Backing::mark_written`] turns it into
+    /// `Disk`.
+    Uninited { sector: u64 },
+    /// Nothing allocated: reads as zeros; never written to (writes reserve
+    /// first).
+    Hole,
+}
+
+/// `len` bytes of the file at `offset` (both multiples of 512).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    pub offset: u64,
+    pub len: u64,
+    pub extent: Extent,
+}
+
+/// A file's storage as its filesystem knows it. Implemented by the kernel
+/// over TFS; every method is called in kernel-lock context only, with no
+/// pagecache lock held.
+pub trait Backing: Send + Sync {
+    /// The file's length in bytes.
+    fn length(&self) -> u64;
+    /// How `offset .. offset + len` (sector-aligned) is stored, in file
+    /// order; ranges not covered read as holes.
+    fn map(&self, offset: u64, len: u64) -> Vec<Mapping>;
+    /// Called by `write` before anything is cached: allocate the sectors
+    /// covering `offset .. offset + len` (as uninited) and extend the
+    /// length to cover it. ENOSPC here is the write's error.
+    fn reserve(&self, offset: u64, len: u64) -> Result<(), Errno>;
+    /// The sectors of `offset .. offset + len` were written: uninited
+    /// extents there become initialised.
+    fn mark_written(&self, offset: u64, len: u64);
+}
+
+/// A volume's filesystem metadata, flushed by sync between the data
+/// writeback and the device flush. Called in kernel-lock context; `done`
+/// may run in any context but irq.
+pub trait MetadataSync: Send + Sync {
+    fn sync_metadata(&self, done: Box<dyn FnOnce(Result<(), Errno>) + Send>);
+}

@@ -1,0 +1,1121 @@
+//! One cached file: its page tree and the operations on it.
+//!
+//! [`Node`] owns the file's pages (index → [`Page`] in a `BTreeMap`), its
+//! readahead state and its sticky writeback error, all behind the node
+//! lock. It implements reads (batched fills, concurrent readers sharing one
+//! fill, adaptive readahead), writes (space reservation, whole-page
+//! overwrites without reading, read-modify-write of partial pages, dirty
+//! sectors) and fault fills for mmap. Writeback lives in `writeback.rs`.
+//!
+//! Results come back as pinned handles — [`Pages`] (read), [`WriteBatch`]
+//! (write), [`Mapped`] (fault) — and the caller copies through them with
+//! **no pagecache lock held**. A copy may therefore fault into this same
+//! file and wait for another fill of it (seeds/002, Brian's scenario);
+//! nothing here is held but pins, which block eviction only.
+//!
+//! Contexts: `read`, `write`, `fault`, [`WriteBatch::commit`] kernel-lock
+//! (they call the [`Backing`] and submit I/O). Fill completions bh
+//! (asserted). Dropping [`Pages`] or [`Mapped`] kernel-lock or bh.
+//!
+//! Locks: `pagecache.node`, and nested under it `pagecache.lru` (a page
+//! joins or leaves the LRU) or `pagecache.volume` (the node joins its
+//! volume's dirty list). Frames are allocated (which may evict, taking other
+//! nodes' locks) and freed, requests submitted and waiters woken only after
+//! the node lock is released.
+
+use crate::cache::{PageCache, VolumeCache, bump};
+use crate::frame::{Frame, FrameView};
+use crate::io::{self, Gather, Held, Piece, wake};
+use crate::page::{PageState, SECTORS_PER_PAGE, Want};
+use crate::{
+    Backing, Completion, Errno, PAGE_SIZE, Page, SECTOR_SIZE, assert_bh, assert_kernel_lock,
+};
+use alloc::collections::BTreeMap;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use cairn_block::{Request, Status};
+use cairn_sync::cpu::bh_safe_alloc;
+use cairn_sync::{IrqSpinLock, LockClass};
+use core::ops::Range;
+
+static NODE_CLASS: LockClass = LockClass::new("pagecache.node");
+
+const PS: u64 = PAGE_SIZE as u64;
+
+pub(crate) type CPage = Page<Arc<Gather>, Frame>;
+pub(crate) type Wakes = crate::page::Wakes<Arc<Gather>>;
+
+/// A file in the pagecache.
+pub struct Node {
+    volume: Arc<VolumeCache>,
+    backing: Arc<dyn Backing>,
+    pub(crate) inner: IrqSpinLock<NodeInner>,
+    me: Weak<Node>,
+}
+
+pub(crate) struct NodeInner {
+    pub(crate) pages: BTreeMap<u64, CPage>,
+    /// A writeback error not yet reported by a sync of this node.
+    pub(crate) error: Option<Errno>,
+    pub(crate) on_dirty_list: bool,
+    ra: Readahead,
+}
+
+/// Adaptive readahead: the window doubles on each read that starts where
+/// the previous one ended and drops to nothing on a random read.
+#[derive(Default)]
+struct Readahead {
+    next: u64,
+    window: u64,
+}
+
+impl Readahead {
+    fn advance(&mut self, first: u64, last: u64, cache: &PageCache) -> Range<u64> {
+        let cfg = cache.config();
+        let cap = u64::from(cfg.readahead_max).min(cfg.limit_pages as u64 / 4);
+        if first == self.next {
+            self.window = match self.window {
+                0 => u64::from(cfg.readahead_initial),
+                w => w * 2,
+            }
+            .min(cap);
+        } else if first + 1 != self.next {
+            // Not sequential (a read continuing inside the last page is).
+            self.window = 0;
+        }
+        self.next = last + 1;
+        last + 1..last + 1 + self.window
+    }
+}
+
+/// What a claimed page is for.
+enum ClaimKind {
+    /// Fill it from disk (or zeros).
+    Fill,
+    /// A writer overwrites bytes `keep` of it; zero the rest. `owner` is
+    /// settled once the page is NEW (or failed).
+    New {
+        keep: Range<usize>,
+        owner: Arc<Gather>,
+    },
+}
+
+/// A page this operation took from FREE to ALLOC and must drive on.
+struct Claim {
+    index: u64,
+    kind: ClaimKind,
+    frame: Option<Frame>,
+}
+
+impl Claim {
+    fn fill(index: u64) -> Claim {
+        Claim {
+            index,
+            kind: ClaimKind::Fill,
+            frame: None,
+        }
+    }
+}
+
+/// How a page is being mapped by [`Node::fault`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// A write fault.
+    pub write: bool,
+    /// A shared (`MAP_SHARED`) mapping; otherwise private.
+    pub shared: bool,
+}
+
+/// A snapshot of one page, for tests and debugging.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct PageInfo {
+    pub state: PageState,
+    pub pins: u32,
+    pub leases: u32,
+    pub dirty: u8,
+    pub on_lru: bool,
+}
+
+fn page_range(first: u64, last: u64) -> core::ops::RangeInclusive<u64> {
+    first..=last
+}
+
+/// Bytes of page `index` that `offset .. end` covers, page-relative.
+fn coverage(index: u64, offset: u64, end: u64) -> Range<usize> {
+    let ps = index * PS;
+    let s = offset.clamp(ps, ps + PS) - ps;
+    let e = end.clamp(ps, ps + PS) - ps;
+    s as usize..e.max(s) as usize
+}
+
+/// Sectors of page `index` inside a file of `len` bytes.
+pub(crate) fn mask_within(index: u64, len: u64) -> u8 {
+    let ps = index * PS;
+    if len <= ps {
+        return 0;
+    }
+    io::sector_mask(0, (len - ps).min(PS) as usize)
+}
+
+impl Node {
+    /// A node for a file of `volume`; kernel-lock context.
+    pub fn new(volume: &Arc<VolumeCache>, backing: Arc<dyn Backing>) -> Arc<Node> {
+        assert_kernel_lock("Node::new");
+        bh_safe_alloc(|| {
+            Arc::new_cyclic(|me| Node {
+                volume: volume.clone(),
+                backing,
+                inner: IrqSpinLock::new(
+                    &NODE_CLASS,
+                    NodeInner {
+                        pages: BTreeMap::new(),
+                        error: None,
+                        on_dirty_list: false,
+                        ra: Readahead::default(),
+                    },
+                ),
+                me: me.clone(),
+            })
+        })
+    }
+
+    pub fn volume(&self) -> &Arc<VolumeCache> {
+        &self.volume
+    }
+
+    pub fn backing(&self) -> &Arc<dyn Backing> {
+        &self.backing
+    }
+
+    pub(crate) fn cache(&self) -> &Arc<PageCache> {
+        self.volume.cache()
+    }
+
+    pub(crate) fn me(&self) -> &Weak<Node> {
+        &self.me
+    }
+
+    /// Entries in the page tree.
+    pub fn cached_pages(&self) -> usize {
+        self.inner.lock().pages.len()
+    }
+
+    /// A snapshot of page `index`, if it has an entry.
+    pub fn page_info(&self, index: u64) -> Option<PageInfo> {
+        let inner = self.inner.lock();
+        inner.pages.get(&index).map(|p| PageInfo {
+            state: p.state(),
+            pins: p.pins(),
+            leases: p.leases(),
+            dirty: p.dirty_mask(),
+            on_lru: p.lru_key().is_some(),
+        })
+    }
+
+    /// Every page entry: (index, snapshot).
+    pub fn page_infos(&self) -> Vec<(u64, PageInfo)> {
+        let inner = self.inner.lock();
+        inner
+            .pages
+            .iter()
+            .map(|(&i, p)| {
+                (
+                    i,
+                    PageInfo {
+                        state: p.state(),
+                        pins: p.pins(),
+                        leases: p.leases(),
+                        dirty: p.dirty_mask(),
+                        on_lru: p.lru_key().is_some(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Reads `offset .. offset + len` (clipped at the file's end): gets the
+    /// pages filled and pins them, then hands them to `done` as [`Pages`]
+    /// for the caller to copy from. Missing pages are filled with one
+    /// scatter-gather read per contiguous disk run; pages another
+    /// operation is filling are waited for, not read again; a sequential
+    /// reader gets readahead. Kernel-lock context.
+    pub fn read(self: &Arc<Self>, offset: u64, len: usize, done: Completion<Result<Pages, Errno>>) {
+        assert_kernel_lock("Node::read");
+        bh_safe_alloc(|| self.read_locked_ctx(offset, len, done))
+    }
+
+    fn read_locked_ctx(
+        self: &Arc<Self>,
+        offset: u64,
+        len: usize,
+        done: Completion<Result<Pages, Errno>>,
+    ) {
+        let cache = self.cache().clone();
+        let file_len = self.backing.length();
+        let end = offset.saturating_add(len as u64).min(file_len);
+        if offset >= end {
+            done.complete(&*cache.runqueue, Ok(Pages::empty(offset)));
+            return;
+        }
+        let (first, last) = (offset / PS, (end - 1) / PS);
+        let file_pages = file_len.div_ceil(PS);
+        let gather = Gather::new();
+        let mut claims = Vec::new();
+        let mut ahead = Vec::new();
+        let (mut hits, mut misses) = (0, 0);
+        {
+            let mut inner = self.inner.lock();
+            let mut wakes = Wakes::new();
+            let ra = inner.ra.advance(first, last, &cache);
+            let mut visit = |i: u64, p: &mut CPage| {
+                p.pin();
+                if p.state() == PageState::Free {
+                    p.claim(&mut wakes);
+                    claims.push(Claim::fill(i));
+                }
+                match p.wait(Want::Readable, gather.clone()) {
+                    None => {
+                        gather.add(1);
+                        misses += 1;
+                    }
+                    Some(r) => {
+                        debug_assert!(r.is_ok());
+                        p.touch();
+                        hits += 1;
+                    }
+                }
+            };
+            // One walk over the cached pages, then the gaps.
+            let mut gaps = Vec::new();
+            let mut next = first;
+            for (&i, p) in inner.pages.range_mut(first..=last) {
+                gaps.extend(next..i);
+                next = i + 1;
+                visit(i, p);
+            }
+            gaps.extend(next..=last);
+            for i in gaps {
+                visit(i, inner.pages.entry(i).or_default());
+            }
+            claims.sort_by_key(|c| c.index);
+            for i in ra.start..ra.end.min(file_pages) {
+                let p = inner.pages.entry(i).or_default();
+                if p.state() == PageState::Free {
+                    p.claim(&mut wakes);
+                    ahead.push(Claim::fill(i));
+                }
+            }
+            // Pins and claims change no page's LRU membership.
+            debug_assert!(wakes.is_empty());
+        }
+        bump(&cache.stats.hits, hits);
+        bump(&cache.stats.misses, misses);
+        bump(&cache.stats.readahead, ahead.len() as u64);
+        // Demand pages first, in their own requests, so that the reader
+        // does not wait for its readahead.
+        self.start_fills(claims);
+        self.start_fills(ahead);
+        let node = Held::new(self.clone());
+        gather.set_finish(move |r| {
+            node.arc()
+                .clone()
+                .finish_read(first, last, offset, end, r, done)
+        });
+        gather.settle(Ok(()));
+    }
+
+    fn finish_read(
+        self: Arc<Self>,
+        first: u64,
+        last: u64,
+        offset: u64,
+        end: u64,
+        r: Result<(), Errno>,
+        done: Completion<Result<Pages, Errno>>,
+    ) {
+        bh_safe_alloc(|| {
+            let node = Held::new(self);
+            let runqueue = node.cache().runqueue.clone();
+            match r {
+                Ok(()) => {
+                    let views = {
+                        let inner = node.inner.lock();
+                        let views: Vec<FrameView> = inner
+                            .pages
+                            .range(first..=last)
+                            .map(|(_, p)| {
+                                assert!(
+                                    p.readable() && p.pins() > 0,
+                                    "read finished on {:?}",
+                                    p.state()
+                                );
+                                p.frame().expect("readable page has a frame").view()
+                            })
+                            .collect();
+                        assert_eq!(views.len() as u64, last - first + 1, "pinned page vanished");
+                        views
+                    };
+                    let pages = Pages {
+                        node: Some(node),
+                        offset,
+                        len: (end - offset) as usize,
+                        first,
+                        views,
+                    };
+                    done.complete(&*runqueue, Ok(pages));
+                }
+                Err(e) => {
+                    node.unpin_range(first, last, false);
+                    done.complete(&*runqueue, Err(e));
+                }
+            }
+        })
+    }
+
+    /// Drops the pins (and, for writers, nothing else) of pages
+    /// `first ..= last`.
+    fn unpin_range(&self, first: u64, last: u64, unmap_shared: bool) {
+        bh_safe_alloc(|| {
+            let mut inner = self.inner.lock();
+            let mut gone = 0;
+            for (_, p) in inner.pages.range_mut(first..=last) {
+                p.unpin();
+                if unmap_shared {
+                    p.unmap_shared_writable();
+                }
+                gone += usize::from(p.removable());
+            }
+            // Pins do not affect LRU membership; only FREE entries leave.
+            if gone > 0 {
+                inner
+                    .pages
+                    .retain(|i, p| !(first..=last).contains(i) || !p.removable());
+            }
+        })
+    }
+
+    /// Takes claimed (ALLOC) pages to READING, ACTIVE, NEW or, when no
+    /// frame can be had, FREE, and submits their fills. No lock held on
+    /// entry; kernel-lock context (it maps through the backing).
+    fn start_fills(self: &Arc<Self>, mut claims: Vec<Claim>) {
+        if claims.is_empty() {
+            return;
+        }
+        let cache = self.cache().clone();
+        let need = claims.iter().filter(|c| c.frame.is_none()).count();
+        let mut frames = cache.alloc_frames(need);
+        for c in claims.iter_mut().filter(|c| c.frame.is_none()) {
+            c.frame = frames.pop();
+        }
+        debug_assert!(frames.is_empty());
+        let file_len = self.backing.length();
+        let mut pieces = Vec::new();
+        let mut counts = alloc::vec![0u32; claims.len()];
+        let mut k = 0;
+        while k < claims.len() {
+            let fillable = |c: &Claim| matches!(c.kind, ClaimKind::Fill) && c.frame.is_some();
+            if !fillable(&claims[k]) {
+                k += 1;
+                continue;
+            }
+            let mut j = k;
+            while j + 1 < claims.len()
+                && fillable(&claims[j + 1])
+                && claims[j + 1].index == claims[j].index + 1
+            {
+                j += 1;
+            }
+            let start = claims[k].index * PS;
+            let count = (j - k + 1) * SECTORS_PER_PAGE;
+            let maps = self.backing.map(start, (count as u64) * SECTOR_SIZE);
+            let kinds = io::classify(&maps, start, count, file_len);
+            for (n, c) in claims[k..=j].iter_mut().enumerate() {
+                let frame = c.frame.as_mut().expect("fillable claim has a frame");
+                let sectors = &kinds[n * SECTORS_PER_PAGE..(n + 1) * SECTORS_PER_PAGE];
+                let before = pieces.len();
+                let zeros = io::page_pieces(c.index, frame.phys(), sectors, u8::MAX, &mut pieces);
+                counts[k + n] = (pieces.len() - before) as u32;
+                for s in zeros {
+                    frame.zero(s * SECTOR_SIZE as usize, SECTOR_SIZE as usize);
+                }
+            }
+            k = j + 1;
+        }
+        for c in claims.iter_mut() {
+            if let (ClaimKind::New { keep, .. }, Some(frame)) = (&c.kind, c.frame.as_mut()) {
+                frame.zero(0, keep.start);
+                frame.zero(keep.end, PAGE_SIZE - keep.end);
+            }
+        }
+        let mut wakes = Wakes::new();
+        let mut owners = Vec::new();
+        let mut zero_fills = 0;
+        {
+            let mut inner = self.inner.lock();
+            let indices: Vec<u64> = claims.iter().map(|c| c.index).collect();
+            for (c, &n) in claims.into_iter().zip(counts.iter()) {
+                let p = inner
+                    .pages
+                    .get_mut(&c.index)
+                    .expect("claimed page has an entry");
+                match (c.frame, c.kind) {
+                    (None, ClaimKind::Fill) => p.alloc_failed(&mut wakes),
+                    (None, ClaimKind::New { owner, .. }) => {
+                        p.alloc_failed(&mut wakes);
+                        owners.push((owner, Err(Errno::ENOMEM)));
+                    }
+                    (Some(f), ClaimKind::Fill) => {
+                        zero_fills += u64::from(n == 0);
+                        p.start_fill(f, n, &mut wakes);
+                    }
+                    (Some(f), ClaimKind::New { owner, .. }) => {
+                        p.start_new(f, &mut wakes);
+                        owners.push((owner, Ok(())));
+                    }
+                }
+            }
+            cache.lru_sync(&self.me, &mut inner.pages, indices.iter().copied());
+            for i in indices {
+                if inner.pages.get(&i).is_some_and(|p| p.removable()) {
+                    inner.pages.remove(&i);
+                }
+            }
+        }
+        bump(&cache.stats.zero_fills, zero_fills);
+        wake(wakes);
+        wake(owners);
+        self.submit_fills(pieces);
+    }
+
+    fn submit_fills(self: &Arc<Self>, pieces: Vec<Piece>) {
+        let vol = &self.volume;
+        for run in io::batch(pieces, vol.max_segments, vol.max_sectors) {
+            let indices: Vec<u64> = run.iter().map(|p| p.index).collect();
+            let segs = io::segments(&run);
+            let node = Held::new(self.clone());
+            let req = Request::read(run[0].disk, &segs, move |status| {
+                assert_bh("pagecache fill completion");
+                bh_safe_alloc(|| node.fill_done(&indices, status));
+            });
+            bump(&self.cache().stats.read_requests, 1);
+            vol.storage.submit(req);
+        }
+    }
+
+    /// A fill request ended (bh): each of its pieces is done.
+    fn fill_done(&self, indices: &[u64], status: Status) {
+        let cache = self.cache();
+        let ok = status.is_ok();
+        let now = cache.clock();
+        let mut wakes = Wakes::new();
+        let mut frees = Vec::new();
+        let (mut filled, mut failed) = (0, 0);
+        {
+            let mut inner = self.inner.lock();
+            for &i in indices {
+                let p = inner
+                    .pages
+                    .get_mut(&i)
+                    .expect("page in flight has an entry");
+                let (finished, frame) = p.io_done(ok, now, &mut wakes);
+                if finished {
+                    if p.state() == PageState::Active {
+                        filled += 1;
+                    } else {
+                        failed += 1;
+                    }
+                }
+                frees.extend(frame);
+            }
+            cache.lru_sync(&self.me, &mut inner.pages, indices.iter().copied());
+            for i in indices {
+                if inner.pages.get(i).is_some_and(|p| p.removable()) {
+                    inner.pages.remove(i);
+                }
+            }
+        }
+        bump(&cache.stats.fills, filled);
+        bump(&cache.stats.read_errors, failed);
+        cache.free_frames(frees);
+        wake(wakes);
+    }
+
+    /// Writes `offset .. offset + len`: reserves the space with the
+    /// filesystem (ENOSPC is reported here), gets the pages ready — whole
+    /// pages (and pages whose uncovered bytes all lie past the old end of
+    /// file) are taken NEW without reading, partial pages are filled first —
+    /// leases and pins them, and hands `done` a [`WriteBatch`] to copy into
+    /// and commit. Kernel-lock context.
+    pub fn write(
+        self: &Arc<Self>,
+        offset: u64,
+        len: usize,
+        done: Completion<Result<WriteBatch, Errno>>,
+    ) {
+        assert_kernel_lock("Node::write");
+        bh_safe_alloc(|| self.write_inner(offset, len, done))
+    }
+
+    fn write_inner(
+        self: &Arc<Self>,
+        offset: u64,
+        len: usize,
+        done: Completion<Result<WriteBatch, Errno>>,
+    ) {
+        let cache = self.cache().clone();
+        if len == 0 {
+            done.complete(&*cache.runqueue, Ok(WriteBatch::empty(offset)));
+            return;
+        }
+        let old_len = self.backing.length();
+        let end = offset + len as u64;
+        if let Err(e) = self.backing.reserve(offset, len as u64) {
+            done.complete(&*cache.runqueue, Err(e));
+            return;
+        }
+        let (first, last) = (offset / PS, (end - 1) / PS);
+        let gather = Gather::new();
+        let mut claims = Vec::new();
+        let mut owned = alloc::vec![false; (last - first + 1) as usize];
+        {
+            let mut inner = self.inner.lock();
+            let mut wakes = Wakes::new();
+            for i in page_range(first, last) {
+                let p = inner.pages.entry(i).or_default();
+                p.pin();
+                p.lease();
+                if p.state() == PageState::Free {
+                    p.claim(&mut wakes);
+                    let keep = coverage(i, offset, end);
+                    let ps = i * PS;
+                    let head_gone = keep.start == 0 || ps >= old_len;
+                    let tail_gone = keep.end == PAGE_SIZE || ps + keep.end as u64 >= old_len;
+                    if head_gone && tail_gone {
+                        owned[(i - first) as usize] = true;
+                        gather.add(1);
+                        claims.push(Claim {
+                            index: i,
+                            kind: ClaimKind::New {
+                                keep,
+                                owner: gather.clone(),
+                            },
+                            frame: None,
+                        });
+                        continue;
+                    }
+                    claims.push(Claim::fill(i));
+                }
+                match p.wait(Want::Writable, gather.clone()) {
+                    None => gather.add(1),
+                    Some(r) => debug_assert!(r.is_ok()),
+                }
+            }
+            debug_assert!(wakes.is_empty());
+        }
+        self.start_fills(claims);
+        let node = Held::new(self.clone());
+        gather.set_finish(move |r| {
+            node.arc()
+                .clone()
+                .finish_write(first, last, offset, len, owned, r, done)
+        });
+        gather.settle(Ok(()));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_write(
+        self: Arc<Self>,
+        first: u64,
+        last: u64,
+        offset: u64,
+        len: usize,
+        owned: Vec<bool>,
+        r: Result<(), Errno>,
+        done: Completion<Result<WriteBatch, Errno>>,
+    ) {
+        bh_safe_alloc(|| {
+            let node = Held::new(self);
+            let runqueue = node.cache().runqueue.clone();
+            let mut batch = WriteBatch {
+                node: None,
+                offset,
+                len,
+                first,
+                views: Vec::new(),
+                owned,
+                finished: false,
+            };
+            match r {
+                Ok(()) => {
+                    batch.views = {
+                        let inner = node.inner.lock();
+                        page_range(first, last)
+                            .zip(batch.owned.iter())
+                            .map(|(i, &own)| {
+                                let p = &inner.pages[&i];
+                                let ok = p.writable() || (own && p.state() == PageState::New);
+                                assert!(ok && p.leases() > 0, "write finished on {:?}", p.state());
+                                p.frame().expect("writable page has a frame").view()
+                            })
+                            .collect()
+                    };
+                    batch.node = Some(node);
+                    done.complete(&*runqueue, Ok(batch));
+                }
+                Err(e) => {
+                    // Release leases (and refill NEW pages others wait on)
+                    // under the kernel lock: that may start I/O.
+                    batch.node = Some(node);
+                    crate::writeback::in_kernel_lock(&runqueue, move || {
+                        batch.commit(0);
+                    });
+                    done.complete(&*runqueue, Err(e));
+                }
+            }
+        })
+    }
+
+    /// Ends a write: commits `copied` bytes (from the batch's start) as
+    /// dirty, releases the leases, aborts NEW pages not fully copied.
+    /// Returns the bytes committed.
+    fn release_write(self: &Arc<Self>, b: &WriteBatch, copied: usize) -> usize {
+        let cache = self.cache().clone();
+        let end = b.offset + b.len as u64;
+        let last = (end - 1) / PS;
+        let mut committed_end = b.offset + copied.min(b.len) as u64;
+        // A NEW page not fully copied has no valid content: it is aborted,
+        // and nothing from it on is committed.
+        for (i, &own) in page_range(b.first, last).zip(b.owned.iter()) {
+            let cov = coverage(i, b.offset, end);
+            let cov_end = i * PS + cov.end as u64;
+            if own && committed_end < cov_end {
+                committed_end = committed_end.min(i * PS + cov.start as u64);
+                break;
+            }
+        }
+        let now = cache.clock();
+        let mut wakes = Wakes::new();
+        let mut frees = Vec::new();
+        let mut refills = Vec::new();
+        let mut dirtied = false;
+        {
+            let mut inner = self.inner.lock();
+            for (i, &own) in page_range(b.first, last).zip(b.owned.iter()) {
+                let cov = coverage(i, b.offset, end);
+                let done = coverage(i, b.offset, committed_end);
+                let p = inner.pages.get_mut(&i).expect("leased page has an entry");
+                if own && p.state() == PageState::New {
+                    if done == cov {
+                        p.mark_dirty(io::sector_mask(cov.start, cov.end), now, &mut wakes);
+                        dirtied = true;
+                    } else {
+                        let (to, frame) = p.abort_new(&mut wakes);
+                        let frame = frame.expect("a NEW page has a frame");
+                        if to == PageState::Alloc {
+                            refills.push(Claim {
+                                index: i,
+                                kind: ClaimKind::Fill,
+                                frame: Some(frame),
+                            });
+                        } else {
+                            frees.push(frame);
+                        }
+                    }
+                } else if !done.is_empty() {
+                    assert!(p.writable(), "committing into a {:?} page", p.state());
+                    p.mark_dirty(io::sector_mask(done.start, done.end), now, &mut wakes);
+                    dirtied = true;
+                }
+                p.unlease(&mut wakes);
+                p.unpin();
+            }
+            if dirtied {
+                self.note_dirty(&mut inner);
+            }
+            cache.lru_sync(&self.me, &mut inner.pages, page_range(b.first, last));
+            for i in page_range(b.first, last) {
+                if inner.pages.get(&i).is_some_and(|p| p.removable()) {
+                    inner.pages.remove(&i);
+                }
+            }
+        }
+        cache.free_frames(frees);
+        wake(wakes);
+        self.start_fills(refills);
+        (committed_end.saturating_sub(b.offset)) as usize
+    }
+
+    /// Puts the node on its volume's dirty list (under the node lock).
+    pub(crate) fn note_dirty(&self, inner: &mut NodeInner) {
+        if !inner.on_dirty_list {
+            inner.on_dirty_list = true;
+            let me = self.me.upgrade().expect("a live node");
+            self.volume.dirty.lock().push(me);
+        }
+    }
+
+    /// A page fault on page `index` of a mapping of this file: gets the
+    /// page filled and pins it, then hands `done` a [`Mapped`] to install.
+    /// A write fault on a shared mapping reserves the page's space, marks it
+    /// dirty and makes it writable (it is then written back on every sync
+    /// while mapped, as there is no PTE dirty tracking). Private mappings
+    /// get the page read-only; the caller copies it for copy-on-write.
+    /// Past the end of file: EFAULT (SIGBUS). Kernel-lock context.
+    pub fn fault(
+        self: &Arc<Self>,
+        index: u64,
+        access: Access,
+        done: Completion<Result<Mapped, Errno>>,
+    ) {
+        assert_kernel_lock("Node::fault");
+        bh_safe_alloc(|| self.fault_inner(index, access, done))
+    }
+
+    fn fault_inner(
+        self: &Arc<Self>,
+        index: u64,
+        access: Access,
+        done: Completion<Result<Mapped, Errno>>,
+    ) {
+        let cache = self.cache().clone();
+        let file_len = self.backing.length();
+        let ps = index * PS;
+        if ps >= file_len {
+            done.complete(&*cache.runqueue, Err(Errno::EFAULT));
+            return;
+        }
+        let shared_write = access.write && access.shared;
+        if shared_write {
+            if let Err(e) = self.backing.reserve(ps, (file_len - ps).min(PS)) {
+                done.complete(&*cache.runqueue, Err(e));
+                return;
+            }
+        }
+        let gather = Gather::new();
+        let mut claims = Vec::new();
+        {
+            let mut inner = self.inner.lock();
+            let mut wakes = Wakes::new();
+            let p = inner.pages.entry(index).or_default();
+            p.pin();
+            if p.state() == PageState::Free {
+                p.claim(&mut wakes);
+                claims.push(Claim::fill(index));
+            }
+            match p.wait(Want::Readable, gather.clone()) {
+                None => {
+                    gather.add(1);
+                    bump(&cache.stats.misses, 1);
+                }
+                Some(_) => {
+                    p.touch();
+                    bump(&cache.stats.hits, 1)
+                }
+            }
+        }
+        self.start_fills(claims);
+        let node = Held::new(self.clone());
+        let mask = mask_within(index, file_len);
+        gather.set_finish(move |r| {
+            node.arc()
+                .clone()
+                .finish_fault(index, shared_write, mask, r, done)
+        });
+        gather.settle(Ok(()));
+    }
+
+    fn finish_fault(
+        self: Arc<Self>,
+        index: u64,
+        shared_write: bool,
+        mask: u8,
+        r: Result<(), Errno>,
+        done: Completion<Result<Mapped, Errno>>,
+    ) {
+        bh_safe_alloc(|| {
+            let node = Held::new(self);
+            let cache = node.cache().clone();
+            match r {
+                Ok(()) => {
+                    let view = {
+                        let mut guard = node.inner.lock();
+                        let inner = &mut *guard;
+                        let mut wakes = Wakes::new();
+                        let p = inner.pages.get_mut(&index).expect("pinned page");
+                        assert!(p.readable(), "fault finished on {:?}", p.state());
+                        let view = p.frame().expect("readable page has a frame").view();
+                        if shared_write {
+                            p.map_shared_writable();
+                            p.mark_dirty(mask, cache.clock(), &mut wakes);
+                            node.note_dirty(inner);
+                        }
+                        debug_assert!(wakes.is_empty());
+                        cache.lru_sync(node.me(), &mut inner.pages, [index]);
+                        view
+                    };
+                    let m = Mapped {
+                        node: Some(node),
+                        index,
+                        view,
+                        writable: shared_write,
+                    };
+                    done.complete(&*cache.runqueue, Ok(m));
+                }
+                Err(e) => {
+                    node.unpin_range(index, index, false);
+                    done.complete(&*cache.runqueue, Err(e));
+                }
+            }
+        })
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // The last reference is dropped under the kernel lock (`Held`
+        // defers it there), so freeing the backing is allowed. Nothing pins
+        // the pages (pins hold a reference) and no I/O is in flight (it
+        // does too); dirty pages keep the node on its volume's dirty list.
+        #[cfg(not(target_os = "none"))]
+        if std::thread::panicking() {
+            return;
+        }
+        let cache = self.volume.cache().clone();
+        let inner = self.inner.get_mut();
+        let mut frees = Vec::new();
+        let mut keys = Vec::new();
+        let mut wakes = Wakes::new();
+        for (_, mut p) in core::mem::take(&mut inner.pages) {
+            keys.extend(p.lru_key());
+            match p.state() {
+                PageState::Active => frees.push(p.evict(&mut wakes)),
+                PageState::Free => {}
+                s => panic!("node dropped with a {s:?} page"),
+            }
+        }
+        cache.lru_forget(keys);
+        cache.free_frames(frees);
+    }
+}
+
+/// Pinned, readable pages of a read, from file offset `offset` for `len`
+/// bytes. Copy out with [`Pages::read_at`] / [`Pages::copy_to`] with no
+/// pagecache lock held; dropping it unpins the pages (any context but irq).
+pub struct Pages {
+    node: Option<Held>,
+    offset: u64,
+    len: usize,
+    first: u64,
+    views: Vec<FrameView>,
+}
+
+impl Pages {
+    fn empty(offset: u64) -> Pages {
+        Pages {
+            node: None,
+            offset,
+            len: 0,
+            first: offset / PS,
+            views: Vec::new(),
+        }
+    }
+
+    /// Bytes available (the request clipped at the end of file).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Page indices and the file ranges of this read they hold, in order.
+    pub fn chunks(&self) -> impl Iterator<Item = (u64, Range<u64>)> + '_ {
+        let end = self.offset + self.len as u64;
+        (0..self.views.len() as u64).map(move |k| {
+            let i = self.first + k;
+            let r = coverage(i, self.offset, end);
+            (i, i * PS + r.start as u64..i * PS + r.end as u64)
+        })
+    }
+
+    /// Copies the bytes at `pos` (relative to [`Pages::offset`]) into
+    /// `dst`; `pos + dst.len()` must not exceed [`Pages::len`].
+    pub fn read_at(&self, pos: usize, dst: &mut [u8]) {
+        assert!(pos + dst.len() <= self.len, "read past the pinned range");
+        let mut file = self.offset + pos as u64;
+        let mut done = 0;
+        while done < dst.len() {
+            let k = (file / PS - self.first) as usize;
+            let in_page = (file % PS) as usize;
+            let n = (PAGE_SIZE - in_page).min(dst.len() - done);
+            self.views[k].read(in_page, &mut dst[done..done + n]);
+            done += n;
+            file += n as u64;
+        }
+    }
+
+    /// Copies everything (or as much as fits) into `dst`; returns bytes.
+    pub fn copy_to(&self, dst: &mut [u8]) -> usize {
+        let n = self.len.min(dst.len());
+        self.read_at(0, &mut dst[..n]);
+        n
+    }
+}
+
+impl Drop for Pages {
+    fn drop(&mut self) {
+        if let Some(node) = self.node.take() {
+            let last = self.first + self.views.len() as u64 - 1;
+            node.unpin_range(self.first, last, false);
+        }
+    }
+}
+
+/// Leased, pinned pages of a write. Copy in with [`WriteBatch::write_at`]
+/// (no pagecache lock held), then [`WriteBatch::commit`] the bytes copied,
+/// under the kernel lock. Dropping it uncommitted aborts (commits 0 bytes),
+/// which must also happen under the kernel lock.
+///
+/// A copy into a batch must not fault into a page of this same batch that
+/// the batch took NEW (it would wait for this very commit): the syscall
+/// layer faults the source in before calling `write`, or stops at the
+/// first fault, commits what it copied and retries (as Linux does).
+pub struct WriteBatch {
+    node: Option<Held>,
+    offset: u64,
+    len: usize,
+    first: u64,
+    views: Vec<FrameView>,
+    owned: Vec<bool>,
+    finished: bool,
+}
+
+impl WriteBatch {
+    fn empty(offset: u64) -> WriteBatch {
+        WriteBatch {
+            node: None,
+            offset,
+            len: 0,
+            first: offset / PS,
+            views: Vec::new(),
+            owned: Vec::new(),
+            finished: false,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Copies `src` to position `pos` of the batch (relative to
+    /// [`WriteBatch::offset`]).
+    pub fn write_at(&mut self, pos: usize, src: &[u8]) {
+        assert!(pos + src.len() <= self.len, "write past the leased range");
+        let mut file = self.offset + pos as u64;
+        let mut done = 0;
+        while done < src.len() {
+            let k = (file / PS - self.first) as usize;
+            let in_page = (file % PS) as usize;
+            let n = (PAGE_SIZE - in_page).min(src.len() - done);
+            self.views[k].write(in_page, &src[done..done + n]);
+            done += n;
+            file += n as u64;
+        }
+    }
+
+    /// Copies as much of `src` as the batch holds; returns bytes copied.
+    pub fn copy_from(&mut self, src: &[u8]) -> usize {
+        let n = self.len.min(src.len());
+        self.write_at(0, &src[..n]);
+        n
+    }
+
+    /// Commits the first `copied` bytes as dirty and releases the pages;
+    /// returns the bytes committed (less than `copied` if a NEW page was
+    /// only partly copied: it is dropped rather than exposing garbage).
+    /// Kernel-lock context.
+    pub fn commit(mut self, copied: usize) -> usize {
+        self.finish(copied)
+    }
+
+    fn finish(&mut self, copied: usize) -> usize {
+        if self.finished {
+            return 0;
+        }
+        self.finished = true;
+        let Some(node) = self.node.take() else {
+            return 0;
+        };
+        assert_kernel_lock("WriteBatch::commit");
+        let arc = node.arc().clone();
+        let n = bh_safe_alloc(|| arc.release_write(self, copied));
+        drop(arc);
+        drop(node);
+        n
+    }
+}
+
+impl Drop for WriteBatch {
+    fn drop(&mut self) {
+        self.finish(0);
+    }
+}
+
+/// A faulted-in page, pinned for as long as it is mapped. Dropping it is
+/// the unmap (any context but irq).
+pub struct Mapped {
+    node: Option<Held>,
+    index: u64,
+    view: FrameView,
+    writable: bool,
+}
+
+impl Mapped {
+    /// The frame to put in the page table.
+    pub fn phys(&self) -> u64 {
+        self.view.phys()
+    }
+
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// Whether the page may be mapped writable (a shared write fault).
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Copies out of the page (a private mapping's copy-on-write, or a
+    /// user load).
+    pub fn read_at(&self, offset: usize, dst: &mut [u8]) {
+        self.view.read(offset, dst);
+    }
+
+    /// A store through a shared writable mapping (what user code does
+    /// through the PTE; host tests call it).
+    pub fn write_at(&self, offset: usize, src: &[u8]) {
+        assert!(self.writable, "store through a read-only mapping");
+        self.view.write(offset, src);
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.unpin_range(self.index, self.index, self.writable);
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! Reads, writes, readahead, batching, shared fills, sync and durability
+//! against the simulated asynchronous device.
+#![cfg(not(loom))]
+
+mod common;
+
+use cairn_pagecache::{Completion, Config, PAGE_SIZE, PageState};
+use common::{DevConfig, World, pattern, wait};
+use std::sync::mpsc::channel;
+
+const PS: usize = PAGE_SIZE;
+
+fn no_readahead() -> Config {
+    Config {
+        readahead_initial: 0,
+        readahead_max: 0,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn write_then_read_back_then_durable_after_sync() {
+    let w = World::new(Config::default(), DevConfig::default(), 1);
+    let n = w.node(0);
+    let data = pattern(1, 1000, 3 * PS + 77);
+    assert_eq!(w.write(&n, 1000, &data), Ok(data.len()));
+    assert_eq!(w.read(&n, 1000, data.len()).unwrap(), data);
+    // Bytes before the write are zeros, the file ends where the write did.
+    assert_eq!(w.read(&n, 0, 1000).unwrap(), vec![0; 1000]);
+    assert_eq!(
+        w.read(&n, 1000 + data.len() as u64, 10).unwrap(),
+        Vec::<u8>::new()
+    );
+    assert_eq!(w.sync(&n), Ok(()));
+    assert_eq!(
+        w.fs.uninited(0),
+        0,
+        "mark_written ran for every written sector"
+    );
+    let mut expect = vec![0; 1000];
+    expect.extend_from_slice(&data);
+    assert_eq!(w.disk_image(0), expect);
+    assert!(w.dev.flushes() >= 1);
+    assert!(w.fs.meta_syncs.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+}
+
+#[test]
+fn whole_page_writes_never_read_and_partial_writes_read_first() {
+    let w = World::new(no_readahead(), DevConfig::default(), 1);
+    let file = pattern(2, 0, 4 * PS);
+    w.fs.preload(&w.dev, 0, &file);
+    let n = w.node(0);
+    // Whole pages 1 and 2: no read at all.
+    let new = pattern(3, PS as u64, 2 * PS);
+    assert_eq!(w.write(&n, PS as u64, &new), Ok(2 * PS));
+    assert_eq!(w.dev.reads(), 0, "a whole-page overwrite read the disk");
+    // 100 bytes inside page 3: read-modify-write, one fill.
+    let small = pattern(4, 3 * PS as u64 + 50, 100);
+    assert_eq!(w.write(&n, 3 * PS as u64 + 50, &small), Ok(100));
+    assert_eq!(w.dev.reads(), 1);
+    let mut expect = file.clone();
+    expect[PS..3 * PS].copy_from_slice(&new);
+    expect[3 * PS + 50..3 * PS + 150].copy_from_slice(&small);
+    assert_eq!(w.read(&n, 0, 4 * PS).unwrap(), expect);
+    assert_eq!(
+        n.page_info(3).unwrap().dirty,
+        0b1,
+        "only sector 0 of page 3 is dirty"
+    );
+    w.sync(&n).unwrap();
+    assert_eq!(w.disk_image(0), expect);
+}
+
+#[test]
+fn appending_past_eof_does_not_read() {
+    let w = World::new(no_readahead(), DevConfig::default(), 1);
+    w.fs.preload(&w.dev, 0, &pattern(5, 0, 100));
+    let n = w.node(0);
+    // Page 0 holds old data in bytes 0..100: appending at 100 keeps them,
+    // so that page is read; page 1 lies wholly past EOF: not read.
+    let tail = pattern(6, 100, PS + 10);
+    assert_eq!(w.write(&n, 100, &tail), Ok(tail.len()));
+    assert_eq!(w.dev.reads(), 1);
+    // A write starting past the old EOF leaves a zero gap, no read.
+    let reads = w.dev.reads();
+    let far = pattern(7, 5 * PS as u64 + 300, 20);
+    w.write(&n, 5 * PS as u64 + 300, &far).unwrap();
+    assert_eq!(w.dev.reads(), reads);
+    let all = w.read(&n, 0, 6 * PS).unwrap();
+    assert_eq!(&all[..100], &pattern(5, 0, 100)[..]);
+    assert_eq!(&all[100..100 + tail.len()], &tail[..]);
+    assert!(all[100 + tail.len()..5 * PS + 300].iter().all(|&b| b == 0));
+    assert_eq!(&all[5 * PS + 300..], &far[..]);
+}
+
+#[test]
+fn holes_and_uninited_extents_read_as_zeros_without_io() {
+    let w = World::new(no_readahead(), DevConfig::default(), 1);
+    let n = w.node(0);
+    // Reserve-only extension: a write of 1 byte at 10 pages leaves a hole.
+    w.write(&n, 10 * PS as u64, &[9]).unwrap();
+    let before = w.dev.reads();
+    let z = w.read(&n, 0, 10 * PS).unwrap();
+    assert!(z.iter().all(|&b| b == 0));
+    assert_eq!(w.dev.reads(), before, "holes were read from disk");
+    assert!(w.cache.stats().zero_fills >= 10);
+}
+
+#[test]
+fn enospc_is_reported_by_write() {
+    let dev = DevConfig {
+        sectors: 8 + 16,
+        ..DevConfig::default()
+    };
+    let w = World::new(Config::default(), dev, 1);
+    let n = w.node(0);
+    assert_eq!(w.write(&n, 0, &pattern(1, 0, 2 * PS)), Ok(2 * PS));
+    assert_eq!(
+        w.write(&n, 2 * PS as u64, &[1]),
+        Err(cairn_pagecache::Errno::ENOSPC)
+    );
+    // Nothing was cached for the refused write.
+    assert!(n.page_info(2).is_none());
+    assert_eq!(w.sync(&n), Ok(()));
+}
+
+#[test]
+fn one_scatter_gather_read_per_contiguous_run() {
+    let w = World::new(no_readahead(), DevConfig::default(), 1);
+    let file = pattern(8, 0, 16 * PS);
+    w.fs.preload(&w.dev, 0, &file);
+    let n = w.node(0);
+    assert_eq!(w.read(&n, 0, 16 * PS).unwrap(), file);
+    assert_eq!(
+        w.dev.reads(),
+        1,
+        "16 contiguous pages took several requests"
+    );
+    assert_eq!(w.cache.stats().fills, 16);
+    // Cached now: no more I/O.
+    assert_eq!(w.read(&n, 4096, 5000).unwrap(), file[4096..9096].to_vec());
+    assert_eq!(w.dev.reads(), 1);
+}
+
+#[test]
+fn requests_respect_device_limits() {
+    let dev = DevConfig {
+        max_segments: 3,
+        max_sectors: 16,
+        ..DevConfig::default()
+    };
+    let w = World::new(no_readahead(), dev, 1);
+    let file = pattern(9, 0, 12 * PS);
+    w.fs.preload(&w.dev, 0, &file);
+    let n = w.node(0);
+    assert_eq!(w.read(&n, 0, 12 * PS).unwrap(), file);
+    // 96 sectors at most 16 per request.
+    assert!(w.dev.reads() >= 6);
+}
+
+#[test]
+fn readahead_grows_on_sequential_reads_and_resets_on_random() {
+    let cfg = Config {
+        readahead_initial: 2,
+        readahead_max: 16,
+        ..Config::default()
+    };
+    let w = World::new(cfg, DevConfig::default(), 1);
+    let file = pattern(10, 0, 200 * PS);
+    w.fs.preload(&w.dev, 0, &file);
+    let n = w.node(0);
+    let mut ahead = Vec::new();
+    for k in 0..6u64 {
+        assert_eq!(
+            w.read(&n, k * PS as u64, PS).unwrap(),
+            file[k as usize * PS..][..PS]
+        );
+        ahead.push(w.cache.stats().readahead);
+        w.quiesce(&[&n]);
+    }
+    // Windows 2, 4, 8, 16, 16, 16 keep the frontier ahead of the reader:
+    // pages 1-2, then 2-5, 3-10, 4-19, 5-20, 6-21.
+    assert_eq!(ahead, vec![2, 5, 10, 19, 20, 21]);
+    assert_eq!(
+        w.cache.stats().misses,
+        1,
+        "sequential reads after the first hit readahead"
+    );
+    // A random read resets the window: no readahead for it.
+    w.read(&n, 150 * PS as u64, 10).unwrap();
+    assert_eq!(w.cache.stats().readahead, 21);
+    // ...and the next sequential one starts small again.
+    w.read(&n, 151 * PS as u64, 10).unwrap();
+    assert_eq!(w.cache.stats().readahead, 23);
+    assert_eq!(w.cache.stats().misses, 3);
+}
+
+#[test]
+fn concurrent_readers_share_one_fill() {
+    let w = World::new(no_readahead(), DevConfig::default(), 1);
+    let file = pattern(11, 0, 4 * PS);
+    w.fs.preload(&w.dev, 0, &file);
+    let n = w.node(0);
+    w.dev.pause();
+    let (tx, rx) = channel();
+    for _ in 0..3 {
+        let tx = tx.clone();
+        w.syscall(|| {
+            n.read(
+                0,
+                4 * PS,
+                Completion::kernel_lock(move |r: Result<cairn_pagecache::Pages, _>| {
+                    let p = r.unwrap();
+                    let mut v = vec![0; p.len()];
+                    p.copy_to(&mut v);
+                    tx.send(v).unwrap();
+                }),
+            )
+        });
+    }
+    assert_eq!(n.page_info(0).unwrap().state, PageState::Reading);
+    assert_eq!(n.page_info(0).unwrap().pins, 3);
+    w.dev.resume();
+    for _ in 0..3 {
+        assert_eq!(wait(&rx), file);
+    }
+    assert_eq!(w.dev.reads(), 1, "three readers, one fill");
+    let s = w.cache.stats();
+    assert_eq!((s.fills, s.misses), (4, 12));
+}
+
+#[test]
+fn periodic_writeback_writes_only_old_pages() {
+    let cfg = Config {
+        writeback_age: 2,
+        ..Config::default()
+    };
+    let w = World::new(cfg, DevConfig::default(), 1);
+    let n = w.node(0);
+    w.write(&n, 0, &pattern(12, 0, PS)).unwrap();
+    assert_eq!(w.tick(), 0); // age 1
+    w.write(&n, PS as u64, &pattern(13, 0, PS)).unwrap();
+    assert_eq!(w.tick(), 1, "page 0 reached age 2"); // page 0 age 2, page 1 age 1
+    w.settle();
+    assert_eq!(w.tick(), 1, "then page 1");
+    w.settle();
+    assert_eq!(w.tick(), 0);
+    // Written back: clean, and the disk has them.
+    for i in 0..2 {
+        let s = n.page_info(i).unwrap().state;
+        assert!(matches!(s, PageState::Active | PageState::Writing), "{s:?}");
+    }
+    w.sync(&n).unwrap();
+    assert_eq!(w.vol.dirty_nodes(), 0, "clean node left the dirty list");
+    let mut expect = pattern(12, 0, PS);
+    expect.extend(pattern(13, 0, PS));
+    assert_eq!(w.disk_image(0), expect);
+}
+
+#[test]
+fn sync_volume_writes_every_node_then_metadata_then_flush() {
+    let w = World::new(Config::default(), DevConfig::default(), 3);
+    let nodes: Vec<_> = (0..3).map(|f| w.node(f)).collect();
+    for (f, n) in nodes.iter().enumerate() {
+        w.write(n, f as u64 * 100, &pattern(f as u8, 0, 3 * PS))
+            .unwrap();
+    }
+    assert_eq!(w.vol.dirty_nodes(), 3);
+    let flushes = w.dev.flushes();
+    assert_eq!(w.sync_volume(), Ok(()));
+    assert_eq!(w.dev.flushes(), flushes + 1);
+    for (f, n) in nodes.iter().enumerate() {
+        for (_, info) in n.page_infos() {
+            assert_eq!(info.state, PageState::Active);
+        }
+        let mut expect = vec![0; f * 100];
+        expect.extend(pattern(f as u8, 0, 3 * PS));
+        assert_eq!(w.disk_image(f), expect);
+    }
+}
+
+#[test]
+fn sync_waits_for_a_writer_between_prepare_and_commit() {
+    let w = World::new(Config::default(), DevConfig::default(), 1);
+    let n = w.node(0);
+    w.write(&n, 0, &pattern(1, 0, PS)).unwrap();
+    // A second write to the same page is prepared (leased) but not yet
+    // committed: its copy is "blocked".
+    let (tx, rx) = channel();
+    w.syscall(|| {
+        n.write(
+            10,
+            10,
+            Completion::kernel_lock(move |r| tx.send(r).unwrap()),
+        )
+    });
+    let mut batch = wait(&rx).unwrap();
+    let (stx, srx) = channel();
+    w.syscall(|| n.sync(Completion::kernel_lock(move |r| stx.send(r).unwrap())));
+    // Pass 1 could not take the leased page: it is still DIRTY, and the
+    // sync waits for the lease instead of completing without it.
+    assert_eq!(n.page_info(0).unwrap().state, PageState::Dirty);
+    assert_eq!(n.page_info(0).unwrap().leases, 1);
+    w.settle();
+    assert!(
+        srx.try_recv().is_err(),
+        "sync completed around a leased page"
+    );
+    // ...and the earlier write reaches the disk once the writer commits.
+    w.syscall(|| {
+        batch.copy_from(&[7; 10]);
+        batch.commit(10)
+    });
+    assert_eq!(wait(&srx), Ok(()));
+    let mut expect = pattern(1, 0, PS);
+    expect[10..20].fill(7);
+    assert_eq!(w.disk_image(0), expect);
+}

@@ -1,0 +1,88 @@
+//! The shared dictionary: every tuple, vector and symbol written in
+//! immediate form gets the next index (1, 2, 3, ...) in log order, on the
+//! writing side (Nanos's `srecord`) and the reading side (`drecord`) alike,
+//! so later entries can refer to it by index. The root tuple is entry 1.
+//!
+//! Runs in kernel-lock/thread context only and takes no locks itself.
+
+use crate::store::NodeId;
+use crate::symbol::Sym;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+/// Something the dictionary can number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Entity {
+    /// A tuple or vector.
+    Node(NodeId),
+    /// An attribute name.
+    Sym(Sym),
+}
+
+/// Index ↔ entity numbering of one log chain.
+#[derive(Debug, Clone, Default)]
+pub struct Dictionary {
+    by_index: Vec<Entity>,
+    index_of: BTreeMap<Entity, u64>,
+}
+
+impl Dictionary {
+    /// An empty dictionary (a new log chain).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Numbers `entity` with the next index and returns it.
+    pub fn record(&mut self, entity: Entity) -> u64 {
+        self.by_index.push(entity);
+        let index = self.by_index.len() as u64;
+        self.index_of.insert(entity, index);
+        index
+    }
+
+    /// The entity numbered `index`.
+    pub fn lookup(&self, index: u64) -> Option<Entity> {
+        let i = usize::try_from(index.checked_sub(1)?).ok()?;
+        self.by_index.get(i).copied()
+    }
+
+    /// The (latest) index of `entity`.
+    pub fn index(&self, entity: Entity) -> Option<u64> {
+        self.index_of.get(&entity).copied()
+    }
+
+    /// Number of indices handed out.
+    pub fn len(&self) -> usize {
+        self.by_index.len()
+    }
+
+    /// True if nothing was numbered yet.
+    pub fn is_empty(&self) -> bool {
+        self.by_index.is_empty()
+    }
+
+    /// True if `node` is numbered (it has been written to this chain).
+    pub fn contains_node(&self, node: NodeId) -> bool {
+        self.index_of.contains_key(&Entity::Node(node))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbering_starts_at_one_and_is_sequential() {
+        let mut d = Dictionary::new();
+        assert_eq!(d.record(Entity::Node(7)), 1);
+        assert_eq!(d.record(Entity::Sym(Sym(3))), 2);
+        assert_eq!(d.lookup(1), Some(Entity::Node(7)));
+        assert_eq!(d.lookup(0), None);
+        assert_eq!(d.lookup(3), None);
+        assert_eq!(d.index(Entity::Sym(Sym(3))), Some(2));
+        // A re-recorded entity keeps the sequence going; its latest index wins.
+        assert_eq!(d.record(Entity::Sym(Sym(3))), 3);
+        assert_eq!(d.index(Entity::Sym(Sym(3))), Some(3));
+        assert_eq!(d.lookup(2), Some(Entity::Sym(Sym(3))));
+    }
+}

@@ -1,0 +1,304 @@
+//! The in-memory value graph the log replays into: tuples (attribute maps),
+//! vectors and scalar values, addressed by [`NodeId`].
+//!
+//! Runs in kernel-lock/thread context only and takes no locks itself.
+
+use crate::symbol::{Sym, SymbolTable};
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+/// Identifies a tuple or vector in a [`Store`].
+pub type NodeId = u32;
+
+/// A signed integer as TFS encodes it: a sign and a 64-bit magnitude.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Integer {
+    /// True for values below zero.
+    pub negative: bool,
+    /// Absolute value.
+    pub magnitude: u64,
+}
+
+impl Integer {
+    /// A non-negative integer.
+    pub fn from_u64(n: u64) -> Self {
+        Integer {
+            negative: false,
+            magnitude: n,
+        }
+    }
+    /// The value if it is non-negative.
+    pub fn as_u64(self) -> Option<u64> {
+        (!self.negative || self.magnitude == 0).then_some(self.magnitude)
+    }
+}
+
+/// A value stored under a tuple attribute or in a vector slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    /// A tuple (type 1).
+    Tuple(NodeId),
+    /// A vector (type 2).
+    Vector(NodeId),
+    /// A string (type 4).
+    Str(Vec<u8>),
+    /// An untyped buffer (type 0; what version 4 wrote for every scalar).
+    Buf(Vec<u8>),
+    /// An integer (type 3).
+    Int(Integer),
+    /// Nanos's `null_value`: present, but without content (a flag such as
+    /// `uninited`); encoded as a one-byte buffer holding 0.
+    Flag,
+}
+
+impl Value {
+    /// The bytes of a string or buffer value.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Str(b) | Value::Buf(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// A number stored either as an integer or as decimal digits (version 4
+    /// and older Nanos tools wrote numbers as strings).
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Value::Int(i) => i.as_u64(),
+            Value::Str(b) | Value::Buf(b) => parse_decimal(b),
+            _ => None,
+        }
+    }
+}
+
+/// Parses an unsigned decimal number, refusing empty input and overflow.
+pub fn parse_decimal(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() || bytes.len() > 20 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in bytes {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(n)
+}
+
+/// Formats `n` in decimal (the name of an extent is its file block offset).
+pub fn decimal(n: u64) -> Vec<u8> {
+    let mut digits = Vec::new();
+    let mut n = n;
+    loop {
+        digits.push(b'0' + (n % 10) as u8);
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    digits
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Tuple(BTreeMap<Sym, Value>),
+    Vector(Vec<Option<Value>>),
+    Free,
+}
+
+/// Tuples, vectors and the symbol table they use.
+#[derive(Debug, Clone, Default)]
+pub struct Store {
+    nodes: Vec<Node>,
+    /// Names of attributes.
+    pub symbols: SymbolTable,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Self {
+        Store {
+            nodes: Vec::new(),
+            symbols: SymbolTable::new(),
+        }
+    }
+
+    /// A new empty tuple.
+    pub fn new_tuple(&mut self) -> NodeId {
+        self.nodes.push(Node::Tuple(BTreeMap::new()));
+        (self.nodes.len() - 1) as NodeId
+    }
+
+    /// A new empty vector.
+    pub fn new_vector(&mut self) -> NodeId {
+        self.nodes.push(Node::Vector(Vec::new()));
+        (self.nodes.len() - 1) as NodeId
+    }
+
+    /// True if `id` names a live tuple.
+    pub fn is_tuple(&self, id: NodeId) -> bool {
+        matches!(self.nodes.get(id as usize), Some(Node::Tuple(_)))
+    }
+
+    /// True if `id` names a live vector.
+    pub fn is_vector(&self, id: NodeId) -> bool {
+        matches!(self.nodes.get(id as usize), Some(Node::Vector(_)))
+    }
+
+    /// Number of node slots ever allocated.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The attribute `sym` of tuple `id`.
+    pub fn get(&self, id: NodeId, sym: Sym) -> Option<&Value> {
+        match self.nodes.get(id as usize) {
+            Some(Node::Tuple(map)) => map.get(&sym),
+            _ => None,
+        }
+    }
+
+    /// The tuple under attribute `sym` of tuple `id`.
+    pub fn get_tuple(&self, id: NodeId, sym: Sym) -> Option<NodeId> {
+        match self.get(id, sym) {
+            Some(Value::Tuple(t)) if self.is_tuple(*t) => Some(*t),
+            _ => None,
+        }
+    }
+
+    /// Sets (or with `None`, removes) attribute `sym` of tuple `id`; returns
+    /// the previous value. Empty strings and buffers remove the attribute, as
+    /// they do when Nanos decodes them.
+    pub fn set(&mut self, id: NodeId, sym: Sym, value: Option<Value>) -> Option<Value> {
+        let value = value.filter(|v| !matches!(v, Value::Str(b) | Value::Buf(b) if b.is_empty()));
+        match self.nodes.get_mut(id as usize) {
+            Some(Node::Tuple(map)) => match value {
+                Some(v) => map.insert(sym, v),
+                None => map.remove(&sym),
+            },
+            _ => None,
+        }
+    }
+
+    /// Number of attributes of tuple `id`.
+    pub fn tuple_len(&self, id: NodeId) -> usize {
+        match self.nodes.get(id as usize) {
+            Some(Node::Tuple(map)) => map.len(),
+            _ => 0,
+        }
+    }
+
+    /// The attributes of tuple `id`, in symbol order.
+    pub fn entries(&self, id: NodeId) -> impl Iterator<Item = (Sym, &Value)> {
+        let map = match self.nodes.get(id as usize) {
+            Some(Node::Tuple(map)) => Some(map),
+            _ => None,
+        };
+        map.into_iter().flat_map(|m| m.iter().map(|(k, v)| (*k, v)))
+    }
+
+    /// The slots of vector `id`.
+    pub fn vector(&self, id: NodeId) -> &[Option<Value>] {
+        match self.nodes.get(id as usize) {
+            Some(Node::Vector(v)) => v,
+            _ => &[],
+        }
+    }
+
+    /// Sets slot `index` of vector `id`, growing it as needed.
+    pub fn vector_set(&mut self, id: NodeId, index: usize, value: Option<Value>) {
+        let value = value.filter(|v| !matches!(v, Value::Str(b) | Value::Buf(b) if b.is_empty()));
+        if let Some(Node::Vector(v)) = self.nodes.get_mut(id as usize) {
+            if v.len() <= index {
+                v.resize(index + 1, None);
+            }
+            v[index] = value;
+        }
+    }
+
+    /// Appends to vector `id`.
+    pub fn vector_push(&mut self, id: NodeId, value: Option<Value>) {
+        let value = value.filter(|v| !matches!(v, Value::Str(b) | Value::Buf(b) if b.is_empty()));
+        if let Some(Node::Vector(v)) = self.nodes.get_mut(id as usize) {
+            v.push(value);
+        }
+    }
+
+    /// Releases the memory of a node that nothing refers to any more.
+    pub fn free(&mut self, id: NodeId) {
+        if let Some(n) = self.nodes.get_mut(id as usize) {
+            *n = Node::Free;
+        }
+    }
+
+    /// Interns `name`.
+    pub fn sym(&mut self, name: &[u8]) -> Sym {
+        self.symbols.intern(name)
+    }
+
+    /// Deep-copies value `v` of `other` into this store.
+    pub fn import(&mut self, other: &Store, v: &Value) -> Value {
+        match v {
+            Value::Tuple(t) => {
+                let id = self.new_tuple();
+                let entries: Vec<(Sym, Value)> =
+                    other.entries(*t).map(|(k, v)| (k, v.clone())).collect();
+                for (k, v) in entries {
+                    let sym = self.sym(other.symbols.name(k));
+                    let v = self.import(other, &v);
+                    self.set(id, sym, Some(v));
+                }
+                Value::Tuple(id)
+            }
+            Value::Vector(vid) => {
+                let id = self.new_vector();
+                for slot in other.vector(*vid).to_vec() {
+                    let v = slot.map(|v| self.import(other, &v));
+                    self.vector_push(id, v);
+                }
+                Value::Vector(id)
+            }
+            other_value => other_value.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::symbol::known;
+
+    #[test]
+    fn set_get_remove() {
+        let mut s = Store::new();
+        let t = s.new_tuple();
+        assert_eq!(
+            s.set(t, known::FILELENGTH, Some(Value::Int(Integer::from_u64(5)))),
+            None
+        );
+        assert_eq!(s.get(t, known::FILELENGTH).and_then(Value::as_u64), Some(5));
+        s.set(t, known::FILELENGTH, Some(Value::Str(Vec::new())));
+        assert!(s.get(t, known::FILELENGTH).is_none());
+    }
+
+    #[test]
+    fn decimal_round_trip() {
+        assert_eq!(decimal(0), b"0");
+        assert_eq!(decimal(65536), b"65536");
+        assert_eq!(parse_decimal(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_decimal(b"18446744073709551616"), None);
+        assert_eq!(parse_decimal(b"12a"), None);
+        assert_eq!(parse_decimal(b""), None);
+    }
+
+    #[test]
+    fn vectors_grow_on_set() {
+        let mut s = Store::new();
+        let v = s.new_vector();
+        s.vector_set(v, 2, Some(Value::Flag));
+        assert_eq!(s.vector(v).len(), 3);
+        assert_eq!(s.vector(v)[0], None);
+    }
+}

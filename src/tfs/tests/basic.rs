@@ -1,0 +1,180 @@
+//! End-to-end checks of the filesystem API on an in-memory device: format,
+//! operate, sync, remount, compare.
+
+use cairn_tfs::{FileType, Filesystem, FormatOptions, FsError, MappingKind, MemDevice};
+
+fn fresh(sectors: u64) -> Filesystem<MemDevice> {
+    let opts = FormatOptions {
+        label: b"test".to_vec(),
+        uuid: [7; 16],
+        nanos_padding: false,
+    };
+    Filesystem::format(MemDevice::new(sectors), &opts, None).unwrap()
+}
+
+fn remount(fs: Filesystem<MemDevice>) -> Filesystem<MemDevice> {
+    let image = fs.into_device().into_image();
+    Filesystem::mount(MemDevice::from_image(image)).unwrap()
+}
+
+#[test]
+fn create_write_sync_remount_read() {
+    let mut fs = fresh(16384);
+    let root = fs.root();
+    let d = fs.mkdir(root, b"etc").unwrap();
+    let f = fs.create(d, b"hosts").unwrap();
+    let data: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+    assert_eq!(fs.write(f, 0, &data).unwrap(), data.len());
+    fs.write(f, 100, b"patched").unwrap();
+    fs.sync().unwrap();
+    let fs = remount(fs);
+    let f = fs.resolve(b"/etc/hosts", true).unwrap();
+    let mut back = vec![0u8; 6000];
+    let n = fs.read(f, 0, &mut back).unwrap();
+    let mut expect = data.clone();
+    expect[100..107].copy_from_slice(b"patched");
+    assert_eq!(&back[..n], &expect[..]);
+    assert_eq!(fs.label(), b"test");
+    assert_eq!(fs.stat(f).unwrap().size, 5000);
+}
+
+#[test]
+fn unsynced_changes_are_lost_synced_kept() {
+    let mut fs = fresh(16384);
+    let root = fs.root();
+    fs.create(root, b"kept").unwrap();
+    fs.sync().unwrap();
+    fs.create(root, b"lost").unwrap();
+    let fs = remount(fs);
+    assert!(fs.lookup(fs.root(), b"kept").is_ok());
+    assert_eq!(fs.lookup(fs.root(), b"lost"), Err(FsError::NoEnt));
+}
+
+#[test]
+fn namespace_operations() {
+    let mut fs = fresh(16384);
+    let root = fs.root();
+    let a = fs.mkdir(root, b"a").unwrap();
+    let b = fs.mkdir(a, b"b").unwrap();
+    let f = fs.create(b, b"f").unwrap();
+    fs.write(f, 0, b"hello").unwrap();
+    assert_eq!(fs.rmdir(root, b"a"), Err(FsError::NotEmpty));
+    assert_eq!(fs.rename(root, b"a", b, b"x"), Err(FsError::Inval));
+    fs.link(f, root, b"hard").unwrap();
+    assert_eq!(fs.stat(f).unwrap().nlink, 2);
+    fs.symlink(root, b"sl", b"a/b/f").unwrap();
+    assert_eq!(fs.resolve(b"/sl", true).unwrap(), f);
+    assert_eq!(
+        fs.stat(fs.resolve(b"/sl", false).unwrap()).unwrap().kind,
+        FileType::Symlink
+    );
+    fs.rename(b, b"f", root, b"moved").unwrap();
+    fs.unlink(root, b"hard").unwrap();
+    assert_eq!(fs.stat(f).unwrap().nlink, 1);
+    let g = fs.create(root, b"g").unwrap();
+    fs.write(g, 0, b"other").unwrap();
+    fs.rename(root, b"moved", root, b"g").unwrap();
+    fs.rename(a, b"b", root, b"b2").unwrap();
+    fs.sync().unwrap();
+    let fs = remount(fs);
+    let root = fs.root();
+    let g = fs.lookup(root, b"g").unwrap();
+    let mut buf = [0u8; 16];
+    let n = fs.read(g, 0, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"hello");
+    assert!(fs.lookup(root, b"b2").is_ok());
+    assert_eq!(fs.resolve(b"/sl", true), Err(FsError::NoEnt));
+    let names: Vec<_> = fs
+        .readdir(root)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert!(names.contains(&b"a".to_vec()) && names.contains(&b"g".to_vec()));
+    assert_eq!(names.len(), 4);
+}
+
+#[test]
+fn truncate_fallocate_and_mapping() {
+    let mut fs = fresh(16384);
+    let root = fs.root();
+    let f = fs.create(root, b"f").unwrap();
+    fs.write(f, 0, &[0xaa; 3000]).unwrap();
+    fs.truncate(f, 700).unwrap();
+    fs.truncate(f, 2000).unwrap();
+    let mut buf = vec![0u8; 2000];
+    fs.read(f, 0, &mut buf).unwrap();
+    assert!(buf[..700].iter().all(|&b| b == 0xaa));
+    assert!(buf[700..].iter().all(|&b| b == 0));
+    fs.fallocate(f, 4096, 8192, false).unwrap();
+    let m = fs.map(f, 4096, 8192).unwrap();
+    assert!(m.iter().all(|m| m.kind == MappingKind::Uninited));
+    fs.write(f, 6144, &[1; 512]).unwrap();
+    let kinds: Vec<_> = fs
+        .map(f, 4096, 8192)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.kind)
+        .collect();
+    assert!(kinds.iter().any(|k| matches!(k, MappingKind::Disk { .. })));
+    assert!(kinds.contains(&MappingKind::Uninited));
+    fs.sync().unwrap();
+    let fs = remount(fs);
+    let f = fs.lookup(fs.root(), b"f").unwrap();
+    assert_eq!(fs.stat(f).unwrap().size, 12288);
+    let mut buf = vec![0u8; 12288];
+    fs.read(f, 0, &mut buf).unwrap();
+    assert!(buf[..700].iter().all(|&b| b == 0xaa));
+    assert!(buf[700..6144].iter().all(|&b| b == 0));
+    assert!(buf[6144..6656].iter().all(|&b| b == 1));
+    assert!(buf[6656..].iter().all(|&b| b == 0));
+}
+
+#[test]
+fn enospc_at_write_time_and_space_returns_after_unlink() {
+    let mut fs = fresh(8192);
+    let root = fs.root();
+    let f = fs.create(root, b"big").unwrap();
+    let free = fs.statfs().free_blocks;
+    let chunk = vec![5u8; 512 * 1024];
+    let mut written = 0u64;
+    let err = loop {
+        match fs.write(f, written, &chunk) {
+            Ok(n) => written += n as u64,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err, FsError::NoSpace);
+    assert!(written > 0 && written < free * 512);
+    fs.unlink(root, b"big").unwrap();
+    fs.sync().unwrap();
+    let g = fs.create(root, b"again").unwrap();
+    assert!(fs.write(g, 0, &chunk).is_ok());
+}
+
+#[test]
+fn compaction_keeps_the_tree() {
+    let mut fs = fresh(65536);
+    let root = fs.root();
+    for i in 0..50 {
+        let f = fs.create(root, format!("f{i}").as_bytes()).unwrap();
+        fs.write(f, 0, format!("content {i}").as_bytes()).unwrap();
+    }
+    for i in 0..25 {
+        fs.unlink(root, format!("f{i}").as_bytes()).unwrap();
+    }
+    fs.sync().unwrap();
+    let old_chain = fs.log_chain().to_vec();
+    fs.compact().unwrap();
+    assert_ne!(fs.log_chain()[1], old_chain[1]);
+    let f = fs.create(root, b"after").unwrap();
+    fs.write(f, 0, b"post-compaction").unwrap();
+    fs.sync().unwrap();
+    let fs = remount(fs);
+    let root = fs.root();
+    assert_eq!(fs.readdir(root).unwrap().len(), 26);
+    let f = fs.lookup(root, b"f30").unwrap();
+    let mut buf = [0u8; 32];
+    let n = fs.read(f, 0, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"content 30");
+}

@@ -1,0 +1,147 @@
+//! `mkfs`: builds a TFS image from a Nanos manifest (stdin or `-m`) and/or
+//! a host directory tree.
+
+use cairn_tools::mkfs::{MkfsOptions, make_image, parse_size};
+use clap::Parser;
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Make a TFS image (Nanos TFS version 5).
+#[derive(Parser, Debug)]
+#[command(name = "mkfs", version)]
+struct Args {
+    /// Output image file.
+    image: PathBuf,
+    /// Read the manifest from this file instead of stdin; relative host
+    /// paths are taken from its directory.
+    #[arg(short = 'm', long)]
+    manifest: Option<PathBuf>,
+    /// Import this host directory tree under the root.
+    #[arg(long)]
+    import: Option<PathBuf>,
+    /// Make an empty filesystem (no manifest).
+    #[arg(short = 'e', long)]
+    empty: bool,
+    /// Volume label (at most 31 bytes).
+    #[arg(short = 'l', long, default_value = "")]
+    label: String,
+    /// Minimum image size: bytes, or with a k/m/g suffix.
+    #[arg(short = 's', long)]
+    size: Option<String>,
+    /// Look up host paths in this target root first.
+    #[arg(short = 'r', long = "target-root")]
+    target_root: Option<PathBuf>,
+    /// Add tuple(s) to the manifest root, e.g. "(program:/bin/x)".
+    #[arg(short = 't', long = "tuple")]
+    tuples: Vec<String>,
+    /// Volume UUID as 32 hex digits (random by default).
+    #[arg(long)]
+    uuid: Option<String>,
+    /// Put the volume in an MBR partition (type 0x83, the last one).
+    #[arg(long)]
+    mbr: bool,
+    /// Show import progress even when stderr is not a terminal.
+    #[arg(long)]
+    progress: bool,
+}
+
+fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut u = [0u8; 16];
+    for (i, b) in u.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(u)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.label.len() >= 32 {
+        eprintln!("mkfs: label '{}' too long", args.label);
+        return ExitCode::FAILURE;
+    }
+    let size = match args.size.as_deref().map(parse_size) {
+        Some(None) => {
+            eprintln!(
+                "mkfs: invalid image size {:?}",
+                args.size.unwrap_or_default()
+            );
+            return ExitCode::FAILURE;
+        }
+        Some(s) => s,
+        None => None,
+    };
+    let uuid = match args.uuid.as_deref().map(parse_uuid) {
+        Some(None) => {
+            eprintln!("mkfs: --uuid needs 32 hex digits");
+            return ExitCode::FAILURE;
+        }
+        Some(u) => u,
+        None => None,
+    };
+    let manifest = if let Some(path) = &args.manifest {
+        match std::fs::read(path) {
+            Ok(text) => {
+                let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+                let dir = if dir.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    dir
+                };
+                Some((text, dir))
+            }
+            Err(e) => {
+                eprintln!("mkfs: cannot read {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    } else if args.empty || (args.import.is_some() && std::io::stdin().is_terminal()) {
+        None
+    } else {
+        let mut text = Vec::new();
+        if let Err(e) = std::io::stdin().read_to_end(&mut text) {
+            eprintln!("mkfs: cannot read the manifest from stdin: {e}");
+            return ExitCode::FAILURE;
+        }
+        if text.iter().all(u8::is_ascii_whitespace) && args.import.is_some() {
+            None
+        } else {
+            Some((text, std::env::current_dir().unwrap_or_default()))
+        }
+    };
+    let opts = MkfsOptions {
+        image: args.image,
+        manifest,
+        import: args.import,
+        extra_tuples: args.tuples,
+        label: args.label,
+        uuid,
+        size,
+        target_root: args.target_root,
+        mbr: args.mbr,
+        progress: args.progress,
+    };
+    match make_image(&opts) {
+        Ok(summary) => {
+            for w in &summary.warnings {
+                eprintln!("mkfs: warning: {w}");
+            }
+            eprintln!(
+                "mkfs: {} files, {} bytes of data, image {} bytes, UUID {}",
+                summary.files,
+                summary.bytes,
+                summary.image_size,
+                cairn_tools::dump::uuid_string(&summary.uuid)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mkfs: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

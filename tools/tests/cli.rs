@@ -1,0 +1,107 @@
+//! The binaries end to end: mkfs from a manifest and a host tree, dump,
+//! fsck clean and dirty, manifest errors with a caret.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("cairn-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn mkfs_dump_fsck_round_trip_with_import_and_mbr() {
+    let dir = tmp("rt");
+    let host = dir.join("tree");
+    std::fs::create_dir_all(host.join("sub")).unwrap();
+    std::fs::write(host.join("sub/data.bin"), vec![7u8; 70_000]).unwrap();
+    std::os::unix::fs::symlink("sub/data.bin", host.join("link")).unwrap();
+    let img = dir.join("disk.img");
+    let st = Command::new(env!("CARGO_BIN_EXE_mkfs"))
+        .args([
+            "--import",
+            host.to_str().unwrap(),
+            "--mbr",
+            "-e",
+            "-l",
+            "cli",
+            "-t",
+            "(program:/sub/data.bin)",
+            img.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = Command::new(env!("CARGO_BIN_EXE_fsck"))
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let ex = dir.join("out");
+    let out = Command::new(env!("CARGO_BIN_EXE_dump"))
+        .args(["-t", "-d", ex.to_str().unwrap(), img.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Label: cli") && text.contains("link -> sub/data.bin"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(ex.join("sub/data.bin")).unwrap(),
+        vec![7u8; 70_000]
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_dump"))
+        .args(["--json", img.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"program\":\"/sub/data.bin\""));
+
+    // Corrupt the log's first frame: fsck lists a problem and fails.
+    let mut bytes = std::fs::read(&img).unwrap();
+    let log = (2048 + 1) * 512 + 9;
+    bytes[log] = 0x7e;
+    std::fs::write(&img, bytes).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fsck"))
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unknown frame identifier 0x7e"));
+    let out = Command::new(env!("CARGO_BIN_EXE_dump"))
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn manifest_errors_point_at_line_and_column() {
+    let dir = tmp("err");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mkfs"))
+        .arg(dir.join("x.img"))
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"(children:(\n  bin (x:y)))")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 2, column 7") && err.contains("  bin (x:y)))\n      ^"),
+        "{err}"
+    );
+}
