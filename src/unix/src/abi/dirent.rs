@@ -1,0 +1,113 @@
+//! `struct linux_dirent64` and getdents64 packing.
+//!
+//! Contexts: any. Locks: none.
+//!
+//! Record layout: `d_ino: u64 @0`, `d_off: i64 @8`, `d_reclen: u16 @16`,
+//! `d_type: u8 @18`, `d_name @19` (NUL-terminated), the record padded to a
+//! multiple of 8. `d_off` is the directory position *after* the entry:
+//! the file position to store so that the next getdents64 resumes with the
+//! following entry, which is what [`DirentWriter::finish`] returns.
+
+use super::put;
+use crate::Errno;
+
+/// Unknown type.
+pub const DT_UNKNOWN: u8 = 0;
+/// FIFO.
+pub const DT_FIFO: u8 = 1;
+/// Character device.
+pub const DT_CHR: u8 = 2;
+/// Directory.
+pub const DT_DIR: u8 = 4;
+/// Block device.
+pub const DT_BLK: u8 = 6;
+/// Regular file.
+pub const DT_REG: u8 = 8;
+/// Symbolic link.
+pub const DT_LNK: u8 = 10;
+/// Socket.
+pub const DT_SOCK: u8 = 12;
+
+const NAME_OFF: usize = 19;
+
+/// Record length for a name of `name_len` bytes (header, name, NUL,
+/// padding to 8).
+pub const fn dirent_reclen(name_len: usize) -> usize {
+    (NAME_OFF + name_len + 1 + 7) & !7
+}
+
+/// One directory entry to pack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dirent<'a> {
+    /// Inode number.
+    pub ino: u64,
+    /// Directory position after this entry (resume cookie).
+    pub next: i64,
+    /// `DT_*` type.
+    pub kind: u8,
+    /// Name (1..=255 bytes, no NUL or '/'; "." and ".." allowed).
+    pub name: &'a [u8],
+}
+
+/// Packs entries into a getdents64 buffer.
+#[derive(Debug)]
+pub struct DirentWriter<'a> {
+    buf: &'a mut [u8],
+    used: usize,
+    resume: Option<i64>,
+    overflowed: bool,
+}
+
+impl<'a> DirentWriter<'a> {
+    /// Packs into `buf` (the kernel's copy of the user buffer).
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        DirentWriter {
+            buf,
+            used: 0,
+            resume: None,
+            overflowed: false,
+        }
+    }
+
+    /// Adds `e`. `Ok(true)` if it was packed, `Ok(false)` if it does not
+    /// fit (stop; it will be the first entry of the next call).
+    /// `ENAMETOOLONG` for names over 255 bytes, `EINVAL` for empty names
+    /// or names with NUL or '/' (a filesystem bug, never user input).
+    pub fn push(&mut self, e: &Dirent<'_>) -> Result<bool, Errno> {
+        if e.name.len() > crate::path::NAME_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        if e.name.is_empty() || e.name.iter().any(|&c| c == 0 || c == b'/') {
+            return Err(Errno::EINVAL);
+        }
+        let len = dirent_reclen(e.name.len());
+        let Some(rec) = self.buf.get_mut(self.used..self.used + len) else {
+            self.overflowed = true;
+            return Ok(false);
+        };
+        rec.fill(0);
+        put(rec, 0, &e.ino.to_le_bytes());
+        put(rec, 8, &e.next.to_le_bytes());
+        put(rec, 16, &(len as u16).to_le_bytes());
+        put(rec, 18, &[e.kind]);
+        put(rec, NAME_OFF, e.name);
+        self.used += len;
+        self.resume = Some(e.next);
+        Ok(true)
+    }
+
+    /// Bytes packed so far.
+    pub fn used(&self) -> usize {
+        self.used
+    }
+
+    /// Ends the call: the byte count to return and the position to store
+    /// (`None`: nothing was packed, keep the position). `EINVAL` if the
+    /// buffer could not hold even the first entry.
+    pub fn finish(self) -> Result<(usize, Option<i64>), Errno> {
+        if self.used == 0 && self.overflowed {
+            return Err(Errno::EINVAL);
+        }
+        Ok((self.used, self.resume))
+    }
+}
