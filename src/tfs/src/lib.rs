@@ -27,9 +27,8 @@
 //!   [`FsError::NoSpace`], never the writeback) and
 //!   [`Filesystem::set_length`] when the file grows; then dirty the pages.
 //! - **Writeback**: write the dirty pages to the sectors [`Filesystem::map`]
-//!   gives (`Uninited` ranges included: use `map` again after `allocate`;
-//!   the disk sector of an uninited range is that of its extent — use
-//!   [`Filesystem::extents`]), and after the I/O completed call
+//!   gives (`Uninited` ranges included: they carry the sector reserved for
+//!   them), and after the I/O completed call
 //!   [`Filesystem::mark_written`] for the whole sectors written, which
 //!   turns those extents from `uninited` into data.
 //! - **fsync / sync**: write back the file's (or all) dirty pages first,

@@ -474,7 +474,7 @@ impl<D: BlockDevice> Filesystem<D> {
                     self.dev.read(first_sector, &mut tmp)?;
                     out.copy_from_slice(&tmp[skip..skip + out.len()]);
                 }
-                MappingKind::Hole | MappingKind::Uninited => out.fill(0),
+                MappingKind::Hole | MappingKind::Uninited { .. } => out.fill(0),
             }
         }
         Ok(n)
@@ -513,10 +513,8 @@ impl<D: BlockDevice> Filesystem<D> {
             let at = (m.offset / SECTOR - first) as usize * SECTOR_SIZE;
             let bytes = &buf[at..at + m.len as usize];
             match m.kind {
-                MappingKind::Disk { sector } => self.dev.write(sector, bytes)?,
-                MappingKind::Uninited => {
-                    let sector = self.sector_of(node, m.offset / SECTOR).ok_or(FsError::Io)?;
-                    self.dev.write(sector, bytes)?;
+                MappingKind::Disk { sector } | MappingKind::Uninited { sector } => {
+                    self.dev.write(sector, bytes)?
                 }
                 MappingKind::Hole => return Err(FsError::Io),
             }
@@ -528,12 +526,6 @@ impl<D: BlockDevice> Filesystem<D> {
             self.touch(node);
         }
         Ok(data.len())
-    }
-
-    fn sector_of(&self, node: NodeId, block: u64) -> Option<u64> {
-        let f = self.files.get(&node)?;
-        let (&k, x) = f.extents.range(..=block).next_back()?;
-        (block < k + x.length).then_some(x.start + (block - k))
     }
 
     /// All extents of `ino`, by first file sector.
@@ -572,7 +564,9 @@ pub(crate) fn map_blocks(f: &FileInfo, first: u64, end: u64) -> Vec<Mapping> {
         }
         let stop = xe.min(end);
         let kind = if x.uninited {
-            MappingKind::Uninited
+            MappingKind::Uninited {
+                sector: x.start + (b - k),
+            }
         } else {
             MappingKind::Disk {
                 sector: x.start + (b - k),

@@ -114,8 +114,12 @@ pub enum MappingKind {
         /// First sector.
         sector: u64,
     },
-    /// Allocated but never written: reads as zeros.
-    Uninited,
+    /// Allocated but never written: reads as zeros; writeback writes the
+    /// data at this sector (then [`Filesystem::mark_written`]).
+    Uninited {
+        /// First sector of the storage reserved for the range.
+        sector: u64,
+    },
     /// Not allocated: reads as zeros.
     Hole,
 }
