@@ -7,6 +7,9 @@
 //!   allocation order; the figure is per alloc+free pair.
 //!   `<heap>` is cairn's mcache and, over an arena of the same size, talc,
 //!   buddy_system_allocator and linked_list_allocator (all align 8).
+//! * `alloc_free_mixed/<heap>`: a live set of 2048 allocations of random
+//!   sizes (1 B to 4 KiB); each iteration frees a random one and allocates
+//!   a new random size in its place (the heap stays fragmented).
 //! * `id_heap_fragmented/...`: a 64 Ki-page id heap with a random half of
 //!   its pages allocated; alloc + free of 1 page and of 4 aligned pages
 //!   (next-fit walks the heap), against the same heap unfragmented.
@@ -161,27 +164,55 @@ fn batch(c: &mut Criterion, name: &str, a: &mut dyn Alloc) {
     g.finish();
 }
 
+fn mixed(c: &mut Criterion, name: &str, a: &mut dyn Alloc) {
+    const LIVE: usize = 2048;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut live: Vec<(*mut u8, usize)> = (0..LIVE)
+        .map(|_| {
+            let size = 1 + (rng.next() % 4096) as usize;
+            (a.alloc(size), size)
+        })
+        .collect();
+    c.bench_function(&format!("alloc_free_mixed/{name}"), |b| {
+        b.iter(|| {
+            let slot = &mut live[(rng.next() % LIVE as u64) as usize];
+            // SAFETY: the slot holds a live allocation of its size.
+            unsafe { a.free(slot.0, slot.1) };
+            let size = 1 + (rng.next() % 4096) as usize;
+            *slot = (a.alloc(black_box(size)), size);
+        })
+    });
+    for (p, size) in live {
+        // SAFETY: every slot is live and freed once.
+        unsafe { a.free(p, size) };
+    }
+}
+
 fn allocators(c: &mut Criterion) {
     let mut arena = HostArena::new(ARENA, 1 << 16);
     let mut mcache = MCache::new("general", arena.backed_heap("backed", 4096));
     hot(c, "mcache", &mut mcache);
     batch(c, "mcache", &mut mcache);
+    mixed(c, "mcache", &mut mcache);
     drop(mcache);
 
     let arena = HostArena::new(ARENA, 1 << 16);
     let mut t = talc_over(&arena);
     hot(c, "talc", &mut t);
     batch(c, "talc", &mut t);
+    mixed(c, "talc", &mut t);
 
     let arena = HostArena::new(ARENA, 1 << 16);
     let mut bd = buddy_over(&arena);
     hot(c, "buddy", &mut bd);
     batch(c, "buddy", &mut bd);
+    mixed(c, "buddy", &mut bd);
 
     let arena = HostArena::new(ARENA, 1 << 16);
     let mut ll = linked_list_over(&arena);
     hot(c, "linked_list", &mut ll);
     batch(c, "linked_list", &mut ll);
+    mixed(c, "linked_list", &mut ll);
 }
 
 struct Rng(u64);

@@ -43,6 +43,7 @@ impl AddrMap {
     }
 
     /// Bytes of the table, held from the parent.
+    #[inline]
     pub(crate) fn bytes(&self) -> u64 {
         self.capacity * SLOT_BYTES
     }

@@ -85,14 +85,17 @@ impl Page {
     /// least the header and bitmap long, and used by nothing but its cache,
     /// which the caller holds exclusively. The accessors only touch the
     /// header and bitmap, which are never handed out.
+    #[inline]
     unsafe fn new(addr: u64) -> Page {
         Page(NonZeroU64::new(addr).expect("cache page at address 0"))
     }
 
+    #[inline]
     fn addr(self) -> u64 {
         self.0.get()
     }
 
+    #[inline]
     fn read<T: Copy>(self, offset: usize) -> T {
         // SAFETY: by `Page::new`'s contract the header and bitmap are ours;
         // callers pass field offsets of `PageHeader` or bitmap word offsets
@@ -101,6 +104,7 @@ impl Page {
         unsafe { core::ptr::with_exposed_provenance::<T>(self.addr() as usize + offset).read() }
     }
 
+    #[inline]
     fn write<T: Copy>(self, offset: usize, value: T) {
         // SAFETY: as in `read`; the cache is held exclusively, so nothing
         // else reads or writes the header concurrently.
@@ -109,50 +113,65 @@ impl Page {
         }
     }
 
+    #[inline]
     fn magic(self) -> u64 {
         self.read(offset_of!(PageHeader, magic))
     }
+    #[inline]
     fn owner(self) -> u64 {
         self.read(offset_of!(PageHeader, owner))
     }
+    #[inline]
     fn next(self) -> u64 {
         self.read(offset_of!(PageHeader, next))
     }
+    #[inline]
     fn set_next(self, v: u64) {
         self.write(offset_of!(PageHeader, next), v)
     }
+    #[inline]
     fn prev(self) -> u64 {
         self.read(offset_of!(PageHeader, prev))
     }
+    #[inline]
     fn set_prev(self, v: u64) {
         self.write(offset_of!(PageHeader, prev), v)
     }
+    #[inline]
     fn in_use(self) -> u32 {
         self.read(offset_of!(PageHeader, in_use))
     }
+    #[inline]
     fn set_in_use(self, v: u32) {
         self.write(offset_of!(PageHeader, in_use), v)
     }
+    #[inline]
     fn list(self) -> u32 {
         self.read(offset_of!(PageHeader, list))
     }
+    #[inline]
     fn set_list(self, l: ListId) {
         self.write(offset_of!(PageHeader, list), l as u32)
     }
+    #[inline]
     fn search_word(self) -> u32 {
         self.read(offset_of!(PageHeader, search_word))
     }
+    #[inline]
     fn set_search_word(self, v: u32) {
         self.write(offset_of!(PageHeader, search_word), v)
     }
+    #[inline]
     fn bitmap(self, w: u32) -> u64 {
         self.read(BITMAP_OFFSET + w as usize * 8)
     }
+    #[inline]
     fn set_bitmap(self, w: u32, v: u64) {
         self.write(BITMAP_OFFSET + w as usize * 8, v)
     }
 
     /// The page a list link names.
+    #[inline]
     fn from_link(link: u64) -> Option<Page> {
         // SAFETY: list links and list heads only ever hold pages of the cache
         // whose list it is (`PageList::push` is given only such pages), and
@@ -279,7 +298,9 @@ impl Geometry {
     /// object boundary.
     #[inline]
     fn index_of(&self, offset: u64) -> Option<u64> {
-        let rel = offset.checked_sub(self.first_object)?;
+        // An offset below `first_object` wraps to a huge index, refused
+        // by the capacity check.
+        let rel = offset.wrapping_sub(self.first_object);
         let (index, rem) = if self.stride_shift != u32::MAX {
             (rel >> self.stride_shift, rel & (self.stride - 1))
         } else {
@@ -301,7 +322,6 @@ pub(crate) struct CacheCore {
     full: PageList,
     empty: PageList,
     pages: u64,
-    objects_in_use: u64,
     max_cached_empty: u32,
 }
 
@@ -329,15 +349,16 @@ impl CacheCore {
             full: PageList::new(),
             empty: PageList::new(),
             pages: 0,
-            objects_in_use: 0,
             max_cached_empty: DEFAULT_MAX_CACHED_EMPTY,
         }
     }
 
+    #[inline]
     pub(crate) fn object_size(&self) -> u64 {
         self.geo.stride
     }
 
+    #[inline]
     pub(crate) fn page_size(&self) -> u64 {
         self.geo.page_size
     }
@@ -346,8 +367,18 @@ impl CacheCore {
         self.pages
     }
 
+    /// Objects handed out, counted from the page headers (for dumps and
+    /// tests: the fast paths keep only the per-page counts).
     pub(crate) fn objects_in_use(&self) -> u64 {
-        self.objects_in_use
+        let mut n = self.current.map_or(0, |p| u64::from(p.in_use()));
+        for list in [&self.partial, &self.full] {
+            let mut link = list.head;
+            while let Some(page) = Page::from_link(link) {
+                n += u64::from(page.in_use());
+                link = page.next();
+            }
+        }
+        n
     }
 
     pub(crate) fn objects_per_page(&self) -> u32 {
@@ -388,7 +419,6 @@ impl CacheCore {
         if let Some(page) = self.current
             && let Some(addr) = self.take_from(page)
         {
-            self.objects_in_use += 1;
             return Some(addr);
         }
         self.alloc_from_lists()
@@ -396,6 +426,7 @@ impl CacheCore {
 
     /// The current page is full or missing: retire it and take the next.
     #[cold]
+    #[inline(never)]
     fn alloc_from_lists(&mut self) -> Option<u64> {
         if let Some(page) = self.current.take() {
             self.full.push(page, ListId::Full);
@@ -406,7 +437,6 @@ impl CacheCore {
         let addr = self
             .take_from(page)
             .expect("partial or empty page has a free object");
-        self.objects_in_use += 1;
         Some(addr)
     }
 
@@ -482,7 +512,6 @@ impl CacheCore {
         }
         let in_use = page.in_use() - 1;
         page.set_in_use(in_use);
-        self.objects_in_use -= 1;
         if self.current == Some(page) {
             return Ok(None);
         }
@@ -491,6 +520,7 @@ impl CacheCore {
 
     /// A page other than the current one lost an object: move it between
     /// lists, or release it.
+    #[inline(never)]
     fn moved_after_free(&mut self, page: Page, in_use: u32) -> Option<u64> {
         let now_empty = in_use == 0;
         let list = page.list();
@@ -719,6 +749,10 @@ impl<P: BackedHeap> Heap for ObjCache<P> {
         s
     }
 }
+
+// SAFETY: objects lie in pages from the backed parent, outside the page
+// header, and the bitmap hands each to one owner until it is freed.
+unsafe impl<P: BackedHeap> BackedHeap for ObjCache<P> {}
 
 impl<P: BackedHeap> Drop for ObjCache<P> {
     /// Hands back what it can; pages with live objects stay with their
