@@ -16,6 +16,7 @@ pub mod block;
 pub mod cmdline;
 pub mod console;
 pub mod context;
+pub mod fs;
 pub mod heaps;
 pub mod irq;
 pub mod ktest;

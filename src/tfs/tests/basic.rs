@@ -108,7 +108,10 @@ fn truncate_fallocate_and_mapping() {
     assert!(buf[700..].iter().all(|&b| b == 0));
     fs.fallocate(f, 4096, 8192, false).unwrap();
     let m = fs.map(f, 4096, 8192).unwrap();
-    assert!(m.iter().all(|m| matches!(m.kind, MappingKind::Uninited { .. })));
+    assert!(
+        m.iter()
+            .all(|m| matches!(m.kind, MappingKind::Uninited { .. }))
+    );
     fs.write(f, 6144, &[1; 512]).unwrap();
     let kinds: Vec<_> = fs
         .map(f, 4096, 8192)
@@ -117,7 +120,11 @@ fn truncate_fallocate_and_mapping() {
         .map(|m| m.kind)
         .collect();
     assert!(kinds.iter().any(|k| matches!(k, MappingKind::Disk { .. })));
-    assert!(kinds.iter().any(|k| matches!(k, MappingKind::Uninited { .. })));
+    assert!(
+        kinds
+            .iter()
+            .any(|k| matches!(k, MappingKind::Uninited { .. }))
+    );
     fs.sync().unwrap();
     let fs = remount(fs);
     let f = fs.lookup(fs.root(), b"f").unwrap();

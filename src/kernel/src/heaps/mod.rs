@@ -56,7 +56,7 @@ static BACKED_CLASS: LockClass = LockClass::new("heap.backed");
 static BACKED_LOCKED_CLASS: LockClass = LockClass::new("heap.backed.locked");
 static LOCKED_CLASS: LockClass = LockClass::new("heap.locked");
 
-pub(crate) static PHYSICAL: Locking<PhysicalPages<'static>> =
+pub static PHYSICAL: Locking<PhysicalPages<'static>> =
     Locking::new(&PHYSICAL_CLASS, PhysicalPages::new("physical"));
 pub(crate) static VIRTUAL_HUGE: Locking<IdHeap<'static>> =
     Locking::new(&VIRTUAL_HUGE_CLASS, IdHeap::new("virtual_huge", 1 << 30));

@@ -12,6 +12,7 @@ use crate::println;
 
 mod basic;
 mod block;
+mod fs;
 mod heap;
 mod negative;
 mod pci;
@@ -48,6 +49,7 @@ fn catalogue() -> impl Iterator<Item = &'static KernelTest> {
         .chain(user::TESTS)
         .chain(negative::TESTS)
         .chain(block::TESTS)
+        .chain(fs::TESTS)
         .chain(block::BENCH)
 }
 
@@ -58,6 +60,7 @@ pub fn list() {
             t.smp.iter().map(|n| alloc::format!("{n}")).collect();
         // Disk words (`storage=... disk=...`) go before `expect=`.
         let disk = block::catalogue_words(t.name)
+            .or_else(|| fs::catalogue_words(t.name))
             .map(|w| alloc::format!(" {w}"))
             .unwrap_or_default();
         match t.expect {

@@ -6,10 +6,12 @@
 //! | [`runloop`] | each CPU's loop: bh, then kernel-lock work, then idle | run loop |
 //! | [`thread`] | kernel threads, their stacks and the stack switch | kernel-lock |
 //! | [`waitqueue`] | blocking and waking threads | block: kernel-lock; wake: any but irq |
+//! | [`mutex`] | [`mutex::SleepMutex`]: a lock whose holder may sleep | kernel-lock, in a thread |
 //!
 //! Lock order: `kernel` → `sched.waitqueue` → (leaf locks: heaps, console).
 //! The bhqueue and runqueue are lock-free.
 
+pub mod mutex;
 pub mod runloop;
 pub mod thread;
 pub mod waitqueue;

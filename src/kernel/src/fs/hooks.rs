@@ -1,0 +1,107 @@
+//! The kernel's implementations of the pagecache's hooks: frames from the
+//! physical heap, the runqueue, a file's TFS backing, and the volume's
+//! metadata sync.
+//!
+//! Contexts: frames any (bh included); the runqueue hook bh or kernel-lock;
+//! `Backing` kernel-lock in a thread (it takes the filesystem's sleeping
+//! mutex); `MetadataSync` kernel-lock (it starts a thread, since a commit
+//! sleeps and its caller may be a runqueue closure).
+
+use super::{Mount, errno_of};
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use cairn_pagecache::{
+    Backing, Errno, Extent, Frame, FrameAllocator, Mapping, MetadataSync, RunQueueHook,
+};
+use cairn_pc::paging::DIRECT_MAP_BASE;
+use cairn_tfs::{Ino, MappingKind};
+
+/// Page frames for the pagecache, from the physical heap through the
+/// direct map.
+pub struct KernelFrames;
+
+impl FrameAllocator for KernelFrames {
+    fn alloc(&self) -> Option<Frame> {
+        let phys = crate::heaps::PHYSICAL.lock().alloc_pages(1).ok()?;
+        // SAFETY: a page just taken from the physical heap for this frame
+        // alone, mapped read-write by the direct map at DIRECT_MAP_BASE +
+        // phys; `free` below gives it back.
+        Some(unsafe { Frame::from_raw(phys, (DIRECT_MAP_BASE + phys) as usize) })
+    }
+
+    fn free(&self, frame: Frame) {
+        crate::heaps::PHYSICAL.lock().free_pages(frame.phys(), 1);
+    }
+}
+
+/// The runqueue, for completions that need the kernel lock.
+pub struct KernelRunQueue;
+
+impl RunQueueHook for KernelRunQueue {
+    fn defer(&self, work: Box<dyn FnOnce() + Send>) {
+        crate::sched::defer(work);
+    }
+}
+
+/// One file's storage in the mounted TFS.
+pub struct TfsBacking {
+    pub mount: &'static Mount,
+    pub ino: Ino,
+}
+
+impl Backing for TfsBacking {
+    fn length(&self) -> u64 {
+        self.mount.fs().length(self.ino).unwrap_or(0)
+    }
+
+    fn map(&self, offset: u64, len: u64) -> Vec<Mapping> {
+        let maps = self
+            .mount
+            .fs()
+            .map(self.ino, offset, len)
+            .unwrap_or_default();
+        maps.into_iter()
+            .map(|m| Mapping {
+                offset: m.offset,
+                len: m.len,
+                extent: match m.kind {
+                    MappingKind::Disk { sector } => Extent::Disk { sector },
+                    MappingKind::Uninited { sector } => Extent::Uninited { sector },
+                    MappingKind::Hole => Extent::Hole,
+                },
+            })
+            .collect()
+    }
+
+    fn reserve(&self, offset: u64, len: u64) -> Result<(), Errno> {
+        let mut fs = self.mount.fs();
+        fs.allocate(self.ino, offset, len).map_err(errno_of)?;
+        let end = offset + len;
+        if end > fs.length(self.ino).map_err(errno_of)? {
+            fs.set_length(self.ino, end).map_err(errno_of)?;
+        }
+        Ok(())
+    }
+
+    fn mark_written(&self, offset: u64, len: u64) {
+        if let Err(e) = self.mount.fs().mark_written(self.ino, offset, len) {
+            crate::warn!("tfs: mark_written of inode {} failed: {e:?}", self.ino.0);
+        }
+    }
+}
+
+/// The TFS log commit of a sync (data written back before, device flush
+/// after, by the pagecache).
+pub struct TfsMetadata {
+    pub mount: &'static Mount,
+}
+
+impl MetadataSync for TfsMetadata {
+    fn sync_metadata(&self, done: Box<dyn FnOnce(Result<(), Errno>) + Send>) {
+        let mount = self.mount;
+        crate::sched::thread::spawn("tfs-commit", move || {
+            let r = mount.fs().sync_metadata().map_err(errno_of);
+            done(r);
+        });
+    }
+}

@@ -1,0 +1,322 @@
+//! The mounted root filesystem: TFS over a block-layer volume, with file
+//! data in the pagecache, and the blocking file operations the syscall
+//! layer uses.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`volume_device`] | TFS's blocking device over a volume (metadata I/O) |
+//! | [`hooks`] | the pagecache's frame, runqueue, backing and metadata hooks |
+//! | here | [`mount_root`], [`Mount`], per-file pagecache nodes, read/write/fsync through the pagecache |
+//!
+//! **Contexts.** Everything here runs in kernel-lock context, in a thread:
+//! operations sleep for I/O (releasing the kernel lock).
+//!
+//! **Locks, in order** (DESIGN.md §4 rule 4: fd table, then filesystem,
+//! then address space):
+//! 1. `fs` — a [`SleepMutex`] around the TFS [`Filesystem`]: every
+//!    namespace and metadata operation; it is held across metadata I/O
+//!    only (mount replay, log commits), never across file-data I/O, a user
+//!    copy or a page fault, and never while calling into the pagecache
+//!    (whose backing hook takes it).
+//! 2. `fs.nodes` (SpinLock, kernel-lock only): the inode → pagecache node
+//!    table; a leaf.
+//!
+//! Reads and writes move data through a kernel bounce buffer: a read
+//! copies out of pinned pages, unpins them, then copies to the user; a
+//! write copies from the user first, then into the pages it leases. So no
+//! pin, lease or lock is held while user memory is touched, and a copy that
+//! faults into this same file's pagecache (seeds/002, Brian's scenario)
+//! completes.
+
+pub mod hooks;
+pub mod volume_device;
+
+use crate::sched::mutex::{SleepMutex, SleepMutexGuard};
+use crate::sched::waitqueue::WaitQueue;
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use cairn_block::Volume;
+use cairn_pagecache::{Completion, Config, Errno, Node, PageCache, VolumeCache};
+use cairn_sync::cpu::bh_safe_alloc;
+use cairn_sync::{IrqSpinLock, LockClass, SpinLock};
+use cairn_tfs::{FsError, Ino};
+use core::sync::atomic::{AtomicBool, Ordering};
+use hooks::{KernelFrames, KernelRunQueue, TfsBacking, TfsMetadata};
+use volume_device::VolumeDevice;
+
+pub type Tfs = cairn_tfs::Filesystem<VolumeDevice>;
+
+/// A Linux errno from a TFS error.
+pub fn errno_of(e: FsError) -> Errno {
+    Errno(e.errno())
+}
+
+/// Size of the bounce buffer of reads and writes.
+const CHUNK: usize = 64 * 1024;
+/// Period of the writeback thread.
+const WRITEBACK_PERIOD_NS: u64 = 1_000_000_000;
+
+static NODES_CLASS: LockClass = LockClass::new("fs.nodes");
+
+/// An open regular file's data: its pagecache node.
+pub struct FileData {
+    pub ino: Ino,
+    pub node: Arc<Node>,
+}
+
+/// The root filesystem.
+pub struct Mount {
+    fs: SleepMutex<Tfs>,
+    volume: Volume,
+    cache: spin::Once<Arc<VolumeCache>>,
+    nodes: SpinLock<BTreeMap<u32, Weak<FileData>>>,
+}
+
+static ROOT: spin::Once<&'static Mount> = spin::Once::new();
+static PAGECACHE: spin::Once<Arc<PageCache>> = spin::Once::new();
+
+/// The pagecache every volume shares.
+pub fn pagecache() -> &'static Arc<PageCache> {
+    PAGECACHE.call_once(|| {
+        // A quarter of RAM as the cache's target size.
+        let pages = (crate::mm::kernel_map::ram_top() / 4 / 4096).max(1024) as usize;
+        PageCache::new(
+            Config {
+                limit_pages: pages,
+                ..Config::default()
+            },
+            Arc::new(KernelFrames),
+            Arc::new(KernelRunQueue),
+        )
+    })
+}
+
+/// The mounted root, if any.
+pub fn root() -> Option<&'static Mount> {
+    ROOT.get().copied()
+}
+
+/// Whether `v` starts with a TFS header.
+fn has_tfs(v: &Volume) -> bool {
+    let dev = VolumeDevice::new(v.clone());
+    let mut s = [0u8; 512];
+    cairn_tfs::BlockDevice::read(&dev, 0, &mut s).is_ok() && &s[..6] == b"NVMTFS"
+}
+
+/// Finds the root TFS (the last partition of the first disk holding one,
+/// or a bare TFS on a whole disk), mounts it and starts writeback.
+pub fn mount_root() -> Result<&'static Mount, String> {
+    let volumes = crate::block::volumes();
+    let candidate = volumes
+        .iter()
+        .rev()
+        .find(|v| v.first_sector() != 0 && has_tfs(v))
+        .or_else(|| volumes.iter().find(|v| v.first_sector() == 0 && has_tfs(v)))
+        .ok_or_else(|| "no TFS filesystem on any disk".to_string())?
+        .clone();
+    let start = crate::time::now_ns();
+    let mut fs = Tfs::mount(VolumeDevice::new(candidate.clone()))
+        .map_err(|e| alloc::format!("refusing to mount {}: {e}", candidate.name()))?;
+    fs.set_clock(tfs_clock);
+    crate::info!(
+        "tfs: mounted {} ({} sectors) in {} us",
+        candidate.name(),
+        candidate.sectors(),
+        (crate::time::now_ns() - start) / 1000
+    );
+    let mount: &'static Mount = alloc::boxed::Box::leak(alloc::boxed::Box::new(Mount {
+        fs: SleepMutex::new("fs", fs),
+        volume: candidate.clone(),
+        cache: spin::Once::new(),
+        nodes: SpinLock::new(&NODES_CLASS, BTreeMap::new()),
+    }));
+    mount
+        .cache
+        .call_once(|| VolumeCache::new(pagecache(), candidate, Arc::new(TfsMetadata { mount })));
+    ROOT.call_once(|| mount);
+    crate::sched::thread::spawn("writeback", || {
+        loop {
+            crate::sched::sleep(WRITEBACK_PERIOD_NS);
+            pagecache().writeback_tick();
+        }
+    });
+    Ok(mount)
+}
+
+fn tfs_clock() -> cairn_tfs::Timestamp {
+    let ns = crate::time::now_ns();
+    cairn_tfs::Timestamp::from_secs_nanos(ns / 1_000_000_000, (ns % 1_000_000_000) as u32)
+}
+
+/// A result delivered by a pagecache completion, waited for by a thread.
+struct Slot<T> {
+    done: AtomicBool,
+    value: IrqSpinLock<Option<T>>,
+    sleepers: WaitQueue,
+}
+
+static SLOT_CLASS: LockClass = LockClass::new("fs.slot");
+
+/// Starts an asynchronous pagecache operation and sleeps until its
+/// completion delivers the result.
+fn wait_for<T: Send + 'static>(start: impl FnOnce(Completion<T>)) -> T {
+    let slot = bh_safe_alloc(|| {
+        Arc::new(Slot {
+            done: AtomicBool::new(false),
+            value: IrqSpinLock::new(&SLOT_CLASS, None),
+            sleepers: WaitQueue::new(),
+        })
+    });
+    let s = slot.clone();
+    start(Completion::bh(move |v| {
+        *s.value.lock() = Some(v);
+        s.done.store(true, Ordering::Release);
+        s.sleepers.wake_all();
+    }));
+    slot.sleepers
+        .wait_until(|| slot.done.load(Ordering::Acquire));
+    let v = slot.value.lock().take();
+    v.expect("completion delivered nothing")
+}
+
+impl Mount {
+    /// The filesystem, under its sleeping mutex.
+    pub fn fs(&self) -> SleepMutexGuard<'_, Tfs> {
+        self.fs.lock()
+    }
+
+    pub fn volume(&self) -> &Volume {
+        &self.volume
+    }
+
+    pub fn cache(&self) -> &Arc<VolumeCache> {
+        self.cache.get().expect("mount without a volume cache")
+    }
+
+    /// The pagecache node of regular file `ino` (one per inode while used).
+    pub fn file(&'static self, ino: Ino) -> Arc<FileData> {
+        let mut nodes = self.nodes.lock();
+        if let Some(f) = nodes.get(&ino.0).and_then(Weak::upgrade) {
+            return f;
+        }
+        let f = Arc::new(FileData {
+            ino,
+            node: Node::new(self.cache(), Arc::new(TfsBacking { mount: self, ino })),
+        });
+        nodes.retain(|_, w| w.strong_count() > 0);
+        nodes.insert(ino.0, Arc::downgrade(&f));
+        f
+    }
+
+    /// Reads up to `len` bytes at `offset` into user memory at `dst`.
+    /// Returns the bytes read (short at end of file).
+    pub fn read(&self, file: &FileData, offset: u64, dst: u64, len: usize) -> Result<usize, Errno> {
+        let mut buf = Vec::new();
+        let mut done = 0usize;
+        while done < len {
+            let want = CHUNK.min(len - done);
+            let pages = wait_for(|c| file.node.read(offset + done as u64, want, c))?;
+            let got = pages.len();
+            if got == 0 {
+                break;
+            }
+            buf.resize(got, 0);
+            pages.read_at(0, &mut buf[..got]);
+            drop(pages);
+            if crate::user::copy_to_user(dst + done as u64, &buf[..got]).is_err() {
+                return if done > 0 {
+                    Ok(done)
+                } else {
+                    Err(Errno::EFAULT)
+                };
+            }
+            done += got;
+            if got < want {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Same as [`Mount::read`] into a kernel buffer.
+    pub fn read_kernel(
+        &self,
+        file: &FileData,
+        offset: u64,
+        dst: &mut [u8],
+    ) -> Result<usize, Errno> {
+        let mut done = 0usize;
+        while done < dst.len() {
+            let want = CHUNK.min(dst.len() - done);
+            let pages = wait_for(|c| file.node.read(offset + done as u64, want, c))?;
+            let got = pages.len();
+            if got == 0 {
+                break;
+            }
+            pages.read_at(0, &mut dst[done..done + got]);
+            done += got;
+            if got < want {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Writes `len` bytes from user memory at `src` at `offset`. ENOSPC is
+    /// reported here (space is reserved before any page is dirtied).
+    pub fn write(
+        &self,
+        file: &FileData,
+        offset: u64,
+        src: u64,
+        len: usize,
+    ) -> Result<usize, Errno> {
+        let mut buf = Vec::new();
+        let mut done = 0usize;
+        while done < len {
+            let n = CHUNK.min(len - done);
+            buf.resize(n, 0);
+            if crate::user::copy_from_user(&mut buf[..n], src + done as u64).is_err() {
+                return if done > 0 {
+                    Ok(done)
+                } else {
+                    Err(Errno::EFAULT)
+                };
+            }
+            match self.write_chunk(file, offset + done as u64, &buf[..n]) {
+                Ok(c) => done += c,
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(done)
+    }
+
+    /// Same as [`Mount::write`] from a kernel buffer.
+    pub fn write_kernel(&self, file: &FileData, offset: u64, src: &[u8]) -> Result<usize, Errno> {
+        let mut done = 0usize;
+        while done < src.len() {
+            let n = CHUNK.min(src.len() - done);
+            done += self.write_chunk(file, offset + done as u64, &src[done..done + n])?;
+        }
+        Ok(done)
+    }
+
+    fn write_chunk(&self, file: &FileData, offset: u64, data: &[u8]) -> Result<usize, Errno> {
+        let mut batch = wait_for(|c| file.node.write(offset, data.len(), c))?;
+        batch.write_at(0, data);
+        Ok(batch.commit(data.len()))
+    }
+
+    /// fsync: the file's dirty pages, then the log, then a device flush.
+    pub fn fsync(&self, file: &FileData) -> Result<(), Errno> {
+        wait_for(|c| file.node.sync(c))
+    }
+
+    /// syncfs: every dirty page of the volume, the log, a device flush.
+    pub fn sync(&self) -> Result<(), Errno> {
+        wait_for(|c| self.cache().sync(c))
+    }
+}

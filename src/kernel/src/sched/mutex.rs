@@ -1,0 +1,93 @@
+//! A sleeping mutex for kernel threads: the holder may block (for I/O,
+//! releasing the kernel lock) while others wanting it sleep instead of
+//! spinning.
+//!
+//! It is not a spinlock and is not tracked by the lock validator (its holder
+//! migrates between CPUs while it sleeps); the order it takes part in is
+//! documented where each one is declared. Never hold one across a copy to
+//! or from user memory or a page fault that could need it (DESIGN.md §4).
+//!
+//! Kernel-lock context, in a thread (it may sleep). Uses a wait queue
+//! (`sched.waitqueue`) internally.
+
+use super::waitqueue::WaitQueue;
+use core::cell::UnsafeCell;
+use core::marker::PhantomData;
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+pub struct SleepMutex<T> {
+    name: &'static str,
+    locked: AtomicBool,
+    sleepers: WaitQueue,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: `locked` admits one holder at a time (its swap runs under the
+// kernel lock, and a release happens-before the next acquire through the
+// atomic), so `value` is only ever reached through one guard.
+unsafe impl<T: Send> Sync for SleepMutex<T> {}
+// SAFETY: moving the mutex moves the `T` it owns.
+unsafe impl<T: Send> Send for SleepMutex<T> {}
+
+pub struct SleepMutexGuard<'a, T> {
+    mutex: &'a SleepMutex<T>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl<T> SleepMutex<T> {
+    pub const fn new(name: &'static str, value: T) -> Self {
+        SleepMutex {
+            name,
+            locked: AtomicBool::new(false),
+            sleepers: WaitQueue::new(),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Takes the mutex, sleeping while another thread holds it.
+    #[track_caller]
+    pub fn lock(&self) -> SleepMutexGuard<'_, T> {
+        assert_eq!(
+            crate::context::current(),
+            cairn_sync::Context::KernelLock,
+            "sleeping mutex `{}` taken outside kernel-lock context",
+            self.name
+        );
+        while self.locked.swap(true, Ordering::Acquire) {
+            self.sleepers
+                .wait_until(|| !self.locked.load(Ordering::Acquire));
+        }
+        SleepMutexGuard {
+            mutex: self,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Whether some thread holds it (a hint).
+    pub fn is_locked(&self) -> bool {
+        self.locked.load(Ordering::Relaxed)
+    }
+}
+
+impl<T> Deref for SleepMutexGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: see `impl Sync`: this guard is the only access.
+        unsafe { &*self.mutex.value.get() }
+    }
+}
+
+impl<T> DerefMut for SleepMutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: see `impl Sync`: this guard is the only access.
+        unsafe { &mut *self.mutex.value.get() }
+    }
+}
+
+impl<T> Drop for SleepMutexGuard<'_, T> {
+    fn drop(&mut self) {
+        self.mutex.locked.store(false, Ordering::Release);
+        self.mutex.sleepers.wake_all();
+    }
+}
