@@ -24,6 +24,7 @@ pub mod mm;
 pub mod panic;
 pub mod pci;
 pub mod percpu;
+pub mod process;
 pub mod sched;
 pub mod smp;
 pub mod syscall;
@@ -153,8 +154,10 @@ fn kernel_main(args: cmdline::Cmdline) {
     match args.test {
         Some(name) => ktest::run(name),
         None => {
-            info!("no workload support yet: nothing to run");
-            panic::exit(0);
+            if let Err(e) = process::run_workload() {
+                println!("cairn: cannot start the workload: {e}");
+                panic::exit(126);
+            }
         }
     }
 }

@@ -161,7 +161,7 @@ static SLOT_CLASS: LockClass = LockClass::new("fs.slot");
 
 /// Starts an asynchronous pagecache operation and sleeps until its
 /// completion delivers the result.
-fn wait_for<T: Send + 'static>(start: impl FnOnce(Completion<T>)) -> T {
+pub fn wait_for<T: Send + 'static>(start: impl FnOnce(Completion<T>)) -> T {
     let slot = bh_safe_alloc(|| {
         Arc::new(Slot {
             done: AtomicBool::new(false),
@@ -319,4 +319,13 @@ impl Mount {
     pub fn sync(&self) -> Result<(), Errno> {
         wait_for(|c| self.cache().sync(c))
     }
+}
+
+/// Gets page `index` of `file` for a mapping (sleeping for the fill).
+pub fn wait_fault(
+    file: &Arc<FileData>,
+    index: u64,
+    access: cairn_pagecache::Access,
+) -> Result<cairn_pagecache::Mapped, Errno> {
+    wait_for(|c| file.node.fault(index, access, c))
 }

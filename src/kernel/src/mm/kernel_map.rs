@@ -237,6 +237,17 @@ pub fn unmap_page(virt: u64) -> Option<u64> {
     k.tables.unmap(&mut k.frames, virt)
 }
 
+/// The frame and flags of the 4 KiB user page at `virt`, if mapped.
+pub fn lookup_user(virt: u64) -> Option<(u64, u64)> {
+    let mut k = KERNEL_TABLES.lock();
+    let k = k.as_mut()?;
+    let (e, size) = k.tables.lookup(&mut k.frames, virt)?;
+    (size == PageSize::Size4K).then(|| {
+        let phys = cairn_pc::paging::entry_address(e);
+        (phys, e & !0x000f_ffff_ffff_f000)
+    })
+}
+
 /// The physical address behind kernel virtual address `virt`.
 pub fn virt_to_phys(virt: u64) -> Option<u64> {
     if (DIRECT_MAP_BASE..MMIO_BASE).contains(&virt) {

@@ -1,80 +1,251 @@
-//! System calls of the user program: dispatch by number, and the handling
-//! of exceptions raised in user mode.
+//! The Linux system calls of the user program: dispatch by number to the
+//! handlers in [`fs`], [`mm`], [`thread`] and [`misc`], user-memory
+//! helpers, and the handling of exceptions raised in user mode.
 //!
-//! Kernel-lock context (the entry path takes the lock before calling in).
-//! Unsupported calls return ENOSYS and are logged once per number.
+//! Kernel-lock context (the entry path takes the lock before calling in),
+//! in the calling thread, which may sleep. Unsupported calls return ENOSYS
+//! and are logged once by number and name.
 
+pub mod fs;
+pub mod misc;
+pub mod mm;
+pub mod thread;
+
+use crate::process::aspace::FaultOutcome;
 use crate::user::UserRegs;
+use alloc::vec::Vec;
 use cairn_pc::idt::TrapFrame;
+use cairn_unix::errno::Errno;
+use cairn_unix::syscalls as nr;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-const ENOSYS: i64 = 38;
-const EFAULT: i64 = 14;
-const EBADF: i64 = 9;
+/// A syscall's result: a value or an errno.
+pub type SysResult = Result<u64, Errno>;
 
 /// One bit per syscall number below 512: "ENOSYS already logged".
 static REPORTED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 
-fn report_unsupported(nr: u64) {
-    let (w, b) = ((nr / 64) as usize, nr % 64);
+fn unsupported(n: u64) -> SysResult {
+    let (w, b) = ((n / 64) as usize, n % 64);
     if w >= REPORTED.len() || REPORTED[w].fetch_or(1 << b, Ordering::Relaxed) & (1 << b) == 0 {
-        crate::warn!("unsupported syscall {nr}: ENOSYS");
+        crate::warn!(
+            "unsupported syscall {n} ({}): ENOSYS",
+            nr::name(n).unwrap_or("unknown")
+        );
     }
+    Err(Errno::ENOSYS)
 }
 
 /// Runs the syscall in `regs` (number in rax, arguments in rdi, rsi, rdx,
 /// r10, r8, r9) and puts its result in rax.
 pub fn dispatch(regs: &mut UserRegs) {
-    let nr = regs.rax;
-    let r: i64 = match nr {
-        1 => write(regs.rdi, regs.rsi, regs.rdx),
-        60 | 231 => crate::panic::exit(regs.rdi as u32 & 0xff),
-        _ => {
-            report_unsupported(nr);
-            -ENOSYS
-        }
+    let a = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
+    let n = regs.rax;
+    let r = call(n, a, regs);
+    regs.rax = match r {
+        Ok(v) => v,
+        Err(e) => e.as_neg() as u64,
     };
-    regs.rax = r as u64;
 }
 
-fn write(fd: u64, buf: u64, len: u64) -> i64 {
-    if fd != 1 && fd != 2 {
-        return -EBADF;
+fn call(n: u64, a: [u64; 6], regs: &UserRegs) -> SysResult {
+    let i = |k: usize| a[k] as i32;
+    match n {
+        nr::READ => fs::read(i(0), a[1], a[2]),
+        nr::WRITE => fs::write(i(0), a[1], a[2]),
+        nr::OPEN => fs::openat(fs::AT_FDCWD, a[0], a[1] as u32, a[2] as u32),
+        nr::CLOSE => fs::close(i(0)),
+        nr::STAT => fs::fstatat(fs::AT_FDCWD, a[0], a[1], 0),
+        nr::FSTAT => fs::fstat(i(0), a[1]),
+        nr::LSTAT => fs::fstatat(fs::AT_FDCWD, a[0], a[1], fs::AT_SYMLINK_NOFOLLOW),
+        nr::LSEEK => fs::lseek(i(0), a[1] as i64, i(2)),
+        nr::MMAP => mm::mmap(a[0], a[1], a[2], a[3], i(4), a[5]),
+        nr::MPROTECT => mm::mprotect(a[0], a[1], a[2]),
+        nr::MUNMAP => mm::munmap(a[0], a[1]),
+        nr::BRK => mm::brk(a[0]),
+        nr::RT_SIGACTION => misc::rt_sigaction(i(0), a[1], a[2], a[3]),
+        nr::RT_SIGPROCMASK => misc::rt_sigprocmask(i(0), a[1], a[2], a[3]),
+        nr::IOCTL => fs::ioctl(i(0), a[1], a[2]),
+        nr::PREAD64 => fs::pread(i(0), a[1], a[2], a[3]),
+        nr::PWRITE64 => fs::pwrite(i(0), a[1], a[2], a[3]),
+        nr::READV => fs::readv(i(0), a[1], a[2], None),
+        nr::WRITEV => fs::writev(i(0), a[1], a[2], None),
+        nr::PREADV => fs::readv(i(0), a[1], a[2], Some(a[3])),
+        nr::PWRITEV => fs::writev(i(0), a[1], a[2], Some(a[3])),
+        nr::ACCESS => fs::faccessat(fs::AT_FDCWD, a[0], i(1)),
+        nr::SCHED_YIELD => thread::sched_yield(),
+        nr::MREMAP => mm::mremap(a[0], a[1], a[2], a[3], a[4]),
+        nr::MSYNC => mm::msync(a[0], a[1], i(2)),
+        nr::MINCORE => mm::mincore(a[0], a[1], a[2]),
+        nr::MADVISE => mm::madvise(a[0], a[1], i(2)),
+        nr::DUP => fs::dup(i(0)),
+        nr::DUP2 => fs::dup3(i(0), i(1), 0, true),
+        nr::NANOSLEEP => misc::nanosleep(a[0], a[1]),
+        nr::ALARM => misc::alarm(a[0] as u32),
+        nr::GETPID => Ok(1),
+        nr::CLONE => thread::clone(a[0], a[1], a[2], a[3], a[4], regs),
+        nr::EXIT => crate::process::exit_thread(a[0] as u32 & 0xff),
+        nr::KILL | nr::TGKILL | nr::TKILL => misc::kill(n, a),
+        nr::UNAME => misc::uname(a[0]),
+        nr::FCNTL => fs::fcntl(i(0), i(1), a[2]),
+        nr::FSYNC | nr::FDATASYNC => fs::fsync(i(0)),
+        nr::TRUNCATE => fs::truncate_path(a[0], a[1] as i64),
+        nr::FTRUNCATE => fs::ftruncate(i(0), a[1] as i64),
+        nr::GETCWD => fs::getcwd(a[0], a[1]),
+        nr::CHDIR => fs::chdir(a[0]),
+        nr::FCHDIR => fs::fchdir(i(0)),
+        nr::RENAME => fs::renameat2(fs::AT_FDCWD, a[0], fs::AT_FDCWD, a[1], 0),
+        nr::MKDIR => fs::mkdirat(fs::AT_FDCWD, a[0], a[1] as u32),
+        nr::RMDIR => fs::unlinkat(fs::AT_FDCWD, a[0], fs::AT_REMOVEDIR),
+        nr::LINK => fs::linkat(fs::AT_FDCWD, a[0], fs::AT_FDCWD, a[1], 0),
+        nr::UNLINK => fs::unlinkat(fs::AT_FDCWD, a[0], 0),
+        nr::SYMLINK => fs::symlinkat(a[0], fs::AT_FDCWD, a[1]),
+        nr::READLINK => fs::readlinkat(fs::AT_FDCWD, a[0], a[1], a[2]),
+        nr::CHMOD | nr::FCHMOD | nr::FCHMODAT | nr::CHOWN | nr::FCHOWN | nr::LCHOWN | nr::FCHOWNAT => Ok(0),
+        nr::UMASK => Ok(u64::from(crate::process::current().umask.swap(a[0] as u32 & 0o777, Ordering::Relaxed))),
+        nr::GETTIMEOFDAY => misc::gettimeofday(a[0]),
+        nr::GETRLIMIT => misc::prlimit(0, i(0), 0, a[1]),
+        nr::SETRLIMIT => misc::prlimit(0, i(0), a[1], 0),
+        nr::GETUID | nr::GETGID | nr::GETEUID | nr::GETEGID => Ok(0),
+        nr::GETPPID => Ok(0),
+        nr::GETPGRP | nr::GETPGID | nr::GETSID => Ok(1),
+        nr::SIGALTSTACK => misc::sigaltstack(a[0], a[1]),
+        nr::STATFS => fs::statfs_path(a[0], a[1]),
+        nr::FSTATFS => fs::fstatfs(i(0), a[1]),
+        nr::ARCH_PRCTL => thread::arch_prctl(i(0), a[1]),
+        nr::SYNC => fs::sync().map(|_| 0),
+        nr::GETTID => thread::gettid(),
+        nr::TIME => misc::time(a[0]),
+        nr::FUTEX => thread::futex(a[0], i(1), a[2] as u32, a[3], a[4], a[5] as u32),
+        nr::SCHED_GETAFFINITY => thread::sched_getaffinity(a[0], a[1], a[2]),
+        nr::SET_TID_ADDRESS => thread::set_tid_address(a[0]),
+        nr::GETDENTS64 => fs::getdents64(i(0), a[1], a[2]),
+        nr::FADVISE64 => Ok(0),
+        nr::CLOCK_GETTIME => misc::clock_gettime(i(0), a[1]),
+        nr::CLOCK_GETRES => misc::clock_getres(i(0), a[1]),
+        nr::CLOCK_NANOSLEEP => misc::clock_nanosleep(i(0), i(1), a[2], a[3]),
+        nr::EXIT_GROUP => crate::process::exit_program(a[0] as u32 & 0xff),
+        nr::OPENAT => fs::openat(i(0), a[1], a[2] as u32, a[3] as u32),
+        nr::MKDIRAT => fs::mkdirat(i(0), a[1], a[2] as u32),
+        nr::NEWFSTATAT => fs::fstatat(i(0), a[1], a[2], i(3)),
+        nr::UNLINKAT => fs::unlinkat(i(0), a[1], i(2)),
+        nr::RENAMEAT => fs::renameat2(i(0), a[1], i(2), a[3], 0),
+        nr::LINKAT => fs::linkat(i(0), a[1], i(2), a[3], i(4)),
+        nr::SYMLINKAT => fs::symlinkat(a[0], i(1), a[2]),
+        nr::READLINKAT => fs::readlinkat(i(0), a[1], a[2], a[3]),
+        nr::FACCESSAT | nr::FACCESSAT2 => fs::faccessat(i(0), a[1], i(2)),
+        nr::SET_ROBUST_LIST => Ok(0),
+        nr::UTIMENSAT | nr::UTIMES | nr::UTIME | nr::FUTIMESAT => Ok(0),
+        nr::FALLOCATE => fs::fallocate(i(0), i(1), a[2], a[3]),
+        nr::DUP3 => fs::dup3(i(0), i(1), i(2), false),
+        nr::PRLIMIT64 => misc::prlimit(a[0], i(1), a[2], a[3]),
+        nr::SYNCFS => fs::sync().map(|_| 0),
+        nr::RENAMEAT2 => fs::renameat2(i(0), a[1], i(2), a[3], a[4] as u32),
+        nr::GETRANDOM => misc::getrandom(a[0], a[1]),
+        nr::STATX => fs::statx(i(0), a[1], i(2), a[3] as u32, a[4]),
+        nr::SYSINFO => misc::sysinfo(a[0]),
+        _ => unsupported(n),
     }
-    let mut chunk = [0u8; 256];
-    let mut done = 0u64;
-    while done < len {
-        let n = (len - done).min(chunk.len() as u64) as usize;
-        if crate::user::copy_from_user(&mut chunk[..n], buf + done).is_err() {
-            return if done > 0 { done as i64 } else { -EFAULT };
+}
+
+/// Reads a NUL-terminated string (a path) from user memory, at most
+/// `limit` bytes.
+pub fn user_string(addr: u64, limit: usize) -> Result<Vec<u8>, Errno> {
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 64];
+    loop {
+        // Never read past a page boundary in one go: the next page may be
+        // unmapped while the string ends before it.
+        let here = addr + out.len() as u64;
+        let in_page = (4096 - (here % 4096)) as usize;
+        let n = chunk.len().min(in_page);
+        crate::user::copy_from_user(&mut chunk[..n], here).map_err(|_| Errno::EFAULT)?;
+        if let Some(z) = chunk[..n].iter().position(|&b| b == 0) {
+            out.extend_from_slice(&chunk[..z]);
+            return Ok(out);
         }
-        crate::print!(
-            "{}",
-            core::str::from_utf8(&chunk[..n]).unwrap_or("<non-UTF-8 output>")
-        );
-        done += n as u64;
+        out.extend_from_slice(&chunk[..n]);
+        if out.len() >= limit {
+            return Err(Errno::ENAMETOOLONG);
+        }
     }
-    done as i64
 }
 
-/// An exception in user mode: for now every one is fatal (page faults get
-/// demand paging with the address-space layer).
+pub fn copy_out(addr: u64, bytes: &[u8]) -> Result<(), Errno> {
+    crate::user::copy_to_user(addr, bytes).map_err(|_| Errno::EFAULT)
+}
+
+pub fn copy_in(dst: &mut [u8], addr: u64) -> Result<(), Errno> {
+    crate::user::copy_from_user(dst, addr).map_err(|_| Errno::EFAULT)
+}
+
+pub fn read_u64(addr: u64) -> Result<u64, Errno> {
+    let mut b = [0u8; 8];
+    copy_in(&mut b, addr)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// Ends the program for a fatal signal, reporting it.
+pub fn fatal_signal(sig: u32, what: &str) -> ! {
+    let name = match sig {
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => "signal",
+    };
+    crate::println!("cairn: program killed by {name} ({sig}): {what}");
+    crate::process::exit_program(cairn_unix::signal::exit_status(sig) as u32)
+}
+
+/// An exception in user mode: demand paging for page faults; otherwise
+/// (or when the fault cannot be served) a fatal signal.
 pub fn user_exception(frame: &mut TrapFrame) {
-    let (signal, name) = match frame.vector {
-        0 | 16 | 19 => (8, "SIGFPE"),
-        6 => (4, "SIGILL"),
-        3 => (5, "SIGTRAP"),
-        _ => (11, "SIGSEGV"),
+    if frame.vector == 14 {
+        let addr = cairn_pc::cpu::read_cr2();
+        let (write, exec) = (frame.error & 2 != 0, frame.error & 16 != 0);
+        let r = match crate::process::PROCESS.get() {
+            Some(p) => p.aspace.fault(addr, write, exec),
+            None => Err(FaultOutcome::Segv),
+        };
+        match r {
+            Ok(()) => return,
+            Err(FaultOutcome::Segv) => fatal_signal(
+                11,
+                &alloc::format!(
+                    "page fault at {addr:#x} ({}) from RIP {:#x}",
+                    if write { "write" } else if exec { "fetch" } else { "read" },
+                    frame.rip
+                ),
+            ),
+            Err(FaultOutcome::Bus) => fatal_signal(
+                7,
+                &alloc::format!("access beyond the end of a mapped file at {addr:#x} (RIP {:#x})", frame.rip),
+            ),
+        }
+    }
+    let sig = match frame.vector {
+        0 | 16 | 19 => 8,
+        6 => 4,
+        1 | 3 => 5,
+        _ => 11,
     };
-    let cr2 = if frame.vector == 14 {
-        cairn_pc::cpu::read_cr2()
-    } else {
-        0
-    };
-    crate::println!(
-        "cairn: program killed by {name}: {} at RIP {:#x}, address {cr2:#x}",
-        cairn_pc::idt::vector::name(frame.vector),
-        frame.rip
-    );
-    crate::panic::exit(128 + signal)
+    fatal_signal(
+        sig,
+        &alloc::format!("{} at RIP {:#x}", cairn_pc::idt::vector::name(frame.vector), frame.rip),
+    )
+}
+
+/// A page fault the kernel took on a user address while copying (a
+/// fix-up site): try demand paging first. True if the copy can go on.
+pub fn kernel_fault_on_user(addr: u64, write: bool) -> bool {
+    match crate::process::PROCESS.get() {
+        Some(p) => p.aspace.fault(addr, write, false).is_ok(),
+        None => false,
+    }
 }

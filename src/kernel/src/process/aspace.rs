@@ -1,0 +1,397 @@
+//! The program's address space: its vmaps (`cairn_unix::vmap`), the pages
+//! mapped in its page tables, demand paging, and the page-table side of
+//! mmap, munmap, mprotect and mremap.
+//!
+//! **Lock.** `aspace` (SpinLock, kernel-lock context only) around the vmaps
+//! and the page records. It is never held across anything that sleeps: a
+//! fault on a file page marks the page *in transition*, releases the lock,
+//! fills the page from the pagecache (sleeping for I/O), retakes the lock
+//! and installs the entry (DESIGN.md §4 rules 1 and 3, seeds/001 and 002).
+//! Operations that meet an area in transition wait for it to end and
+//! retry from the start. Order: fd table → filesystem → `aspace` →
+//! `mm.page_tables` → heap locks. TLB shoot-downs happen after the lock is
+//! released, before freed frames are reused.
+//!
+//! **Pages.** Anonymous and private-file pages are frames owned here
+//! (copied from the pagecache at the first fault of a private file page).
+//! Shared-file pages are the pagecache's own frames, pinned by a
+//! `cairn_pagecache::Mapped` for as long as they are mapped.
+//!
+//! Contexts: kernel-lock, in a thread (faults sleep).
+
+use crate::fs::FileData;
+use crate::sched::waitqueue::WaitQueue;
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use cairn_pagecache::{Access, Mapped};
+use cairn_pc::paging::{DIRECT_MAP_BASE, flags};
+use cairn_sync::{LockClass, SpinLock};
+use cairn_unix::errno::Errno;
+use cairn_unix::prot::Prot;
+use cairn_unix::vmap::{FaultError, MapFile, Share, VmError, Vmap, VmapKind, Vmaps};
+
+pub const PAGE: u64 = 4096;
+
+/// A mapped file: the file's pagecache node (identity decides merging).
+#[derive(Clone)]
+pub struct FileRef(pub Arc<FileData>);
+
+impl MapFile for FileRef {
+    fn same_file(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl core::fmt::Debug for FileRef {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "FileRef({})", self.0.ino.0)
+    }
+}
+
+/// What backs one mapped page.
+enum PageRef {
+    /// A frame owned by the address space (anonymous or private copy).
+    Owned(u64),
+    /// A pinned pagecache page of a shared file mapping.
+    Shared(Mapped),
+}
+
+struct Inner {
+    vmaps: Vmaps<FileRef>,
+    pages: BTreeMap<u64, PageRef>,
+}
+
+static ASPACE_CLASS: LockClass = LockClass::new("aspace");
+
+pub struct AddressSpace {
+    inner: SpinLock<Inner>,
+    /// Threads waiting for a transition to end.
+    transitions: WaitQueue,
+}
+
+/// How a fault could not be served.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum FaultOutcome {
+    /// SIGSEGV: no mapping, or the access is not allowed.
+    Segv,
+    /// SIGBUS: a file page beyond the end of the file, or an I/O error.
+    Bus,
+}
+
+fn pte_flags(prot: Prot, writable: bool) -> u64 {
+    let mut f = flags::USER;
+    if writable {
+        f |= flags::WRITABLE;
+    }
+    if !prot.contains(Prot::EXEC) {
+        f |= flags::NO_EXECUTE;
+    }
+    f
+}
+
+fn alloc_frame() -> Result<u64, Errno> {
+    let phys = crate::heaps::PHYSICAL
+        .lock()
+        .alloc_pages(1)
+        .map_err(|_| Errno::ENOMEM)?;
+    // SAFETY: a page just allocated for us, mapped by the direct map.
+    unsafe { core::ptr::write_bytes((DIRECT_MAP_BASE + phys) as *mut u8, 0, PAGE as usize) };
+    Ok(phys)
+}
+
+fn free_frame(phys: u64) {
+    crate::heaps::PHYSICAL.lock().free_pages(phys, 1);
+}
+
+/// The bytes of frame `phys` (through the direct map).
+fn frame_bytes(phys: u64) -> &'static mut [u8] {
+    // SAFETY: `phys` is a frame this address space owns (or is filling);
+    // nothing else writes it while the caller holds the `aspace` lock or
+    // has not yet published the frame.
+    unsafe { core::slice::from_raw_parts_mut((DIRECT_MAP_BASE + phys) as *mut u8, PAGE as usize) }
+}
+
+impl AddressSpace {
+    pub fn new(layout: cairn_unix::vmap::Layout) -> Self {
+        AddressSpace {
+            inner: SpinLock::new(
+                &ASPACE_CLASS,
+                Inner {
+                    vmaps: Vmaps::new(layout),
+                    pages: BTreeMap::new(),
+                },
+            ),
+            transitions: WaitQueue::new(),
+        }
+    }
+
+    /// Runs a vmap operation, waiting out transitions it meets (the
+    /// operation is retried from scratch after each wait).
+    pub fn with_vmaps<R>(
+        &self,
+        mut op: impl FnMut(&mut Vmaps<FileRef>) -> Result<R, VmError>,
+    ) -> Result<R, Errno> {
+        loop {
+            let mut inner = self.inner.lock();
+            match op(&mut inner.vmaps) {
+                Ok(r) => return Ok(r),
+                Err(VmError::MustWait(w)) => {
+                    drop(inner);
+                    self.wait_transition(w.id);
+                }
+                Err(e) => return Err(e.errno().unwrap_or(Errno::EINVAL)),
+            }
+        }
+    }
+
+    fn wait_transition(&self, id: cairn_unix::vmap::TransitionId) {
+        self.transitions.wait_until(|| {
+            // The transition's range disappears when it ends. The vmaps are
+            // read without the `aspace` lock's guard here only through
+            // `try_lock`: a busy lock means "not ended yet, check again".
+            self.inner
+                .try_lock()
+                .is_some_and(|i| i.vmaps.transition_range(id).is_none())
+        });
+    }
+
+    /// Drops the page records of `[start, end)`: unmaps their entries and
+    /// returns what to free once other CPUs' TLBs are shot down.
+    fn unmap_range(inner: &mut Inner, start: u64, end: u64) -> Vec<PageRef> {
+        let keys: Vec<u64> = inner.pages.range(start..end).map(|(&k, _)| k).collect();
+        keys.into_iter()
+            .filter_map(|k| {
+                crate::mm::kernel_map::unmap_page(k);
+                inner.pages.remove(&k)
+            })
+            .collect()
+    }
+
+    /// Frees pages after the shoot-down.
+    fn release(pages: Vec<PageRef>) {
+        if pages.is_empty() {
+            return;
+        }
+        crate::smp::shootdown();
+        for p in pages {
+            match p {
+                PageRef::Owned(phys) => free_frame(phys),
+                PageRef::Shared(m) => drop(m),
+            }
+        }
+    }
+
+    /// Unmaps the pages of removed areas (munmap, MAP_FIXED replacement,
+    /// mremap shrink).
+    pub fn zap(&self, removed: &[Vmap<FileRef>]) {
+        let mut freed = Vec::new();
+        {
+            let mut inner = self.inner.lock();
+            for v in removed {
+                freed.extend(Self::unmap_range(&mut inner, v.start, v.end));
+            }
+        }
+        Self::release(freed);
+    }
+
+    /// Applies an mprotect's page-table changes.
+    pub fn reprotect(&self, changes: &[cairn_unix::vmap::Reprotect]) {
+        {
+            let mut inner = self.inner.lock();
+            for c in changes {
+                let keys: Vec<u64> = inner.pages.range(c.start..c.end).map(|(&k, _)| k).collect();
+                for k in keys {
+                    let writable = c.new.contains(Prot::WRITE)
+                        && match inner.pages.get(&k) {
+                            Some(PageRef::Shared(m)) => m.writable(),
+                            _ => true,
+                        };
+                    if c.new.accessible() {
+                        let phys = match inner.pages.get(&k) {
+                            Some(PageRef::Owned(p)) => *p,
+                            Some(PageRef::Shared(m)) => m.phys(),
+                            None => continue,
+                        };
+                        crate::mm::kernel_map::unmap_page(k);
+                        let _ = crate::mm::kernel_map::map_page(k, phys, pte_flags(c.new, writable));
+                    } else {
+                        // PROT_NONE: keep the page, remove the entry; a
+                        // fault after access is granted again re-installs it.
+                        crate::mm::kernel_map::unmap_page(k);
+                    }
+                }
+            }
+        }
+        crate::smp::shootdown();
+    }
+
+    /// Moves page records and entries for an mremap that moved.
+    pub fn move_pages(&self, from: u64, to: u64, len: u64) {
+        {
+            let mut inner = self.inner.lock();
+            let keys: Vec<u64> = inner.pages.range(from..from + len).map(|(&k, _)| k).collect();
+            for k in keys {
+                let Some(phys_flags) = crate::mm::kernel_map::lookup_user(k) else {
+                    continue;
+                };
+                crate::mm::kernel_map::unmap_page(k);
+                let p = inner.pages.remove(&k).expect("page record");
+                let nk = to + (k - from);
+                let _ = crate::mm::kernel_map::map_page(nk, phys_flags.0, phys_flags.1);
+                inner.pages.insert(nk, p);
+            }
+        }
+        crate::smp::shootdown();
+    }
+
+    /// Places `bytes` (at most a page) at page `addr` with protection
+    /// `prot`, regardless of write permission (program loading).
+    pub fn populate(&self, addr: u64, bytes: &[u8], prot: Prot) -> Result<(), Errno> {
+        let phys = alloc_frame()?;
+        frame_bytes(phys)[..bytes.len()].copy_from_slice(bytes);
+        let mut inner = self.inner.lock();
+        crate::mm::kernel_map::map_page(addr, phys, pte_flags(prot, prot.contains(Prot::WRITE)))
+            .map_err(|_| Errno::ENOMEM)?;
+        inner.pages.insert(addr, PageRef::Owned(phys));
+        Ok(())
+    }
+
+    /// Serves a fault at `addr` (`write`: a store; `exec`: a fetch).
+    /// Sleeps for file pages. `Ok` when the access can be retried.
+    pub fn fault(&self, addr: u64, write: bool, exec: bool) -> Result<(), FaultOutcome> {
+        let page = addr & !(PAGE - 1);
+        let access = if exec {
+            Prot::EXEC
+        } else if write {
+            Prot::WRITE
+        } else {
+            Prot::READ
+        };
+        loop {
+            let mut inner = self.inner.lock();
+            let v = match inner.vmaps.check_access(addr, access) {
+                Ok(v) => v.clone(),
+                Err(FaultError::Unmapped | FaultError::Protection) => return Err(FaultOutcome::Segv),
+            };
+            // Already served (another thread, or a spurious fault)?
+            if let Some(p) = inner.pages.get(&page) {
+                let entry = crate::mm::kernel_map::lookup_user(page);
+                if entry.is_none() {
+                    // Kept while PROT_NONE: install it again.
+                    let (phys, writable) = match p {
+                        PageRef::Owned(phys) => (*phys, v.prot.contains(Prot::WRITE)),
+                        PageRef::Shared(m) => (m.phys(), false),
+                    };
+                    crate::mm::kernel_map::map_page(page, phys, pte_flags(v.prot, writable))
+                        .map_err(|_| FaultOutcome::Bus)?;
+                    continue;
+                }
+                let writable_now = entry.is_some_and(|(_, f)| f & flags::WRITABLE != 0);
+                match p {
+                    PageRef::Owned(_) if !write || writable_now => return Ok(()),
+                    PageRef::Owned(phys) => {
+                        // Write to an owned page mapped read-only: the area
+                        // allows writing now (checked above).
+                        let phys = *phys;
+                        crate::mm::kernel_map::unmap_page(page);
+                        crate::mm::kernel_map::map_page(page, phys, pte_flags(v.prot, true))
+                            .map_err(|_| FaultOutcome::Bus)?;
+                        return Ok(());
+                    }
+                    PageRef::Shared(_) if !write || writable_now => return Ok(()),
+                    PageRef::Shared(_) => {
+                        // A store to a shared page first mapped by a read:
+                        // fault it again for writing (marks it dirty).
+                    }
+                }
+            }
+            match &v.kind {
+                VmapKind::Anonymous => {
+                    let phys = alloc_frame().map_err(|_| FaultOutcome::Bus)?;
+                    crate::mm::kernel_map::map_page(page, phys, pte_flags(v.prot, v.prot.contains(Prot::WRITE)))
+                        .map_err(|_| FaultOutcome::Bus)?;
+                    inner.pages.insert(page, PageRef::Owned(phys));
+                    return Ok(());
+                }
+                VmapKind::File { .. } => {
+                    let (file, offset) = v.file_at(page).map(|(f, o)| (f.clone(), o)).expect("file area");
+                    let id = match inner.vmaps.begin_transition(page, PAGE) {
+                        Ok(id) => id,
+                        Err(VmError::MustWait(w)) => {
+                            drop(inner);
+                            self.wait_transition(w.id);
+                            continue;
+                        }
+                        Err(_) => return Err(FaultOutcome::Segv),
+                    };
+                    drop(inner);
+                    let shared = v.share == Share::Shared;
+                    let r = self.fill_file_page(page, &file, offset, write && shared, shared, v.prot);
+                    let ended = self.inner.lock().vmaps.end_transition(id);
+                    if ended.is_some_and(|e| e.wake) {
+                        self.transitions.wake_all();
+                    }
+                    return r;
+                }
+            }
+        }
+    }
+
+    /// The lock-dropped part of a file fault: get the page from the
+    /// pagecache (sleeping), then install it under the lock.
+    fn fill_file_page(
+        &self,
+        page: u64,
+        file: &FileRef,
+        offset: u64,
+        write: bool,
+        shared: bool,
+        prot: Prot,
+    ) -> Result<(), FaultOutcome> {
+        let index = offset / PAGE;
+        let mapped = crate::fs::wait_fault(&file.0, index, Access { write, shared })
+            .map_err(|_| FaultOutcome::Bus)?;
+        let mut inner = self.inner.lock();
+        let old = inner.pages.remove(&page);
+        if old.is_some() {
+            crate::mm::kernel_map::unmap_page(page);
+        }
+        if shared {
+            let writable = write && prot.contains(Prot::WRITE) && mapped.writable();
+            crate::mm::kernel_map::map_page(page, mapped.phys(), pte_flags(prot, writable))
+                .map_err(|_| FaultOutcome::Bus)?;
+            inner.pages.insert(page, PageRef::Shared(mapped));
+        } else {
+            let phys = alloc_frame().map_err(|_| FaultOutcome::Bus)?;
+            mapped.read_at(0, frame_bytes(phys));
+            drop(mapped);
+            crate::mm::kernel_map::map_page(page, phys, pte_flags(prot, prot.contains(Prot::WRITE)))
+                .map_err(|_| FaultOutcome::Bus)?;
+            inner.pages.insert(page, PageRef::Owned(phys));
+        }
+        drop(inner);
+        if let Some(old) = old {
+            Self::release(alloc::vec![old]);
+        }
+        Ok(())
+    }
+
+    /// Which of the pages of `[start, start + len)` are resident (mincore).
+    pub fn resident(&self, start: u64, len: u64) -> Vec<bool> {
+        let inner = self.inner.lock();
+        (0..len.div_ceil(PAGE))
+            .map(|i| inner.pages.contains_key(&(start + i * PAGE)))
+            .collect()
+    }
+
+    /// Drops the pages of `[start, start + len)` (madvise DONTNEED):
+    /// anonymous memory reads as zeros again, file pages are re-read.
+    pub fn discard(&self, start: u64, len: u64) {
+        let freed = {
+            let mut inner = self.inner.lock();
+            Self::unmap_range(&mut inner, start, start + len)
+        };
+        Self::release(freed);
+    }
+}

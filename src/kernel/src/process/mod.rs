@@ -1,0 +1,181 @@
+//! The program cairn runs: one process with its address space, file
+//! descriptors, working directory, futexes, signal dispositions and
+//! threads.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`aspace`] | vmaps, mapped pages, demand paging |
+//! | [`file`] | open file descriptions |
+//! | [`exec`] | loading the ELF and starting the first thread |
+//! | here | [`Process`], thread creation and exit, the workload's start and end |
+//!
+//! **Locks** (all SpinLocks, kernel-lock context only, never held across a
+//! sleep): `process.fds` → (filesystem) → `aspace`; `process.futex`,
+//! `process.cwd`, `process.signals`, `process.brk` are leaves.
+//!
+//! Contexts: kernel-lock, in threads.
+
+pub mod aspace;
+pub mod exec;
+pub mod file;
+
+use crate::sched::thread::Thread;
+use crate::sched::waitqueue::WaitQueue;
+use crate::user::{UserRegs, UserState};
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use aspace::AddressSpace;
+use cairn_sync::{LockClass, SpinLock};
+use cairn_tfs::Ino;
+use cairn_unix::fdtable::FdTable;
+use cairn_unix::futex::FutexTable;
+use cairn_unix::signal::SigActions;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use file::OpenFile;
+
+static FDS_CLASS: LockClass = LockClass::new("process.fds");
+static CWD_CLASS: LockClass = LockClass::new("process.cwd");
+static FUTEX_CLASS: LockClass = LockClass::new("process.futex");
+static SIGNALS_CLASS: LockClass = LockClass::new("process.signals");
+static BRK_CLASS: LockClass = LockClass::new("process.brk");
+
+/// One thread waiting on a futex.
+pub struct FutexWaiter {
+    pub woken: AtomicBool,
+}
+
+pub struct Cwd {
+    pub ino: Ino,
+    pub path: String,
+}
+
+pub struct Brk {
+    pub start: u64,
+    pub current: u64,
+}
+
+pub struct Process {
+    pub aspace: AddressSpace,
+    pub fds: SpinLock<FdTable<Arc<OpenFile>>>,
+    pub cwd: SpinLock<Cwd>,
+    pub futex: SpinLock<FutexTable<Arc<FutexWaiter>>>,
+    /// Futex sleepers (each checks its own `woken`).
+    pub futex_sleepers: WaitQueue,
+    pub signals: SpinLock<SigActions>,
+    pub brk: SpinLock<Brk>,
+    pub umask: AtomicU32,
+    next_tid: AtomicU32,
+    live_threads: AtomicU32,
+}
+
+pub static PROCESS: spin::Once<Process> = spin::Once::new();
+
+/// The running program (after `exec::start`).
+pub fn current() -> &'static Process {
+    PROCESS.get().expect("no process")
+}
+
+impl Process {
+    fn new(brk_start: u64) -> Process {
+        let root = crate::fs::root().map(|m| m.fs().root()).unwrap_or(Ino(0));
+        let mut fds = FdTable::new(1024);
+        for (fd, flags) in [(0, 0), (1, file::O_WRONLY), (2, file::O_WRONLY)] {
+            let got = fds.alloc(OpenFile::console(flags), false).ok();
+            debug_assert_eq!(got, Some(fd));
+        }
+        Process {
+            aspace: AddressSpace::new(cairn_unix::vmap::Layout::default()),
+            fds: SpinLock::new(&FDS_CLASS, fds),
+            cwd: SpinLock::new(
+                &CWD_CLASS,
+                Cwd {
+                    ino: root,
+                    path: String::from("/"),
+                },
+            ),
+            futex: SpinLock::new(&FUTEX_CLASS, FutexTable::new()),
+            futex_sleepers: WaitQueue::new(),
+            signals: SpinLock::new(&SIGNALS_CLASS, SigActions::default()),
+            brk: SpinLock::new(
+                &BRK_CLASS,
+                Brk {
+                    start: brk_start,
+                    current: brk_start,
+                },
+            ),
+            umask: AtomicU32::new(0o022),
+            next_tid: AtomicU32::new(1),
+            live_threads: AtomicU32::new(0),
+        }
+    }
+
+    pub fn thread_count(&self) -> u32 {
+        self.live_threads.load(Ordering::Relaxed)
+    }
+}
+
+/// Starts a user thread with `regs` and TLS base `fs_base`; returns its id.
+pub fn spawn_thread(regs: UserRegs, fs_base: u64) -> (u32, Arc<Thread>) {
+    let p = current();
+    let tid = p.next_tid.fetch_add(1, Ordering::Relaxed);
+    p.live_threads.fetch_add(1, Ordering::Relaxed);
+    let t = Thread::new_user("user", UserState::new(tid, regs, fs_base));
+    crate::sched::runqueue().enqueue(crate::sched::Runnable::Thread(t.clone()));
+    crate::sched::runloop::wake_idle_cpu();
+    (tid, t)
+}
+
+/// Ends the calling user thread (`exit`): clears and wakes its
+/// `clear_child_tid`, and ends the program with `status` if it was the
+/// last thread.
+pub fn exit_thread(status: u32) -> ! {
+    let p = current();
+    if let Some(t) = crate::sched::thread::current()
+        && let Some(u) = &t.user
+    {
+        let ctid = u.clear_child_tid.load(Ordering::Relaxed);
+        drop(t);
+        if ctid != 0 && crate::user::copy_to_user(ctid, &0u32.to_le_bytes()).is_ok() {
+            crate::syscall::thread::futex_wake(ctid, 1);
+        }
+    }
+    if p.live_threads.fetch_sub(1, Ordering::AcqRel) == 1 {
+        exit_program(status);
+    }
+    crate::sched::thread::exit_current()
+}
+
+/// Ends the program (`exit_group`, a fatal signal, or the last thread):
+/// writes back and commits the filesystem, then leaves QEMU with `status`.
+pub fn exit_program(status: u32) -> ! {
+    if let Some(m) = crate::fs::root()
+        && let Err(e) = m.sync()
+    {
+        crate::warn!("sync at exit failed: errno {}", e.0);
+    }
+    crate::panic::exit(status)
+}
+
+/// Boots the workload the root filesystem names (the kernel's main thread).
+pub fn run_workload() -> Result<(), String> {
+    crate::fs::mount_root()?;
+    let w = crate::fs::root().ok_or("no root")?.fs().workload();
+    let program = w.program.ok_or("the image names no program (root tuple has no `program`)")?;
+    let mut argv: Vec<Vec<u8>> = w.arguments;
+    if argv.is_empty() {
+        argv.push(program.clone());
+    }
+    let envp: Vec<Vec<u8>> = w
+        .environment
+        .into_iter()
+        .map(|(k, v)| {
+            let mut e = k;
+            e.push(b'=');
+            e.extend_from_slice(&v);
+            e
+        })
+        .collect();
+    crate::info!("starting {}", String::from_utf8_lossy(&program));
+    exec::start(&program, &argv, &envp)
+}
