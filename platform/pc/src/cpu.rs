@@ -283,3 +283,16 @@ pub fn features() -> Features {
         fsgsbase: ebx7 & 1 != 0,
     }
 }
+
+/// A hardware random number (RDRAND), `None` when the CPU had none ready.
+/// Call only when CPUID.1:ECX[30] says RDRAND exists.
+pub fn rdrand() -> Option<u64> {
+    let v: u64;
+    let ok: u8;
+    // SAFETY: RDRAND only writes its destination and CF; the caller checked
+    // the CPU supports it.
+    unsafe {
+        core::arch::asm!("rdrand {}", "setc {}", out(reg) v, out(reg_byte) ok, options(nomem, nostack))
+    };
+    (ok != 0).then_some(v)
+}

@@ -13,6 +13,7 @@
 //! | [`apic`], [`ioapic`], [`pic`] | interrupt controllers |
 //! | [`acpi`] | RSDP, RSDT/XSDT, MADT |
 //! | [`pit`] | the calibration reference clock |
+//! | [`rtc`] | the CMOS clock (wall-clock time at boot) |
 //! | [`smp`] | INIT-SIPI-SIPI start of application processors |
 //! | [`pci`] | configuration space, enumeration, BARs, MSI/MSI-X |
 //! | [`serial`] | the COM1 console |
@@ -43,6 +44,7 @@ pub mod paging;
 pub mod pci;
 pub mod pic;
 pub mod pit;
+pub mod rtc;
 pub mod serial;
 #[cfg(target_os = "none")]
 pub mod smp;

@@ -57,6 +57,17 @@ pub fn print_fmt(args: core::fmt::Arguments<'_>) {
     let _ = cairn_pc::serial::SerialWriter.write_fmt(args);
 }
 
+/// Writes raw bytes (a program's output) under the console lock.
+pub fn write_bytes(b: &[u8]) {
+    let _g = CONSOLE.lock();
+    for &c in b {
+        if c == b'\n' {
+            cairn_pc::serial::write_byte(b'\r');
+        }
+        cairn_pc::serial::write_byte(c);
+    }
+}
+
 /// Tries to take the console lock for up to `spins` attempts (panic path:
 /// keeps other CPUs' output out of the report).
 pub fn try_take(spins: u64) -> Option<cairn_sync::IrqSpinLockGuard<'static, ()>> {

@@ -75,6 +75,7 @@ extern "C" fn cairn_start_bsp(start_info_phys: u64) -> ! {
         .apic_id
         .store(cairn_pc::apic::id(), Ordering::Relaxed);
     time::calibrate();
+    time::init_realtime();
     info!(
         "clock: TSC {} MHz, APIC timer {} MHz, {} APIC",
         time::tsc_hz() / 1_000_000,

@@ -49,6 +49,9 @@ pub struct PerCpu {
     pub idle: AtomicBool,
     /// Nesting depth of `bh_safe_alloc` scopes.
     pub bh_safe_alloc_depth: AtomicU32,
+    /// While non-zero, a fault on a user address during a kernel copy is
+    /// not paged in: the copy fails at once (reads under a lock).
+    pub pagefault_disabled: AtomicU32,
     /// Locks this CPU holds, for the validator.
     pub held_locks: HeldLocks,
     /// Interrupts taken, by kind.
@@ -99,6 +102,7 @@ impl PerCpu {
             booting: AtomicBool::new(true),
             idle: AtomicBool::new(false),
             bh_safe_alloc_depth: AtomicU32::new(0),
+            pagefault_disabled: AtomicU32::new(0),
             held_locks: HeldLocks::new(),
             irq_count: AtomicU64::new(0),
             ipi_wakeups: AtomicU64::new(0),

@@ -39,6 +39,21 @@ pub fn calibrate() {
     TSC_BASE.store(tsc0, Ordering::Release);
 }
 
+/// Wall-clock nanoseconds since the epoch at calibration (from the RTC).
+static REALTIME_BASE_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Reads the RTC for the wall clock (boot, after `calibrate`).
+pub fn init_realtime() {
+    let secs = cairn_pc::rtc::unix_time().unwrap_or(0);
+    let base = (secs * 1_000_000_000).saturating_sub(now_ns());
+    REALTIME_BASE_NS.store(base, Ordering::Relaxed);
+}
+
+/// Wall-clock time in nanoseconds since 1970.
+pub fn realtime_ns() -> u64 {
+    REALTIME_BASE_NS.load(Ordering::Relaxed) + now_ns()
+}
+
 /// Nanoseconds since calibration (0 before).
 pub fn now_ns() -> u64 {
     let base = TSC_BASE.load(Ordering::Acquire);

@@ -86,6 +86,23 @@ fn exception(frame: &mut TrapFrame) {
     if !frame.from_user()
         && let Some(resume) = cairn_pc::fixup::lookup(frame.rip)
     {
+        // A kernel copy touching a user page not mapped yet: demand-page
+        // it (this may sleep: interrupts back on as the copy had them),
+        // then retry the instruction.
+        if frame.vector == u64::from(vector::PAGE_FAULT)
+            && cr2 < cairn_pc::paging::USER_END
+            && cpu.pagefault_disabled.load(Ordering::Relaxed) == 0
+            && crate::context::current() == cairn_sync::Context::KernelLock
+        {
+            if frame.rflags & (1 << 9) != 0 {
+                cairn_pc::cpu::enable_interrupts();
+            }
+            let served = crate::syscall::kernel_fault_on_user(cr2, frame.error & 2 != 0);
+            cairn_pc::cpu::disable_interrupts();
+            if served {
+                return;
+            }
+        }
         cpu.last_fault_vector.store(frame.vector, Ordering::Relaxed);
         cpu.last_fault_error.store(frame.error, Ordering::Relaxed);
         cpu.last_fault_address.store(cr2, Ordering::Relaxed);

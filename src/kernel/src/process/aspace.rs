@@ -198,7 +198,7 @@ impl AddressSpace {
     /// Applies an mprotect's page-table changes.
     pub fn reprotect(&self, changes: &[cairn_unix::vmap::Reprotect]) {
         {
-            let mut inner = self.inner.lock();
+            let inner = self.inner.lock();
             for c in changes {
                 let keys: Vec<u64> = inner.pages.range(c.start..c.end).map(|(&k, _)| k).collect();
                 for k in keys {
@@ -214,7 +214,8 @@ impl AddressSpace {
                             None => continue,
                         };
                         crate::mm::kernel_map::unmap_page(k);
-                        let _ = crate::mm::kernel_map::map_page(k, phys, pte_flags(c.new, writable));
+                        let _ =
+                            crate::mm::kernel_map::map_page(k, phys, pte_flags(c.new, writable));
                     } else {
                         // PROT_NONE: keep the page, remove the entry; a
                         // fault after access is granted again re-installs it.
@@ -230,7 +231,11 @@ impl AddressSpace {
     pub fn move_pages(&self, from: u64, to: u64, len: u64) {
         {
             let mut inner = self.inner.lock();
-            let keys: Vec<u64> = inner.pages.range(from..from + len).map(|(&k, _)| k).collect();
+            let keys: Vec<u64> = inner
+                .pages
+                .range(from..from + len)
+                .map(|(&k, _)| k)
+                .collect();
             for k in keys {
                 let Some(phys_flags) = crate::mm::kernel_map::lookup_user(k) else {
                     continue;
@@ -272,7 +277,9 @@ impl AddressSpace {
             let mut inner = self.inner.lock();
             let v = match inner.vmaps.check_access(addr, access) {
                 Ok(v) => v.clone(),
-                Err(FaultError::Unmapped | FaultError::Protection) => return Err(FaultOutcome::Segv),
+                Err(FaultError::Unmapped | FaultError::Protection) => {
+                    return Err(FaultOutcome::Segv);
+                }
             };
             // Already served (another thread, or a spurious fault)?
             if let Some(p) = inner.pages.get(&page) {
@@ -309,13 +316,20 @@ impl AddressSpace {
             match &v.kind {
                 VmapKind::Anonymous => {
                     let phys = alloc_frame().map_err(|_| FaultOutcome::Bus)?;
-                    crate::mm::kernel_map::map_page(page, phys, pte_flags(v.prot, v.prot.contains(Prot::WRITE)))
-                        .map_err(|_| FaultOutcome::Bus)?;
+                    crate::mm::kernel_map::map_page(
+                        page,
+                        phys,
+                        pte_flags(v.prot, v.prot.contains(Prot::WRITE)),
+                    )
+                    .map_err(|_| FaultOutcome::Bus)?;
                     inner.pages.insert(page, PageRef::Owned(phys));
                     return Ok(());
                 }
                 VmapKind::File { .. } => {
-                    let (file, offset) = v.file_at(page).map(|(f, o)| (f.clone(), o)).expect("file area");
+                    let (file, offset) = v
+                        .file_at(page)
+                        .map(|(f, o)| (f.clone(), o))
+                        .expect("file area");
                     let id = match inner.vmaps.begin_transition(page, PAGE) {
                         Ok(id) => id,
                         Err(VmError::MustWait(w)) => {
@@ -327,7 +341,8 @@ impl AddressSpace {
                     };
                     drop(inner);
                     let shared = v.share == Share::Shared;
-                    let r = self.fill_file_page(page, &file, offset, write && shared, shared, v.prot);
+                    let r =
+                        self.fill_file_page(page, &file, offset, write && shared, shared, v.prot);
                     let ended = self.inner.lock().vmaps.end_transition(id);
                     if ended.is_some_and(|e| e.wake) {
                         self.transitions.wake_all();
@@ -366,8 +381,12 @@ impl AddressSpace {
             let phys = alloc_frame().map_err(|_| FaultOutcome::Bus)?;
             mapped.read_at(0, frame_bytes(phys));
             drop(mapped);
-            crate::mm::kernel_map::map_page(page, phys, pte_flags(prot, prot.contains(Prot::WRITE)))
-                .map_err(|_| FaultOutcome::Bus)?;
+            crate::mm::kernel_map::map_page(
+                page,
+                phys,
+                pte_flags(prot, prot.contains(Prot::WRITE)),
+            )
+            .map_err(|_| FaultOutcome::Bus)?;
             inner.pages.insert(page, PageRef::Owned(phys));
         }
         drop(inner);

@@ -40,14 +40,21 @@ pub fn start(path: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<(), Star
         .resolve(path, true)
         .map_err(|e| alloc::format!("program {}: {e:?}", String::from_utf8_lossy(path)))?;
     let file = mount.file(ino);
-    let size = mount.fs().length(ino).map_err(|e| alloc::format!("{e:?}"))?;
+    let size = mount
+        .fs()
+        .length(ino)
+        .map_err(|e| alloc::format!("{e:?}"))?;
     let mut image = vec![0u8; size as usize];
     let n = mount
         .read_kernel(&file, 0, &mut image)
         .map_err(|e| alloc::format!("reading the program: errno {}", e.0))?;
     image.truncate(n);
     let elf = ElfImage::parse(&image, n as u64).map_err(|e| alloc::format!("{e}"))?;
-    let bias = if elf.kind() == ElfKind::StaticPie { PIE_BIAS } else { 0 };
+    let bias = if elf.kind() == ElfKind::StaticPie {
+        PIE_BIAS
+    } else {
+        0
+    };
     let plan = elf.plan(bias).map_err(|e| alloc::format!("{e}"))?;
     let p: &Process = PROCESS.call_once(|| Process::new(plan.brk_start));
     for r in plan.regions() {
@@ -63,7 +70,9 @@ pub fn start(path: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<(), Star
                     placement: Placement::FixedNoReplace(r.start),
                 })
             })
-            .map_err(|e| alloc::format!("mapping {:#x}..{:#x}: errno {}", r.start, r.end, e.raw()))?;
+            .map_err(|e| {
+                alloc::format!("mapping {:#x}..{:#x}: errno {}", r.start, r.end, e.raw())
+            })?;
         debug_assert_eq!(mapped.addr, r.start);
         let mut page = r.start;
         while page < r.end {

@@ -161,7 +161,9 @@ pub fn exit_program(status: u32) -> ! {
 pub fn run_workload() -> Result<(), String> {
     crate::fs::mount_root()?;
     let w = crate::fs::root().ok_or("no root")?.fs().workload();
-    let program = w.program.ok_or("the image names no program (root tuple has no `program`)")?;
+    let program = w
+        .program
+        .ok_or("the image names no program (root tuple has no `program`)")?;
     let mut argv: Vec<Vec<u8>> = w.arguments;
     if argv.is_empty() {
         argv.push(program.clone());
@@ -177,5 +179,30 @@ pub fn run_workload() -> Result<(), String> {
         })
         .collect();
     crate::info!("starting {}", String::from_utf8_lossy(&program));
-    exec::start(&program, &argv, &envp)
+    exec::start(&program, &argv, &envp)?;
+    start_preemption_tick();
+    Ok(())
+}
+
+/// Time slice of user threads when others wait for a CPU.
+const SLICE_NS: u64 = 10_000_000;
+
+/// Every slice, if threads wait on the runqueue, asks every busy CPU to
+/// give its user thread up at its next return to user mode (bh context).
+fn start_preemption_tick() {
+    crate::timer::every(SLICE_NS, || {
+        if crate::sched::runqueue().is_empty() {
+            return;
+        }
+        let me = crate::percpu::this_cpu().index();
+        for c in crate::percpu::cpus() {
+            if c.online.load(Ordering::Relaxed) && !c.idle.load(Ordering::Relaxed) {
+                if c.index() == me {
+                    crate::user::resched_interrupt(0);
+                } else {
+                    cairn_pc::apic::send_ipi(c.apic_id(), crate::irq::RESCHED);
+                }
+            }
+        }
+    });
 }

@@ -101,8 +101,18 @@ fn call(n: u64, a: [u64; 6], regs: &UserRegs) -> SysResult {
         nr::UNLINK => fs::unlinkat(fs::AT_FDCWD, a[0], 0),
         nr::SYMLINK => fs::symlinkat(a[0], fs::AT_FDCWD, a[1]),
         nr::READLINK => fs::readlinkat(fs::AT_FDCWD, a[0], a[1], a[2]),
-        nr::CHMOD | nr::FCHMOD | nr::FCHMODAT | nr::CHOWN | nr::FCHOWN | nr::LCHOWN | nr::FCHOWNAT => Ok(0),
-        nr::UMASK => Ok(u64::from(crate::process::current().umask.swap(a[0] as u32 & 0o777, Ordering::Relaxed))),
+        nr::CHMOD
+        | nr::FCHMOD
+        | nr::FCHMODAT
+        | nr::CHOWN
+        | nr::FCHOWN
+        | nr::LCHOWN
+        | nr::FCHOWNAT => Ok(0),
+        nr::UMASK => Ok(u64::from(
+            crate::process::current()
+                .umask
+                .swap(a[0] as u32 & 0o777, Ordering::Relaxed),
+        )),
         nr::GETTIMEOFDAY => misc::gettimeofday(a[0]),
         nr::GETRLIMIT => misc::prlimit(0, i(0), 0, a[1]),
         nr::SETRLIMIT => misc::prlimit(0, i(0), a[1], 0),
@@ -219,13 +229,22 @@ pub fn user_exception(frame: &mut TrapFrame) {
                 11,
                 &alloc::format!(
                     "page fault at {addr:#x} ({}) from RIP {:#x}",
-                    if write { "write" } else if exec { "fetch" } else { "read" },
+                    if write {
+                        "write"
+                    } else if exec {
+                        "fetch"
+                    } else {
+                        "read"
+                    },
                     frame.rip
                 ),
             ),
             Err(FaultOutcome::Bus) => fatal_signal(
                 7,
-                &alloc::format!("access beyond the end of a mapped file at {addr:#x} (RIP {:#x})", frame.rip),
+                &alloc::format!(
+                    "access beyond the end of a mapped file at {addr:#x} (RIP {:#x})",
+                    frame.rip
+                ),
             ),
         }
     }
@@ -237,7 +256,11 @@ pub fn user_exception(frame: &mut TrapFrame) {
     };
     fatal_signal(
         sig,
-        &alloc::format!("{} at RIP {:#x}", cairn_pc::idt::vector::name(frame.vector), frame.rip),
+        &alloc::format!(
+            "{} at RIP {:#x}",
+            cairn_pc::idt::vector::name(frame.vector),
+            frame.rip
+        ),
     )
 }
 

@@ -181,6 +181,16 @@ pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), BadAddress> {
     if left == 0 { Ok(()) } else { Err(BadAddress) }
 }
 
+/// Like [`copy_from_user`], but a page that is not mapped yet is not paged
+/// in (the copy fails instead of sleeping): for reads under a lock.
+pub fn copy_from_user_nofault(dst: &mut [u8], src: u64) -> Result<(), BadAddress> {
+    let c = this_cpu();
+    c.pagefault_disabled.fetch_add(1, Ordering::Relaxed);
+    let r = copy_from_user(dst, src);
+    c.pagefault_disabled.fetch_sub(1, Ordering::Relaxed);
+    r
+}
+
 /// Copies `src` to user memory at `dst`.
 pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), BadAddress> {
     check_user_range(dst, src.len())?;

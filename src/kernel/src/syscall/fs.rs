@@ -1,0 +1,799 @@
+//! File and directory system calls over the root TFS: open/close, read and
+//! write (plain, positioned, vectored), seek, stat family, truncate,
+//! fallocate, fsync, directory operations, links, the working directory,
+//! fcntl/dup, ioctl, statfs.
+//!
+//! Lock order (DESIGN.md §4 rule 4): the fd table is looked up and released
+//! before the filesystem's sleeping mutex is taken; neither is held while
+//! user memory is copied (reads and writes go through `fs::Mount`, which
+//! copies with no lock held).
+//!
+//! Kernel-lock context, in the calling thread.
+
+use super::{SysResult, copy_in, copy_out, user_string};
+use crate::fs::{Mount, Tfs, errno_of};
+use crate::process::file::{self, FileKind, OpenFile};
+use crate::process::{self, current};
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use cairn_tfs::{FileType, FsError, Ino};
+use cairn_unix::abi::{
+    DT_DIR, DT_LNK, DT_REG, Dirent, DirentWriter, FileStat, IOV_MAX, IoVec, STAT_SIZE, STATX_SIZE,
+    decode_iovecs, encode_stat, encode_statx, makedev,
+};
+use cairn_unix::errno::Errno;
+use cairn_unix::path::{Last, Namespace, NodeKind, PATH_MAX, Walk, walk};
+use core::sync::atomic::Ordering;
+
+pub const AT_FDCWD: i32 = -100;
+pub const AT_SYMLINK_NOFOLLOW: i32 = 0x100;
+pub const AT_REMOVEDIR: i32 = 0x200;
+pub const AT_SYMLINK_FOLLOW: i32 = 0x400;
+pub const AT_EMPTY_PATH: i32 = 0x1000;
+
+fn mount() -> Result<&'static Mount, Errno> {
+    crate::fs::root().ok_or(Errno::ENOENT)
+}
+
+fn fs_err(e: FsError) -> Errno {
+    Errno::from_raw(errno_of(e).0).unwrap_or(Errno::EIO)
+}
+
+pub fn pc_err(e: cairn_pagecache::Errno) -> Errno {
+    Errno::from_raw(e.0).unwrap_or(Errno::EIO)
+}
+
+/// The open file at `fd`.
+pub fn get_file(fd: i32) -> Result<Arc<OpenFile>, Errno> {
+    current()
+        .fds
+        .lock()
+        .get(fd)
+        .cloned()
+        .map_err(|_| Errno::EBADF)
+}
+
+/// TFS as a `cairn_unix::path::Namespace`.
+struct Ns<'a>(&'a Tfs);
+
+fn node_kind(k: FileType) -> NodeKind {
+    match k {
+        FileType::Directory => NodeKind::Directory,
+        FileType::Symlink => NodeKind::Symlink,
+        FileType::Regular => NodeKind::Other,
+    }
+}
+
+impl Namespace for Ns<'_> {
+    type Node = Ino;
+    fn root(&self) -> Ino {
+        self.0.root()
+    }
+    fn parent(&mut self, dir: &Ino) -> Result<Ino, Errno> {
+        self.0.lookup(*dir, b"..").map_err(fs_err)
+    }
+    fn lookup(&mut self, dir: &Ino, name: &[u8]) -> Result<Option<(Ino, NodeKind)>, Errno> {
+        match self.0.lookup(*dir, name) {
+            Ok(ino) => {
+                let st = self.0.stat(ino).map_err(fs_err)?;
+                Ok(Some((ino, node_kind(st.kind))))
+            }
+            Err(FsError::NoEnt) => Ok(None),
+            Err(e) => Err(fs_err(e)),
+        }
+    }
+    fn read_link(&mut self, link: &Ino) -> Result<Vec<u8>, Errno> {
+        self.0.readlink(*link).map_err(fs_err)
+    }
+}
+
+/// The directory a `*at` call starts from: (inode, its path).
+fn start_dir(dirfd: i32) -> Result<(Ino, Vec<u8>), Errno> {
+    if dirfd == AT_FDCWD {
+        let c = current().cwd.lock();
+        return Ok((c.ino, c.path.as_bytes().to_vec()));
+    }
+    let f = get_file(dirfd)?;
+    match f.kind {
+        FileKind::Directory(ino) => Ok((ino, Vec::new())),
+        _ => Err(Errno::ENOTDIR),
+    }
+}
+
+/// Resolves `path` (user pointer) relative to `dirfd`.
+fn resolve(fs: &Tfs, dirfd: i32, path: &[u8], follow: bool) -> Result<Walk<Ino>, Errno> {
+    let (start, start_path) = start_dir(dirfd)?;
+    walk(&mut Ns(fs), &start, &start_path, path, follow)
+}
+
+fn existing(w: &Walk<Ino>) -> Result<(Ino, NodeKind), Errno> {
+    w.target.ok_or(Errno::ENOENT)
+}
+
+fn name_of(w: &Walk<Ino>) -> Result<&[u8], Errno> {
+    match &w.last {
+        Last::Name(n) => Ok(n),
+        Last::Root | Last::Dot | Last::DotDot => Err(Errno::EINVAL),
+    }
+}
+
+pub fn openat(dirfd: i32, path: u64, flags: u32, _mode: u32) -> SysResult {
+    let m = mount()?;
+    let path = user_string(path, PATH_MAX)?;
+    let follow = flags & file::O_NOFOLLOW == 0;
+    let kind = {
+        let mut fs = m.fs();
+        let w = resolve(&fs, dirfd, &path, follow)?;
+        let (ino, created) = match w.target {
+            Some(_) if flags & file::O_CREAT != 0 && flags & file::O_EXCL != 0 => {
+                return Err(Errno::EEXIST);
+            }
+            Some((ino, _)) => (ino, false),
+            None if flags & file::O_CREAT != 0 => {
+                if w.trailing_slash {
+                    return Err(Errno::EISDIR);
+                }
+                let name = name_of(&w)?.to_vec();
+                (fs.create(w.parent, &name).map_err(fs_err)?, true)
+            }
+            None => return Err(Errno::ENOENT),
+        };
+        let st = fs.stat(ino).map_err(fs_err)?;
+        let acc = flags & file::O_ACCMODE;
+        match st.kind {
+            FileType::Directory => {
+                if acc != 0 || flags & file::O_TRUNC != 0 {
+                    return Err(Errno::EISDIR);
+                }
+                FileKind::Directory(ino)
+            }
+            FileType::Symlink => return Err(Errno::ELOOP),
+            FileType::Regular => {
+                if flags & file::O_DIRECTORY != 0 {
+                    return Err(Errno::ENOTDIR);
+                }
+                if flags & file::O_TRUNC != 0 && acc != 0 && !created && st.size > 0 {
+                    drop(fs);
+                    truncate_ino(m, ino, 0)?;
+                }
+                FileKind::Regular(m.file(ino))
+            }
+        }
+    };
+    let f = OpenFile::new(kind, flags);
+    current()
+        .fds
+        .lock()
+        .alloc(f, flags & file::O_CLOEXEC != 0)
+        .map(|fd| fd as u64)
+        .map_err(|(e, _f)| e)
+}
+
+pub fn close(fd: i32) -> SysResult {
+    let f = current().fds.lock().close(fd).map_err(|_| Errno::EBADF)?;
+    drop(f);
+    Ok(0)
+}
+
+fn read_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno> {
+    if !f.readable {
+        return Err(Errno::EBADF);
+    }
+    match &f.kind {
+        FileKind::Regular(d) => mount()?.read(d, off, buf, len).map_err(pc_err),
+        FileKind::Directory(_) => Err(Errno::EISDIR),
+        FileKind::Console => Ok(0),
+    }
+}
+
+fn write_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno> {
+    if !f.writable {
+        return Err(Errno::EBADF);
+    }
+    match &f.kind {
+        FileKind::Regular(d) => mount()?.write(d, off, buf, len).map_err(pc_err),
+        FileKind::Directory(_) => Err(Errno::EISDIR),
+        FileKind::Console => {
+            let mut chunk = [0u8; 512];
+            let mut done = 0;
+            while done < len {
+                let n = (len - done).min(chunk.len());
+                if copy_in(&mut chunk[..n], buf + done as u64).is_err() {
+                    return if done > 0 {
+                        Ok(done)
+                    } else {
+                        Err(Errno::EFAULT)
+                    };
+                }
+                crate::console::write_bytes(&chunk[..n]);
+                done += n;
+            }
+            Ok(done)
+        }
+    }
+}
+
+fn file_len(f: &OpenFile) -> Result<u64, Errno> {
+    match f.ino() {
+        Some(ino) => mount()?.fs().length(ino).map_err(fs_err),
+        None => Ok(0),
+    }
+}
+
+pub fn read(fd: i32, buf: u64, len: u64) -> SysResult {
+    let f = get_file(fd)?;
+    let off = f.offset.load(Ordering::Relaxed);
+    let n = read_at(&f, off, buf, len as usize)?;
+    if matches!(f.kind, FileKind::Regular(_)) {
+        f.offset.store(off + n as u64, Ordering::Relaxed);
+    }
+    Ok(n as u64)
+}
+
+pub fn write(fd: i32, buf: u64, len: u64) -> SysResult {
+    let f = get_file(fd)?;
+    let off = if f.append() {
+        file_len(&f)?
+    } else {
+        f.offset.load(Ordering::Relaxed)
+    };
+    let n = write_at(&f, off, buf, len as usize)?;
+    if matches!(f.kind, FileKind::Regular(_)) {
+        f.offset.store(off + n as u64, Ordering::Relaxed);
+    }
+    Ok(n as u64)
+}
+
+pub fn pread(fd: i32, buf: u64, len: u64, off: u64) -> SysResult {
+    if (off as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let f = get_file(fd)?;
+    Ok(read_at(&f, off, buf, len as usize)? as u64)
+}
+
+pub fn pwrite(fd: i32, buf: u64, len: u64, off: u64) -> SysResult {
+    if (off as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let f = get_file(fd)?;
+    Ok(write_at(&f, off, buf, len as usize)? as u64)
+}
+
+fn iovecs(iov: u64, count: u64) -> Result<Vec<IoVec>, Errno> {
+    if count as usize > IOV_MAX {
+        return Err(Errno::EINVAL);
+    }
+    let mut raw = vec![0u8; count as usize * IoVec::SIZE];
+    copy_in(&mut raw, iov)?;
+    decode_iovecs(&raw, count as usize)
+}
+
+pub fn readv(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
+    let f = get_file(fd)?;
+    let vecs = iovecs(iov, count)?;
+    let mut off = at.unwrap_or_else(|| f.offset.load(Ordering::Relaxed));
+    let mut total = 0u64;
+    for v in vecs {
+        let n = read_at(&f, off, v.base, v.len as usize)? as u64;
+        total += n;
+        off += n;
+        if n < v.len {
+            break;
+        }
+    }
+    if at.is_none() && matches!(f.kind, FileKind::Regular(_)) {
+        f.offset.store(off, Ordering::Relaxed);
+    }
+    Ok(total)
+}
+
+pub fn writev(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
+    let f = get_file(fd)?;
+    let vecs = iovecs(iov, count)?;
+    let mut off = match at {
+        Some(o) => o,
+        None if f.append() => file_len(&f)?,
+        None => f.offset.load(Ordering::Relaxed),
+    };
+    let mut total = 0u64;
+    for v in vecs {
+        let n = write_at(&f, off, v.base, v.len as usize)? as u64;
+        total += n;
+        off += n;
+        if n < v.len {
+            break;
+        }
+    }
+    if at.is_none() && matches!(f.kind, FileKind::Regular(_)) {
+        f.offset.store(off, Ordering::Relaxed);
+    }
+    Ok(total)
+}
+
+pub fn lseek(fd: i32, off: i64, whence: i32) -> SysResult {
+    let f = get_file(fd)?;
+    let base = match whence {
+        0 => 0,
+        1 => f.offset.load(Ordering::Relaxed) as i64,
+        2 => file_len(&f)? as i64,
+        3 | 4 => {
+            // SEEK_DATA / SEEK_HOLE: the whole file is data.
+            let len = file_len(&f)? as i64;
+            if off >= len || off < 0 {
+                return Err(Errno::ENXIO);
+            }
+            let pos = if whence == 3 { off } else { len };
+            f.offset.store(pos as u64, Ordering::Relaxed);
+            return Ok(pos as u64);
+        }
+        _ => return Err(Errno::EINVAL),
+    };
+    let pos = base
+        .checked_add(off)
+        .filter(|p| *p >= 0)
+        .ok_or(Errno::EINVAL)?;
+    f.offset.store(pos as u64, Ordering::Relaxed);
+    Ok(pos as u64)
+}
+
+fn stat_of(fs: &Tfs, ino: Ino) -> Result<FileStat, Errno> {
+    let st = fs.stat(ino).map_err(fs_err)?;
+    let (as_, an) = st.atime.secs_nanos();
+    let (ms, mn) = st.mtime.secs_nanos();
+    Ok(FileStat {
+        dev: makedev(8, 0),
+        ino: u64::from(ino.0) + 1,
+        nlink: u64::from(st.nlink),
+        mode: st.mode,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        size: st.size as i64,
+        blksize: 4096,
+        blocks: st.blocks as i64,
+        atime: (as_ as i64, an),
+        mtime: (ms as i64, mn),
+        ctime: (ms as i64, mn),
+        btime: None,
+    })
+}
+
+fn console_stat() -> FileStat {
+    FileStat {
+        dev: makedev(0, 5),
+        ino: 1,
+        nlink: 1,
+        mode: 0o20620,
+        uid: 0,
+        gid: 0,
+        rdev: makedev(136, 0),
+        size: 0,
+        blksize: 1024,
+        blocks: 0,
+        atime: (0, 0),
+        mtime: (0, 0),
+        ctime: (0, 0),
+        btime: None,
+    }
+}
+
+fn stat_fd(fd: i32) -> Result<FileStat, Errno> {
+    let f = get_file(fd)?;
+    match f.ino() {
+        Some(ino) => stat_of(&mount()?.fs(), ino),
+        None => Ok(console_stat()),
+    }
+}
+
+fn stat_path(dirfd: i32, path: u64, flags: i32) -> Result<FileStat, Errno> {
+    let p = user_string(path, PATH_MAX)?;
+    if p.is_empty() {
+        if flags & AT_EMPTY_PATH != 0 {
+            return if dirfd == AT_FDCWD {
+                let ino = current().cwd.lock().ino;
+                stat_of(&mount()?.fs(), ino)
+            } else {
+                stat_fd(dirfd)
+            };
+        }
+        return Err(Errno::ENOENT);
+    }
+    let m = mount()?;
+    let fs = m.fs();
+    let w = resolve(&fs, dirfd, &p, flags & AT_SYMLINK_NOFOLLOW == 0)?;
+    let (ino, _) = existing(&w)?;
+    stat_of(&fs, ino)
+}
+
+pub fn fstat(fd: i32, out: u64) -> SysResult {
+    let st = stat_fd(fd)?;
+    let mut b = [0u8; STAT_SIZE];
+    encode_stat(&st, &mut b)?;
+    copy_out(out, &b)?;
+    Ok(0)
+}
+
+pub fn fstatat(dirfd: i32, path: u64, out: u64, flags: i32) -> SysResult {
+    let st = stat_path(dirfd, path, flags)?;
+    let mut b = [0u8; STAT_SIZE];
+    encode_stat(&st, &mut b)?;
+    copy_out(out, &b)?;
+    Ok(0)
+}
+
+pub fn statx(dirfd: i32, path: u64, flags: i32, mask: u32, out: u64) -> SysResult {
+    let st = stat_path(dirfd, path, flags)?;
+    let mut b = [0u8; STATX_SIZE];
+    encode_statx(&st, mask, &mut b)?;
+    copy_out(out, &b)?;
+    Ok(0)
+}
+
+/// Truncates `ino` to `len`: the cached pages past the end go first (no
+/// writeback can then touch storage the filesystem frees), then TFS.
+fn truncate_ino(m: &'static Mount, ino: Ino, len: u64) -> Result<(), Errno> {
+    m.fs().truncate(ino, len).map_err(fs_err)
+}
+
+pub fn ftruncate(fd: i32, len: i64) -> SysResult {
+    if len < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let f = get_file(fd)?;
+    if !f.writable {
+        return Err(Errno::EINVAL);
+    }
+    match f.kind {
+        FileKind::Regular(ref d) => truncate_ino(mount()?, d.ino, len as u64).map(|_| 0),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+pub fn truncate_path(path: u64, len: i64) -> SysResult {
+    if len < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let m = mount()?;
+    let p = user_string(path, PATH_MAX)?;
+    let (ino, kind) = {
+        let fs = m.fs();
+        existing(&resolve(&fs, AT_FDCWD, &p, true)?)?
+    };
+    if kind == NodeKind::Directory {
+        return Err(Errno::EISDIR);
+    }
+    truncate_ino(m, ino, len as u64).map(|_| 0)
+}
+
+pub fn fallocate(fd: i32, mode: i32, off: u64, len: u64) -> SysResult {
+    const KEEP_SIZE: i32 = 1;
+    if mode & !KEEP_SIZE != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if (off as i64) < 0 || (len as i64) <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    let f = get_file(fd)?;
+    if !f.writable {
+        return Err(Errno::EBADF);
+    }
+    let ino = match f.kind {
+        FileKind::Regular(ref d) => d.ino,
+        _ => return Err(Errno::ENODEV),
+    };
+    mount()?
+        .fs()
+        .fallocate(ino, off, len, mode & KEEP_SIZE != 0)
+        .map_err(fs_err)?;
+    Ok(0)
+}
+
+pub fn fsync(fd: i32) -> SysResult {
+    let f = get_file(fd)?;
+    match f.kind {
+        FileKind::Regular(ref d) => mount()?.fsync(d).map(|_| 0).map_err(pc_err),
+        FileKind::Directory(_) => sync().map(|_| 0),
+        FileKind::Console => Ok(0),
+    }
+}
+
+pub fn sync() -> Result<(), Errno> {
+    match crate::fs::root() {
+        Some(m) => m.sync().map_err(pc_err),
+        None => Ok(()),
+    }
+}
+
+pub fn mkdirat(dirfd: i32, path: u64, _mode: u32) -> SysResult {
+    let m = mount()?;
+    let p = user_string(path, PATH_MAX)?;
+    let mut fs = m.fs();
+    let w = resolve(&fs, dirfd, &p, false)?;
+    if w.target.is_some() {
+        return Err(Errno::EEXIST);
+    }
+    let name = name_of(&w)?.to_vec();
+    fs.mkdir(w.parent, &name).map_err(fs_err)?;
+    Ok(0)
+}
+
+pub fn unlinkat(dirfd: i32, path: u64, flags: i32) -> SysResult {
+    let m = mount()?;
+    let p = user_string(path, PATH_MAX)?;
+    let mut fs = m.fs();
+    let w = resolve(&fs, dirfd, &p, false)?;
+    let (_, kind) = existing(&w)?;
+    let name = name_of(&w)?.to_vec();
+    if flags & AT_REMOVEDIR != 0 {
+        if kind != NodeKind::Directory {
+            return Err(Errno::ENOTDIR);
+        }
+        fs.rmdir(w.parent, &name).map_err(fs_err)?;
+    } else {
+        if kind == NodeKind::Directory {
+            return Err(Errno::EISDIR);
+        }
+        fs.unlink(w.parent, &name).map_err(fs_err)?;
+    }
+    Ok(0)
+}
+
+pub fn renameat2(olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -> SysResult {
+    const NOREPLACE: u32 = 1;
+    if flags & !NOREPLACE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let m = mount()?;
+    let (op, np) = (user_string(old, PATH_MAX)?, user_string(new, PATH_MAX)?);
+    let mut fs = m.fs();
+    let wo = resolve(&fs, olddir, &op, false)?;
+    existing(&wo)?;
+    let wn = resolve(&fs, newdir, &np, false)?;
+    if flags & NOREPLACE != 0 && wn.target.is_some() {
+        return Err(Errno::EEXIST);
+    }
+    let (on, nn) = (name_of(&wo)?.to_vec(), name_of(&wn)?.to_vec());
+    fs.rename(wo.parent, &on, wn.parent, &nn).map_err(fs_err)?;
+    Ok(0)
+}
+
+pub fn linkat(olddir: i32, old: u64, newdir: i32, new: u64, flags: i32) -> SysResult {
+    let m = mount()?;
+    let (op, np) = (user_string(old, PATH_MAX)?, user_string(new, PATH_MAX)?);
+    let mut fs = m.fs();
+    let wo = resolve(&fs, olddir, &op, flags & AT_SYMLINK_FOLLOW != 0)?;
+    let (ino, kind) = existing(&wo)?;
+    if kind == NodeKind::Directory {
+        return Err(Errno::EPERM);
+    }
+    let wn = resolve(&fs, newdir, &np, false)?;
+    if wn.target.is_some() {
+        return Err(Errno::EEXIST);
+    }
+    let nn = name_of(&wn)?.to_vec();
+    fs.link(ino, wn.parent, &nn).map_err(fs_err)?;
+    Ok(0)
+}
+
+pub fn symlinkat(target: u64, newdir: i32, new: u64) -> SysResult {
+    let m = mount()?;
+    let (t, np) = (user_string(target, PATH_MAX)?, user_string(new, PATH_MAX)?);
+    let mut fs = m.fs();
+    let wn = resolve(&fs, newdir, &np, false)?;
+    if wn.target.is_some() {
+        return Err(Errno::EEXIST);
+    }
+    let nn = name_of(&wn)?.to_vec();
+    fs.symlink(wn.parent, &nn, &t).map_err(fs_err)?;
+    Ok(0)
+}
+
+pub fn readlinkat(dirfd: i32, path: u64, buf: u64, len: u64) -> SysResult {
+    let p = user_string(path, PATH_MAX)?;
+    if p == b"/proc/self/exe" {
+        // glibc asks when it needs the program's path.
+        return Err(Errno::ENOENT);
+    }
+    let m = mount()?;
+    let target = {
+        let fs = m.fs();
+        let w = resolve(&fs, dirfd, &p, false)?;
+        let (ino, kind) = existing(&w)?;
+        if kind != NodeKind::Symlink {
+            return Err(Errno::EINVAL);
+        }
+        fs.readlink(ino).map_err(fs_err)?
+    };
+    let n = target.len().min(len as usize);
+    copy_out(buf, &target[..n])?;
+    Ok(n as u64)
+}
+
+pub fn faccessat(dirfd: i32, path: u64, _mode: i32) -> SysResult {
+    stat_path(dirfd, path, 0).map(|_| 0)
+}
+
+pub fn getdents64(fd: i32, buf: u64, len: u64) -> SysResult {
+    let f = get_file(fd)?;
+    let FileKind::Directory(dir) = f.kind else {
+        return Err(Errno::ENOTDIR);
+    };
+    let entries = mount()?.fs().readdir(dir).map_err(fs_err)?;
+    let pos = f.offset.load(Ordering::Relaxed) as usize;
+    let mut out = vec![0u8; (len as usize).min(64 * 1024)];
+    let mut w = DirentWriter::new(&mut out);
+    // Positions: 0 ".", 1 "..", then entry k at k + 2.
+    let parent = mount()?.fs().lookup(dir, b"..").map_err(fs_err)?;
+    let mut k = pos;
+    loop {
+        let (ino, kind, name): (Ino, u8, &[u8]) = match k {
+            0 => (dir, DT_DIR, b"."),
+            1 => (parent, DT_DIR, b".."),
+            _ => match entries.get(k - 2) {
+                Some(e) => (
+                    e.ino,
+                    match e.kind {
+                        FileType::Directory => DT_DIR,
+                        FileType::Symlink => DT_LNK,
+                        FileType::Regular => DT_REG,
+                    },
+                    &e.name,
+                ),
+                None => break,
+            },
+        };
+        let d = Dirent {
+            ino: u64::from(ino.0) + 1,
+            next: (k + 1) as i64,
+            kind,
+            name,
+        };
+        if !w.push(&d)? {
+            break;
+        }
+        k += 1;
+    }
+    let (n, resume) = w.finish()?;
+    if let Some(r) = resume {
+        f.offset.store(r as u64, Ordering::Relaxed);
+    }
+    copy_out(buf, &out[..n])?;
+    Ok(n as u64)
+}
+
+pub fn getcwd(buf: u64, len: u64) -> SysResult {
+    let path = current().cwd.lock().path.clone();
+    let need = path.len() + 1;
+    if (len as usize) < need {
+        return Err(Errno::ERANGE);
+    }
+    let mut b = path.into_bytes();
+    b.push(0);
+    copy_out(buf, &b)?;
+    Ok(need as u64)
+}
+
+pub fn chdir(path: u64) -> SysResult {
+    let m = mount()?;
+    let p = user_string(path, PATH_MAX)?;
+    let w = resolve(&m.fs(), AT_FDCWD, &p, true)?;
+    let (ino, kind) = existing(&w)?;
+    if kind != NodeKind::Directory {
+        return Err(Errno::ENOTDIR);
+    }
+    let path = alloc::string::String::from_utf8_lossy(&w.canonical).into_owned();
+    *current().cwd.lock() = process::Cwd { ino, path };
+    Ok(0)
+}
+
+pub fn fchdir(fd: i32) -> SysResult {
+    let f = get_file(fd)?;
+    let FileKind::Directory(ino) = f.kind else {
+        return Err(Errno::ENOTDIR);
+    };
+    current().cwd.lock().ino = ino;
+    Ok(0)
+}
+
+pub fn dup(fd: i32) -> SysResult {
+    current().fds.lock().dup(fd).map(|f| f as u64)
+}
+
+pub fn dup3(old: i32, new: i32, flags: i32, dup2: bool) -> SysResult {
+    if dup2 {
+        if old == new {
+            get_file(old)?;
+            return Ok(new as u64);
+        }
+        let (fd, replaced) = current().fds.lock().dup2(old, new)?;
+        drop(replaced);
+        return Ok(fd as u64);
+    }
+    if flags & !(file::O_CLOEXEC as i32) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (fd, replaced) =
+        current()
+            .fds
+            .lock()
+            .dup3(old, new, flags & file::O_CLOEXEC as i32 != 0)?;
+    drop(replaced);
+    Ok(fd as u64)
+}
+
+pub fn fcntl(fd: i32, cmd: i32, arg: u64) -> SysResult {
+    const F_DUPFD: i32 = 0;
+    const F_GETFD: i32 = 1;
+    const F_SETFD: i32 = 2;
+    const F_GETFL: i32 = 3;
+    const F_SETFL: i32 = 4;
+    const F_DUPFD_CLOEXEC: i32 = 1030;
+    let p = current();
+    match cmd {
+        F_DUPFD | F_DUPFD_CLOEXEC => p
+            .fds
+            .lock()
+            .dup_from(fd, arg as i32, cmd == F_DUPFD_CLOEXEC)
+            .map(|f| f as u64),
+        F_GETFD => p.fds.lock().cloexec(fd).map(u64::from),
+        F_SETFD => p.fds.lock().set_cloexec(fd, arg & 1 != 0).map(|_| 0),
+        F_GETFL => {
+            let f = get_file(fd)?;
+            let acc = match (f.readable, f.writable) {
+                (true, true) => file::O_RDWR,
+                (false, true) => file::O_WRONLY,
+                _ => 0,
+            };
+            Ok(u64::from(f.flags.load(Ordering::Relaxed) | acc))
+        }
+        F_SETFL => {
+            let f = get_file(fd)?;
+            let keep = f.flags.load(Ordering::Relaxed) & !(file::O_APPEND | 0o4000);
+            f.flags.store(
+                keep | (arg as u32 & (file::O_APPEND | 0o4000)),
+                Ordering::Relaxed,
+            );
+            Ok(0)
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+pub fn ioctl(fd: i32, req: u64, _arg: u64) -> SysResult {
+    const TCGETS: u64 = 0x5401;
+    const TIOCGWINSZ: u64 = 0x5413;
+    let f = get_file(fd)?;
+    match (&f.kind, req) {
+        (FileKind::Console, TCGETS | TIOCGWINSZ) => Err(Errno::ENOTTY),
+        _ => Err(Errno::ENOTTY),
+    }
+}
+
+fn statfs_encode(out: u64) -> SysResult {
+    let s = mount()?.fs().statfs();
+    let mut b = [0u8; 120];
+    let put = |b: &mut [u8], at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    put(&mut b, 0, 0x5446_5331); // f_type ("TFS1")
+    put(&mut b, 8, u64::from(s.block_size));
+    put(&mut b, 16, s.blocks);
+    put(&mut b, 24, s.free_blocks);
+    put(&mut b, 32, s.free_blocks);
+    put(&mut b, 40, s.files);
+    put(&mut b, 48, u64::MAX / 2);
+    put(&mut b, 64, u64::from(s.name_max));
+    put(&mut b, 72, u64::from(s.block_size));
+    copy_out(out, &b)?;
+    Ok(0)
+}
+
+pub fn statfs_path(path: u64, out: u64) -> SysResult {
+    stat_path(AT_FDCWD, path, 0)?;
+    statfs_encode(out)
+}
+
+pub fn fstatfs(fd: i32, out: u64) -> SysResult {
+    get_file(fd)?;
+    statfs_encode(out)
+}

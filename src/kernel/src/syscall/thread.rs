@@ -1,0 +1,248 @@
+//! Thread system calls: clone (threads only), futex, set_tid_address,
+//! arch_prctl, gettid, sched_yield, sched_getaffinity.
+//!
+//! The futex protocol (no lost wake-ups) is the one `cairn_unix::futex`
+//! documents: the word is read under the table lock without sleeping
+//! (page faults disabled; a word that needs paging in is faulted in first
+//! with the lock released, then the read is retried).
+//!
+//! Kernel-lock context, in the calling thread.
+
+use super::SysResult;
+use crate::process::{FutexWaiter, current};
+use crate::user::UserRegs;
+use alloc::sync::Arc;
+use cairn_unix::errno::Errno;
+use cairn_unix::futex::MATCH_ANY;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+const CLONE_VM: u64 = 0x100;
+const CLONE_FS: u64 = 0x200;
+const CLONE_FILES: u64 = 0x400;
+const CLONE_SIGHAND: u64 = 0x800;
+const CLONE_THREAD: u64 = 0x10000;
+const CLONE_SETTLS: u64 = 0x80000;
+const CLONE_PARENT_SETTID: u64 = 0x100000;
+const CLONE_CHILD_CLEARTID: u64 = 0x200000;
+const CLONE_CHILD_SETTID: u64 = 0x1000000;
+
+pub fn clone(flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64, regs: &UserRegs) -> SysResult {
+    let thread = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD;
+    if flags & thread != thread {
+        // One process per image: only threads can be created.
+        return Err(Errno::ENOSYS);
+    }
+    let mut child = *regs;
+    child.rax = 0;
+    if stack != 0 {
+        child.rsp = stack;
+    }
+    let fs_base = if flags & CLONE_SETTLS != 0 {
+        tls
+    } else {
+        crate::sched::thread::current()
+            .and_then(|t| t.user.as_ref().map(|u| u.fs_base.load(Ordering::Relaxed)))
+            .unwrap_or(0)
+    };
+    let (tid, t) = crate::process::spawn_thread(child, fs_base);
+    if let Some(u) = &t.user {
+        if flags & CLONE_CHILD_CLEARTID != 0 {
+            u.clear_child_tid.store(ctid, Ordering::Relaxed);
+        }
+    }
+    if flags & CLONE_PARENT_SETTID != 0 {
+        super::copy_out(ptid, &tid.to_le_bytes())?;
+    }
+    if flags & CLONE_CHILD_SETTID != 0 {
+        super::copy_out(ctid, &tid.to_le_bytes())?;
+    }
+    Ok(u64::from(tid))
+}
+
+pub fn set_tid_address(addr: u64) -> SysResult {
+    let t = crate::sched::thread::current().ok_or(Errno::EINVAL)?;
+    let u = t.user.as_ref().ok_or(Errno::EINVAL)?;
+    u.clear_child_tid.store(addr, Ordering::Relaxed);
+    Ok(u64::from(u.tid))
+}
+
+pub fn gettid() -> SysResult {
+    let t = crate::sched::thread::current().ok_or(Errno::EINVAL)?;
+    Ok(u64::from(t.user.as_ref().map_or(0, |u| u.tid)))
+}
+
+pub fn arch_prctl(code: i32, addr: u64) -> SysResult {
+    const ARCH_SET_FS: i32 = 0x1002;
+    const ARCH_GET_FS: i32 = 0x1003;
+    let t = crate::sched::thread::current().ok_or(Errno::EINVAL)?;
+    let u = t.user.as_ref().ok_or(Errno::EINVAL)?;
+    match code {
+        ARCH_SET_FS => {
+            if addr >= cairn_pc::paging::USER_END {
+                return Err(Errno::EPERM);
+            }
+            u.fs_base.store(addr, Ordering::Relaxed);
+            // SAFETY: FS_BASE only affects this thread's user-mode
+            // FS-relative accesses; the value is a user address.
+            unsafe { cairn_pc::cpu::wrmsr(cairn_pc::cpu::msr::FS_BASE, addr) };
+            Ok(0)
+        }
+        ARCH_GET_FS => {
+            super::copy_out(addr, &u.fs_base.load(Ordering::Relaxed).to_le_bytes())?;
+            Ok(0)
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+pub fn sched_yield() -> SysResult {
+    crate::sched::thread::yield_now();
+    Ok(0)
+}
+
+pub fn sched_getaffinity(_pid: u64, len: u64, mask: u64) -> SysResult {
+    let n = crate::cpu_count();
+    let bytes = n.div_ceil(64) * 8;
+    if (len as usize) < bytes {
+        return Err(Errno::EINVAL);
+    }
+    let mut b = alloc::vec![0u8; bytes];
+    for c in 0..n {
+        b[c / 8] |= 1 << (c % 8);
+    }
+    super::copy_out(mask, &b)?;
+    Ok(bytes as u64)
+}
+
+/// Reads the futex word with page faults disabled: `None` if the page
+/// would need to be paged in (the caller faults it in and retries).
+fn read_word_nofault(addr: u64) -> Result<Option<u32>, Errno> {
+    let mut b = [0u8; 4];
+    match crate::user::copy_from_user_nofault(&mut b, addr) {
+        Ok(()) => Ok(Some(u32::from_le_bytes(b))),
+        Err(crate::user::BadAddress) => {
+            // Fault it in (sleeping if needed, lock released), then retry.
+            super::copy_in(&mut b, addr)?;
+            Ok(None)
+        }
+    }
+}
+
+/// Wakes up to `n` waiters of `addr`; returns how many.
+pub fn futex_wake(addr: u64, n: i32) -> usize {
+    futex_wake_bitset(addr, n, MATCH_ANY).unwrap_or(0)
+}
+
+fn futex_wake_bitset(addr: u64, n: i32, bitset: u32) -> Result<usize, Errno> {
+    let p = current();
+    let woken = p.futex.lock().wake(addr, n, bitset)?;
+    let count = woken.len();
+    for w in woken {
+        w.woken.store(true, Ordering::Release);
+    }
+    if count > 0 {
+        p.futex_sleepers.wake_all();
+    }
+    Ok(count)
+}
+
+fn futex_wait(addr: u64, expected: u32, timeout: u64, bitset: u32, absolute: bool) -> SysResult {
+    let p = current();
+    let deadline = if timeout != 0 {
+        let mut ts = [0u8; 16];
+        super::copy_in(&mut ts, timeout)?;
+        let t = cairn_unix::abi::Timespec::decode_valid(&ts)?;
+        let ns = (t.sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(t.nsec as u64);
+        Some(if absolute {
+            // Absolute timeouts are on the monotonic clock (glibc's default
+            // for FUTEX_WAIT_BITSET without CLOCK_REALTIME).
+            ns
+        } else {
+            crate::time::now_ns().saturating_add(ns)
+        })
+    } else {
+        None
+    };
+    let waiter = cairn_sync::cpu::bh_safe_alloc(|| {
+        Arc::new(FutexWaiter {
+            woken: AtomicBool::new(false),
+        })
+    });
+    let id = loop {
+        let mut table = p.futex.lock();
+        match read_word_nofault(addr)? {
+            Some(current) => {
+                break table.wait(addr, current, expected, bitset, waiter.clone())?;
+            }
+            None => {
+                drop(table);
+                continue;
+            }
+        }
+    };
+    if let Some(d) = deadline {
+        let w = waiter.clone();
+        crate::timer::after(d.saturating_sub(crate::time::now_ns()), move || {
+            // A timeout only wakes the sleeper; it cancels itself below.
+            let _ = &w;
+            current().futex_sleepers.wake_all();
+        });
+    }
+    loop {
+        p.futex_sleepers.wait_until(|| {
+            waiter.woken.load(Ordering::Acquire)
+                || deadline.is_some_and(|d| crate::time::now_ns() >= d)
+        });
+        if waiter.woken.load(Ordering::Acquire) {
+            return Ok(0);
+        }
+        if p.futex.lock().cancel(id).is_some() {
+            return Err(Errno::ETIMEDOUT);
+        }
+        // A wake won the race with the timeout.
+        return Ok(0);
+    }
+}
+
+pub fn futex(addr: u64, op: i32, val: u32, timeout: u64, addr2: u64, val3: u32) -> SysResult {
+    const WAIT: i32 = 0;
+    const WAKE: i32 = 1;
+    const REQUEUE: i32 = 3;
+    const CMP_REQUEUE: i32 = 4;
+    const WAIT_BITSET: i32 = 9;
+    const WAKE_BITSET: i32 = 10;
+    const PRIVATE: i32 = 128;
+    const CLOCK_REALTIME: i32 = 256;
+    let cmd = op & !(PRIVATE | CLOCK_REALTIME);
+    let p = current();
+    match cmd {
+        WAIT => futex_wait(addr, val, timeout, MATCH_ANY, false),
+        WAIT_BITSET => futex_wait(addr, val, timeout, val3, true),
+        WAKE => futex_wake_bitset(addr, val as i32, MATCH_ANY).map(|n| n as u64),
+        WAKE_BITSET => futex_wake_bitset(addr, val as i32, val3).map(|n| n as u64),
+        REQUEUE | CMP_REQUEUE => {
+            let nr_requeue = timeout as i32;
+            let r = loop {
+                let mut table = p.futex.lock();
+                if cmd == REQUEUE {
+                    break table.requeue(addr, addr2, val as i32, nr_requeue)?;
+                }
+                match read_word_nofault(addr)? {
+                    Some(cur) => {
+                        break table.cmp_requeue(addr, addr2, val as i32, nr_requeue, cur, val3)?;
+                    }
+                    None => continue,
+                }
+            };
+            let total = r.total();
+            for w in r.woken {
+                w.woken.store(true, Ordering::Release);
+            }
+            p.futex_sleepers.wake_all();
+            Ok(total as u64)
+        }
+        _ => Err(Errno::ENOSYS),
+    }
+}
