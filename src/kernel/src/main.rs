@@ -115,6 +115,13 @@ extern "C" fn cairn_start_bsp(start_info_phys: u64) -> ! {
             arg: 0,
         },
     );
+    irq::set_handler(
+        irq::RESCHED,
+        irq::Handler {
+            func: user::resched_interrupt,
+            arg: 0,
+        },
+    );
     pci::init();
     if args.list_tests {
         ktest::list();
