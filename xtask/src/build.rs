@@ -32,6 +32,31 @@ pub fn cargo(args: &[&str], what: &str) -> Result<()> {
     }
 }
 
+/// Runs a cargo command with its output captured; on failure the output's
+/// tail is printed (so a green suite stays readable).
+pub fn cargo_quiet(args: &[&str], what: &str) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(args)
+        .current_dir(root())
+        .output()
+        .map_err(|e| format!("{what}: cannot run cargo: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    eprintln!("---- {what} output (last 80 lines) ----");
+    for l in &lines[lines.len().saturating_sub(80)..] {
+        eprintln!("{l}");
+    }
+    Err(format!("{what} failed ({})", out.status))
+}
+
 /// Builds the kernel (debug: lock validator and heap assertions on) and
 /// returns the path of its ELF image.
 pub fn kernel(release: bool) -> Result<PathBuf> {

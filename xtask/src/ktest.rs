@@ -8,7 +8,7 @@
 //! backtrace.
 
 use crate::Result;
-use crate::build::{self, cargo};
+use crate::build::{self, cargo, cargo_quiet};
 use crate::qemu::{Accel, Outcome, Vm, symbolize};
 use clap::Args;
 use std::path::Path;
@@ -134,12 +134,17 @@ fn run_loom(pkg: &str, test: &str) -> Result<()> {
             build::root().join("target").join("loom"),
         )
         .current_dir(build::root())
-        .status()
+        .output()
         .map_err(|e| e.to_string())?;
-    if status.success() {
+    if status.status.success() {
         Ok(())
     } else {
-        Err(format!("{status}"))
+        eprintln!(
+            "{}{}",
+            String::from_utf8_lossy(&status.stdout),
+            String::from_utf8_lossy(&status.stderr)
+        );
+        Err(format!("{}", status.status))
     }
 }
 
@@ -292,7 +297,7 @@ pub fn test(a: TestArgs) -> Result<ExitCode> {
         step(
             &mut report,
             "host tests (cargo test)",
-            cargo(&["test", "--quiet"], "host tests"),
+            cargo_quiet(&["test", "--quiet"], "host tests"),
         );
         step(
             &mut report,

@@ -85,6 +85,7 @@ const CODE: u64 = 0x40_0000;
 const STACK_TOP: u64 = 0x7fff_0000;
 
 fn run_blob(start: *const u8, end: *const u8) -> Result<(), String> {
+    crate::process::ensure_bare();
     let len = end as usize - start as usize;
     // SAFETY: the two symbols delimit the blob in the kernel's rodata.
     let code = unsafe { core::slice::from_raw_parts(start, len) };

@@ -71,6 +71,12 @@ pub struct Process {
 
 pub static PROCESS: spin::Once<Process> = spin::Once::new();
 
+/// Creates the process without a program (in-kernel tests that run code
+/// in user mode directly).
+pub fn ensure_bare() -> &'static Process {
+    PROCESS.call_once(|| Process::new(0))
+}
+
 /// The running program (after `exec::start`).
 pub fn current() -> &'static Process {
     PROCESS.get().expect("no process")

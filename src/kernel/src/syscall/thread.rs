@@ -190,20 +190,17 @@ fn futex_wait(addr: u64, expected: u32, timeout: u64, bitset: u32, absolute: boo
             current().futex_sleepers.wake_all();
         });
     }
-    loop {
-        p.futex_sleepers.wait_until(|| {
-            waiter.woken.load(Ordering::Acquire)
-                || deadline.is_some_and(|d| crate::time::now_ns() >= d)
-        });
-        if waiter.woken.load(Ordering::Acquire) {
-            return Ok(0);
-        }
-        if p.futex.lock().cancel(id).is_some() {
-            return Err(Errno::ETIMEDOUT);
-        }
-        // A wake won the race with the timeout.
+    p.futex_sleepers.wait_until(|| {
+        waiter.woken.load(Ordering::Acquire) || deadline.is_some_and(|d| crate::time::now_ns() >= d)
+    });
+    if waiter.woken.load(Ordering::Acquire) {
         return Ok(0);
     }
+    if p.futex.lock().cancel(id).is_some() {
+        return Err(Errno::ETIMEDOUT);
+    }
+    // A wake won the race with the timeout.
+    Ok(0)
 }
 
 pub fn futex(addr: u64, op: i32, val: u32, timeout: u64, addr2: u64, val3: u32) -> SysResult {
