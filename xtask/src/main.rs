@@ -13,6 +13,7 @@ mod bench;
 mod bench_blk;
 mod build;
 mod disks;
+mod fuzz;
 mod ktest;
 mod qemu;
 mod setup;
@@ -38,6 +39,8 @@ enum Command {
     Test(ktest::TestArgs),
     /// Print benchmark figures.
     Bench(bench::BenchArgs),
+    /// Fuzz the TFS log replay and the manifest parser.
+    Fuzz(fuzz::FuzzArgs),
     /// Check (and install when possible) the tools the workflow needs.
     Setup,
 }
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Run(a) => qemu::run(a),
         Command::Test(a) => ktest::test(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Fuzz(a) => fuzz::fuzz(a),
         Command::Setup => setup::ensure(setup::Need::all()),
     };
     match r {

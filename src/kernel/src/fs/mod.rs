@@ -140,9 +140,25 @@ pub fn mount_root() -> Result<&'static Mount, String> {
         loop {
             crate::sched::sleep(WRITEBACK_PERIOD_NS);
             pagecache().writeback_tick();
+            relieve_memory_pressure();
         }
     });
     Ok(mount)
+}
+
+/// When free physical memory drops below 1/16 of RAM, evicts clean cached
+/// pages until it is back above 1/8 (the pagecache also evicts on its own
+/// when a frame allocation fails). Called by the writeback thread.
+fn relieve_memory_pressure() {
+    let Some(s) = crate::heaps::PHYSICAL.try_stats() else {
+        return;
+    };
+    let free = s.total.saturating_sub(s.allocated);
+    if free < s.total / 16 {
+        let want = ((s.total / 8 - free) / 4096) as usize;
+        let n = pagecache().shrink(want);
+        crate::debug!("pagecache: memory low ({free} bytes free): evicted {n} pages");
+    }
 }
 
 fn tfs_clock() -> cairn_tfs::Timestamp {
