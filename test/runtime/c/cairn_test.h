@@ -4,7 +4,9 @@
  * Every program is an ordinary static Linux x86-64 program: it runs on
  * cairn from a TFS image and natively on Linux (in a scratch directory),
  * and is judged by its exit status alone: 0 passes; a failed check prints
- * "FAIL <test>: <file>:<line>: <what>" on stderr and exits with 1. A hang
+ * "FAIL <test>: <file>:<line>: <what>" on stderr and exits with 1; a pass
+ * prints "PASS <test>" (the runner looks for it, so that a kernel that
+ * exits 0 without running the program does not pass). A hang
  * is caught by the watchdog (a thread watching progress counters, which
  * names the stuck worker and exits with 3) and, behind it, by alarm()
  * (SIGALRM: 128 + 14 on cairn).
@@ -92,6 +94,14 @@ __attribute__((noreturn)) static void pass(void)
     printf("PASS %s\n", test_name);
     fflush(stdout);
     exit(ST_PASS);
+}
+
+/* A persistence test's first boot is done: say so and exit 42. */
+__attribute__((noreturn, unused)) static void first_boot_done(void)
+{
+    printf("FIRST-BOOT %s: data written; boot the same image again to verify\n", test_name);
+    fflush(stdout);
+    exit(ST_FIRST_BOOT);
 }
 
 /*

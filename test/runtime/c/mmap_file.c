@@ -88,8 +88,7 @@ static void first_boot(void)
     SYS(fsync(fd));
     close(fd);
     fsync_dir(".");
-    printf("mmap_file: first boot done; boot again to verify\n");
-    exit(ST_FIRST_BOOT);
+    first_boot_done();
 }
 
 static void second_boot(void)

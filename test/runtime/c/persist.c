@@ -51,8 +51,7 @@ static void first_boot(void)
     SYS(fsync(fd));
     SYS(close(fd));
     fsync_dir(".");
-    printf("persist: first boot wrote its files; boot again to verify\n");
-    exit(ST_FIRST_BOOT);
+    first_boot_done();
 }
 
 static void second_boot(void)

@@ -378,6 +378,18 @@ impl RuntimeTest {
         Ok(cairn_tfs::Workload::from_root(&m.store, m.root))
     }
 
+    /// The line the program prints when it ends with `status` by itself
+    /// (`PASS <program>` for 0, `FIRST-BOOT <program>` for [`FIRST_BOOT`]):
+    /// a runner requires it, so that a kernel that exits with the right
+    /// status without running the program does not pass.
+    pub fn marker(&self, status: u32) -> Option<String> {
+        match status {
+            0 => Some(format!("PASS {}", self.program())),
+            FIRST_BOOT => Some(format!("FIRST-BOOT {}", self.program())),
+            _ => None,
+        }
+    }
+
     /// Whether it boots on `storage`.
     pub fn runs_on(&self, storage: Storage) -> bool {
         self.storage.contains(&storage)
