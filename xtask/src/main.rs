@@ -21,6 +21,7 @@ mod disks;
 mod image;
 mod ktest;
 mod linux;
+mod linux_test;
 mod qemu;
 mod run_image;
 mod runtime;
@@ -51,6 +52,9 @@ enum Command {
     Test(ktest::TestArgs),
     /// Print benchmark figures.
     Bench(bench::BenchArgs),
+    /// Run the runtime tests on a Linux guest (Debian's kernel, ext4 on
+    /// virtio-blk) with the same QEMU flags: checks the test programs.
+    LinuxTest(linux_test::LinuxTestArgs),
     /// Check (and install when possible) the tools the workflow needs.
     Setup,
 }
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         Command::Image(a) => image::image(a),
         Command::Test(a) => ktest::test(a),
         Command::Bench(a) => bench::bench(a),
+        Command::LinuxTest(a) => linux_test::linux_test(a),
         Command::Setup => setup::ensure(setup::Need::all()),
     };
     match r {

@@ -1,0 +1,1 @@
+//! `cargo xtask bench fs` (filled in by the next commit).
