@@ -286,6 +286,28 @@ static CATALOGUE: &[RuntimeTest] = &[
     },
 ];
 
+/// The filesystem benchmark of `cargo xtask bench fs` (not a test: its
+/// figures are printed, never judged; it fails only on wrong data).
+static FS_BENCH: RuntimeTest = RuntimeTest {
+    data: &[
+        pattern("cold.dat", 32 << 20, 91),
+        pattern("rand.dat", 16 << 20, 92),
+        pattern("map.dat", 16 << 20, 93),
+    ],
+    image_mib: 160,
+    storage: &[Storage::Virtio],
+    timeout_s: 900,
+    ..test(
+        "fsbench",
+        "sequential write+fsync, sequential and random reads cold and cached, create+unlink, mapped-file faults",
+    )
+};
+
+/// The `bench fs` workload.
+pub fn fs_bench() -> &'static RuntimeTest {
+    &FS_BENCH
+}
+
 /// Every runtime test.
 pub fn catalogue() -> &'static [RuntimeTest] {
     CATALOGUE
@@ -511,7 +533,7 @@ mod tests {
 
     #[test]
     fn every_manifest_parses_and_names_its_program_and_files() {
-        for t in catalogue() {
+        for t in catalogue().iter().chain([fs_bench()]) {
             let text = t.manifest_text().unwrap();
             let m = cairn_tfs::manifest::parse(&text)
                 .unwrap_or_else(|e| panic!("{}: {}", t.name, e.render(&text)));

@@ -4,7 +4,7 @@
 //! manifest's argv and environment, boot after boot: this checks the test
 //! programs themselves, so that a failure on cairn is cairn's.
 
-use cairn_runtime_tests::{Native, RuntimeTest, catalogue};
+use cairn_runtime_tests::{Native, RuntimeTest, catalogue, fs_bench};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
@@ -93,4 +93,14 @@ fn runtime_programs_pass_natively() {
         "failed natively:\n{}",
         failures.join("\n")
     );
+}
+
+#[test]
+fn fs_bench_runs_natively() {
+    let t = fs_bench();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fsbench-native");
+    let _ = std::fs::remove_dir_all(&dir);
+    t.prepare(&dir).unwrap();
+    assert_eq!(run_once(t, &dir, 1), Ok(0));
+    let _ = std::fs::remove_dir_all(&dir);
 }
