@@ -75,7 +75,7 @@ int main(int argc, char **argv)
     CHECK(st.st_size >= 2 * iters * 2 * PAGE, "brian.dat too small for %ld iterations", iters);
     wp[0] = worker("brian-0");
     wp[1] = worker("brian-1");
-    watchdog_start((int)arg_long(argc, argv, 2, 30), 900);
+    watchdog_start((int)arg_long(argc, argv, 2, 30), 240);
     pthread_t th[2];
     for (long t = 0; t < 2; t++)
         CHECK(pthread_create(&th[t], NULL, run, (void *)t) == 0, "pthread_create");

@@ -91,7 +91,7 @@ int main(int argc, char **argv)
     CHECK(st.st_size >= iters * N * PAGE, "colin-buf.dat too small");
     wf = worker("faulter");
     wr = worker("reader-writer");
-    watchdog_start((int)arg_long(argc, argv, 2, 30), 900);
+    watchdog_start((int)arg_long(argc, argv, 2, 30), 240);
     pthread_t a, b;
     CHECK(pthread_create(&a, NULL, faulter, NULL) == 0, "pthread_create");
     CHECK(pthread_create(&b, NULL, reader, NULL) == 0, "pthread_create");

@@ -155,7 +155,7 @@ int main(int argc, char **argv)
     w_anon = worker("anon-mapper");
     w_io = worker("io");
     w_sync = worker("msync");
-    watchdog_start((int)arg_long(argc, argv, 2, 30), 900);
+    watchdog_start((int)arg_long(argc, argv, 2, 30), 240);
     void *(*fns[])(void *) = {file_mapper, anon_mapper, io_worker, syncer};
     pthread_t th[4];
     for (int t = 0; t < 4; t++)

@@ -127,7 +127,7 @@ int main(int argc, char **argv)
     w_prot = worker("protector");
     w_map = worker("mapper");
     w_read = worker("reader");
-    watchdog_start((int)arg_long(argc, argv, 2, 30), 900);
+    watchdog_start((int)arg_long(argc, argv, 2, 30), 240);
     void *(*fns[])(void *) = {toucher, protector, mapper, reader};
     pthread_t th[4];
     for (int t = 0; t < 4; t++)

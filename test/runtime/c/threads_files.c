@@ -51,7 +51,7 @@ int main(void)
     close(fd);
     for (int t = 0; t < THREADS; t++)
         wp[t] = worker("writer");
-    watchdog_start(60, 600);
+    watchdog_start(60, 150);
     pthread_t th[THREADS];
     for (long t = 0; t < THREADS; t++)
         CHECK(pthread_create(&th[t], NULL, writer, (void *)t) == 0, "pthread_create");

@@ -608,6 +608,26 @@ mod tests {
     }
 
     #[test]
+    fn in_program_alarms_fire_before_the_runner_gives_up() {
+        // alarm() in watchdog_start(stall, total) must end a hung program
+        // (SIGALRM, 142) before the runner's timeout kills QEMU.
+        for t in catalogue() {
+            let src = std::fs::read_to_string(t.source_path()).unwrap();
+            if let Some(at) = src.find("watchdog_start(") {
+                let args = &src[at..src[at..].find(';').unwrap() + at];
+                let total: u64 = args
+                    .rsplit(',')
+                    .next()
+                    .unwrap()
+                    .trim_matches(|c: char| !c.is_ascii_digit())
+                    .parse()
+                    .unwrap();
+                assert!(total < t.timeout_s, "{}: alarm({total}) >= timeout", t.name);
+            }
+        }
+    }
+
+    #[test]
     fn seed_data_files_cover_the_iterations() {
         // argv[1] of the seed programs is the iteration count; the cold
         // data files must hold that many regions.
