@@ -3,6 +3,8 @@
 //! * `boot`: wall time from QEMU start to the run loop and to exit, `-smp 2`,
 //!   TCG, median of 5 (the kernel prints its own run-loop time).
 //! * `host`: the criterion benchmarks of the host crates.
+//! * `blk`, `fs`: block drivers next to the host, filesystem workloads
+//!   next to a Linux guest (see `bench_blk`, `bench_fs`).
 
 use crate::Result;
 use crate::build::{self, cargo};
@@ -17,6 +19,8 @@ pub enum Suite {
     Host,
     /// Block drivers under TCG next to the host (see `bench_blk`).
     Blk,
+    /// Filesystem workloads on cairn next to a Linux guest (see `bench_fs`).
+    Fs,
 }
 
 #[derive(Args)]
@@ -85,6 +89,9 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
     }
     if a.suite.is_none_or(|s| s == Suite::Blk) {
         crate::bench_blk::run()?;
+    }
+    if a.suite.is_none_or(|s| s == Suite::Fs) {
+        crate::bench_fs::run()?;
     }
     if a.suite.is_none_or(|s| s == Suite::Host) {
         cargo(&["bench", "--quiet", "-p", "cairn-sync"], "host benchmarks")?;

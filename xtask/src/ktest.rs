@@ -1,7 +1,9 @@
 //! `cargo xtask test`: the whole suite, in this order: formatting, host
 //! tests, clippy (host and kernel target), loom models, in-QEMU kernel
 //! tests (each test at each of its CPU counts, under TCG), and, when
-//! `/dev/kvm` is usable, one boot under KVM so that path stays alive.
+//! `/dev/kvm` is usable, one boot under KVM so that path stays alive;
+//! then the runtime tests (workload images, see [`crate::runtime`]) on
+//! virtio-blk, or on every storage kind with `--all-storage`.
 //!
 //! Every QEMU run has a timeout and its serial log stays in
 //! `target/xtask/logs/`; failures print the log's tail and the symbolised
@@ -29,6 +31,18 @@ pub struct TestArgs {
     /// Seconds before one VM is killed.
     #[arg(long, default_value_t = 90)]
     pub timeout: u64,
+    /// Only runtime tests whose name contains this.
+    #[arg(long, value_name = "FILTER")]
+    pub runtime: Option<String>,
+    /// Runtime tests only (no host steps, no kernel tests).
+    #[arg(long, conflicts_with_all = ["host_only", "no_runtime"])]
+    pub runtime_only: bool,
+    /// Skip the runtime tests.
+    #[arg(long)]
+    pub no_runtime: bool,
+    /// Run every runtime test on ata-pci and pvscsi too.
+    #[arg(long)]
+    pub all_storage: bool,
 }
 
 /// One in-QEMU test from the kernel's catalogue.
@@ -288,7 +302,7 @@ pub fn test(a: TestArgs) -> Result<ExitCode> {
         failed: Vec::new(),
         skipped: Vec::new(),
     };
-    if !a.kernel_only {
+    if !a.kernel_only && !a.runtime_only {
         step(
             &mut report,
             "cargo fmt --check",
@@ -329,9 +343,22 @@ pub fn test(a: TestArgs) -> Result<ExitCode> {
             step(&mut report, &format!("loom {pkg} {t}"), run_loom(&pkg, &t));
         }
     }
-    if !a.host_only {
+    if !a.host_only && !a.runtime_only {
         if let Err(e) = kernel_tests(&a, &mut report) {
             step(&mut report, "in-QEMU tests", Err(e));
+        }
+    }
+    if !a.host_only && !a.no_runtime {
+        match build::kernel(false) {
+            Ok(kernel) => crate::runtime::run(
+                &kernel,
+                &crate::runtime::Selection {
+                    filter: a.runtime.as_deref(),
+                    all_storage: a.all_storage,
+                },
+                &mut |name, r| step(&mut report, name, r),
+            ),
+            Err(e) => step(&mut report, "runtime tests", Err(e)),
         }
     }
     eprintln!(

@@ -1,21 +1,31 @@
 //! `cargo xtask`: cairn's developer workflow.
 //!
-//! * `run`: build the kernel (and the default workload image) and boot it on
-//!   QEMU.
+//! * `run`: build the kernel and the default workload image (the `demo`
+//!   runtime test; `--image` picks another) and boot it on QEMU; with
+//!   `--append "test=..."` boot a kernel test instead.
+//! * `image`: build a runtime test's program and image, or an image from a
+//!   manifest.
 //! * `test`: host tests, clippy for host and kernel target, loom models,
 //!   and every in-QEMU test, each QEMU run under a timeout with its serial
 //!   log kept on failure.
-//! * `bench`: printed figures (boot time, host micro-benchmarks).
+//! * `bench`: printed figures (boot time, host micro-benchmarks, block
+//!   drivers, filesystem workloads next to a Linux guest).
 //!
 //! First use installs what is missing (see [`setup`]).
 
 mod bench;
 mod bench_blk;
+mod bench_fs;
 mod build;
 mod disks;
 mod fuzz;
+mod image;
 mod ktest;
+mod linux;
+mod linux_test;
 mod qemu;
+mod run_image;
+mod runtime;
 mod setup;
 
 use clap::{Parser, Subcommand};
@@ -33,14 +43,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build the kernel and boot it on QEMU.
-    Run(qemu::RunArgs),
+    /// Build the kernel and a workload image (the demo by default) and boot
+    /// it on QEMU; `--append "test=NAME"` boots a kernel test instead.
+    Run(run_image::RunCmd),
+    /// Build a runtime test's program and image, or an image from a
+    /// manifest, into target/xtask/images/.
+    Image(image::ImageArgs),
     /// Run the whole test suite (host, clippy, loom, in-QEMU).
     Test(ktest::TestArgs),
     /// Print benchmark figures.
     Bench(bench::BenchArgs),
     /// Fuzz the TFS log replay and the manifest parser.
     Fuzz(fuzz::FuzzArgs),
+    /// Run the runtime tests on a Linux guest (Debian's kernel, ext4 on
+    /// virtio-blk) with the same QEMU flags: checks the test programs.
+    LinuxTest(linux_test::LinuxTestArgs),
     /// Check (and install when possible) the tools the workflow needs.
     Setup,
 }
@@ -48,10 +65,13 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
-        Command::Run(a) => qemu::run(a),
+        Command::Run(a) if a.wants_image() => run_image::run(a),
+        Command::Run(a) => qemu::run(a.vm),
+        Command::Image(a) => image::image(a),
         Command::Test(a) => ktest::test(a),
         Command::Bench(a) => bench::bench(a),
         Command::Fuzz(a) => fuzz::fuzz(a),
+        Command::LinuxTest(a) => linux_test::linux_test(a),
         Command::Setup => setup::ensure(setup::Need::all()),
     };
     match r {

@@ -131,3 +131,12 @@ pub fn ensure(need: Need) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Makes sure e2fsprogs (`mkfs.ext4`, `debugfs`) is present: the Linux
+/// guest's ext4 disks (`bench fs`, `linux-test`).
+pub fn ensure_e2fsprogs() -> Result<()> {
+    if have("mkfs.ext4", "-V") && have("debugfs", "-V") {
+        return Ok(());
+    }
+    apt_install(&["e2fsprogs"], false)
+}

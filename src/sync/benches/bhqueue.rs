@@ -22,6 +22,17 @@ impl Pair for BhQueue {
     }
 }
 
+/// The queue alone, without the interrupt-flag save/restore that makes it
+/// irq-safe (on the host those are calls into the simulated CPU).
+struct RawArrayQueue(crossbeam_queue::ArrayQueue<BhWork>);
+
+impl Pair for RawArrayQueue {
+    fn pair(&self, i: usize) {
+        let _ = self.0.push(BhWork::new(nop, i));
+        black_box(self.0.pop());
+    }
+}
+
 struct MutexQueue(spin::Mutex<VecDeque<BhWork>>);
 
 impl Pair for MutexQueue {
@@ -62,6 +73,10 @@ fn bench(c: &mut Criterion) {
         let bh = Arc::new(BhQueue::new(1024));
         g.bench_function(format!("bhqueue/{threads}t"), |b| {
             b.iter_custom(|iters| run(&bh, threads, iters))
+        });
+        let raw = Arc::new(RawArrayQueue(crossbeam_queue::ArrayQueue::new(1024)));
+        g.bench_function(format!("arrayqueue-without-irq-hooks/{threads}t"), |b| {
+            b.iter_custom(|iters| run(&raw, threads, iters))
         });
         let mq = Arc::new(MutexQueue(spin::Mutex::new(VecDeque::with_capacity(1024))));
         g.bench_function(format!("spin-mutex-vecdeque/{threads}t"), |b| {

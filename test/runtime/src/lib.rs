@@ -1,5 +1,679 @@
 //! The runtime-test catalogue: workload programs (C, built with the host's
-//! `gcc -static`) and their Nanos-syntax manifests, each booted as its own
-//! image and judged by its exit status.
+//! `gcc -static -O2`, one with `-static-pie`) and their Nanos-syntax
+//! manifests, each booted as its own image under `-smp 2` and judged by its
+//! exit status.
 //!
-//! Not built out yet (issue "Run workload images").
+//! Layout of `test/runtime/`:
+//!
+//! * `c/<program>.c` and `c/cairn_test.h`: the programs. Each passes with 0;
+//!   a failed check prints `FAIL <test>: ...` on stderr and exits 1; the
+//!   in-program hang detector exits 3; a persistence test's first boot
+//!   exits 42 ([`FIRST_BOOT`]).
+//! * `manifests/<test>.manifest`: the image's root tuple (`program`,
+//!   `arguments`, `environment`, the tree). Host paths are relative to the
+//!   build directory, where xtask puts the compiled program and the data
+//!   files of [`RuntimeTest::data`].
+//! * `files/`: fixed files some images carry (e.g. the demo's `motd`).
+//!
+//! The same programs run natively on Linux (`tests/native.rs` builds and
+//! runs every test that does not need a device of its own), which checks
+//! the programs themselves; `cargo xtask test` boots them on cairn.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Exit status of a persistence test's first boot (data written, boot
+/// again to verify).
+pub const FIRST_BOOT: u32 = 42;
+/// Exit status of a failed check.
+pub const FAILED: u32 = 1;
+/// Exit status of the in-program hang detector (a stuck worker thread).
+pub const HANG: u32 = 3;
+
+/// A block device kind a test runs on (the xtask `disks` kinds).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// virtio-blk (the default suite).
+    Virtio,
+    /// PIIX IDE (`--all-storage`).
+    Ata,
+    /// VMware PVSCSI (`--all-storage`).
+    Pvscsi,
+}
+
+impl Storage {
+    /// The name xtask and the QEMU flags use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Storage::Virtio => "virtio",
+            Storage::Ata => "ata",
+            Storage::Pvscsi => "pvscsi",
+        }
+    }
+}
+
+/// Every storage kind.
+pub const ALL_STORAGE: &[Storage] = &[Storage::Virtio, Storage::Ata, Storage::Pvscsi];
+
+/// A file the image carries besides the program.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DataFile {
+    /// `bytes` of the pattern with `seed` (see [`pattern_word`]).
+    Pattern {
+        name: &'static str,
+        bytes: u64,
+        seed: u32,
+    },
+    /// A copy of `test/runtime/files/<name>`.
+    Fixed { name: &'static str },
+}
+
+impl DataFile {
+    /// Its name in the build directory (and the manifest's host path).
+    pub fn name(&self) -> &'static str {
+        match self {
+            DataFile::Pattern { name, .. } | DataFile::Fixed { name } => name,
+        }
+    }
+}
+
+/// A block-level fault QEMU injects (blkdebug, errno EIO).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Inject {
+    /// Every read covering the sector that holds byte `offset` of the
+    /// image file `path` fails. The runner finds the sector in the image.
+    ReadFile { path: &'static str, offset: u64 },
+}
+
+/// How the program is linked.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// `gcc -static`.
+    Static,
+    /// `gcc -static-pie`.
+    StaticPie,
+}
+
+/// Whether a test can run natively on the host (to check the program).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Native {
+    Yes,
+    /// Needs something only its image provides; the reason.
+    No(&'static str),
+}
+
+/// One runtime test.
+#[derive(Clone, Debug)]
+pub struct RuntimeTest {
+    /// Test name (also the image name).
+    pub name: &'static str,
+    /// What it checks.
+    pub what: &'static str,
+    /// Program source in `c/` (the binary is named after its stem).
+    pub source: &'static str,
+    /// Manifest in `manifests/`.
+    pub manifest: &'static str,
+    pub link: Link,
+    /// Expected exit status of each boot of the same image, in order.
+    pub boots: &'static [u32],
+    /// Minimum image size in MiB (mkfs `-s`).
+    pub image_mib: u64,
+    /// Put the filesystem in an MBR partition instead of at sector 0.
+    pub mbr: bool,
+    /// Storage kinds it runs on (virtio in the default suite, the others
+    /// with `--all-storage`).
+    pub storage: &'static [Storage],
+    pub inject: Option<Inject>,
+    /// vCPUs.
+    pub smp: usize,
+    /// Seconds before the runner kills one boot (a hang).
+    pub timeout_s: u64,
+    /// Files the image carries besides the program.
+    pub data: &'static [DataFile],
+    pub native: Native,
+}
+
+const PAGE: u64 = 4096;
+
+const fn pattern(name: &'static str, bytes: u64, seed: u32) -> DataFile {
+    DataFile::Pattern { name, bytes, seed }
+}
+
+const fn test(name: &'static str, what: &'static str) -> RuntimeTest {
+    RuntimeTest {
+        name,
+        what,
+        source: name,
+        manifest: name,
+        link: Link::Static,
+        boots: &[0],
+        image_mib: 16,
+        mbr: false,
+        storage: ALL_STORAGE,
+        inject: None,
+        smp: 2,
+        timeout_s: 120,
+        data: &[],
+        native: Native::Yes,
+    }
+}
+
+static CATALOGUE: &[RuntimeTest] = &[
+    RuntimeTest {
+        data: &[DataFile::Fixed { name: "motd" }],
+        ..test(
+            "demo",
+            "the default `cargo xtask run` workload: uname, argv/env, the root listing, a file written/read/mapped, two threads",
+        )
+    },
+    test(
+        "hello",
+        "start-up of a static glibc program: argv and environment from the manifest, stdout, exit status",
+    ),
+    RuntimeTest {
+        source: "hello",
+        manifest: "hello",
+        link: Link::StaticPie,
+        mbr: true,
+        ..test(
+            "hello_pie",
+            "hello built -static-pie (relocating loader start-up) on an MBR-partitioned image",
+        )
+    },
+    test(
+        "fileio",
+        "read/write/O_APPEND/pread/pwrite/readv/writev/lseek/fstat, holes, partial-page overwrites, F_DUPFD/dup3, EBADF/EEXIST/ENOENT/EINVAL/EFAULT",
+    ),
+    test(
+        "truncate",
+        "ftruncate shrink and grow (regrown tail reads zeros), O_TRUNC, sparse write after truncate to 0, fallocate",
+    ),
+    RuntimeTest {
+        boots: &[FIRST_BOOT, 0],
+        ..test(
+            "persist",
+            "boot 1 writes and fsync/fdatasyncs files, a new directory, a rename, a shrink, an overwrite; boot 2 finds them intact",
+        )
+    },
+    test(
+        "dirs",
+        "mkdir/rename (plain, over a file, across dirs, of a dir)/unlink/rmdir, getdents over 150 entries, chdir/getcwd, ENOTEMPTY/ENOTDIR/EEXIST, reading an open unlinked file",
+    ),
+    RuntimeTest {
+        boots: &[FIRST_BOOT, 0],
+        ..test(
+            "mmap_file",
+            "shared mapping stores seen by read() and write()s seen through it, private stores stay private, EACCES, msync'd and fsync'd stores persist (boot 2)",
+        )
+    },
+    RuntimeTest {
+        timeout_s: 180,
+        ..test(
+            "threads_files",
+            "4 pthreads each write, fsync and read back their own 1 MiB file and their stripes of a shared file",
+        )
+    },
+    RuntimeTest {
+        image_mib: 96,
+        timeout_s: 400,
+        ..test(
+            "bigfile",
+            "64 MiB sequential write in 1 MiB pieces, fsync, sequential read-back checking every byte",
+        )
+    },
+    RuntimeTest {
+        image_mib: 8,
+        native: Native::No("needs a small disk of its own"),
+        ..test(
+            "enospc",
+            "write until ENOSPC on an 8 MiB image: errno, the accepted data reads back, synced data intact, unlink makes room",
+        )
+    },
+    RuntimeTest {
+        data: &[
+            pattern("good.dat", 64 * 1024, 11),
+            pattern("bad.dat", 256 * 1024, 12),
+        ],
+        inject: Some(Inject::ReadFile {
+            path: "/bad.dat",
+            offset: 128 * 1024,
+        }),
+        native: Native::No("needs the injected read error"),
+        ..test(
+            "eio",
+            "reads of bad.dat (its sectors fail through QEMU blkdebug) return -1/EIO; good.dat still reads and new files still write afterwards",
+        )
+    },
+    RuntimeTest {
+        data: &[pattern("brian.dat", 2 * 200 * 2 * PAGE, 21)],
+        timeout_s: 300,
+        ..test(
+            "seed_brian",
+            "seeds/002 Brian: read(fd, p) / write(fd, p) where p is an untouched shared (or private) mapping of the same file, 2 threads x 200 iterations on cold pages",
+        )
+    },
+    RuntimeTest {
+        data: &[
+            pattern("colin-map.dat", 200 * 4 * PAGE, 31),
+            pattern("colin-buf.dat", 200 * 4 * PAGE, 33),
+        ],
+        timeout_s: 300,
+        ..test(
+            "seed_colin",
+            "seeds/002 Colin: one thread faults on a mapped file while another reads/writes a different file into faulting anonymous and file-mapped buffers, 200 iterations",
+        )
+    },
+    RuntimeTest {
+        data: &[
+            pattern("race-map.dat", 64 * PAGE, 41),
+            pattern("race-io.dat", 64 * PAGE, 42),
+        ],
+        timeout_s: 300,
+        ..test(
+            "seed_mman_race",
+            "seeds/000: 4 threads race mmap/mremap/munmap of file and anonymous mappings, open/read/close/unlink, and msync, 200 iterations each",
+        )
+    },
+    RuntimeTest {
+        data: &[pattern("split.dat", 16 * PAGE, 51)],
+        timeout_s: 300,
+        ..test(
+            "seed_split_merge",
+            "seeds/001+004: mprotect splits/merges, MAP_FIXED replacement and munmap/mmap of adjacent regions while other threads fault in them, 200 iterations",
+        )
+    },
+];
+
+/// The filesystem benchmark of `cargo xtask bench fs` (not a test: its
+/// figures are printed, never judged; it fails only on wrong data).
+static FS_BENCH: RuntimeTest = RuntimeTest {
+    data: &[
+        pattern("cold.dat", 32 << 20, 91),
+        pattern("rand.dat", 16 << 20, 92),
+        pattern("map.dat", 16 << 20, 93),
+    ],
+    image_mib: 160,
+    storage: &[Storage::Virtio],
+    timeout_s: 900,
+    ..test(
+        "fsbench",
+        "sequential write+fsync, sequential and random reads cold and cached, create+unlink, mapped-file faults",
+    )
+};
+
+/// The `bench fs` workload.
+pub fn fs_bench() -> &'static RuntimeTest {
+    &FS_BENCH
+}
+
+/// Every runtime test.
+pub fn catalogue() -> &'static [RuntimeTest] {
+    CATALOGUE
+}
+
+/// The test called `name`.
+pub fn find(name: &str) -> Option<&'static RuntimeTest> {
+    CATALOGUE.iter().find(|t| t.name == name)
+}
+
+/// `test/runtime/`.
+pub fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The data pattern: the little-endian word at byte `off` (a multiple of
+/// 4) of a file made with `seed`; `pat32` in `c/cairn_test.h`.
+pub fn pattern_word(off: u64, seed: u32) -> u32 {
+    let mut x = ((off >> 2) as u32).wrapping_mul(2_654_435_761)
+        ^ seed.wrapping_mul(0x9e37_79b9)
+        ^ (off >> 34) as u32;
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x2c1b_3c6d);
+    x ^= x >> 12;
+    x
+}
+
+/// `len` bytes of pattern `seed` starting at byte `off` (a multiple of 4).
+pub fn pattern_bytes(off: u64, len: usize, seed: u32) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len + 4);
+    let mut o = off;
+    while v.len() < len {
+        v.extend_from_slice(&pattern_word(o, seed).to_le_bytes());
+        o += 4;
+    }
+    v.truncate(len);
+    v
+}
+
+/// Why a program or its build directory could not be made.
+#[derive(Debug)]
+pub struct BuildError(pub String);
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+fn io_err(what: &Path) -> impl Fn(std::io::Error) -> BuildError + '_ {
+    move |e| BuildError(format!("{}: {e}", what.display()))
+}
+
+impl RuntimeTest {
+    /// The program's file name (the source's stem).
+    pub fn program(&self) -> &'static str {
+        self.source
+    }
+
+    /// Path of the C source.
+    pub fn source_path(&self) -> PathBuf {
+        dir().join("c").join(format!("{}.c", self.source))
+    }
+
+    /// Path of the manifest.
+    pub fn manifest_path(&self) -> PathBuf {
+        dir()
+            .join("manifests")
+            .join(format!("{}.manifest", self.manifest))
+    }
+
+    /// The manifest text.
+    pub fn manifest_text(&self) -> Result<Vec<u8>, BuildError> {
+        let p = self.manifest_path();
+        std::fs::read(&p).map_err(io_err(&p))
+    }
+
+    /// The workload the manifest names (program path, argv, environment).
+    pub fn workload(&self) -> Result<cairn_tfs::Workload, BuildError> {
+        let text = self.manifest_text()?;
+        let m = cairn_tfs::manifest::parse(&text).map_err(|e| {
+            BuildError(format!(
+                "{}: {}",
+                self.manifest_path().display(),
+                e.render(&text)
+            ))
+        })?;
+        Ok(cairn_tfs::Workload::from_root(&m.store, m.root))
+    }
+
+    /// The line the program prints when it ends with `status` by itself
+    /// (`PASS <program>` for 0, `FIRST-BOOT <program>` for [`FIRST_BOOT`]):
+    /// a runner requires it, so that a kernel that exits with the right
+    /// status without running the program does not pass.
+    pub fn marker(&self, status: u32) -> Option<String> {
+        match status {
+            0 => Some(format!("PASS {}", self.program())),
+            FIRST_BOOT => Some(format!("FIRST-BOOT {}", self.program())),
+            _ => None,
+        }
+    }
+
+    /// Whether it boots on `storage`.
+    pub fn runs_on(&self, storage: Storage) -> bool {
+        self.storage.contains(&storage)
+    }
+
+    /// Compiles the program into `out` (gcc `-static` or `-static-pie`,
+    /// `-O2 -pthread`) and returns the binary's path.
+    pub fn build_program(&self, out: &Path) -> Result<PathBuf, BuildError> {
+        std::fs::create_dir_all(out).map_err(io_err(out))?;
+        let bin = out.join(self.program());
+        let link = match self.link {
+            Link::Static => "-static",
+            Link::StaticPie => "-static-pie",
+        };
+        let o = Command::new(gcc())
+            .args([link, "-O2", "-g", "-pthread", "-Wall", "-Wextra", "-Werror"])
+            .arg("-I")
+            .arg(dir().join("c"))
+            .arg("-o")
+            .arg(&bin)
+            .arg(self.source_path())
+            .output()
+            .map_err(|e| BuildError(format!("cannot run {}: {e}", gcc())))?;
+        if !o.status.success() {
+            return Err(BuildError(format!(
+                "{} {link} {} failed:\n{}",
+                gcc(),
+                self.source_path().display(),
+                String::from_utf8_lossy(&o.stderr)
+            )));
+        }
+        Ok(bin)
+    }
+
+    /// Writes the data files into `out`.
+    pub fn write_data(&self, out: &Path) -> Result<(), BuildError> {
+        std::fs::create_dir_all(out).map_err(io_err(out))?;
+        for d in self.data {
+            let path = out.join(d.name());
+            match *d {
+                DataFile::Pattern { bytes, seed, .. } => {
+                    let f = std::fs::File::create(&path).map_err(io_err(&path))?;
+                    let mut w = std::io::BufWriter::new(f);
+                    let chunk = 1 << 20;
+                    let mut off = 0;
+                    while off < bytes {
+                        let n = chunk.min(bytes - off);
+                        w.write_all(&pattern_bytes(off, n as usize, seed))
+                            .map_err(io_err(&path))?;
+                        off += n;
+                    }
+                    w.flush().map_err(io_err(&path))?;
+                }
+                DataFile::Fixed { name } => {
+                    let src = dir().join("files").join(name);
+                    std::fs::copy(&src, &path).map_err(io_err(&src))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the program and writes the data files into `out`: everything
+    /// the manifest's host paths name.
+    pub fn prepare(&self, out: &Path) -> Result<PathBuf, BuildError> {
+        self.write_data(out)?;
+        self.build_program(out)
+    }
+}
+
+/// The C compiler (`$CC`, else `gcc`).
+pub fn gcc() -> String {
+    std::env::var("CC")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "gcc".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_tfs::store::{NodeId, Store, Value};
+    use cairn_tfs::symbol::known;
+    use std::collections::BTreeSet;
+
+    /// Host paths named by `contents:(host:...)` anywhere under `t`, and
+    /// whether `path` (a `/`-separated program path) resolves to a file.
+    fn host_paths(store: &Store, t: NodeId, out: &mut BTreeSet<String>) {
+        let entries: Vec<_> = store.entries(t).map(|(k, v)| (k, v.clone())).collect();
+        for (k, v) in entries {
+            if let Value::Tuple(c) = v {
+                if k == known::CONTENTS {
+                    let host = store
+                        .get(c, known::HOST)
+                        .and_then(Value::as_bytes)
+                        .expect("contents without host");
+                    out.insert(String::from_utf8_lossy(host).into_owned());
+                } else {
+                    host_paths(store, c, out);
+                }
+            }
+        }
+    }
+
+    fn resolves_to_file(store: &Store, root: NodeId, path: &[u8]) -> bool {
+        let mut t = root;
+        for part in path.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
+            let Some(children) = store.get_tuple(t, known::CHILDREN) else {
+                return false;
+            };
+            let sym = store.symbols.find(part);
+            match sym.and_then(|s| store.get(children, s)) {
+                Some(Value::Tuple(n)) => t = *n,
+                _ => return false,
+            }
+        }
+        store.get(t, known::CONTENTS).is_some()
+    }
+
+    #[test]
+    fn every_manifest_parses_and_names_its_program_and_files() {
+        for t in catalogue().iter().chain([fs_bench()]) {
+            let text = t.manifest_text().unwrap();
+            let m = cairn_tfs::manifest::parse(&text)
+                .unwrap_or_else(|e| panic!("{}: {}", t.name, e.render(&text)));
+            let w = cairn_tfs::Workload::from_root(&m.store, m.root);
+            let program = w.program.as_deref().expect("no program");
+            assert!(
+                resolves_to_file(&m.store, m.root, program),
+                "{}: program {} is not a file of the tree",
+                t.name,
+                String::from_utf8_lossy(program)
+            );
+            assert!(
+                program.ends_with(format!("/{}", t.program()).as_bytes()),
+                "{}: program path does not end in the binary's name",
+                t.name
+            );
+            assert!(!w.arguments.is_empty(), "{}: argv[0] must be given", t.name);
+            let mut hosts = BTreeSet::new();
+            host_paths(&m.store, m.root, &mut hosts);
+            let mut expected: BTreeSet<String> =
+                t.data.iter().map(|d| d.name().to_string()).collect();
+            expected.insert(t.program().to_string());
+            assert_eq!(
+                hosts, expected,
+                "{}: the manifest's host paths must be the program and the data files",
+                t.name
+            );
+            assert!(
+                m.store.get(m.root, known::IMAGESIZE).is_none(),
+                "{}: the image size belongs in the catalogue",
+                t.name
+            );
+        }
+    }
+
+    #[test]
+    fn catalogue_is_consistent() {
+        let mut names = BTreeSet::new();
+        for t in catalogue() {
+            assert!(names.insert(t.name), "duplicate test {}", t.name);
+            assert!(t.source_path().is_file(), "{}: no source", t.name);
+            assert!(!t.boots.is_empty() && t.smp >= 1 && t.timeout_s > 0);
+            assert!(t.storage.contains(&Storage::Virtio), "{}", t.name);
+            if let Some(Inject::ReadFile { path, offset }) = t.inject {
+                let d = t
+                    .data
+                    .iter()
+                    .find(|d| format!("/{}", d.name()) == path)
+                    .expect("inject names a data file");
+                if let DataFile::Pattern { bytes, .. } = d {
+                    assert!(offset < *bytes);
+                }
+            }
+            for d in t.data {
+                if let DataFile::Fixed { name } = d {
+                    assert!(dir().join("files").join(name).is_file());
+                }
+            }
+        }
+        for n in ["demo", "hello", "hello_pie", "persist", "enospc", "eio"] {
+            assert!(find(n).is_some(), "{n}");
+        }
+        assert!(catalogue().iter().any(|t| t.link == Link::StaticPie));
+        assert!(catalogue().iter().any(|t| t.boots.len() == 2));
+        assert_eq!(
+            catalogue()
+                .iter()
+                .filter(|t| t.name.starts_with("seed_"))
+                .count(),
+            4
+        );
+    }
+
+    #[test]
+    fn in_program_alarms_fire_before_the_runner_gives_up() {
+        // alarm() in watchdog_start(stall, total) must end a hung program
+        // (SIGALRM, 142) before the runner's timeout kills QEMU.
+        for t in catalogue() {
+            let src = std::fs::read_to_string(t.source_path()).unwrap();
+            if let Some(at) = src.find("watchdog_start(") {
+                let args = &src[at..src[at..].find(';').unwrap() + at];
+                let total: u64 = args
+                    .rsplit(',')
+                    .next()
+                    .unwrap()
+                    .trim_matches(|c: char| !c.is_ascii_digit())
+                    .parse()
+                    .unwrap();
+                assert!(total < t.timeout_s, "{}: alarm({total}) >= timeout", t.name);
+            }
+        }
+    }
+
+    #[test]
+    fn seed_data_files_cover_the_iterations() {
+        // argv[1] of the seed programs is the iteration count; the cold
+        // data files must hold that many regions.
+        for (name, file, per_iter) in [
+            ("seed_brian", "brian.dat", 2 * 2 * PAGE),
+            ("seed_colin", "colin-map.dat", 4 * PAGE),
+            ("seed_colin", "colin-buf.dat", 4 * PAGE),
+        ] {
+            let t = find(name).unwrap();
+            let w = t.workload().unwrap();
+            let iters: u64 = String::from_utf8_lossy(&w.arguments[1]).parse().unwrap();
+            assert!(iters >= 200, "{name}: at least 200 iterations");
+            let bytes = t
+                .data
+                .iter()
+                .find_map(|d| match d {
+                    DataFile::Pattern { name, bytes, .. } if *name == file => Some(*bytes),
+                    _ => None,
+                })
+                .unwrap();
+            assert!(bytes >= iters * per_iter, "{name}: {file} too small");
+        }
+        for name in ["seed_mman_race", "seed_split_merge"] {
+            let w = find(name).unwrap().workload().unwrap();
+            let iters: u64 = String::from_utf8_lossy(&w.arguments[1]).parse().unwrap();
+            assert!(iters >= 200, "{name}");
+        }
+    }
+
+    #[test]
+    fn pattern_matches_the_c_side() {
+        // Values printed by pat32() of c/cairn_test.h.
+        assert_eq!(pattern_word(0, 1), 0x672152f9);
+        assert_eq!(pattern_word(4, 1), 0x60dfeef6);
+        assert_eq!(pattern_word(4096 * 1000, 21), 0x21463481);
+        assert_eq!(pattern_word((1 << 36) + 8, 77), 0x125a2c1d);
+        assert_eq!(pattern_bytes(0, 6, 1).len(), 6);
+        assert_eq!(
+            pattern_bytes(8, 8, 7),
+            [
+                pattern_word(8, 7).to_le_bytes(),
+                pattern_word(12, 7).to_le_bytes()
+            ]
+            .concat()
+        );
+        assert_ne!(pattern_word(0, 1), pattern_word(0, 2));
+        assert_ne!(pattern_word(0, 1), pattern_word(4, 1));
+    }
+}

@@ -1,0 +1,126 @@
+/* fsbench: the filesystem benchmark of `cargo xtask bench fs`, run on
+ * cairn and on a Linux guest from the same kind of image. Prints one
+ * machine-readable line per case:
+ *
+ *   fsbench <case> ops=<n> bytes=<b> ns=<t>
+ *
+ * Cases: seq_write_fsync (32 MiB in 1 MiB writes, then fsync),
+ * seq_read_cold (cold.dat as it came with the image: first touch this
+ * boot), seq_read_cached (the same again), rand_read_4k_cold and
+ * rand_read_4k_cached (4096 preads of 4 KiB at random page offsets of
+ * rand.dat, first touch then again), create_unlink (create, close,
+ * unlink), mmap_fault_cold and mmap_fault_cached (one read fault per
+ * page of a shared mapping of map.dat, first touch then again after
+ * munmap). Every read is checked against the pattern. */
+#include "cairn_test.h"
+
+#define MIB (1 << 20)
+#define WRITE_MIB 32
+#define RAND_OPS 4096
+#define CREATES 500
+
+static double t_start;
+static void start(void) { t_start = now_s(); }
+static void report(const char *name, long ops, long long bytes)
+{
+    double ns = (now_s() - t_start) * 1e9;
+    printf("fsbench %s ops=%ld bytes=%lld ns=%.0f\n", name, ops, bytes, ns);
+}
+
+static long file_size(const char *p)
+{
+    struct stat st;
+    SYS(stat(p, &st));
+    return st.st_size;
+}
+
+static void seq_read(const char *name, const char *path, char *buf, uint32_t seed)
+{
+    long size = file_size(path);
+    int fd = SYS(open(path, O_RDONLY));
+    start();
+    long off = 0, ops = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, MIB);
+        CHECK(n >= 0, "read %s", path);
+        if (n == 0)
+            break;
+        CHECK(pat_check(buf, (size_t)n, (uint64_t)off, seed) < 0, "%s data at %ld", path, off);
+        off += n;
+        ops++;
+    }
+    report(name, ops, off);
+    CHECK(off == size, "%s: read %ld of %ld bytes", path, off, size);
+    close(fd);
+}
+
+static void rand_read(const char *name, const char *path, uint32_t seed)
+{
+    static char buf[PAGE];
+    long pages = file_size(path) / PAGE;
+    int fd = SYS(open(path, O_RDONLY));
+    uint32_t s = 0x2545f491;
+    start();
+    for (int i = 0; i < RAND_OPS; i++) {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        off_t off = (off_t)(s % (uint32_t)pages) * PAGE;
+        pread_all(fd, buf, PAGE, off);
+        CHECK(pat_check(buf, 64, (uint64_t)off, seed) < 0, "%s data at %lld", path,
+              (long long)off);
+    }
+    report(name, RAND_OPS, (long long)RAND_OPS * PAGE);
+    close(fd);
+}
+
+static void map_faults(const char *name, const char *path, uint32_t seed)
+{
+    long size = file_size(path);
+    int fd = SYS(open(path, O_RDONLY));
+    start();
+    volatile uint32_t *p = SYSP(mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0));
+    uint32_t sum = 0;
+    for (long off = 0; off < size; off += PAGE)
+        sum ^= p[off / 4] ^ pat32((uint64_t)off, seed);
+    SYS(munmap((void *)p, (size_t)size));
+    report(name, size / PAGE, size);
+    CHECK(sum == 0, "%s: mapped data differs", path);
+    close(fd);
+}
+
+int main(void)
+{
+    test_init("fsbench");
+    char *buf = malloc(MIB);
+    CHECK(buf != NULL, "malloc");
+
+    int fd = SYS(open("written.dat", O_CREAT | O_TRUNC | O_WRONLY, 0644));
+    pat_fill(buf, MIB, 0, 90);
+    start();
+    for (int i = 0; i < WRITE_MIB; i++)
+        write_all(fd, buf, MIB);
+    SYS(fsync(fd));
+    report("seq_write_fsync", WRITE_MIB, (long long)WRITE_MIB * MIB);
+    close(fd);
+
+    seq_read("seq_read_cold", "cold.dat", buf, 91);
+    seq_read("seq_read_cached", "cold.dat", buf, 91);
+    rand_read("rand_read_4k_cold", "rand.dat", 92);
+    rand_read("rand_read_4k_cached", "rand.dat", 92);
+
+    char name[32];
+    start();
+    for (int i = 0; i < CREATES; i++) {
+        snprintf(name, sizeof name, "c%d", i);
+        int f = SYS(open(name, O_CREAT | O_EXCL | O_WRONLY, 0644));
+        SYS(close(f));
+        SYS(c_unlink(name));
+    }
+    report("create_unlink", CREATES, 0);
+
+    map_faults("mmap_fault_cold", "map.dat", 93);
+    map_faults("mmap_fault_cached", "map.dat", 93);
+    SYS(c_unlink("written.dat"));
+    pass();
+}

@@ -1,0 +1,338 @@
+//! `cargo xtask bench fs`: the `fsbench` workload (test/runtime/c/
+//! fsbench.c) on cairn (release kernel, TFS image) and on the Linux guest
+//! (Debian's kernel, ext4 image with the same files), both under TCG with
+//! the same QEMU flags (`-M q35 -smp 2 -m 512M`, virtio-blk) in the same
+//! run. Prints a table of rates and the cairn/Linux ratio (above 1: cairn
+//! is faster) and writes it to the `## fs` section of BENCHMARKS.md,
+//! keeping the other sections. Figures are printed, never asserted; a
+//! side that cannot run is reported with its reason.
+
+use crate::Result;
+use crate::build;
+use crate::disks::{self, Storage};
+use crate::qemu::Vm;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One `fsbench` line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Case {
+    pub ops: u64,
+    pub bytes: u64,
+    pub ns: u64,
+}
+
+/// The `fsbench <case> ops= bytes= ns=` lines of a console.
+pub fn parse(serial: &str) -> BTreeMap<String, Case> {
+    serial
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("fsbench ")?;
+            let mut w = rest.split_whitespace();
+            let name = w.next()?.to_string();
+            let mut field = |k: &str| -> Option<u64> {
+                let v = w.next()?.strip_prefix(k)?;
+                v.parse::<f64>().ok().map(|f| f as u64)
+            };
+            Some((
+                name,
+                Case {
+                    ops: field("ops=")?,
+                    bytes: field("bytes=")?,
+                    ns: field("ns=")?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The rows of the table: case, what is measured, unit.
+const ROWS: &[(&str, &str, Unit)] = &[
+    (
+        "seq_write_fsync",
+        "sequential write 32 MiB + fsync",
+        Unit::MiBs,
+    ),
+    ("seq_read_cold", "sequential read 32 MiB, cold", Unit::MiBs),
+    (
+        "seq_read_cached",
+        "sequential read 32 MiB, cached",
+        Unit::MiBs,
+    ),
+    ("rand_read_4k_cold", "random 4 KiB reads, cold", Unit::Iops),
+    (
+        "rand_read_4k_cached",
+        "random 4 KiB reads, cached",
+        Unit::Iops,
+    ),
+    ("create_unlink", "create + close + unlink", Unit::Ops),
+    (
+        "mmap_fault_cold",
+        "mapped-file read faults, cold",
+        Unit::Faults,
+    ),
+    (
+        "mmap_fault_cached",
+        "mapped-file read faults, cached",
+        Unit::Faults,
+    ),
+];
+
+#[derive(Copy, Clone)]
+enum Unit {
+    MiBs,
+    Iops,
+    Ops,
+    Faults,
+}
+
+impl Unit {
+    fn name(self) -> &'static str {
+        match self {
+            Unit::MiBs => "MiB/s",
+            Unit::Iops => "IOPS",
+            Unit::Ops => "ops/s",
+            Unit::Faults => "faults/s",
+        }
+    }
+
+    fn rate(self, c: &Case) -> f64 {
+        let s = c.ns.max(1) as f64 / 1e9;
+        match self {
+            Unit::MiBs => c.bytes as f64 / (1u64 << 20) as f64 / s,
+            Unit::Iops | Unit::Ops | Unit::Faults => c.ops as f64 / s,
+        }
+    }
+}
+
+/// One side's figures, or why there are none.
+type Side = std::result::Result<BTreeMap<String, Case>, String>;
+
+fn tail(s: &str, n: usize) -> String {
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(n)..].join("\n")
+}
+
+fn cairn_side() -> Side {
+    let t = cairn_runtime_tests::fs_bench();
+    let image = crate::image::build_test_image(t, None)?;
+    let kernel = build::kernel(true)?;
+    std::fs::create_dir_all(disks::dir()).map_err(|e| e.to_string())?;
+    let disk = disks::dir().join("bench-fs-cairn.img");
+    std::fs::copy(&image, &disk).map_err(|e| e.to_string())?;
+    let (machine, flags) = disks::qemu_flags(Storage::Virtio, &disk.display().to_string());
+    let mut vm = Vm::new(
+        &kernel,
+        build::out_dir().join("logs").join("bench-fs-cairn.log"),
+    );
+    vm.smp = 2;
+    vm.machine = machine.unwrap_or("q35").into();
+    vm.extra = flags;
+    vm.timeout = Duration::from_secs(t.timeout_s);
+    let o = vm.boot()?;
+    let cases = parse(&o.serial);
+    if !o.exited_with(0) || cases.len() < ROWS.len() {
+        let why = if o.timed_out {
+            format!("timed out after {} s", t.timeout_s)
+        } else if o.panicked {
+            "kernel panic".into()
+        } else if !o.serial.contains("fsbench ") {
+            format!(
+                "the workload never ran (kernel exit status {:?}, no fsbench line on the console)",
+                o.exit_status
+            )
+        } else {
+            format!(
+                "the workload did not complete (exit status {:?})",
+                o.exit_status
+            )
+        };
+        return Err(format!("{why}\nserial tail:\n{}", tail(&o.serial, 8)));
+    }
+    Ok(cases)
+}
+
+fn linux_side() -> (Side, String) {
+    let g = match crate::linux::guest() {
+        Ok(g) => g,
+        Err(e) => return (Err(format!("no Linux guest: {e}")), String::new()),
+    };
+    let version = format!("Linux {} (Debian linux-image-amd64), ext4", g.version);
+    let run = || -> Side {
+        let t = cairn_runtime_tests::fs_bench();
+        let work = crate::linux::dir().join("bench-fs");
+        let tree = work.join("tree");
+        let w = crate::linux_test::tree_and_workload(t, &tree)?;
+        let image = work.join("disk.img");
+        crate::linux::mkfs_ext4(&image, t.image_mib, &tree)?;
+        let initrd = crate::linux::initramfs(&g, &w, "bench-fs")?;
+        let o = crate::linux::boot(
+            &g,
+            &initrd,
+            Storage::Virtio,
+            &image.display().to_string(),
+            2,
+            Duration::from_secs(t.timeout_s),
+            build::out_dir().join("logs").join("bench-fs-linux.log"),
+        )?;
+        let cases = parse(&o.serial);
+        let _ = std::fs::remove_file(&image);
+        if crate::linux::exit_status(&o.serial) != Some(0) || cases.len() < ROWS.len() {
+            return Err(format!(
+                "the workload did not complete\nserial tail:\n{}",
+                tail(&o.serial, 8)
+            ));
+        }
+        Ok(cases)
+    };
+    (run(), version)
+}
+
+/// The table as Markdown.
+pub fn table(cairn: &Side, linux: &Side) -> String {
+    let mut s = String::from(
+        "| workload | unit | cairn | Linux | cairn/Linux |\n|---|---|---:|---:|---:|\n",
+    );
+    for (case, what, unit) in ROWS {
+        let c = cairn.as_ref().ok().and_then(|m| m.get(*case));
+        let l = linux.as_ref().ok().and_then(|m| m.get(*case));
+        let fmt =
+            |x: Option<&Case>| x.map_or("n/a".to_string(), |c| format!("{:.1}", unit.rate(c)));
+        let ratio = match (c, l) {
+            (Some(c), Some(l)) => format!("{:.2}", unit.rate(c) / unit.rate(l)),
+            _ => "n/a".into(),
+        };
+        s += &format!(
+            "| {what} | {} | {} | {} | {ratio} |\n",
+            unit.name(),
+            fmt(c),
+            fmt(l)
+        );
+    }
+    s
+}
+
+/// Replaces (or appends) the `## <heading>` section of `doc` with `body`.
+pub fn replace_section(doc: &str, heading: &str, body: &str) -> String {
+    let head = format!("## {heading}");
+    let mut out = String::new();
+    let mut lines = doc.lines().peekable();
+    let mut done = false;
+    while let Some(l) = lines.next() {
+        if !done && l.trim_end() == head {
+            out += body;
+            // Skip the old section up to the next `## ` heading.
+            while lines.peek().is_some_and(|n| !n.starts_with("## ")) {
+                lines.next();
+            }
+            done = true;
+            continue;
+        }
+        out += l;
+        out.push('\n');
+    }
+    if !done {
+        if out.is_empty() {
+            out += "# Benchmarks\n\nFigures are printed, never asserted.\n\n";
+        } else if !out.ends_with("\n\n") {
+            out.push('\n');
+        }
+        out += body;
+    }
+    out
+}
+
+/// `cargo xtask bench fs`.
+pub fn run() -> Result<()> {
+    crate::setup::ensure(crate::setup::Need {
+        qemu: true,
+        gcc: true,
+        clippy: false,
+    })?;
+    eprintln!("xtask: bench fs: cairn (release kernel, TFS on virtio-blk)");
+    let cairn = cairn_side();
+    eprintln!("xtask: bench fs: Linux guest (ext4 on virtio-blk)");
+    let (linux, version) = linux_side();
+    let t = table(&cairn, &linux);
+    let mut notes = String::new();
+    if let Err(e) = &cairn {
+        notes += &format!(
+            "\ncairn: not measured: {}\n",
+            e.lines().next().unwrap_or("")
+        );
+    }
+    if let Err(e) = &linux {
+        notes += &format!(
+            "\nLinux: not measured: {}\n",
+            e.lines().next().unwrap_or("")
+        );
+    }
+    println!(
+        "fs workloads under TCG (-M q35 -smp 2 -m 512M, virtio-blk), same run; cairn/Linux above 1: cairn faster"
+    );
+    print!("{t}");
+    for side in [&cairn, &linux] {
+        if let Err(e) = side {
+            eprintln!("xtask: bench fs: {e}");
+        }
+    }
+    let body = format!(
+        "## fs\n\n`cargo xtask bench fs`: test/runtime/c/fsbench.c on cairn (release kernel, TFS) and on \
+         {} ({}) under TCG, `-M q35 -smp 2 -m 512M`, virtio-blk, in the same run. \
+         Rates (higher is better); cairn/Linux above 1 means cairn is faster. Host: {} CPUs.\n\n{t}{notes}\n",
+        if version.is_empty() {
+            "a Linux guest"
+        } else {
+            &version
+        },
+        "busybox initramfs",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    let path = build::root().join("BENCHMARKS.md");
+    let doc = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::write(&path, replace_section(&doc, "fs", &body))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!("xtask: bench fs: table written to {}", path.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_lines_and_makes_the_table() {
+        let serial = "boot\nfsbench seq_write_fsync ops=32 bytes=33554432 ns=1000000000\n\
+                      fsbench create_unlink ops=500 bytes=0 ns=500000000\nPASS fsbench\n";
+        let m = parse(serial);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m["create_unlink"].ops, 500);
+        let linux: Side = Ok(m.clone());
+        let mut faster = m.clone();
+        faster.get_mut("create_unlink").unwrap().ns = 250_000_000;
+        let t = table(&Ok(faster), &linux);
+        assert!(
+            t.contains("| sequential write 32 MiB + fsync | MiB/s | 32.0 | 32.0 | 1.00 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| create + close + unlink | ops/s | 2000.0 | 1000.0 | 2.00 |"),
+            "{t}"
+        );
+        let t = table(&Err("no".into()), &linux);
+        assert!(t.contains("| n/a | 32.0 | n/a |"), "{t}");
+    }
+
+    #[test]
+    fn replaces_only_its_section() {
+        let doc = "# Benchmarks\n\nintro\n\n## boot\n\nboot figures\n\n## fs\n\nold\n\n## blk\n\nblk figures\n";
+        let new = replace_section(doc, "fs", "## fs\n\nnew\n\n");
+        assert_eq!(
+            new,
+            "# Benchmarks\n\nintro\n\n## boot\n\nboot figures\n\n## fs\n\nnew\n\n## blk\n\nblk figures\n"
+        );
+        let added = replace_section("# B\n\n## boot\n\nx\n", "fs", "## fs\n\ny\n");
+        assert!(added.ends_with("## boot\n\nx\n\n## fs\n\ny\n"), "{added:?}");
+        assert!(replace_section("", "fs", "## fs\n").starts_with("# Benchmarks"));
+    }
+}

@@ -1,0 +1,180 @@
+//! `cargo xtask linux-test [FILTER]`: the runtime tests on the Linux guest
+//! ([`crate::linux`]: Debian's kernel, ext4 on virtio-blk), with the same
+//! QEMU flags, boots, fault injection and judgement as on cairn. It checks
+//! the test programs against a real kernel under the conditions of the
+//! suite (a small disk for ENOSPC, blkdebug for EIO, a second boot for
+//! persistence), so that a failure on cairn is cairn's.
+
+use crate::Result;
+use crate::build;
+use crate::disks::{self, Storage};
+use crate::linux::{self, Guest};
+use cairn_runtime_tests::{Inject, RuntimeTest};
+use cairn_tfs::store::{NodeId, Store, Value};
+use cairn_tfs::symbol::known;
+use clap::Args;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct LinuxTestArgs {
+    /// Only tests whose name contains this.
+    pub filter: Option<String>,
+}
+
+/// Copies the manifest tree under `t` into `dir`, taking host files from
+/// `base`.
+fn lay_out(store: &Store, t: NodeId, base: &Path, dir: &Path) -> Result<()> {
+    let Some(children) = store.get_tuple(t, known::CHILDREN) else {
+        return Ok(());
+    };
+    for (k, v) in store.entries(children) {
+        let Value::Tuple(node) = v else { continue };
+        let name = String::from_utf8_lossy(store.symbols.name(k)).into_owned();
+        let path = dir.join(&name);
+        if let Some(contents) = store.get_tuple(*node, known::CONTENTS) {
+            let host = store
+                .get(contents, known::HOST)
+                .and_then(Value::as_bytes)
+                .ok_or_else(|| format!("{name}: contents without host"))?;
+            let src = base.join(String::from_utf8_lossy(host).as_ref());
+            std::fs::copy(&src, &path).map_err(|e| format!("{}: {e}", src.display()))?;
+        } else if store.get_tuple(*node, known::CHILDREN).is_some() {
+            std::fs::create_dir_all(&path).map_err(|e| e.to_string())?;
+            lay_out(store, *node, base, &path)?;
+        }
+    }
+    Ok(())
+}
+
+/// The directory tree and workload of test `t` (built in its build dir).
+pub fn tree_and_workload(t: &RuntimeTest, tree: &Path) -> Result<linux::Workload> {
+    let base = crate::image::build_dir(t);
+    t.prepare(&base).map_err(|e| e.to_string())?;
+    let text = t.manifest_text().map_err(|e| e.to_string())?;
+    let m = cairn_tfs::manifest::parse(&text).map_err(|e| e.render(&text))?;
+    let _ = std::fs::remove_dir_all(tree);
+    std::fs::create_dir_all(tree).map_err(|e| e.to_string())?;
+    lay_out(&m.store, m.root, &base, tree)?;
+    let w = cairn_tfs::Workload::from_root(&m.store, m.root);
+    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Ok(linux::Workload {
+        program: s(w.program.as_deref().unwrap_or_default()),
+        args: w.arguments.iter().skip(1).map(|a| s(a)).collect(),
+        env: w.environment.iter().map(|(k, v)| (s(k), s(v))).collect(),
+    })
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Runs `t` on the Linux guest (virtio-blk).
+pub fn run_one(g: &Guest, t: &RuntimeTest) -> Result<()> {
+    let work = linux::dir().join("tests").join(t.name);
+    let tree = work.join("tree");
+    let w = tree_and_workload(t, &tree)?;
+    let image = work.join("disk.img");
+    linux::mkfs_ext4(&image, t.image_mib, &tree)?;
+    let file = match t.inject {
+        None => image.display().to_string(),
+        Some(Inject::ReadFile { path, offset }) => {
+            let sector = linux::ext4_sector(&image, path, offset)?;
+            let rules = work.join("blkdebug.conf");
+            std::fs::write(&rules, crate::runtime::blkdebug_read_rule(sector))
+                .map_err(|e| e.to_string())?;
+            format!("blkdebug:{}:{}", rules.display(), image.display())
+        }
+    };
+    let initrd = linux::initramfs(g, &w, &format!("test-{}", t.name))?;
+    for (i, &want) in t.boots.iter().enumerate() {
+        let log = build::out_dir()
+            .join("logs")
+            .join(format!("linux-{}-boot{}.log", t.name, i + 1));
+        let o = linux::boot(
+            g,
+            &initrd,
+            Storage::Virtio,
+            &file,
+            t.smp,
+            Duration::from_secs(t.timeout_s.max(120)),
+            log.clone(),
+        )?;
+        let got = linux::exit_status(&o.serial);
+        let marker_ok = t.marker(want).is_none_or(|m| o.serial.contains(&m));
+        if o.timed_out || got != Some(want) || !marker_ok {
+            eprintln!(
+                "---- serial tail ({}) ----\n{}\n----",
+                log.display(),
+                tail(&o.serial, 25)
+            );
+            return Err(format!(
+                "boot {}: {}",
+                i + 1,
+                if o.timed_out {
+                    "timed out".to_string()
+                } else {
+                    format!("exit status {got:?}, expected {want}")
+                }
+            ));
+        }
+    }
+    let _ = std::fs::remove_file(&image);
+    Ok(())
+}
+
+/// `cargo xtask linux-test`.
+pub fn linux_test(a: LinuxTestArgs) -> Result<ExitCode> {
+    crate::setup::ensure(crate::setup::Need {
+        qemu: true,
+        gcc: true,
+        clippy: false,
+    })?;
+    let g = match linux::guest() {
+        Ok(g) => g,
+        Err(why) => {
+            eprintln!("xtask: SKIPPED linux-test: no Linux guest: {why}");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    std::fs::create_dir_all(disks::dir()).map_err(|e| e.to_string())?;
+    let (mut passed, mut failed) = (0, Vec::new());
+    for t in cairn_runtime_tests::catalogue() {
+        if a.filter
+            .as_ref()
+            .is_some_and(|f| !t.name.contains(f.as_str()))
+        {
+            continue;
+        }
+        let start = std::time::Instant::now();
+        match run_one(&g, t) {
+            Ok(()) => {
+                passed += 1;
+                eprintln!(
+                    "xtask: ok   linux {} ({:.1} s)",
+                    t.name,
+                    start.elapsed().as_secs_f64()
+                );
+            }
+            Err(e) => {
+                eprintln!("xtask: FAIL linux {}: {e}", t.name);
+                failed.push(t.name);
+            }
+        }
+    }
+    eprintln!(
+        "\nlinux-test (Linux {}): {passed} passed, {} failed",
+        g.version,
+        failed.len()
+    );
+    for f in &failed {
+        eprintln!("xtask: FAILED  linux {f}");
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,105 @@
+//! `cargo xtask run` with a workload: with no `test=` on the command line
+//! (or with `--image`), build the image (the `demo` runtime test by
+//! default), attach it as the first disk and boot the kernel on it
+//! interactively; the program's exit status becomes xtask's.
+
+use crate::Result;
+use crate::build;
+use crate::disks::{self, Storage};
+use crate::qemu::{RunArgs, Vm, symbolize};
+use clap::Args;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The image `cargo xtask run` boots when told nothing else.
+pub const DEFAULT_IMAGE: &str = "demo";
+
+#[derive(Args)]
+pub struct RunCmd {
+    #[command(flatten)]
+    pub vm: RunArgs,
+    /// Boot this workload: a runtime test's name, a manifest or an .img
+    /// file (default: the demo, unless --append names a kernel test).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Storage the image is attached through: virtio, ata or pvscsi.
+    #[arg(long, default_value = "virtio")]
+    pub storage: String,
+}
+
+impl RunCmd {
+    /// Whether this run boots a workload image (not a kernel test).
+    pub fn wants_image(&self) -> bool {
+        self.image.is_some()
+            || !self
+                .vm
+                .append
+                .split_whitespace()
+                .any(|w| w.starts_with("test=") || w.starts_with("tests="))
+    }
+}
+
+/// `cargo xtask run` with a workload image.
+pub fn run(a: RunCmd) -> Result<ExitCode> {
+    crate::setup::ensure(crate::setup::Need {
+        qemu: true,
+        gcc: true,
+        clippy: false,
+    })?;
+    let storage = Storage::parse(&a.storage)
+        .ok_or_else(|| format!("unknown storage {:?} (virtio, ata, pvscsi)", a.storage))?;
+    let what = a.image.as_deref().unwrap_or(DEFAULT_IMAGE);
+    let pristine = crate::image::resolve(what, None)?;
+    // Boot a copy: the workload may write, and the built image stays as made.
+    std::fs::create_dir_all(disks::dir()).map_err(|e| e.to_string())?;
+    let disk = disks::dir().join("run.img");
+    std::fs::copy(&pristine, &disk).map_err(|e| format!("{}: {e}", disk.display()))?;
+    let kernel = build::kernel(a.vm.release)?;
+    let (machine, flags) = disks::qemu_flags(storage, &disk.display().to_string());
+    let mut vm = Vm::new(&kernel, build::out_dir().join("logs").join("run.log"));
+    vm.accel = a.vm.accel;
+    vm.smp = a.vm.smp;
+    vm.memory = a.vm.memory;
+    vm.machine = match machine {
+        Some(m) => m.into(),
+        None => a.vm.machine,
+    };
+    vm.append = a.vm.append;
+    vm.gdb = a.vm.gdb;
+    vm.cpu = a.vm.cpu;
+    vm.timeout = Duration::from_secs(a.vm.timeout);
+    vm.interactive = true;
+    vm.extra = flags;
+    eprintln!(
+        "xtask: booting {} with workload image {} (copy {}) on {} ({:?}, {} vCPUs, {}); serial log in {}",
+        kernel.display(),
+        pristine.display(),
+        disk.display(),
+        storage.name(),
+        vm.accel,
+        vm.smp,
+        vm.memory,
+        vm.log.display()
+    );
+    let o = vm.boot()?;
+    if o.timed_out {
+        return Err(format!("VM killed after {} s (timeout)", a.vm.timeout));
+    }
+    if o.panicked {
+        eprint!("{}", symbolize(&kernel, &o.serial));
+    }
+    eprintln!(
+        "xtask: VM ended after {:.2} s: {}",
+        o.elapsed.as_secs_f64(),
+        match (o.exit_status, o.panicked) {
+            (_, true) => "kernel panic".to_string(),
+            (Some(s), _) => format!("workload exit status {s}"),
+            (None, _) => format!("no exit status (QEMU status {:?})", o.qemu_status),
+        }
+    );
+    Ok(match o.exit_status {
+        Some(0) if !o.panicked => ExitCode::SUCCESS,
+        Some(s) if !o.panicked => ExitCode::from(s.min(255) as u8),
+        _ => ExitCode::FAILURE,
+    })
+}

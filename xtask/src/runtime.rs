@@ -1,0 +1,244 @@
+//! Runtime tests on cairn: every test of the `cairn-runtime-tests`
+//! catalogue built into its own image and booted (TCG, its `-smp`, 512 MiB)
+//! on virtio-blk, and with `--all-storage` also on ata-pci and pvscsi.
+//!
+//! A boot passes when the kernel reports the expected exit status
+//! (`cairn: exit status N`, confirmed by QEMU's debug-exit status) and,
+//! for a status the program ends with by itself, the program's own line
+//! (`PASS <program>` / `FIRST-BOOT <program>`) is on the serial console,
+//! so a kernel that exits 0 without running anything does not pass.
+//! Persistence tests boot the same image twice. A boot that outlives the
+//! test's timeout is a hang. A failure names the boot, the statuses and
+//! prints the serial tail; the full log stays in `target/xtask/logs/`.
+
+use crate::Result;
+use crate::build;
+use crate::disks::{self, Storage};
+use crate::qemu::{Outcome, Vm, symbolize};
+use cairn_runtime_tests::{Inject, RuntimeTest};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What to run.
+pub struct Selection<'a> {
+    /// Only tests whose name contains this.
+    pub filter: Option<&'a str>,
+    /// Every storage kind the test lists, not only virtio.
+    pub all_storage: bool,
+}
+
+fn storage_of(s: cairn_runtime_tests::Storage) -> Storage {
+    match s {
+        cairn_runtime_tests::Storage::Virtio => Storage::Virtio,
+        cairn_runtime_tests::Storage::Ata => Storage::Ata,
+        cairn_runtime_tests::Storage::Pvscsi => Storage::Pvscsi,
+    }
+}
+
+/// The tests and storage kinds `sel` picks, in catalogue order.
+pub fn selected(sel: &Selection) -> Vec<(&'static RuntimeTest, Storage)> {
+    let mut v = Vec::new();
+    for t in cairn_runtime_tests::catalogue() {
+        if sel.filter.is_some_and(|f| !t.name.contains(f)) {
+            continue;
+        }
+        for &s in t.storage {
+            if sel.all_storage || s == cairn_runtime_tests::Storage::Virtio {
+                v.push((t, storage_of(s)));
+            }
+        }
+    }
+    v
+}
+
+/// A blkdebug rule file failing every read that covers `sector`.
+pub fn blkdebug_read_rule(sector: u64) -> String {
+    format!(
+        "[inject-error]\nevent = \"read_aio\"\niotype = \"read\"\nerrno = \"5\"\nonce = \"off\"\nsector = \"{sector}\"\n"
+    )
+}
+
+/// The QEMU `file=` value for `disk` with `t`'s injection, if any.
+fn drive_file(t: &RuntimeTest, disk: &Path, pristine: &Path, tag: &str) -> Result<String> {
+    match t.inject {
+        None => Ok(disk.display().to_string()),
+        Some(Inject::ReadFile { path, offset }) => {
+            let sector = crate::image::file_sector(pristine, path, offset)?;
+            let rules = disks::dir().join(format!("rt-{tag}.blkdebug"));
+            std::fs::write(&rules, blkdebug_read_rule(sector))
+                .map_err(|e| format!("{}: {e}", rules.display()))?;
+            Ok(format!("blkdebug:{}:{}", rules.display(), disk.display()))
+        }
+    }
+}
+
+/// Why a boot did not end as expected, if it did not.
+pub fn judge(t: &RuntimeTest, boot: usize, want: u32, o: &Outcome) -> Result<()> {
+    let which = if t.boots.len() > 1 {
+        format!("boot {boot} of {}: ", t.boots.len())
+    } else {
+        String::new()
+    };
+    if o.timed_out {
+        return Err(format!(
+            "{which}timed out after {} s (hang; no exit status)",
+            t.timeout_s
+        ));
+    }
+    if o.panicked {
+        return Err(format!("{which}kernel panic"));
+    }
+    if !o.exited_with(want) {
+        return Err(match o.exit_status {
+            Some(got) => format!(
+                "{which}exit status {got}, expected {want}{}",
+                match got {
+                    cairn_runtime_tests::FAILED => " (a check failed: see FAIL on the console)",
+                    cairn_runtime_tests::HANG => " (the program's watchdog found a stuck thread)",
+                    129..=191 => " (killed by a fatal signal)",
+                    _ => "",
+                }
+            ),
+            None => format!(
+                "{which}no `cairn: exit status` line (QEMU status {:?}), expected {want}",
+                o.qemu_status
+            ),
+        });
+    }
+    if let Some(m) = t.marker(want)
+        && !o.serial.contains(&m)
+    {
+        return Err(format!(
+            "{which}exit status {want} but the program never printed {m:?}: it did not run"
+        ));
+    }
+    Ok(())
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Boots `t` on `storage` (every boot); `Ok` if all ended as expected.
+pub fn run_one(kernel: &Path, t: &RuntimeTest, storage: Storage) -> Result<()> {
+    let pristine = crate::image::build_test_image(t, None)?;
+    let tag = format!("{}-{}", t.name, storage.name());
+    std::fs::create_dir_all(disks::dir()).map_err(|e| e.to_string())?;
+    let disk: PathBuf = disks::dir().join(format!("rt-{tag}.img"));
+    std::fs::copy(&pristine, &disk).map_err(|e| format!("{}: {e}", disk.display()))?;
+    let file = drive_file(t, &disk, &pristine, &tag)?;
+    let (machine, flags) = disks::qemu_flags(storage, &file);
+    for (i, &want) in t.boots.iter().enumerate() {
+        let boot = i + 1;
+        let log = build::out_dir()
+            .join("logs")
+            .join(format!("runtime-{tag}-boot{boot}.log"));
+        let mut vm = Vm::new(kernel, log.clone());
+        vm.smp = t.smp;
+        vm.machine = machine.unwrap_or("q35").into();
+        vm.extra = flags.clone();
+        vm.timeout = Duration::from_secs(t.timeout_s);
+        let o = vm.boot()?;
+        if let Err(e) = judge(t, boot, want, &o) {
+            eprintln!(
+                "---- serial tail ({}) ----\n{}",
+                log.display(),
+                tail(&o.serial, 30)
+            );
+            let sym = symbolize(kernel, &o.serial);
+            if !sym.is_empty() {
+                eprintln!("---- backtrace ----\n{sym}");
+            }
+            eprintln!("----");
+            return Err(format!("{e} ({:.1} s)", o.elapsed.as_secs_f64()));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the selection, reporting each (test, storage) through `step`.
+pub fn run(kernel: &Path, sel: &Selection, step: &mut dyn FnMut(&str, Result<()>)) {
+    let list = selected(sel);
+    if list.is_empty() {
+        step(
+            "runtime tests",
+            Err(format!("no runtime test matches {:?}", sel.filter)),
+        );
+    }
+    for (t, storage) in list {
+        let name = format!(
+            "runtime {} on {} ({} boot{}, -smp {})",
+            t.name,
+            storage.name(),
+            t.boots.len(),
+            if t.boots.len() > 1 { "s" } else { "" },
+            t.smp
+        );
+        let r = run_one(kernel, t, storage);
+        step(&name, r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(status: Option<u32>, serial: &str) -> Outcome {
+        Outcome {
+            qemu_status: status.map(|s| ((s.min(126) << 1) | 1) as i32),
+            timed_out: false,
+            serial: format!(
+                "{serial}\n{}",
+                status
+                    .map(|s| format!("cairn: exit status {s}"))
+                    .unwrap_or_default()
+            ),
+            exit_status: status,
+            panicked: false,
+            elapsed: Duration::from_millis(1),
+            marker_at: None,
+        }
+    }
+
+    #[test]
+    fn judges_status_and_the_programs_own_line() {
+        let t = cairn_runtime_tests::find("persist").unwrap();
+        assert!(judge(t, 1, 42, &outcome(Some(42), "FIRST-BOOT persist: x")).is_ok());
+        assert!(judge(t, 2, 0, &outcome(Some(0), "PASS persist")).is_ok());
+        // The right status without the program having run is a failure.
+        let e = judge(t, 2, 0, &outcome(Some(0), "no workload support yet")).unwrap_err();
+        assert!(e.contains("did not run"), "{e}");
+        let e = judge(t, 2, 0, &outcome(Some(1), "FAIL persist: ...")).unwrap_err();
+        assert!(
+            e.contains("boot 2 of 2") && e.contains("a check failed"),
+            "{e}"
+        );
+        let mut hung = outcome(None, "");
+        hung.timed_out = true;
+        assert!(judge(t, 1, 42, &hung).unwrap_err().contains("hang"));
+        let e = judge(t, 1, 42, &outcome(Some(142), "")).unwrap_err();
+        assert!(e.contains("fatal signal"), "{e}");
+    }
+
+    #[test]
+    fn selects_virtio_unless_all_storage() {
+        let all = selected(&Selection {
+            filter: None,
+            all_storage: false,
+        });
+        assert!(all.iter().all(|(_, s)| *s == Storage::Virtio));
+        assert_eq!(all.len(), cairn_runtime_tests::catalogue().len());
+        let every = selected(&Selection {
+            filter: Some("hello"),
+            all_storage: true,
+        });
+        assert_eq!(every.len(), 2 * 3);
+    }
+
+    #[test]
+    fn blkdebug_rule_names_the_sector() {
+        let r = blkdebug_read_rule(1234);
+        assert!(r.contains("sector = \"1234\"") && r.contains("read_aio"));
+    }
+}
