@@ -2,7 +2,8 @@
 //! physical heap, the runqueue, a file's TFS backing, and the volume's
 //! metadata sync.
 //!
-//! Contexts: frames any (bh included); the runqueue hook bh or kernel-lock;
+//! Contexts: frames any (bh included); the deferral hook bh or kernel-lock
+//! (work runs in the pagecache worker thread);
 //! `Backing` kernel-lock in a thread (it takes the filesystem's sleeping
 //! mutex); `MetadataSync` kernel-lock (it starts a thread, since a commit
 //! sleeps and its caller may be a runqueue closure).
@@ -34,12 +35,13 @@ impl FrameAllocator for KernelFrames {
     }
 }
 
-/// The runqueue, for completions that need the kernel lock.
-pub struct KernelRunQueue;
+/// Where the pagecache's kernel-lock work runs: the pagecache worker
+/// thread (see `fs::worker`), since that work may sleep on the `fs` mutex.
+pub struct KernelRunQueue(pub &'static super::worker::Worker);
 
 impl RunQueueHook for KernelRunQueue {
     fn defer(&self, work: Box<dyn FnOnce() + Send>) {
-        crate::sched::defer(work);
+        self.0.defer(work);
     }
 }
 
@@ -75,7 +77,16 @@ impl Backing for TfsBacking {
 
     fn reserve(&self, offset: u64, len: u64) -> Result<(), Errno> {
         let mut fs = self.mount.fs();
-        fs.allocate(self.ino, offset, len).map_err(errno_of)?;
+        match fs.allocate(self.ino, offset, len) {
+            Ok(()) => {}
+            // Space freed by changes not yet committed (an unlink, a
+            // truncate) becomes usable at the next commit: commit, retry.
+            Err(cairn_tfs::FsError::NoSpace) => {
+                fs.sync_metadata().map_err(errno_of)?;
+                fs.allocate(self.ino, offset, len).map_err(errno_of)?;
+            }
+            Err(e) => return Err(errno_of(e)),
+        }
         let end = offset + len;
         if end > fs.length(self.ino).map_err(errno_of)? {
             fs.set_length(self.ino, end).map_err(errno_of)?;

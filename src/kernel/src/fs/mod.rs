@@ -30,12 +30,13 @@
 
 pub mod hooks;
 pub mod volume_device;
+pub mod worker;
 
 use crate::sched::mutex::{SleepMutex, SleepMutexGuard};
 use crate::sched::waitqueue::WaitQueue;
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
-use alloc::sync::{Arc, Weak};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use cairn_block::Volume;
 use cairn_pagecache::{Completion, Config, Errno, Node, PageCache, VolumeCache};
@@ -71,7 +72,11 @@ pub struct Mount {
     fs: SleepMutex<Tfs>,
     volume: Volume,
     cache: spin::Once<Arc<VolumeCache>>,
-    nodes: SpinLock<BTreeMap<u32, Weak<FileData>>>,
+    /// One pagecache node per inode for the whole mount: a node outlives
+    /// its last open file (its dirty pages wait for writeback in it), so a
+    /// later open must find the same node, never a second one over stale
+    /// disk contents.
+    nodes: SpinLock<BTreeMap<u32, Arc<FileData>>>,
 }
 
 static ROOT: spin::Once<&'static Mount> = spin::Once::new();
@@ -88,7 +93,7 @@ pub fn pagecache() -> &'static Arc<PageCache> {
                 ..Config::default()
             },
             Arc::new(KernelFrames),
-            Arc::new(KernelRunQueue),
+            Arc::new(KernelRunQueue(worker::Worker::start("pagecache"))),
         )
     })
 }
@@ -211,19 +216,27 @@ impl Mount {
         self.cache.get().expect("mount without a volume cache")
     }
 
-    /// The pagecache node of regular file `ino` (one per inode while used).
+    /// The pagecache node of regular file `ino` (one per inode).
     pub fn file(&'static self, ino: Ino) -> Arc<FileData> {
         let mut nodes = self.nodes.lock();
-        if let Some(f) = nodes.get(&ino.0).and_then(Weak::upgrade) {
-            return f;
+        if let Some(f) = nodes.get(&ino.0) {
+            return f.clone();
         }
         let f = Arc::new(FileData {
             ino,
             node: Node::new(self.cache(), Arc::new(TfsBacking { mount: self, ino })),
         });
-        nodes.retain(|_, w| w.strong_count() > 0);
-        nodes.insert(ino.0, Arc::downgrade(&f));
+        nodes.insert(ino.0, f.clone());
         f
+    }
+
+    /// Forgets the node of an inode whose last name is gone and which no
+    /// one holds open or mapped (its pages are then only garbage).
+    pub fn forget(&self, ino: Ino) {
+        let mut nodes = self.nodes.lock();
+        if nodes.get(&ino.0).is_some_and(|f| Arc::strong_count(f) == 1) {
+            nodes.remove(&ino.0);
+        }
     }
 
     /// Reads up to `len` bytes at `offset` into user memory at `dst`.

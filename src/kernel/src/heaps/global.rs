@@ -73,6 +73,11 @@ fn free_in(owner: Owner, addr: u64, layout: Layout) {
         Owner::General => {
             let ctx = crate::context::current();
             if ctx != Context::KernelLock {
+                crate::console::emergency(format_args!(
+                    "general-heap block {addr:#x} of {} bytes (align {}) freed in {ctx:?} context\n",
+                    layout.size(),
+                    layout.align()
+                ));
                 general_misuse("free", ctx, core::panic::Location::caller());
             }
             with_general(|g| g.dealloc(addr, layout.size() as u64));

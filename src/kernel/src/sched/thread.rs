@@ -51,6 +51,10 @@ pub struct Thread {
     last_cpu: AtomicU64,
     /// User-mode state, for threads that run a user program.
     pub user: Option<crate::user::UserState>,
+    /// The thread's `bh_safe_alloc` nesting while it is switched out: the
+    /// scope belongs to the thread, which may sleep inside one and resume
+    /// on another CPU.
+    alloc_scope: core::sync::atomic::AtomicU32,
     stack_top: u64,
     _stack: Vec<u64>,
 }
@@ -133,6 +137,7 @@ impl Thread {
             entry: SpinLock::new(&ENTRY_CLASS, Some(Box::new(f))),
             last_cpu: AtomicU64::new(0),
             user,
+            alloc_scope: core::sync::atomic::AtomicU32::new(0),
             stack_top: aligned_top,
             _stack: stack,
         })
@@ -187,6 +192,8 @@ pub(super) fn run(t: Arc<Thread>) {
     if let Some(u) = &t.user {
         u.switch_in(t.stack_top);
     }
+    cpu.bh_safe_alloc_depth
+        .store(t.alloc_scope.load(Ordering::Relaxed), Ordering::Relaxed);
     let raw = Arc::into_raw(t);
     cpu.current_thread.store(raw as *mut (), Ordering::Relaxed);
     // SAFETY: `raw` came from `Arc::into_raw` just above.
@@ -200,6 +207,10 @@ pub(super) fn run(t: Arc<Thread>) {
         .store(core::ptr::null_mut(), Ordering::Relaxed);
     // SAFETY: the pointer stored above; this reclaims its strong count.
     let t = unsafe { Arc::from_raw(raw) };
+    t.alloc_scope.store(
+        cpu.bh_safe_alloc_depth.swap(0, Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
     if let Some(u) = &t.user {
         u.switch_out();
     }
