@@ -33,6 +33,9 @@ use cairn_unix::vmap::{FaultError, MapFile, Share, VmError, Vmap, VmapKind, Vmap
 
 pub const PAGE: u64 = 4096;
 
+/// Pages read ahead after a file page fault.
+const FAULT_AROUND_PAGES: u64 = 15;
+
 /// A mapped file: the file's pagecache node (identity decides merging).
 #[derive(Clone)]
 pub struct FileRef(pub Arc<FileData>);
@@ -365,6 +368,15 @@ impl AddressSpace {
         prot: Prot,
     ) -> Result<(), FaultOutcome> {
         let index = offset / PAGE;
+        // Fault-around: start reading the pages after this one into the
+        // pagecache (asynchronously; the pages are unpinned as soon as they
+        // arrive), so a program walking a mapping mostly hits the cache.
+        let around = (FAULT_AROUND_PAGES * PAGE) as usize;
+        file.0.node.read(
+            offset + PAGE,
+            around,
+            cairn_pagecache::Completion::bh(|r: Result<cairn_pagecache::Pages, _>| drop(r)),
+        );
         let mapped = crate::fs::wait_fault(&file.0, index, Access { write, shared })
             .map_err(|_| FaultOutcome::Bus)?;
         let mut inner = self.inner.lock();
