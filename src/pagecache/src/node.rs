@@ -428,7 +428,16 @@ impl Node {
             let start = claims[k].index * PS;
             let count = (j - k + 1) * SECTORS_PER_PAGE;
             let maps = self.backing.map(start, (count as u64) * SECTOR_SIZE);
-            let kinds = io::classify(&maps, start, count, file_len);
+            // Uninited sectors read as zeros: what is on disk there is
+            // whatever the sector held before it was allocated to this
+            // file (another file's data, once freed sectors are reused).
+            let kinds: Vec<io::Sector> = io::classify(&maps, start, count, file_len)
+                .into_iter()
+                .map(|s| match s {
+                    io::Sector::Uninited(_) => io::Sector::Zero,
+                    s => s,
+                })
+                .collect();
             for (n, c) in claims[k..=j].iter_mut().enumerate() {
                 let frame = c.frame.as_mut().expect("fillable claim has a frame");
                 let sectors = &kinds[n * SECTORS_PER_PAGE..(n + 1) * SECTORS_PER_PAGE];
