@@ -67,6 +67,7 @@ pub(crate) struct Stats {
     pub readahead: AtomicU64,
     pub writeback: AtomicU64,
     pub evictions: AtomicU64,
+    pub truncated: AtomicU64,
     pub read_errors: AtomicU64,
     pub write_errors: AtomicU64,
     pub flush_errors: AtomicU64,
@@ -96,6 +97,8 @@ pub struct StatsSnapshot {
     /// Pages whose writeback was started.
     pub writeback: u64,
     pub evictions: u64,
+    /// Pages truncated away (discarded at once, or detached while held).
+    pub truncated: u64,
     /// Pages whose fill failed.
     pub read_errors: u64,
     /// Pages whose writeback failed.
@@ -195,6 +198,7 @@ impl PageCache {
             readahead: l(&s.readahead),
             writeback: l(&s.writeback),
             evictions: l(&s.evictions),
+            truncated: l(&s.truncated),
             read_errors: l(&s.read_errors),
             write_errors: l(&s.write_errors),
             flush_errors: l(&s.flush_errors),

@@ -22,6 +22,11 @@
 //!   writer, ACTIVE or DIRTY): writeback never starts on a leased page and a
 //!   writer waits for WRITING to end, so no device reads the frame while a
 //!   CPU writes it (stable pages during writeback).
+//! * Truncate zeroes the tail of the page holding the new end of file only
+//!   while that page is settled (ACTIVE or DIRTY, no lease, no I/O) and
+//!   under the node lock, so neither a device nor a writer touches it; a
+//!   fill zeroes the tail of the page holding the end of file under the
+//!   node lock after its last piece completed, before anyone can read it.
 //! * CPU against CPU: copies run in kernel-lock context, and only one CPU
 //!   holds the kernel lock; a copy that faults and waits is not executing
 //!   while another thread runs. User stores through shared mappings are, as
@@ -112,6 +117,24 @@ impl FrameView {
                 dst.len(),
             )
         };
+    }
+
+    /// Zeroes `len` bytes of the page at `offset`: the bytes past the end
+    /// of file of the page holding it, by truncate or at the end of a fill.
+    pub(crate) fn zero(&self, offset: usize, len: usize) {
+        assert!(offset + len <= PAGE_SIZE, "zero past a page");
+        // SAFETY: both callers hold the node lock, so the frame stays
+        // attached (no eviction or discard meanwhile), and no device
+        // accesses it: truncate zeroes a settled page (ACTIVE or DIRTY,
+        // no lease, no I/O in flight, and none starts under the lock), a
+        // fill zeroes its page once its last piece has completed. No
+        // writer copies in (truncate: no lease; fill: a writer waiting on
+        // the fill has no view yet). Readers: a just-filled page has none
+        // yet (views are made only of readable pages, after the wake-ups
+        // that follow the lock); a truncated page's readers copy in
+        // kernel-lock context, as truncate runs, so they do not run
+        // meanwhile (same rule as `write`).
+        unsafe { core::ptr::write_bytes((self.addr + offset) as *mut u8, 0, len) };
     }
 
     /// Copies `src` into the page at `offset`.

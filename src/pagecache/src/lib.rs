@@ -7,9 +7,10 @@
 //! |---|---|
 //! | [`page`] | [`Page`]: the state machine FREE/ALLOC/READING/NEW/ACTIVE/DIRTY/WRITING, pins, leases, dirty sectors, waiters; the transition table |
 //! | [`cache`] | [`PageCache`] (global: frames, second-chance LRU of clean pages, memory limit, eviction, writeback clock, stats) and [`VolumeCache`] (a volume's storage, metadata hook, dirty-node list) |
-//! | [`node`] | [`Node`]: one file's page tree; reads with readahead, writes, fault fills; the handles [`Pages`], [`WriteBatch`], [`Mapped`] |
+//! | [`node`] | [`Node`]: one file's page tree (and its pages detached by truncate); reads with readahead, writes, fault fills; the handles [`Pages`], [`WriteBatch`], [`Mapped`] |
 //! | `io` | turning page ranges into sector pieces and batched scatter-gather requests |
 //! | `writeback` | periodic and on-demand writeback, `sync_node`, `sync_volume` |
+//! | `truncate` | [`Node::truncate`] (pages past a new end of file discarded, detached or waited for; the page holding the new end zeroed past it) and [`Node::invalidate_clean`] |
 //! | [`frame`] | [`Frame`], the [`FrameAllocator`] hook, and the only `unsafe` code (raw copies in and out of frames) |
 //!
 //! # Contexts
@@ -21,11 +22,12 @@
 //!
 //! | entry point | context | why |
 //! |---|---|---|
-//! | [`Node::read`], [`Node::write`], [`Node::fault`], [`WriteBatch::commit`], [`Node::sync`], [`VolumeCache::sync`], [`PageCache::writeback_tick`] | kernel-lock | they call the filesystem's [`Backing`] (a kernel-lock structure) and start I/O |
+//! | [`Node::read`], [`Node::write`], [`Node::fault`], [`WriteBatch::commit`], [`Node::sync`], [`VolumeCache::sync`], [`PageCache::writeback_tick`], [`Node::truncate`] | kernel-lock | they call the filesystem's [`Backing`] (a kernel-lock structure) and start I/O (truncate: asks the length, frees frames, waits) |
+//! | truncate passes after a wait, and `done` of [`Node::truncate`] | kernel-lock (deferred from bh through the runqueue) | `done` must see no kernel-lock code between the last pass and itself: it tells the filesystem |
 //! | fill and writeback request completions | bh (asserted) | block completions; they only take pagecache spinlocks and free frames |
 //! | [`Completion::Bh`] closures | bh, or kernel-lock when the operation needed no I/O | run directly where the operation ends |
 //! | [`Completion::KernelLock`] closures | kernel-lock (asserted) | handed to the [`RunQueueHook`] when the operation ends in bh, run inline otherwise |
-//! | [`PageCache::shrink`], dropping [`Pages`] / [`Mapped`] | kernel-lock or bh | spinlocks only |
+//! | [`PageCache::shrink`], [`Node::invalidate_clean`], dropping [`Pages`] / [`Mapped`] (the last holder of a page detached by truncate frees its frame) | kernel-lock or bh | spinlocks only |
 //! | `mark_written` after a writeback | kernel-lock (deferred from bh through the runqueue) | it is a [`Backing`] call |
 //!
 //! Everything a bh completion may drop is allocated inside
@@ -40,9 +42,9 @@
 //!
 //! | class | protects | taken in | order |
 //! |---|---|---|---|
-//! | `pagecache.node` | a node's page tree, its pages, readahead state, writeback error | kernel-lock, bh | first; never two nodes at once |
+//! | `pagecache.node` | a node's page tree, its pages, the pages truncate detached and its epoch, readahead state, writeback error | kernel-lock, bh | first; never two nodes at once |
 //! | `pagecache.lru` | the global second-chance LRU of clean (ACTIVE) pages; eviction skips pinned ones | kernel-lock, bh | under a node lock, or alone (eviction pops, then takes the node lock after releasing it) |
-//! | `pagecache.volume` | a volume's dirty-node list | kernel-lock, bh (adding only) | under a node lock; never with `pagecache.lru` |
+//! | `pagecache.volume` | a volume's dirty-node list | kernel-lock, bh (adding only; writeback and truncate remove, kernel-lock) | under a node lock; never with `pagecache.lru` |
 //! | `pagecache.volumes` | the cache's list of volumes | kernel-lock | alone |
 //! | `pagecache.gather` | the completion slot of one operation | kernel-lock, bh | alone |
 //!
@@ -53,6 +55,21 @@
 //! (DESIGN.md §4 rules 1-2): reads and writes hand the caller *pinned*
 //! pages and the caller copies with no lock held, so a copy that faults
 //! into this same file's pagecache (seeds/002, Brian's scenario) completes.
+//!
+//! # Truncate
+//!
+//! The kernel calls [`Node::truncate`] before the filesystem frees the
+//! storage past the new end and tells the filesystem from its completion,
+//! which runs under the kernel lock right after the last pass. Pages past
+//! the end are discarded (dirty ones never written), or detached if held by
+//! a read or a mapping (the holder keeps the old frame until it drops it;
+//! nobody else ever sees it again), or waited for if in flight or leased.
+//! Until the backing's length drops to the new end, the node caps the
+//! length it reads and faults at (so the window before the filesystem acts
+//! reads nothing old back in). The kernel must keep writes to the file out
+//! between `done` and the filesystem's truncate (none if `done` tells the
+//! filesystem itself), and apply a file's truncates one at a time (see
+//! `truncate.rs`).
 //!
 //! # Errors
 //!
@@ -71,6 +88,7 @@ pub mod frame;
 mod io;
 pub mod node;
 pub mod page;
+mod truncate;
 mod writeback;
 
 pub use cache::{Config, PageCache, StatsSnapshot, VolumeCache};
@@ -203,7 +221,10 @@ pub struct Mapping {
 /// over TFS; every method is called in kernel-lock context only, with no
 /// pagecache lock held.
 pub trait Backing: Send + Sync {
-    /// The file's length in bytes.
+    /// The file's length in bytes. It changes only by [`Backing::reserve`]
+    /// and by the filesystem's truncate, which the kernel runs after
+    /// [`Node::truncate`] (from its completion); a pending truncate caps
+    /// the length the node uses until this reports the new end.
     fn length(&self) -> u64;
     /// How `offset .. offset + len` (sector-aligned) is stored, in file
     /// order; ranges not covered read as holes.

@@ -17,6 +17,18 @@
 //! (they call the [`Backing`] and submit I/O). Fill completions bh
 //! (asserted). Dropping [`Pages`] or [`Mapped`] kernel-lock or bh.
 //!
+//! Truncate (`truncate.rs`) takes pages past a new end out of the tree.
+//! One still held by a pin or a mapping moves to the node's *detached* set
+//! instead, keyed by (index, truncate epoch), and its holders reach it
+//! there: every pin records the node's truncate epoch, and a pinned page
+//! absent from the tree is the detached one of its index with the smallest
+//! epoch above the pin's (`NodeInner::locate`). So operations that finish
+//! after a truncate ([`Pages`] built by a read that waited, a fault's
+//! [`Mapped`], unpins) get exactly the page they pinned, never a newer page
+//! at the same index. Reads, faults, fills and writes use
+//! `Node::file_len`, the backing's length capped by a truncate the
+//! filesystem has not applied yet.
+//!
 //! Locks: `pagecache.node`, and nested under it `pagecache.lru` (a page
 //! joins or leaves the LRU) or `pagecache.volume` (the node joins its
 //! volume's dirty list). Frames are allocated (which may evict, taking other
@@ -37,6 +49,7 @@ use cairn_block::{Request, Status};
 use cairn_sync::cpu::bh_safe_alloc;
 use cairn_sync::{IrqSpinLock, LockClass};
 use core::ops::Range;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 static NODE_CLASS: LockClass = LockClass::new("pagecache.node");
 
@@ -50,21 +63,72 @@ pub struct Node {
     volume: Arc<VolumeCache>,
     backing: Arc<dyn Backing>,
     pub(crate) inner: IrqSpinLock<NodeInner>,
+    /// The length of a truncate the filesystem has not applied yet
+    /// (`u64::MAX`: none): reads, faults, readahead and fills see the file
+    /// no longer than this until the backing's length drops to it. Set by
+    /// [`Node::truncate`], cleared by [`Node::file_len`].
+    pub(crate) cap: AtomicU64,
     me: Weak<Node>,
 }
 
 pub(crate) struct NodeInner {
     pub(crate) pages: BTreeMap<u64, CPage>,
+    /// Pages truncated away while held (pinned by a read, mapped, or
+    /// pinned by an operation still finishing), keyed by (index, the
+    /// epoch of the truncate pass that took them out of `pages`).
+    /// Their holders still reach them (see [`NodeInner::locate`]); nothing
+    /// else does: no read, fault, writeback, LRU or dirty list sees them.
+    /// The last unpin discards them and frees their frames.
+    pub(crate) detached: BTreeMap<(u64, u64), CPage>,
+    /// The truncate epoch: bumped by each truncate pass that detaches
+    /// pages. Every pin records the epoch it was taken at.
+    pub(crate) epoch: u64,
     /// A writeback error not yet reported by a sync of this node.
     pub(crate) error: Option<Errno>,
     pub(crate) on_dirty_list: bool,
-    ra: Readahead,
+    pub(crate) ra: Readahead,
+}
+
+impl NodeInner {
+    /// Where the page of `index` that someone pinned at epoch `epoch` is
+    /// now: `None` in `pages`, `Some(e)` in `detached` under `(index, e)`.
+    /// A pinned page leaves `pages` only by being detached, and the first
+    /// pass after `epoch` that detached something at `index` detached the
+    /// pinned page (it was the one there), so it is the detached entry of
+    /// `index` with the smallest epoch above `epoch`, if any.
+    fn locate(&self, index: u64, epoch: u64) -> Option<u64> {
+        if epoch == self.epoch {
+            return None;
+        }
+        self.detached
+            .range((index, epoch + 1)..=(index, u64::MAX))
+            .next()
+            .map(|(&(_, g), _)| g)
+    }
+
+    /// The page of `index` pinned at epoch `epoch`.
+    fn pinned(&self, index: u64, epoch: u64) -> &CPage {
+        match self.locate(index, epoch) {
+            Some(g) => &self.detached[&(index, g)],
+            None => self.pages.get(&index).expect("pinned page has an entry"),
+        }
+    }
+
+    fn pinned_mut(&mut self, index: u64, epoch: u64) -> &mut CPage {
+        match self.locate(index, epoch) {
+            Some(g) => self.detached.get_mut(&(index, g)).expect("located"),
+            None => self
+                .pages
+                .get_mut(&index)
+                .expect("pinned page has an entry"),
+        }
+    }
 }
 
 /// Adaptive readahead: the window doubles on each read that starts where
 /// the previous one ended and drops to nothing on a random read.
 #[derive(Default)]
-struct Readahead {
+pub(crate) struct Readahead {
     next: u64,
     window: u64,
 }
@@ -169,11 +233,14 @@ impl Node {
                     &NODE_CLASS,
                     NodeInner {
                         pages: BTreeMap::new(),
+                        detached: BTreeMap::new(),
+                        epoch: 0,
                         error: None,
                         on_dirty_list: false,
                         ra: Readahead::default(),
                     },
                 ),
+                cap: AtomicU64::new(u64::MAX),
                 me: me.clone(),
             })
         })
@@ -198,6 +265,34 @@ impl Node {
     /// Entries in the page tree.
     pub fn cached_pages(&self) -> usize {
         self.inner.lock().pages.len()
+    }
+
+    /// Pages truncated away while held, not yet released by their holders.
+    pub fn detached_pages(&self) -> usize {
+        self.inner.lock().detached.len()
+    }
+
+    /// The file's length as reads, faults, readahead, fills and writes see
+    /// it: the backing's, but no longer than a truncate the filesystem has
+    /// not applied yet (the cap is lifted once the backing's length is at
+    /// or below it). Kernel-lock context (it asks the backing). Writeback
+    /// asks the backing directly: until the filesystem frees the sectors
+    /// past a pending truncate they are still the file's to write.
+    pub(crate) fn file_len(&self) -> u64 {
+        let len = self.backing.length();
+        let cap = self.cap.load(Ordering::Acquire);
+        if len <= cap {
+            if cap != u64::MAX {
+                // The filesystem caught up; a newer, lower cap set
+                // meanwhile stays.
+                let _ =
+                    self.cap
+                        .compare_exchange(cap, u64::MAX, Ordering::AcqRel, Ordering::Acquire);
+            }
+            len
+        } else {
+            cap
+        }
     }
 
     /// A snapshot of page `index`, if it has an entry.
@@ -251,7 +346,7 @@ impl Node {
         done: Completion<Result<Pages, Errno>>,
     ) {
         let cache = self.cache().clone();
-        let file_len = self.backing.length();
+        let file_len = self.file_len();
         let end = offset.saturating_add(len as u64).min(file_len);
         if offset >= end {
             done.complete(&*cache.runqueue, Ok(Pages::empty(offset)));
@@ -263,9 +358,11 @@ impl Node {
         let mut claims = Vec::new();
         let mut ahead = Vec::new();
         let (mut hits, mut misses) = (0, 0);
+        let epoch;
         {
             let mut inner = self.inner.lock();
             let mut wakes = Wakes::new();
+            epoch = inner.epoch;
             let ra = inner.ra.advance(first, last, &cache);
             let mut visit = |i: u64, p: &mut CPage| {
                 p.pin();
@@ -319,15 +416,17 @@ impl Node {
         gather.set_finish(move |r| {
             node.arc()
                 .clone()
-                .finish_read(first, last, offset, end, r, done)
+                .finish_read(first, last, epoch, offset, end, r, done)
         });
         gather.settle(Ok(()));
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn finish_read(
         self: Arc<Self>,
         first: u64,
         last: u64,
+        epoch: u64,
         offset: u64,
         end: u64,
         r: Result<(), Errno>,
@@ -340,10 +439,11 @@ impl Node {
                 Ok(()) => {
                     let views = {
                         let inner = node.inner.lock();
-                        let views: Vec<FrameView> = inner
-                            .pages
-                            .range(first..=last)
-                            .map(|(_, p)| {
+                        // A page truncated away since it was pinned is
+                        // detached, not gone: this read still gets it.
+                        page_range(first, last)
+                            .map(|i| {
+                                let p = inner.pinned(i, epoch);
                                 assert!(
                                     p.readable() && p.pins() > 0,
                                     "read finished on {:?}",
@@ -351,46 +451,63 @@ impl Node {
                                 );
                                 p.frame().expect("readable page has a frame").view()
                             })
-                            .collect();
-                        assert_eq!(views.len() as u64, last - first + 1, "pinned page vanished");
-                        views
+                            .collect()
                     };
                     let pages = Pages {
                         node: Some(node),
                         offset,
                         len: (end - offset) as usize,
                         first,
+                        epoch,
                         views,
                     };
                     done.complete(&*runqueue, Ok(pages));
                 }
                 Err(e) => {
-                    node.unpin_range(first, last, false);
+                    node.unpin_range(first, last, epoch, false);
                     done.complete(&*runqueue, Err(e));
                 }
             }
         })
     }
 
-    /// Drops the pins (and, for writers, nothing else) of pages
-    /// `first ..= last`.
-    fn unpin_range(&self, first: u64, last: u64, unmap_shared: bool) {
+    /// Drops the pins (and with `unmap_shared` the shared-writable
+    /// mappings) of pages `first ..= last`, pinned at epoch `epoch`.
+    /// A detached page (truncated away meanwhile) whose last holder this
+    /// was is discarded and its frame freed.
+    fn unpin_range(&self, first: u64, last: u64, epoch: u64, unmap_shared: bool) {
         bh_safe_alloc(|| {
-            let mut inner = self.inner.lock();
-            let mut gone = 0;
-            for (_, p) in inner.pages.range_mut(first..=last) {
-                p.unpin();
-                if unmap_shared {
-                    p.unmap_shared_writable();
+            let mut frees = Vec::new();
+            {
+                let mut guard = self.inner.lock();
+                let inner = &mut *guard;
+                let mut gone = 0;
+                let mut wakes = Wakes::new();
+                for i in page_range(first, last) {
+                    let at = inner.locate(i, epoch);
+                    let p = inner.pinned_mut(i, epoch);
+                    p.unpin();
+                    if unmap_shared {
+                        p.unmap_shared_writable();
+                    }
+                    match at {
+                        None => gone += usize::from(p.removable()),
+                        Some(g) if p.unheld() => {
+                            let mut p = inner.detached.remove(&(i, g)).expect("located");
+                            frees.push(p.discard(&mut wakes));
+                        }
+                        Some(_) => {}
+                    }
                 }
-                gone += usize::from(p.removable());
+                debug_assert!(wakes.is_empty(), "an unheld page had waiters");
+                // Pins do not affect LRU membership; only FREE entries leave.
+                if gone > 0 {
+                    inner
+                        .pages
+                        .retain(|i, p| !(first..=last).contains(i) || !p.removable());
+                }
             }
-            // Pins do not affect LRU membership; only FREE entries leave.
-            if gone > 0 {
-                inner
-                    .pages
-                    .retain(|i, p| !(first..=last).contains(i) || !p.removable());
-            }
+            self.cache().free_frames(frees);
         })
     }
 
@@ -408,7 +525,7 @@ impl Node {
             c.frame = frames.pop();
         }
         debug_assert!(frames.is_empty());
-        let file_len = self.backing.length();
+        let file_len = self.file_len();
         let mut pieces = Vec::new();
         let mut counts = alloc::vec![0u32; claims.len()];
         let mut k = 0;
@@ -428,7 +545,16 @@ impl Node {
             let start = claims[k].index * PS;
             let count = (j - k + 1) * SECTORS_PER_PAGE;
             let maps = self.backing.map(start, (count as u64) * SECTOR_SIZE);
-            let kinds = io::classify(&maps, start, count, file_len);
+            // Uninited sectors read as zeros: what is on disk there is
+            // whatever the sector held before it was allocated to this
+            // file (another file's data, once freed sectors are reused).
+            let kinds: Vec<io::Sector> = io::classify(&maps, start, count, file_len)
+                .into_iter()
+                .map(|s| match s {
+                    io::Sector::Uninited(_) => io::Sector::Zero,
+                    s => s,
+                })
+                .collect();
             for (n, c) in claims[k..=j].iter_mut().enumerate() {
                 let frame = c.frame.as_mut().expect("fillable claim has a frame");
                 let sectors = &kinds[n * SECTORS_PER_PAGE..(n + 1) * SECTORS_PER_PAGE];
@@ -484,10 +610,12 @@ impl Node {
         bump(&cache.stats.zero_fills, zero_fills);
         wake(wakes);
         wake(owners);
-        self.submit_fills(pieces);
+        self.submit_fills(pieces, file_len);
     }
 
-    fn submit_fills(self: &Arc<Self>, pieces: Vec<Piece>) {
+    /// Submits fill pieces; `file_len` is the length they were classified
+    /// with.
+    fn submit_fills(self: &Arc<Self>, pieces: Vec<Piece>, file_len: u64) {
         let vol = &self.volume;
         for run in io::batch(pieces, vol.max_segments, vol.max_sectors) {
             let indices: Vec<u64> = run.iter().map(|p| p.index).collect();
@@ -495,15 +623,19 @@ impl Node {
             let node = Held::new(self.clone());
             let req = Request::read(run[0].disk, &segs, move |status| {
                 assert_bh("pagecache fill completion");
-                bh_safe_alloc(|| node.fill_done(&indices, status));
+                bh_safe_alloc(|| node.fill_done(&indices, status, file_len));
             });
             bump(&self.cache().stats.read_requests, 1);
             vol.storage.submit(req);
         }
     }
 
-    /// A fill request ended (bh): each of its pieces is done.
-    fn fill_done(&self, indices: &[u64], status: Status) {
+    /// A fill request ended (bh): each of its pieces is done. A filled
+    /// page holding the end of file (`file_len`, as the fill saw it) gets
+    /// its bytes past the end zeroed: the disk has zeros there, except
+    /// while a truncate to `file_len` is pending, when it still has the
+    /// old data (the filesystem zeroes it when it applies the truncate).
+    fn fill_done(&self, indices: &[u64], status: Status, file_len: u64) {
         let cache = self.cache();
         let ok = status.is_ok();
         let now = cache.clock();
@@ -521,6 +653,13 @@ impl Node {
                 if finished {
                     if p.state() == PageState::Active {
                         filled += 1;
+                        let tail = (file_len % PS) as usize;
+                        if i == file_len / PS && tail != 0 {
+                            // Nobody has seen the page yet: its waiters
+                            // are woken below, after the lock.
+                            let f = p.frame().expect("a filled page has a frame");
+                            f.view().zero(tail, PAGE_SIZE - tail);
+                        }
                     } else {
                         failed += 1;
                     }
@@ -567,7 +706,7 @@ impl Node {
             done.complete(&*cache.runqueue, Ok(WriteBatch::empty(offset)));
             return;
         }
-        let old_len = self.backing.length();
+        let old_len = self.file_len();
         let end = offset + len as u64;
         if let Err(e) = self.backing.reserve(offset, len as u64) {
             done.complete(&*cache.runqueue, Err(e));
@@ -778,7 +917,7 @@ impl Node {
         done: Completion<Result<Mapped, Errno>>,
     ) {
         let cache = self.cache().clone();
-        let file_len = self.backing.length();
+        let file_len = self.file_len();
         let ps = index * PS;
         if ps >= file_len {
             done.complete(&*cache.runqueue, Err(Errno::EFAULT));
@@ -793,9 +932,11 @@ impl Node {
         }
         let gather = Gather::new();
         let mut claims = Vec::new();
+        let epoch;
         {
             let mut inner = self.inner.lock();
             let mut wakes = Wakes::new();
+            epoch = inner.epoch;
             let p = inner.pages.entry(index).or_default();
             p.pin();
             if p.state() == PageState::Free {
@@ -819,7 +960,7 @@ impl Node {
         gather.set_finish(move |r| {
             node.arc()
                 .clone()
-                .finish_fault(index, shared_write, mask, r, done)
+                .finish_fault(index, epoch, shared_write, mask, r, done)
         });
         gather.settle(Ok(()));
     }
@@ -827,6 +968,7 @@ impl Node {
     fn finish_fault(
         self: Arc<Self>,
         index: u64,
+        epoch: u64,
         shared_write: bool,
         mask: u8,
         r: Result<(), Errno>,
@@ -841,28 +983,37 @@ impl Node {
                         let mut guard = node.inner.lock();
                         let inner = &mut *guard;
                         let mut wakes = Wakes::new();
-                        let p = inner.pages.get_mut(&index).expect("pinned page");
+                        let detached = inner.locate(index, epoch).is_some();
+                        let p = inner.pinned_mut(index, epoch);
                         assert!(p.readable(), "fault finished on {:?}", p.state());
                         let view = p.frame().expect("readable page has a frame").view();
                         if shared_write {
                             p.map_shared_writable();
-                            p.mark_dirty(mask, cache.clock(), &mut wakes);
-                            node.note_dirty(inner);
+                            // A page truncated away while this fault
+                            // waited is mapped as it was, but its stores
+                            // are never written back.
+                            if !detached {
+                                p.mark_dirty(mask, cache.clock(), &mut wakes);
+                                node.note_dirty(inner);
+                            }
                         }
                         debug_assert!(wakes.is_empty());
-                        cache.lru_sync(node.me(), &mut inner.pages, [index]);
+                        if !detached {
+                            cache.lru_sync(node.me(), &mut inner.pages, [index]);
+                        }
                         view
                     };
                     let m = Mapped {
                         node: Some(node),
                         index,
+                        epoch,
                         view,
                         writable: shared_write,
                     };
                     done.complete(&*cache.runqueue, Ok(m));
                 }
                 Err(e) => {
-                    node.unpin_range(index, index, false);
+                    node.unpin_range(index, index, epoch, false);
                     done.complete(&*cache.runqueue, Err(e));
                 }
             }
@@ -882,6 +1033,10 @@ impl Drop for Node {
         }
         let cache = self.volume.cache().clone();
         let inner = self.inner.get_mut();
+        assert!(
+            inner.detached.is_empty(),
+            "node dropped with detached pages (their holders keep it alive)"
+        );
         let mut frees = Vec::new();
         let mut keys = Vec::new();
         let mut wakes = Wakes::new();
@@ -906,6 +1061,8 @@ pub struct Pages {
     offset: u64,
     len: usize,
     first: u64,
+    /// The node's truncate epoch when the pages were pinned.
+    epoch: u64,
     views: Vec<FrameView>,
 }
 
@@ -916,6 +1073,7 @@ impl Pages {
             offset,
             len: 0,
             first: offset / PS,
+            epoch: 0,
             views: Vec::new(),
         }
     }
@@ -971,7 +1129,7 @@ impl Drop for Pages {
     fn drop(&mut self) {
         if let Some(node) = self.node.take() {
             let last = self.first + self.views.len() as u64 - 1;
-            node.unpin_range(self.first, last, false);
+            node.unpin_range(self.first, last, self.epoch, false);
         }
     }
 }
@@ -1079,6 +1237,8 @@ impl Drop for WriteBatch {
 pub struct Mapped {
     node: Option<Held>,
     index: u64,
+    /// The node's truncate epoch when the page was pinned.
+    epoch: u64,
     view: FrameView,
     writable: bool,
 }
@@ -1115,7 +1275,7 @@ impl Mapped {
 impl Drop for Mapped {
     fn drop(&mut self) {
         if let Some(node) = self.node.take() {
-            node.unpin_range(self.index, self.index, self.writable);
+            node.unpin_range(self.index, self.index, self.epoch, self.writable);
         }
     }
 }

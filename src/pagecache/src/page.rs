@@ -19,8 +19,8 @@
 //! | ALLOC (claimed, getting a frame) | no frame (ENOMEM) | | fill sent | whole-page write | all zeros, no I/O | | |
 //! | READING (fill in flight) | fill failed (EIO) | | | | fill done | | |
 //! | NEW (writer will overwrite) | abort, nobody waits | abort, readers wait: refill | | | | commit | |
-//! | ACTIVE (clean, valid) | evict (no pins, on LRU) | | | | | write / shared fault | |
-//! | DIRTY | | | | | | | writeback sent (no lease) |
+//! | ACTIVE (clean, valid) | evict (no pins, on LRU), or truncated away (unheld) | | | | | write / shared fault | |
+//! | DIRTY | truncated away (unheld): discarded, never written | | | | truncated: no dirty sector left inside the file | | writeback sent (no lease) |
 //! | WRITING (writeback in flight) | | | | | written | failed or redirtied | |
 //!
 //! What waits on what ([`Want`]):
@@ -28,7 +28,17 @@
 //!   if the page drops to FREE (the fill failed);
 //! * writers wait until ACTIVE or DIRTY (a NEW page of another writer, a
 //!   fill, or a writeback in flight all block them);
-//! * sync waits until the page is neither WRITING nor under a write lease.
+//! * sync waits until the page is neither WRITING nor under a write lease;
+//! * truncate waits until the page is settled: no claim or I/O (not ALLOC,
+//!   READING or WRITING) and no write lease (hence not NEW either).
+//!
+//! Truncate (`Node::truncate` in `node.rs`) adds two edges out of DIRTY:
+//! an unheld page wholly past the new end is [`Page::discard`]ed (ACTIVE or
+//! DIRTY → FREE, its data dropped, never written back), and the page that
+//! holds the new end loses its dirty sectors past it
+//! ([`Page::truncate_tail`]), going back to ACTIVE if none is left. A held
+//! page (pinned or mapped) wholly past the new end keeps its state: the
+//! node detaches it from its tree and discards it when the last pin goes.
 //!
 //! A waiter is queued and woken under the same lock as the state, so a
 //! wake-up cannot be lost: either the waiter sees the final state at
@@ -81,8 +91,14 @@ pub const TRANSITIONS: &[(PageState, PageState, &str)] = &[
     (New, Alloc, "writer aborted while readers wait: refill"),
     (New, Free, "writer aborted, nobody waits"),
     (Active, Dirty, "write committed or shared-writable fault"),
-    (Active, Free, "evicted"),
+    (Active, Free, "evicted, or truncated away"),
     (Dirty, Writing, "writeback submitted"),
+    (Dirty, Free, "truncated away: discarded, never written back"),
+    (
+        Dirty,
+        Active,
+        "truncated: every dirty sector lay past the new end",
+    ),
     (Writing, Active, "writeback completed"),
     (
         Writing,
@@ -105,6 +121,9 @@ pub enum Want {
     Writable,
     /// Not WRITING and no write lease (sync's wait for busy pages).
     Idle,
+    /// No claim or I/O (not ALLOC, READING or WRITING) and no write lease
+    /// (truncate's wait for busy pages).
+    Settled,
 }
 
 /// Waiters woken by a mutation, with their outcome; the caller runs them
@@ -214,6 +233,17 @@ impl<W, F> Page<W, F> {
         self.state != Writing && self.leases == 0
     }
 
+    /// Nobody is getting it a frame, no I/O is in flight on it and no
+    /// writer leases it (so it is not NEW either): FREE, ACTIVE or DIRTY.
+    pub fn settled(&self) -> bool {
+        matches!(self.state, Free | Active | Dirty) && self.leases == 0
+    }
+
+    /// Nobody holds it: no pin, lease or mapping, nobody waiting.
+    pub fn unheld(&self) -> bool {
+        self.pins == 0 && self.leases == 0 && self.shared_maps == 0 && self.waiters.is_empty()
+    }
+
     /// Holds modified data, or may at any time (mapped shared-writable).
     pub fn needs_writeback(&self) -> bool {
         matches!(self.state, Dirty | Writing) || self.shared_maps > 0
@@ -237,11 +267,7 @@ impl<W, F> Page<W, F> {
 
     /// May be evicted now: clean, unpinned, unmapped, nobody waiting.
     pub fn evictable(&self) -> bool {
-        self.state == Active
-            && self.pins == 0
-            && self.leases == 0
-            && self.shared_maps == 0
-            && self.waiters.is_empty()
+        self.state == Active && self.unheld()
     }
 
     /// The entry may leave the page tree.
@@ -274,6 +300,10 @@ impl<W, F> Page<W, F> {
                 "evicting a pinned, leased, mapped or awaited page"
             ),
             (Dirty, Writing) => assert_eq!(self.leases, 0, "writeback of a leased page"),
+            (Dirty, Free) => assert!(
+                self.unheld(),
+                "discarding a pinned, leased, mapped or awaited page"
+            ),
             (Reading | Writing, _) => assert_eq!(self.io_pending, 0, "I/O still in flight"),
             _ => {}
         }
@@ -315,6 +345,8 @@ impl<W, F> Page<W, F> {
             Want::Readable | Want::Writable => None,
             Want::Idle if self.idle() => Some(Ok(())),
             Want::Idle => None,
+            Want::Settled if self.settled() => Some(Ok(())),
+            Want::Settled => None,
         }
     }
 
@@ -495,6 +527,41 @@ impl<W, F> Page<W, F> {
     pub fn evict(&mut self, wakes: &mut Wakes<W>) -> F {
         self.transition(Free, None, wakes)
             .expect("an ACTIVE page has a frame")
+    }
+
+    /// Truncate drops the page: ACTIVE or DIRTY → FREE, its data (dirty
+    /// or not) discarded, never written back; returns the frame to free.
+    /// Panics unless the page is unheld (no pin, lease, mapping or waiter).
+    pub fn discard(&mut self, wakes: &mut Wakes<W>) -> F {
+        assert!(
+            matches!(self.state, Active | Dirty),
+            "discarding a {:?} page",
+            self.state
+        );
+        self.dirty = 0;
+        self.referenced = false;
+        self.transition(Free, None, wakes)
+            .expect("an ACTIVE or DIRTY page has a frame")
+    }
+
+    /// Truncate keeps only the sectors in `inside` (those of the page that
+    /// still lie in the file) dirty: the others are past the new end and
+    /// must never be written. A DIRTY page left with no dirty sector goes
+    /// back to ACTIVE. Only on a settled page with content (ACTIVE or
+    /// DIRTY: no I/O in flight, no lease).
+    pub fn truncate_tail(&mut self, inside: u8, wakes: &mut Wakes<W>) {
+        assert!(
+            matches!(self.state, Active | Dirty) && self.settled(),
+            "truncating a {:?} page with {} leases",
+            self.state,
+            self.leases
+        );
+        if self.state == Dirty {
+            self.dirty &= inside;
+            if self.dirty == 0 {
+                self.transition(Active, None, wakes);
+            }
+        }
     }
 }
 
@@ -688,6 +755,81 @@ mod tests {
         p.io_done(true, 2, &mut w);
         assert_eq!(p.state(), Dirty);
         assert_eq!(p.dirty_mask(), 0b11);
+    }
+
+    #[test]
+    fn truncate_waits_until_settled() {
+        // Claimed, filling, NEW or written back: not settled; the waiter
+        // is woken once the page is.
+        for s in [Alloc, Reading, New, Writing] {
+            assert!(!page_in(s).settled(), "{s:?} counted settled");
+        }
+        let mut p = page_in(Reading);
+        assert_eq!(p.wait(Want::Settled, 1), None);
+        let mut w = Vec::new();
+        p.io_done(true, 0, &mut w);
+        assert_eq!(w, vec![(1, Ok(()))]);
+        // A failed fill settles too (FREE).
+        let mut p = page_in(Reading);
+        p.wait(Want::Settled, 2);
+        let mut w = Vec::new();
+        p.io_done(false, 0, &mut w);
+        assert_eq!(w, vec![(2, Ok(()))]);
+        // A lease keeps an ACTIVE or DIRTY page unsettled until released.
+        let mut p = page_in(Dirty);
+        p.lease();
+        assert_eq!(p.wait(Want::Settled, 3), None);
+        let mut w = Vec::new();
+        p.unlease(&mut w);
+        assert_eq!(w, vec![(3, Ok(()))]);
+        let mut p = page_in(Writing);
+        assert_eq!(p.wait(Want::Settled, 4), None);
+        let mut w = Vec::new();
+        p.io_done(true, 0, &mut w);
+        assert_eq!(w, vec![(4, Ok(()))]);
+    }
+
+    #[test]
+    fn discard_drops_clean_or_dirty_unheld_pages_only() {
+        for s in [Active, Dirty] {
+            let mut p = page_in(s);
+            assert_eq!(p.discard(&mut Vec::new()), 7);
+            assert_eq!((p.state(), p.dirty_mask()), (Free, 0));
+            assert!(p.removable());
+        }
+        for s in [Alloc, Reading, New, Writing] {
+            let r = std::panic::catch_unwind(|| page_in(s).discard(&mut Vec::new()));
+            assert!(r.is_err(), "{s:?} discarded");
+        }
+        let holds: [fn(&mut P); 3] = [|p| p.pin(), |p| p.lease(), |p| p.map_shared_writable()];
+        for hold in holds {
+            let r = std::panic::catch_unwind(|| {
+                let mut p = page_in(Dirty);
+                hold(&mut p);
+                assert!(!p.unheld());
+                p.discard(&mut Vec::new());
+            });
+            assert!(r.is_err(), "a held page was discarded");
+        }
+    }
+
+    #[test]
+    fn truncate_tail_keeps_inside_sectors_dirty() {
+        let mut p = page_in(Active);
+        let mut w = Vec::new();
+        p.mark_dirty(0b1000_0011, 0, &mut w);
+        p.truncate_tail(0b0000_0001, &mut w);
+        assert_eq!((p.state(), p.dirty_mask()), (Dirty, 0b1));
+        p.truncate_tail(0b0111_1110, &mut w);
+        assert_eq!((p.state(), p.dirty_mask()), (Active, 0));
+        p.truncate_tail(0, &mut w);
+        assert_eq!(p.state(), Active);
+        let r = std::panic::catch_unwind(|| {
+            let mut p = page_in(Dirty);
+            p.lease();
+            p.truncate_tail(0, &mut Vec::new());
+        });
+        assert!(r.is_err(), "truncated under a lease");
     }
 
     #[test]

@@ -25,11 +25,17 @@
 //! write completions run in bh (asserted); the continuation between passes
 //! goes through the runqueue when it starts in bh. Locks: `pagecache.node`,
 //! with `pagecache.volume` nested when a clean node leaves the dirty list
-//! (only here, only in kernel-lock context).
+//! (only here and in truncate, only in kernel-lock context).
+//!
+//! Writeback maps through the backing's own length, not the node's
+//! truncate cap (`Node::file_len`): until the filesystem applies a pending
+//! truncate, the sectors past it are still the file's, so a dirty page
+//! there is written rather than failed with EIO (truncate then discards
+//! it).
 
 use crate::cache::{PageCache, VolumeCache, bump};
 use crate::io::{self, Gather, Held, Piece};
-use crate::node::{Node, Wakes, mask_within};
+use crate::node::{Node, NodeInner, Wakes, mask_within};
 use crate::page::{SECTORS_PER_PAGE, Want};
 use crate::{
     Completion, Errno, PAGE_SIZE, RunQueueHook, SECTOR_SIZE, assert_bh, assert_kernel_lock,
@@ -111,13 +117,8 @@ impl Node {
                 any_dirty |= p.needs_writeback();
             }
             debug_assert!(wakes.is_empty());
-            if !any_dirty && inner.on_dirty_list {
-                inner.on_dirty_list = false;
-                let me = self.me().as_ptr();
-                self.volume()
-                    .dirty
-                    .lock()
-                    .retain(|n| !core::ptr::eq(Arc::as_ptr(n), me));
+            if !any_dirty {
+                self.leave_dirty_list(inner);
             }
         }
         let count = started.len();
@@ -126,6 +127,21 @@ impl Node {
         gather.set_finish(done);
         gather.settle(Ok(()));
         count
+    }
+
+    /// Takes the node off its volume's dirty list (under the node lock,
+    /// kernel-lock context only: the list may hold the last reference but
+    /// one, never the last, as the caller has the node). The caller saw
+    /// that no page needs writeback.
+    pub(crate) fn leave_dirty_list(&self, inner: &mut NodeInner) {
+        if inner.on_dirty_list {
+            inner.on_dirty_list = false;
+            let me = self.me().as_ptr();
+            self.volume()
+                .dirty
+                .lock()
+                .retain(|n| !core::ptr::eq(Arc::as_ptr(n), me));
+        }
     }
 
     /// Maps the dirty sectors of pages just taken to WRITING and submits

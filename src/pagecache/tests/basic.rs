@@ -107,6 +107,26 @@ fn holes_and_uninited_extents_read_as_zeros_without_io() {
 }
 
 #[test]
+fn uninited_sectors_read_as_zeros_whatever_the_disk_holds() {
+    // Sectors a reservation hands out may hold old data (a real filesystem
+    // reuses freed ones): until written, they must read as zeros.
+    let w = World::new(no_readahead(), DevConfig::default(), 1);
+    w.dev.state.disk.lock().unwrap()[8 * 512..40 * 512].fill(0xee);
+    let n = w.node(0);
+    // A sparse file: page 0 a hole inside it, then a small write into
+    // page 0 reserves one sector there (uninited, full of 0xee on disk)
+    // and fills the rest of the page first.
+    w.write(&n, 2 * PS as u64, &[1]).unwrap();
+    w.write(&n, 300, &[2]).unwrap();
+    let mut expect = vec![0; 2 * PS + 1];
+    expect[300] = 2;
+    expect[2 * PS] = 1;
+    assert!(w.read(&n, 0, 3 * PS).unwrap() == expect, "old data read");
+    w.sync(&n).unwrap();
+    assert!(w.disk_image(0) == expect, "old data written back");
+}
+
+#[test]
 fn enospc_is_reported_by_write() {
     let dev = DevConfig {
         sectors: 8 + 16,

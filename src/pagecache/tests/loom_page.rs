@@ -13,6 +13,13 @@
 //! * writeback (kernel-lock start, device completion): DIRTY → WRITING,
 //!   DMA to disk, WRITING → ACTIVE.
 //!
+//! A second model swaps the evictor for a truncator (kernel-lock, as
+//! `Node::truncate`): it waits until the page is settled (no claim, I/O or
+//! lease), then discards it if nobody holds it, or else zeroes it and drops
+//! its dirty sectors as for the page holding the new end (a held page past
+//! the end is detached by the node, which one page cannot model; its state
+//! does not change).
+//!
 //! Checked over every interleaving (bounded preemption):
 //! * no illegal transition (`Page::transition` asserts);
 //! * no lost wake-up: a waiter parks until its waker unparks it; a lost
@@ -21,7 +28,9 @@
 //!   data is never lost (final check);
 //! * no CPU copy overlapping device DMA on the frame, nor a CPU write
 //!   overlapping any other access (the frame's access checker): stable
-//!   pages during writeback, no readers during a fill.
+//!   pages during writeback, no readers during a fill;
+//! * no access to the frame while no page holds it (after eviction or a
+//!   truncate's discard, before the next claim attaches it).
 //!
 //! Run: `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p cairn-pagecache --release --test loom_page`
 #![cfg(loom)]
@@ -53,10 +62,31 @@ struct FrameMem {
     value: AtomicU32,
     writers: AtomicU32,
     readers: AtomicU32,
+    /// Attached to the page (between a claim's fill or NEW and the
+    /// eviction or discard that hands it back).
+    live: AtomicBool,
 }
 
 impl FrameMem {
+    fn new() -> Self {
+        FrameMem {
+            value: AtomicU32::new(0),
+            writers: AtomicU32::new(0),
+            readers: AtomicU32::new(0),
+            live: AtomicBool::new(false),
+        }
+    }
+
+    fn attach(&self) {
+        assert!(!self.live.swap(true, SeqCst), "frame attached twice");
+    }
+
+    fn detach(&self) {
+        assert!(self.live.swap(false, SeqCst), "freeing a free frame");
+    }
+
     fn write(&self, v: u32) {
+        assert!(self.live.load(SeqCst), "write to a freed frame");
         assert_eq!(
             self.writers.fetch_add(1, SeqCst),
             0,
@@ -68,6 +98,7 @@ impl FrameMem {
     }
 
     fn read(&self) -> u32 {
+        assert!(self.live.load(SeqCst), "read of a freed frame");
         self.readers.fetch_add(1, SeqCst);
         assert_eq!(self.writers.load(SeqCst), 0, "frame read while written");
         let v = self.value.load(SeqCst);
@@ -111,7 +142,11 @@ impl World {
     /// The device side of a fill this CPU claimed: DMA, then completion.
     fn fill(&self) {
         let mut wakes = Wakes::new();
-        self.page.lock().unwrap().start_fill(FRAME, 1, &mut wakes);
+        {
+            let mut p = self.page.lock().unwrap();
+            p.start_fill(FRAME, 1, &mut wakes);
+            self.frame.attach();
+        }
         assert!(wakes.is_empty(), "woken before the fill");
         self.frame.write(self.disk.load(SeqCst));
         let (done, freed) = self.page.lock().unwrap().io_done(true, 0, &mut wakes);
@@ -163,6 +198,7 @@ impl World {
             if p.state() == PageState::Free {
                 p.claim(&mut wakes);
                 p.start_new(FRAME, &mut wakes);
+                self.frame.attach();
                 false
             } else {
                 p.wait(Want::Writable, me.clone()).is_none()
@@ -194,8 +230,47 @@ impl World {
                 "evicting a page whose data is not on disk"
             );
             assert_eq!(p.evict(&mut wakes), FRAME);
+            self.frame.detach();
         }
         assert!(wakes.is_empty());
+    }
+
+    /// `Node::truncate` on this one page: wait until settled, then discard
+    /// it (unheld) or zero it and drop its dirty sectors (held).
+    fn truncator(&self) {
+        loop {
+            let me = waiter();
+            let k = self.kernel.lock().unwrap();
+            let waits = {
+                let mut p = self.page.lock().unwrap();
+                let mut wakes = Wakes::new();
+                if !p.settled() {
+                    assert!(p.wait(Want::Settled, me.clone()).is_none());
+                    true
+                } else {
+                    // As the node does: every settled page but a FREE one
+                    // has content to drop (`discard` and `truncate_tail`
+                    // assert that it is ACTIVE or DIRTY).
+                    if p.state() != PageState::Free {
+                        if p.unheld() {
+                            assert_eq!(p.discard(&mut wakes), FRAME);
+                            self.frame.detach();
+                        } else {
+                            self.frame.write(0);
+                            p.truncate_tail(0, &mut wakes);
+                            assert_eq!(p.state(), PageState::Active);
+                        }
+                    }
+                    assert!(wakes.is_empty(), "a settled page had waiters to wake");
+                    false
+                }
+            };
+            drop(k);
+            if !waits {
+                return;
+            }
+            wait_for(&me);
+        }
     }
 
     fn writeback(&self) {
@@ -218,21 +293,21 @@ impl World {
     }
 }
 
+fn world() -> Arc<World> {
+    Arc::new(World {
+        kernel: Mutex::new(()),
+        page: Mutex::new(Page::new()),
+        frame: FrameMem::new(),
+        disk: AtomicU32::new(0),
+    })
+}
+
 #[test]
 fn one_page_under_reader_writer_evictor_and_writeback() {
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(3);
     b.check(|| {
-        let w = Arc::new(World {
-            kernel: Mutex::new(()),
-            page: Mutex::new(Page::new()),
-            frame: FrameMem {
-                value: AtomicU32::new(0),
-                writers: AtomicU32::new(0),
-                readers: AtomicU32::new(0),
-            },
-            disk: AtomicU32::new(0),
-        });
+        let w = world();
         let spawn = |f: fn(&World)| {
             let w = w.clone();
             thread::spawn(move || f(&w))
@@ -261,5 +336,46 @@ fn one_page_under_reader_writer_evictor_and_writeback() {
             PageState::Free => assert_eq!(w.disk.load(SeqCst), WRITTEN, "written data lost"),
             s => panic!("page left {s:?}"),
         }
+    });
+}
+
+#[test]
+fn one_page_under_reader_writer_writeback_and_truncate() {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(3);
+    b.check(|| {
+        let w = world();
+        let spawn = |f: fn(&World)| {
+            let w = w.clone();
+            thread::spawn(move || f(&w))
+        };
+        let reader = {
+            let w = w.clone();
+            thread::spawn(move || w.reader())
+        };
+        let writer = spawn(World::writer);
+        let truncator = spawn(World::truncator);
+        let writeback = spawn(World::writeback);
+        let seen = reader.join().unwrap();
+        writer.join().unwrap();
+        truncator.join().unwrap();
+        writeback.join().unwrap();
+        assert!([0, FIRST, WRITTEN].contains(&seen), "reader saw {seen}");
+
+        let p = w.page.lock().unwrap();
+        assert_eq!((p.pins(), p.leases(), p.waiters()), (0, 0, 0));
+        assert!(
+            matches!(
+                p.state(),
+                PageState::Free | PageState::Active | PageState::Dirty
+            ),
+            "page left {:?}",
+            p.state()
+        );
+        assert_eq!(
+            p.state() != PageState::Free,
+            w.frame.live.load(SeqCst),
+            "a page without its frame, or a frame without its page"
+        );
     });
 }

@@ -1,15 +1,20 @@
-//! Property test: random reads, writes, shared-mapping stores, syncs,
-//! writeback ticks and shrinks over several files, with a memory limit of a
-//! few pages so that eviction runs all the time, against a plain `Vec<u8>`
-//! model per file (read-after-write); then a sync of the volume and a fresh
-//! cache over the same disk must read back the model (durability).
+//! Property test: random reads, writes, shared-mapping stores, truncates
+//! (some with a page past the new end held by a read or a mapping), syncs,
+//! writeback ticks, shrinks and invalidations over several files, with a
+//! memory limit of a few pages so that eviction runs all the time, against
+//! a plain `Vec<u8>` model per file (read-after-write); then a sync of the
+//! volume and a fresh cache over the same disk must read back the model
+//! (durability). The test filesystem reuses the sectors truncates free, so
+//! a write to a freed sector would corrupt another file; the device also
+//! counts writes that reach a sector while it is free.
 #![cfg(not(loom))]
 
 mod common;
 
-use cairn_pagecache::{Access, Config, Errno, PAGE_SIZE, PageState};
-use common::{DevConfig, World};
+use cairn_pagecache::{Access, Completion, Config, Errno, PAGE_SIZE, PageState, Pages};
+use common::{DevConfig, World, wait};
 use proptest::prelude::*;
+use std::sync::mpsc::channel;
 
 const FILES: usize = 3;
 const SPAN: u64 = 12 * PAGE_SIZE as u64;
@@ -39,6 +44,27 @@ enum Op {
     SyncVolume,
     Tick,
     Shrink(usize),
+    /// `ftruncate`; with `hold`, page `hold` (if it lies past the new end)
+    /// is first pinned by a read (`Hold::Read`) or a mapping, and checked
+    /// to still hold the old bytes after the truncate. `deferred`: the
+    /// filesystem is told only after the pagecache's truncate completed,
+    /// with clean pages dropped and the file read in between.
+    Truncate {
+        file: usize,
+        len: u64,
+        hold: Option<(u64, Hold)>,
+        deferred: bool,
+    },
+    Invalidate {
+        file: usize,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Hold {
+    Read,
+    MapPrivate,
+    MapShared,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -50,11 +76,41 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(file, off, len)| Op::Read { file, off, len }),
         2 => (file.clone(), 0..SPAN / PAGE_SIZE as u64, 0..PAGE_SIZE as u16, any::<u8>())
             .prop_map(|(file, page, at, byte)| Op::Store { file, page, at, byte }),
-        1 => file.prop_map(|file| Op::Sync { file }),
+        1 => file.clone().prop_map(|file| Op::Sync { file }),
         1 => Just(Op::SyncVolume),
         1 => Just(Op::Tick),
         1 => (0..8usize).prop_map(Op::Shrink),
+        2 => (file.clone(), 0..SPAN + 4096, any::<bool>())
+            .prop_map(|(file, len, deferred)| Op::Truncate { file, len, hold: None, deferred }),
+        1 => (
+            file.clone(),
+            0..SPAN,
+            0..SPAN / PAGE_SIZE as u64,
+            prop_oneof![Just(Hold::Read), Just(Hold::MapPrivate), Just(Hold::MapShared)],
+        )
+            .prop_map(|(file, len, page, how)| Op::Truncate {
+                file,
+                len,
+                hold: Some((page, how)),
+                deferred: false,
+            }),
+        1 => file.prop_map(|file| Op::Invalidate { file }),
     ]
+}
+
+/// What holds a page across a truncate.
+enum Held {
+    Read(Pages),
+    Map(cairn_pagecache::Mapped),
+}
+
+impl Held {
+    fn read(&self, dst: &mut [u8]) {
+        match self {
+            Held::Read(p) => p.read_at(0, dst),
+            Held::Map(m) => m.read_at(0, dst),
+        }
+    }
 }
 
 fn bytes(seed: u8, off: u64, len: usize) -> Vec<u8> {
@@ -137,6 +193,95 @@ fn run(ops: &[Op], seed: u64) {
             Op::Shrink(n) => {
                 w.cache.shrink(n);
             }
+            Op::Truncate {
+                file,
+                len,
+                hold,
+                deferred,
+            } => {
+                let n = &nodes[file];
+                let m = &mut model[file];
+                let keep = len.div_ceil(PAGE_SIZE as u64);
+                let held = hold
+                    .filter(|&(page, _)| page >= keep && page * (PAGE_SIZE as u64) < m.len() as u64)
+                    .map(|(page, how)| {
+                        let start = (page * PAGE_SIZE as u64) as usize;
+                        let old = m[start..m.len().min(start + PAGE_SIZE)].to_vec();
+                        let h = match how {
+                            Hold::Read => {
+                                let (tx, rx) = channel();
+                                w.syscall(|| {
+                                    n.read(
+                                        start as u64,
+                                        PAGE_SIZE,
+                                        Completion::kernel_lock(move |r| tx.send(r).unwrap()),
+                                    )
+                                });
+                                Held::Read(wait(&rx).expect("read"))
+                            }
+                            Hold::MapPrivate | Hold::MapShared => {
+                                let access = Access {
+                                    write: matches!(how, Hold::MapShared),
+                                    shared: matches!(how, Hold::MapShared),
+                                };
+                                Held::Map(w.fault(n, page, access).expect("fault"))
+                            }
+                        };
+                        (h, old)
+                    });
+                if deferred {
+                    assert_eq!(w.truncate_cache(n, len), Ok(()));
+                    let old_len = m.len();
+                    m.resize(len as usize, 0);
+                    w.syscall(|| n.invalidate_clean());
+                    // Until the filesystem acts, the file reads as the new
+                    // length, or the old one where it grows.
+                    let got = w.read(n, 0, SPAN as usize + 8192).expect("read");
+                    assert!(got == m[..m.len().min(old_len)], "read in the window");
+                    w.syscall(|| w.fs.truncate(file, len));
+                } else {
+                    assert_eq!(w.truncate(n, file, len), Ok(()));
+                    m.resize(len as usize, 0);
+                }
+                // The page holding the end of file has zeros past it (a
+                // mapping sees the whole page), so growing reads zeros.
+                let tail = len as usize % PAGE_SIZE;
+                if tail != 0 {
+                    let private = Access {
+                        write: false,
+                        shared: false,
+                    };
+                    let mp = w.fault(n, len / PAGE_SIZE as u64, private).expect("fault");
+                    let mut page = vec![0; PAGE_SIZE];
+                    w.syscall(|| {
+                        mp.read_at(0, &mut page);
+                        drop(mp);
+                    });
+                    assert!(
+                        page[tail..].iter().all(|&b| b == 0),
+                        "old bytes past the end of file are cached"
+                    );
+                }
+                if let Some((h, old)) = held {
+                    let mut got = vec![0; old.len()];
+                    w.syscall(|| h.read(&mut got));
+                    assert!(got == old, "a held page changed under truncate");
+                    assert!(n.detached_pages() > 0);
+                    w.syscall(|| {
+                        // A store through a detached shared mapping goes
+                        // nowhere.
+                        if let Held::Map(mp) = &h {
+                            if mp.writable() {
+                                mp.write_at(0, &[0x5a]);
+                            }
+                        }
+                        drop(h);
+                    });
+                }
+            }
+            Op::Invalidate { file } => {
+                w.syscall(|| nodes[file].invalidate_clean());
+            }
         }
     }
     // Quiet: nothing pinned or leased, the LRU is exactly the clean pages.
@@ -155,7 +300,11 @@ fn run(ops: &[Op], seed: u64) {
         }
     }
     assert_eq!(w.cache.lru_len(), active);
+    for n in &nodes {
+        assert_eq!(n.detached_pages(), 0);
+    }
     assert_eq!(w.sync_volume(), Ok(()));
+    assert_eq!(w.stray_writes(), 0, "a write reached a freed sector");
     for (f, m) in model.iter().enumerate() {
         assert_eq!(w.fs.len(f), m.len() as u64);
         assert_eq!(&w.disk_image(f), m, "file {f} after remount");

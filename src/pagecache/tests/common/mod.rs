@@ -10,7 +10,10 @@
 //! * [`HostRunQueue`]: a thread in kernel-lock context that takes the test
 //!   kernel lock around each deferred item.
 //! * [`TestFs`] / [`FileBacking`]: a tiny filesystem: per-file sector maps
-//!   with uninited extents, a bump allocator with a capacity (ENOSPC).
+//!   with uninited extents, a bump allocator with a capacity (ENOSPC), and
+//!   truncate, whose freed sectors are reused first by later allocations
+//!   (so a stray write to a freed sector corrupts another file) and are
+//!   watched by the device while free ([`DevState::stray_writes`]).
 //! * [`World`]: all of it wired up, with blocking helpers that behave like
 //!   syscall threads: hold the kernel lock while calling the pagecache,
 //!   release it while waiting.
@@ -24,7 +27,7 @@ use cairn_pagecache::{
 };
 use cairn_sync::cpu::host::set_context;
 use cairn_sync::{Context, KernelLock};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Condvar, Mutex};
@@ -89,6 +92,11 @@ pub struct DevCounters {
 pub struct DevState {
     pub disk: Mutex<Vec<u8>>,
     pub frames: Arc<HostFrames>,
+    /// Sectors the filesystem freed and has not reallocated: no write may
+    /// reach them.
+    pub unowned: Mutex<BTreeSet<u64>>,
+    /// Writes that touched an unowned sector.
+    pub stray_writes: AtomicU64,
     pub fail_reads: AtomicBool,
     pub fail_writes: AtomicBool,
     pub fail_flush: AtomicBool,
@@ -110,6 +118,8 @@ impl SimDevice {
         let state = Arc::new(DevState {
             disk: Mutex::new(vec![0; (cfg.sectors * SECTOR_SIZE as u64) as usize]),
             frames,
+            unowned: Mutex::new(BTreeSet::new()),
+            stray_writes: AtomicU64::new(0),
             fail_reads: AtomicBool::new(false),
             fail_writes: AtomicBool::new(false),
             fail_flush: AtomicBool::new(false),
@@ -251,6 +261,16 @@ fn serve(st: &DevState, cfg: DevConfig, r: &Request) -> Status {
         Op::Write => {
             c.writes.fetch_add(1, Ordering::SeqCst);
             c.write_sectors.fetch_add(r.sectors, Ordering::SeqCst);
+            if st
+                .unowned
+                .lock()
+                .unwrap()
+                .range(r.sector..r.sector + r.sectors)
+                .next()
+                .is_some()
+            {
+                st.stray_writes.fetch_add(1, Ordering::SeqCst);
+            }
             if st.fail_writes.load(Ordering::SeqCst) {
                 return Status::IoError;
             }
@@ -321,25 +341,30 @@ struct FileMeta {
 struct FsInner {
     next_free: u64,
     capacity: u64,
+    /// Sectors freed by truncate, handed out again before `next_free`.
+    freed: BTreeSet<u64>,
     files: Vec<FileMeta>,
 }
 
 /// A tiny filesystem over the simulated disk (metadata in memory).
 pub struct TestFs {
     inner: Mutex<FsInner>,
+    dev: Arc<DevState>,
     pub meta_syncs: AtomicU64,
     pub fail_meta: AtomicBool,
 }
 
 impl TestFs {
-    /// Data sectors `first .. first + capacity` of the disk.
-    pub fn new(first: u64, capacity: u64, files: usize) -> Arc<TestFs> {
+    /// Data sectors `first .. first + capacity` of `dev`'s disk.
+    pub fn new(dev: &SimDevice, first: u64, capacity: u64, files: usize) -> Arc<TestFs> {
         Arc::new(TestFs {
             inner: Mutex::new(FsInner {
                 next_free: first,
                 capacity: first + capacity,
+                freed: BTreeSet::new(),
                 files: (0..files).map(|_| FileMeta::default()).collect(),
             }),
+            dev: dev.state.clone(),
             meta_syncs: AtomicU64::new(0),
             fail_meta: AtomicBool::new(false),
         })
@@ -379,6 +404,34 @@ impl TestFs {
         }
         let at = (start * SECTOR_SIZE as u64) as usize;
         disk[at..at + data.len()].copy_from_slice(data);
+    }
+
+    /// Sets the length of `file` as TFS does: shrinking frees the sectors
+    /// past the new end (they become unowned until reallocated) and zeroes
+    /// the on-disk tail of the last partial sector; growing leaves a hole.
+    /// Returns the disk sectors freed.
+    pub fn truncate(&self, file: usize, len: u64) -> Vec<u64> {
+        let mut fs = self.inner.lock().unwrap();
+        let fs = &mut *fs;
+        let f = &mut fs.files[file];
+        let cut = f.sectors.split_off(&len.div_ceil(SS));
+        let freed: Vec<u64> = cut.values().map(|l| l.disk).collect();
+        if len < f.len && len % SS != 0 {
+            if let Some(l) = f.sectors.get(&(len / SS)).filter(|l| l.inited) {
+                let mut disk = self.dev.disk.lock().unwrap();
+                let at = (l.disk * SS + len % SS) as usize;
+                let end = ((l.disk + 1) * SS) as usize;
+                disk[at..end].fill(0);
+            }
+        }
+        f.len = len;
+        fs.freed.extend(freed.iter().copied());
+        self.dev
+            .unowned
+            .lock()
+            .unwrap()
+            .extend(freed.iter().copied());
+        freed
     }
 
     pub fn backing(self: &Arc<Self>, file: usize) -> Arc<dyn Backing> {
@@ -465,12 +518,21 @@ impl Backing for FileBacking {
         let missing: Vec<u64> = (first..end)
             .filter(|s| !fs.files[self.file].sectors.contains_key(s))
             .collect();
-        if fs.next_free + missing.len() as u64 > fs.capacity {
+        let available = fs.freed.len() as u64 + (fs.capacity - fs.next_free);
+        if missing.len() as u64 > available {
             return Err(Errno::ENOSPC);
         }
         for s in missing {
-            let disk = fs.next_free;
-            fs.next_free += 1;
+            let disk = match fs.freed.pop_first() {
+                Some(d) => {
+                    self.fs.dev.unowned.lock().unwrap().remove(&d);
+                    d
+                }
+                None => {
+                    fs.next_free += 1;
+                    fs.next_free - 1
+                }
+            };
             fs.files[self.file].sectors.insert(
                 s,
                 Loc {
@@ -537,7 +599,7 @@ impl World {
         let kl = Arc::new(KernelLock::new());
         let frames = Arc::new(HostFrames::new(frame_cap));
         let dev = SimDevice::new(dcfg, frames.clone());
-        let fs = TestFs::new(8, dcfg.sectors - 8, files);
+        let fs = TestFs::new(&dev, 8, dcfg.sectors - 8, files);
         Self::mount(kl, frames, dev, fs, cfg)
     }
 
@@ -647,6 +709,56 @@ impl World {
             }))
         });
         wait(&rx)
+    }
+
+    /// Starts `ftruncate(file, len)` as the kernel does it: the pagecache
+    /// first, then, from its completion (kernel-lock, no window), the
+    /// filesystem. The result arrives on the receiver.
+    pub fn start_truncate(
+        &self,
+        node: &Arc<Node>,
+        file: usize,
+        len: u64,
+    ) -> Receiver<Result<(), Errno>> {
+        let (tx, rx) = channel();
+        let fs = self.fs.clone();
+        self.syscall(|| {
+            node.truncate(
+                len,
+                Completion::kernel_lock(move |r: Result<(), Errno>| {
+                    if r.is_ok() {
+                        fs.truncate(file, len);
+                    }
+                    tx.send(r).unwrap();
+                }),
+            )
+        });
+        rx
+    }
+
+    /// `ftruncate(file, len)`, waited for.
+    pub fn truncate(&self, node: &Arc<Node>, file: usize, len: u64) -> Result<(), Errno> {
+        wait(&self.start_truncate(node, file, len))
+    }
+
+    /// Only the pagecache's part of a truncate (the filesystem is told
+    /// later, by the caller).
+    pub fn truncate_cache(&self, node: &Arc<Node>, len: u64) -> Result<(), Errno> {
+        let (tx, rx) = channel();
+        self.syscall(|| {
+            node.truncate(
+                len,
+                Completion::kernel_lock(move |r| {
+                    tx.send(r).unwrap();
+                }),
+            )
+        });
+        wait(&rx)
+    }
+
+    /// Writes that reached a sector the filesystem had freed.
+    pub fn stray_writes(&self) -> u64 {
+        self.dev.state.stray_writes.load(Ordering::SeqCst)
     }
 
     pub fn fault(&self, node: &Arc<Node>, index: u64, access: Access) -> Result<Mapped, Errno> {
