@@ -61,10 +61,13 @@ const WRITEBACK_PERIOD_NS: u64 = 1_000_000_000;
 
 static NODES_CLASS: LockClass = LockClass::new("fs.nodes");
 
-/// An open regular file's data: its pagecache node.
+/// A regular file's data: its pagecache node.
 pub struct FileData {
     pub ino: Ino,
     pub node: Arc<Node>,
+    /// Serialises truncates of this file (the pagecache applies them one
+    /// at a time, each followed by the filesystem's own).
+    pub truncating: SleepMutex<()>,
 }
 
 /// The root filesystem.
@@ -180,26 +183,62 @@ struct Slot<T> {
 
 static SLOT_CLASS: LockClass = LockClass::new("fs.slot");
 
+/// A place a thread sleeps on until some completion delivers a value.
+/// Allocated bh-safe: the delivering side may drop the last reference in
+/// bh context.
+pub struct Waiter<T>(Arc<Slot<T>>);
+
+impl<T: Send + 'static> Waiter<T> {
+    pub fn new() -> Self {
+        Waiter(bh_safe_alloc(|| {
+            Arc::new(Slot {
+                done: AtomicBool::new(false),
+                value: IrqSpinLock::new(&SLOT_CLASS, None),
+                sleepers: WaitQueue::new(),
+            })
+        }))
+    }
+
+    /// Another handle to the same slot (for the delivering side).
+    pub fn handle(&self) -> Waiter<T> {
+        Waiter(self.0.clone())
+    }
+
+    /// Delivers the value and wakes the sleeper (bh or kernel-lock).
+    pub fn deliver(self, v: T) {
+        *self.0.value.lock() = Some(v);
+        self.0.done.store(true, Ordering::Release);
+        self.0.sleepers.wake_all();
+    }
+
+    /// A pagecache completion that delivers here.
+    pub fn completion(&self) -> Completion<T> {
+        let h = self.handle();
+        Completion::bh(move |v| h.deliver(v))
+    }
+
+    /// Sleeps until the value arrives (kernel-lock context, in a thread).
+    pub fn wait(self) -> T {
+        self.0
+            .sleepers
+            .wait_until(|| self.0.done.load(Ordering::Acquire));
+        let v = self.0.value.lock().take();
+        v.expect("completion delivered nothing")
+    }
+}
+
+impl<T: Send + 'static> Default for Waiter<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Starts an asynchronous pagecache operation and sleeps until its
 /// completion delivers the result.
 pub fn wait_for<T: Send + 'static>(start: impl FnOnce(Completion<T>)) -> T {
-    let slot = bh_safe_alloc(|| {
-        Arc::new(Slot {
-            done: AtomicBool::new(false),
-            value: IrqSpinLock::new(&SLOT_CLASS, None),
-            sleepers: WaitQueue::new(),
-        })
-    });
-    let s = slot.clone();
-    start(Completion::bh(move |v| {
-        *s.value.lock() = Some(v);
-        s.done.store(true, Ordering::Release);
-        s.sleepers.wake_all();
-    }));
-    slot.sleepers
-        .wait_until(|| slot.done.load(Ordering::Acquire));
-    let v = slot.value.lock().take();
-    v.expect("completion delivered nothing")
+    let w = Waiter::new();
+    start(w.completion());
+    w.wait()
 }
 
 impl Mount {
@@ -225,6 +264,7 @@ impl Mount {
         let f = Arc::new(FileData {
             ino,
             node: Node::new(self.cache(), Arc::new(TfsBacking { mount: self, ino })),
+            truncating: SleepMutex::new("fs.truncate", ()),
         });
         nodes.insert(ino.0, f.clone());
         f
@@ -337,6 +377,24 @@ impl Mount {
         let mut batch = wait_for(|c| file.node.write(offset, data.len(), c))?;
         batch.write_at(0, data);
         Ok(batch.commit(data.len()))
+    }
+
+    /// Truncates (or extends) `file` to `len`: the pagecache drops what lies
+    /// past the end first (so no writeback can reach storage TFS frees), and
+    /// TFS's own truncate runs in the pagecache's completion, with no other
+    /// kernel-lock code in between (so no write slips into the gap).
+    pub fn truncate(&'static self, file: &FileData, len: u64) -> Result<(), Errno> {
+        let _one_at_a_time = file.truncating.lock();
+        let ino = file.ino;
+        let w = Waiter::new();
+        let h = w.handle();
+        file.node.truncate(
+            len,
+            Completion::kernel_lock(move |r: Result<(), Errno>| {
+                h.deliver(r.and_then(|()| self.fs().truncate(ino, len).map_err(errno_of)));
+            }),
+        );
+        w.wait()
     }
 
     /// fsync: the file's dirty pages, then the log, then a device flush.

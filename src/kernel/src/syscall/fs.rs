@@ -434,7 +434,7 @@ pub fn statx(dirfd: i32, path: u64, flags: i32, mask: u32, out: u64) -> SysResul
 /// Truncates `ino` to `len`: the cached pages past the end go first (no
 /// writeback can then touch storage the filesystem frees), then TFS.
 fn truncate_ino(m: &'static Mount, ino: Ino, len: u64) -> Result<(), Errno> {
-    m.fs().truncate(ino, len).map_err(fs_err)
+    m.truncate(&m.file(ino), len).map_err(pc_err)
 }
 
 pub fn ftruncate(fd: i32, len: i64) -> SysResult {
