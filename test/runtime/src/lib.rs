@@ -247,6 +247,46 @@ static CATALOGUE: &[RuntimeTest] = &[
         )
     },
     RuntimeTest {
+        source: "fatal",
+        manifest: "fatal_segv",
+        boots: &[139],
+        native: Native::No("ends by a fatal signal by design"),
+        ..test(
+            "fatal_segv",
+            "a store to an unmapped address ends the program with SIGSEGV: status 139 and a report line",
+        )
+    },
+    RuntimeTest {
+        source: "fatal",
+        manifest: "fatal_bus",
+        boots: &[135],
+        native: Native::No("ends by a fatal signal by design"),
+        ..test(
+            "fatal_bus",
+            "a load past the end of a mapped file ends the program with SIGBUS: status 135",
+        )
+    },
+    RuntimeTest {
+        source: "fatal",
+        manifest: "fatal_abrt",
+        boots: &[134],
+        native: Native::No("ends by a fatal signal by design"),
+        ..test(
+            "fatal_abrt",
+            "abort() ends the program with SIGABRT: status 134",
+        )
+    },
+    RuntimeTest {
+        source: "fatal",
+        manifest: "fatal_alrm",
+        boots: &[142],
+        native: Native::No("ends by a fatal signal by design"),
+        ..test(
+            "fatal_alrm",
+            "an expiring alarm() ends the program with SIGALRM: status 142",
+        )
+    },
+    RuntimeTest {
         data: &[pattern("brian.dat", 2 * 200 * 2 * PAGE, 21)],
         timeout_s: 300,
         ..test(

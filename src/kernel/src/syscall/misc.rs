@@ -283,7 +283,11 @@ pub fn alarm(secs: u32) -> SysResult {
     if secs > 0 {
         let ns = u64::from(secs) * 1_000_000_000;
         let id = crate::timer::after(ns, || {
-            crate::sched::defer(|| super::fatal_signal(14, "alarm expired"));
+            // Ending the program syncs the filesystem (it sleeps): do it
+            // in a thread of its own.
+            crate::sched::defer(|| {
+                crate::sched::thread::spawn("sigalrm", || super::fatal_signal(14, "alarm expired"));
+            });
         });
         *ALARM.lock() = Some((id, crate::time::now_ns() + ns));
     }
