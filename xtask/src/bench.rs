@@ -94,7 +94,9 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
         crate::bench_fs::run()?;
     }
     if a.suite.is_none_or(|s| s == Suite::Host) {
-        cargo(&["bench", "--quiet", "-p", "cairn-sync"], "host benchmarks")?;
+        for pkg in ["cairn-sync", "cairn-heap", "cairn-pagecache", "cairn-tfs", "cairn-tools"] {
+            cargo(&["bench", "--quiet", "-p", pkg], "host benchmarks")?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
