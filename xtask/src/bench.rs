@@ -17,6 +17,8 @@ use std::time::Duration;
 pub enum Suite {
     Boot,
     Host,
+    /// In-kernel TFS mount time against file count.
+    Tfs,
     /// Block drivers under TCG next to the host (see `bench_blk`).
     Blk,
     /// Filesystem workloads on cairn next to a Linux guest (see `bench_fs`).
@@ -93,8 +95,17 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
     if a.suite.is_none_or(|s| s == Suite::Fs) {
         crate::bench_fs::run()?;
     }
+    if a.suite.is_none_or(|s| s == Suite::Tfs) {
+        crate::bench_tfs::bench()?;
+    }
     if a.suite.is_none_or(|s| s == Suite::Host) {
-        for pkg in ["cairn-sync", "cairn-heap", "cairn-pagecache", "cairn-tfs", "cairn-tools"] {
+        for pkg in [
+            "cairn-sync",
+            "cairn-heap",
+            "cairn-pagecache",
+            "cairn-tfs",
+            "cairn-tools",
+        ] {
             cargo(&["bench", "--quiet", "-p", pkg], "host benchmarks")?;
         }
     }
