@@ -127,6 +127,16 @@ impl Request {
         }
     }
 
+    /// Checks the request against a device's limits (range, segment count,
+    /// transfer size): the status to fail it with, if any.
+    pub fn check_for(&self, info: &crate::DeviceInfo) -> Result<(), Status> {
+        self.check(info.sectors, info.max_segments)?;
+        if self.sectors > u64::from(info.max_sectors) {
+            return Err(Status::Unsupported);
+        }
+        Ok(())
+    }
+
     /// Moves the request `offset` sectors further on the device (volumes map
     /// their sectors onto the disk with it).
     pub fn offset_by(&mut self, offset: u64) {

@@ -648,15 +648,7 @@ impl BlockDevice for AtaDisk {
         let ch = self.channel;
         Stats::count(&ch.stats.submitted);
         let arg = ch as *const Channel as usize;
-        let check = r
-            .check(self.info.sectors, self.info.max_segments)
-            .and_then(|()| {
-                if r.sectors > u64::from(self.info.max_sectors) {
-                    Err(Status::Unsupported)
-                } else {
-                    Ok(())
-                }
-            });
+        let check = r.check_for(&self.info);
         let mut inner = ch.inner.lock();
         if let Err(st) = check {
             bh_safe_alloc(|| inner.done.push_back((r, st)));

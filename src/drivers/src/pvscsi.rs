@@ -678,15 +678,7 @@ impl BlockDevice for ScsiDisk {
         let a = self.adapter;
         Stats::count(&a.stats.submitted);
         let arg = a as *const Adapter as usize;
-        let check = r
-            .check(self.info.sectors, self.info.max_segments)
-            .and_then(|()| {
-                if r.sectors > u64::from(self.info.max_sectors) {
-                    Err(Status::Unsupported)
-                } else {
-                    Ok(())
-                }
-            });
+        let check = r.check_for(&self.info);
         let mut inner = a.inner.lock();
         if let Err(st) = check {
             bh_safe_alloc(|| inner.done.push_back((r, st)));

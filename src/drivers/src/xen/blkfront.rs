@@ -472,15 +472,7 @@ impl BlockDevice for BlkFront {
     fn submit(&self, r: Request) {
         Stats::count(&self.stats.submitted);
         let arg = self as *const BlkFront as usize;
-        let check = r
-            .check(self.info.sectors, self.info.max_segments)
-            .and_then(|()| {
-                if r.sectors > u64::from(self.info.max_sectors) {
-                    Err(Status::Unsupported)
-                } else {
-                    Ok(())
-                }
-            });
+        let check = r.check_for(&self.info);
         let mut inner = self.inner.lock();
         if let Err(st) = check {
             bh_safe_alloc(|| inner.done.push_back((r, st)));
