@@ -1,7 +1,8 @@
 //! Page frames, and the only code in the crate that touches their memory.
 //!
 //! Owns [`Frame`] (a 4 KiB physical page the [`FrameAllocator`] hook hands
-//! out), `FrameView` (the crate-internal handle that copies to and from a
+//! out), [`RawDestination`] (memory copies go to without a Rust slice),
+//! `FrameView` (the crate-internal handle that copies to and from a
 //! frame attached to a page) and, on the host, [`host::HostFrames`], the
 //! frame allocator and DMA emulation that tests and benchmarks use.
 //!
@@ -119,6 +120,25 @@ impl FrameView {
         };
     }
 
+    /// Copies `len` bytes at `offset` out of the page into `dst` at byte
+    /// `at` of it; returns the bytes `dst` took (short when it ends in
+    /// unreachable memory).
+    pub(crate) fn copy_out(
+        &self,
+        offset: usize,
+        len: usize,
+        dst: &mut impl RawDestination,
+        at: usize,
+    ) -> usize {
+        assert!(offset + len <= PAGE_SIZE, "read past a page");
+        // SAFETY: as in `read`, the holder's pin keeps the frame attached
+        // and its bytes initialised for the whole call, including while
+        // `dst` sleeps on a fault of its own; `RawDestination` copies with
+        // raw instructions, so bytes a writer on another CPU changes
+        // meanwhile are never seen through a Rust reference.
+        unsafe { dst.copy_from(at, (self.addr + offset) as *const u8, len) }
+    }
+
     /// Zeroes `len` bytes of the page at `offset`: the bytes past the end
     /// of file of the page holding it, by truncate or at the end of a fill.
     pub(crate) fn zero(&self, offset: usize, len: usize) {
@@ -151,6 +171,25 @@ impl FrameView {
     }
 }
 
+/// Memory that [`crate::Pages::copy_out`] copies into and that the crate
+/// cannot name as a Rust slice: user memory, reached through the kernel's
+/// fault-tolerant copy, which may fault, demand-page and sleep mid-copy.
+/// Copying straight from the pinned frames saves the bounce through a
+/// kernel buffer that [`crate::Pages::read_at`] would need.
+pub trait RawDestination {
+    /// Copies `len` bytes from `src` to byte `at` of this destination;
+    /// returns how many were copied (all of them unless the destination
+    /// runs into memory it cannot reach).
+    ///
+    /// # Safety
+    ///
+    /// `src..src + len` must be readable for the whole call. Its bytes may
+    /// change during the call (a writer on another CPU, while this copy
+    /// sleeps on a fault), so an implementation copies with raw memory
+    /// instructions and never makes a Rust reference to `src`.
+    unsafe fn copy_from(&mut self, at: usize, src: *const u8, len: usize) -> usize;
+}
+
 /// The kernel's physical page allocator, as the pagecache sees it.
 ///
 /// Called from kernel-lock context (fills) and from bh context (a failed
@@ -167,12 +206,13 @@ pub trait FrameAllocator: Send + Sync {
 /// virtual address, plus the DMA a simulated device performs on them.
 #[cfg(not(target_os = "none"))]
 pub mod host {
-    use super::{Frame, FrameAllocator};
+    use super::{Frame, FrameAllocator, RawDestination};
     use crate::PAGE_SIZE;
     use std::alloc::{Layout, alloc_zeroed, dealloc};
     use std::collections::BTreeSet;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::vec;
     use std::vec::Vec;
 
     /// A frame allocator over the host heap, optionally capped at
@@ -273,6 +313,32 @@ pub mod host {
             let mut live = self.live.lock().expect("frames");
             assert!(live.remove(&frame.addr), "freeing a frame twice");
             self.free.lock().expect("frames").push(frame.addr);
+        }
+    }
+
+    /// A [`RawDestination`] of `reachable` bytes followed by memory the
+    /// copy cannot reach: the host's stand-in for a user buffer that runs
+    /// into an unmapped page.
+    pub struct BoundedBuffer {
+        pub bytes: Vec<u8>,
+    }
+
+    impl BoundedBuffer {
+        pub fn new(reachable: usize) -> Self {
+            BoundedBuffer {
+                bytes: vec![0; reachable],
+            }
+        }
+    }
+
+    impl RawDestination for BoundedBuffer {
+        unsafe fn copy_from(&mut self, at: usize, src: *const u8, len: usize) -> usize {
+            let n = len.min(self.bytes.len().saturating_sub(at));
+            // SAFETY: the caller makes `src..src + len` readable for this
+            // call and `n <= len`; `at + n` lies inside `bytes`, a distinct
+            // allocation.
+            unsafe { core::ptr::copy_nonoverlapping(src, self.bytes[at..].as_mut_ptr(), n) };
+            n
         }
     }
 

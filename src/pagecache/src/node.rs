@@ -36,7 +36,7 @@
 //! the node lock is released.
 
 use crate::cache::{PageCache, VolumeCache, bump};
-use crate::frame::{Frame, FrameView};
+use crate::frame::{Frame, FrameView, RawDestination};
 use crate::io::{self, Gather, Held, Piece, wake};
 use crate::page::{PageState, SECTORS_PER_PAGE, Want};
 use crate::{
@@ -1054,8 +1054,8 @@ impl Drop for Node {
 }
 
 /// Pinned, readable pages of a read, from file offset `offset` for `len`
-/// bytes. Copy out with [`Pages::read_at`] / [`Pages::copy_to`] with no
-/// pagecache lock held; dropping it unpins the pages (any context but irq).
+/// bytes. Copy out with [`Pages::read_at`] / [`Pages::copy_to`] /
+/// [`Pages::copy_out`] with no pagecache lock held; dropping it unpins the pages (any context but irq).
 pub struct Pages {
     node: Option<Held>,
     offset: u64,
@@ -1115,6 +1115,25 @@ impl Pages {
             done += n;
             file += n as u64;
         }
+    }
+
+    /// Copies all the bytes straight from the pinned frames into `dst`,
+    /// page by page, stopping at the first short copy. Returns the bytes
+    /// copied. The pages stay pinned throughout, so `dst` may fault and
+    /// sleep (even on a mapping of this very file: a pin excludes only
+    /// eviction, never another reader or a fault).
+    pub fn copy_out(&self, dst: &mut impl RawDestination) -> usize {
+        let mut done = 0;
+        for (k, (_, range)) in self.chunks().enumerate() {
+            let n = (range.end - range.start) as usize;
+            let in_page = (range.start % PS) as usize;
+            let got = self.views[k].copy_out(in_page, n, dst, done);
+            done += got;
+            if got < n {
+                break;
+            }
+        }
+        done
     }
 
     /// Copies everything (or as much as fits) into `dst`; returns bytes.

@@ -336,3 +336,41 @@ fn sync_waits_for_a_writer_between_prepare_and_commit() {
     expect[10..20].fill(7);
     assert_eq!(w.disk_image(0), expect);
 }
+
+/// `Pages::copy_out` copies straight from the frames, across page
+/// boundaries from an unaligned offset, and stops exactly where the
+/// destination stops being reachable.
+#[test]
+fn copy_out_goes_straight_to_the_destination_and_stops_short() {
+    use cairn_pagecache::frame::host::BoundedBuffer;
+    let w = World::new(no_readahead(), DevConfig::default(), 1);
+    let file = pattern(12, 0, 3 * PS);
+    w.fs.preload(&w.dev, 0, &file);
+    let n = w.node(0);
+    let start = 100u64;
+    let len = 2 * PS + 50;
+    for reachable in [len, PS + 7, PS - 100, 0] {
+        let (tx, rx) = channel();
+        w.syscall(|| {
+            n.read(
+                start,
+                len,
+                Completion::kernel_lock(move |r| tx.send(r).unwrap()),
+            )
+        });
+        let pages = wait(&rx).unwrap();
+        let got = w.syscall(|| {
+            let mut dst = BoundedBuffer::new(reachable);
+            let got = pages.copy_out(&mut dst);
+            drop(pages);
+            assert_eq!(
+                dst.bytes[..got],
+                file[start as usize..start as usize + got],
+                "bytes copied with {reachable} reachable"
+            );
+            got
+        });
+        assert_eq!(got, reachable, "copy_out stopped at {got}, not {reachable}");
+    }
+    assert_eq!(n.page_info(0).unwrap().pins, 0, "copy_out left pins");
+}

@@ -20,6 +20,7 @@ pub mod fpu;
 
 use crate::percpu::this_cpu;
 use crate::sched::KERNEL_LOCK;
+use cairn_pagecache::RawDestination;
 use cairn_pc::cpu::{msr, wrmsr};
 use cairn_pc::idt::TrapFrame;
 use cairn_sync::{LockClass, SpinLock};
@@ -199,4 +200,37 @@ pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), BadAddress> {
     // table; `src` is a kernel buffer.
     let left = unsafe { cairn_pc::fixup::copy_fallible(dst as *mut u8, src.as_ptr(), src.len()) };
     if left == 0 { Ok(()) } else { Err(BadAddress) }
+}
+
+/// User memory at `base` for `len` bytes, as the destination of a
+/// pagecache copy: file reads copy straight from the pinned page frames
+/// into the program's buffer. A fault demand-pages (and may sleep) as in
+/// [`copy_to_user`]; an unreachable page ends the copy short.
+pub struct UserDestination {
+    base: u64,
+    len: usize,
+}
+
+impl UserDestination {
+    pub fn new(base: u64, len: usize) -> Result<Self, BadAddress> {
+        check_user_range(base, len)?;
+        Ok(UserDestination { base, len })
+    }
+}
+
+impl RawDestination for UserDestination {
+    unsafe fn copy_from(&mut self, at: usize, src: *const u8, len: usize) -> usize {
+        assert!(
+            at.checked_add(len).is_some_and(|end| end <= self.len),
+            "copy past the user buffer"
+        );
+        // SAFETY: the destination lies inside the user range checked in
+        // `new` (writes there cannot corrupt the kernel) and is written
+        // through the fix-up table; the caller keeps `src..src + len`
+        // readable for the call, and `copy_fallible` reads it with string
+        // instructions only, never through a Rust reference.
+        let left =
+            unsafe { cairn_pc::fixup::copy_fallible((self.base + at as u64) as *mut u8, src, len) };
+        len - left
+    }
 }
