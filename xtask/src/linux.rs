@@ -453,7 +453,8 @@ pub fn ext4_sector(image: &Path, path: &str, offset: u64) -> Result<u64> {
 }
 
 /// Boots the guest with `initrd` and the disk `drive_file` (a QEMU
-/// `file=` value) on `storage`.
+/// `file=` value) on `storage`, plus the QEMU flags `extra`.
+#[allow(clippy::too_many_arguments)]
 pub fn boot(
     g: &Guest,
     initrd: &Path,
@@ -462,6 +463,7 @@ pub fn boot(
     smp: usize,
     timeout: Duration,
     log: PathBuf,
+    extra: &[&str],
 ) -> Result<Outcome> {
     let (machine, flags) = crate::disks::qemu_flags(storage, drive_file);
     let mut vm = Vm::new(&g.vmlinuz, log);
@@ -471,6 +473,7 @@ pub fn boot(
     vm.extra = flags;
     vm.extra.push("-initrd".into());
     vm.extra.push(initrd.display().to_string());
+    vm.extra.extend(extra.iter().map(|f| f.to_string()));
     vm.timeout = timeout;
     vm.boot()
 }

@@ -101,6 +101,7 @@ pub fn run_one(g: &Guest, t: &RuntimeTest) -> Result<()> {
             t.smp,
             Duration::from_secs(t.timeout_s.max(120)),
             log.clone(),
+            &[],
         )?;
         let got = linux::exit_status(&o.serial);
         let marker_ok = t.marker(want).is_none_or(|m| o.serial.contains(&m));

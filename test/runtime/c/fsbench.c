@@ -11,7 +11,8 @@
  * rand.dat, first touch then again), create_unlink (create, close,
  * unlink), mmap_fault_cold and mmap_fault_cached (one read fault per
  * page of a shared mapping of map.dat, first touch then again after
- * munmap). Every read is checked against the pattern. */
+ * munmap). Every read is checked against the pattern; sequential reads
+ * time only their read() calls. */
 #include "cairn_test.h"
 
 #define MIB (1 << 20)
@@ -34,14 +35,18 @@ static long file_size(const char *p)
     return st.st_size;
 }
 
+/* Only the read() calls are timed: checking 32 MiB against the pattern
+ * costs more than reading it from the cache. */
 static void seq_read(const char *name, const char *path, char *buf, uint32_t seed)
 {
     long size = file_size(path);
     int fd = SYS(open(path, O_RDONLY));
-    start();
+    double in_read = 0;
     long off = 0, ops = 0;
     for (;;) {
+        double t0 = now_s();
         ssize_t n = read(fd, buf, MIB);
+        in_read += now_s() - t0;
         CHECK(n >= 0, "read %s", path);
         if (n == 0)
             break;
@@ -49,7 +54,7 @@ static void seq_read(const char *name, const char *path, char *buf, uint32_t see
         off += n;
         ops++;
     }
-    report(name, ops, off);
+    printf("fsbench %s ops=%ld bytes=%ld ns=%.0f\n", name, ops, off, in_read * 1e9);
     CHECK(off == size, "%s: read %ld of %ld bytes", path, off, size);
     close(fd);
 }

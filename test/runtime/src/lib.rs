@@ -353,9 +353,12 @@ pub fn catalogue() -> &'static [RuntimeTest] {
     CATALOGUE
 }
 
-/// The test called `name`.
+/// A runtime test or the fs benchmark workload, by name.
 pub fn find(name: &str) -> Option<&'static RuntimeTest> {
-    CATALOGUE.iter().find(|t| t.name == name)
+    CATALOGUE
+        .iter()
+        .chain([fs_bench()])
+        .find(|t| t.name == name)
 }
 
 /// `test/runtime/`.
