@@ -910,6 +910,49 @@ impl Node {
         bh_safe_alloc(|| self.fault_inner(index, access, done))
     }
 
+    /// Map-around: pins, for read-only mappings, those of the `count`
+    /// pages from `first` that are readable in the cache right now (never
+    /// waiting, never starting I/O, never past the end of file). After a
+    /// read fault the caller maps them next to the faulting page, so a
+    /// program walking a shared mapping takes one fault per run of cached
+    /// pages, not one per page. Kernel-lock context; takes the node lock.
+    pub fn map_resident(self: &Arc<Self>, first: u64, count: u64) -> Vec<Mapped> {
+        assert_kernel_lock("Node::map_resident");
+        let file_pages = self.file_len().div_ceil(PS);
+        let end = first.saturating_add(count).min(file_pages);
+        if first >= end {
+            return Vec::new();
+        }
+        bh_safe_alloc(|| {
+            let mut found = Vec::new();
+            let epoch;
+            {
+                let mut inner = self.inner.lock();
+                epoch = inner.epoch;
+                for (&i, p) in inner.pages.range_mut(first..end) {
+                    if p.readable() {
+                        // A pin changes no LRU membership (see `read`).
+                        p.pin();
+                        p.touch();
+                        let view = p.frame().expect("readable page has a frame").view();
+                        found.push((i, view));
+                    }
+                }
+            }
+            bump(&self.cache().stats.hits, found.len() as u64);
+            found
+                .into_iter()
+                .map(|(index, view)| Mapped {
+                    node: Some(Held::new(self.clone())),
+                    index,
+                    epoch,
+                    view,
+                    writable: false,
+                })
+                .collect()
+        })
+    }
+
     fn fault_inner(
         self: &Arc<Self>,
         index: u64,

@@ -244,3 +244,37 @@ fn fault_past_eof_is_efault() {
     assert_eq!(w.fault(&n, 1, SHARED_WRITE).err(), Some(Errno::EFAULT));
     assert!(w.fault(&n, 0, SHARED_WRITE).is_ok());
 }
+
+/// Map-around pins exactly the cached, readable pages of the window (no
+/// I/O, nothing past the end of file), with their content; the pins keep
+/// them from eviction and go away with the `Mapped` values.
+#[test]
+fn map_resident_pins_cached_pages_only() {
+    let w = World::new(no_readahead(), DevConfig::default(), 1);
+    let file = pattern(21, 0, 6 * PS + 100);
+    w.fs.preload(&w.dev, 0, &file);
+    let n = w.node(0);
+    // Pages 1, 2 and 4 cached; 3 and 5 not; 6 is the partial last page.
+    for i in [1usize, 2, 4, 6] {
+        w.read(&n, (i * PS) as u64, 1).unwrap();
+    }
+    let reads = w.dev.reads();
+    let maps = w.syscall(|| n.map_resident(1, 100));
+    assert_eq!(w.dev.reads(), reads, "map-around started I/O");
+    let got: Vec<u64> = maps.iter().map(|m| m.index()).collect();
+    assert_eq!(got, [1, 2, 4, 6]);
+    for m in &maps {
+        assert!(!m.writable());
+        assert_eq!(n.page_info(m.index()).unwrap().pins, 1);
+        let mut head = [0u8; 64];
+        m.read_at(0, &mut head);
+        let at = m.index() as usize * PS;
+        assert_eq!(head[..], file[at..at + 64]);
+    }
+    assert!(w.syscall(|| n.map_resident(7, 4)).is_empty(), "past EOF");
+    assert_eq!(w.syscall(|| n.map_resident(0, 2)).len(), 1, "window of 2");
+    assert_eq!(w.cache.shrink(100), 0, "a mapped-around page was evicted");
+    w.syscall(|| drop(maps));
+    assert_eq!(n.page_info(1).unwrap().pins, 0);
+    assert_eq!(w.cache.shrink(100), 4, "unmapped pages stay pinned");
+}

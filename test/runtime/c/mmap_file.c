@@ -84,6 +84,32 @@ static void first_boot(void)
     close(fd);
     check_pattern_file("m3.dat", 2 * PAGE, 13);
 
+    /* m4: a shared mapping of a cached file with holes punched into it
+     * after mmap: page 2 replaced by anonymous memory, page 4 by the same
+     * file at offset 0. The first fault maps the cached pages around it,
+     * but only where this file at this offset is still mapped. */
+    make_pattern_file("m4.dat", 8 * PAGE, 17, 0);
+    fd = SYS(open("m4.dat", O_RDWR));
+    char *m = SYSP(mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+    (void)SYSP(mmap(m + 2 * PAGE, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+              -1, 0));
+    (void)SYSP(mmap(m + 4 * PAGE, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0));
+    CHECK(pat_check(m, PAGE, 0, 17) < 0, "m4 page 0");
+    for (int i = 0; i < PAGE; i++)
+        CHECK(m[2 * PAGE + i] == 0, "anonymous page inside a file mapping shows %d at %d",
+              m[2 * PAGE + i], i);
+    CHECK(pat_check(m + 4 * PAGE, PAGE, 0, 17) < 0, "page 4 does not show file offset 0");
+    for (int i = 1; i < 8; i++)
+        if (i != 2 && i != 4)
+            CHECK(pat_check(m + i * PAGE, PAGE, (uint64_t)i * PAGE, 17) < 0, "m4 page %d", i);
+    /* A store to a page first mapped read-only by map-around reaches the
+     * file. */
+    memcpy(m + 5 * PAGE + 8, "AROUND", 6);
+    CHECK(pread(fd, buf, 6, 5 * PAGE + 8) == 6 && !memcmp(buf, "AROUND", 6),
+          "a store to a mapped-around page is not seen by read()");
+    SYS(munmap(m, 8 * PAGE));
+    close(fd);
+
     fd = SYS(open("mmap.marker", O_CREAT | O_EXCL | O_WRONLY, 0644));
     SYS(fsync(fd));
     close(fd);

@@ -15,7 +15,10 @@
 //! **Pages.** Anonymous and private-file pages are frames owned here
 //! (copied from the pagecache at the first fault of a private file page).
 //! Shared-file pages are the pagecache's own frames, pinned by a
-//! `cairn_pagecache::Mapped` for as long as they are mapped.
+//! `cairn_pagecache::Mapped` for as long as they are mapped. A read fault
+//! on a shared file mapping also maps the next cached pages read-only
+//! (map-around, no I/O and no sleep; their pins keep them from eviction
+//! until unmapped).
 //!
 //! Contexts: kernel-lock, in a thread (faults sleep).
 
@@ -350,6 +353,9 @@ impl AddressSpace {
                     if ended.is_some_and(|e| e.wake) {
                         self.transitions.wake_all();
                     }
+                    if r.is_ok() && shared && !write {
+                        self.map_around(page, &file, offset);
+                    }
                     return r;
                 }
             }
@@ -406,6 +412,55 @@ impl AddressSpace {
             Self::release(alloc::vec![old]);
         }
         Ok(())
+    }
+
+    /// Map-around, after a read fault on a shared file mapping: maps,
+    /// read-only, those of the next [`FAULT_AROUND_PAGES`] pages of the
+    /// file that the pagecache holds readable right now (no I/O, no
+    /// sleep), so that a program walking a cached mapping takes one fault
+    /// per run of pages, as on Linux. The areas are looked up again under
+    /// the lock, as they may have changed while it was dropped for the
+    /// fault (DESIGN.md §4 rule 3): a page is mapped only where the same
+    /// file at the same offset is still mapped shared, no transition is
+    /// under way and nothing is mapped yet. Private mappings own copies of
+    /// their pages and get none.
+    fn map_around(&self, page: u64, file: &FileRef, offset: u64) {
+        let index = offset / PAGE;
+        let found = file.0.node.map_resident(index + 1, FAULT_AROUND_PAGES);
+        if found.is_empty() {
+            return;
+        }
+        let mut unused = Vec::new();
+        {
+            let mut inner = self.inner.lock();
+            for m in found {
+                let addr = page + (m.index() - index) * PAGE;
+                let prot = inner
+                    .vmaps
+                    .check_access(addr, Prot::READ)
+                    .ok()
+                    .filter(|v| {
+                        v.share == Share::Shared
+                            && !v.in_transition()
+                            && v.file_at(addr)
+                                .is_some_and(|(f, o)| f.same_file(file) && o == m.index() * PAGE)
+                    })
+                    .map(|v| v.prot);
+                let Some(prot) = prot.filter(|_| !inner.pages.contains_key(&addr)) else {
+                    unused.push(m);
+                    continue;
+                };
+                match crate::mm::kernel_map::map_page(addr, m.phys(), pte_flags(prot, false)) {
+                    Ok(()) => {
+                        inner.pages.insert(addr, PageRef::Shared(m));
+                    }
+                    Err(_) => unused.push(m),
+                }
+            }
+        }
+        // Unpinned outside the lock (the pagecache's node lock is not
+        // taken under `aspace`).
+        drop(unused);
     }
 
     /// Which of the pages of `[start, start + len)` are resident (mincore).
