@@ -200,6 +200,22 @@ pub struct PageInfo {
     pub on_lru: bool,
 }
 
+/// How a read starts: with every page readable, or waiting for fills.
+enum ReadStart {
+    Ready(Pages),
+    Waiting(ReadWait),
+}
+
+/// A read waiting for fills: what `finish_read` needs once they end.
+struct ReadWait {
+    gather: Arc<Gather>,
+    first: u64,
+    last: u64,
+    epoch: u64,
+    offset: u64,
+    end: u64,
+}
+
 fn page_range(first: u64, last: u64) -> core::ops::RangeInclusive<u64> {
     first..=last
 }
@@ -336,29 +352,52 @@ impl Node {
     /// reader gets readahead. Kernel-lock context.
     pub fn read(self: &Arc<Self>, offset: u64, len: usize, done: Completion<Result<Pages, Errno>>) {
         assert_kernel_lock("Node::read");
-        bh_safe_alloc(|| self.read_locked_ctx(offset, len, done))
+        bh_safe_alloc(|| match self.start_read(offset, len) {
+            ReadStart::Ready(pages) => done.complete(&*self.cache().runqueue, Ok(pages)),
+            ReadStart::Waiting(w) => self.await_read(w, done),
+        })
     }
 
-    fn read_locked_ctx(
+    /// [`Node::read`] with a fast path: when every page of the range is
+    /// readable in the cache already, the pages come back at once, pinned,
+    /// with no completion made and none run. Otherwise `done()` makes the
+    /// completion that gets them, as for `read`, and this returns `None`.
+    /// Readahead is started in both cases. Kernel-lock context.
+    pub fn read_or_complete(
         self: &Arc<Self>,
         offset: u64,
         len: usize,
-        done: Completion<Result<Pages, Errno>>,
-    ) {
+        done: impl FnOnce() -> Completion<Result<Pages, Errno>>,
+    ) -> Option<Pages> {
+        assert_kernel_lock("Node::read_or_complete");
+        bh_safe_alloc(|| match self.start_read(offset, len) {
+            ReadStart::Ready(pages) => Some(pages),
+            ReadStart::Waiting(w) => {
+                self.await_read(w, done());
+                None
+            }
+        })
+    }
+
+    /// The common part of the reads: pins the pages of the range, claims
+    /// and starts fills for the missing ones and readahead. All readable:
+    /// the pinned pages; else what the read waits for.
+    fn start_read(self: &Arc<Self>, offset: u64, len: usize) -> ReadStart {
         let cache = self.cache().clone();
         let file_len = self.file_len();
         let end = offset.saturating_add(len as u64).min(file_len);
         if offset >= end {
-            done.complete(&*cache.runqueue, Ok(Pages::empty(offset)));
-            return;
+            return ReadStart::Ready(Pages::empty(offset));
         }
         let (first, last) = (offset / PS, (end - 1) / PS);
         let file_pages = file_len.div_ceil(PS);
-        let gather = Gather::new();
+        // Made at the first page that must be waited for.
+        let mut gather: Option<Arc<Gather>> = None;
         let mut claims = Vec::new();
         let mut ahead = Vec::new();
         let (mut hits, mut misses) = (0, 0);
         let epoch;
+        let mut views = Vec::new();
         {
             let mut inner = self.inner.lock();
             let mut wakes = Wakes::new();
@@ -370,16 +409,17 @@ impl Node {
                     p.claim(&mut wakes);
                     claims.push(Claim::fill(i));
                 }
-                match p.wait(Want::Readable, gather.clone()) {
-                    None => {
-                        gather.add(1);
-                        misses += 1;
-                    }
-                    Some(r) => {
-                        debug_assert!(r.is_ok());
-                        p.touch();
-                        hits += 1;
-                    }
+                if p.readable() {
+                    p.touch();
+                    hits += 1;
+                } else {
+                    let g = gather.get_or_insert_with(Gather::new);
+                    // Not readable and not FREE (claimed just above if it
+                    // was): the page is being filled, so this waits.
+                    let now = p.wait(Want::Readable, g.clone());
+                    debug_assert!(now.is_none(), "unreadable page did not wait");
+                    g.add(1);
+                    misses += 1;
                 }
             };
             // One walk over the cached pages, then the gaps.
@@ -404,6 +444,14 @@ impl Node {
             }
             // Pins and claims change no page's LRU membership.
             debug_assert!(wakes.is_empty());
+            if misses == 0 {
+                views = page_range(first, last)
+                    .map(|i| {
+                        let p = &inner.pages[&i];
+                        p.frame().expect("readable page has a frame").view()
+                    })
+                    .collect();
+            }
         }
         bump(&cache.stats.hits, hits);
         bump(&cache.stats.misses, misses);
@@ -412,7 +460,37 @@ impl Node {
         // does not wait for its readahead.
         self.start_fills(claims);
         self.start_fills(ahead);
+        match gather {
+            None => ReadStart::Ready(Pages {
+                node: Some(Held::new(self.clone())),
+                offset,
+                len: (end - offset) as usize,
+                first,
+                epoch,
+                views,
+            }),
+            Some(gather) => ReadStart::Waiting(ReadWait {
+                gather,
+                first,
+                last,
+                epoch,
+                offset,
+                end,
+            }),
+        }
+    }
+
+    /// Hands the pages of a waiting read to `done` once their fills end.
+    fn await_read(self: &Arc<Self>, w: ReadWait, done: Completion<Result<Pages, Errno>>) {
         let node = Held::new(self.clone());
+        let ReadWait {
+            gather,
+            first,
+            last,
+            epoch,
+            offset,
+            end,
+        } = w;
         gather.set_finish(move |r| {
             node.arc()
                 .clone()

@@ -374,3 +374,42 @@ fn copy_out_goes_straight_to_the_destination_and_stops_short() {
     }
     assert_eq!(n.page_info(0).unwrap().pins, 0, "copy_out left pins");
 }
+
+/// The fast path returns cached pages at once and never makes a
+/// completion; a range with one page missing goes the asynchronous way.
+#[test]
+fn read_or_complete_returns_cached_pages_at_once() {
+    let w = World::new(no_readahead(), DevConfig::default(), 1);
+    let file = pattern(13, 0, 4 * PS);
+    w.fs.preload(&w.dev, 0, &file);
+    let n = w.node(0);
+    w.read(&n, 0, 2 * PS).unwrap();
+    let fast = w.syscall(|| {
+        n.read_or_complete(10, 2 * PS - 10, || {
+            panic!("a completion was made for cached pages")
+        })
+    });
+    let pages = fast.expect("cached pages were not returned at once");
+    let mut v = vec![0; pages.len()];
+    w.syscall(|| {
+        pages.copy_to(&mut v);
+        drop(pages);
+    });
+    assert_eq!(v, file[10..2 * PS]);
+    assert_eq!(n.page_info(0).unwrap().pins, 0);
+    // Page 2 is not cached: the completion gets the pages after the fill.
+    let (tx, rx) = channel();
+    let slow = w.syscall(|| {
+        n.read_or_complete(PS as u64, 2 * PS, || {
+            Completion::kernel_lock(move |r| tx.send(r).unwrap())
+        })
+    });
+    assert!(slow.is_none(), "a missing page was returned at once");
+    let pages = wait(&rx).unwrap();
+    let mut v = vec![0; pages.len()];
+    w.syscall(|| {
+        pages.copy_to(&mut v);
+        drop(pages);
+    });
+    assert_eq!(v, file[PS..3 * PS]);
+}

@@ -40,7 +40,7 @@ use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use cairn_block::Volume;
-use cairn_pagecache::{Completion, Config, Errno, Node, PageCache, VolumeCache};
+use cairn_pagecache::{Completion, Config, Errno, Node, PageCache, Pages, VolumeCache};
 use cairn_sync::cpu::bh_safe_alloc;
 use cairn_sync::{IrqSpinLock, LockClass, SpinLock};
 use cairn_tfs::{FsError, Ino};
@@ -247,6 +247,24 @@ pub fn wait_for<T: Send + 'static>(start: impl FnOnce(Completion<T>)) -> T {
     w.wait()
 }
 
+/// The pinned pages of `offset .. offset + len` of `file`: at once when
+/// they are all cached (no completion, no waiter), else after sleeping
+/// for their fills.
+fn read_pages(file: &FileData, offset: u64, len: usize) -> Result<Pages, Errno> {
+    let mut waiter = None;
+    let ready = file.node.read_or_complete(offset, len, || {
+        let w = Waiter::new();
+        let c = w.completion();
+        waiter = Some(w);
+        c
+    });
+    match (ready, waiter) {
+        (Some(pages), _) => Ok(pages),
+        (None, Some(w)) => w.wait(),
+        (None, None) => unreachable!("a read neither ready nor waiting"),
+    }
+}
+
 impl Mount {
     /// The filesystem, under its sleeping mutex.
     pub fn fs(&self) -> SleepMutexGuard<'_, Tfs> {
@@ -296,7 +314,7 @@ impl Mount {
         let mut done = 0usize;
         while done < len {
             let want = CHUNK.min(len - done);
-            let pages = wait_for(|c| file.node.read(offset + done as u64, want, c))?;
+            let pages = read_pages(file, offset + done as u64, want)?;
             let got = pages.len();
             if got == 0 {
                 break;
@@ -329,7 +347,7 @@ impl Mount {
         let mut done = 0usize;
         while done < dst.len() {
             let want = CHUNK.min(dst.len() - done);
-            let pages = wait_for(|c| file.node.read(offset + done as u64, want, c))?;
+            let pages = read_pages(file, offset + done as u64, want)?;
             let got = pages.len();
             if got == 0 {
                 break;
