@@ -412,6 +412,7 @@ impl Node {
                 if p.readable() {
                     p.touch();
                     hits += 1;
+                    views.push(p.frame().expect("readable page has a frame").view());
                 } else {
                     let g = gather.get_or_insert_with(Gather::new);
                     // Not readable and not FREE (claimed just above if it
@@ -444,15 +445,10 @@ impl Node {
             }
             // Pins and claims change no page's LRU membership.
             debug_assert!(wakes.is_empty());
-            if misses == 0 {
-                views = page_range(first, last)
-                    .map(|i| {
-                        let p = &inner.pages[&i];
-                        p.frame().expect("readable page has a frame").view()
-                    })
-                    .collect();
-            }
         }
+        // All readable: the walk visited every page, in order, as a hit
+        // (a gap is a FREE page, claimed, so a miss).
+        debug_assert!(misses > 0 || views.len() as u64 == last - first + 1);
         bump(&cache.stats.hits, hits);
         bump(&cache.stats.misses, misses);
         bump(&cache.stats.readahead, ahead.len() as u64);
@@ -561,20 +557,35 @@ impl Node {
                 let inner = &mut *guard;
                 let mut gone = 0;
                 let mut wakes = Wakes::new();
-                for i in page_range(first, last) {
-                    let at = inner.locate(i, epoch);
-                    let p = inner.pinned_mut(i, epoch);
-                    p.unpin();
-                    if unmap_shared {
-                        p.unmap_shared_writable();
-                    }
-                    match at {
-                        None => gone += usize::from(p.removable()),
-                        Some(g) if p.unheld() => {
-                            let mut p = inner.detached.remove(&(i, g)).expect("located");
-                            frees.push(p.discard(&mut wakes));
+                if epoch == inner.epoch {
+                    // No truncate pass since the pins: every pinned page is
+                    // in `pages`, and every entry of the range is one.
+                    let mut seen = 0;
+                    for (_, p) in inner.pages.range_mut(first..=last) {
+                        p.unpin();
+                        if unmap_shared {
+                            p.unmap_shared_writable();
                         }
-                        Some(_) => {}
+                        gone += usize::from(p.removable());
+                        seen += 1;
+                    }
+                    debug_assert_eq!(seen, last - first + 1, "a pinned page has no entry");
+                } else {
+                    for i in page_range(first, last) {
+                        let at = inner.locate(i, epoch);
+                        let p = inner.pinned_mut(i, epoch);
+                        p.unpin();
+                        if unmap_shared {
+                            p.unmap_shared_writable();
+                        }
+                        match at {
+                            None => gone += usize::from(p.removable()),
+                            Some(g) if p.unheld() => {
+                                let mut p = inner.detached.remove(&(i, g)).expect("located");
+                                frees.push(p.discard(&mut wakes));
+                            }
+                            Some(_) => {}
+                        }
                     }
                 }
                 debug_assert!(wakes.is_empty(), "an unheld page had waiters");
