@@ -21,12 +21,13 @@
 //! 2. `fs.nodes` (SpinLock, kernel-lock only): the inode → pagecache node
 //!    table; a leaf.
 //!
-//! Reads and writes move data through a kernel bounce buffer: a read
-//! copies out of pinned pages, unpins them, then copies to the user; a
-//! write copies from the user first, then into the pages it leases. So no
-//! pin, lease or lock is held while user memory is touched, and a copy that
-//! faults into this same file's pagecache (seeds/002, Brian's scenario)
-//! completes.
+//! A read copies straight from the pages it pins to the user buffer. A
+//! pin only keeps a page from eviction (no fill, fault, write or truncate
+//! waits for one), so a copy that faults into this same file's pagecache,
+//! even onto the page being read (seeds/002, Brian's scenario), completes.
+//! A write copies from the user into a kernel buffer first, then into the
+//! pages it leases: a lease would block a fault that needs the page. So no
+//! lease or lock is held while user memory is touched.
 
 pub mod hooks;
 pub mod volume_device;
