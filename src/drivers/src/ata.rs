@@ -477,15 +477,8 @@ impl Channel {
     }
 
     fn complete_finished(&self) {
-        loop {
-            let next = self.inner.lock().done.pop_front();
-            let Some((r, status)) = next else { break };
-            Stats::count(&self.stats.completed);
-            if !status.is_ok() {
-                Stats::count(&self.stats.errors);
-            }
-            r.complete(status);
-        }
+        self.stats
+            .complete_each(|| self.inner.lock().done.pop_front());
     }
 
     /// Starts the next waiting request if the channel is idle.

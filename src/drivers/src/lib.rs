@@ -48,6 +48,7 @@ pub mod pvscsi;
 pub mod virtio_blk;
 pub mod xen;
 
+use cairn_block::{Request, Status};
 use cairn_sync::BhWork;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -130,6 +131,20 @@ impl Stats {
 
     fn count(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Completes the finished requests `next` hands out, one at a time,
+    /// counting them and their errors. `next` takes and releases the
+    /// driver's lock on each call, so no driver lock is held while a
+    /// completion runs (bh context).
+    fn complete_each(&self, mut next: impl FnMut() -> Option<(Request, Status)>) {
+        while let Some((r, status)) = next() {
+            Self::count(&self.completed);
+            if !status.is_ok() {
+                Self::count(&self.errors);
+            }
+            r.complete(status);
+        }
     }
 }
 

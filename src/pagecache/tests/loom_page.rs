@@ -302,31 +302,41 @@ fn world() -> Arc<World> {
     })
 }
 
+/// Runs the reader, the writer, `third` and writeback on one page, checks
+/// that the reader saw a value the page held and that nothing is left
+/// pinned, leased or waiting; returns the world for the caller's checks.
+fn reader_writer_writeback_and(third: fn(&World)) -> Arc<World> {
+    let w = world();
+    let spawn = |f: fn(&World)| {
+        let w = w.clone();
+        thread::spawn(move || f(&w))
+    };
+    let reader = {
+        let w = w.clone();
+        thread::spawn(move || w.reader())
+    };
+    let writer = spawn(World::writer);
+    let third = spawn(third);
+    let writeback = spawn(World::writeback);
+    let seen = reader.join().unwrap();
+    writer.join().unwrap();
+    third.join().unwrap();
+    writeback.join().unwrap();
+    assert!([0, FIRST, WRITTEN].contains(&seen), "reader saw {seen}");
+    {
+        let p = w.page.lock().unwrap();
+        assert_eq!((p.pins(), p.leases(), p.waiters()), (0, 0, 0));
+    }
+    w
+}
+
 #[test]
 fn one_page_under_reader_writer_evictor_and_writeback() {
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(3);
     b.check(|| {
-        let w = world();
-        let spawn = |f: fn(&World)| {
-            let w = w.clone();
-            thread::spawn(move || f(&w))
-        };
-        let reader = {
-            let w = w.clone();
-            thread::spawn(move || w.reader())
-        };
-        let writer = spawn(World::writer);
-        let evictor = spawn(World::evictor);
-        let writeback = spawn(World::writeback);
-        let seen = reader.join().unwrap();
-        writer.join().unwrap();
-        evictor.join().unwrap();
-        writeback.join().unwrap();
-        assert!([0, FIRST, WRITTEN].contains(&seen), "reader saw {seen}");
-
+        let w = reader_writer_writeback_and(World::evictor);
         let p = w.page.lock().unwrap();
-        assert_eq!((p.pins(), p.leases(), p.waiters()), (0, 0, 0));
         match p.state() {
             PageState::Dirty => assert_eq!(w.frame.read(), WRITTEN),
             PageState::Active => {
@@ -344,26 +354,8 @@ fn one_page_under_reader_writer_writeback_and_truncate() {
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(3);
     b.check(|| {
-        let w = world();
-        let spawn = |f: fn(&World)| {
-            let w = w.clone();
-            thread::spawn(move || f(&w))
-        };
-        let reader = {
-            let w = w.clone();
-            thread::spawn(move || w.reader())
-        };
-        let writer = spawn(World::writer);
-        let truncator = spawn(World::truncator);
-        let writeback = spawn(World::writeback);
-        let seen = reader.join().unwrap();
-        writer.join().unwrap();
-        truncator.join().unwrap();
-        writeback.join().unwrap();
-        assert!([0, FIRST, WRITTEN].contains(&seen), "reader saw {seen}");
-
+        let w = reader_writer_writeback_and(World::truncator);
         let p = w.page.lock().unwrap();
-        assert_eq!((p.pins(), p.leases(), p.waiters()), (0, 0, 0));
         assert!(
             matches!(
                 p.state(),
