@@ -200,20 +200,36 @@ pub struct PageInfo {
     pub on_lru: bool,
 }
 
-/// How a read starts: with every page readable, or waiting for fills.
+/// How a read starts: with every page readable, or waiting (on the
+/// gather) for fills.
 enum ReadStart {
     Ready(Pages),
-    Waiting(ReadWait),
+    Waiting(Arc<Gather>, ReadSpan),
 }
 
-/// A read waiting for fills: what `finish_read` needs once they end.
-struct ReadWait {
-    gather: Arc<Gather>,
+/// What a read pinned: pages `first ..= last` at truncate epoch `epoch`,
+/// for the file bytes `offset .. end`.
+#[derive(Clone, Copy)]
+struct ReadSpan {
     first: u64,
     last: u64,
     epoch: u64,
     offset: u64,
     end: u64,
+}
+
+impl ReadSpan {
+    /// The read's result: its pinned pages, held through `node`.
+    fn pages(self, node: Held, views: Vec<FrameView>) -> Pages {
+        Pages {
+            node: Some(node),
+            offset: self.offset,
+            len: (self.end - self.offset) as usize,
+            first: self.first,
+            epoch: self.epoch,
+            views,
+        }
+    }
 }
 
 fn page_range(first: u64, last: u64) -> core::ops::RangeInclusive<u64> {
@@ -354,7 +370,7 @@ impl Node {
         assert_kernel_lock("Node::read");
         bh_safe_alloc(|| match self.start_read(offset, len) {
             ReadStart::Ready(pages) => done.complete(&*self.cache().runqueue, Ok(pages)),
-            ReadStart::Waiting(w) => self.await_read(w, done),
+            ReadStart::Waiting(gather, span) => self.await_read(gather, span, done),
         })
     }
 
@@ -372,8 +388,8 @@ impl Node {
         assert_kernel_lock("Node::read_or_complete");
         bh_safe_alloc(|| match self.start_read(offset, len) {
             ReadStart::Ready(pages) => Some(pages),
-            ReadStart::Waiting(w) => {
-                self.await_read(w, done());
+            ReadStart::Waiting(gather, span) => {
+                self.await_read(gather, span, done());
                 None
             }
         })
@@ -456,56 +472,40 @@ impl Node {
         // does not wait for its readahead.
         self.start_fills(claims);
         self.start_fills(ahead);
-        match gather {
-            None => ReadStart::Ready(Pages {
-                node: Some(Held::new(self.clone())),
-                offset,
-                len: (end - offset) as usize,
-                first,
-                epoch,
-                views,
-            }),
-            Some(gather) => ReadStart::Waiting(ReadWait {
-                gather,
-                first,
-                last,
-                epoch,
-                offset,
-                end,
-            }),
-        }
-    }
-
-    /// Hands the pages of a waiting read to `done` once their fills end.
-    fn await_read(self: &Arc<Self>, w: ReadWait, done: Completion<Result<Pages, Errno>>) {
-        let node = Held::new(self.clone());
-        let ReadWait {
-            gather,
+        let span = ReadSpan {
             first,
             last,
             epoch,
             offset,
             end,
-        } = w;
-        gather.set_finish(move |r| {
-            node.arc()
-                .clone()
-                .finish_read(first, last, epoch, offset, end, r, done)
-        });
+        };
+        match gather {
+            None => ReadStart::Ready(span.pages(Held::new(self.clone()), views)),
+            Some(gather) => ReadStart::Waiting(gather, span),
+        }
+    }
+
+    /// Hands the pages of a waiting read to `done` once their fills end.
+    fn await_read(
+        self: &Arc<Self>,
+        gather: Arc<Gather>,
+        span: ReadSpan,
+        done: Completion<Result<Pages, Errno>>,
+    ) {
+        let node = Held::new(self.clone());
+        gather.set_finish(move |r| node.arc().clone().finish_read(span, r, done));
         gather.settle(Ok(()));
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn finish_read(
         self: Arc<Self>,
-        first: u64,
-        last: u64,
-        epoch: u64,
-        offset: u64,
-        end: u64,
+        span: ReadSpan,
         r: Result<(), Errno>,
         done: Completion<Result<Pages, Errno>>,
     ) {
+        let ReadSpan {
+            first, last, epoch, ..
+        } = span;
         bh_safe_alloc(|| {
             let node = Held::new(self);
             let runqueue = node.cache().runqueue.clone();
@@ -527,15 +527,7 @@ impl Node {
                             })
                             .collect()
                     };
-                    let pages = Pages {
-                        node: Some(node),
-                        offset,
-                        len: (end - offset) as usize,
-                        first,
-                        epoch,
-                        views,
-                    };
-                    done.complete(&*runqueue, Ok(pages));
+                    done.complete(&*runqueue, Ok(span.pages(node, views)));
                 }
                 Err(e) => {
                     node.unpin_range(first, last, epoch, false);
@@ -1249,17 +1241,17 @@ impl Pages {
         }
     }
 
-    /// Copies all the bytes straight from the pinned frames into `dst`,
-    /// page by page, stopping at the first short copy. Returns the bytes
-    /// copied. The pages stay pinned throughout, so `dst` may fault and
+    /// Copies all the bytes straight from the pinned frames into `dst`
+    /// from its byte `at` on, page by page, stopping at the first short
+    /// copy. Returns the bytes copied. The pages stay pinned throughout, so `dst` may fault and
     /// sleep (even on a mapping of this very file: a pin excludes only
     /// eviction, never another reader or a fault).
-    pub fn copy_out(&self, dst: &mut impl RawDestination) -> usize {
+    pub fn copy_out(&self, dst: &mut impl RawDestination, at: usize) -> usize {
         let mut done = 0;
         for (k, (_, range)) in self.chunks().enumerate() {
             let n = (range.end - range.start) as usize;
             let in_page = (range.start % PS) as usize;
-            let got = self.views[k].copy_out(in_page, n, dst, done);
+            let got = self.views[k].copy_out(in_page, n, dst, at + done);
             done += got;
             if got < n {
                 break;

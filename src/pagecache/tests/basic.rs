@@ -361,7 +361,7 @@ fn copy_out_goes_straight_to_the_destination_and_stops_short() {
         let pages = wait(&rx).unwrap();
         let got = w.syscall(|| {
             let mut dst = BoundedBuffer::new(reachable);
-            let got = pages.copy_out(&mut dst);
+            let got = pages.copy_out(&mut dst, 0);
             drop(pages);
             assert_eq!(
                 dst.bytes[..got],

@@ -22,10 +22,13 @@
 
 static double t_start;
 static void start(void) { t_start = now_s(); }
+static void report_ns(const char *name, long ops, long long bytes, double ns)
+{
+    printf("fsbench %s ops=%ld bytes=%lld ns=%.0f\n", name, ops, bytes, ns);
+}
 static void report(const char *name, long ops, long long bytes)
 {
-    double ns = (now_s() - t_start) * 1e9;
-    printf("fsbench %s ops=%ld bytes=%lld ns=%.0f\n", name, ops, bytes, ns);
+    report_ns(name, ops, bytes, (now_s() - t_start) * 1e9);
 }
 
 static long file_size(const char *p)
@@ -54,7 +57,7 @@ static void seq_read(const char *name, const char *path, char *buf, uint32_t see
         off += n;
         ops++;
     }
-    printf("fsbench %s ops=%ld bytes=%ld ns=%.0f\n", name, ops, off, in_read * 1e9);
+    report_ns(name, ops, off, in_read * 1e9);
     CHECK(off == size, "%s: read %ld of %ld bytes", path, off, size);
     close(fd);
 }

@@ -253,16 +253,12 @@ pub fn wait_for<T: Send + 'static>(start: impl FnOnce(Completion<T>)) -> T {
 /// for their fills.
 fn read_pages(file: &FileData, offset: u64, len: usize) -> Result<Pages, Errno> {
     let mut waiter = None;
-    let ready = file.node.read_or_complete(offset, len, || {
-        let w = Waiter::new();
-        let c = w.completion();
-        waiter = Some(w);
-        c
-    });
-    match (ready, waiter) {
-        (Some(pages), _) => Ok(pages),
-        (None, Some(w)) => w.wait(),
-        (None, None) => unreachable!("a read neither ready nor waiting"),
+    match file
+        .node
+        .read_or_complete(offset, len, || waiter.insert(Waiter::new()).completion())
+    {
+        Some(pages) => Ok(pages),
+        None => waiter.expect("a waiting read made its completion").wait(),
     }
 }
 
@@ -311,7 +307,7 @@ impl Mount {
     /// buffer; a buffer running into unmapped memory ends the read exactly
     /// there (EFAULT only if nothing was copied).
     pub fn read(&self, file: &FileData, offset: u64, dst: u64, len: usize) -> Result<usize, Errno> {
-        UserDestination::new(dst, len).map_err(|_| Errno::EFAULT)?;
+        let mut to = UserDestination::new(dst, len).map_err(|_| Errno::EFAULT)?;
         let mut done = 0usize;
         while done < len {
             let want = CHUNK.min(len - done);
@@ -320,8 +316,7 @@ impl Mount {
             if got == 0 {
                 break;
             }
-            let mut to = UserDestination::new(dst + done as u64, got).map_err(|_| Errno::EFAULT)?;
-            let copied = pages.copy_out(&mut to);
+            let copied = pages.copy_out(&mut to, done);
             drop(pages);
             done += copied;
             if copied < got {
