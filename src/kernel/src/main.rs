@@ -17,6 +17,7 @@ pub mod cmdline;
 pub mod console;
 pub mod context;
 pub mod fs;
+pub mod hang;
 pub mod heaps;
 pub mod irq;
 pub mod ktest;
@@ -118,7 +119,7 @@ extern "C" fn cairn_start_bsp(start_info_phys: u64) -> ! {
     irq::set_handler(
         irq::RESCHED,
         irq::Handler {
-            func: user::resched_interrupt,
+            func: sched::preempt::resched_interrupt,
             arg: 0,
         },
     );

@@ -324,6 +324,81 @@ static CATALOGUE: &[RuntimeTest] = &[
             "seeds/001+004: mprotect splits/merges, MAP_FIXED replacement and munmap/mmap of adjacent regions while other threads fault in them, 200 iterations",
         )
     },
+    RuntimeTest {
+        source: "seed_brian",
+        data: &[pattern("brian.dat", 2 * 200 * 2 * PAGE, 21)],
+        storage: &[Storage::Virtio],
+        timeout_s: 600,
+        ..test(
+            "seed_brian_spin",
+            "seed_brian (100 iterations) beside 4 CPU-bound threads on 2 vCPUs; the watchdog, a sleeping thread, keeps running",
+        )
+    },
+    RuntimeTest {
+        source: "seed_colin",
+        data: &[
+            pattern("colin-map.dat", 200 * 4 * PAGE, 31),
+            pattern("colin-buf.dat", 200 * 4 * PAGE, 33),
+        ],
+        storage: &[Storage::Virtio],
+        timeout_s: 600,
+        ..test(
+            "seed_colin_spin",
+            "seed_colin (100 iterations) beside 4 CPU-bound threads on 2 vCPUs; the watchdog keeps running",
+        )
+    },
+    RuntimeTest {
+        source: "seed_mman_race",
+        data: &[
+            pattern("race-map.dat", 64 * PAGE, 41),
+            pattern("race-io.dat", 64 * PAGE, 42),
+        ],
+        storage: &[Storage::Virtio],
+        timeout_s: 600,
+        ..test(
+            "seed_mman_race_spin",
+            "seed_mman_race (100 iterations) beside 4 CPU-bound threads on 2 vCPUs; the watchdog keeps running",
+        )
+    },
+    RuntimeTest {
+        source: "seed_split_merge",
+        data: &[pattern("split.dat", 16 * PAGE, 51)],
+        storage: &[Storage::Virtio],
+        timeout_s: 600,
+        ..test(
+            "seed_split_merge_spin",
+            "seed_split_merge (100 iterations) beside 4 CPU-bound threads on 2 vCPUs; the watchdog keeps running",
+        )
+    },
+    RuntimeTest {
+        source: "liveness",
+        smp: 1,
+        storage: &[Storage::Virtio],
+        timeout_s: 600,
+        ..test(
+            "liveness_smp1",
+            "1 vCPU: 50 ms sleeps and pwrite+fsync complete, and every thread progresses, beside 1 and 2 CPU-bound threads (user loop, syscall loop, mmap/munmap loop)",
+        )
+    },
+    RuntimeTest {
+        source: "liveness",
+        storage: &[Storage::Virtio],
+        timeout_s: 600,
+        ..test(
+            "liveness_smp2",
+            "liveness_smp1 on 2 vCPUs with 2 and 4 CPU-bound threads",
+        )
+    },
+    RuntimeTest {
+        source: "liveness",
+        smp: 4,
+        storage: &[Storage::Virtio],
+        timeout_s: 900,
+        ..test(
+            "liveness_smp4",
+            "liveness_smp1 on 4 vCPUs with 4 and 8 CPU-bound threads (more vCPUs than host cores under TCG)",
+        )
+    },
 ];
 
 /// The filesystem benchmark of `cargo xtask bench fs` (not a test: its

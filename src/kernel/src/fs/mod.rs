@@ -67,6 +67,10 @@ const CHUNK: usize = 256 * 1024;
 const WRITEBACK_PERIOD_NS: u64 = 1_000_000_000;
 
 static NODES_CLASS: LockClass = LockClass::new("fs.nodes");
+/// The filesystem's sleeping mutex (held across TFS metadata I/O).
+static FS_CLASS: LockClass = LockClass::new("fs");
+/// A file's truncations, one at a time (sleeping; taken before `fs`).
+static TRUNCATE_CLASS: LockClass = LockClass::new("fs.truncate");
 
 /// A regular file's data: its pagecache node.
 pub struct FileData {
@@ -142,7 +146,7 @@ pub fn mount_root() -> Result<&'static Mount, String> {
         (crate::time::now_ns() - start) / 1000
     );
     let mount: &'static Mount = alloc::boxed::Box::leak(alloc::boxed::Box::new(Mount {
-        fs: SleepMutex::new("fs", fs),
+        fs: SleepMutex::new(&FS_CLASS, fs),
         volume: candidate.clone(),
         cache: spin::Once::new(),
         nodes: SpinLock::new(&NODES_CLASS, BTreeMap::new()),
@@ -285,7 +289,7 @@ impl Mount {
         let f = Arc::new(FileData {
             ino,
             node: Node::new(self.cache(), Arc::new(TfsBacking { mount: self, ino })),
-            truncating: SleepMutex::new("fs.truncate", ()),
+            truncating: SleepMutex::new(&TRUNCATE_CLASS, ()),
         });
         nodes.insert(ino.0, f.clone());
         f

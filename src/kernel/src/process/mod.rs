@@ -128,7 +128,7 @@ pub fn spawn_thread(regs: UserRegs, fs_base: u64) -> (u32, Arc<Thread>) {
     p.live_threads.fetch_add(1, Ordering::Relaxed);
     let t = Thread::new_user("user", UserState::new(tid, regs, fs_base));
     crate::sched::runqueue().enqueue(crate::sched::Runnable::Thread(t.clone()));
-    crate::sched::runloop::wake_idle_cpu();
+    crate::sched::runloop::wake_cpu_for_work();
     (tid, t)
 }
 
@@ -186,29 +186,5 @@ pub fn run_workload() -> Result<(), String> {
         .collect();
     crate::info!("starting {}", String::from_utf8_lossy(&program));
     exec::start(&program, &argv, &envp)?;
-    start_preemption_tick();
     Ok(())
-}
-
-/// Time slice of user threads when others wait for a CPU.
-const SLICE_NS: u64 = 10_000_000;
-
-/// Every slice, if threads wait on the runqueue, asks every busy CPU to
-/// give its user thread up at its next return to user mode (bh context).
-fn start_preemption_tick() {
-    crate::timer::every(SLICE_NS, || {
-        if crate::sched::runqueue().is_empty() {
-            return;
-        }
-        let me = crate::percpu::this_cpu().index();
-        for c in crate::percpu::cpus() {
-            if c.online.load(Ordering::Relaxed) && !c.idle.load(Ordering::Relaxed) {
-                if c.index() == me {
-                    crate::user::resched_interrupt(0);
-                } else {
-                    cairn_pc::apic::send_ipi(c.apic_id(), crate::irq::RESCHED);
-                }
-            }
-        }
-    });
 }

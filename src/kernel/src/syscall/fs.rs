@@ -88,7 +88,9 @@ impl Namespace for Ns<'_> {
     }
 }
 
-/// The directory a `*at` call starts from: (inode, its path).
+/// The directory a `*at` call starts from: (inode, its path). Taken before
+/// the `fs` mutex: the fd table and the working directory are never locked
+/// under it (docs/ARCHITECTURE.md, lock order).
 fn start_dir(dirfd: i32) -> Result<(Ino, Vec<u8>), Errno> {
     if dirfd == AT_FDCWD {
         let c = current().cwd.lock();
@@ -101,10 +103,14 @@ fn start_dir(dirfd: i32) -> Result<(Ino, Vec<u8>), Errno> {
     }
 }
 
-/// Resolves `path` (user pointer) relative to `dirfd`.
-fn resolve(fs: &Tfs, dirfd: i32, path: &[u8], follow: bool) -> Result<Walk<Ino>, Errno> {
-    let (start, start_path) = start_dir(dirfd)?;
-    walk(&mut Ns(fs), &start, &start_path, path, follow)
+/// Resolves `path` from `start` (a [`start_dir`]).
+fn resolve(
+    fs: &Tfs,
+    start: &(Ino, Vec<u8>),
+    path: &[u8],
+    follow: bool,
+) -> Result<Walk<Ino>, Errno> {
+    walk(&mut Ns(fs), &start.0, &start.1, path, follow)
 }
 
 fn existing(w: &Walk<Ino>) -> Result<(Ino, NodeKind), Errno> {
@@ -122,9 +128,10 @@ pub fn openat(dirfd: i32, path: u64, flags: u32, _mode: u32) -> SysResult {
     let m = mount()?;
     let path = user_string(path, PATH_MAX)?;
     let follow = flags & file::O_NOFOLLOW == 0;
+    let start = start_dir(dirfd)?;
     let kind = {
         let mut fs = m.fs();
-        let w = resolve(&fs, dirfd, &path, follow)?;
+        let w = resolve(&fs, &start, &path, follow)?;
         let (ino, created) = match w.target {
             Some(_) if flags & file::O_CREAT != 0 && flags & file::O_EXCL != 0 => {
                 return Err(Errno::EEXIST);
@@ -162,12 +169,10 @@ pub fn openat(dirfd: i32, path: u64, flags: u32, _mode: u32) -> SysResult {
         }
     };
     let f = OpenFile::new(kind, flags);
-    current()
-        .fds
-        .lock()
-        .alloc(f, flags & file::O_CLOEXEC != 0)
-        .map(|fd| fd as u64)
-        .map_err(|(e, _f)| e)
+    let r = current().fds.lock().alloc(f, flags & file::O_CLOEXEC != 0);
+    // A refused file (EMFILE) is dropped here, after the fd table's lock:
+    // its release takes the `fs` mutex, which sleeps.
+    r.map(|fd| fd as u64).map_err(|(e, _f)| e)
 }
 
 pub fn close(fd: i32) -> SysResult {
@@ -401,8 +406,9 @@ fn stat_path(dirfd: i32, path: u64, flags: i32) -> Result<FileStat, Errno> {
         return Err(Errno::ENOENT);
     }
     let m = mount()?;
+    let start = start_dir(dirfd)?;
     let fs = m.fs();
-    let w = resolve(&fs, dirfd, &p, flags & AT_SYMLINK_NOFOLLOW == 0)?;
+    let w = resolve(&fs, &start, &p, flags & AT_SYMLINK_NOFOLLOW == 0)?;
     let (ino, _) = existing(&w)?;
     stat_of(&fs, ino)
 }
@@ -457,9 +463,10 @@ pub fn truncate_path(path: u64, len: i64) -> SysResult {
     }
     let m = mount()?;
     let p = user_string(path, PATH_MAX)?;
+    let start = start_dir(AT_FDCWD)?;
     let (ino, kind) = {
         let fs = m.fs();
-        existing(&resolve(&fs, AT_FDCWD, &p, true)?)?
+        existing(&resolve(&fs, &start, &p, true)?)?
     };
     if kind == NodeKind::Directory {
         return Err(Errno::EISDIR);
@@ -509,8 +516,9 @@ pub fn sync() -> Result<(), Errno> {
 pub fn mkdirat(dirfd: i32, path: u64, _mode: u32) -> SysResult {
     let m = mount()?;
     let p = user_string(path, PATH_MAX)?;
+    let start = start_dir(dirfd)?;
     let mut fs = m.fs();
-    let w = resolve(&fs, dirfd, &p, false)?;
+    let w = resolve(&fs, &start, &p, false)?;
     if w.target.is_some() {
         return Err(Errno::EEXIST);
     }
@@ -522,8 +530,9 @@ pub fn mkdirat(dirfd: i32, path: u64, _mode: u32) -> SysResult {
 pub fn unlinkat(dirfd: i32, path: u64, flags: i32) -> SysResult {
     let m = mount()?;
     let p = user_string(path, PATH_MAX)?;
+    let start = start_dir(dirfd)?;
     let mut fs = m.fs();
-    let w = resolve(&fs, dirfd, &p, false)?;
+    let w = resolve(&fs, &start, &p, false)?;
     let (_, kind) = existing(&w)?;
     let name = name_of(&w)?.to_vec();
     if flags & AT_REMOVEDIR != 0 {
@@ -547,10 +556,11 @@ pub fn renameat2(olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -> Sy
     }
     let m = mount()?;
     let (op, np) = (user_string(old, PATH_MAX)?, user_string(new, PATH_MAX)?);
+    let (old_start, new_start) = (start_dir(olddir)?, start_dir(newdir)?);
     let mut fs = m.fs();
-    let wo = resolve(&fs, olddir, &op, false)?;
+    let wo = resolve(&fs, &old_start, &op, false)?;
     existing(&wo)?;
-    let wn = resolve(&fs, newdir, &np, false)?;
+    let wn = resolve(&fs, &new_start, &np, false)?;
     if flags & NOREPLACE != 0 && wn.target.is_some() {
         return Err(Errno::EEXIST);
     }
@@ -562,13 +572,14 @@ pub fn renameat2(olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -> Sy
 pub fn linkat(olddir: i32, old: u64, newdir: i32, new: u64, flags: i32) -> SysResult {
     let m = mount()?;
     let (op, np) = (user_string(old, PATH_MAX)?, user_string(new, PATH_MAX)?);
+    let (old_start, new_start) = (start_dir(olddir)?, start_dir(newdir)?);
     let mut fs = m.fs();
-    let wo = resolve(&fs, olddir, &op, flags & AT_SYMLINK_FOLLOW != 0)?;
+    let wo = resolve(&fs, &old_start, &op, flags & AT_SYMLINK_FOLLOW != 0)?;
     let (ino, kind) = existing(&wo)?;
     if kind == NodeKind::Directory {
         return Err(Errno::EPERM);
     }
-    let wn = resolve(&fs, newdir, &np, false)?;
+    let wn = resolve(&fs, &new_start, &np, false)?;
     if wn.target.is_some() {
         return Err(Errno::EEXIST);
     }
@@ -580,8 +591,9 @@ pub fn linkat(olddir: i32, old: u64, newdir: i32, new: u64, flags: i32) -> SysRe
 pub fn symlinkat(target: u64, newdir: i32, new: u64) -> SysResult {
     let m = mount()?;
     let (t, np) = (user_string(target, PATH_MAX)?, user_string(new, PATH_MAX)?);
+    let start = start_dir(newdir)?;
     let mut fs = m.fs();
-    let wn = resolve(&fs, newdir, &np, false)?;
+    let wn = resolve(&fs, &start, &np, false)?;
     if wn.target.is_some() {
         return Err(Errno::EEXIST);
     }
@@ -597,9 +609,10 @@ pub fn readlinkat(dirfd: i32, path: u64, buf: u64, len: u64) -> SysResult {
         return Err(Errno::ENOENT);
     }
     let m = mount()?;
+    let start = start_dir(dirfd)?;
     let target = {
         let fs = m.fs();
-        let w = resolve(&fs, dirfd, &p, false)?;
+        let w = resolve(&fs, &start, &p, false)?;
         let (ino, kind) = existing(&w)?;
         if kind != NodeKind::Symlink {
             return Err(Errno::EINVAL);
@@ -678,7 +691,8 @@ pub fn getcwd(buf: u64, len: u64) -> SysResult {
 pub fn chdir(path: u64) -> SysResult {
     let m = mount()?;
     let p = user_string(path, PATH_MAX)?;
-    let w = resolve(&m.fs(), AT_FDCWD, &p, true)?;
+    let start = start_dir(AT_FDCWD)?;
+    let w = resolve(&m.fs(), &start, &p, true)?;
     let (ino, kind) = existing(&w)?;
     if kind != NodeKind::Directory {
         return Err(Errno::ENOTDIR);
