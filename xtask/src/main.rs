@@ -16,6 +16,8 @@
 mod bench;
 mod bench_blk;
 mod bench_fs;
+mod bench_guest;
+mod bench_sched;
 mod bench_tfs;
 mod build;
 mod disks;
@@ -28,6 +30,7 @@ mod qemu;
 mod run_image;
 mod runtime;
 mod setup;
+mod stress;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -21,6 +21,7 @@ pub mod hang;
 pub mod heaps;
 pub mod irq;
 pub mod ktest;
+pub mod lock_order;
 pub mod mm;
 pub mod panic;
 pub mod pci;
@@ -128,6 +129,7 @@ extern "C" fn cairn_start_bsp(start_info_phys: u64) -> ! {
         ktest::list();
         panic::exit(0);
     }
+    lock_order::declare();
     let n = smp::start_aps(&madt);
     CPU_TOTAL.store(n, Ordering::Relaxed);
     sched::thread::spawn("main", move || kernel_main(args));

@@ -300,6 +300,22 @@ fn order_after(held: &HeldLocks, class: &'static LockClass, idx: u16, site: Site
     }
 }
 
+/// Records the documented order of `classes`, outermost first, as if each
+/// had been seen held while the next was taken (at the caller's site). An
+/// acquisition against it then panics the first time it happens, not only
+/// once both orders have been seen. Call at boot, before the classes are
+/// used (the kernel declares the order of docs/ARCHITECTURE.md).
+#[track_caller]
+pub fn declare_order(classes: &[&'static LockClass]) {
+    if !ENABLED {
+        return;
+    }
+    let site = Location::caller();
+    for pair in classes.windows(2) {
+        add_edge(pair[0].index(), site, pair[1].index(), site);
+    }
+}
+
 /// Called before a thread takes the sleeping lock `class` at `site`.
 /// `thread_held` is the stack of sleeping locks the thread holds (they move
 /// with it from CPU to CPU, so they are not on any CPU's stack). A sleeping

@@ -250,3 +250,15 @@ fn nested_section_does_not_order_against_the_interrupted_code() {
     let _b = bh.lock();
     let _o = outer.lock();
 }
+
+#[test]
+#[should_panic(expected = "lock order inversion: acquiring `t24.outer`")]
+fn declared_order_is_enforced_before_both_orders_are_seen() {
+    static OUTER: LockClass = LockClass::new("t24.outer");
+    static INNER: LockClass = LockClass::new("t24.inner");
+    lockdep::declare_order(&[&OUTER, &INNER]);
+    let outer = SpinLock::new(&OUTER, 0);
+    let inner = SpinLock::new(&INNER, 0);
+    let _i = inner.lock();
+    let _o = outer.lock();
+}

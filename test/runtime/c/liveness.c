@@ -19,12 +19,17 @@
  * are asserted too: each sleep at most 2 quanta (20 ms) late and each fsync
  * at most 10x its unloaded median; only for quiet machines.
  *
- * argv[1]: vCPUs; argv[2]: "strict" (optional). */
+ * With "bench" as argv[2] it is the workload of `cargo xtask bench sched`
+ * instead: 0, N and 2N user-loop spinners, 100 sleeps of 20 ms and 40
+ * fsyncs each, printing `schedbench` lines (wake-up and fsync latency
+ * percentiles).
+ *
+ * argv[1]: vCPUs; argv[2]: "strict" or "bench" (optional). */
 #include "cairn_test.h"
 #include <sys/syscall.h>
 
-#define SLEEPS 16
-#define FSYNCS 8
+#define SLEEPS_MAX 100
+#define FSYNCS_MAX 40
 #define MAX_SPIN 8
 #define QUANTUM_NS 10000000L
 
@@ -98,25 +103,28 @@ static long max_of(const long *v, int n)
 
 /* Lateness (ns) of `n` sleeps of 50 ms; the spinners' counts are
  * snapshotted after sleep `n / 2` into `mid`. */
+static int sleeps = 16, fsyncs = 8;
+static long sleep_ns = 50 * 1000000L;
+
 struct sleeper_arg {
     int spinners;
-    long late[SLEEPS];
+    long late[SLEEPS_MAX];
     unsigned long mid[MAX_SPIN];
 };
 
 static void *sleeper(void *p)
 {
     struct sleeper_arg *a = p;
-    for (int i = 0; i < SLEEPS; i++) {
-        struct timespec t0, t1, d = {0, 50 * 1000000L};
+    for (int i = 0; i < sleeps; i++) {
+        struct timespec t0, t1, d = {0, sleep_ns};
         clock_gettime(CLOCK_MONOTONIC, &t0);
         while (nanosleep(&d, &d) < 0 && errno == EINTR)
             ;
         clock_gettime(CLOCK_MONOTONIC, &t1);
         long slept = ns_between(t0, t1);
-        CHECK(slept >= 50 * 1000000L, "a 50 ms sleep returned after %ld ns", slept);
-        a->late[i] = slept - 50 * 1000000L;
-        if (i == SLEEPS / 2)
+        CHECK(slept >= sleep_ns, "a %ld ns sleep returned after %ld ns", sleep_ns, slept);
+        a->late[i] = slept - sleep_ns;
+        if (i == sleeps / 2)
             for (int s = 0; s < a->spinners; s++)
                 a->mid[s] = __atomic_load_n(&counts[s], __ATOMIC_RELAXED);
     }
@@ -124,14 +132,14 @@ static void *sleeper(void *p)
 }
 
 struct fsync_arg {
-    long ns[FSYNCS];
+    long ns[FSYNCS_MAX];
 };
 
 static void *fsyncer(void *p)
 {
     struct fsync_arg *a = p;
     static char buf[PAGE];
-    for (int i = 0; i < FSYNCS; i++) {
+    for (int i = 0; i < fsyncs; i++) {
         struct timespec t0, t1;
         pat_fill(buf, sizeof buf, (uint64_t)i * PAGE, 7);
         clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -143,8 +151,16 @@ static void *fsyncer(void *p)
     return NULL;
 }
 
-static int strict;
+static int strict, bench;
 static long unloaded_fsync_median;
+
+/* The value below which `pct` percent of `v[0..n)` lie (sorts `v`). */
+static long percentile(long *v, int n, int pct)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_long);
+    int i = (n * pct + 99) / 100 - 1;
+    return v[i < 0 ? 0 : i];
+}
 
 /* One phase: `spinners` threads of `shape` beside a sleeper and an fsync
  * thread. */
@@ -178,8 +194,15 @@ static void phase(enum shape shape, int spinners)
               "%s x%d: spinner %d made no progress during the second half of the phase "
               "(%lu then %lu iterations): not scheduled round-robin",
               shape_name[shape], spinners, s, sa.mid[s], end[s]);
-    long late_max = max_of(sa.late, SLEEPS), fs_max = max_of(fa.ns, FSYNCS);
-    long late_med = median(sa.late, SLEEPS), fs_med = median(fa.ns, FSYNCS);
+    long late_max = max_of(sa.late, sleeps), fs_max = max_of(fa.ns, fsyncs);
+    long late_med = median(sa.late, sleeps), fs_med = median(fa.ns, fsyncs);
+    if (bench) {
+        printf("schedbench spinners=%d wake_p50_ns=%ld wake_p99_ns=%ld fsync_p50_ns=%ld "
+               "fsync_p99_ns=%ld\n",
+               spinners, percentile(sa.late, sleeps, 50), percentile(sa.late, sleeps, 99),
+               percentile(fa.ns, fsyncs, 50), percentile(fa.ns, fsyncs, 99));
+        return;
+    }
     printf("liveness: %-16s x%d spinners: sleep late median %6.2f ms max %6.2f ms; "
            "fsync median %6.2f ms max %6.2f ms (%.1fx unloaded)\n",
            shape_name[shape], spinners, late_med / 1e6, late_max / 1e6, fs_med / 1e6,
@@ -198,6 +221,13 @@ int main(int argc, char **argv)
     test_init("liveness");
     int vcpus = (int)arg_long(argc, argv, 1, 2);
     strict = argc > 2 && strcmp(argv[2], "strict") == 0;
+    bench = argc > 2 && strcmp(argv[2], "bench") == 0;
+    if (bench) {
+        /* `cargo xtask bench sched`: more samples, user-loop spinners only. */
+        sleeps = SLEEPS_MAX;
+        fsyncs = FSYNCS_MAX;
+        sleep_ns = 20 * 1000000L;
+    }
     CHECK(vcpus >= 1 && 2 * vcpus <= MAX_SPIN, "vCPUs %d", vcpus);
     static const char *names[MAX_SPIN] = {"spin0", "spin1", "spin2", "spin3",
                                           "spin4", "spin5", "spin6", "spin7"};
@@ -213,13 +243,18 @@ int main(int argc, char **argv)
     struct fsync_arg fa;
     sleeper(&sa);
     fsyncer(&fa);
-    unloaded_fsync_median = median(fa.ns, FSYNCS);
+    unloaded_fsync_median = median(fa.ns, fsyncs);
     printf("liveness: unloaded: sleep late median %.2f ms; fsync median %.2f ms\n",
-           median(sa.late, SLEEPS) / 1e6, unloaded_fsync_median / 1e6);
+           median(sa.late, sleeps) / 1e6, unloaded_fsync_median / 1e6);
 
-    for (int shape = SHAPE_USER; shape <= SHAPE_MMAP; shape++)
-        for (int factor = 1; factor <= 2; factor++)
-            phase((enum shape)shape, factor * vcpus);
+    if (bench) {
+        for (int factor = 0; factor <= 2; factor++)
+            phase(SHAPE_USER, factor * vcpus);
+    } else {
+        for (int shape = SHAPE_USER; shape <= SHAPE_MMAP; shape++)
+            for (int factor = 1; factor <= 2; factor++)
+                phase((enum shape)shape, factor * vcpus);
+    }
 
     /* The watchdog kept running through it all. */
     watchdog_await_rounds(2);

@@ -423,6 +423,23 @@ pub fn fs_bench() -> &'static RuntimeTest {
     &FS_BENCH
 }
 
+/// The workload of `cargo xtask bench sched` (the liveness program in its
+/// bench mode; printed, never judged).
+static SCHED_BENCH: RuntimeTest = RuntimeTest {
+    source: "liveness",
+    storage: &[Storage::Virtio],
+    timeout_s: 900,
+    ..test(
+        "schedbench",
+        "wake-up and fsync latency percentiles beside 0, N and 2N CPU-bound threads",
+    )
+};
+
+/// The `bench sched` workload.
+pub fn sched_bench() -> &'static RuntimeTest {
+    &SCHED_BENCH
+}
+
 /// Every runtime test.
 pub fn catalogue() -> &'static [RuntimeTest] {
     CATALOGUE
@@ -432,7 +449,7 @@ pub fn catalogue() -> &'static [RuntimeTest] {
 pub fn find(name: &str) -> Option<&'static RuntimeTest> {
     CATALOGUE
         .iter()
-        .chain([fs_bench()])
+        .chain([fs_bench(), sched_bench()])
         .find(|t| t.name == name)
 }
 

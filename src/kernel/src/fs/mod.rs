@@ -68,9 +68,9 @@ const WRITEBACK_PERIOD_NS: u64 = 1_000_000_000;
 
 static NODES_CLASS: LockClass = LockClass::new("fs.nodes");
 /// The filesystem's sleeping mutex (held across TFS metadata I/O).
-static FS_CLASS: LockClass = LockClass::new("fs");
+pub(crate) static FS_CLASS: LockClass = LockClass::new("fs");
 /// A file's truncations, one at a time (sleeping; taken before `fs`).
-static TRUNCATE_CLASS: LockClass = LockClass::new("fs.truncate");
+pub(crate) static TRUNCATE_CLASS: LockClass = LockClass::new("fs.truncate");
 
 /// A regular file's data: its pagecache node.
 pub struct FileData {

@@ -68,7 +68,7 @@ struct Inner {
     pages: BTreeMap<u64, PageRef>,
 }
 
-static ASPACE_CLASS: LockClass = LockClass::new("aspace");
+pub(crate) static ASPACE_CLASS: LockClass = LockClass::new("aspace");
 
 pub struct AddressSpace {
     inner: SpinLock<Inner>,

@@ -34,8 +34,8 @@ use cairn_unix::signal::SigActions;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use file::OpenFile;
 
-static FDS_CLASS: LockClass = LockClass::new("process.fds");
-static CWD_CLASS: LockClass = LockClass::new("process.cwd");
+pub(crate) static FDS_CLASS: LockClass = LockClass::new("process.fds");
+pub(crate) static CWD_CLASS: LockClass = LockClass::new("process.cwd");
 static FUTEX_CLASS: LockClass = LockClass::new("process.futex");
 static SIGNALS_CLASS: LockClass = LockClass::new("process.signals");
 static BRK_CLASS: LockClass = LockClass::new("process.brk");
