@@ -190,6 +190,11 @@ static void phase(enum shape shape, int spinners)
         w_spin[s]->done = 1;
     }
     for (int s = 0; s < spinners; s++)
+        if (end[s] <= sa.mid[s])
+            for (int k = 0; k < spinners; k++)
+                fprintf(stderr, "liveness: spinner %d: %lu iterations at mid-phase, %lu at the end\n",
+                        k, sa.mid[k], end[k]);
+    for (int s = 0; s < spinners; s++)
         CHECK(end[s] > sa.mid[s],
               "%s x%d: spinner %d made no progress during the second half of the phase "
               "(%lu then %lu iterations): not scheduled round-robin",
@@ -235,7 +240,7 @@ int main(int argc, char **argv)
         w_spin[s] = worker(names[s]);
         w_spin[s]->done = 1;
     }
-    watchdog_start(60, 900);
+    watchdog_start(60, 540);
     fsync_fd = SYS(open("liveness.dat", O_CREAT | O_RDWR | O_TRUNC, 0644));
 
     /* Unloaded figures first. */

@@ -155,7 +155,8 @@ int main(int argc, char **argv)
     w_anon = worker("anon-mapper");
     w_io = worker("io");
     w_sync = worker("msync");
-    watchdog_start((int)arg_long(argc, argv, 2, 30), 240);
+    /* argv[4]: seconds before alarm() ends a hung run (default 240). */
+    watchdog_start((int)arg_long(argc, argv, 2, 30), (unsigned)arg_long(argc, argv, 4, 240));
     /* argv[3]: CPU-bound threads to run beside the test's own (default 0). */
     int spin = (int)arg_long(argc, argv, 3, 0);
     spinners_start(spin);

@@ -2,8 +2,8 @@
 //! checks, proving the validators and the exception reporting fire.
 
 use super::{Expect, KernelTest};
-use alloc::string::String;
 use crate::sched::mutex::SleepMutex;
+use alloc::string::String;
 use cairn_sync::{IrqSpinLock, LockClass, SpinLock};
 
 pub static TESTS: &[KernelTest] = &[

@@ -29,7 +29,7 @@
 //! and by the syscall and exception paths (kernel lock released). Locks: the
 //! kernel lock, only to yield; everything else is bh work's own.
 
-use super::{KERNEL_LOCK, bhqueue};
+use super::bhqueue;
 use crate::percpu::this_cpu;
 use core::arch::global_asm;
 use core::cell::UnsafeCell;
@@ -101,6 +101,14 @@ extern "C" fn service_bh_nested(_: usize) {
     service_bh();
 }
 
+/// Drains the bhqueue for a thread waiting for the kernel lock (it holds
+/// nothing and has interrupts on, as at an exit).
+pub fn service_bh_waiting() {
+    cairn_pc::cpu::disable_interrupts();
+    service_bh();
+    cairn_pc::cpu::enable_interrupts();
+}
+
 /// Drains the bhqueue at an exit, in a nested validator section.
 fn service_bh() {
     let c = this_cpu();
@@ -124,7 +132,7 @@ pub fn to_user_mode() {
             return;
         }
         cairn_pc::cpu::enable_interrupts();
-        KERNEL_LOCK.acquire_unguarded();
+        super::runloop::acquire_kernel_lock_unguarded();
         this_cpu().preemptions.fetch_add(1, Ordering::Relaxed);
         super::thread::yield_now();
         cairn_pc::cpu::disable_interrupts();

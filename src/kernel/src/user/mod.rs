@@ -4,7 +4,8 @@
 //! (syscall, exception, interrupt, preemption).
 //!
 //! A user thread is a kernel thread whose body enters user mode. Coming in,
-//! it takes the kernel lock (`acquire_unguarded`); going out, it releases it
+//! it takes the kernel lock (`sched::runloop::acquire_kernel_lock_unguarded`:
+//! in ticket order, halting while it waits); going out, it releases it
 //! (`release_held`) and runs the exit work (bh service, preemption:
 //! `sched::exit`); a thread that blocks or yields in between switches to
 //! its run loop with the lock held, as every thread does. Its kernel stack
@@ -20,7 +21,6 @@ pub mod entry;
 pub mod fpu;
 
 use crate::percpu::this_cpu;
-use crate::sched::KERNEL_LOCK;
 use cairn_pagecache::RawDestination;
 use cairn_pc::cpu::{msr, wrmsr};
 use cairn_pc::idt::TrapFrame;
@@ -108,7 +108,7 @@ extern "C" fn cairn_syscall(regs: &mut UserRegs) {
     // Interrupts on before waiting for the lock: its holder may be waiting
     // for this CPU to answer a TLB shoot-down.
     cairn_pc::cpu::enable_interrupts();
-    KERNEL_LOCK.acquire_unguarded();
+    crate::sched::runloop::acquire_kernel_lock_unguarded();
     crate::syscall::dispatch(regs);
     leave_kernel();
 }
@@ -130,7 +130,7 @@ fn leave_kernel() {
 /// go to the address space; everything else is a fatal signal.
 pub fn exception(frame: &mut TrapFrame) {
     cairn_pc::cpu::enable_interrupts();
-    KERNEL_LOCK.acquire_unguarded();
+    crate::sched::runloop::acquire_kernel_lock_unguarded();
     crate::syscall::user_exception(frame);
     leave_kernel();
 }
