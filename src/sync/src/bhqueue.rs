@@ -256,17 +256,18 @@ mod tests {
                 })
             })
             .collect();
+        // Consumers run until the producers are done and the queue is empty
+        // (not for a count of empty rounds: on a loaded host the producers
+        // may not run for a long while, and a full queue would then wait
+        // forever for consumers that left).
+        let producing = Arc::new(core::sync::atomic::AtomicBool::new(true));
         let consumers: Vec<_> = (0..2)
             .map(|_| {
-                let q = q.clone();
+                let (q, producing) = (q.clone(), producing.clone());
                 std::thread::spawn(move || {
-                    let mut idle = 0;
-                    while idle < 1000 {
+                    while producing.load(core::sync::atomic::Ordering::Acquire) || !q.is_empty() {
                         if q.drain(16) == 0 {
-                            idle += 1;
                             std::thread::yield_now();
-                        } else {
-                            idle = 0;
                         }
                     }
                 })
@@ -275,6 +276,7 @@ mod tests {
         for t in producers {
             t.join().unwrap();
         }
+        producing.store(false, core::sync::atomic::Ordering::Release);
         for t in consumers {
             t.join().unwrap();
         }
