@@ -232,7 +232,14 @@ impl<F: Ord + Copy> LockTable<F> {
     }
 
     /// `F_GETLK`: the first lock of `file` that would block the request.
-    pub fn test(&self, file: F, owner: Owner, kind: LockKind, start: u64, end: u64) -> Option<Lock> {
+    pub fn test(
+        &self,
+        file: F,
+        owner: Owner,
+        kind: LockKind,
+        start: u64,
+        end: u64,
+    ) -> Option<Lock> {
         self.files
             .get(&file)
             .and_then(|f| f.conflict(owner, kind, start, end))
@@ -294,7 +301,14 @@ impl<F: Ord + Copy> LockTable<F> {
         self.waiting.retain(|w| w.id != id);
     }
 
-    fn blockers(&self, file: F, owner: Owner, kind: LockKind, start: u64, end: u64) -> BTreeSet<Owner> {
+    fn blockers(
+        &self,
+        file: F,
+        owner: Owner,
+        kind: LockKind,
+        start: u64,
+        end: u64,
+    ) -> BTreeSet<Owner> {
         self.files
             .get(&file)
             .map(|f| f.blockers(owner, kind, start, end))

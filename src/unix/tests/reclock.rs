@@ -132,16 +132,42 @@ fn unlock_in_the_middle_splits_and_relock_merges() {
     assert_eq!(
         f.locks(),
         [
-            Lock { owner: P, kind: W, start: 0, end: 40 },
-            Lock { owner: P, kind: W, start: 60, end: 100 },
+            Lock {
+                owner: P,
+                kind: W,
+                start: 0,
+                end: 40
+            },
+            Lock {
+                owner: P,
+                kind: W,
+                start: 60,
+                end: 100
+            },
         ]
     );
     f.apply(P, Some(W), 40, 60);
-    assert_eq!(f.locks(), [Lock { owner: P, kind: W, start: 0, end: 100 }]);
+    assert_eq!(
+        f.locks(),
+        [Lock {
+            owner: P,
+            kind: W,
+            start: 0,
+            end: 100
+        }]
+    );
     // A read lock inside a write lock of the same owner converts that part.
     f.apply(P, Some(R), 10, 20);
     assert_eq!(f.locks().len(), 3);
-    assert_eq!(f.locks()[1], Lock { owner: P, kind: R, start: 10, end: 20 });
+    assert_eq!(
+        f.locks()[1],
+        Lock {
+            owner: P,
+            kind: R,
+            start: 10,
+            end: 20
+        }
+    );
 }
 
 #[test]
@@ -153,7 +179,12 @@ fn owners_conflict_only_with_others_and_only_for_writes() {
     t.set(1, A, Some(W), 0, 5).unwrap();
     assert_eq!(
         t.set(1, B, Some(W), 0, 1),
-        Err(SetError::Blocked(Lock { owner: A, kind: W, start: 0, end: 5 }))
+        Err(SetError::Blocked(Lock {
+            owner: A,
+            kind: W,
+            start: 0,
+            end: 5
+        }))
     );
     // F_GETLK reports the first conflicting lock; another file is free.
     assert_eq!(t.test(1, P, W, 0, TO_EOF).map(|l| l.owner), Some(A));
@@ -171,7 +202,15 @@ fn releasing_one_owner_keeps_the_others() {
     t.set(2, P, Some(W), 0, TO_EOF).unwrap();
     // Closing a descriptor of file 1 drops the process's locks there only.
     assert!(t.release_file(1, P));
-    assert_eq!(t.locks(1), [Lock { owner: A, kind: R, start: 50, end: 60 }]);
+    assert_eq!(
+        t.locks(1),
+        [Lock {
+            owner: A,
+            kind: R,
+            start: 50,
+            end: 60
+        }]
+    );
     assert_eq!(t.locks(2).len(), 1);
     assert!(t.release_owner(A));
     assert!(!t.release_owner(A));

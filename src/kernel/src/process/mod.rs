@@ -5,7 +5,8 @@
 //! | module | owns |
 //! |---|---|
 //! | [`aspace`] | vmaps, mapped pages, demand paging |
-//! | [`file`] | open file descriptions |
+//! | [`file`] | open file descriptions, the [`file::FileOps`] objects |
+//! | [`locks`] | advisory record, OFD and flock locks |
 //! | [`exec`] | loading the ELF and starting the first thread |
 //! | here | [`Process`], thread creation and exit, the workload's start and end |
 //!
@@ -18,6 +19,7 @@
 pub mod aspace;
 pub mod exec;
 pub mod file;
+pub mod locks;
 
 use crate::sched::thread::Thread;
 use crate::sched::waitqueue::WaitQueue;
