@@ -324,6 +324,22 @@ static CATALOGUE: &[RuntimeTest] = &[
             "seeds/001+004: mprotect splits/merges, MAP_FIXED replacement and munmap/mmap of adjacent regions while other threads fault in them, 200 iterations",
         )
     },
+    test(
+        "locks",
+        "fcntl record and OFD locks (conflicts, F_GETLK, split/merge, release on any close, F_SETLKW/F_OFD_SETLKW woken by another thread, EDEADLK on cairn), flock",
+    ),
+    test(
+        "pipes",
+        "pipe2 (EOF, EPIPE, O_NONBLOCK, capacity, atomic PIPE_BUF writes, 4 MiB between threads), poll/ppoll/select/pselect, eventfd, epoll (level, edge, one-shot), timerfd",
+    ),
+    test(
+        "special",
+        "/dev/null, zero (mapped too), full, urandom, random; /proc/self exe, cmdline, comm, status, maps, fd/; /proc/cpuinfo, meminfo; /sys cpu/online against glibc's CPU count",
+    ),
+    test(
+        "syscalls_misc",
+        "getrusage, times, prctl, wait4/waitid, sendfile, copy_file_range, sync_file_range, preadv2/pwritev2, mlock/mlockall, affinity, scheduler, nice, memfd_create, membarrier, FUTEX_WAKE_OP, clone3",
+    ),
 ];
 
 /// The filesystem benchmark of `cargo xtask bench fs` (not a test: its

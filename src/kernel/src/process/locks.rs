@@ -276,11 +276,15 @@ pub fn flock(f: &OpenFile, op: i32) -> Result<u64, Errno> {
     };
     let nb = op & LOCK_NB != 0;
     match set(true, file, owner, kind, 0, TO_EOF, false) {
-        Err(Errno::EAGAIN) if !nb => {
-            // Linux converts a held lock by dropping it first, then
-            // waiting: two holders of a shared lock both asking for an
+        Err(Errno::EAGAIN) => {
+            // Linux converts a held lock by dropping it first (flock(2)):
+            // a conversion that cannot be granted at once loses the old
+            // lock, and two holders of a shared lock both asking for an
             // exclusive one do not deadlock.
             set(true, file, owner, None, 0, TO_EOF, false)?;
+            if nb {
+                return Err(Errno::EAGAIN);
+            }
             set(true, file, owner, kind, 0, TO_EOF, true)
         }
         r => r,
