@@ -24,6 +24,7 @@ mod image;
 mod ktest;
 mod linux;
 mod linux_test;
+mod programs;
 mod qemu;
 mod run_image;
 mod runtime;

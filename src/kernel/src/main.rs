@@ -164,7 +164,7 @@ fn kernel_main(args: cmdline::Cmdline) {
     match args.test {
         Some(name) => ktest::run(name),
         None => {
-            if let Err(e) = process::run_workload() {
+            if let Err(e) = process::run_workload(args.argv()) {
                 println!("cairn: cannot start the workload: {e}");
                 panic::exit(126);
             }
