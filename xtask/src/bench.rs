@@ -5,6 +5,8 @@
 //! * `host`: the criterion benchmarks of the host crates.
 //! * `blk`, `fs`: block drivers next to the host, filesystem workloads
 //!   next to a Linux guest (see `bench_blk`, `bench_fs`).
+//! * `programs`: SQLite speedtest1 and fio next to a Linux guest (see
+//!   `bench_programs`).
 
 use crate::Result;
 use crate::build::{self, cargo};
@@ -23,6 +25,9 @@ pub enum Suite {
     Blk,
     /// Filesystem workloads on cairn next to a Linux guest (see `bench_fs`).
     Fs,
+    /// Real programs (SQLite speedtest1, fio) on cairn next to a Linux
+    /// guest (see `bench_programs`).
+    Programs,
 }
 
 #[derive(Args)]
@@ -94,6 +99,9 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
     }
     if a.suite.is_none_or(|s| s == Suite::Fs) {
         crate::bench_fs::run()?;
+    }
+    if a.suite.is_none_or(|s| s == Suite::Programs) {
+        crate::bench_programs::run()?;
     }
     if a.suite.is_none_or(|s| s == Suite::Tfs) {
         crate::bench_tfs::bench()?;

@@ -16,6 +16,7 @@
 mod bench;
 mod bench_blk;
 mod bench_fs;
+mod bench_programs;
 mod bench_tfs;
 mod build;
 mod disks;

@@ -612,6 +612,50 @@ pub fn fs_bench() -> &'static RuntimeTest {
     &FS_BENCH
 }
 
+/// The workloads of `cargo xtask bench programs` (not tests: figures are
+/// printed; they fail only if the program fails).
+static PROGRAM_BENCHES: [RuntimeTest; 2] = [
+    RuntimeTest {
+        real: Some(Real::Speedtest1),
+        manifest: "speedtest1",
+        image_mib: 128,
+        storage: &[Storage::Virtio],
+        timeout_s: 1200,
+        steps: &[Step {
+            argv: &["speedtest1", "--size", "10", "bench.db"],
+            status: 0,
+            expect: &["TOTAL"],
+        }],
+        native: Native::No("a real program built by xtask"),
+        ..test("bench_speedtest1", "SQLite speedtest1 --size 10")
+    },
+    RuntimeTest {
+        real: Some(Real::Fio),
+        manifest: "fio-bench",
+        data: &[DataFile::Fixed {
+            name: "fio-bench.fio",
+        }],
+        image_mib: 256,
+        storage: &[Storage::Virtio],
+        timeout_s: 1200,
+        steps: &[Step {
+            argv: &[],
+            status: 0,
+            expect: &[";seqwrite;0;0;", ";randwrite;3;0;"],
+        }],
+        native: Native::No("a real program built by xtask"),
+        ..test(
+            "bench_fio",
+            "fio: sequential write + fsync, sequential read, 4 KiB random reads and writes",
+        )
+    },
+];
+
+/// The `bench programs` workloads.
+pub fn program_benches() -> &'static [RuntimeTest] {
+    &PROGRAM_BENCHES
+}
+
 /// Every runtime test.
 pub fn catalogue() -> &'static [RuntimeTest] {
     CATALOGUE
@@ -622,6 +666,7 @@ pub fn find(name: &str) -> Option<&'static RuntimeTest> {
     CATALOGUE
         .iter()
         .chain([fs_bench()])
+        .chain(program_benches())
         .find(|t| t.name == name)
 }
 
@@ -891,7 +936,11 @@ mod tests {
 
     #[test]
     fn every_manifest_parses_and_names_its_program_and_files() {
-        for t in catalogue().iter().chain([fs_bench()]) {
+        for t in catalogue()
+            .iter()
+            .chain([fs_bench()])
+            .chain(program_benches())
+        {
             let text = t.manifest_text().unwrap();
             let m = cairn_tfs::manifest::parse(&text)
                 .unwrap_or_else(|e| panic!("{}: {}", t.name, e.render(&text)));
