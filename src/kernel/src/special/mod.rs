@@ -99,9 +99,9 @@ pub trait Node: Send + Sync {
     fn target_file(&self) -> Option<Arc<OpenFile>> {
         None
     }
-    /// Opens a file or device node (directories are opened here, links
-    /// are followed before).
-    fn open(&self, _flags: u32) -> Result<FileKind, Errno> {
+    /// Opens a file or device node found at `path` (directories are
+    /// opened here, links are followed before).
+    fn open(&self, _path: &[u8], _flags: u32) -> Result<FileKind, Errno> {
         Err(Errno::EACCES)
     }
     /// Adds `name` to a directory that takes registrations; false if it
@@ -182,13 +182,14 @@ impl Node for TextFile {
     fn stat(&self) -> FileStat {
         stat_of(self.ino, S_IFREG | 0o444, 0, 0)
     }
-    fn open(&self, flags: u32) -> Result<FileKind, Errno> {
+    fn open(&self, path: &[u8], flags: u32) -> Result<FileKind, Errno> {
         if flags & crate::process::file::O_ACCMODE != 0 {
             return Err(Errno::EACCES);
         }
         Ok(FileKind::Object(Arc::new(Snapshot {
             data: (self.make)(),
             stat: self.stat(),
+            path: path.to_vec(),
         })))
     }
 }
@@ -197,6 +198,7 @@ impl Node for TextFile {
 pub struct Snapshot {
     data: Vec<u8>,
     stat: FileStat,
+    path: Vec<u8>,
 }
 
 impl FileOps for Snapshot {
@@ -222,7 +224,7 @@ impl FileOps for Snapshot {
         self.stat
     }
     fn name(&self) -> Vec<u8> {
-        b"/proc".to_vec()
+        self.path.clone()
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -278,7 +280,7 @@ impl Node for Device {
     fn stat(&self) -> FileStat {
         stat_of(self.ino, S_IFCHR | 0o666, self.rdev, 0)
     }
-    fn open(&self, _flags: u32) -> Result<FileKind, Errno> {
+    fn open(&self, _path: &[u8], _flags: u32) -> Result<FileKind, Errno> {
         Ok((self.open)())
     }
 }
@@ -532,7 +534,7 @@ pub fn open(found: &Found, flags: u32) -> Result<FileKind, Errno> {
             if flags & crate::process::file::O_DIRECTORY != 0 {
                 return Err(Errno::ENOTDIR);
             }
-            found.node.open(flags)
+            found.node.open(&found.path, flags)
         }
     }
 }
