@@ -7,6 +7,8 @@
 //!   next to a Linux guest (see `bench_blk`, `bench_fs`).
 //! * `sched`: wake-up and fsync latency beside CPU-bound threads, next to
 //!   a Linux guest (see `bench_sched`).
+//! * `programs`: SQLite speedtest1 and fio next to a Linux guest (see
+//!   `bench_programs`).
 
 use crate::Result;
 use crate::build::{self, cargo};
@@ -28,6 +30,9 @@ pub enum Suite {
     /// Wake-up and fsync latency under CPU load, cairn next to a Linux guest
     /// (see `bench_sched`).
     Sched,
+    /// Real programs (SQLite speedtest1, fio) on cairn next to a Linux
+    /// guest (see `bench_programs`).
+    Programs,
 }
 
 #[derive(Args)]
@@ -102,6 +107,9 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
     }
     if a.suite.is_none_or(|s| s == Suite::Sched) {
         crate::bench_sched::run()?;
+    }
+    if a.suite.is_none_or(|s| s == Suite::Programs) {
+        crate::bench_programs::run()?;
     }
     if a.suite.is_none_or(|s| s == Suite::Tfs) {
         crate::bench_tfs::bench()?;

@@ -19,6 +19,7 @@ pub mod context;
 pub mod fs;
 pub mod hang;
 pub mod heaps;
+pub mod ipc;
 pub mod irq;
 pub mod ktest;
 pub mod lock_order;
@@ -29,6 +30,7 @@ pub mod percpu;
 pub mod process;
 pub mod sched;
 pub mod smp;
+pub mod special;
 pub mod syscall;
 pub mod time;
 pub mod timer;
@@ -165,7 +167,7 @@ fn kernel_main(args: cmdline::Cmdline) {
     match args.test {
         Some(name) => ktest::run(name),
         None => {
-            if let Err(e) = process::run_workload() {
+            if let Err(e) = process::run_workload(args.argv()) {
                 println!("cairn: cannot start the workload: {e}");
                 panic::exit(126);
             }

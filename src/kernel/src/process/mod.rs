@@ -5,7 +5,8 @@
 //! | module | owns |
 //! |---|---|
 //! | [`aspace`] | vmaps, mapped pages, demand paging |
-//! | [`file`] | open file descriptions |
+//! | [`file`] | open file descriptions, the [`file::FileOps`] objects |
+//! | [`locks`] | advisory record, OFD and flock locks |
 //! | [`exec`] | loading the ELF and starting the first thread |
 //! | here | [`Process`], thread creation and exit, the workload's start and end |
 //!
@@ -18,6 +19,7 @@
 pub mod aspace;
 pub mod exec;
 pub mod file;
+pub mod locks;
 
 use crate::sched::thread::Thread;
 use crate::sched::waitqueue::WaitQueue;
@@ -163,14 +165,16 @@ pub fn exit_program(status: u32) -> ! {
     crate::panic::exit(status)
 }
 
-/// Boots the workload the root filesystem names (the kernel's main thread).
-pub fn run_workload() -> Result<(), String> {
+/// Boots the workload the root filesystem names (the kernel's main thread),
+/// with `argv` instead of the root tuple's arguments if given (`argv=` on
+/// the kernel command line).
+pub fn run_workload(argv: Option<Vec<Vec<u8>>>) -> Result<(), String> {
     crate::fs::mount_root()?;
     let w = crate::fs::root().ok_or("no root")?.fs().workload();
     let program = w
         .program
         .ok_or("the image names no program (root tuple has no `program`)")?;
-    let mut argv: Vec<Vec<u8>> = w.arguments;
+    let mut argv: Vec<Vec<u8>> = argv.unwrap_or(w.arguments);
     if argv.is_empty() {
         argv.push(program.clone());
     }

@@ -9,6 +9,7 @@
 //! | [`thread`] | kernel threads, their stacks and the stack switch | kernel-lock |
 //! | [`waitqueue`] | blocking and waking threads | block: kernel-lock; wake: any but irq |
 //! | [`mutex`] | [`mutex::SleepMutex`]: a lock whose holder may sleep | kernel-lock, in a thread |
+//! | [`wait`] | readiness sources and the interruptible wait of blocking syscalls | wait: kernel-lock; notify: bh or kernel-lock |
 //!
 //! Lock order: `kernel` → `sched.waitqueue` → (leaf locks: heaps, console).
 //! The bhqueue and runqueue are lock-free.
@@ -18,6 +19,7 @@ pub mod mutex;
 pub mod preempt;
 pub mod runloop;
 pub mod thread;
+pub mod wait;
 pub mod waitqueue;
 
 use alloc::boxed::Box;

@@ -12,8 +12,9 @@
 
 use super::{SysResult, copy_in, copy_out, user_string};
 use crate::fs::{Mount, Tfs, errno_of};
-use crate::process::file::{self, FileKind, OpenFile};
+use crate::process::file::{self, Dst, FileKind, OpenFile, Src};
 use crate::process::{self, current};
+use crate::special::Target;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -38,6 +39,11 @@ fn mount() -> Result<&'static Mount, Errno> {
 
 fn fs_err(e: FsError) -> Errno {
     Errno::from_raw(errno_of(e).0).unwrap_or(Errno::EIO)
+}
+
+/// The errno of a TFS error.
+pub fn tfs_err(e: FsError) -> Errno {
+    fs_err(e)
 }
 
 pub fn pc_err(e: cairn_pagecache::Errno) -> Errno {
@@ -125,48 +131,19 @@ fn name_of(w: &Walk<Ino>) -> Result<&[u8], Errno> {
 }
 
 pub fn openat(dirfd: i32, path: u64, flags: u32, _mode: u32) -> SysResult {
-    let m = mount()?;
     let path = user_string(path, PATH_MAX)?;
     let follow = flags & file::O_NOFOLLOW == 0;
-    let start = start_dir(dirfd)?;
-    let kind = {
-        let mut fs = m.fs();
-        let w = resolve(&fs, &start, &path, follow)?;
-        let (ino, created) = match w.target {
-            Some(_) if flags & file::O_CREAT != 0 && flags & file::O_EXCL != 0 => {
+    let kind = match crate::special::lookup(dirfd, &path, follow) {
+        None => open_tfs(dirfd, &path, flags, follow)?,
+        Some(Err(e)) => return Err(e),
+        Some(Ok(Target::Node(n))) => {
+            if flags & file::O_CREAT != 0 && flags & file::O_EXCL != 0 {
                 return Err(Errno::EEXIST);
             }
-            Some((ino, _)) => (ino, false),
-            None if flags & file::O_CREAT != 0 => {
-                if w.trailing_slash {
-                    return Err(Errno::EISDIR);
-                }
-                let name = name_of(&w)?.to_vec();
-                (fs.create(w.parent, &name).map_err(fs_err)?, true)
-            }
-            None => return Err(Errno::ENOENT),
-        };
-        let st = fs.stat(ino).map_err(fs_err)?;
-        let acc = flags & file::O_ACCMODE;
-        match st.kind {
-            FileType::Directory => {
-                if acc != 0 || flags & file::O_TRUNC != 0 {
-                    return Err(Errno::EISDIR);
-                }
-                FileKind::Directory(ino)
-            }
-            FileType::Symlink => return Err(Errno::ELOOP),
-            FileType::Regular => {
-                if flags & file::O_DIRECTORY != 0 {
-                    return Err(Errno::ENOTDIR);
-                }
-                if flags & file::O_TRUNC != 0 && acc != 0 && !created && st.size > 0 {
-                    drop(fs);
-                    truncate_ino(m, ino, 0)?;
-                }
-                FileKind::Regular(m.file(ino))
-            }
+            crate::special::open(&n, flags)?
         }
+        Some(Ok(Target::File(f))) => crate::special::proc::reopen(&f, flags)?,
+        Some(Ok(Target::Tfs(p))) => open_tfs(AT_FDCWD, &p, flags, true)?,
     };
     let f = OpenFile::new(kind, flags);
     let r = current().fds.lock().alloc(f, flags & file::O_CLOEXEC != 0);
@@ -175,10 +152,61 @@ pub fn openat(dirfd: i32, path: u64, flags: u32, _mode: u32) -> SysResult {
     r.map(|fd| fd as u64).map_err(|(e, _f)| e)
 }
 
+/// Opens (or creates) `path` in TFS.
+fn open_tfs(dirfd: i32, path: &[u8], flags: u32, follow: bool) -> Result<FileKind, Errno> {
+    let m = mount()?;
+    let start = start_dir(dirfd)?;
+    let mut fs = m.fs();
+    let w = resolve(&fs, &start, path, follow)?;
+    let (ino, created) = match w.target {
+        Some(_) if flags & file::O_CREAT != 0 && flags & file::O_EXCL != 0 => {
+            return Err(Errno::EEXIST);
+        }
+        Some((ino, _)) => (ino, false),
+        None if flags & file::O_CREAT != 0 => {
+            if w.trailing_slash {
+                return Err(Errno::EISDIR);
+            }
+            let name = name_of(&w)?.to_vec();
+            (fs.create(w.parent, &name).map_err(fs_err)?, true)
+        }
+        None => return Err(Errno::ENOENT),
+    };
+    let st = fs.stat(ino).map_err(fs_err)?;
+    let acc = flags & file::O_ACCMODE;
+    crate::special::proc::remember_path(ino.0, w.canonical.clone());
+    match st.kind {
+        FileType::Directory => {
+            if acc != 0 || flags & file::O_TRUNC != 0 {
+                return Err(Errno::EISDIR);
+            }
+            Ok(FileKind::Directory(ino))
+        }
+        FileType::Symlink => Err(Errno::ELOOP),
+        FileType::Regular => {
+            if flags & file::O_DIRECTORY != 0 {
+                return Err(Errno::ENOTDIR);
+            }
+            if flags & file::O_TRUNC != 0 && acc != 0 && !created && st.size > 0 {
+                drop(fs);
+                truncate_ino(m, ino, 0)?;
+            }
+            Ok(FileKind::Regular(m.file(ino)))
+        }
+    }
+}
+
 pub fn close(fd: i32) -> SysResult {
     let f = current().fds.lock().close(fd).map_err(|_| Errno::EBADF)?;
-    drop(f);
+    closed(f);
     Ok(0)
+}
+
+/// A descriptor of `f` was closed (close, dup2/dup3 over it): the
+/// process's record locks on the file go, then the reference.
+pub fn closed(f: Arc<OpenFile>) {
+    crate::process::locks::closed(&f);
+    drop(f);
 }
 
 fn read_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno> {
@@ -189,6 +217,7 @@ fn read_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno>
         FileKind::Regular(d) => mount()?.read(d, off, buf, len).map_err(pc_err),
         FileKind::Directory(_) => Err(Errno::EISDIR),
         FileKind::Console => Ok(0),
+        FileKind::Object(o) => o.read(f, off, Dst::User(buf), len),
     }
 }
 
@@ -199,6 +228,7 @@ fn write_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno
     match &f.kind {
         FileKind::Regular(d) => mount()?.write(d, off, buf, len).map_err(pc_err),
         FileKind::Directory(_) => Err(Errno::EISDIR),
+        FileKind::Object(o) => o.write(f, off, Src::User(buf), len),
         FileKind::Console => {
             let mut chunk = [0u8; 512];
             let mut done = 0;
@@ -219,10 +249,23 @@ fn write_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno
     }
 }
 
-fn file_len(f: &OpenFile) -> Result<u64, Errno> {
-    match f.ino() {
-        Some(ino) => mount()?.fs().length(ino).map_err(fs_err),
-        None => Ok(0),
+/// The size of the file behind `f` (what `SEEK_END` counts from).
+pub fn file_size(f: &OpenFile) -> Result<u64, Errno> {
+    match &f.kind {
+        FileKind::Object(o) => Ok(o.size()),
+        _ => match f.ino() {
+            Some(ino) => mount()?.fs().length(ino).map_err(fs_err),
+            None => Ok(0),
+        },
+    }
+}
+
+/// Reads and writes move the description's offset.
+fn moves_offset(f: &OpenFile) -> bool {
+    match &f.kind {
+        FileKind::Regular(_) => true,
+        FileKind::Object(o) => o.seekable(),
+        _ => false,
     }
 }
 
@@ -230,7 +273,7 @@ pub fn read(fd: i32, buf: u64, len: u64) -> SysResult {
     let f = get_file(fd)?;
     let off = f.offset.load(Ordering::Relaxed);
     let n = read_at(&f, off, buf, len as usize)?;
-    if matches!(f.kind, FileKind::Regular(_)) {
+    if moves_offset(&f) {
         f.offset.store(off + n as u64, Ordering::Relaxed);
     }
     Ok(n as u64)
@@ -239,22 +282,31 @@ pub fn read(fd: i32, buf: u64, len: u64) -> SysResult {
 pub fn write(fd: i32, buf: u64, len: u64) -> SysResult {
     let f = get_file(fd)?;
     let off = if f.append() {
-        file_len(&f)?
+        file_size(&f)?
     } else {
         f.offset.load(Ordering::Relaxed)
     };
     let n = write_at(&f, off, buf, len as usize)?;
-    if matches!(f.kind, FileKind::Regular(_)) {
+    if moves_offset(&f) {
         f.offset.store(off + n as u64, Ordering::Relaxed);
     }
     Ok(n as u64)
+}
+
+/// Positioned I/O needs a seekable file (`ESPIPE` for pipes and such).
+fn positioned(fd: i32) -> Result<Arc<OpenFile>, Errno> {
+    let f = get_file(fd)?;
+    match &f.kind {
+        FileKind::Object(o) if !o.seekable() => Err(Errno::ESPIPE),
+        _ => Ok(f),
+    }
 }
 
 pub fn pread(fd: i32, buf: u64, len: u64, off: u64) -> SysResult {
     if (off as i64) < 0 {
         return Err(Errno::EINVAL);
     }
-    let f = get_file(fd)?;
+    let f = positioned(fd)?;
     Ok(read_at(&f, off, buf, len as usize)? as u64)
 }
 
@@ -262,7 +314,7 @@ pub fn pwrite(fd: i32, buf: u64, len: u64, off: u64) -> SysResult {
     if (off as i64) < 0 {
         return Err(Errno::EINVAL);
     }
-    let f = get_file(fd)?;
+    let f = positioned(fd)?;
     Ok(write_at(&f, off, buf, len as usize)? as u64)
 }
 
@@ -276,7 +328,11 @@ fn iovecs(iov: u64, count: u64) -> Result<Vec<IoVec>, Errno> {
 }
 
 pub fn readv(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
-    let f = get_file(fd)?;
+    let f = if at.is_some() {
+        positioned(fd)?
+    } else {
+        get_file(fd)?
+    };
     let vecs = iovecs(iov, count)?;
     let mut off = at.unwrap_or_else(|| f.offset.load(Ordering::Relaxed));
     let mut total = 0u64;
@@ -288,18 +344,22 @@ pub fn readv(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
             break;
         }
     }
-    if at.is_none() && matches!(f.kind, FileKind::Regular(_)) {
+    if at.is_none() && moves_offset(&f) {
         f.offset.store(off, Ordering::Relaxed);
     }
     Ok(total)
 }
 
 pub fn writev(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
-    let f = get_file(fd)?;
+    let f = if at.is_some() {
+        positioned(fd)?
+    } else {
+        get_file(fd)?
+    };
     let vecs = iovecs(iov, count)?;
     let mut off = match at {
         Some(o) => o,
-        None if f.append() => file_len(&f)?,
+        None if f.append() => file_size(&f)?,
         None => f.offset.load(Ordering::Relaxed),
     };
     let mut total = 0u64;
@@ -311,21 +371,59 @@ pub fn writev(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
             break;
         }
     }
-    if at.is_none() && matches!(f.kind, FileKind::Regular(_)) {
+    if at.is_none() && moves_offset(&f) {
         f.offset.store(off, Ordering::Relaxed);
     }
     Ok(total)
 }
 
+/// preadv2 / pwritev2: offset -1 uses (and moves) the file offset;
+/// `RWF_HIPRI` is a hint; `RWF_DSYNC`/`RWF_SYNC` sync the file after a
+/// write; `RWF_APPEND` writes at the end; `RWF_NOWAIT` is refused
+/// (`EOPNOTSUPP`: cairn cannot promise not to wait).
+pub fn rw_v2(fd: i32, iov: u64, count: u64, off: u64, flags: u32, write: bool) -> SysResult {
+    const RWF_HIPRI: u32 = 1;
+    const RWF_DSYNC: u32 = 2;
+    const RWF_SYNC: u32 = 4;
+    const RWF_NOWAIT: u32 = 8;
+    const RWF_APPEND: u32 = 16;
+    if flags & !(RWF_HIPRI | RWF_DSYNC | RWF_SYNC | RWF_NOWAIT | RWF_APPEND) != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if flags & RWF_NOWAIT != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let at = if off as i64 == -1 {
+        None
+    } else if (off as i64) < 0 {
+        return Err(Errno::EINVAL);
+    } else {
+        Some(off)
+    };
+    if !write {
+        return readv(fd, iov, count, at);
+    }
+    let at = if flags & RWF_APPEND != 0 {
+        Some(file_size(&*get_file(fd)?)?)
+    } else {
+        at
+    };
+    let n = writev(fd, iov, count, at)?;
+    if flags & (RWF_DSYNC | RWF_SYNC) != 0 {
+        fsync(fd)?;
+    }
+    Ok(n)
+}
+
 pub fn lseek(fd: i32, off: i64, whence: i32) -> SysResult {
-    let f = get_file(fd)?;
+    let f = positioned(fd)?;
     let base = match whence {
         0 => 0,
         1 => f.offset.load(Ordering::Relaxed) as i64,
-        2 => file_len(&f)? as i64,
+        2 => file_size(&f)? as i64,
         3 | 4 => {
             // SEEK_DATA / SEEK_HOLE: the whole file is data.
-            let len = file_len(&f)? as i64;
+            let len = file_size(&f)? as i64;
             if off >= len || off < 0 {
                 return Err(Errno::ENXIO);
             }
@@ -384,12 +482,16 @@ fn console_stat() -> FileStat {
     }
 }
 
-fn stat_fd(fd: i32) -> Result<FileStat, Errno> {
-    let f = get_file(fd)?;
-    match f.ino() {
-        Some(ino) => stat_of(&mount()?.fs(), ino),
-        None => Ok(console_stat()),
+fn stat_file(f: &OpenFile) -> Result<FileStat, Errno> {
+    match (&f.kind, f.ino()) {
+        (FileKind::Object(o), _) => Ok(o.stat()),
+        (_, Some(ino)) => stat_of(&mount()?.fs(), ino),
+        (_, None) => Ok(console_stat()),
     }
+}
+
+fn stat_fd(fd: i32) -> Result<FileStat, Errno> {
+    stat_file(&*get_file(fd)?)
 }
 
 fn stat_path(dirfd: i32, path: u64, flags: i32) -> Result<FileStat, Errno> {
@@ -405,10 +507,18 @@ fn stat_path(dirfd: i32, path: u64, flags: i32) -> Result<FileStat, Errno> {
         }
         return Err(Errno::ENOENT);
     }
+    let follow = flags & AT_SYMLINK_NOFOLLOW == 0;
+    let (dirfd, p) = match crate::special::lookup(dirfd, &p, follow) {
+        None => (dirfd, p),
+        Some(Err(e)) => return Err(e),
+        Some(Ok(Target::Node(n))) => return Ok(n.node.stat()),
+        Some(Ok(Target::File(f))) => return stat_file(&f),
+        Some(Ok(Target::Tfs(p))) => (AT_FDCWD, p),
+    };
     let m = mount()?;
     let start = start_dir(dirfd)?;
     let fs = m.fs();
-    let w = resolve(&fs, &start, &p, flags & AT_SYMLINK_NOFOLLOW == 0)?;
+    let w = resolve(&fs, &start, &p, follow)?;
     let (ino, _) = existing(&w)?;
     stat_of(&fs, ino)
 }
@@ -503,6 +613,7 @@ pub fn fsync(fd: i32) -> SysResult {
         FileKind::Regular(ref d) => mount()?.fsync(d).map(|_| 0).map_err(pc_err),
         FileKind::Directory(_) => sync().map(|_| 0),
         FileKind::Console => Ok(0),
+        FileKind::Object(_) => Err(Errno::EINVAL),
     }
 }
 
@@ -604,10 +715,18 @@ pub fn symlinkat(target: u64, newdir: i32, new: u64) -> SysResult {
 
 pub fn readlinkat(dirfd: i32, path: u64, buf: u64, len: u64) -> SysResult {
     let p = user_string(path, PATH_MAX)?;
-    if p == b"/proc/self/exe" {
-        // glibc asks when it needs the program's path.
-        return Err(Errno::ENOENT);
-    }
+    let (dirfd, p) = match crate::special::lookup(dirfd, &p, false) {
+        None => (dirfd, p),
+        Some(Err(e)) => return Err(e),
+        Some(Ok(Target::Node(n))) => {
+            let target = n.node.readlink().ok_or(Errno::EINVAL)?;
+            let k = target.len().min(len as usize);
+            copy_out(buf, &target[..k])?;
+            return Ok(k as u64);
+        }
+        Some(Ok(Target::File(_))) => return Err(Errno::EINVAL),
+        Some(Ok(Target::Tfs(p))) => (AT_FDCWD, p),
+    };
     let m = mount()?;
     let start = start_dir(dirfd)?;
     let target = {
@@ -628,37 +747,54 @@ pub fn faccessat(dirfd: i32, path: u64, _mode: i32) -> SysResult {
     stat_path(dirfd, path, 0).map(|_| 0)
 }
 
+/// A directory entry: inode number, `DT_*`, name.
+type Entry = (u64, u8, Vec<u8>);
+
 pub fn getdents64(fd: i32, buf: u64, len: u64) -> SysResult {
     let f = get_file(fd)?;
-    let FileKind::Directory(dir) = f.kind else {
-        return Err(Errno::ENOTDIR);
+    // (inode, type, name) of every entry but "." and "..", and the inode
+    // numbers of those two.
+    let (entries, this, parent): (Vec<Entry>, u64, u64) = match &f.kind {
+        FileKind::Directory(dir) => {
+            let list = mount()?.fs().readdir(*dir).map_err(fs_err)?;
+            let parent = mount()?.fs().lookup(*dir, b"..").map_err(fs_err)?;
+            let entries = list
+                .into_iter()
+                .map(|e| {
+                    let kind = match e.kind {
+                        FileType::Directory => DT_DIR,
+                        FileType::Symlink => DT_LNK,
+                        FileType::Regular => DT_REG,
+                    };
+                    (u64::from(e.ino.0) + 1, kind, e.name)
+                })
+                .collect();
+            (entries, u64::from(dir.0) + 1, u64::from(parent.0) + 1)
+        }
+        FileKind::Object(o) => {
+            let list = o.readdir().ok_or(Errno::ENOTDIR)?;
+            let ino = o.stat().ino;
+            let entries = list.into_iter().map(|e| (e.ino, e.kind, e.name)).collect();
+            (entries, ino, ino)
+        }
+        _ => return Err(Errno::ENOTDIR),
     };
-    let entries = mount()?.fs().readdir(dir).map_err(fs_err)?;
     let pos = f.offset.load(Ordering::Relaxed) as usize;
     let mut out = vec![0u8; (len as usize).min(64 * 1024)];
     let mut w = DirentWriter::new(&mut out);
     // Positions: 0 ".", 1 "..", then entry k at k + 2.
-    let parent = mount()?.fs().lookup(dir, b"..").map_err(fs_err)?;
     let mut k = pos;
     loop {
-        let (ino, kind, name): (Ino, u8, &[u8]) = match k {
-            0 => (dir, DT_DIR, b"."),
+        let (ino, kind, name): (u64, u8, &[u8]) = match k {
+            0 => (this, DT_DIR, b"."),
             1 => (parent, DT_DIR, b".."),
             _ => match entries.get(k - 2) {
-                Some(e) => (
-                    e.ino,
-                    match e.kind {
-                        FileType::Directory => DT_DIR,
-                        FileType::Symlink => DT_LNK,
-                        FileType::Regular => DT_REG,
-                    },
-                    &e.name,
-                ),
+                Some(e) => (e.0, e.1, &e.2),
                 None => break,
             },
         };
         let d = Dirent {
-            ino: u64::from(ino.0) + 1,
+            ino,
             next: (k + 1) as i64,
             kind,
             name,
@@ -705,6 +841,7 @@ pub fn chdir(path: u64) -> SysResult {
 pub fn fchdir(fd: i32) -> SysResult {
     let f = get_file(fd)?;
     let FileKind::Directory(ino) = f.kind else {
+        // Special directories cannot be the working directory.
         return Err(Errno::ENOTDIR);
     };
     current().cwd.lock().ino = ino;
@@ -722,7 +859,9 @@ pub fn dup3(old: i32, new: i32, flags: i32, dup2: bool) -> SysResult {
             return Ok(new as u64);
         }
         let (fd, replaced) = current().fds.lock().dup2(old, new)?;
-        drop(replaced);
+        if let Some(r) = replaced {
+            closed(r);
+        }
         return Ok(fd as u64);
     }
     if flags & !(file::O_CLOEXEC as i32) != 0 {
@@ -733,7 +872,9 @@ pub fn dup3(old: i32, new: i32, flags: i32, dup2: bool) -> SysResult {
             .fds
             .lock()
             .dup3(old, new, flags & file::O_CLOEXEC as i32 != 0)?;
-    drop(replaced);
+    if let Some(r) = replaced {
+        closed(r);
+    }
     Ok(fd as u64)
 }
 
@@ -744,8 +885,32 @@ pub fn fcntl(fd: i32, cmd: i32, arg: u64) -> SysResult {
     const F_GETFL: i32 = 3;
     const F_SETFL: i32 = 4;
     const F_DUPFD_CLOEXEC: i32 = 1030;
+    const F_SETPIPE_SZ: i32 = 1031;
+    const F_GETPIPE_SZ: i32 = 1032;
+    const F_ADD_SEALS: i32 = 1033;
+    const F_GET_SEALS: i32 = 1034;
+    use crate::process::locks;
     let p = current();
     match cmd {
+        locks::F_GETLK
+        | locks::F_SETLK
+        | locks::F_SETLKW
+        | locks::F_OFD_GETLK
+        | locks::F_OFD_SETLK
+        | locks::F_OFD_SETLKW => locks::fcntl(&*get_file(fd)?, cmd, arg),
+        F_ADD_SEALS => super::memfd::add_seals(&*get_file(fd)?, arg as u32),
+        F_GET_SEALS => super::memfd::get_seals(&*get_file(fd)?),
+        F_GETPIPE_SZ | F_SETPIPE_SZ => {
+            let f = get_file(fd)?;
+            let pipe = f
+                .downcast::<crate::ipc::pipe::PipeEnd>()
+                .ok_or(Errno::EBADF)?;
+            if cmd == F_GETPIPE_SZ {
+                Ok(pipe.capacity() as u64)
+            } else {
+                pipe.set_capacity(arg as usize).map(|c| c as u64)
+            }
+        }
         F_DUPFD | F_DUPFD_CLOEXEC => p
             .fds
             .lock()
@@ -764,23 +929,41 @@ pub fn fcntl(fd: i32, cmd: i32, arg: u64) -> SysResult {
         }
         F_SETFL => {
             let f = get_file(fd)?;
-            let keep = f.flags.load(Ordering::Relaxed) & !(file::O_APPEND | 0o4000);
-            f.flags.store(
-                keep | (arg as u32 & (file::O_APPEND | 0o4000)),
-                Ordering::Relaxed,
-            );
+            let settable = file::O_APPEND | file::O_NONBLOCK;
+            let keep = f.flags.load(Ordering::Relaxed) & !settable;
+            f.flags
+                .store(keep | (arg as u32 & settable), Ordering::Relaxed);
             Ok(0)
         }
         _ => Err(Errno::EINVAL),
     }
 }
 
-pub fn ioctl(fd: i32, req: u64, _arg: u64) -> SysResult {
+pub fn ioctl(fd: i32, req: u64, arg: u64) -> SysResult {
     const TCGETS: u64 = 0x5401;
     const TIOCGWINSZ: u64 = 0x5413;
+    const FIONBIO: u64 = 0x5421;
+    const FIONCLEX: u64 = 0x5450;
+    const FIOCLEX: u64 = 0x5451;
     let f = get_file(fd)?;
     match (&f.kind, req) {
+        (_, FIONBIO) => {
+            let mut b = [0u8; 4];
+            copy_in(&mut b, arg)?;
+            if i32::from_le_bytes(b) != 0 {
+                f.flags.fetch_or(file::O_NONBLOCK, Ordering::Relaxed);
+            } else {
+                f.flags.fetch_and(!file::O_NONBLOCK, Ordering::Relaxed);
+            }
+            Ok(0)
+        }
+        (_, FIOCLEX | FIONCLEX) => current()
+            .fds
+            .lock()
+            .set_cloexec(fd, req == FIOCLEX)
+            .map(|_| 0),
         (FileKind::Console, TCGETS | TIOCGWINSZ) => Err(Errno::ENOTTY),
+        (FileKind::Object(o), _) => o.ioctl(&f, req, arg),
         _ => Err(Errno::ENOTTY),
     }
 }
