@@ -19,4 +19,12 @@ pub fn declare() {
         &crate::process::aspace::ASPACE_CLASS,
     ]);
     declare_order(&[&crate::fs::FS_CLASS, &crate::process::CWD_CLASS]);
+    // Signals: the sigaction table, the thread list, a thread's signal
+    // state, the process's pending queue.
+    declare_order(&[
+        &crate::process::SIGNALS_CLASS,
+        &crate::process::THREADS_CLASS,
+        &crate::signal::THREAD_SIGNALS_CLASS,
+        &crate::process::SIGPENDING_CLASS,
+    ]);
 }

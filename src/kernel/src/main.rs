@@ -29,6 +29,7 @@ pub mod pci;
 pub mod percpu;
 pub mod process;
 pub mod sched;
+pub mod signal;
 pub mod smp;
 pub mod special;
 pub mod syscall;

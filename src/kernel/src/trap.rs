@@ -77,7 +77,7 @@ extern "C" fn cairn_trap(frame: &mut TrapFrame) {
         cairn_pc::apic::eoi();
     }
     cpu.irq_depth.fetch_sub(1, Ordering::Relaxed);
-    crate::sched::exit::interrupt_exit(frame.from_user());
+    crate::sched::exit::interrupt_exit(frame);
 }
 
 fn exception(frame: &mut TrapFrame) {

@@ -425,6 +425,22 @@ static NAMES: [&str; 134] = [
 ];
 
 impl Errno {
+    /// Kernel-internal: the syscall was interrupted by a signal and is
+    /// restarted if no handler runs or the handler has `SA_RESTART`, else
+    /// fails with `EINTR`. Never reaches user space.
+    pub const ERESTARTSYS: Errno = Errno(512);
+    /// Kernel-internal: interrupted, always restarted. Never reaches user
+    /// space.
+    pub const ERESTARTNOINTR: Errno = Errno(513);
+    /// Kernel-internal: interrupted, restarted only if no handler runs
+    /// (else `EINTR`). Never reaches user space.
+    pub const ERESTARTNOHAND: Errno = Errno(514);
+
+    /// Whether this is one of the kernel-internal restart codes.
+    pub const fn is_restart(self) -> bool {
+        self.0 >= 512 && self.0 <= 514
+    }
+
     /// The largest value the syscall ABI accepts as an error.
     pub const MAX: i32 = 4095;
 

@@ -18,6 +18,8 @@
 //! | [`abi`] | byte-exact encoders and decoders for the structures syscalls read and write |
 //! | [`path`] | path checks and a filesystem-independent walker (`.`/`..`, symlinks, trailing slashes) |
 //! | [`signal`] | signal numbers, sets, the sigaction table, thread masks, fatal defaults |
+//! | [`sigpending`] | queues of pending signals and the order they are delivered in |
+//! | [`sigframe`] | handler frames on the user stack: siginfo, ucontext, placement, `rt_sigreturn` decoding |
 //! | [`reclock`] | advisory record, OFD and flock locks: ranges, owners, conflicts, the deadlock test |
 //!
 //! # Contexts and locks
@@ -53,7 +55,9 @@ pub mod futex;
 pub mod path;
 pub mod prot;
 pub mod reclock;
+pub mod sigframe;
 pub mod signal;
+pub mod sigpending;
 pub mod stack;
 pub mod syscalls;
 pub mod vmap;

@@ -302,6 +302,12 @@ impl SigActions {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ThreadMask(SigSet);
 
+impl From<SigSet> for ThreadMask {
+    fn from(set: SigSet) -> Self {
+        ThreadMask(set.without(SigSet::UNBLOCKABLE))
+    }
+}
+
 impl ThreadMask {
     /// The blocked set.
     pub fn blocked(&self) -> SigSet {

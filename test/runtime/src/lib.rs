@@ -456,6 +456,20 @@ static CATALOGUE: &[RuntimeTest] = &[
             "liveness_smp1 on 4 vCPUs with 4 and 8 CPU-bound threads (more vCPUs than host cores under TCG)",
         )
     },
+    RuntimeTest {
+        timeout_s: 300,
+        ..test(
+            "signals",
+            "signal handlers: alarm/setitimer interrupting a spinning thread, kill/raise/pthread_kill with siginfo, per-thread masks and pending, SA_RESTART vs EINTR, sigsuspend/ppoll masks, sigtimedwait with queued RT signals, SA_RESETHAND/SA_NODEFER, POSIX timers (SIGEV_SIGNAL, SIGEV_THREAD), a handler in a thread waiting on a condition variable",
+        )
+    },
+    RuntimeTest {
+        timeout_s: 300,
+        ..test(
+            "sigfault",
+            "synchronous signals: SIGSEGV fixed by mprotect and retried, SEGV_MAPERR/BUS_ADRERR/FPE_INTDIV escaped by siglongjmp, SIGILL handler editing the saved context, stack overflow caught on an alternate stack, x87/SSE state and rounding mode preserved across handlers",
+        )
+    },
     test(
         "locks",
         "fcntl record and OFD locks (conflicts, F_GETLK, split/merge, release on any close, F_SETLKW/F_OFD_SETLKW woken by another thread, EDEADLK on cairn), flock",
@@ -894,7 +908,7 @@ impl RuntimeTest {
     }
 
     /// Compiles the program into `out` (gcc `-static` or `-static-pie`,
-    /// `-O2 -pthread`) and returns the binary's path.
+    /// `-O2 -pthread`, with libm) and returns the binary's path.
     pub fn build_program(&self, out: &Path) -> Result<PathBuf, BuildError> {
         std::fs::create_dir_all(out).map_err(io_err(out))?;
         let bin = out.join(self.program());
@@ -909,6 +923,7 @@ impl RuntimeTest {
             .arg("-o")
             .arg(&bin)
             .arg(self.source_path())
+            .arg("-lm")
             .output()
             .map_err(|e| BuildError(format!("cannot run {}: {e}", gcc())))?;
         if !o.status.success() {

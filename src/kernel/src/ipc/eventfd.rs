@@ -37,7 +37,7 @@ pub fn new(initial: u32, semaphore: bool) -> Arc<EventFd> {
 
 fn errno(e: WaitError) -> Errno {
     match e {
-        WaitError::Interrupted => Errno::EINTR,
+        WaitError::Interrupted => Errno::ERESTARTSYS,
         WaitError::TimedOut => Errno::EAGAIN,
     }
 }

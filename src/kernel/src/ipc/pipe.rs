@@ -85,7 +85,7 @@ pub fn new() -> (Arc<PipeEnd>, Arc<PipeEnd>) {
 
 fn interrupted(e: WaitError) -> Errno {
     match e {
-        WaitError::Interrupted => Errno::EINTR,
+        WaitError::Interrupted => Errno::ERESTARTSYS,
         WaitError::TimedOut => Errno::EAGAIN,
     }
 }
@@ -187,7 +187,14 @@ impl FileOps for PipeEnd {
                     if done > 0 {
                         return Ok(done);
                     }
-                    crate::syscall::misc::send_self(cairn_unix::signal::SIGPIPE)?;
+                    // SIGPIPE goes to the writing thread (its default
+                    // action ends the program).
+                    if let Some(t) = crate::signal::current_thread() {
+                        crate::signal::send::to_thread(
+                            &t,
+                            cairn_unix::sigframe::SigInfo::kernel(cairn_unix::signal::SIGPIPE),
+                        )?;
+                    }
                     return Err(Errno::EPIPE);
                 }
                 Ok(Err(e)) | Err(e) => return if done > 0 { Ok(done) } else { Err(e) },

@@ -212,7 +212,7 @@ impl FileOps for TimerFd {
             nonblock.then_some(Err(Errno::EAGAIN))
         })
         .map_err(|e| match e {
-            WaitError::Interrupted => Errno::EINTR,
+            WaitError::Interrupted => Errno::ERESTARTSYS,
             WaitError::TimedOut => Errno::EAGAIN,
         })??;
         dst.put(0, &n.to_le_bytes())?;

@@ -268,6 +268,12 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Whether some area maps `addr` (a fault there is an access the area
+    /// does not allow, SEGV_ACCERR, rather than SEGV_MAPERR).
+    pub fn is_mapped(&self, addr: u64) -> bool {
+        self.inner.lock().vmaps.lookup(addr).is_some()
+    }
+
     /// Serves a fault at `addr` (`write`: a store; `exec`: a fetch).
     /// Sleeps for file pages. `Ok` when the access can be retried.
     pub fn fault(&self, addr: u64, write: bool, exec: bool) -> Result<(), FaultOutcome> {

@@ -253,7 +253,7 @@ fn set(
             Ok(0)
         }
         Err(why) => Err(match why {
-            crate::sched::wait::WaitError::Interrupted => Errno::EINTR,
+            crate::sched::wait::WaitError::Interrupted => Errno::ERESTARTSYS,
             crate::sched::wait::WaitError::TimedOut => Errno::EAGAIN,
         }),
     }

@@ -11,8 +11,10 @@
 //! | here | [`Process`], thread creation and exit, the workload's start and end |
 //!
 //! **Locks** (all SpinLocks, kernel-lock context only, never held across a
-//! sleep): `process.fds` → (filesystem) → `aspace`; `process.futex`,
-//! `process.cwd`, `process.signals`, `process.brk` are leaves.
+//! sleep): `process.fds` → (filesystem) → `aspace`; `process.signals` →
+//! `process.threads` → `thread.signals` → `process.sigpending` (see
+//! `crate::signal`); `process.futex`, `process.cwd`, `process.brk` are
+//! leaves.
 //!
 //! Contexts: kernel-lock, in threads.
 
@@ -24,6 +26,7 @@ pub mod locks;
 use crate::sched::thread::Thread;
 use crate::sched::waitqueue::WaitQueue;
 use crate::user::{UserRegs, UserState};
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -39,7 +42,9 @@ use file::OpenFile;
 pub(crate) static FDS_CLASS: LockClass = LockClass::new("process.fds");
 pub(crate) static CWD_CLASS: LockClass = LockClass::new("process.cwd");
 static FUTEX_CLASS: LockClass = LockClass::new("process.futex");
-static SIGNALS_CLASS: LockClass = LockClass::new("process.signals");
+pub(crate) static SIGNALS_CLASS: LockClass = LockClass::new("process.signals");
+pub(crate) static SIGPENDING_CLASS: LockClass = LockClass::new("process.sigpending");
+pub(crate) static THREADS_CLASS: LockClass = LockClass::new("process.threads");
 static BRK_CLASS: LockClass = LockClass::new("process.brk");
 
 /// One thread waiting on a futex.
@@ -65,6 +70,13 @@ pub struct Process {
     /// Futex sleepers (each checks its own `woken`).
     pub futex_sleepers: WaitQueue,
     pub signals: SpinLock<SigActions>,
+    /// Signals sent to the process, waiting for a thread that does not
+    /// block them (`crate::signal`).
+    pub sigpending: SpinLock<cairn_unix::sigpending::PendingSignals>,
+    /// The user threads, by thread id (signals aimed at a thread).
+    pub threads: SpinLock<BTreeMap<u32, Arc<Thread>>>,
+    /// Notified whenever a signal is sent (`rt_sigtimedwait` waits on it).
+    pub sig_arrived: crate::sched::wait::Pollable,
     pub brk: SpinLock<Brk>,
     pub umask: AtomicU32,
     next_tid: AtomicU32,
@@ -105,6 +117,12 @@ impl Process {
             futex: SpinLock::new(&FUTEX_CLASS, FutexTable::new()),
             futex_sleepers: WaitQueue::new(),
             signals: SpinLock::new(&SIGNALS_CLASS, SigActions::default()),
+            sigpending: SpinLock::new(
+                &SIGPENDING_CLASS,
+                cairn_unix::sigpending::PendingSignals::new(),
+            ),
+            threads: SpinLock::new(&THREADS_CLASS, BTreeMap::new()),
+            sig_arrived: crate::sched::wait::Pollable::new(),
             brk: SpinLock::new(
                 &BRK_CLASS,
                 Brk {
@@ -128,7 +146,10 @@ pub fn spawn_thread(regs: UserRegs, fs_base: u64) -> (u32, Arc<Thread>) {
     let p = current();
     let tid = p.next_tid.fetch_add(1, Ordering::Relaxed);
     p.live_threads.fetch_add(1, Ordering::Relaxed);
-    let t = Thread::new_user("user", UserState::new(tid, regs, fs_base));
+    // A new thread inherits its creator's signal mask.
+    let mask = crate::signal::current_mask();
+    let t = Thread::new_user("user", UserState::new(tid, regs, fs_base, mask));
+    p.threads.lock().insert(tid, t.clone());
     crate::sched::runqueue().enqueue(crate::sched::Runnable::Thread(t.clone()));
     crate::sched::runloop::wake_cpu_for_work();
     (tid, t)
@@ -143,7 +164,9 @@ pub fn exit_thread(status: u32) -> ! {
         && let Some(u) = &t.user
     {
         let ctid = u.clear_child_tid.load(Ordering::Relaxed);
+        let tid = u.tid;
         drop(t);
+        p.threads.lock().remove(&tid);
         if ctid != 0 && crate::user::copy_to_user(ctid, &0u32.to_le_bytes()).is_ok() {
             crate::syscall::thread::futex_wake(ctid, 1);
         }

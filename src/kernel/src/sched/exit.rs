@@ -19,11 +19,12 @@
 //!   service runs on a per-CPU stack of its own and starts a nested section
 //!   of the validator's held-lock stack. The protocol is loom-checked
 //!   against the run loop's drain and idle (`src/sync/tests/loom_irq_exit.rs`).
-//! * **Preemption at return to user mode** ([`to_user_mode`]). A thread
-//!   whose CPU was asked to reschedule (`preempt`) takes the kernel lock and
-//!   yields before it returns to user mode; bh work queued meanwhile is
-//!   serviced the same way, in a loop, so the last check before `sysretq` or
-//!   `iretq` is made with interrupts off.
+//! * **Preemption and signals at return to user mode** ([`to_user_mode`]).
+//!   A thread whose CPU was asked to reschedule (`preempt`) takes the kernel
+//!   lock and yields before it returns to user mode, and one with a signal
+//!   to take has it delivered (`crate::signal::deliver`); bh work queued
+//!   meanwhile is serviced the same way, in a loop, so the last check before
+//!   `sysretq` or `iretq` is made with interrupts off.
 //!
 //! Contexts: called with interrupts off by the trap path (irq depth zero)
 //! and by the syscall and exception paths (kernel lock released). Locks: the
@@ -79,14 +80,14 @@ unsafe extern "C" {
 /// The end of an interrupt (the trap path calls it after the handler and the
 /// EOI, interrupts off, irq depth zero): bh service, then, towards user
 /// mode, preemption. Returns with interrupts off.
-pub fn interrupt_exit(from_user: bool) {
+pub fn interrupt_exit(frame: &mut cairn_pc::idt::TrapFrame) {
     let c = this_cpu();
     if c.booting.load(Ordering::Relaxed) || !c.online.load(Ordering::Relaxed) {
         return;
     }
-    if from_user {
+    if frame.from_user() {
         // The thread's kernel stack is empty: service right on it.
-        to_user_mode();
+        to_user_mode(frame);
     } else if !c.in_bh.load(Ordering::Relaxed) && !bhqueue().is_empty() {
         let top = BH_STACKS.0[c.index()].get() as u64 + BH_STACK_SIZE as u64;
         // SAFETY: the stack belongs to this CPU and is unused (the bh flag is
@@ -119,22 +120,28 @@ fn service_bh() {
     c.bh_exit_items.fetch_add(ran, Ordering::Relaxed);
 }
 
-/// Everything due before a thread returns to user mode, called with
-/// interrupts off and without the kernel lock: service bh work, and yield
-/// if this CPU was asked to reschedule; repeat until neither is due, so the
-/// final check happens with interrupts off. Returns with interrupts off.
-pub fn to_user_mode() {
+/// Everything due before a thread returns to user mode through `frame`,
+/// called with interrupts off and without the kernel lock: service bh work,
+/// yield if this CPU was asked to reschedule, deliver signals that arrived
+/// (into `frame`); repeat until nothing is due, so the final check happens
+/// with interrupts off. Returns with interrupts off.
+pub fn to_user_mode(frame: &mut dyn crate::signal::frame::UserFrame) {
     loop {
         if !bhqueue().is_empty() {
             service_bh();
         }
-        if !super::preempt::take_need_resched() {
+        let resched = super::preempt::take_need_resched();
+        let signal = crate::signal::hint_for_current();
+        if !resched && !signal {
             return;
         }
         cairn_pc::cpu::enable_interrupts();
         super::runloop::acquire_kernel_lock_unguarded();
-        this_cpu().preemptions.fetch_add(1, Ordering::Relaxed);
-        super::thread::yield_now();
+        if resched {
+            this_cpu().preemptions.fetch_add(1, Ordering::Relaxed);
+            super::thread::yield_now();
+        }
+        crate::signal::deliver::deliver(frame);
         cairn_pc::cpu::disable_interrupts();
         crate::sched::runloop::release_kernel_lock_held();
     }

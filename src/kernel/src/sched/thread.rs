@@ -187,6 +187,17 @@ pub fn current() -> Option<Arc<Thread>> {
     }
 }
 
+/// Runs `f` on the thread running on this CPU, if any, without touching
+/// its reference count (any context, interrupts off or not).
+pub fn with_current(f: impl FnOnce(&Thread)) {
+    let p = this_cpu().current_thread.load(Ordering::Relaxed) as *const Thread;
+    // SAFETY: as in `with_current_sleep_locks`: the thread outlives this
+    // CPU's pointer to it, which only this CPU changes.
+    if let Some(t) = unsafe { p.as_ref() } {
+        f(t);
+    }
+}
+
 /// Runs `f` on the sleeping locks of the thread running on this CPU, if
 /// any (the lock validator's hook; any context).
 pub fn with_current_sleep_locks(f: impl FnOnce(&cairn_sync::cpu::HeldLocks)) {

@@ -11,13 +11,12 @@
 //! change it announces, so a change between the test and the sleep finds
 //! the flag set and the sleep returns at once: no wake-up is lost.
 //!
-//! **Signals (hook for the signal code).** A wait also ends, with
-//! [`WaitError::Interrupted`], when [`signal_pending`] says the calling
-//! thread has a signal to take; [`interrupt_thread`] wakes a thread that is
-//! sleeping in a wait so it looks. Today no signal is ever pending (cairn
-//! delivers none to handlers): the signal code makes `signal_pending` real
-//! and calls `interrupt_thread` when it queues a signal; the callers turn
-//! `Interrupted` into `EINTR` (or restart) as their syscall wants.
+//! **Signals.** A wait also ends, with [`WaitError::Interrupted`], when
+//! [`signal_pending`] says the calling thread has a signal to take;
+//! [`interrupt_thread`] wakes a thread that is sleeping in a wait so it
+//! looks (the signal code calls it when it queues a signal). The callers
+//! turn `Interrupted` into `ERESTARTSYS` (restartable: pipes, eventfd,
+//! timerfd reads, record locks) or `EINTR` (poll, select, epoll, sleeps).
 //!
 //! **Contexts.** [`wait_event`]: kernel-lock context, in a thread (it
 //! sleeps; the kernel lock is released meanwhile). [`Pollable::notify`]
@@ -197,20 +196,22 @@ pub enum WaitError {
 }
 
 impl WaitError {
-    /// The errno a syscall returns for it (`ETIMEDOUT` / `EINTR`).
+    /// The errno a syscall returns for it: `ETIMEDOUT`, or `ERESTARTSYS`
+    /// (restarted after a handler with `SA_RESTART`, `EINTR` otherwise;
+    /// calls that are never restarted map `Interrupted` to `EINTR`).
     pub fn errno(self) -> cairn_unix::errno::Errno {
         match self {
             WaitError::TimedOut => cairn_unix::errno::Errno::ETIMEDOUT,
-            WaitError::Interrupted => cairn_unix::errno::Errno::EINTR,
+            WaitError::Interrupted => cairn_unix::errno::Errno::ERESTARTSYS,
         }
     }
 }
 
-/// Whether the calling thread has a signal to take, which ends its
-/// interruptible waits. The signal code replaces this body; until then no
-/// signal is ever pending.
+/// Whether the calling thread has a signal to take (one it does not block
+/// and that is not ignored: a handler, or a fatal default), which ends its
+/// interruptible waits.
 pub fn signal_pending() -> bool {
-    false
+    crate::signal::pending_for_current()
 }
 
 /// Threads sleeping in [`wait_event`] (by kernel thread id), so that the

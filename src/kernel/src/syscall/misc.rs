@@ -1,27 +1,13 @@
-//! Time, identity, limits, randomness and signal-disposition system calls.
+//! Time, sleeps, identity, limits and randomness system calls (signals are
+//! in [`super::signal`]).
 //!
-//! Signals are bookkeeping plus fatal delivery: dispositions and masks are
-//! kept (`cairn_unix::signal`); a fatal signal (a fault, `abort`'s SIGABRT,
-//! SIGALRM from `alarm`) ends the program with 128+N and a one-line report.
-//! Handlers are never invoked (no signal frames yet).
-//!
-//! Kernel-lock context, in the calling thread (timer expiry: bh, deferred
-//! to the runqueue).
+//! Kernel-lock context, in the calling thread.
 
 use super::{SysResult, copy_in, copy_out};
 use crate::process::current;
-use cairn_sync::{LockClass, SpinLock};
-use cairn_unix::abi::{KernelSigaction, Rlimit, StackT, Timespec, Timeval, Utsname};
+use cairn_unix::abi::{Rlimit, Timespec, Timeval, Utsname};
 use cairn_unix::errno::Errno;
-use cairn_unix::signal::{AltStack, SigSet, ThreadMask};
 use core::sync::atomic::{AtomicU64, Ordering};
-
-static MASK_CLASS: LockClass = LockClass::new("process.sigmask");
-/// The signal mask (one for the program: cairn delivers no signals to
-/// handlers, so per-thread masks change nothing observable).
-static MASK: SpinLock<Option<ThreadMask>> = SpinLock::new(&MASK_CLASS, None);
-static ALTSTACK_CLASS: LockClass = LockClass::new("process.altstack");
-static ALTSTACK: SpinLock<Option<AltStack>> = SpinLock::new(&ALTSTACK_CLASS, None);
 
 fn timespec_of(ns: u64) -> Timespec {
     Timespec {
@@ -79,23 +65,32 @@ pub fn time(out: u64) -> SysResult {
     Ok(secs)
 }
 
-fn sleep_until(deadline: u64) {
-    let now = crate::time::now_ns();
-    if deadline > now {
-        crate::sched::sleep(deadline - now);
+/// Sleeps until the monotonic `deadline` unless a signal interrupts:
+/// then `EINTR`, with the time left written to `rem` (relative sleeps).
+fn sleep_until(deadline: u64, rem: u64) -> SysResult {
+    match crate::sched::wait::sleep_until(deadline) {
+        Ok(()) => Ok(0),
+        Err(_) => {
+            if rem != 0 {
+                let left = deadline.saturating_sub(crate::time::now_ns());
+                let mut b = [0u8; Timespec::SIZE];
+                timespec_of(left).encode(&mut b)?;
+                copy_out(rem, &b)?;
+            }
+            Err(Errno::EINTR)
+        }
     }
 }
 
-pub fn nanosleep(req: u64, _rem: u64) -> SysResult {
+pub fn nanosleep(req: u64, rem: u64) -> SysResult {
     let mut b = [0u8; Timespec::SIZE];
     copy_in(&mut b, req)?;
     let t = Timespec::decode_valid(&b)?;
     let ns = (t.sec as u64).saturating_mul(1_000_000_000) + t.nsec as u64;
-    sleep_until(crate::time::now_ns().saturating_add(ns));
-    Ok(0)
+    sleep_until(crate::time::now_ns().saturating_add(ns), rem)
 }
 
-pub fn clock_nanosleep(clock: i32, flags: i32, req: u64, _rem: u64) -> SysResult {
+pub fn clock_nanosleep(clock: i32, flags: i32, req: u64, rem: u64) -> SysResult {
     const TIMER_ABSTIME: i32 = 1;
     clock_ns(clock)?;
     let mut b = [0u8; Timespec::SIZE];
@@ -108,8 +103,8 @@ pub fn clock_nanosleep(clock: i32, flags: i32, req: u64, _rem: u64) -> SysResult
     } else {
         crate::time::now_ns().saturating_add(ns)
     };
-    sleep_until(deadline);
-    Ok(0)
+    // An absolute sleep reports no remaining time.
+    sleep_until(deadline, if flags & TIMER_ABSTIME != 0 { 0 } else { rem })
 }
 
 static RANDOM_STATE: AtomicU64 = AtomicU64::new(0);
@@ -197,139 +192,6 @@ pub fn prlimit(pid: u64, resource: i32, new: u64, old: u64) -> SysResult {
         }
     }
     Ok(0)
-}
-
-pub fn rt_sigaction(sig: i32, act: u64, old: u64, sigsetsize: u64) -> SysResult {
-    let new = if act != 0 {
-        let mut b = [0u8; KernelSigaction::SIZE];
-        copy_in(&mut b, act)?;
-        Some(KernelSigaction::decode(&b)?)
-    } else {
-        None
-    };
-    let prev = current()
-        .signals
-        .lock()
-        .rt_sigaction(sig as u32, new, sigsetsize)?;
-    if old != 0 {
-        let mut b = [0u8; KernelSigaction::SIZE];
-        KernelSigaction::encode(&prev, &mut b)?;
-        copy_out(old, &b)?;
-    }
-    Ok(0)
-}
-
-pub fn rt_sigprocmask(how: i32, set: u64, old: u64, sigsetsize: u64) -> SysResult {
-    let new = if set != 0 {
-        let mut b = [0u8; 8];
-        copy_in(&mut b, set)?;
-        Some(SigSet::from_bits(u64::from_le_bytes(b)))
-    } else {
-        None
-    };
-    let prev = MASK
-        .lock()
-        .get_or_insert_with(ThreadMask::default)
-        .rt_sigprocmask(how, new, sigsetsize)?;
-    if old != 0 {
-        copy_out(old, &prev.bits().to_le_bytes())?;
-    }
-    Ok(0)
-}
-
-pub fn sigaltstack(new: u64, old: u64) -> SysResult {
-    let n = if new != 0 {
-        let mut b = [0u8; 24];
-        copy_in(&mut b, new)?;
-        let sp = u64::from_le_bytes(b[0..8].try_into().unwrap_or_default());
-        let flags = i32::from_le_bytes(b[8..12].try_into().unwrap_or_default());
-        let size = u64::from_le_bytes(b[16..24].try_into().unwrap_or_default());
-        Some(AltStack { sp, size, flags })
-    } else {
-        None
-    };
-    let mut s = ALTSTACK.lock();
-    let mut cur = s.unwrap_or_default();
-    let prev = cur.sigaltstack(n, false)?;
-    *s = Some(cur);
-    drop(s);
-    if old != 0 {
-        let st = StackT {
-            sp: prev.sp,
-            flags: prev.flags,
-            size: prev.size,
-        };
-        let mut b = [0u8; StackT::SIZE];
-        st.encode(&mut b)?;
-        copy_out(old, &b)?;
-    }
-    Ok(0)
-}
-
-static ALARM: SpinLock<Option<(crate::timer::TimerId, u64)>> = SpinLock::new(&ALARM_CLASS, None);
-static ALARM_CLASS: LockClass = LockClass::new("process.alarm");
-
-pub fn alarm(secs: u32) -> SysResult {
-    let prev = ALARM.lock().take();
-    let remaining = match prev {
-        Some((id, deadline)) => {
-            crate::timer::cancel(id);
-            deadline
-                .saturating_sub(crate::time::now_ns())
-                .div_ceil(1_000_000_000)
-        }
-        None => 0,
-    };
-    if secs > 0 {
-        let ns = u64::from(secs) * 1_000_000_000;
-        let id = crate::timer::after(ns, || {
-            // Ending the program syncs the filesystem (it sleeps): do it
-            // in a thread of its own.
-            crate::sched::defer(|| {
-                crate::sched::thread::spawn("sigalrm", || super::fatal_signal(14, "alarm expired"));
-            });
-        });
-        *ALARM.lock() = Some((id, crate::time::now_ns() + ns));
-    }
-    Ok(remaining)
-}
-
-pub fn kill(n: u64, a: [u64; 6]) -> SysResult {
-    let sig = match n {
-        cairn_unix::syscalls::TGKILL => a[2],
-        _ => a[1],
-    } as u32;
-    if sig == 0 {
-        return Ok(0);
-    }
-    send_self(sig).map(|_| 0)
-}
-
-/// A signal the program sent itself, or the kernel raised for it
-/// (SIGPIPE): its default action ends the program; ignored, it does
-/// nothing; a handler is reported as unsupported.
-pub fn send_self(sig: u32) -> Result<(), Errno> {
-    let fatal = {
-        let acts = current().signals.lock();
-        let mut mask = MASK.lock();
-        let mask = mask.get_or_insert_with(ThreadMask::default);
-        cairn_unix::signal::deliver(&acts, mask, sig, cairn_unix::signal::Origin::Sent)?
-    };
-    match fatal {
-        cairn_unix::signal::Delivery::Terminate(_) => super::fatal_signal(
-            sig,
-            if sig == cairn_unix::signal::SIGPIPE {
-                "write to a pipe with no reader"
-            } else {
-                "signal sent by the program"
-            },
-        ),
-        cairn_unix::signal::Delivery::Handler(_) => {
-            crate::warn!("signal {sig} has a handler: handlers are not supported, ignored");
-            Ok(())
-        }
-        _ => Ok(()),
-    }
 }
 
 pub fn sysinfo(out: u64) -> SysResult {

@@ -17,6 +17,7 @@ pub mod misc;
 pub mod mm;
 pub mod pipe;
 pub mod poll;
+pub mod signal;
 pub mod sys;
 pub mod thread;
 
@@ -72,8 +73,21 @@ fn call(n: u64, a: [u64; 6], regs: &UserRegs) -> SysResult {
         nr::MPROTECT => mm::mprotect(a[0], a[1], a[2]),
         nr::MUNMAP => mm::munmap(a[0], a[1]),
         nr::BRK => mm::brk(a[0]),
-        nr::RT_SIGACTION => misc::rt_sigaction(i(0), a[1], a[2], a[3]),
-        nr::RT_SIGPROCMASK => misc::rt_sigprocmask(i(0), a[1], a[2], a[3]),
+        nr::RT_SIGACTION => signal::rt_sigaction(i(0), a[1], a[2], a[3]),
+        nr::RT_SIGPROCMASK => signal::rt_sigprocmask(i(0), a[1], a[2], a[3]),
+        nr::RT_SIGPENDING => signal::rt_sigpending(a[0], a[1]),
+        nr::RT_SIGTIMEDWAIT => signal::rt_sigtimedwait(a[0], a[1], a[2], a[3]),
+        nr::RT_SIGQUEUEINFO => signal::rt_sigqueueinfo(i(0), i(1), a[2]),
+        nr::RT_TGSIGQUEUEINFO => signal::rt_tgsigqueueinfo(i(0), i(1), i(2), a[3]),
+        nr::RT_SIGSUSPEND => signal::rt_sigsuspend(a[0], a[1]),
+        nr::PAUSE => signal::pause(),
+        nr::SETITIMER => signal::setitimer(i(0), a[1], a[2]),
+        nr::GETITIMER => signal::getitimer(i(0), a[1]),
+        nr::TIMER_CREATE => signal::timer_create(i(0), a[1], a[2]),
+        nr::TIMER_SETTIME => signal::timer_settime(i(0), i(1), a[2], a[3]),
+        nr::TIMER_GETTIME => signal::timer_gettime(i(0), a[1]),
+        nr::TIMER_GETOVERRUN => signal::timer_getoverrun(i(0)),
+        nr::TIMER_DELETE => signal::timer_delete(i(0)),
         nr::IOCTL => fs::ioctl(i(0), a[1], a[2]),
         nr::PREAD64 => fs::pread(i(0), a[1], a[2], a[3]),
         nr::PWRITE64 => fs::pwrite(i(0), a[1], a[2], a[3]),
@@ -90,11 +104,13 @@ fn call(n: u64, a: [u64; 6], regs: &UserRegs) -> SysResult {
         nr::DUP => fs::dup(i(0)),
         nr::DUP2 => fs::dup3(i(0), i(1), 0, true),
         nr::NANOSLEEP => misc::nanosleep(a[0], a[1]),
-        nr::ALARM => misc::alarm(a[0] as u32),
+        nr::ALARM => signal::alarm(a[0] as u32),
         nr::GETPID => Ok(1),
         nr::CLONE => thread::clone(a[0], a[1], a[2], a[3], a[4], regs),
         nr::EXIT => crate::process::exit_thread(a[0] as u32 & 0xff),
-        nr::KILL | nr::TGKILL | nr::TKILL => misc::kill(n, a),
+        nr::KILL => signal::kill(i(0), i(1)),
+        nr::TGKILL => signal::tgkill(i(0), i(1), i(2)),
+        nr::TKILL => signal::tgkill(-1, i(0), i(1)),
         nr::UNAME => misc::uname(a[0]),
         nr::FCNTL => fs::fcntl(i(0), i(1), a[2]),
         nr::FSYNC | nr::FDATASYNC => fs::fsync(i(0)),
@@ -128,7 +144,7 @@ fn call(n: u64, a: [u64; 6], regs: &UserRegs) -> SysResult {
         nr::GETUID | nr::GETGID | nr::GETEUID | nr::GETEGID => Ok(0),
         nr::GETPPID => Ok(0),
         nr::GETPGRP | nr::GETPGID | nr::GETSID => Ok(1),
-        nr::SIGALTSTACK => misc::sigaltstack(a[0], a[1]),
+        nr::SIGALTSTACK => signal::sigaltstack(a[0], a[1]),
         nr::STATFS => fs::statfs_path(a[0], a[1]),
         nr::FSTATFS => fs::fstatfs(i(0), a[1]),
         nr::ARCH_PRCTL => thread::arch_prctl(i(0), a[1]),
@@ -268,7 +284,8 @@ pub fn fatal_signal(sig: u32, what: &str) -> ! {
 }
 
 /// An exception in user mode: demand paging for page faults; otherwise
-/// (or when the fault cannot be served) a fatal signal.
+/// (or when the fault cannot be served) the fault's signal, which runs the
+/// program's handler or, blocked, ignored or unhandled, ends the program.
 pub fn user_exception(frame: &mut TrapFrame) {
     if frame.vector == 14 {
         let addr = cairn_pc::cpu::read_cr2();
@@ -278,38 +295,44 @@ pub fn user_exception(frame: &mut TrapFrame) {
             None => Err(FaultOutcome::Segv),
         };
         match r {
-            Ok(()) => return,
-            Err(FaultOutcome::Segv) => fatal_signal(
-                11,
-                &alloc::format!(
-                    "page fault at {addr:#x} ({}) from RIP {:#x}",
-                    if write {
-                        "write"
-                    } else if exec {
-                        "fetch"
-                    } else {
-                        "read"
-                    },
-                    frame.rip
-                ),
-            ),
-            Err(FaultOutcome::Bus) => fatal_signal(
-                7,
+            Ok(()) => {}
+            Err(FaultOutcome::Segv) => {
+                let mapped = crate::process::PROCESS
+                    .get()
+                    .is_some_and(|p| p.aspace.is_mapped(addr));
+                crate::signal::deliver::fault(
+                    14,
+                    frame.rip,
+                    addr,
+                    mapped,
+                    &alloc::format!(
+                        "page fault at {addr:#x} ({}) from RIP {:#x}",
+                        if write {
+                            "write"
+                        } else if exec {
+                            "fetch"
+                        } else {
+                            "read"
+                        },
+                        frame.rip
+                    ),
+                )
+            }
+            Err(FaultOutcome::Bus) => crate::signal::deliver::bus_error(
+                addr,
                 &alloc::format!(
                     "access beyond the end of a mapped file at {addr:#x} (RIP {:#x})",
                     frame.rip
                 ),
             ),
         }
+        return;
     }
-    let sig = match frame.vector {
-        0 | 16 | 19 => 8,
-        6 => 4,
-        1 | 3 => 5,
-        _ => 11,
-    };
-    fatal_signal(
-        sig,
+    crate::signal::deliver::fault(
+        frame.vector,
+        frame.rip,
+        0,
+        false,
         &alloc::format!(
             "{} at RIP {:#x}",
             cairn_pc::idt::vector::name(frame.vector),

@@ -129,11 +129,25 @@ pub fn poll(ufds: u64, nfds: u64, timeout_ms: i32) -> SysResult {
     poll_common(ufds, nfds, deadline)
 }
 
-pub fn ppoll(ufds: u64, nfds: u64, tsp: u64, sigmask: u64, size: u64) -> SysResult {
-    if sigmask != 0 {
-        check_sigset(size)?;
+/// The temporary signal mask of ppoll/pselect6/epoll_pwait at `addr`
+/// (none if 0), applied around the wait by
+/// `super::signal::with_temporary_mask`.
+fn temporary_mask(addr: u64, size: u64) -> Result<Option<cairn_unix::signal::SigSet>, Errno> {
+    if addr == 0 {
+        return Ok(None);
     }
-    poll_common(ufds, nfds, timespec_deadline(tsp)?)
+    check_sigset(size)?;
+    let mut b = [0u8; 8];
+    copy_in(&mut b, addr)?;
+    Ok(Some(cairn_unix::signal::SigSet::from_bits(
+        u64::from_le_bytes(b),
+    )))
+}
+
+pub fn ppoll(ufds: u64, nfds: u64, tsp: u64, sigmask: u64, size: u64) -> SysResult {
+    let mask = temporary_mask(sigmask, size)?;
+    let deadline = timespec_deadline(tsp)?;
+    super::signal::with_temporary_mask(mask, || poll_common(ufds, nfds, deadline))
 }
 
 /// select's three sets over descriptors `0..nfds`.
@@ -225,16 +239,16 @@ pub fn select(nfds: i32, r: u64, w: u64, e: u64, tvp: u64) -> SysResult {
 }
 
 pub fn pselect6(nfds: i32, r: u64, w: u64, e: u64, tsp: u64, sig: u64) -> SysResult {
+    let mut mask = None;
     if sig != 0 {
         let mut b = [0u8; 16];
         copy_in(&mut b, sig)?;
-        let mask = u64::from_le_bytes(b[0..8].try_into().map_err(|_| Errno::EFAULT)?);
+        let addr = u64::from_le_bytes(b[0..8].try_into().map_err(|_| Errno::EFAULT)?);
         let size = u64::from_le_bytes(b[8..16].try_into().map_err(|_| Errno::EFAULT)?);
-        if mask != 0 {
-            check_sigset(size)?;
-        }
+        mask = temporary_mask(addr, size)?;
     }
-    select_common(nfds, [r, w, e], timespec_deadline(tsp)?)
+    let deadline = timespec_deadline(tsp)?;
+    super::signal::with_temporary_mask(mask, || select_common(nfds, [r, w, e], deadline))
 }
 
 pub fn epoll_create1(flags: u32) -> SysResult {
@@ -320,15 +334,12 @@ pub fn epoll_pwait(
     sig: u64,
     size: u64,
 ) -> SysResult {
-    if sig != 0 {
-        check_sigset(size)?;
-    }
-    epoll_wait(epfd, events, max, timeout_ms)
+    let mask = temporary_mask(sig, size)?;
+    super::signal::with_temporary_mask(mask, || epoll_wait(epfd, events, max, timeout_ms))
 }
 
 pub fn epoll_pwait2(epfd: i32, events: u64, max: i32, tsp: u64, sig: u64, size: u64) -> SysResult {
-    if sig != 0 {
-        check_sigset(size)?;
-    }
-    epoll_wait_common(epfd, events, max, timespec_deadline(tsp)?)
+    let mask = temporary_mask(sig, size)?;
+    let deadline = timespec_deadline(tsp)?;
+    super::signal::with_temporary_mask(mask, || epoll_wait_common(epfd, events, max, deadline))
 }

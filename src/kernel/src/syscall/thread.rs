@@ -200,17 +200,34 @@ fn futex_wait(addr: u64, expected: u32, timeout: u64, bitset: u32, absolute: boo
             current().futex_sleepers.wake_all();
         });
     }
-    p.futex_sleepers.wait_until(|| {
-        waiter.woken.load(Ordering::Acquire) || deadline.is_some_and(|d| crate::time::now_ns() >= d)
-    });
-    if waiter.woken.load(Ordering::Acquire) {
+    loop {
+        p.futex_sleepers.wait_until(|| {
+            waiter.woken.load(Ordering::Acquire)
+                || deadline.is_some_and(|d| crate::time::now_ns() >= d)
+                || crate::signal::hint_for_current()
+        });
+        if waiter.woken.load(Ordering::Acquire) {
+            return Ok(0);
+        }
+        let timed_out = deadline.is_some_and(|d| crate::time::now_ns() >= d);
+        // A signal to take ends the wait: restarted after the handler (or
+        // if none runs) without a timeout, EINTR with one, as Linux.
+        let interrupted = !timed_out && crate::signal::settle_hint_for_current();
+        if !timed_out && !interrupted {
+            continue; // the hint was for a signal this thread blocks
+        }
+        if p.futex.lock().cancel(id).is_some() {
+            return Err(if timed_out {
+                Errno::ETIMEDOUT
+            } else if deadline.is_some() {
+                Errno::EINTR
+            } else {
+                Errno::ERESTARTSYS
+            });
+        }
+        // A wake won the race.
         return Ok(0);
     }
-    if p.futex.lock().cancel(id).is_some() {
-        return Err(Errno::ETIMEDOUT);
-    }
-    // A wake won the race with the timeout.
-    Ok(0)
 }
 
 /// `FUTEX_WAKE_OP`: applies the operation `encoded` names to the word at

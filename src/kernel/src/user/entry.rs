@@ -5,10 +5,13 @@
 //! stub swaps to the kernel GS, parks the user RSP in per-CPU data, moves to
 //! the running thread's kernel stack top and saves every user register
 //! into a [`UserRegs`] there, then calls `cairn_syscall(&mut UserRegs)`. The
-//! same frame, possibly edited (return value, or a new context for a fresh
-//! thread), is restored on the way out; `cairn_enter_user` enters user mode
-//! from such a frame without a prior syscall (a new thread's first entry).
-//! `rcx` and `r11` are clobbered by `sysretq`, as the Linux ABI allows.
+//! same frame, possibly edited (return value, a signal handler's context, a
+//! new context for a fresh thread), is restored on the way out;
+//! `cairn_enter_user` enters user mode from such a frame without a prior
+//! syscall (a new thread's first entry). The usual way out is `sysretq`,
+//! which clobbers `rcx` and `r11`, as the Linux ABI allows; when
+//! `cairn_syscall` returns true (after `rt_sigreturn` restored a context in
+//! which they are live) the stub restores every register and uses `iretq`.
 //!
 //! Interrupts are off from the exit path's `cli` until `sysretq`, so no
 //! interrupt sees the user GS base with a kernel CS. Thread context.
@@ -19,10 +22,16 @@ use core::arch::global_asm;
 use core::mem::offset_of;
 
 /// A user thread's registers as the syscall stub saves them (and as
-/// `cairn_enter_user` restores them), lowest address first.
+/// `cairn_enter_user` restores them), lowest address first. The last five
+/// words are an `iretq` frame, so a return that must restore every
+/// register (after `rt_sigreturn`) can use `iretq` instead of `sysretq`,
+/// which clobbers `rcx` and `r11`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct UserRegs {
+    /// Keeps the frame a multiple of 16 bytes, so the stack is aligned
+    /// as the ABI wants when the stub calls into Rust.
+    pub pad: u64,
     pub r15: u64,
     pub r14: u64,
     pub r13: u64,
@@ -36,11 +45,21 @@ pub struct UserRegs {
     pub rsi: u64,
     pub rdi: u64,
     pub rax: u64,
+    /// The syscall number (`rax` at entry): restarting a syscall needs it.
+    pub orig_rax: u64,
+    /// The user's `rcx` and `r11`: at `syscall` they hold RIP and RFLAGS;
+    /// restored only by the `iretq` return.
+    pub rcx: u64,
+    pub r11: u64,
     /// User RIP (in `rcx` at `syscall`).
     pub rip: u64,
+    /// User CS (for `iretq`).
+    pub cs: u64,
     /// User RFLAGS (in `r11` at `syscall`).
     pub rflags: u64,
     pub rsp: u64,
+    /// User SS (for `iretq`).
+    pub ss: u64,
 }
 
 global_asm!(
@@ -51,9 +70,14 @@ cairn_syscall_entry:
     swapgs
     mov gs:[{user_rsp}], rsp
     mov rsp, gs:[{kstack}]
+    push {user_ss}
     push qword ptr gs:[{user_rsp}]
     push r11
+    push {user_cs}
     push rcx
+    push r11
+    push rcx
+    push rax
     push rax
     push rdi
     push rsi
@@ -67,15 +91,18 @@ cairn_syscall_entry:
     push r13
     push r14
     push r15
+    sub rsp, 8
     mov rdi, rsp
     xor ebp, ebp
     cld
     call cairn_syscall
     mov rdi, rsp
+    test al, al
+    jnz cairn_enter_user_iret
     .global cairn_enter_user
 cairn_enter_user:
     cli
-    mov rsp, rdi
+    lea rsp, [rdi + 8]
     pop r15
     pop r14
     pop r13
@@ -89,20 +116,52 @@ cairn_enter_user:
     pop rsi
     pop rdi
     pop rax
+    add rsp, 24
     pop rcx
+    add rsp, 8
     pop r11
     pop rsp
     swapgs
     sysretq
+
+    .global cairn_enter_user_iret
+cairn_enter_user_iret:
+    cli
+    lea rsp, [rdi + 8]
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop rbp
+    pop rbx
+    pop r9
+    pop r8
+    pop r10
+    pop rdx
+    pop rsi
+    pop rdi
+    pop rax
+    add rsp, 8
+    pop rcx
+    pop r11
+    swapgs
+    iretq
 "#,
     user_rsp = const offset_of!(PerCpu, syscall_user_rsp),
     kstack = const offset_of!(PerCpu, kernel_stack_top),
+    user_cs = const USER_CS,
+    user_ss = const USER_SS,
 );
 
 unsafe extern "C" {
     fn cairn_syscall_entry();
     fn cairn_enter_user(regs: *const UserRegs) -> !;
 }
+
+/// The user code segment selector (GDT entry 4, RPL 3).
+pub const USER_CS: u64 = 0x23;
+/// The user data/stack segment selector (GDT entry 3, RPL 3).
+pub const USER_SS: u64 = 0x1b;
 
 /// RFLAGS bits cleared on `syscall`: IF (interrupts stay off until the stub
 /// has switched stacks), DF, TF, AC.
@@ -137,3 +196,7 @@ pub fn enter_user(regs: &UserRegs) -> ! {
     // swaps GS back to the user's.
     unsafe { cairn_enter_user(regs) }
 }
+
+// The stub calls into Rust with the stack pointer at the frame: the frame
+// must keep the ABI's 16-byte alignment.
+const _: () = assert!(core::mem::size_of::<UserRegs>() % 16 == 0);

@@ -25,7 +25,7 @@ use cairn_pagecache::RawDestination;
 use cairn_pc::cpu::{msr, wrmsr};
 use cairn_pc::idt::TrapFrame;
 use cairn_sync::{LockClass, SpinLock};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub use entry::UserRegs;
 use fpu::FpuState;
 
@@ -43,16 +43,32 @@ pub struct UserState {
     fpu: SpinLock<FpuState>,
     /// Registers of the first entry into user mode.
     initial: SpinLock<Option<UserRegs>>,
+    /// Signal mask, pending signals, alternate stack (`crate::signal`).
+    pub signals: SpinLock<crate::signal::ThreadSignals>,
+    /// Set when a signal this thread does not block may be pending: the
+    /// exit to user mode looks (and clears it) under the kernel lock.
+    pub sig_hint: AtomicBool,
 }
 
 impl UserState {
-    pub fn new(tid: u32, initial: UserRegs, fs_base: u64) -> UserState {
+    /// A new thread's state; `mask` is the signal mask it inherits.
+    pub fn new(
+        tid: u32,
+        initial: UserRegs,
+        fs_base: u64,
+        mask: cairn_unix::signal::SigSet,
+    ) -> UserState {
         UserState {
             tid,
             fs_base: AtomicU64::new(fs_base),
             clear_child_tid: AtomicU64::new(0),
             fpu: SpinLock::new(&FPU_CLASS, FpuState::initial()),
             initial: SpinLock::new(&INITIAL_CLASS, Some(initial)),
+            signals: SpinLock::new(
+                &crate::signal::THREAD_SIGNALS_CLASS,
+                crate::signal::ThreadSignals::with_mask(mask),
+            ),
+            sig_hint: AtomicBool::new(false),
         }
     }
 
@@ -102,37 +118,47 @@ fn return_to_user(regs: UserRegs) -> ! {
     entry::enter_user(unsafe { &*frame_ptr })
 }
 
-/// Called by the syscall stub with the saved user registers.
+/// Called by the syscall stub with the saved user registers. Returns true
+/// when the way out must restore every register (`iretq`): after
+/// `rt_sigreturn`, whose restored context may have live `rcx` and `r11`.
 #[unsafe(no_mangle)]
-extern "C" fn cairn_syscall(regs: &mut UserRegs) {
+extern "C" fn cairn_syscall(regs: &mut UserRegs) -> bool {
     // Interrupts on before waiting for the lock: its holder may be waiting
     // for this CPU to answer a TLB shoot-down.
     cairn_pc::cpu::enable_interrupts();
     crate::sched::runloop::acquire_kernel_lock_unguarded();
-    crate::syscall::dispatch(regs);
-    leave_kernel();
+    let full_restore = regs.orig_rax == cairn_unix::syscalls::RT_SIGRETURN;
+    if full_restore {
+        crate::signal::deliver::sigreturn(regs);
+    } else {
+        crate::syscall::dispatch(regs);
+    }
+    leave_kernel(regs);
+    full_restore
 }
 
 /// The common way back to user mode from a syscall or exception, under the
-/// kernel lock: yield while still holding it if asked to reschedule, release
-/// it, then the exit work with interrupts off (`sched::exit::to_user_mode`).
-fn leave_kernel() {
+/// kernel lock: yield while still holding it if asked to reschedule,
+/// deliver pending signals into `frame`, release the lock, then the exit
+/// work with interrupts off (`sched::exit::to_user_mode`).
+fn leave_kernel(frame: &mut dyn crate::signal::frame::UserFrame) {
     if crate::sched::preempt::take_need_resched() {
         this_cpu().preemptions.fetch_add(1, Ordering::Relaxed);
         crate::sched::thread::yield_now();
     }
+    crate::signal::deliver::deliver(frame);
     cairn_pc::cpu::disable_interrupts();
     crate::sched::runloop::release_kernel_lock_held();
-    crate::sched::exit::to_user_mode();
+    crate::sched::exit::to_user_mode(frame);
 }
 
 /// An exception taken in user mode (the trap path calls it). Page faults
-/// go to the address space; everything else is a fatal signal.
+/// go to the address space; an unserved fault raises its signal.
 pub fn exception(frame: &mut TrapFrame) {
     cairn_pc::cpu::enable_interrupts();
     crate::sched::runloop::acquire_kernel_lock_unguarded();
     crate::syscall::user_exception(frame);
-    leave_kernel();
+    leave_kernel(frame);
 }
 
 /// Per-CPU set-up for user mode (every CPU at start-up).
