@@ -101,8 +101,8 @@ pub fn init() {
     env::install();
     let mut virtio = 0;
     for f in crate::pci::functions() {
-        if cairn_drivers::virtio_blk::matches(f) {
-            match cairn_drivers::virtio_blk::probe(f, virtio) {
+        if cairn_drivers::virtio::blk::matches(f) {
+            match cairn_drivers::virtio::blk::probe(f, virtio) {
                 Ok(d) => {
                     virtio += 1;
                     add(d);
