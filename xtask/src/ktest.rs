@@ -40,7 +40,8 @@ pub struct TestArgs {
     /// Skip the runtime tests.
     #[arg(long)]
     pub no_runtime: bool,
-    /// Run every runtime test on ata-pci and pvscsi too.
+    /// Run every runtime test on every storage kind it lists (ata-pci,
+    /// pvscsi, virtio-scsi and NVMe besides virtio-blk).
     #[arg(long)]
     pub all_storage: bool,
 }

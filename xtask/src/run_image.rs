@@ -22,7 +22,8 @@ pub struct RunCmd {
     /// file (default: the demo, unless --append names a kernel test).
     #[arg(long)]
     pub image: Option<String>,
-    /// Storage the image is attached through: virtio, ata or pvscsi.
+    /// Storage the image is attached through: virtio, ata, pvscsi,
+    /// virtio-scsi or nvme.
     #[arg(long, default_value = "virtio")]
     pub storage: String,
 }
@@ -47,7 +48,7 @@ pub fn run(a: RunCmd) -> Result<ExitCode> {
         clippy: false,
     })?;
     let storage = Storage::parse(&a.storage)
-        .ok_or_else(|| format!("unknown storage {:?} (virtio, ata, pvscsi)", a.storage))?;
+        .ok_or_else(|| format!("unknown storage {:?} ({})", a.storage, Storage::names()))?;
     let what = a.image.as_deref().unwrap_or(DEFAULT_IMAGE);
     let pristine = crate::image::resolve(what, None)?;
     // Boot a copy: the workload may write, and the built image stays as made.

@@ -32,6 +32,8 @@ fn storage_of(s: cairn_runtime_tests::Storage) -> Storage {
         cairn_runtime_tests::Storage::Virtio => Storage::Virtio,
         cairn_runtime_tests::Storage::Ata => Storage::Ata,
         cairn_runtime_tests::Storage::Pvscsi => Storage::Pvscsi,
+        cairn_runtime_tests::Storage::VirtioScsi => Storage::VirtioScsi,
+        cairn_runtime_tests::Storage::Nvme => Storage::Nvme,
     }
 }
 
@@ -233,7 +235,7 @@ mod tests {
             filter: Some("hello"),
             all_storage: true,
         });
-        assert_eq!(every.len(), 2 * 3);
+        assert_eq!(every.len(), 2 * 5);
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub enum Storage {
     Ata,
     /// VMware PVSCSI (`--all-storage`).
     Pvscsi,
+    /// virtio-scsi (`--all-storage`).
+    VirtioScsi,
+    /// NVMe (`--all-storage`).
+    Nvme,
 }
 
 impl Storage {
@@ -50,12 +54,20 @@ impl Storage {
             Storage::Virtio => "virtio",
             Storage::Ata => "ata",
             Storage::Pvscsi => "pvscsi",
+            Storage::VirtioScsi => "virtio-scsi",
+            Storage::Nvme => "nvme",
         }
     }
 }
 
 /// Every storage kind.
-pub const ALL_STORAGE: &[Storage] = &[Storage::Virtio, Storage::Ata, Storage::Pvscsi];
+pub const ALL_STORAGE: &[Storage] = &[
+    Storage::Virtio,
+    Storage::Ata,
+    Storage::Pvscsi,
+    Storage::VirtioScsi,
+    Storage::Nvme,
+];
 
 /// A file the image carries besides the program.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

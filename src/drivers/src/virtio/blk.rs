@@ -17,8 +17,7 @@
 //! virtqueue and its slots. Leaf locks below it: heaps (indirect lists,
 //! inside `bh_safe_alloc`), the kernel's `pci.config` (probe only).
 
-use super::{CommandRing, F_RING_INDIRECT_DESC, F_VERSION_1, Interrupts, ResponseAt};
-use crate::env::IrqHandler;
+use super::{CommandRing, F_RING_INDIRECT_DESC, F_VERSION_1, Interrupts, IrqTarget, ResponseAt};
 use crate::queue::{DriverQueue, Hardware, Harvest, Issue};
 use alloc::boxed::Box;
 use cairn_block::{BlockDevice, DeviceInfo, Op, Request, Status};
@@ -26,7 +25,6 @@ use cairn_pc::pci::PciFunction;
 use cairn_sync::LockClass;
 use cairn_sync::cpu::bh_safe_alloc;
 use virtio_drivers::transport::Transport;
-use virtio_drivers::transport::pci::PciTransport;
 
 /// Requests in flight at once (one ring slot each with indirect
 /// descriptors).
@@ -51,9 +49,8 @@ pub fn matches(f: &PciFunction) -> bool {
     f.vendor == super::VENDOR && (f.device == DEVICE_MODERN || f.device == DEVICE_TRANSITIONAL)
 }
 
-/// The hardware queue: the transport and the request virtqueue.
+/// The hardware queue: the request virtqueue.
 pub struct BlkQueue {
-    transport: PciTransport,
     ring: CommandRing<()>,
 }
 
@@ -74,7 +71,7 @@ impl Hardware for BlkQueue {
     }
 
     fn doorbell(&mut self) {
-        self.ring.notify(&mut self.transport);
+        self.ring.notify();
     }
 
     fn harvest(&mut self, out: &mut Harvest<'_, ()>) {
@@ -87,7 +84,6 @@ impl Hardware for BlkQueue {
 pub struct VirtioBlk {
     info: DeviceInfo,
     queue: &'static DriverQueue<BlkQueue>,
-    irq: Interrupts,
 }
 
 static CLASS: LockClass = LockClass::new("drivers.virtio_blk");
@@ -115,26 +111,21 @@ pub fn probe(f: &PciFunction, index: usize) -> Result<&'static VirtioBlk, &'stat
         return Err("only 512-byte logical blocks are supported");
     }
     let indirect = features & F_RING_INDIRECT_DESC != 0;
-    let ring = CommandRing::new(t, 0, indirect, DEPTH, 16, 1, ResponseAt::End)?;
+    let ring = CommandRing::new(&mut o, 0, indirect, DEPTH, 16, 1, ResponseAt::End)?;
     let max_segments = (seg_max.max(1) as usize).min(super::MAX_SEGMENTS) as u32;
     let flush = features & F_FLUSH != 0;
-    let a = f.address;
-    let regs = o.regs;
-    let queue = DriverQueue::leak(
-        &CLASS,
-        BlkQueue {
-            transport: o.transport,
-            ring,
-        },
-        DEPTH,
-    );
-    // The device lives for the rest of the run: its address is the
-    // interrupt handler's argument.
+    let queue = DriverQueue::leak(&CLASS, BlkQueue { ring }, DEPTH);
+    let irq = Interrupts::leak();
+    let handler = IrqTarget::leak(irq, queue).handler();
+    let how = irq.route(f, o.regs, &[(0, handler)], handler)?;
+    o.transport.finish_init();
+    super::keep(o.transport);
+    irq.go_live();
     let dev: &'static VirtioBlk = bh_safe_alloc(|| {
         Box::leak(Box::new(VirtioBlk {
             info: DeviceInfo {
                 name: crate::name("virtio-blk", format_args!("{index}")),
-                model: crate::name("virtio-blk ", format_args!("{a}")),
+                model: crate::name("virtio-blk ", format_args!("{}", f.address)),
                 sectors: capacity,
                 queue_depth: DEPTH as u32,
                 max_segments: if indirect {
@@ -146,15 +137,8 @@ pub fn probe(f: &PciFunction, index: usize) -> Result<&'static VirtioBlk, &'stat
                 flush,
             },
             queue,
-            irq: Interrupts::new(),
         }))
     });
-    let handler = IrqHandler {
-        func: interrupt,
-        arg: dev as *const VirtioBlk as usize,
-    };
-    let how = dev.irq.route(f, regs, &[(0, handler)], handler)?;
-    queue.with_hw(|hw| hw.transport.finish_init());
     crate::dlog!(
         Info,
         "{}: {} sectors ({} MiB), depth {}, {} segments/request{}{}, {}",
@@ -168,14 +152,6 @@ pub fn probe(f: &PciFunction, index: usize) -> Result<&'static VirtioBlk, &'stat
         how
     );
     Ok(dev)
-}
-
-fn interrupt(arg: usize) {
-    // SAFETY: `arg` is the address of a leaked, never-freed `VirtioBlk`.
-    let dev = unsafe { &*(arg as *const VirtioBlk) };
-    if dev.irq.ours() {
-        dev.queue.interrupt();
-    }
 }
 
 impl BlockDevice for VirtioBlk {

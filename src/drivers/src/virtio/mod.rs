@@ -4,7 +4,7 @@
 //! | item | owns |
 //! |---|---|
 //! | [`EnvHal`] | the crate's HAL over [`crate::env::DriverEnv`] (DMA, MMIO, physical addresses) |
-//! | [`open`] | finding the function's structures, feature negotiation up to FEATURES_OK |
+//! | [`open`] | finding the function's structures, feature negotiation up to FEATURES_OK; [`Notifier`]: a virtqueue's doorbell |
 //! | [`Interrupts`] | MSI-X (one entry per virtqueue) or the INTx line and its ISR byte |
 //! | [`CommandRing`] | a virtqueue of commands: per-slot header and response in DMA memory, scatter-gather data, the request of each slot |
 //!
@@ -29,17 +29,17 @@
 //! **Locks.** None of its own; each device's queue lock covers its rings.
 
 pub mod blk;
-// pub mod scsi;
+pub mod scsi;
 
 use crate::env::{DmaRegion, IrqHandler, env};
-use crate::queue::Issue;
+use crate::queue::{DriverQueue, Hardware, Issue};
 use alloc::string::String;
 use alloc::vec::Vec;
 use cairn_block::{Op, Request, Segment, Status};
 use cairn_pc::pci::{PciAddress, PciFunction};
 use cairn_sync::cpu::bh_safe_alloc;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::Transport;
 use virtio_drivers::transport::pci::PciTransport;
@@ -60,11 +60,13 @@ pub const F_VERSION_1: u64 = 1 << 32;
 
 /// virtio PCI capability config types.
 const CAP_COMMON: u8 = 1;
+const CAP_NOTIFY: u8 = 2;
 const CAP_ISR: u8 = 3;
 /// Offsets in the common configuration structure.
 const COMMON_MSIX_CONFIG: u64 = 16;
 const COMMON_QUEUE_SELECT: u64 = 22;
 const COMMON_QUEUE_MSIX_VECTOR: u64 = 26;
+const COMMON_QUEUE_NOTIFY_OFF: u64 = 30;
 const NO_VECTOR: u16 = 0xffff;
 
 /// The `virtio-drivers` HAL over [`crate::env::DriverEnv`].
@@ -130,8 +132,9 @@ fn pci_address(f: DeviceFunction) -> PciAddress {
     }
 }
 
-/// A virtio vendor capability: (bar, offset, length).
-fn virtio_cap(a: PciAddress, cfg_type: u8) -> Option<(u8, u32, u32)> {
+/// A virtio vendor capability: (bar, offset, length), and where the
+/// capability itself is in configuration space.
+fn virtio_cap(a: PciAddress, cfg_type: u8) -> Option<((u8, u32, u32), u8)> {
     let e = env();
     if (e.pci_read32(a, 4) >> 16) & (1 << 4) == 0 {
         return None;
@@ -145,7 +148,7 @@ fn virtio_cap(a: PciAddress, cfg_type: u8) -> Option<(u8, u32, u32)> {
             let bar = e.pci_read32(a, next + 4) as u8;
             let off = e.pci_read32(a, next + 8);
             let len = e.pci_read32(a, next + 12);
-            return Some((bar, off, len));
+            return Some(((bar, off, len), next));
         }
         next = ((head >> 8) & 0xfc) as u8;
     }
@@ -167,13 +170,55 @@ pub struct Opened {
     pub regs: Regs,
 }
 
-/// The structures interrupt set-up needs, mapped.
+/// The structures interrupt set-up and notification need, mapped.
 #[derive(Copy, Clone)]
 pub struct Regs {
     /// The common configuration structure.
     common: u64,
     /// The ISR status byte.
     isr: u64,
+    /// The notification area and its length.
+    notify: u64,
+    notify_len: u64,
+    /// `notify_off_multiplier`.
+    multiplier: u32,
+}
+
+impl Regs {
+    /// The doorbell of virtqueue `queue` (probe: selects the queue in the
+    /// common configuration, before DRIVER_OK).
+    pub fn notifier(&self, queue: u16) -> Result<Notifier, &'static str> {
+        // SAFETY: `common` maps the common configuration structure; the
+        // device is not live yet and nothing else selects a queue.
+        let off = unsafe {
+            ((self.common + COMMON_QUEUE_SELECT) as *mut u16).write_volatile(queue);
+            ((self.common + COMMON_QUEUE_NOTIFY_OFF) as *const u16).read_volatile()
+        };
+        let at = u64::from(off) * u64::from(self.multiplier);
+        if at + 2 > self.notify_len {
+            return Err("queue notify address outside the notify structure");
+        }
+        Ok(Notifier {
+            addr: self.notify + at,
+            queue,
+        })
+    }
+}
+
+/// Where to write a virtqueue's index to notify the device of new
+/// buffers: one MMIO write, from any context that owns the queue.
+#[derive(Copy, Clone)]
+pub struct Notifier {
+    addr: u64,
+    queue: u16,
+}
+
+impl Notifier {
+    pub fn notify(&self) {
+        // SAFETY: `addr` is this queue's notify address inside the mapped
+        // notification structure (checked at set-up).
+        unsafe { (self.addr as *mut u16).write_volatile(self.queue) }
+    }
 }
 
 /// Opens `f`: bus mastering on, the transport, features `wanted`
@@ -193,12 +238,21 @@ pub fn open(f: &PciFunction, wanted: u64) -> Result<Opened, &'static str> {
         .begin_init(Features::from_bits_retain(wanted))
         .bits();
     let common =
-        map_cap(a, virtio_cap(a, CAP_COMMON).ok_or("no common cfg")?).ok_or("common cfg BAR")?;
-    let isr = map_cap(a, virtio_cap(a, CAP_ISR).ok_or("no ISR cfg")?).ok_or("ISR BAR")?;
+        map_cap(a, virtio_cap(a, CAP_COMMON).ok_or("no common cfg")?.0).ok_or("common cfg BAR")?;
+    let isr = map_cap(a, virtio_cap(a, CAP_ISR).ok_or("no ISR cfg")?.0).ok_or("ISR BAR")?;
+    let (notify_cap, at) = virtio_cap(a, CAP_NOTIFY).ok_or("no notify cfg")?;
+    let notify = map_cap(a, notify_cap).ok_or("notify cfg BAR")?;
+    let multiplier = env().pci_read32(a, at + 16);
     Ok(Opened {
         transport,
         features,
-        regs: Regs { common, isr },
+        regs: Regs {
+            common,
+            isr,
+            notify,
+            notify_len: u64::from(notify_cap.2),
+            multiplier,
+        },
     })
 }
 
@@ -211,37 +265,54 @@ bitflags::bitflags! {
 }
 
 /// How a device interrupts: MSI-X (no acknowledgement needed) or INTx
-/// (reading the ISR byte acknowledges and de-asserts the line). Set once
-/// at probe; read in irq context.
+/// (reading the ISR byte acknowledges and de-asserts the line). Routed at
+/// probe, then made live: until then interrupts are acknowledged but not
+/// handed to the queues (a probe may poll its queues meanwhile). Read in
+/// irq context.
 pub struct Interrupts {
     /// ISR byte address with INTx; 0 with MSI-X; `u64::MAX` before set-up.
     isr: AtomicU64,
+    live: AtomicBool,
 }
 
 impl Interrupts {
     pub const fn new() -> Interrupts {
         Interrupts {
             isr: AtomicU64::new(u64::MAX),
+            live: AtomicBool::new(false),
         }
     }
 
-    /// Whether an interrupt is this device's (irq context): always with
-    /// MSI-X; with INTx, reading the ISR byte acknowledges it and says.
+    /// A new, not yet routed, instance for the rest of the run.
+    pub fn leak() -> &'static Interrupts {
+        bh_safe_alloc(|| alloc::boxed::Box::leak(alloc::boxed::Box::new(Interrupts::new())))
+    }
+
+    /// Whether an interrupt is this device's and live (irq context): with
+    /// INTx, reading the ISR byte acknowledges it and says whether it was
+    /// the device's.
     pub fn ours(&self) -> bool {
-        match self.isr.load(Ordering::Acquire) {
+        let mine = match self.isr.load(Ordering::Acquire) {
             0 => true,
             u64::MAX => false, // before set-up finished
             isr => {
                 // SAFETY: `isr` maps the device's ISR status byte.
                 unsafe { (isr as *const u8).read_volatile() != 0 }
             }
-        }
+        };
+        mine && self.live.load(Ordering::Acquire)
+    }
+
+    /// From now on interrupts reach the queues.
+    pub fn go_live(&self) {
+        self.live.store(true, Ordering::Release);
     }
 
     /// Routes the device's interrupts: MSI-X entry `i` to virtqueue
     /// `queues[i].0`, running `queues[i].1` (on the CPU `msi_target`
     /// names); or, without MSI-X, the INTx line running `intx` for all
-    /// of them. Before DRIVER_OK. A description for the log.
+    /// of them. Before DRIVER_OK; [`Interrupts::go_live`] after. A
+    /// description for the log.
     pub fn route(
         &self,
         f: &PciFunction,
@@ -295,6 +366,44 @@ impl Default for Interrupts {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// What one virtqueue's interrupt handler reaches: the device's interrupt
+/// mode and the queue the virtqueue feeds.
+pub struct IrqTarget<H: Hardware> {
+    pub irq: &'static Interrupts,
+    pub queue: &'static DriverQueue<H>,
+}
+
+impl<H: Hardware> IrqTarget<H> {
+    /// Leaked for the rest of the run: its address is a handler argument.
+    pub fn leak(irq: &'static Interrupts, queue: &'static DriverQueue<H>) -> &'static Self {
+        bh_safe_alloc(|| alloc::boxed::Box::leak(alloc::boxed::Box::new(IrqTarget { irq, queue })))
+    }
+
+    /// The handler running [`queue_interrupt`] for this target.
+    pub fn handler(&'static self) -> IrqHandler {
+        IrqHandler {
+            func: queue_interrupt::<H>,
+            arg: self as *const Self as usize,
+        }
+    }
+}
+
+/// A virtqueue's interrupt (irq context): hands over to its queue if the
+/// interrupt is the device's.
+fn queue_interrupt<H: Hardware>(arg: usize) {
+    // SAFETY: `arg` is a leaked `IrqTarget<H>` (`IrqTarget::handler`).
+    let t: &'static IrqTarget<H> = unsafe { &*(arg as *const IrqTarget<H>) };
+    if t.irq.ours() {
+        t.queue.interrupt();
+    }
+}
+
+/// Leaves the device running for the rest of the run: dropping the
+/// transport would reset it.
+pub fn keep(transport: PciTransport) {
+    core::mem::forget(transport);
 }
 
 /// Where a command's response goes in its chain.
@@ -371,6 +480,7 @@ fn with_chain<R>(
 pub struct CommandRing<T> {
     pub queue: VirtQueue<EnvHal, RING>,
     index: u16,
+    notifier: Notifier,
     mem: DmaRegion,
     layout: Layout,
     /// The request (and its tag) in each slot.
@@ -383,9 +493,10 @@ pub struct CommandRing<T> {
 const SLOT_ALIGN: usize = 64;
 
 impl<T> CommandRing<T> {
-    /// Sets up virtqueue `index` of `transport` for `depth` commands.
+    /// Sets up virtqueue `index` of the device `o` opened, for `depth`
+    /// commands.
     pub fn new(
-        transport: &mut PciTransport,
+        o: &mut Opened,
         index: u16,
         indirect: bool,
         depth: usize,
@@ -393,13 +504,15 @@ impl<T> CommandRing<T> {
         response: usize,
         at: ResponseAt,
     ) -> Result<CommandRing<T>, &'static str> {
-        let queue = bh_safe_alloc(|| VirtQueue::new(transport, index, indirect, false))
+        let queue = bh_safe_alloc(|| VirtQueue::new(&mut o.transport, index, indirect, false))
             .map_err(|_| "virtqueue set-up failed")?;
+        let notifier = o.regs.notifier(index)?;
         let slot = (header + response).next_multiple_of(SLOT_ALIGN);
         let mem = env().dma_alloc(depth * slot).ok_or("no DMA memory")?;
         Ok(CommandRing {
             queue,
             index,
+            notifier,
             mem,
             layout: Layout {
                 header,
@@ -469,9 +582,9 @@ impl<T> CommandRing<T> {
     }
 
     /// Notifies the device if it asked to be.
-    pub fn notify(&mut self, transport: &mut PciTransport) {
+    pub fn notify(&mut self) {
         if self.queue.should_notify() {
-            transport.notify(self.index);
+            self.notifier.notify();
         }
     }
 

@@ -132,6 +132,20 @@ pub fn init() {
             }
         }
     }
+    let mut virtio_scsi = 0;
+    for f in crate::pci::functions() {
+        if cairn_drivers::virtio::scsi::matches(f) {
+            match cairn_drivers::virtio::scsi::probe(f, virtio_scsi) {
+                Ok(disks) => {
+                    virtio_scsi += 1;
+                    for d in disks {
+                        add(d);
+                    }
+                }
+                Err(e) => crate::warn!("virtio-scsi at {}: {e}", f.address),
+            }
+        }
+    }
     if cairn_drivers::xen::detect().is_some() {
         crate::info!("xen: hypervisor detected (blkfront has never run on a Xen host)");
         for d in cairn_drivers::xen::init() {

@@ -2,7 +2,8 @@
 //! `storage=`, `disk=` and `inject=` words of the catalogue line, see
 //! `xtask/src/disks.rs`).
 //!
-//! * `blk_<driver>`: whole-disk write / read / verify from several kernel
+//! * `blk_<driver>` (virtio, ata, pvscsi, virtio_scsi, nvme): whole-disk
+//!   write / read / verify from several kernel
 //!   threads with many requests in flight (scatter-gather requests, a burst
 //!   beyond the queue depth), flush, out-of-range and malformed requests;
 //!   every completion must run in bh context.
@@ -60,6 +61,18 @@ pub static TESTS: &[KernelTest] = &[
         expect: Expect::Pass,
         run: || errors("pvscsi", 4),
     },
+    KernelTest {
+        name: "blk_virtio_scsi",
+        smp: &[2],
+        expect: Expect::Pass,
+        run: || exercise("virtio-scsi", 16),
+    },
+    KernelTest {
+        name: "blk_virtio_scsi_errors",
+        smp: &[2],
+        expect: Expect::Pass,
+        run: || errors("virtio-scsi", 4),
+    },
 ];
 
 /// Sectors where the error tests inject failures.
@@ -75,6 +88,8 @@ pub fn catalogue_words(name: &str) -> Option<&'static str> {
         "blk_ata_errors" => "storage=ata disk=4 inject=read@2048,write@4096,flush",
         "blk_pvscsi" => "storage=pvscsi disk=16",
         "blk_pvscsi_errors" => "storage=pvscsi disk=4 inject=read@2048,write@4096,flush",
+        "blk_virtio_scsi" => "storage=virtio-scsi disk=16",
+        "blk_virtio_scsi_errors" => "storage=virtio-scsi disk=4 inject=read@2048,write@4096,flush",
         _ => return None,
     })
 }
@@ -347,6 +362,11 @@ fn exercise(prefix: &str, mib: u64) -> Result<(), String> {
     }
     if prefix == "pvscsi" {
         second_disk("pvscsi0:2:0", pages)?;
+    }
+    if prefix == "virtio-scsi" {
+        // Another target, and a second LUN of it.
+        second_disk("virtio-scsi0:2:0", pages)?;
+        second_disk("virtio-scsi0:2:5", pages)?;
     }
 
     // Flush.
