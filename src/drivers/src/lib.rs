@@ -6,6 +6,8 @@
 //! | [`virtio::blk`] | virtio-blk over PCI (modern), MSI-X or INTx | tested in QEMU |
 //! | [`ata`] | PIIX IDE (`-M pc`): PIO and bus-master DMA, both channels | tested in QEMU |
 //! | [`pvscsi`] | VMware PVSCSI: request/completion rings, SCSI disks | tested in QEMU |
+//! | [`virtio::scsi`] | virtio-scsi: targets and LUNs, sense data, event queue | tested in QEMU |
+//! | [`nvme`] | NVMe: admin queue, one I/O queue pair and MSI-X vector per vCPU, PRP lists, namespaces | tested in QEMU |
 //! | [`xen`] | Xen blkfront: hypercalls, grant table, event channel, xenstore, blkif ring | host-tested against a backend model only; never run on a Xen host |
 //!
 //! | shared piece | owns |
@@ -51,6 +53,7 @@ extern crate std;
 
 pub mod ata;
 pub mod env;
+pub mod nvme;
 pub mod pci;
 pub mod pvscsi;
 pub mod queue;

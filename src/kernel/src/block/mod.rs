@@ -57,6 +57,16 @@ static REGISTRY: SpinLock<Registry> = SpinLock::new(
     },
 );
 
+static NVME_CLASS: LockClass = LockClass::new("block.nvme");
+/// The NVMe controllers, by index (their queues' counters).
+static NVME: SpinLock<Vec<&'static cairn_drivers::nvme::Controller>> =
+    SpinLock::new(&NVME_CLASS, Vec::new());
+
+/// NVMe controller `index`, if probed.
+pub fn nvme_controller(index: usize) -> Option<&'static cairn_drivers::nvme::Controller> {
+    NVME.lock().get(index).copied()
+}
+
 /// Every device found at boot.
 pub fn devices() -> Vec<Arc<dyn BlockDevice>> {
     REGISTRY.lock().devices.clone()
@@ -143,6 +153,21 @@ pub fn init() {
                     }
                 }
                 Err(e) => crate::warn!("virtio-scsi at {}: {e}", f.address),
+            }
+        }
+    }
+    let mut nvme = 0;
+    for f in crate::pci::functions() {
+        if cairn_drivers::nvme::matches(f) {
+            match cairn_drivers::nvme::probe(f, nvme) {
+                Ok(p) => {
+                    nvme += 1;
+                    NVME.lock().push(p.controller);
+                    for d in p.disks {
+                        add(d);
+                    }
+                }
+                Err(e) => crate::warn!("nvme at {}: {e}", f.address),
             }
         }
     }
