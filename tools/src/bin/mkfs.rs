@@ -47,15 +47,7 @@ struct Args {
 }
 
 fn parse_uuid(s: &str) -> Option<[u8; 16]> {
-    let hex: String = s.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut u = [0u8; 16];
-    for (i, b) in u.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(u)
+    cairn_tfs::uuid::parse(s.as_bytes())
 }
 
 fn main() -> ExitCode {

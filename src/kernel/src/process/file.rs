@@ -8,14 +8,13 @@
 //! to other syscalls unless the read sleeps; Linux gives no stronger
 //! guarantee for shared descriptions either).
 
-use crate::fs::FileData;
+use crate::fs::{FileData, Loc};
 use alloc::sync::Arc;
-use cairn_tfs::Ino;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub enum FileKind {
     Regular(Arc<FileData>),
-    Directory(Ino),
+    Directory(Loc),
     /// The serial console (fds 0, 1, 2).
     Console,
 }
@@ -44,12 +43,8 @@ pub const O_PATH: u32 = 0o10000000;
 impl OpenFile {
     pub fn new(kind: FileKind, flags: u32) -> Arc<OpenFile> {
         let acc = flags & O_ACCMODE;
-        let hold = match &kind {
-            FileKind::Regular(d) => Some(d.ino),
-            _ => None,
-        };
-        if let (Some(ino), Some(m)) = (hold, crate::fs::root()) {
-            m.fs().hold(ino);
+        if let FileKind::Regular(d) = &kind {
+            d.mount.fs().hold(d.ino);
         }
         Arc::new(OpenFile {
             kind,
@@ -64,10 +59,14 @@ impl OpenFile {
         Self::new(FileKind::Console, flags)
     }
 
-    pub fn ino(&self) -> Option<Ino> {
+    /// Where it is in the tree (`None` for the console).
+    pub fn loc(&self) -> Option<Loc> {
         match &self.kind {
-            FileKind::Regular(d) => Some(d.ino),
-            FileKind::Directory(i) => Some(*i),
+            FileKind::Regular(d) => Some(Loc {
+                mount: d.mount.id(),
+                ino: d.ino,
+            }),
+            FileKind::Directory(l) => Some(*l),
             FileKind::Console => None,
         }
     }
@@ -79,8 +78,8 @@ impl OpenFile {
 
 impl Drop for OpenFile {
     fn drop(&mut self) {
-        if let (FileKind::Regular(d), Some(m)) = (&self.kind, crate::fs::root()) {
-            m.fs().release(d.ino);
+        if let FileKind::Regular(d) = &self.kind {
+            d.mount.fs().release(d.ino);
         }
     }
 }

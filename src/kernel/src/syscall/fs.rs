@@ -1,17 +1,24 @@
-//! File and directory system calls over the root TFS: open/close, read and
-//! write (plain, positioned, vectored), seek, stat family, truncate,
-//! fallocate, fsync, directory operations, links, the working directory,
-//! fcntl/dup, ioctl, statfs.
+//! File and directory system calls over the mounted TFS volumes: open/close,
+//! read and write (plain, positioned, vectored), seek, stat family,
+//! truncate, fallocate, fsync, directory operations, links, the working
+//! directory, fcntl/dup, ioctl, statfs.
+//!
+//! Paths are walked with `fs::walk::Walker` across mount points; an
+//! operation runs in the volume its walk ended in (under the `fs` mutex
+//! the walk holds). Renames and hard links between volumes fail with
+//! EXDEV; a mount point cannot be renamed or removed (EBUSY); `stat`
+//! reports each volume's own `st_dev`, `statfs` its own figures.
 //!
 //! Lock order (DESIGN.md §4 rule 4): the fd table is looked up and released
-//! before the filesystem's sleeping mutex is taken; neither is held while
+//! before a filesystem's sleeping mutex is taken; neither is held while
 //! user memory is copied (reads and writes go through `fs::Mount`, which
-//! copies with no lock held).
+//! copies with no lock held); one `fs` mutex at a time.
 //!
 //! Kernel-lock context, in the calling thread.
 
 use super::{SysResult, copy_in, copy_out, user_string};
-use crate::fs::{Mount, Tfs, errno_of};
+use crate::fs::walk::{Walker, fs_errno};
+use crate::fs::{Loc, Mount, Tfs};
 use crate::process::file::{self, FileKind, OpenFile};
 use crate::process::{self, current};
 use alloc::sync::Arc;
@@ -32,12 +39,8 @@ pub const AT_REMOVEDIR: i32 = 0x200;
 pub const AT_SYMLINK_FOLLOW: i32 = 0x400;
 pub const AT_EMPTY_PATH: i32 = 0x1000;
 
-fn mount() -> Result<&'static Mount, Errno> {
-    crate::fs::root().ok_or(Errno::ENOENT)
-}
-
 fn fs_err(e: FsError) -> Errno {
-    Errno::from_raw(errno_of(e).0).unwrap_or(Errno::EIO)
+    fs_errno(e)
 }
 
 pub fn pc_err(e: cairn_pagecache::Errno) -> Errno {
@@ -54,64 +57,32 @@ pub fn get_file(fd: i32) -> Result<Arc<OpenFile>, Errno> {
         .map_err(|_| Errno::EBADF)
 }
 
-/// TFS as a `cairn_unix::path::Namespace`.
-struct Ns<'a>(&'a Tfs);
-
-fn node_kind(k: FileType) -> NodeKind {
-    match k {
-        FileType::Directory => NodeKind::Directory,
-        FileType::Symlink => NodeKind::Symlink,
-        FileType::Regular => NodeKind::Other,
-    }
-}
-
-impl Namespace for Ns<'_> {
-    type Node = Ino;
-    fn root(&self) -> Ino {
-        self.0.root()
-    }
-    fn parent(&mut self, dir: &Ino) -> Result<Ino, Errno> {
-        self.0.lookup(*dir, b"..").map_err(fs_err)
-    }
-    fn lookup(&mut self, dir: &Ino, name: &[u8]) -> Result<Option<(Ino, NodeKind)>, Errno> {
-        match self.0.lookup(*dir, name) {
-            Ok(ino) => {
-                let st = self.0.stat(ino).map_err(fs_err)?;
-                Ok(Some((ino, node_kind(st.kind))))
-            }
-            Err(FsError::NoEnt) => Ok(None),
-            Err(e) => Err(fs_err(e)),
-        }
-    }
-    fn read_link(&mut self, link: &Ino) -> Result<Vec<u8>, Errno> {
-        self.0.readlink(*link).map_err(fs_err)
-    }
-}
-
-/// The directory a `*at` call starts from: (inode, its path).
-fn start_dir(dirfd: i32) -> Result<(Ino, Vec<u8>), Errno> {
+/// The directory a `*at` call starts from: (where, its path).
+fn start_dir(dirfd: i32) -> Result<(Loc, Vec<u8>), Errno> {
     if dirfd == AT_FDCWD {
         let c = current().cwd.lock();
-        return Ok((c.ino, c.path.as_bytes().to_vec()));
+        return Ok((c.dir, c.path.as_bytes().to_vec()));
     }
     let f = get_file(dirfd)?;
     match f.kind {
-        FileKind::Directory(ino) => Ok((ino, Vec::new())),
+        FileKind::Directory(loc) => Ok((loc, Vec::new())),
         _ => Err(Errno::ENOTDIR),
     }
 }
 
-/// Resolves `path` (user pointer) relative to `dirfd`.
-fn resolve(fs: &Tfs, dirfd: i32, path: &[u8], follow: bool) -> Result<Walk<Ino>, Errno> {
+/// Resolves `path` relative to `dirfd`; the walker goes on holding the
+/// volume the walk ended in.
+fn resolve(wk: &mut Walker, dirfd: i32, path: &[u8], follow: bool) -> Result<Walk<Loc>, Errno> {
+    crate::fs::root().ok_or(Errno::ENOENT)?;
     let (start, start_path) = start_dir(dirfd)?;
-    walk(&mut Ns(fs), &start, &start_path, path, follow)
+    walk(wk, &start, &start_path, path, follow)
 }
 
-fn existing(w: &Walk<Ino>) -> Result<(Ino, NodeKind), Errno> {
+fn existing(w: &Walk<Loc>) -> Result<(Loc, NodeKind), Errno> {
     w.target.ok_or(Errno::ENOENT)
 }
 
-fn name_of(w: &Walk<Ino>) -> Result<&[u8], Errno> {
+fn name_of(w: &Walk<Loc>) -> Result<&[u8], Errno> {
     match &w.last {
         Last::Name(n) => Ok(n),
         Last::Root | Last::Dot | Last::DotDot => Err(Errno::EINVAL),
@@ -119,45 +90,53 @@ fn name_of(w: &Walk<Ino>) -> Result<&[u8], Errno> {
 }
 
 pub fn openat(dirfd: i32, path: u64, flags: u32, _mode: u32) -> SysResult {
-    let m = mount()?;
     let path = user_string(path, PATH_MAX)?;
     let follow = flags & file::O_NOFOLLOW == 0;
     let kind = {
-        let mut fs = m.fs();
-        let w = resolve(&fs, dirfd, &path, follow)?;
-        let (ino, created) = match w.target {
+        let mut wk = Walker::new();
+        let w = resolve(&mut wk, dirfd, &path, follow)?;
+        let (loc, created) = match w.target {
             Some(_) if flags & file::O_CREAT != 0 && flags & file::O_EXCL != 0 => {
                 return Err(Errno::EEXIST);
             }
-            Some((ino, _)) => (ino, false),
+            Some((loc, _)) => (loc, false),
             None if flags & file::O_CREAT != 0 => {
                 if w.trailing_slash {
                     return Err(Errno::EISDIR);
                 }
                 let name = name_of(&w)?.to_vec();
-                (fs.create(w.parent, &name).map_err(fs_err)?, true)
+                let dir = w.parent;
+                let ino = wk.fs(dir.mount).create(dir.ino, &name).map_err(fs_err)?;
+                (
+                    Loc {
+                        mount: dir.mount,
+                        ino,
+                    },
+                    true,
+                )
             }
             None => return Err(Errno::ENOENT),
         };
-        let st = fs.stat(ino).map_err(fs_err)?;
+        let st = wk.fs(loc.mount).stat(loc.ino).map_err(fs_err)?;
         let acc = flags & file::O_ACCMODE;
         match st.kind {
             FileType::Directory => {
                 if acc != 0 || flags & file::O_TRUNC != 0 {
                     return Err(Errno::EISDIR);
                 }
-                FileKind::Directory(ino)
+                FileKind::Directory(loc)
             }
             FileType::Symlink => return Err(Errno::ELOOP),
             FileType::Regular => {
                 if flags & file::O_DIRECTORY != 0 {
                     return Err(Errno::ENOTDIR);
                 }
+                let m = loc.volume();
                 if flags & file::O_TRUNC != 0 && acc != 0 && !created && st.size > 0 {
-                    drop(fs);
-                    truncate_ino(m, ino, 0)?;
+                    wk.release();
+                    truncate_ino(m, loc.ino, 0)?;
                 }
-                FileKind::Regular(m.file(ino))
+                FileKind::Regular(m.file(loc.ino))
             }
         }
     };
@@ -181,7 +160,7 @@ fn read_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno>
         return Err(Errno::EBADF);
     }
     match &f.kind {
-        FileKind::Regular(d) => mount()?.read(d, off, buf, len).map_err(pc_err),
+        FileKind::Regular(d) => d.mount.read(d, off, buf, len).map_err(pc_err),
         FileKind::Directory(_) => Err(Errno::EISDIR),
         FileKind::Console => Ok(0),
     }
@@ -192,7 +171,7 @@ fn write_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno
         return Err(Errno::EBADF);
     }
     match &f.kind {
-        FileKind::Regular(d) => mount()?.write(d, off, buf, len).map_err(pc_err),
+        FileKind::Regular(d) => d.mount.write(d, off, buf, len).map_err(pc_err),
         FileKind::Directory(_) => Err(Errno::EISDIR),
         FileKind::Console => {
             let mut chunk = [0u8; 512];
@@ -215,8 +194,8 @@ fn write_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno
 }
 
 fn file_len(f: &OpenFile) -> Result<u64, Errno> {
-    match f.ino() {
-        Some(ino) => mount()?.fs().length(ino).map_err(fs_err),
+    match f.loc() {
+        Some(loc) => loc.volume().fs().length(loc.ino).map_err(fs_err),
         None => Ok(0),
     }
 }
@@ -338,13 +317,18 @@ pub fn lseek(fd: i32, off: i64, whence: i32) -> SysResult {
     Ok(pos as u64)
 }
 
-fn stat_of(fs: &Tfs, ino: Ino) -> Result<FileStat, Errno> {
-    let st = fs.stat(ino).map_err(fs_err)?;
+/// The `st_dev` of volume `mount` (the root is 8:0, as before volumes).
+fn dev_of(mount: u16) -> u64 {
+    makedev(8, 16 * u32::from(mount))
+}
+
+fn stat_of(fs: &Tfs, loc: Loc) -> Result<FileStat, Errno> {
+    let st = fs.stat(loc.ino).map_err(fs_err)?;
     let (as_, an) = st.atime.secs_nanos();
     let (ms, mn) = st.mtime.secs_nanos();
     Ok(FileStat {
-        dev: makedev(8, 0),
-        ino: u64::from(ino.0) + 1,
+        dev: dev_of(loc.mount),
+        ino: u64::from(loc.ino.0) + 1,
         nlink: u64::from(st.nlink),
         mode: st.mode,
         uid: 0,
@@ -379,32 +363,42 @@ fn console_stat() -> FileStat {
     }
 }
 
+fn stat_loc(loc: Loc) -> Result<FileStat, Errno> {
+    stat_of(&loc.volume().fs(), loc)
+}
+
 fn stat_fd(fd: i32) -> Result<FileStat, Errno> {
     let f = get_file(fd)?;
-    match f.ino() {
-        Some(ino) => stat_of(&mount()?.fs(), ino),
+    match f.loc() {
+        Some(loc) => stat_loc(loc),
         None => Ok(console_stat()),
     }
 }
 
-fn stat_path(dirfd: i32, path: u64, flags: i32) -> Result<FileStat, Errno> {
+/// Where `path` (user pointer) leads from `dirfd`, `AT_EMPTY_PATH` and
+/// `AT_SYMLINK_NOFOLLOW` as `flags` say; `None` for the console.
+fn locate(dirfd: i32, path: u64, flags: i32) -> Result<Option<Loc>, Errno> {
     let p = user_string(path, PATH_MAX)?;
     if p.is_empty() {
         if flags & AT_EMPTY_PATH != 0 {
             return if dirfd == AT_FDCWD {
-                let ino = current().cwd.lock().ino;
-                stat_of(&mount()?.fs(), ino)
+                Ok(Some(current().cwd.lock().dir))
             } else {
-                stat_fd(dirfd)
+                Ok(get_file(dirfd)?.loc())
             };
         }
         return Err(Errno::ENOENT);
     }
-    let m = mount()?;
-    let fs = m.fs();
-    let w = resolve(&fs, dirfd, &p, flags & AT_SYMLINK_NOFOLLOW == 0)?;
-    let (ino, _) = existing(&w)?;
-    stat_of(&fs, ino)
+    let mut wk = Walker::new();
+    let w = resolve(&mut wk, dirfd, &p, flags & AT_SYMLINK_NOFOLLOW == 0)?;
+    Ok(Some(existing(&w)?.0))
+}
+
+fn stat_path(dirfd: i32, path: u64, flags: i32) -> Result<FileStat, Errno> {
+    match locate(dirfd, path, flags)? {
+        Some(loc) => stat_loc(loc),
+        None => Ok(console_stat()),
+    }
 }
 
 pub fn fstat(fd: i32, out: u64) -> SysResult {
@@ -446,7 +440,7 @@ pub fn ftruncate(fd: i32, len: i64) -> SysResult {
         return Err(Errno::EINVAL);
     }
     match f.kind {
-        FileKind::Regular(ref d) => truncate_ino(mount()?, d.ino, len as u64).map(|_| 0),
+        FileKind::Regular(ref d) => truncate_ino(d.mount, d.ino, len as u64).map(|_| 0),
         _ => Err(Errno::EINVAL),
     }
 }
@@ -455,16 +449,15 @@ pub fn truncate_path(path: u64, len: i64) -> SysResult {
     if len < 0 {
         return Err(Errno::EINVAL);
     }
-    let m = mount()?;
     let p = user_string(path, PATH_MAX)?;
-    let (ino, kind) = {
-        let fs = m.fs();
-        existing(&resolve(&fs, AT_FDCWD, &p, true)?)?
+    let (loc, kind) = {
+        let mut wk = Walker::new();
+        existing(&resolve(&mut wk, AT_FDCWD, &p, true)?)?
     };
     if kind == NodeKind::Directory {
         return Err(Errno::EISDIR);
     }
-    truncate_ino(m, ino, len as u64).map(|_| 0)
+    truncate_ino(loc.volume(), loc.ino, len as u64).map(|_| 0)
 }
 
 pub fn fallocate(fd: i32, mode: i32, off: u64, len: u64) -> SysResult {
@@ -479,13 +472,12 @@ pub fn fallocate(fd: i32, mode: i32, off: u64, len: u64) -> SysResult {
     if !f.writable {
         return Err(Errno::EBADF);
     }
-    let ino = match f.kind {
-        FileKind::Regular(ref d) => d.ino,
-        _ => return Err(Errno::ENODEV),
+    let FileKind::Regular(ref d) = f.kind else {
+        return Err(Errno::ENODEV);
     };
-    mount()?
+    d.mount
         .fs()
-        .fallocate(ino, off, len, mode & KEEP_SIZE != 0)
+        .fallocate(d.ino, off, len, mode & KEEP_SIZE != 0)
         .map_err(fs_err)?;
     Ok(0)
 }
@@ -493,49 +485,60 @@ pub fn fallocate(fd: i32, mode: i32, off: u64, len: u64) -> SysResult {
 pub fn fsync(fd: i32) -> SysResult {
     let f = get_file(fd)?;
     match f.kind {
-        FileKind::Regular(ref d) => mount()?.fsync(d).map(|_| 0).map_err(pc_err),
-        FileKind::Directory(_) => sync().map(|_| 0),
+        FileKind::Regular(ref d) => d.mount.fsync(d).map(|_| 0).map_err(pc_err),
+        FileKind::Directory(loc) => loc.volume().sync().map(|_| 0).map_err(pc_err),
         FileKind::Console => Ok(0),
     }
 }
 
+/// sync(): every volume.
 pub fn sync() -> Result<(), Errno> {
-    match crate::fs::root() {
-        Some(m) => m.sync().map_err(pc_err),
-        None => Ok(()),
+    crate::fs::sync_all().map_err(pc_err)
+}
+
+/// syncfs(fd): the volume `fd` is on (every volume for the console).
+pub fn syncfs(fd: i32) -> SysResult {
+    match get_file(fd)?.loc() {
+        Some(loc) => loc.volume().sync().map_err(pc_err)?,
+        None => sync()?,
     }
+    Ok(0)
 }
 
 pub fn mkdirat(dirfd: i32, path: u64, _mode: u32) -> SysResult {
-    let m = mount()?;
     let p = user_string(path, PATH_MAX)?;
-    let mut fs = m.fs();
-    let w = resolve(&fs, dirfd, &p, false)?;
+    let mut wk = Walker::new();
+    let w = resolve(&mut wk, dirfd, &p, false)?;
     if w.target.is_some() {
         return Err(Errno::EEXIST);
     }
     let name = name_of(&w)?.to_vec();
-    fs.mkdir(w.parent, &name).map_err(fs_err)?;
+    wk.fs(w.parent.mount)
+        .mkdir(w.parent.ino, &name)
+        .map_err(fs_err)?;
     Ok(0)
 }
 
 pub fn unlinkat(dirfd: i32, path: u64, flags: i32) -> SysResult {
-    let m = mount()?;
     let p = user_string(path, PATH_MAX)?;
-    let mut fs = m.fs();
-    let w = resolve(&fs, dirfd, &p, false)?;
-    let (_, kind) = existing(&w)?;
+    let mut wk = Walker::new();
+    let w = resolve(&mut wk, dirfd, &p, false)?;
+    let (target, kind) = existing(&w)?;
     let name = name_of(&w)?.to_vec();
+    if target.is_mount_point() {
+        return Err(Errno::EBUSY);
+    }
+    let fs = wk.fs(w.parent.mount);
     if flags & AT_REMOVEDIR != 0 {
         if kind != NodeKind::Directory {
             return Err(Errno::ENOTDIR);
         }
-        fs.rmdir(w.parent, &name).map_err(fs_err)?;
+        fs.rmdir(w.parent.ino, &name).map_err(fs_err)?;
     } else {
         if kind == NodeKind::Directory {
             return Err(Errno::EISDIR);
         }
-        fs.unlink(w.parent, &name).map_err(fs_err)?;
+        fs.unlink(w.parent.ino, &name).map_err(fs_err)?;
     }
     Ok(0)
 }
@@ -545,48 +548,60 @@ pub fn renameat2(olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -> Sy
     if flags & !NOREPLACE != 0 {
         return Err(Errno::EINVAL);
     }
-    let m = mount()?;
     let (op, np) = (user_string(old, PATH_MAX)?, user_string(new, PATH_MAX)?);
-    let mut fs = m.fs();
-    let wo = resolve(&fs, olddir, &op, false)?;
-    existing(&wo)?;
-    let wn = resolve(&fs, newdir, &np, false)?;
+    let mut wk = Walker::new();
+    let wo = resolve(&mut wk, olddir, &op, false)?;
+    let (from, _) = existing(&wo)?;
+    let wn = resolve(&mut wk, newdir, &np, false)?;
     if flags & NOREPLACE != 0 && wn.target.is_some() {
         return Err(Errno::EEXIST);
     }
     let (on, nn) = (name_of(&wo)?.to_vec(), name_of(&wn)?.to_vec());
-    fs.rename(wo.parent, &on, wn.parent, &nn).map_err(fs_err)?;
+    if from.is_mount_point() || wn.target.is_some_and(|(t, _)| t.is_mount_point()) {
+        return Err(Errno::EBUSY);
+    }
+    if wo.parent.mount != wn.parent.mount {
+        return Err(Errno::EXDEV);
+    }
+    wk.fs(wo.parent.mount)
+        .rename(wo.parent.ino, &on, wn.parent.ino, &nn)
+        .map_err(fs_err)?;
     Ok(0)
 }
 
 pub fn linkat(olddir: i32, old: u64, newdir: i32, new: u64, flags: i32) -> SysResult {
-    let m = mount()?;
     let (op, np) = (user_string(old, PATH_MAX)?, user_string(new, PATH_MAX)?);
-    let mut fs = m.fs();
-    let wo = resolve(&fs, olddir, &op, flags & AT_SYMLINK_FOLLOW != 0)?;
-    let (ino, kind) = existing(&wo)?;
+    let mut wk = Walker::new();
+    let wo = resolve(&mut wk, olddir, &op, flags & AT_SYMLINK_FOLLOW != 0)?;
+    let (from, kind) = existing(&wo)?;
     if kind == NodeKind::Directory {
         return Err(Errno::EPERM);
     }
-    let wn = resolve(&fs, newdir, &np, false)?;
+    let wn = resolve(&mut wk, newdir, &np, false)?;
     if wn.target.is_some() {
         return Err(Errno::EEXIST);
     }
     let nn = name_of(&wn)?.to_vec();
-    fs.link(ino, wn.parent, &nn).map_err(fs_err)?;
+    if from.mount != wn.parent.mount {
+        return Err(Errno::EXDEV);
+    }
+    wk.fs(from.mount)
+        .link(from.ino, wn.parent.ino, &nn)
+        .map_err(fs_err)?;
     Ok(0)
 }
 
 pub fn symlinkat(target: u64, newdir: i32, new: u64) -> SysResult {
-    let m = mount()?;
     let (t, np) = (user_string(target, PATH_MAX)?, user_string(new, PATH_MAX)?);
-    let mut fs = m.fs();
-    let wn = resolve(&fs, newdir, &np, false)?;
+    let mut wk = Walker::new();
+    let wn = resolve(&mut wk, newdir, &np, false)?;
     if wn.target.is_some() {
         return Err(Errno::EEXIST);
     }
     let nn = name_of(&wn)?.to_vec();
-    fs.symlink(wn.parent, &nn, &t).map_err(fs_err)?;
+    wk.fs(wn.parent.mount)
+        .symlink(wn.parent.ino, &nn, &t)
+        .map_err(fs_err)?;
     Ok(0)
 }
 
@@ -596,15 +611,14 @@ pub fn readlinkat(dirfd: i32, path: u64, buf: u64, len: u64) -> SysResult {
         // glibc asks when it needs the program's path.
         return Err(Errno::ENOENT);
     }
-    let m = mount()?;
     let target = {
-        let fs = m.fs();
-        let w = resolve(&fs, dirfd, &p, false)?;
-        let (ino, kind) = existing(&w)?;
+        let mut wk = Walker::new();
+        let w = resolve(&mut wk, dirfd, &p, false)?;
+        let (loc, kind) = existing(&w)?;
         if kind != NodeKind::Symlink {
             return Err(Errno::EINVAL);
         }
-        fs.readlink(ino).map_err(fs_err)?
+        wk.read_link(&loc)?
     };
     let n = target.len().min(len as usize);
     copy_out(buf, &target[..n])?;
@@ -620,17 +634,20 @@ pub fn getdents64(fd: i32, buf: u64, len: u64) -> SysResult {
     let FileKind::Directory(dir) = f.kind else {
         return Err(Errno::ENOTDIR);
     };
-    let entries = mount()?.fs().readdir(dir).map_err(fs_err)?;
+    let (entries, parent) = {
+        let mut wk = Walker::new();
+        let entries = wk.fs(dir.mount).readdir(dir.ino).map_err(fs_err)?;
+        (entries, wk.parent(&dir)?)
+    };
     let pos = f.offset.load(Ordering::Relaxed) as usize;
     let mut out = vec![0u8; (len as usize).min(64 * 1024)];
     let mut w = DirentWriter::new(&mut out);
     // Positions: 0 ".", 1 "..", then entry k at k + 2.
-    let parent = mount()?.fs().lookup(dir, b"..").map_err(fs_err)?;
     let mut k = pos;
     loop {
         let (ino, kind, name): (Ino, u8, &[u8]) = match k {
-            0 => (dir, DT_DIR, b"."),
-            1 => (parent, DT_DIR, b".."),
+            0 => (dir.ino, DT_DIR, b"."),
+            1 => (parent.ino, DT_DIR, b".."),
             _ => match entries.get(k - 2) {
                 Some(e) => (
                     e.ino,
@@ -676,24 +693,23 @@ pub fn getcwd(buf: u64, len: u64) -> SysResult {
 }
 
 pub fn chdir(path: u64) -> SysResult {
-    let m = mount()?;
     let p = user_string(path, PATH_MAX)?;
-    let w = resolve(&m.fs(), AT_FDCWD, &p, true)?;
-    let (ino, kind) = existing(&w)?;
+    let w = resolve(&mut Walker::new(), AT_FDCWD, &p, true)?;
+    let (dir, kind) = existing(&w)?;
     if kind != NodeKind::Directory {
         return Err(Errno::ENOTDIR);
     }
     let path = alloc::string::String::from_utf8_lossy(&w.canonical).into_owned();
-    *current().cwd.lock() = process::Cwd { ino, path };
+    *current().cwd.lock() = process::Cwd { dir, path };
     Ok(0)
 }
 
 pub fn fchdir(fd: i32) -> SysResult {
     let f = get_file(fd)?;
-    let FileKind::Directory(ino) = f.kind else {
+    let FileKind::Directory(dir) = f.kind else {
         return Err(Errno::ENOTDIR);
     };
-    current().cwd.lock().ino = ino;
+    current().cwd.lock().dir = dir;
     Ok(0)
 }
 
@@ -771,8 +787,10 @@ pub fn ioctl(fd: i32, req: u64, _arg: u64) -> SysResult {
     }
 }
 
-fn statfs_encode(out: u64) -> SysResult {
-    let s = mount()?.fs().statfs();
+/// `struct statfs` of the volume `m`: its own size, free space and a
+/// file system id of its own.
+fn statfs_encode(m: &Mount, out: u64) -> SysResult {
+    let s = m.fs().statfs();
     let mut b = [0u8; 120];
     let put = |b: &mut [u8], at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
     put(&mut b, 0, 0x5446_5331); // f_type ("TFS1")
@@ -782,6 +800,7 @@ fn statfs_encode(out: u64) -> SysResult {
     put(&mut b, 32, s.free_blocks);
     put(&mut b, 40, s.files);
     put(&mut b, 48, u64::MAX / 2);
+    put(&mut b, 56, dev_of(m.id())); // f_fsid
     put(&mut b, 64, u64::from(s.name_max));
     put(&mut b, 72, u64::from(s.block_size));
     copy_out(out, &b)?;
@@ -789,11 +808,14 @@ fn statfs_encode(out: u64) -> SysResult {
 }
 
 pub fn statfs_path(path: u64, out: u64) -> SysResult {
-    stat_path(AT_FDCWD, path, 0)?;
-    statfs_encode(out)
+    let loc = locate(AT_FDCWD, path, 0)?.ok_or(Errno::ENOENT)?;
+    statfs_encode(loc.volume(), out)
 }
 
 pub fn fstatfs(fd: i32, out: u64) -> SysResult {
-    get_file(fd)?;
-    statfs_encode(out)
+    let m = match get_file(fd)?.loc() {
+        Some(loc) => loc.volume(),
+        None => crate::fs::root().ok_or(Errno::ENOENT)?,
+    };
+    statfs_encode(m, out)
 }
