@@ -187,8 +187,10 @@ fn linux_side() -> (Side, String) {
         let o = crate::linux::boot(
             &g,
             &initrd,
-            Storage::Virtio,
-            &image.display().to_string(),
+            &[disks::Disk::new(
+                Storage::Virtio,
+                image.display().to_string(),
+            )],
             2,
             Duration::from_secs(t.timeout_s),
             build::out_dir().join("logs").join("bench-fs-linux.log"),
