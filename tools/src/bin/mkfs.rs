@@ -20,7 +20,8 @@ struct Args {
     /// Import this host directory tree under the root.
     #[arg(long)]
     import: Option<PathBuf>,
-    /// Make an empty filesystem (no manifest).
+    /// Make an empty filesystem (no manifest): a data volume for a
+    /// manifest's `mounts`, named by its label (`-l`) or UUID.
     #[arg(short = 'e', long)]
     empty: bool,
     /// Volume label (at most 31 bytes).
