@@ -266,6 +266,13 @@ pub fn prepare(name: &str, spec: &DiskSpec) -> Result<(Option<&'static str>, Vec
                 create_image(&extra, 1)?;
                 flags.extend(scsi_extra("vs0", &format!("d{n}"), &extra, 2, lun));
             }
+            // A drive with no device yet, for a test to hot-plug (`d9`).
+            let spare = dir().join(format!("{name}-spare.img"));
+            create_image(&spare, 1)?;
+            flags.extend([
+                "-drive".into(),
+                format!("if=none,id=d9,format=raw,file={}", spare.display()),
+            ]);
         }
         Storage::Nvme => {
             // A second namespace on a controller of its own: the driver

@@ -89,7 +89,8 @@ const T_TRANSPORT_RESET: u32 = 1;
 const T_ASYNC_NOTIFY: u32 = 2;
 const T_PARAM_CHANGE: u32 = 3;
 const T_EVENTS_MISSED: u32 = 0x8000_0000;
-const EVT_RESET_RESCAN: u32 = 0;
+const EVT_RESET_HARD: u32 = 0;
+const EVT_RESET_RESCAN: u32 = 1;
 const EVT_RESET_REMOVED: u32 = 2;
 const EVENT_BYTES: usize = 16;
 
@@ -435,6 +436,10 @@ fn report(index: usize, ev: Event) {
                 Warn,
                 "virtio-scsi{index}:{target}:{lun}: unit removed: its requests will fail"
             ),
+            EVT_RESET_HARD => crate::dlog!(
+                Warn,
+                "virtio-scsi{index}:{target}:{lun}: the target was reset"
+            ),
             r => crate::dlog!(
                 Warn,
                 "virtio-scsi{index}:{target}:{lun}: transport reset, reason {r}"
@@ -482,8 +487,15 @@ fn configure(o: &mut Opened) -> Result<(u32, u32, u16), &'static str> {
     Ok((seg_max, max_sectors, max_target))
 }
 
+/// What [`probe`] found.
+pub struct Probed {
+    pub adapter: &'static Adapter,
+    /// Its disks, ready for requests.
+    pub disks: Vec<&'static dyn BlockDevice>,
+}
+
 /// Probes the adapter `f` and the disks behind it.
-pub fn probe(f: &PciFunction, index: usize) -> Result<Vec<&'static dyn BlockDevice>, &'static str> {
+pub fn probe(f: &PciFunction, index: usize) -> Result<Probed, &'static str> {
     let e = env();
     let wanted = F_HOTPLUG | F_CHANGE | F_RING_INDIRECT_DESC | F_VERSION_1;
     let mut o = super::open(f, wanted)?;
@@ -620,13 +632,21 @@ pub fn probe(f: &PciFunction, index: usize) -> Result<Vec<&'static dyn BlockDevi
         max_target.min(MAX_TARGETS - 1),
         how
     );
-    Ok(disks)
+    Ok(Probed { adapter, disks })
 }
 
 impl Adapter {
     /// The request queue (its counters).
     pub fn queue(&self) -> &'static DriverQueue<Requests> {
         self.queue
+    }
+
+    /// (events received, `EVENTS_MISSED` reports).
+    pub fn event_counts(&self) -> (u64, u64) {
+        (
+            self.events_seen.load(Ordering::Relaxed),
+            self.events_missed.load(Ordering::Relaxed),
+        )
     }
 }
 

@@ -57,14 +57,22 @@ static REGISTRY: SpinLock<Registry> = SpinLock::new(
     },
 );
 
-static NVME_CLASS: LockClass = LockClass::new("block.nvme");
+static ADAPTERS_CLASS: LockClass = LockClass::new("block.adapters");
 /// The NVMe controllers, by index (their queues' counters).
 static NVME: SpinLock<Vec<&'static cairn_drivers::nvme::Controller>> =
-    SpinLock::new(&NVME_CLASS, Vec::new());
+    SpinLock::new(&ADAPTERS_CLASS, Vec::new());
+/// The virtio-scsi adapters, by index (their event counters).
+static VIRTIO_SCSI: SpinLock<Vec<&'static cairn_drivers::virtio::scsi::Adapter>> =
+    SpinLock::new(&ADAPTERS_CLASS, Vec::new());
 
 /// NVMe controller `index`, if probed.
 pub fn nvme_controller(index: usize) -> Option<&'static cairn_drivers::nvme::Controller> {
     NVME.lock().get(index).copied()
+}
+
+/// virtio-scsi adapter `index`, if probed.
+pub fn virtio_scsi_adapter(index: usize) -> Option<&'static cairn_drivers::virtio::scsi::Adapter> {
+    VIRTIO_SCSI.lock().get(index).copied()
 }
 
 /// Every device found at boot.
@@ -146,9 +154,10 @@ pub fn init() {
     for f in crate::pci::functions() {
         if cairn_drivers::virtio::scsi::matches(f) {
             match cairn_drivers::virtio::scsi::probe(f, virtio_scsi) {
-                Ok(disks) => {
+                Ok(p) => {
                     virtio_scsi += 1;
-                    for d in disks {
+                    VIRTIO_SCSI.lock().push(p.adapter);
+                    for d in p.disks {
                         add(d);
                     }
                 }

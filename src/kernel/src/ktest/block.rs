@@ -74,6 +74,12 @@ pub static TESTS: &[KernelTest] = &[
         run: || errors("virtio-scsi", 4),
     },
     KernelTest {
+        name: "blk_virtio_scsi_events",
+        smp: &[2],
+        expect: Expect::Pass,
+        run: virtio_scsi_events,
+    },
+    KernelTest {
         name: "blk_nvme",
         smp: &[1, 2, 4],
         expect: Expect::Pass,
@@ -102,6 +108,7 @@ pub fn catalogue_words(name: &str) -> Option<&'static str> {
         "blk_pvscsi_errors" => "storage=pvscsi disk=4 inject=read@2048,write@4096,flush",
         "blk_virtio_scsi" => "storage=virtio-scsi disk=16",
         "blk_virtio_scsi_errors" => "storage=virtio-scsi disk=4 inject=read@2048,write@4096,flush",
+        "blk_virtio_scsi_events" => "storage=virtio-scsi disk=4 qmp",
         "blk_nvme" => "storage=nvme disk=16",
         "blk_nvme_errors" => "storage=nvme disk=4 inject=read@2048,write@4096,flush",
         _ => return None,
@@ -561,6 +568,79 @@ fn ata_extra(v: &Volume, pages: usize) -> Result<(), String> {
     // The DMA/LBA28 path reads what PIO wrote.
     region_read_only(v, chunks, pages, &b, 9)?;
     crate::info!("{}: PIO + LBA48 pass over the first MiB verified", v.name());
+    Ok(())
+}
+
+/// Asks xtask to send `command` (QMP JSON) to QEMU (the `qmp` catalogue
+/// word opens the socket; xtask sends each such console line once).
+fn qmp(command: &str) {
+    crate::println!("ktest: qmp {command}");
+}
+
+/// Sleeps until `cond` holds; an error naming `what` after a minute.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) -> Result<(), String> {
+    let end = crate::time::now_ns() + 60_000_000_000;
+    while !cond() {
+        if crate::time::now_ns() > end {
+            return Err(format!("{what}: nothing after 60 s"));
+        }
+        crate::sched::sleep(10_000_000);
+    }
+    Ok(())
+}
+
+/// virtio-scsi's event queue against QEMU's own events: twelve resizes of
+/// the disk (more than the 8 event buffers: each must be posted again)
+/// each raise a parameter-change event; I/O goes on (the UNIT ATTENTION the
+/// change leaves is retried); a hot-plugged and unplugged disk raises
+/// transport-reset events; no event is missed.
+fn virtio_scsi_events() -> Result<(), String> {
+    let a = crate::block::virtio_scsi_adapter(0).ok_or("no virtio-scsi adapter")?;
+    let v = find("virtio-scsi0:0:0")?;
+    let (start, _) = a.event_counts();
+    for i in 0..12u64 {
+        let size = (5 + i) << 20;
+        qmp(&format!(
+            r#"{{"execute":"block_resize","arguments":{{"device":"d0","size":{size}}}}}"#
+        ));
+        wait_for("parameter-change event", || a.event_counts().0 > start + i)?;
+    }
+    let retried = a.queue().stats.retried.load(Ordering::Relaxed);
+    let b = Buf::new(PAGE)?;
+    fill(&b, 0, PAGE, 64, 5);
+    let seg = [Segment {
+        phys: b.phys,
+        len: PAGE as u32,
+    }];
+    let st = io(&v, |d| Request::write(64, &seg, d));
+    if st != Status::Ok {
+        return Err(format!("write after the resizes: {st:?}"));
+    }
+    b.words(0, PAGE).fill(0);
+    let st = io(&v, |d| Request::read(64, &seg, d));
+    if st != Status::Ok {
+        return Err(format!("read after the resizes: {st:?}"));
+    }
+    verify(&b, 0, PAGE, 64, 5)?;
+    let retried = a.queue().stats.retried.load(Ordering::Relaxed) - retried;
+    if retried == 0 {
+        return Err("the capacity change's UNIT ATTENTION was never seen".into());
+    }
+    let before = a.event_counts().0;
+    qmp(
+        r#"{"execute":"device_add","arguments":{"driver":"scsi-hd","bus":"vs0.0","drive":"d9","scsi-id":5,"id":"hp0"}}"#,
+    );
+    wait_for("hot-plug event", || a.event_counts().0 > before)?;
+    qmp(r#"{"execute":"device_del","arguments":{"id":"hp0"}}"#);
+    wait_for("hot-unplug event", || a.event_counts().0 > before + 1)?;
+    let (seen, missed) = a.event_counts();
+    if missed != 0 {
+        return Err(format!("{missed} event(s) missed"));
+    }
+    crate::info!(
+        "virtio-scsi0: {} events handled, {retried} UNIT ATTENTION retried, none missed",
+        seen - start
+    );
     Ok(())
 }
 
