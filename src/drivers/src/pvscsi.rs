@@ -26,10 +26,10 @@
 
 use crate::env::{DmaRegion, IrqHandler, env};
 use crate::queue::{DriverQueue, Hardware, Harvest, Issue};
-use crate::scsi::{self, Cdb, Outcome, Sense, Transport};
+use crate::scsi::{self, Cdb, Outcome, Sense, Transport, Unit};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use cairn_block::{BlockDevice, DeviceInfo, Op, Request, SECTOR_SIZE, Segment, Status};
+use cairn_block::{BlockDevice, Op, Request, SECTOR_SIZE, Segment, Status};
 use cairn_pc::pci::PciFunction;
 use cairn_sync::LockClass;
 use cairn_sync::cpu::bh_safe_alloc;
@@ -83,13 +83,6 @@ pub fn matches(f: &PciFunction) -> bool {
     f.vendor == VENDOR_VMWARE && f.device == DEVICE_PVSCSI
 }
 
-/// Which disk a request is for, and its retries left.
-pub struct Unit {
-    target: u8,
-    lun: u16,
-    retries: u8,
-}
-
 /// The adapter's rings and slots (the queue's hardware).
 pub struct Rings {
     index: usize,
@@ -108,14 +101,6 @@ pub struct Adapter {
     regs: u64,
     queue: &'static DriverQueue<Rings>,
     live: AtomicBool,
-}
-
-/// One SCSI disk (target, LUN) behind an adapter.
-pub struct ScsiDisk {
-    info: DeviceInfo,
-    adapter: &'static Adapter,
-    target: u8,
-    lun: u16,
 }
 
 static CLASS: LockClass = LockClass::new("drivers.pvscsi");
@@ -297,7 +282,7 @@ impl Hardware for Rings {
             Op::Write => (FLAG_DIR_TODEVICE, r.sectors * SECTOR_SIZE as u64),
         };
         let cmd = Command {
-            cdb: scsi::cdb_for(&r),
+            cdb: u.cdb.unwrap_or_else(|| scsi::cdb_for(&r)),
             dir,
             len,
             segments: if r.op == Op::Flush { &[] } else { &r.segments },
@@ -329,23 +314,16 @@ impl Hardware for Rings {
             } else {
                 Outcome::Done(Status::IoError)
             };
-            let st = match result {
-                Outcome::Done(Status::Ok) => {
+            let st = match scsi::settle(result, u.retries) {
+                None => {
+                    out.retry(r, u.retried());
+                    continue;
+                }
+                Some(Status::Ok) => {
                     out.finish(r, Status::Ok);
                     continue;
                 }
-                Outcome::Retry if u.retries > 0 => {
-                    out.retry(
-                        r,
-                        Unit {
-                            retries: u.retries - 1,
-                            ..u
-                        },
-                    );
-                    continue;
-                }
-                Outcome::Done(st) => st,
-                Outcome::Retry => Status::IoError,
+                Some(st) => st,
             };
             crate::dlog!(
                 Warn,
@@ -492,33 +470,16 @@ pub fn probe(f: &PciFunction, index: usize) -> Result<Vec<&'static dyn BlockDevi
             live: AtomicBool::new(false),
         }))
     });
-    let mut disks: Vec<&'static dyn BlockDevice> = Vec::new();
-    for (target, d) in found {
-        let disk: &'static ScsiDisk = bh_safe_alloc(|| {
-            Box::leak(Box::new(ScsiDisk {
-                info: DeviceInfo {
-                    name: crate::name("pvscsi", format_args!("{index}:{target}:{}", d.lun)),
-                    model: d.model.clone(),
-                    sectors: d.sectors,
-                    queue_depth: DEPTH as u32,
-                    max_segments: MAX_SEGMENTS,
-                    max_sectors: MAX_SECTORS,
-                    flush: true,
-                },
-                adapter,
-                target,
-                lun: d.lun,
-            }))
-        });
-        crate::dlog!(
-            Info,
-            "{}: \"{}\", {} sectors",
-            disk.info.name,
-            d.model,
-            d.sectors
-        );
-        disks.push(disk);
-    }
+    let disks = scsi::disks(
+        &crate::name("pvscsi", format_args!("{index}")),
+        found,
+        queue,
+        scsi::Limits {
+            queue_depth: DEPTH as u32,
+            max_segments: MAX_SEGMENTS,
+            max_sectors: MAX_SECTORS,
+        },
+    );
     let arg = adapter as *const Adapter as usize;
     let h = IrqHandler {
         func: interrupt,
@@ -548,19 +509,4 @@ pub fn probe(f: &PciFunction, index: usize) -> Result<Vec<&'static dyn BlockDevi
         how.unwrap_or_default()
     );
     Ok(disks)
-}
-
-impl BlockDevice for ScsiDisk {
-    fn info(&self) -> &DeviceInfo {
-        &self.info
-    }
-
-    fn submit(&self, r: Request) {
-        let unit = Unit {
-            target: self.target,
-            lun: self.lun,
-            retries: scsi::RETRIES,
-        };
-        self.adapter.queue.submit(r, unit, &self.info);
-    }
 }

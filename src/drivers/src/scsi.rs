@@ -20,9 +20,12 @@
 //! Pure logic: any context, no locks. The probe runs commands through the
 //! driver's synchronous [`Poll`] (probe context).
 
+use crate::queue::{DriverQueue, Hardware};
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
-use cairn_block::{Op, Request, SECTOR_SIZE, Status};
+use cairn_block::{BlockDevice, DeviceInfo, Op, Request, SECTOR_SIZE, Status};
+use cairn_sync::cpu::bh_safe_alloc;
 
 pub const TEST_UNIT_READY: u8 = 0x00;
 pub const INQUIRY: u8 = 0x12;
@@ -175,6 +178,105 @@ pub fn outcome(status: u8, sense: Sense) -> Outcome {
         },
         _ => Outcome::Done(Status::IoError),
     }
+}
+
+/// The status a finished command ends its request with, or `None` to
+/// start it again (`retries` left: the unit's count).
+pub fn settle(o: Outcome, retries: u8) -> Option<Status> {
+    match o {
+        Outcome::Done(st) => Some(st),
+        Outcome::Retry if retries > 0 => None,
+        Outcome::Retry => Some(Status::IoError),
+    }
+}
+
+/// Which unit a command is for, and its retries left: the tag a SCSI
+/// host's queue carries. Probe commands carry their own CDB.
+pub struct Unit {
+    pub target: u8,
+    pub lun: u16,
+    pub retries: u8,
+    pub cdb: Option<Cdb>,
+}
+
+impl Unit {
+    /// The same unit with one retry fewer.
+    pub fn retried(self) -> Unit {
+        Unit {
+            retries: self.retries.saturating_sub(1),
+            ..self
+        }
+    }
+}
+
+/// One disk (target, LUN) behind a SCSI host whose queue is `H`.
+pub struct Disk<H: Hardware<Tag = Unit>> {
+    info: DeviceInfo,
+    queue: &'static DriverQueue<H>,
+    target: u8,
+    lun: u16,
+}
+
+impl<H: Hardware<Tag = Unit>> BlockDevice for Disk<H> {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn submit(&self, r: Request) {
+        let unit = Unit {
+            target: self.target,
+            lun: self.lun,
+            retries: RETRIES,
+            cdb: None,
+        };
+        self.queue.submit(r, unit, &self.info);
+    }
+}
+
+/// The limits every disk of a host shares.
+#[derive(Copy, Clone, Debug)]
+pub struct Limits {
+    pub queue_depth: u32,
+    pub max_segments: u32,
+    pub max_sectors: u32,
+}
+
+/// Block devices for the disks `found` on (target, found) behind host
+/// `name` (e.g. `pvscsi0`), all on `queue` (probe context).
+pub fn disks<H: Hardware<Tag = Unit>>(
+    name: &str,
+    found: Vec<(u8, Found)>,
+    queue: &'static DriverQueue<H>,
+    limits: Limits,
+) -> Vec<&'static dyn BlockDevice> {
+    let mut out: Vec<&'static dyn BlockDevice> = Vec::new();
+    for (target, d) in found {
+        let disk: &'static Disk<H> = bh_safe_alloc(|| {
+            Box::leak(Box::new(Disk {
+                info: DeviceInfo {
+                    name: crate::name(name, format_args!(":{target}:{}", d.lun)),
+                    model: d.model.clone(),
+                    sectors: d.sectors,
+                    queue_depth: limits.queue_depth,
+                    max_segments: limits.max_segments,
+                    max_sectors: limits.max_sectors,
+                    flush: true,
+                },
+                queue,
+                target,
+                lun: d.lun,
+            }))
+        });
+        crate::dlog!(
+            Info,
+            "{}: \"{}\", {} sectors",
+            disk.info.name,
+            d.model,
+            d.sectors
+        );
+        out.push(disk);
+    }
+    out
 }
 
 /// What the standard INQUIRY data says.
@@ -401,6 +503,16 @@ mod tests {
         );
         assert_eq!(parse_sense(&[]), Sense::default());
         assert_eq!(parse_sense(&[0x70, 0]), Sense::default());
+    }
+
+    #[test]
+    fn retries_run_out() {
+        assert_eq!(settle(Outcome::Retry, 1), None);
+        assert_eq!(settle(Outcome::Retry, 0), Some(Status::IoError));
+        assert_eq!(
+            settle(Outcome::Done(Status::OutOfRange), 3),
+            Some(Status::OutOfRange)
+        );
     }
 
     #[test]

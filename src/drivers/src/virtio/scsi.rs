@@ -43,10 +43,10 @@ use super::{
 };
 use crate::env::{DmaRegion, IrqHandler, env};
 use crate::queue::{BhService, DriverQueue, Hardware, Harvest, Issue};
-use crate::scsi::{self, Cdb, Outcome, Sense, Transport};
+use crate::scsi::{self, Cdb, Outcome, Sense, Transport, Unit};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use cairn_block::{BlockDevice, DeviceInfo, Request, Segment, Status};
+use cairn_block::{BlockDevice, Request, Segment, Status};
 use cairn_pc::pci::PciFunction;
 use cairn_sync::cpu::bh_safe_alloc;
 use cairn_sync::{IrqSpinLock, LockClass};
@@ -97,15 +97,6 @@ const EVENT_BYTES: usize = 16;
 /// Whether `f` is a virtio SCSI host.
 pub fn matches(f: &PciFunction) -> bool {
     f.vendor == super::VENDOR && (f.device == DEVICE_MODERN || f.device == DEVICE_TRANSITIONAL)
-}
-
-/// Which unit a command is for, its CDB (probe commands carry their own)
-/// and retries left.
-pub struct Unit {
-    target: u8,
-    lun: u16,
-    retries: u8,
-    cdb: Option<Cdb>,
 }
 
 /// The request virtqueue (the queue's hardware).
@@ -172,23 +163,16 @@ impl Hardware for Requests {
                 S_BUSY => Outcome::Retry,
                 _ => Outcome::Done(Status::IoError),
             };
-            let st = match result {
-                Outcome::Done(Status::Ok) => {
+            let st = match scsi::settle(result, u.retries) {
+                None => {
+                    out.retry(r, u.retried());
+                    continue;
+                }
+                Some(Status::Ok) => {
                     out.finish(r, Status::Ok);
                     continue;
                 }
-                Outcome::Retry if u.retries > 0 => {
-                    out.retry(
-                        r,
-                        Unit {
-                            retries: u.retries - 1,
-                            ..u
-                        },
-                    );
-                    continue;
-                }
-                Outcome::Done(st) => st,
-                Outcome::Retry => Status::IoError,
+                Some(st) => st,
             };
             crate::dlog!(
                 Warn,
@@ -356,14 +340,6 @@ pub struct Adapter {
     /// Events received (and `EVENTS_MISSED` reports).
     pub events_seen: AtomicU64,
     pub events_missed: AtomicU64,
-}
-
-/// One disk (target, LUN) behind an adapter.
-pub struct ScsiDisk {
-    info: DeviceInfo,
-    adapter: &'static Adapter,
-    target: u8,
-    lun: u16,
 }
 
 static CLASS: LockClass = LockClass::new("drivers.virtio_scsi");
@@ -594,37 +570,20 @@ pub fn probe(f: &PciFunction, index: usize) -> Result<Probed, &'static str> {
     } else {
         max_sectors.min(MAX_SECTORS)
     };
-    let mut disks: Vec<&'static dyn BlockDevice> = Vec::new();
-    for (target, d) in found {
-        let disk: &'static ScsiDisk = bh_safe_alloc(|| {
-            Box::leak(Box::new(ScsiDisk {
-                info: DeviceInfo {
-                    name: crate::name("virtio-scsi", format_args!("{index}:{target}:{}", d.lun)),
-                    model: d.model.clone(),
-                    sectors: d.sectors,
-                    queue_depth: DEPTH as u32,
-                    max_segments: if indirect {
-                        max_segments
-                    } else {
-                        max_segments.min(8)
-                    },
-                    max_sectors,
-                    flush: true,
-                },
-                adapter,
-                target,
-                lun: d.lun,
-            }))
-        });
-        crate::dlog!(
-            Info,
-            "{}: \"{}\", {} sectors",
-            disk.info.name,
-            d.model,
-            d.sectors
-        );
-        disks.push(disk);
-    }
+    let disks = scsi::disks(
+        &crate::name("virtio-scsi", format_args!("{index}")),
+        found,
+        queue,
+        scsi::Limits {
+            queue_depth: DEPTH as u32,
+            max_segments: if indirect {
+                max_segments
+            } else {
+                max_segments.min(8)
+            },
+            max_sectors,
+        },
+    );
     crate::dlog!(
         Info,
         "virtio-scsi{index}: {} disk(s) on targets 0..={}, depth {DEPTH}, {}",
@@ -647,27 +606,5 @@ impl Adapter {
             self.events_seen.load(Ordering::Relaxed),
             self.events_missed.load(Ordering::Relaxed),
         )
-    }
-}
-
-impl ScsiDisk {
-    pub fn adapter(&self) -> &'static Adapter {
-        self.adapter
-    }
-}
-
-impl BlockDevice for ScsiDisk {
-    fn info(&self) -> &DeviceInfo {
-        &self.info
-    }
-
-    fn submit(&self, r: Request) {
-        let unit = Unit {
-            target: self.target,
-            lun: self.lun,
-            retries: scsi::RETRIES,
-            cdb: None,
-        };
-        self.adapter.queue.submit(r, unit, &self.info);
     }
 }
