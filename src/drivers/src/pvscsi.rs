@@ -314,30 +314,20 @@ impl Hardware for Rings {
             } else {
                 Outcome::Done(Status::IoError)
             };
-            let st = match scsi::settle(result, u.retries) {
-                None => {
-                    out.retry(r, u.retried());
-                    continue;
-                }
-                Some(Status::Ok) => {
-                    out.finish(r, Status::Ok);
-                    continue;
-                }
-                Some(st) => st,
-            };
-            crate::dlog!(
-                Warn,
-                "pvscsi{}:{}:{}: {:?} of sector {} failed: host status {host:#x}, SCSI status {status:#x}, sense key {:#x} ASC {:#04x} ASCQ {:#04x}",
-                self.index,
-                u.target,
-                u.lun,
-                r.op,
-                r.sector,
-                sense.key,
-                sense.asc,
-                sense.ascq
-            );
-            out.finish(r, st);
+            scsi::complete(out, r, u, result, |r, u, _| {
+                crate::dlog!(
+                    Warn,
+                    "pvscsi{}:{}:{}: {:?} of sector {} failed: host status {host:#x}, SCSI status {status:#x}, sense key {:#x} ASC {:#04x} ASCQ {:#04x}",
+                    self.index,
+                    u.target,
+                    u.lun,
+                    r.op,
+                    r.sector,
+                    sense.key,
+                    sense.asc,
+                    sense.ascq
+                )
+            });
         }
     }
 }

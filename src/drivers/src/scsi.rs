@@ -20,7 +20,7 @@
 //! Pure logic: any context, no locks. The probe runs commands through the
 //! driver's synchronous [`Poll`] (probe context).
 
-use crate::queue::{DriverQueue, Hardware};
+use crate::queue::{DriverQueue, Hardware, Harvest};
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -187,6 +187,22 @@ pub fn settle(o: Outcome, retries: u8) -> Option<Status> {
         Outcome::Done(st) => Some(st),
         Outcome::Retry if retries > 0 => None,
         Outcome::Retry => Some(Status::IoError),
+    }
+}
+
+/// Ends `r` by `result` in a host's harvest, or starts it again while
+/// `u` has retries left; a failure is logged by `log` first.
+pub fn complete<H>(out: &mut Harvest<'_, Unit>, r: Request, u: Unit, result: Outcome, log: H)
+where
+    H: FnOnce(&Request, &Unit, Status),
+{
+    match settle(result, u.retries) {
+        None => out.retry(r, u.retried()),
+        Some(Status::Ok) => out.finish(r, Status::Ok),
+        Some(st) => {
+            log(&r, &u, st);
+            out.finish(r, st);
+        }
     }
 }
 

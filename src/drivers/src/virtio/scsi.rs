@@ -163,32 +163,22 @@ impl Hardware for Requests {
                 S_BUSY => Outcome::Retry,
                 _ => Outcome::Done(Status::IoError),
             };
-            let st = match scsi::settle(result, u.retries) {
-                None => {
-                    out.retry(r, u.retried());
-                    continue;
-                }
-                Some(Status::Ok) => {
-                    out.finish(r, Status::Ok);
-                    continue;
-                }
-                Some(st) => st,
-            };
-            crate::dlog!(
-                Warn,
-                "virtio-scsi{}:{}:{}: {:?} of sector {} failed: response {}, SCSI status {:#x}, sense key {:#x} ASC {:#04x} ASCQ {:#04x}",
-                self.index,
-                u.target,
-                u.lun,
-                r.op,
-                r.sector,
-                resp.response,
-                resp.status,
-                resp.sense.key,
-                resp.sense.asc,
-                resp.sense.ascq
-            );
-            out.finish(r, st);
+            scsi::complete(out, r, u, result, |r, u, _| {
+                crate::dlog!(
+                    Warn,
+                    "virtio-scsi{}:{}:{}: {:?} of sector {} failed: response {}, SCSI status {:#x}, sense key {:#x} ASC {:#04x} ASCQ {:#04x}",
+                    self.index,
+                    u.target,
+                    u.lun,
+                    r.op,
+                    r.sector,
+                    resp.response,
+                    resp.status,
+                    resp.sense.key,
+                    resp.sense.asc,
+                    resp.sense.ascq
+                )
+            });
         }
     }
 }

@@ -113,73 +113,60 @@ fn add(dev: &'static dyn BlockDevice) {
     r.devices.push(arc);
 }
 
+/// Probes every PCI function `matches` accepts with `probe` (its index
+/// among the functions probed so far), passing what each probe returns to
+/// `take`; a refusal is a warning naming `what` and the function.
+fn probe_each<T, E: core::fmt::Display>(
+    what: &str,
+    matches: fn(&cairn_pc::pci::PciFunction) -> bool,
+    mut probe: impl FnMut(&cairn_pc::pci::PciFunction, usize) -> Result<T, E>,
+    mut take: impl FnMut(T),
+) {
+    let mut index = 0;
+    for f in crate::pci::functions().iter().filter(|f| matches(f)) {
+        match probe(f, index) {
+            Ok(t) => {
+                index += 1;
+                take(t);
+            }
+            Err(e) => crate::warn!("{what} at {}: {e}", f.address),
+        }
+    }
+}
+
 /// Probes every supported device, then reads each disk's partition table.
 /// Main kernel thread, once.
 pub fn init() {
+    use cairn_drivers::{ata, nvme, pvscsi, virtio};
     env::install();
-    let mut virtio = 0;
-    for f in crate::pci::functions() {
-        if cairn_drivers::virtio::blk::matches(f) {
-            match cairn_drivers::virtio::blk::probe(f, virtio) {
-                Ok(d) => {
-                    virtio += 1;
-                    add(d);
-                }
-                Err(e) => crate::warn!("virtio-blk at {}: {e}", f.address),
-            }
-        }
-    }
-    for f in crate::pci::functions() {
-        if cairn_drivers::ata::matches(f) {
-            for d in cairn_drivers::ata::probe(f) {
-                add(d);
-            }
-        }
-    }
-    let mut pvscsi = 0;
-    for f in crate::pci::functions() {
-        if cairn_drivers::pvscsi::matches(f) {
-            match cairn_drivers::pvscsi::probe(f, pvscsi) {
-                Ok(disks) => {
-                    pvscsi += 1;
-                    for d in disks {
-                        add(d);
-                    }
-                }
-                Err(e) => crate::warn!("pvscsi at {}: {e}", f.address),
-            }
-        }
-    }
-    let mut virtio_scsi = 0;
-    for f in crate::pci::functions() {
-        if cairn_drivers::virtio::scsi::matches(f) {
-            match cairn_drivers::virtio::scsi::probe(f, virtio_scsi) {
-                Ok(p) => {
-                    virtio_scsi += 1;
-                    VIRTIO_SCSI.lock().push(p.adapter);
-                    for d in p.disks {
-                        add(d);
-                    }
-                }
-                Err(e) => crate::warn!("virtio-scsi at {}: {e}", f.address),
-            }
-        }
-    }
-    let mut nvme = 0;
-    for f in crate::pci::functions() {
-        if cairn_drivers::nvme::matches(f) {
-            match cairn_drivers::nvme::probe(f, nvme) {
-                Ok(p) => {
-                    nvme += 1;
-                    NVME.lock().push(p.controller);
-                    for d in p.disks {
-                        add(d);
-                    }
-                }
-                Err(e) => crate::warn!("nvme at {}: {e}", f.address),
-            }
-        }
-    }
+    probe_each(
+        "virtio-blk",
+        virtio::blk::matches,
+        virtio::blk::probe,
+        |d| add(d),
+    );
+    probe_each(
+        "ata",
+        ata::matches,
+        |f, _| Ok::<_, &str>(ata::probe(f)),
+        |disks| disks.into_iter().for_each(add),
+    );
+    probe_each("pvscsi", pvscsi::matches, pvscsi::probe, |disks| {
+        disks.into_iter().for_each(add)
+    });
+    probe_each(
+        "virtio-scsi",
+        virtio::scsi::matches,
+        virtio::scsi::probe,
+        |p| {
+            VIRTIO_SCSI.lock().push(p.adapter);
+            p.disks.into_iter().for_each(add);
+        },
+    );
+    probe_each("nvme", nvme::matches, nvme::probe, |p| {
+        NVME.lock().push(p.controller);
+        p.disks.into_iter().for_each(add);
+    });
     if cairn_drivers::xen::detect().is_some() {
         crate::info!("xen: hypervisor detected (blkfront has never run on a Xen host)");
         for d in cairn_drivers::xen::init() {
