@@ -5,7 +5,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`env`] | the kernel's `DriverEnv` for `cairn_drivers` |
-//! | here | [`init`] (probe every supported device, read its MBR), [`volumes`], [`wait_io`] |
+//! | here | [`init`] (probe every supported device: virtio-blk, ata, pvscsi, virtio-scsi, NVMe, Xen; read each disk's MBR), [`volumes`], [`wait_io`] |
 //!
 //! **Contexts.** [`init`] runs in the main kernel thread before the workload
 //! (kernel-lock context: probing may busy-wait, reading partition tables
@@ -13,8 +13,9 @@
 //! a kernel thread (kernel-lock context; the kernel lock is released while
 //! it sleeps) until a completion in bh context wakes it.
 //!
-//! **Locks.** `block.registry` (SpinLock, kernel-lock context only), a
-//! leaf. Waiters sleep on one shared wait queue (`IO_WAIT`): completions
+//! **Locks.** `block.registry` and `block.adapters` (the NVMe controllers
+//! and virtio-scsi adapters kept for their counters), SpinLocks taken in
+//! kernel-lock context only, leaves. Waiters sleep on one shared wait queue (`IO_WAIT`): completions
 //! only set their own flag and wake it, so nothing a completion drops owns
 //! general-heap memory.
 

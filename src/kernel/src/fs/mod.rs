@@ -23,11 +23,12 @@
 //!
 //! **Locks, in order** (DESIGN.md §4 rule 4: fd table, then filesystem,
 //! then address space):
-//! 1. `fs` — a [`SleepMutex`] around the TFS [`Filesystem`]: every
-//!    namespace and metadata operation; it is held across metadata I/O
-//!    only (mount replay, log commits), never across file-data I/O, a user
-//!    copy or a page fault, and never while calling into the pagecache
-//!    (whose backing hook takes it).
+//! 1. `fs` — a [`SleepMutex`] around each volume's TFS [`Filesystem`]:
+//!    every namespace and metadata operation; it is held across metadata
+//!    I/O only (mount replay, log commits), never across file-data I/O, a
+//!    user copy or a page fault, and never while calling into the
+//!    pagecache (whose backing hook takes it). One volume's at a time
+//!    ([`walk::Walker`] switches when a path crosses a mount point).
 //! 2. `fs.nodes` (SpinLock, kernel-lock only): the inode → pagecache node
 //!    table; a leaf.
 //!
