@@ -378,6 +378,7 @@ fn stat_fd(fd: i32) -> Result<FileStat, Errno> {
 /// Where `path` (user pointer) leads from `dirfd`, `AT_EMPTY_PATH` and
 /// `AT_SYMLINK_NOFOLLOW` as `flags` say; `None` for the console.
 fn locate(dirfd: i32, path: u64, flags: i32) -> Result<Option<Loc>, Errno> {
+    crate::fs::root().ok_or(Errno::ENOENT)?;
     let p = user_string(path, PATH_MAX)?;
     if p.is_empty() {
         if flags & AT_EMPTY_PATH != 0 {
