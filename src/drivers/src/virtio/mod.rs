@@ -381,7 +381,7 @@ impl<H: Hardware> IrqTarget<H> {
         bh_safe_alloc(|| alloc::boxed::Box::leak(alloc::boxed::Box::new(IrqTarget { irq, queue })))
     }
 
-    /// The handler running [`queue_interrupt`] for this target.
+    /// The handler that hands this target's interrupts to its queue.
     pub fn handler(&'static self) -> IrqHandler {
         IrqHandler {
             func: queue_interrupt::<H>,
