@@ -5,6 +5,10 @@
 //! * `host`: the criterion benchmarks of the host crates.
 //! * `blk`, `fs`: block drivers next to the host, filesystem workloads
 //!   next to a Linux guest (see `bench_blk`, `bench_fs`).
+//! * `sched`: wake-up and fsync latency beside CPU-bound threads, next to
+//!   a Linux guest (see `bench_sched`).
+//! * `programs`: SQLite speedtest1 and fio next to a Linux guest (see
+//!   `bench_programs`).
 
 use crate::Result;
 use crate::build::{self, cargo};
@@ -24,6 +28,12 @@ pub enum Suite {
     Blk,
     /// Filesystem workloads on cairn next to a Linux guest (see `bench_fs`).
     Fs,
+    /// Wake-up and fsync latency under CPU load, cairn next to a Linux guest
+    /// (see `bench_sched`).
+    Sched,
+    /// Real programs (SQLite speedtest1, fio) on cairn next to a Linux
+    /// guest (see `bench_programs`).
+    Programs,
 }
 
 #[derive(Args)]
@@ -110,6 +120,12 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
     }
     if a.suite.is_none_or(|s| s == Suite::Fs) {
         crate::bench_fs::run(kinds.first().copied().unwrap_or(Storage::Virtio))?;
+    }
+    if a.suite.is_none_or(|s| s == Suite::Sched) {
+        crate::bench_sched::run()?;
+    }
+    if a.suite.is_none_or(|s| s == Suite::Programs) {
+        crate::bench_programs::run()?;
     }
     if a.suite.is_none_or(|s| s == Suite::Tfs) {
         crate::bench_tfs::bench()?;

@@ -11,10 +11,8 @@
 
 use crate::Result;
 use crate::build;
-use crate::disks::{self, Storage};
-use crate::qemu::Vm;
+use crate::disks::Storage;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// One `fsbench` line.
 #[derive(Clone, Debug, PartialEq)]
@@ -120,92 +118,27 @@ impl Unit {
 /// One side's figures, or why there are none.
 type Side = std::result::Result<BTreeMap<String, Case>, String>;
 
-fn tail(s: &str, n: usize) -> String {
-    let v: Vec<&str> = s.lines().collect();
-    v[v.len().saturating_sub(n)..].join("\n")
-}
-
-/// QEMU flags of both guests: guest RAM faulted in on the host before
-/// boot. On this kind of host the first touch of a guest page costs about
-/// 18 µs (a host page fault), several times a 4 KiB copy: without this the
-/// figures would measure which guest's allocator happens to hand out
-/// never-touched memory, not the storage stack.
-const PREFAULT: &[&str] = &["-mem-prealloc"];
-
 fn cairn_side(storage: Storage) -> Side {
     let t = cairn_runtime_tests::fs_bench();
-    let image = crate::image::build_test_image(t, None)?;
-    let kernel = build::kernel(true)?;
-    std::fs::create_dir_all(disks::dir()).map_err(|e| e.to_string())?;
-    let disk = disks::dir().join("bench-fs-cairn.img");
-    std::fs::copy(&image, &disk).map_err(|e| e.to_string())?;
-    let (machine, flags) = disks::qemu_flags(storage, &disk.display().to_string());
-    let mut vm = Vm::new(
-        &kernel,
-        build::out_dir().join("logs").join("bench-fs-cairn.log"),
-    );
-    vm.smp = 2;
-    vm.machine = machine.unwrap_or("q35").into();
-    vm.extra = flags;
-    vm.extra.extend(PREFAULT.iter().map(|f| f.to_string()));
-    vm.timeout = Duration::from_secs(t.timeout_s);
-    let o = vm.boot()?;
-    let cases = parse(&o.serial);
-    if !o.exited_with(0) || cases.len() < ROWS.len() {
-        let why = if o.timed_out {
-            format!("timed out after {} s", t.timeout_s)
-        } else if o.panicked {
-            "kernel panic".into()
-        } else if !o.serial.contains("fsbench ") {
-            format!(
-                "the workload never ran (kernel exit status {:?}, no fsbench line on the console)",
-                o.exit_status
-            )
-        } else {
-            format!(
-                "the workload did not complete (exit status {:?})",
-                o.exit_status
-            )
-        };
-        return Err(format!("{why}\nserial tail:\n{}", tail(&o.serial, 8)));
-    }
-    Ok(cases)
+    let serial = crate::bench_guest::cairn(t, storage, 2, "bench-fs-cairn", "fsbench ")?;
+    complete(parse(&serial), &serial)
 }
 
 fn linux_side(storage: Storage) -> (Side, String) {
-    let g = match crate::linux::guest() {
-        Ok(g) => g,
-        Err(e) => return (Err(format!("no Linux guest: {e}")), String::new()),
-    };
-    let version = format!("Linux {} (Debian linux-image-amd64), ext4", g.version);
-    let run = || -> Side {
-        let t = cairn_runtime_tests::fs_bench();
-        let work = crate::linux::dir().join("bench-fs");
-        let tree = work.join("tree");
-        let w = crate::linux_test::tree_and_workload(t, &tree)?;
-        let image = work.join("disk.img");
-        crate::linux::mkfs_ext4(&image, t.image_mib, &tree)?;
-        let initrd = crate::linux::initramfs(&g, &w, "bench-fs")?;
-        let o = crate::linux::boot(
-            &g,
-            &initrd,
-            &[disks::Disk::new(storage, image.display().to_string())],
-            2,
-            Duration::from_secs(t.timeout_s),
-            build::out_dir().join("logs").join("bench-fs-linux.log"),
-            PREFAULT,
-        )?;
-        let cases = parse(&o.serial);
-        let _ = std::fs::remove_file(&image);
-        if crate::linux::exit_status(&o.serial) != Some(0) || cases.len() < ROWS.len() {
-            return Err(format!(
-                "the workload did not complete\nserial tail:\n{}",
-                tail(&o.serial, 8)
-            ));
-        }
-        Ok(cases)
-    };
-    (run(), version)
+    let t = cairn_runtime_tests::fs_bench();
+    let (serial, version) = crate::bench_guest::linux(t, storage, 2, "bench-fs-linux", "fsbench ");
+    (serial.and_then(|s| complete(parse(&s), &s)), version)
+}
+
+/// Every row's case, or what is missing.
+fn complete(cases: BTreeMap<String, Case>, serial: &str) -> Side {
+    if cases.len() < ROWS.len() {
+        return Err(format!(
+            "the workload did not print every case\nserial tail:\n{}",
+            crate::bench_guest::tail(serial, 8)
+        ));
+    }
+    Ok(cases)
 }
 
 /// The table as Markdown.

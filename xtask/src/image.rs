@@ -61,7 +61,7 @@ fn mkfs(image: &Path, manifest: Vec<u8>, base: &Path, size: Option<u64>, mbr: bo
 /// `target/xtask/images/<test>.img`); returns the image's path.
 pub fn build_test_image(t: &RuntimeTest, out: Option<&Path>) -> Result<PathBuf> {
     let dir = build_dir(t);
-    t.prepare(&dir).map_err(|e| e.to_string())?;
+    crate::programs::prepare(t, &dir)?;
     let image = out
         .map(Path::to_path_buf)
         .unwrap_or_else(|| images_dir().join(format!("{}.img", t.name)));

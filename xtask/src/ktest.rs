@@ -3,7 +3,8 @@
 //! tests (each test at each of its CPU counts, under TCG), and, when
 //! `/dev/kvm` is usable, one boot under KVM so that path stays alive;
 //! then the runtime tests (workload images, see [`crate::runtime`]) on
-//! virtio-blk, or on every storage kind with `--all-storage`.
+//! virtio-blk, or on every storage kind with `--all-storage`. `--stress`
+//! runs the stress target instead ([`crate::stress`]).
 //!
 //! Every QEMU run has a timeout and its serial log stays in
 //! `target/xtask/logs/`; failures print the log's tail and the symbolised
@@ -44,6 +45,10 @@ pub struct TestArgs {
     /// pvscsi, virtio-scsi and NVMe besides virtio-blk).
     #[arg(long)]
     pub all_storage: bool,
+    /// The stress target instead of the suite: the seed and liveness tests
+    /// at -smp 4 while host threads keep every host core busy.
+    #[arg(long, conflicts_with_all = ["host_only", "no_runtime", "kernel_only", "runtime_only"])]
+    pub stress: bool,
 }
 
 /// One in-QEMU test from the kernel's catalogue.
@@ -310,7 +315,13 @@ pub fn test(a: TestArgs) -> Result<ExitCode> {
         failed: Vec::new(),
         skipped: Vec::new(),
     };
-    if !a.kernel_only && !a.runtime_only {
+    if a.stress {
+        match build::kernel(false) {
+            Ok(kernel) => crate::stress::run(&kernel, &mut |name, r| step(&mut report, name, r)),
+            Err(e) => step(&mut report, "stress", Err(e)),
+        }
+    }
+    if !a.kernel_only && !a.runtime_only && !a.stress {
         step(
             &mut report,
             "cargo fmt --check",
@@ -351,12 +362,12 @@ pub fn test(a: TestArgs) -> Result<ExitCode> {
             step(&mut report, &format!("loom {pkg} {t}"), run_loom(&pkg, &t));
         }
     }
-    if !a.host_only && !a.runtime_only {
+    if !a.host_only && !a.runtime_only && !a.stress {
         if let Err(e) = kernel_tests(&a, &mut report) {
             step(&mut report, "in-QEMU tests", Err(e));
         }
     }
-    if !a.host_only && !a.no_runtime {
+    if !a.host_only && !a.no_runtime && !a.stress {
         match build::kernel(false) {
             Ok(kernel) => crate::runtime::run(
                 &kernel,

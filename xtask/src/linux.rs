@@ -72,7 +72,7 @@ fn run(cmd: &mut Command, what: &str) -> Result<String> {
 
 /// `apt-get download pkg` into `into`; returns the .deb. Refreshes apt's
 /// lists once (as root) if the first try fails.
-fn apt_download(pkg: &str, into: &Path) -> Result<PathBuf> {
+pub fn apt_download(pkg: &str, into: &Path) -> Result<PathBuf> {
     let try_once = || {
         run(
             Command::new("apt-get")

@@ -51,7 +51,7 @@ fn lay_out(store: &Store, t: NodeId, base: &Path, dir: &Path) -> Result<()> {
 /// The directory tree and workload of test `t` (built in its build dir).
 pub fn tree_and_workload(t: &RuntimeTest, tree: &Path) -> Result<linux::Workload> {
     let base = crate::image::build_dir(t);
-    t.prepare(&base).map_err(|e| e.to_string())?;
+    crate::programs::prepare(t, &base)?;
     let text = t.manifest_text().map_err(|e| e.to_string())?;
     let m = cairn_tfs::manifest::parse(&text).map_err(|e| e.render(&text))?;
     let _ = std::fs::remove_dir_all(tree);
@@ -113,8 +113,21 @@ pub fn run_one(g: &Guest, t: &RuntimeTest) -> Result<()> {
         linux::mkfs_ext4(&img, v.mib, &empty)?;
         attached.push(disks::Disk::new(Storage::Virtio, img.display().to_string()));
     }
-    let initrd = linux::initramfs(g, &w, &format!("test-{}", t.name))?;
-    for (i, &want) in t.boots.iter().enumerate() {
+    let boots = t.boot_list();
+    for (i, b) in boots.iter().enumerate() {
+        let want = b.status;
+        // A boot with its own argv runs it (argv[0] is the program).
+        let w = linux::Workload {
+            program: w.program.clone(),
+            args: if b.argv.is_empty() {
+                w.args.clone()
+            } else {
+                b.argv[1..].to_vec()
+            },
+            env: w.env.clone(),
+            mounts: w.mounts.clone(),
+        };
+        let initrd = linux::initramfs(g, &w, &format!("test-{}-{}", t.name, i + 1))?;
         let log = build::out_dir()
             .join("logs")
             .join(format!("linux-{}-boot{}.log", t.name, i + 1));
@@ -128,8 +141,8 @@ pub fn run_one(g: &Guest, t: &RuntimeTest) -> Result<()> {
             &[],
         )?;
         let got = linux::exit_status(&o.serial);
-        let marker_ok = t.marker(want).is_none_or(|m| o.serial.contains(&m));
-        if o.timed_out || got != Some(want) || !marker_ok {
+        let missing = b.expect.iter().find(|m| !o.serial.contains(m.as_str()));
+        if o.timed_out || got != Some(want) || missing.is_some() {
             eprintln!(
                 "---- serial tail ({}) ----\n{}\n----",
                 log.display(),
@@ -140,8 +153,10 @@ pub fn run_one(g: &Guest, t: &RuntimeTest) -> Result<()> {
                 i + 1,
                 if o.timed_out {
                     "timed out".to_string()
-                } else {
+                } else if got != Some(want) {
                     format!("exit status {got:?}, expected {want}")
+                } else {
+                    format!("the console never showed {missing:?}")
                 }
             ));
         }

@@ -16,6 +16,9 @@
 mod bench;
 mod bench_blk;
 mod bench_fs;
+mod bench_guest;
+mod bench_programs;
+mod bench_sched;
 mod bench_tfs;
 mod build;
 mod disks;
@@ -24,10 +27,12 @@ mod image;
 mod ktest;
 mod linux;
 mod linux_test;
+mod programs;
 mod qemu;
 mod run_image;
 mod runtime;
 mod setup;
+mod stress;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

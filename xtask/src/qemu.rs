@@ -142,15 +142,13 @@ impl Vm {
             (None, Accel::Tcg) => {}
         }
         c.args(["-smp", &self.smp.to_string(), "-m", &self.memory])
-            .args([
-                "-nodefaults",
-                "-no-reboot",
-                "-display",
-                "none",
-                "-monitor",
-                "none",
-            ])
+            .args(["-nodefaults", "-no-reboot", "-display", "none"])
             .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        // The runner asks for a hang report through it (`nmi`).
+        c.args([
+            "-monitor",
+            &format!("unix:{},server=on,wait=off", self.monitor_path().display()),
+        ]);
         if self.interactive {
             c.args([
                 "-chardev",
@@ -176,6 +174,31 @@ impl Vm {
         }
         c.args(&self.extra);
         c
+    }
+
+    /// The QEMU monitor's socket.
+    fn monitor_path(&self) -> PathBuf {
+        self.log.with_extension("monitor")
+    }
+
+    /// A hung boot: inject an NMI into every vCPU through the monitor, so
+    /// the kernel prints what each CPU was doing (`hang.rs`), and give it a
+    /// few seconds to finish before the kill.
+    fn request_hang_report(&self, child: &mut std::process::Child) {
+        use std::io::Write;
+        let Ok(mut mon) = std::os::unix::net::UnixStream::connect(self.monitor_path()) else {
+            return;
+        };
+        if mon.write_all(b"nmi\n").is_err() {
+            return;
+        }
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Boots the VM and waits for it to end (or kills it at the timeout).
@@ -216,6 +239,7 @@ impl Vm {
                 break Some(s);
             }
             if start.elapsed() > self.timeout {
+                self.request_hang_report(&mut child);
                 let _ = child.kill();
                 let _ = child.wait();
                 timed_out = true;

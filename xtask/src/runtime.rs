@@ -18,7 +18,7 @@ use crate::Result;
 use crate::build;
 use crate::disks::{self, Storage};
 use crate::qemu::{Outcome, Vm, symbolize};
-use cairn_runtime_tests::{Inject, RuntimeTest};
+use cairn_runtime_tests::{Boot, Inject, RuntimeTest};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -99,9 +99,11 @@ pub fn make_volume(img: &Path, v: &cairn_runtime_tests::DataVolume) -> Result<()
 }
 
 /// Why a boot did not end as expected, if it did not.
-pub fn judge(t: &RuntimeTest, boot: usize, want: u32, o: &Outcome) -> Result<()> {
-    let which = if t.boots.len() > 1 {
-        format!("boot {boot} of {}: ", t.boots.len())
+pub fn judge(t: &RuntimeTest, boot: usize, b: &Boot, o: &Outcome) -> Result<()> {
+    let want = b.status;
+    let boots = t.boot_list().len();
+    let which = if boots > 1 {
+        format!("boot {boot} of {boots}: ")
     } else {
         String::new()
     };
@@ -131,11 +133,9 @@ pub fn judge(t: &RuntimeTest, boot: usize, want: u32, o: &Outcome) -> Result<()>
             ),
         });
     }
-    if let Some(m) = t.marker(want)
-        && !o.serial.contains(&m)
-    {
+    if let Some(m) = b.expect.iter().find(|m| !o.serial.contains(m.as_str())) {
         return Err(format!(
-            "{which}exit status {want} but the program never printed {m:?}: it did not run"
+            "{which}exit status {want} but the program never printed {m:?}: it did not run as expected"
         ));
     }
     if let Some(line) = t.console.iter().find(|l| !o.serial.contains(*l)) {
@@ -167,7 +167,7 @@ pub fn run_one(kernel: &Path, t: &RuntimeTest, storage: Storage) -> Result<()> {
         attached.push(disks::Disk::new(kind, img.display().to_string()));
     }
     let (machine, flags) = disks::attach(&attached);
-    for (i, &want) in t.boots.iter().enumerate() {
+    for (i, b) in t.boot_list().iter().enumerate() {
         let boot = i + 1;
         let log = build::out_dir()
             .join("logs")
@@ -177,8 +177,11 @@ pub fn run_one(kernel: &Path, t: &RuntimeTest, storage: Storage) -> Result<()> {
         vm.machine = machine.unwrap_or("q35").into();
         vm.extra = flags.clone();
         vm.timeout = Duration::from_secs(t.timeout_s);
+        if !b.argv.is_empty() {
+            vm.append = format!("argv={}", encode_argv(&b.argv));
+        }
         let o = vm.boot()?;
-        if let Err(e) = judge(t, boot, want, &o) {
+        if let Err(e) = judge(t, boot, b, &o) {
             eprintln!(
                 "---- serial tail ({}) ----\n{}",
                 log.display(),
@@ -195,6 +198,19 @@ pub fn run_one(kernel: &Path, t: &RuntimeTest, storage: Storage) -> Result<()> {
     Ok(())
 }
 
+/// The kernel's `argv=` value: arguments joined by `,`, with `,`, space
+/// and `%` escaped (the kernel's `cmdline::decode_argv`).
+pub fn encode_argv(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            a.replace('%', "%25")
+                .replace(',', "%2C")
+                .replace(' ', "%20")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Runs the selection, reporting each (test, storage) through `step`.
 pub fn run(kernel: &Path, sel: &Selection, step: &mut dyn FnMut(&str, Result<()>)) {
     let list = selected(sel);
@@ -209,8 +225,8 @@ pub fn run(kernel: &Path, sel: &Selection, step: &mut dyn FnMut(&str, Result<()>
             "runtime {} on {} ({} boot{}, -smp {})",
             t.name,
             storage.name(),
-            t.boots.len(),
-            if t.boots.len() > 1 { "s" } else { "" },
+            t.boot_list().len(),
+            if t.boot_list().len() > 1 { "s" } else { "" },
             t.smp
         );
         let r = run_one(kernel, t, storage);
@@ -242,21 +258,32 @@ mod tests {
     #[test]
     fn judges_status_and_the_programs_own_line() {
         let t = cairn_runtime_tests::find("persist").unwrap();
-        assert!(judge(t, 1, 42, &outcome(Some(42), "FIRST-BOOT persist: x")).is_ok());
-        assert!(judge(t, 2, 0, &outcome(Some(0), "PASS persist")).is_ok());
+        let b = t.boot_list();
+        assert!(judge(t, 1, &b[0], &outcome(Some(42), "FIRST-BOOT persist: x")).is_ok());
+        assert!(judge(t, 2, &b[1], &outcome(Some(0), "PASS persist")).is_ok());
         // The right status without the program having run is a failure.
-        let e = judge(t, 2, 0, &outcome(Some(0), "no workload support yet")).unwrap_err();
+        let e = judge(t, 2, &b[1], &outcome(Some(0), "no workload support yet")).unwrap_err();
         assert!(e.contains("did not run"), "{e}");
-        let e = judge(t, 2, 0, &outcome(Some(1), "FAIL persist: ...")).unwrap_err();
+        let e = judge(t, 2, &b[1], &outcome(Some(1), "FAIL persist: ...")).unwrap_err();
         assert!(
             e.contains("boot 2 of 2") && e.contains("a check failed"),
             "{e}"
         );
         let mut hung = outcome(None, "");
         hung.timed_out = true;
-        assert!(judge(t, 1, 42, &hung).unwrap_err().contains("hang"));
-        let e = judge(t, 1, 42, &outcome(Some(142), "")).unwrap_err();
+        assert!(judge(t, 1, &b[0], &hung).unwrap_err().contains("hang"));
+        let e = judge(t, 1, &b[0], &outcome(Some(142), "")).unwrap_err();
         assert!(e.contains("fatal signal"), "{e}");
+        // A real program's boot is judged by the lines it must print.
+        let bb = cairn_runtime_tests::find("busybox").unwrap();
+        let steps = bb.boot_list();
+        assert_eq!(steps.len(), 8);
+        assert!(judge(bb, 1, &steps[0], &outcome(Some(0), "")).is_ok());
+        let find = &steps[3];
+        let e = judge(bb, 4, find, &outcome(Some(0), "data/a/one.dat")).unwrap_err();
+        assert!(e.contains("boot 4 of 8"), "{e}");
+        let all = find.expect.join("\n");
+        assert!(judge(bb, 4, find, &outcome(Some(0), &all)).is_ok());
     }
 
     #[test]
@@ -280,6 +307,15 @@ mod tests {
             all_storage: true,
         });
         assert_eq!(every.len(), 2 * 5);
+    }
+
+    #[test]
+    fn argv_goes_through_the_kernel_command_line() {
+        let a: Vec<String> = ["busybox", "sort", "a b", "x,y", "100%"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(encode_argv(&a), "busybox,sort,a%20b,x%2Cy,100%25");
     }
 
     #[test]

@@ -140,3 +140,53 @@ pub fn ensure_e2fsprogs() -> Result<()> {
     }
     apt_install(&["e2fsprogs"], false)
 }
+
+fn has_deb_src() -> bool {
+    let mut files = vec![std::path::PathBuf::from("/etc/apt/sources.list")];
+    if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        files.extend(rd.flatten().map(|e| e.path()));
+    }
+    files.iter().any(|f| {
+        let is_source = f.extension().is_some_and(|e| e == "list" || e == "sources")
+            || f.ends_with("sources.list");
+        is_source
+            && std::fs::read_to_string(f).is_ok_and(|t| {
+                t.lines().any(|l| {
+                    let l = l.trim();
+                    l.starts_with("deb-src ") || (l.starts_with("Types:") && l.contains("deb-src"))
+                })
+            })
+    })
+}
+
+/// Makes sure `apt-get source` works and the tools that build the real
+/// programs are present (`cargo xtask` runtime tests and `bench
+/// programs`): a `deb-src` line for the running Debian suite, dpkg-dev
+/// (unpacks sources), tclsh (SQLite's amalgamation generators), make, gcc
+/// and the static C library, zlib for fio.
+pub fn ensure_sources() -> Result<()> {
+    let tclsh = std::path::Path::new("/usr/bin/tclsh").exists();
+    if !have("make", "--version") || !tclsh || !have("dpkg-source", "--version") {
+        apt_install(
+            &["make", "tcl", "dpkg-dev", "gcc", "libc6-dev", "zlib1g-dev"],
+            false,
+        )?;
+    }
+    if has_deb_src() {
+        return Ok(());
+    }
+    let codename = debian_codename().unwrap_or_else(|| "bookworm".into());
+    let line = format!("deb-src http://deb.debian.org/debian {codename} main\n");
+    if !is_root() {
+        return Err(format!(
+            "apt-get source needs a deb-src line; run as root:\n    sudo sh -c \"echo '{}' > /etc/apt/sources.list.d/cairn-src.list && apt-get update\"",
+            line.trim_end()
+        ));
+    }
+    std::fs::write("/etc/apt/sources.list.d/cairn-src.list", line)
+        .map_err(|e| format!("cannot add a deb-src line to apt's sources: {e}"))?;
+    run_step(
+        "apt-get update (deb-src)",
+        Command::new("apt-get").args(["update", "-qq"]),
+    )
+}

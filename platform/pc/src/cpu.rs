@@ -126,23 +126,27 @@ pub fn interrupts_enabled() -> bool {
 }
 
 /// Disables interrupts on this CPU.
+///
+/// `cli`, `sti` and `sti; hlt` are compiler barriers (their `asm!` is not
+/// `nomem`): memory accesses of a section that must run with interrupts off
+/// (a per-CPU flag, a queue operation) are never moved across them.
 pub fn disable_interrupts() {
     // SAFETY: masking interrupts cannot violate memory safety.
-    unsafe { asm!("cli", options(nomem, nostack)) };
+    unsafe { asm!("cli", options(nostack)) };
 }
 
 /// Enables interrupts on this CPU.
 pub fn enable_interrupts() {
     // SAFETY: every vector has a handler installed before the first `sti`
     // (the IDT is loaded early in boot), so taking interrupts is sound.
-    unsafe { asm!("sti", options(nomem, nostack)) };
+    unsafe { asm!("sti", options(nostack)) };
 }
 
 /// Enables interrupts and halts until the next one, atomically: an
 /// interrupt that arrives between the two instructions still wakes `hlt`.
 pub fn enable_interrupts_and_halt() {
     // SAFETY: as for `enable_interrupts`; `hlt` only waits.
-    unsafe { asm!("sti; hlt", options(nomem, nostack)) };
+    unsafe { asm!("sti; hlt", options(nostack)) };
 }
 
 /// Halts until the next interrupt (or NMI) with the interrupt flag as is.

@@ -3,7 +3,8 @@
 //! `general` is an mcache without a lock of its own: it is safe only because
 //! every use happens under the kernel lock. [`KernelLockChecked`] wraps it
 //! and, in builds with debug assertions, checks on every alloc and free that
-//! this CPU holds the kernel lock (or is still in single-threaded boot), and
+//! this CPU holds the kernel lock and is not running bh work nested on top of
+//! a holder (or is still in single-threaded boot), and
 //! otherwise panics naming the caller (`#[track_caller]`), the context and
 //! the heap. That is how a bh completion dropping the last reference to a
 //! general-heap object (the bug class of the Nanos audit, seeds/003) is
@@ -43,7 +44,7 @@ impl<H: Heap> KernelLockChecked<H> {
     #[inline]
     #[track_caller]
     pub fn check(&self, op: &'static str) {
-        if ENABLED && !self.kernel_lock.held_by_this_cpu() {
+        if ENABLED && (!self.kernel_lock.held_by_this_cpu() || context() == Context::Bh) {
             let ctx = context();
             if ctx != Context::Boot {
                 outside_kernel_lock(self.heap.stats().name, op, ctx, Location::caller());

@@ -1,6 +1,10 @@
 //! The kernel command line (`-append`): whitespace-separated `key=value`
 //! words. Known keys: `log=error|warn|info|debug`, `test=<name>` (run one
-//! in-kernel test and exit), `tests=list` (print the test catalogue).
+//! in-kernel test and exit), `tests=list` (print the test catalogue),
+//! `argv=<a>,<b>,...` (run the image's program with this argv instead of
+//! the root tuple's `arguments`: one image, several command lines, as the
+//! runtime tests of busybox applets need; `%2C`, `%20` and `%25` stand for
+//! `,`, space and `%`).
 //! Unknown words are reported, not fatal. Boot only.
 
 use crate::console::Level;
@@ -10,6 +14,43 @@ pub struct Cmdline {
     pub log: Option<Level>,
     pub test: Option<&'static str>,
     pub list_tests: bool,
+    pub argv: Option<&'static str>,
+}
+
+impl Cmdline {
+    /// The `argv=` override, decoded.
+    pub fn argv(&self) -> Option<alloc::vec::Vec<alloc::vec::Vec<u8>>> {
+        self.argv.map(decode_argv)
+    }
+}
+
+/// `a,b%2Cc` → `["a", "b,c"]`.
+pub fn decode_argv(v: &str) -> alloc::vec::Vec<alloc::vec::Vec<u8>> {
+    v.split(',')
+        .map(|a| {
+            let b = a.as_bytes();
+            let mut out = alloc::vec::Vec::with_capacity(b.len());
+            let mut i = 0;
+            while i < b.len() {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match (
+                    b[i],
+                    b.get(i + 1).copied().and_then(hex),
+                    b.get(i + 2).copied().and_then(hex),
+                ) {
+                    (b'%', Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 3;
+                    }
+                    (c, _, _) => {
+                        out.push(c);
+                        i += 1;
+                    }
+                }
+            }
+            out
+        })
+        .collect()
 }
 
 /// Parses `line` (which lives for the whole run: it is copied into a
@@ -25,6 +66,7 @@ pub fn parse(line: &'static str) -> Cmdline {
             },
             "test" => c.test = Some(value),
             "tests" if value == "list" => c.list_tests = true,
+            "argv" if !value.is_empty() => c.argv = Some(value),
             _ => crate::println!("cmdline: unknown word '{word}' ignored"),
         }
     }

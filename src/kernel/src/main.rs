@@ -17,9 +17,12 @@ pub mod cmdline;
 pub mod console;
 pub mod context;
 pub mod fs;
+pub mod hang;
 pub mod heaps;
+pub mod ipc;
 pub mod irq;
 pub mod ktest;
+pub mod lock_order;
 pub mod mm;
 pub mod panic;
 pub mod pci;
@@ -27,6 +30,7 @@ pub mod percpu;
 pub mod process;
 pub mod sched;
 pub mod smp;
+pub mod special;
 pub mod syscall;
 pub mod time;
 pub mod timer;
@@ -118,7 +122,7 @@ extern "C" fn cairn_start_bsp(start_info_phys: u64) -> ! {
     irq::set_handler(
         irq::RESCHED,
         irq::Handler {
-            func: user::resched_interrupt,
+            func: sched::preempt::resched_interrupt,
             arg: 0,
         },
     );
@@ -127,6 +131,7 @@ extern "C" fn cairn_start_bsp(start_info_phys: u64) -> ! {
         ktest::list();
         panic::exit(0);
     }
+    lock_order::declare();
     let n = smp::start_aps(&madt);
     CPU_TOTAL.store(n, Ordering::Relaxed);
     sched::thread::spawn("main", move || kernel_main(args));
@@ -162,7 +167,7 @@ fn kernel_main(args: cmdline::Cmdline) {
     match args.test {
         Some(name) => ktest::run(name),
         None => {
-            if let Err(e) = process::run_workload() {
+            if let Err(e) = process::run_workload(args.argv()) {
                 println!("cairn: cannot start the workload: {e}");
                 panic::exit(126);
             }

@@ -40,11 +40,14 @@ fn read_u64(addr: u64) -> Option<u64> {
     (left == 0).then(|| u64::from_le_bytes(v))
 }
 
-/// Prints the return addresses of the frame chain starting at `rbp`.
+/// Prints the return addresses of the frame chain starting at `rbp`. The
+/// chain may cross onto another stack a couple of times (bh work run at an
+/// interrupt's exit sits on a per-CPU stack above the interrupted one).
 pub fn backtrace(mut rbp: u64) {
     emergency(format_args!(
         "backtrace (symbolise with addr2line -e <kernel>):\n"
     ));
+    let mut stack_switches = 0;
     for depth in 0..48 {
         if rbp == 0 || rbp % 8 != 0 || rbp < 0xffff_8000_0000_0000 {
             break;
@@ -56,9 +59,10 @@ pub fn backtrace(mut rbp: u64) {
             break;
         }
         emergency(format_args!("  #{depth:<2} {ret:#018x}\n"));
-        if next <= rbp {
+        if next == rbp || (next < rbp && stack_switches == 2) {
             break;
         }
+        stack_switches += usize::from(next < rbp);
         rbp = next;
     }
 }

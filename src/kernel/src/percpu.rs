@@ -47,6 +47,21 @@ pub struct PerCpu {
     pub booting: AtomicBool,
     /// Set while the CPU is halted (or about to) in its idle loop.
     pub idle: AtomicBool,
+    /// Set while the run loop waits (halting) for its kernel-lock ticket:
+    /// releasers wake such CPUs.
+    pub awaiting_kernel_lock: AtomicBool,
+    /// The thread running here should give the CPU up at its next return
+    /// to user mode (set in irq context by the slice tick and by wake-up
+    /// preemption: `sched::preempt`).
+    pub need_resched: AtomicBool,
+    /// When the thread running here was resumed (ns), 0 in the run loop.
+    pub slice_start_ns: AtomicU64,
+    /// When that thread's time slice ends (ns), 0 for none: one of the two
+    /// deadlines this CPU's local APIC timer is armed for.
+    pub slice_deadline_ns: AtomicU64,
+    /// The kernel timers' deadline this CPU armed its local timer for (ns),
+    /// 0 for none: the other deadline (`timer`).
+    pub timer_deadline_ns: AtomicU64,
     /// Nesting depth of `bh_safe_alloc` scopes.
     pub bh_safe_alloc_depth: AtomicU32,
     /// While non-zero, a fault on a user address during a kernel copy is
@@ -59,6 +74,10 @@ pub struct PerCpu {
     pub ipi_wakeups: AtomicU64,
     pub tlb_shootdowns: AtomicU64,
     pub bh_items: AtomicU64,
+    /// Bh items run at interrupt exits (part of `bh_items`).
+    pub bh_exit_items: AtomicU64,
+    /// User threads preempted here (slice ends and wake-up preemption).
+    pub preemptions: AtomicU64,
     /// The thread this CPU runs (an `Arc<Thread>` leaked into a raw
     /// pointer by the scheduler), or null in the run loop.
     pub current_thread: AtomicPtr<()>,
@@ -101,6 +120,11 @@ impl PerCpu {
             in_bh: AtomicBool::new(false),
             booting: AtomicBool::new(true),
             idle: AtomicBool::new(false),
+            awaiting_kernel_lock: AtomicBool::new(false),
+            need_resched: AtomicBool::new(false),
+            slice_start_ns: AtomicU64::new(0),
+            slice_deadline_ns: AtomicU64::new(0),
+            timer_deadline_ns: AtomicU64::new(0),
             bh_safe_alloc_depth: AtomicU32::new(0),
             pagefault_disabled: AtomicU32::new(0),
             held_locks: HeldLocks::new(),
@@ -108,6 +132,8 @@ impl PerCpu {
             ipi_wakeups: AtomicU64::new(0),
             tlb_shootdowns: AtomicU64::new(0),
             bh_items: AtomicU64::new(0),
+            bh_exit_items: AtomicU64::new(0),
+            preemptions: AtomicU64::new(0),
             current_thread: AtomicPtr::new(core::ptr::null_mut()),
             scheduler_rsp: AtomicU64::new(0),
             last_fault_vector: AtomicU64::new(0),

@@ -4,10 +4,18 @@
 //! an earlier deadline arms its own local APIC timer for it; when a local
 //! timer fires, its handler (irq) queues the timer service on the bhqueue
 //! (once: a pending flag coalesces), and the service (bh) runs every
-//! expired callback without the lock, re-queues periodic ones and arms the
-//! CPU it runs on for the next deadline. So at every moment some CPU's
-//! timer is armed for the earliest deadline; stale arms only cause an
-//! empty service run.
+//! expired callback without the lock, in deadline order, re-queues periodic
+//! ones and arms the CPU it runs on for the next deadline. So at every
+//! moment some CPU's timer is armed for the earliest deadline; stale arms
+//! only cause an empty service run. A callback never runs before its
+//! deadline (the service checks the clock, whatever the APIC did), and bh
+//! service at interrupt exit runs the service within the interrupt that
+//! queued it even when every CPU is busy in user mode.
+//!
+//! Each CPU's one local APIC timer serves two deadlines, kept per CPU: the
+//! heap's (above) and the running thread's time slice (`sched::preempt`).
+//! [`program_local`] arms it for the earlier; the interrupt handler checks
+//! both against the clock.
 //!
 //! Callbacks run in bh context. Adding and cancelling: any context but irq.
 //! Every allocation here is made in a bh-safe scope, since the service
@@ -72,6 +80,18 @@ pub fn after(after_ns: u64, f: impl FnOnce() + Send + 'static) -> TimerId {
     add(after_ns, bh_safe_alloc(|| Action::Once(Box::new(f))))
 }
 
+/// Runs `f` once, in bh context, no earlier than the monotonic time
+/// `deadline_ns` ([`crate::time::now_ns`]); at once (in bh) if it passed.
+pub fn at(deadline_ns: u64, f: impl FnOnce() + Send + 'static) -> TimerId {
+    let id = TimerId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    insert(Entry {
+        deadline: deadline_ns,
+        id,
+        action: bh_safe_alloc(|| Action::Once(Box::new(f))),
+    });
+    id
+}
+
 /// Runs `f` every `period_ns` (first time one period from now), in bh
 /// context, until cancelled.
 pub fn every(period_ns: u64, f: impl FnMut() + Send + 'static) -> TimerId {
@@ -113,16 +133,47 @@ pub fn cancel(id: TimerId) -> bool {
     before != t.len()
 }
 
-/// Arms this CPU's APIC timer for `deadline`.
+/// Arms this CPU's local timer for the heap's `deadline` (or queues the
+/// service at once if it passed).
 fn arm(deadline: u64) {
-    let now = crate::time::now_ns();
-    if deadline <= now {
+    if deadline <= crate::time::now_ns() {
         request_service();
-    } else {
-        cairn_pc::apic::timer_oneshot(
-            crate::irq::TIMER,
-            crate::time::ns_to_apic_ticks(deadline - now),
-        );
+        return;
+    }
+    crate::percpu::this_cpu()
+        .timer_deadline_ns
+        .store(deadline, Ordering::Relaxed);
+    program_local();
+}
+
+/// Arms this CPU's local APIC timer for the earlier of its two deadlines
+/// (the heap's and the time slice's), or stops it if it has neither. Any
+/// context; runs with interrupts off so the interrupt handler, which also
+/// reprograms, cannot interleave.
+pub fn program_local() {
+    let on = cairn_pc::cpu::interrupts_enabled();
+    cairn_pc::cpu::disable_interrupts();
+    let c = crate::percpu::this_cpu();
+    let deadline = [
+        c.timer_deadline_ns.load(Ordering::Relaxed),
+        c.slice_deadline_ns.load(Ordering::Relaxed),
+    ]
+    .into_iter()
+    .filter(|&d| d != 0)
+    .min();
+    match deadline {
+        None => cairn_pc::apic::timer_stop(),
+        Some(d) => {
+            let now = crate::time::now_ns();
+            // A passed deadline fires after one APIC tick.
+            cairn_pc::apic::timer_oneshot(
+                crate::irq::TIMER,
+                crate::time::ns_to_apic_ticks(d.saturating_sub(now)),
+            );
+        }
+    }
+    if on {
+        cairn_pc::cpu::enable_interrupts();
     }
 }
 
@@ -135,9 +186,24 @@ fn request_service() {
     }
 }
 
-/// The local APIC timer's handler (irq context).
+/// The local APIC timer's handler (irq context): queues the timer service
+/// if this CPU's heap deadline passed, ends the time slice if that passed
+/// (the preemption decision is made here, in irq context, never as bh
+/// work), then re-arms for whatever remains. An early or stale interrupt
+/// only re-arms.
 pub fn interrupt(_: usize) {
-    request_service();
+    let c = crate::percpu::this_cpu();
+    let now = crate::time::now_ns();
+    let heap = c.timer_deadline_ns.load(Ordering::Relaxed);
+    if heap != 0 && heap <= now {
+        c.timer_deadline_ns.store(0, Ordering::Relaxed);
+        request_service();
+    }
+    let slice = c.slice_deadline_ns.load(Ordering::Relaxed);
+    if slice != 0 && slice <= now {
+        crate::sched::preempt::slice_ended(now);
+    }
+    program_local();
 }
 
 /// Runs expired timers (bh context), one CPU at a time.

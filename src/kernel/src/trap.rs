@@ -7,7 +7,9 @@
 //!   RIP, CR2, all registers) and panics. User-mode exceptions go to
 //!   `user::exception` (page faults, fatal signals).
 //! * Interrupts: the irq depth is raised (irq context), the vector's handler
-//!   runs, the local APIC gets its EOI.
+//!   runs, the local APIC gets its EOI; then, back at depth zero, the exit
+//!   services the bhqueue and, towards user mode, preempts if asked
+//!   (`sched::exit`).
 //!
 //! Irq context; takes no locks itself (handlers take irq-safe ones).
 
@@ -55,6 +57,10 @@ extern "C" fn cairn_trap(frame: &mut TrapFrame) {
     let cpu = this_cpu();
     let v = frame.vector as u8;
     if v < vector::FIRST_EXTERNAL {
+        if v == vector::NMI {
+            crate::hang::nmi(frame);
+            return;
+        }
         if frame.from_user() {
             crate::user::exception(frame);
         } else {
@@ -71,9 +77,7 @@ extern "C" fn cairn_trap(frame: &mut TrapFrame) {
         cairn_pc::apic::eoi();
     }
     cpu.irq_depth.fetch_sub(1, Ordering::Relaxed);
-    if frame.from_user() {
-        crate::user::after_interrupt();
-    }
+    crate::sched::exit::interrupt_exit(frame.from_user());
 }
 
 fn exception(frame: &mut TrapFrame) {

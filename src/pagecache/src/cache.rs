@@ -308,6 +308,18 @@ impl PageCache {
         pages: &mut BTreeMap<u64, CPage>,
         indices: impl IntoIterator<Item = u64>,
     ) {
+        // The LRU's tree nodes may be freed by a removal in bh context (a
+        // writeback completion): whatever calls this, they are allocated
+        // bh-safe.
+        bh_safe_alloc(|| self.lru_sync_inner(node, pages, indices))
+    }
+
+    fn lru_sync_inner(
+        &self,
+        node: &Weak<Node>,
+        pages: &mut BTreeMap<u64, CPage>,
+        indices: impl IntoIterator<Item = u64>,
+    ) {
         let mut lru = None;
         for i in indices {
             let Some(p) = pages.get_mut(&i) else {

@@ -51,6 +51,10 @@ pub const MAX_HELD_LOCKS: usize = 24;
 /// are atomics only so that the type is `Sync` without `unsafe`.
 pub struct HeldLocks {
     depth: AtomicUsize,
+    /// Entries below `base` belong to code this CPU interrupted to run bh
+    /// work at an interrupt's exit ([`HeldLocks::enter_nested`]): the nested
+    /// code neither orders against them nor counts them as its own.
+    base: AtomicUsize,
     classes: [AtomicU16; MAX_HELD_LOCKS],
     sites: [AtomicPtr<Location<'static>>; MAX_HELD_LOCKS],
 }
@@ -64,6 +68,7 @@ impl HeldLocks {
     pub const fn new() -> Self {
         HeldLocks {
             depth: AtomicUsize::new(0),
+            base: AtomicUsize::new(0),
             classes: [Self::NO_CLASS; MAX_HELD_LOCKS],
             sites: [Self::NO_SITE; MAX_HELD_LOCKS],
         }
@@ -72,6 +77,31 @@ impl HeldLocks {
     /// Number of locks held.
     pub fn depth(&self) -> usize {
         self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Index of the first entry that belongs to the running (possibly
+    /// nested) code; entries below it belong to the code it interrupted.
+    pub fn base(&self) -> usize {
+        self.base.load(Ordering::Relaxed)
+    }
+
+    /// Starts a nested context on this CPU (bh work run at an interrupt's
+    /// exit, on top of whatever the interrupt stopped): the locks held so far
+    /// are the interrupted code's, not the nested code's. Returns the value
+    /// to hand back to [`HeldLocks::leave_nested`]. Interrupts off.
+    pub fn enter_nested(&self) -> usize {
+        self.base.swap(self.depth(), Ordering::Relaxed)
+    }
+
+    /// Ends the nested context started by the matching `enter_nested`.
+    /// Interrupts off; the nested code has released everything it took.
+    pub fn leave_nested(&self, saved_base: usize) {
+        debug_assert_eq!(
+            self.depth(),
+            self.base(),
+            "nested context left holding locks"
+        );
+        self.base.store(saved_base, Ordering::Relaxed);
     }
 
     /// The `i`th held lock: (class index, acquisition site).
@@ -145,6 +175,10 @@ pub trait Cpu: Sync {
     fn context(&self) -> Context;
     /// This CPU's held-lock stack.
     fn held_locks(&self) -> &HeldLocks;
+    /// Runs `f` with the sleeping locks held by the thread running on this
+    /// CPU in kernel-lock context (they travel with the thread, not the
+    /// CPU). Not called, or `f` not run, where there is no such thread.
+    fn with_thread_held_locks(&self, _f: &mut dyn FnMut(&HeldLocks)) {}
     /// Enters (`true`) or leaves (`false`) a bh-safe allocation scope: while
     /// inside, the kernel's global allocator serves this CPU from the locked
     /// heap whatever the context. See [`bh_safe_alloc`].

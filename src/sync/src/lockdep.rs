@@ -13,6 +13,15 @@
 //! * **Irq safety.** A class once acquired in irq or bh context must always
 //!   be acquired with interrupts off; the first acquisition that breaks this,
 //!   in either order of events, panics naming both sites.
+//! * **Sleeping locks.** A sleeping mutex's holder migrates between CPUs, so
+//!   the locks a thread sleeps holding live on a stack of the thread's own
+//!   ([`before_sleep_acquire`] and friends). They are ordered against each
+//!   other and before every spinlock the thread takes; taking one while the
+//!   CPU holds any spinlock but the kernel lock panics.
+//! * **Nesting.** Bh work run at an interrupt's exit starts a nested section
+//!   of the CPU's stack ([`HeldLocks::enter_nested`]): it is validated on its
+//!   own, never ordered against the locks of the code it interrupted (which,
+//!   by the irq-safety rule, cannot be locks bh work takes).
 //!
 //! The checks run in builds with debug assertions and not under loom (whose
 //! simulated threads share one OS thread's simulated CPU). The graph lives in
@@ -22,7 +31,7 @@
 //! Callable from any context.
 
 use crate::class::LockClass;
-use crate::cpu::{Context, cpu};
+use crate::cpu::{Context, HeldLocks, cpu};
 use core::panic::Location;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 
@@ -263,13 +272,24 @@ pub(crate) fn before_acquire(class: &'static LockClass, site: Site, irqs_on: boo
     let ctx = c.context();
     check_irq_safety(idx, ctx, site, irqs_on);
     let held = c.held_locks();
-    for i in 0..held.depth() {
+    order_after(held, class, idx, site, "this CPU");
+    if held.base() == 0 && ctx == Context::KernelLock {
+        c.with_thread_held_locks(&mut |sleeping| {
+            order_after(sleeping, class, idx, site, "this thread")
+        });
+    }
+}
+
+/// Records `h → idx` for every lock `h` of `held` that belongs to the running
+/// code; panics on recursion.
+fn order_after(held: &HeldLocks, class: &'static LockClass, idx: u16, site: Site, who: &str) {
+    for i in held.base()..held.depth() {
         let Some((h, h_site)) = held.get(i) else {
             break;
         };
         if h == idx {
             panic!(
-                "recursive lock acquisition: `{}` acquired at {} is already held by this CPU \
+                "recursive lock acquisition: `{}` acquired at {} is already held by {who} \
                  (acquired at {})",
                 class.name(),
                 ShowSite(Some(site)),
@@ -277,6 +297,82 @@ pub(crate) fn before_acquire(class: &'static LockClass, site: Site, irqs_on: boo
             );
         }
         add_edge(h, h_site, idx, site);
+    }
+}
+
+/// Records the documented order of `classes`, outermost first, as if each
+/// had been seen held while the next was taken (at the caller's site). An
+/// acquisition against it then panics the first time it happens, not only
+/// once both orders have been seen. Call at boot, before the classes are
+/// used (the kernel declares the order of docs/ARCHITECTURE.md).
+#[track_caller]
+pub fn declare_order(classes: &[&'static LockClass]) {
+    if !ENABLED {
+        return;
+    }
+    let site = Location::caller();
+    for pair in classes.windows(2) {
+        add_edge(pair[0].index(), site, pair[1].index(), site);
+    }
+}
+
+/// Called before a thread takes the sleeping lock `class` at `site`.
+/// `thread_held` is the stack of sleeping locks the thread holds (they move
+/// with it from CPU to CPU, so they are not on any CPU's stack). A sleeping
+/// lock may only be taken with no spinlock held besides the kernel lock
+/// (its holder may sleep, and a spinlock holder must not); against the
+/// thread's other sleeping locks it is ordered like any lock.
+pub fn before_sleep_acquire(class: &'static LockClass, site: Site, thread_held: &HeldLocks) {
+    if !ENABLED {
+        return;
+    }
+    let idx = class.index();
+    let held = cpu().held_locks();
+    let kernel = crate::kernel_lock::KERNEL_LOCK_CLASS.index();
+    for i in held.base()..held.depth() {
+        if let Some((h, h_site)) = held.get(i)
+            && h != kernel
+        {
+            panic!(
+                "sleeping lock `{}` acquired at {} while this CPU holds spinlock `{}` (acquired \
+                 at {}): a thread holding a spinlock must never sleep",
+                class.name(),
+                ShowSite(Some(site)),
+                class_name(h),
+                ShowSite(Some(h_site)),
+            );
+        }
+    }
+    order_after(thread_held, class, idx, site, "this thread");
+}
+
+/// Called once the thread holds the sleeping lock `class`.
+pub fn sleep_acquired(class: &'static LockClass, site: Site, thread_held: &HeldLocks) {
+    if !ENABLED {
+        return;
+    }
+    let idx = class.index();
+    if !with_irqs_off(|| thread_held.push(idx, site)) {
+        panic!(
+            "lockdep: more than {} sleeping locks held by one thread (acquiring `{}` at {})",
+            crate::cpu::MAX_HELD_LOCKS,
+            class.name(),
+            ShowSite(Some(site))
+        );
+    }
+}
+
+/// Called when the thread releases the sleeping lock `class`.
+pub fn sleep_released(class: &'static LockClass, thread_held: &HeldLocks) {
+    if !ENABLED {
+        return;
+    }
+    let idx = class.index();
+    if !with_irqs_off(|| thread_held.remove(idx)) {
+        panic!(
+            "lockdep: releasing sleeping lock `{}`, which this thread does not hold",
+            class.name()
+        );
     }
 }
 
@@ -350,7 +446,7 @@ pub fn holds(class: &'static LockClass) -> bool {
     }
     let idx = class.index();
     let held = cpu().held_locks();
-    (0..held.depth()).any(|i| held.get(i).is_some_and(|(h, _)| h == idx))
+    (held.base()..held.depth()).any(|i| held.get(i).is_some_and(|(h, _)| h == idx))
 }
 
 /// Number of locks this CPU holds (0 when the validator is off). Threads

@@ -68,6 +68,14 @@ impl<T> ModelQueue<T> {
 }
 
 #[cfg(loom)]
+impl<T: PartialEq> ModelQueue<T> {
+    /// Whether `item` is queued (models assert where work is waiting).
+    pub fn contains(&self, item: &T) -> bool {
+        self.items.lock().unwrap().contains(item)
+    }
+}
+
+#[cfg(loom)]
 impl<T: Send> WorkQueue<T> for ModelQueue<T> {
     fn push(&self, item: T) -> Result<(), T> {
         let mut q = self.items.lock().unwrap();

@@ -8,8 +8,12 @@
 //! bh, general under the kernel lock) and are freed by pops under the kernel
 //! lock, which may free either.
 //!
-//! Interrupt handlers never touch it (they use the bhqueue), so no push or pop
-//! can be interrupted by another on the same CPU.
+//! Interrupt handlers never touch it (they use the bhqueue), but bh work run
+//! at an interrupt's exit may push while the code it interrupted was inside
+//! a push or pop on the same CPU. `SegQueue` is lock-free across CPUs but
+//! not re-entrant on one (a push may wait for a block another push is
+//! installing), so every push and pop runs with local interrupts off, as
+//! the bhqueue's do.
 //!
 //! Push from bh or kernel-lock context; pop under the kernel lock.
 
@@ -53,7 +57,7 @@ impl<T, Q: WorkQueue<T>> RunQueue<T, Q> {
 
     /// Appends `item`.
     pub fn enqueue(&self, item: T) {
-        if self.queue.push(item).is_err() {
+        if crate::bhqueue::with_irqs_off(|| self.queue.push(item)).is_err() {
             // Only the bounded loom model queue can refuse.
             panic!("runqueue refused an item");
         }
@@ -62,7 +66,7 @@ impl<T, Q: WorkQueue<T>> RunQueue<T, Q> {
 
     /// Takes the oldest item; the caller holds the kernel lock.
     pub fn dequeue(&self) -> Option<T> {
-        self.queue.pop()
+        crate::bhqueue::with_irqs_off(|| self.queue.pop())
     }
 
     pub fn is_empty(&self) -> bool {

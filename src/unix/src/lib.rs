@@ -18,6 +18,7 @@
 //! | [`abi`] | byte-exact encoders and decoders for the structures syscalls read and write |
 //! | [`path`] | path checks and a filesystem-independent walker (`.`/`..`, symlinks, trailing slashes) |
 //! | [`signal`] | signal numbers, sets, the sigaction table, thread masks, fatal defaults |
+//! | [`reclock`] | advisory record, OFD and flock locks: ranges, owners, conflicts, the deadlock test |
 //!
 //! # Contexts and locks
 //!
@@ -51,6 +52,7 @@ pub mod fdtable;
 pub mod futex;
 pub mod path;
 pub mod prot;
+pub mod reclock;
 pub mod signal;
 pub mod stack;
 pub mod syscalls;

@@ -292,6 +292,9 @@ static inline void tick(struct worker_progress *w, const char *step)
     __atomic_add_fetch(&w->count, 1, __ATOMIC_RELAXED);
 }
 
+/* Rounds the watchdog has completed (it must keep running under load). */
+static volatile unsigned long watchdog_rounds;
+
 static __attribute__((unused)) void *watchdog_main(void *arg)
 {
     (void)arg;
@@ -299,6 +302,7 @@ static __attribute__((unused)) void *watchdog_main(void *arg)
     int still[MAX_WORKERS] = {0};
     for (;;) {
         sleep_ms(1000);
+        __atomic_add_fetch(&watchdog_rounds, 1, __ATOMIC_RELAXED);
         for (int i = 0; i < n_workers; i++) {
             struct worker_progress *w = &progress[i];
             unsigned long c = __atomic_load_n(&w->count, __ATOMIC_RELAXED);
@@ -328,6 +332,59 @@ static __attribute__((unused)) void watchdog_start(int stall_s, unsigned total_s
     if (pthread_create(&t, NULL, watchdog_main, NULL) != 0)
         FAIL("pthread_create(watchdog)");
     pthread_detach(t);
+}
+
+/* Waits until the watchdog has completed `n` more rounds: proof that a
+ * sleeping thread kept being scheduled (a starved watchdog makes this, and
+ * so the test, hang until the runner's timeout). */
+static __attribute__((unused)) void watchdog_await_rounds(unsigned long n)
+{
+    unsigned long until = __atomic_load_n(&watchdog_rounds, __ATOMIC_RELAXED) + n;
+    while (__atomic_load_n(&watchdog_rounds, __ATOMIC_RELAXED) < until)
+        sleep_ms(100);
+}
+
+/*
+ * CPU-bound threads that never block, next to a test's own threads: the
+ * shape that starves bottom halves, timers and sleepers on a kernel that
+ * only schedules when threads block. Each is a watchdog worker, so one that
+ * never gets a CPU is named as stuck.
+ */
+static volatile int spinners_stop;
+static pthread_t spinner_threads[MAX_WORKERS];
+static int n_spinners;
+
+static void *spinner_main(void *arg)
+{
+    struct worker_progress *w = arg;
+    while (!__atomic_load_n(&spinners_stop, __ATOMIC_RELAXED)) {
+        for (volatile int i = 0; i < 10000; i++)
+            ;
+        tick(w, "spin");
+    }
+    w->done = 1;
+    return NULL;
+}
+
+static __attribute__((unused)) void spinners_start(int n)
+{
+    static const char *names[] = {"spinner0", "spinner1", "spinner2", "spinner3",
+                                  "spinner4", "spinner5", "spinner6", "spinner7"};
+    if (n > (int)(sizeof names / sizeof names[0]))
+        FAIL("at most %zu spinners", sizeof names / sizeof names[0]);
+    for (int i = 0; i < n; i++) {
+        struct worker_progress *w = worker(names[i]);
+        if (pthread_create(&spinner_threads[i], NULL, spinner_main, w) != 0)
+            FAIL("pthread_create(spinner)");
+    }
+    n_spinners = n;
+}
+
+static __attribute__((unused)) void spinners_stop_all(void)
+{
+    __atomic_store_n(&spinners_stop, 1, __ATOMIC_RELAXED);
+    for (int i = 0; i < n_spinners; i++)
+        pthread_join(spinner_threads[i], NULL);
 }
 
 #endif

@@ -121,5 +121,24 @@ int main(void)
     errno = 0;
     CHECK(close(fd) == -1 && errno == EBADF, "double close");
     close(fd2);
+
+    /* Opening past the descriptor limit fails with EMFILE (the refused
+     * file is released without deadlocking the fd table against the
+     * filesystem), and the descriptors all close again. */
+    static int fds[70000];
+    int n = 0;
+    for (;;) {
+        CHECK(n < (int)(sizeof fds / sizeof fds[0]), "no EMFILE after %d opens", n);
+        int f = open("f1", O_RDONLY);
+        if (f < 0) {
+            CHECK(errno == EMFILE, "open %d failed with errno %d, not EMFILE", n, errno);
+            break;
+        }
+        fds[n++] = f;
+    }
+    CHECK(n > 100, "EMFILE after only %d opens", n);
+    for (int i = 0; i < n; i++)
+        SYS(close(fds[i]));
+    SYS(close(SYS(open("f1", O_RDONLY))));
     pass();
 }

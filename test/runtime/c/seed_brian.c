@@ -75,12 +75,21 @@ int main(int argc, char **argv)
     CHECK(st.st_size >= 2 * iters * 2 * PAGE, "brian.dat too small for %ld iterations", iters);
     wp[0] = worker("brian-0");
     wp[1] = worker("brian-1");
-    watchdog_start((int)arg_long(argc, argv, 2, 30), 240);
+    /* argv[4]: seconds before alarm() ends a hung run (default 240). */
+    watchdog_start((int)arg_long(argc, argv, 2, 30), (unsigned)arg_long(argc, argv, 4, 240));
+    /* argv[3]: CPU-bound threads to run beside the test's own (default 0). */
+    int spin = (int)arg_long(argc, argv, 3, 0);
+    spinners_start(spin);
     pthread_t th[2];
     for (long t = 0; t < 2; t++)
         CHECK(pthread_create(&th[t], NULL, run, (void *)t) == 0, "pthread_create");
     for (int t = 0; t < 2; t++)
         pthread_join(th[t], NULL);
     printf("seed_brian: %ld iterations x 2 threads\n", iters);
+    if (spin) {
+        /* The watchdog, a sleeping thread, must have kept running. */
+        watchdog_await_rounds(2);
+        spinners_stop_all();
+    }
     pass();
 }

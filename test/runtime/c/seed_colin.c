@@ -91,12 +91,21 @@ int main(int argc, char **argv)
     CHECK(st.st_size >= iters * N * PAGE, "colin-buf.dat too small");
     wf = worker("faulter");
     wr = worker("reader-writer");
-    watchdog_start((int)arg_long(argc, argv, 2, 30), 240);
+    /* argv[4]: seconds before alarm() ends a hung run (default 240). */
+    watchdog_start((int)arg_long(argc, argv, 2, 30), (unsigned)arg_long(argc, argv, 4, 240));
+    /* argv[3]: CPU-bound threads to run beside the test's own (default 0). */
+    int spin = (int)arg_long(argc, argv, 3, 0);
+    spinners_start(spin);
     pthread_t a, b;
     CHECK(pthread_create(&a, NULL, faulter, NULL) == 0, "pthread_create");
     CHECK(pthread_create(&b, NULL, reader, NULL) == 0, "pthread_create");
     pthread_join(a, NULL);
     pthread_join(b, NULL);
     printf("seed_colin: %ld iterations\n", iters);
+    if (spin) {
+        /* The watchdog, a sleeping thread, must have kept running. */
+        watchdog_await_rounds(2);
+        spinners_stop_all();
+    }
     pass();
 }

@@ -155,7 +155,11 @@ int main(int argc, char **argv)
     w_anon = worker("anon-mapper");
     w_io = worker("io");
     w_sync = worker("msync");
-    watchdog_start((int)arg_long(argc, argv, 2, 30), 240);
+    /* argv[4]: seconds before alarm() ends a hung run (default 240). */
+    watchdog_start((int)arg_long(argc, argv, 2, 30), (unsigned)arg_long(argc, argv, 4, 240));
+    /* argv[3]: CPU-bound threads to run beside the test's own (default 0). */
+    int spin = (int)arg_long(argc, argv, 3, 0);
+    spinners_start(spin);
     void *(*fns[])(void *) = {file_mapper, anon_mapper, io_worker, syncer};
     pthread_t th[4];
     for (int t = 0; t < 4; t++)
@@ -163,5 +167,10 @@ int main(int argc, char **argv)
     for (int t = 0; t < 4; t++)
         pthread_join(th[t], NULL);
     printf("seed_mman_race: %ld iterations x 4 threads\n", iters);
+    if (spin) {
+        /* The watchdog, a sleeping thread, must have kept running. */
+        watchdog_await_rounds(2);
+        spinners_stop_all();
+    }
     pass();
 }

@@ -127,7 +127,11 @@ int main(int argc, char **argv)
     w_prot = worker("protector");
     w_map = worker("mapper");
     w_read = worker("reader");
-    watchdog_start((int)arg_long(argc, argv, 2, 30), 240);
+    /* argv[4]: seconds before alarm() ends a hung run (default 240). */
+    watchdog_start((int)arg_long(argc, argv, 2, 30), (unsigned)arg_long(argc, argv, 4, 240));
+    /* argv[3]: CPU-bound threads to run beside the test's own (default 0). */
+    int spin = (int)arg_long(argc, argv, 3, 0);
+    spinners_start(spin);
     void *(*fns[])(void *) = {toucher, protector, mapper, reader};
     pthread_t th[4];
     for (int t = 0; t < 4; t++)
@@ -138,5 +142,10 @@ int main(int argc, char **argv)
     pthread_join(th[3], NULL);
     SYS(munmap(base, 4 * K * PAGE));
     printf("seed_split_merge: %ld iterations x 4 threads\n", iters);
+    if (spin) {
+        /* The watchdog, a sleeping thread, must have kept running. */
+        watchdog_await_rounds(2);
+        spinners_stop_all();
+    }
     pass();
 }

@@ -3,11 +3,14 @@
  * own: its own st_dev and statfs, renames and hard links to the root fail
  * with EXDEV, the mount point cannot be removed or renamed (EBUSY), ".."
  * of the volume's root is the root, and what is written and fsync'd there
- * persists. The first boot (no marker on the volume) writes and exits with
+ * persists; advisory locks and /proc/self/fd tell a volume file from a root
+ * file with the same inode number, and /proc/mounts lists the volume. The
+ * first boot (no marker on the volume) writes and exits with
  * ST_FIRST_BOOT (42); the second verifies and exits 0. */
 #include "cairn_test.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <sys/statfs.h>
 #include <sys/vfs.h>
 
@@ -59,9 +62,82 @@ static void expect_errno(int r, int want, const char *what)
           errno, strerror(errno), want);
 }
 
+/* What the POSIX layer keys by file it keys by volume and inode: a root file
+ * and a volume file with the same st_ino are two files to open-file-
+ * description locks and to /proc/self/fd. /proc/mounts lists the volume. */
+static void twins(void)
+{
+    enum { N = 200 };
+    static ino_t rino[N], vino[N];
+    char rp[64], vp[64];
+    int r = -1, v = -1, made = 0;
+    for (int i = 0; i < N && r < 0; i++, made++) {
+        snprintf(rp, sizeof rp, "twin-r%d", i);
+        snprintf(vp, sizeof vp, "data/twin-v%d", i);
+        SYS(close(SYS(open(rp, O_CREAT | O_EXCL | O_WRONLY, 0644))));
+        SYS(close(SYS(open(vp, O_CREAT | O_EXCL | O_WRONLY, 0644))));
+        struct stat a, b;
+        SYS(stat(rp, &a));
+        SYS(stat(vp, &b));
+        rino[i] = a.st_ino;
+        vino[i] = b.st_ino;
+        for (int j = 0; j <= i && r < 0; j++) {
+            if (rino[j] == vino[i])
+                r = j, v = i;
+            else if (vino[j] == rino[i])
+                r = i, v = j;
+        }
+    }
+    CHECK(r >= 0, "no root file and volume file share an inode number in %d of each", N);
+    snprintf(rp, sizeof rp, "twin-r%d", r);
+    snprintf(vp, sizeof vp, "data/twin-v%d", v);
+
+    /* The volume's file opened first: the root's must not take its name. */
+    int vfd = SYS(open(vp, O_RDWR));
+    int rfd = SYS(open(rp, O_RDWR));
+    struct flock l = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    SYS(fcntl(rfd, F_OFD_SETLK, &l));
+    CHECK(fcntl(vfd, F_OFD_SETLK, &l) == 0,
+          "an OFD lock on %s conflicts with one on %s (same st_ino, other volume): errno %d", vp,
+          rp, errno);
+    const char *paths[2] = {vp, rp};
+    int fds[2] = {vfd, rfd};
+    for (int k = 0; k < 2; k++) {
+        char link[64], got[PATH_MAX], want[PATH_MAX];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fds[k]);
+        ssize_t n = SYS(readlink(link, got, sizeof got - 1));
+        got[n] = 0;
+        CHECK(realpath(paths[k], want) != NULL, "realpath %s", paths[k]);
+        CHECK(strcmp(got, want) == 0, "%s -> %s, expected %s", link, got, want);
+    }
+    SYS(close(vfd));
+    SYS(close(rfd));
+    for (int i = 0; i < made; i++) {
+        snprintf(rp, sizeof rp, "twin-r%d", i);
+        snprintf(vp, sizeof vp, "data/twin-v%d", i);
+        SYS(c_unlink(rp));
+        SYS(c_unlink(vp));
+    }
+
+    char want[PATH_MAX], line[512];
+    CHECK(realpath("data", want) != NULL, "realpath data");
+    FILE *f = fopen("/proc/mounts", "r");
+    if (!f)
+        FAIL("fopen /proc/mounts");
+    int listed = 0;
+    while (fgets(line, sizeof line, f)) {
+        char dev[128], dir[256];
+        if (sscanf(line, "%127s %255s", dev, dir) == 2 && strcmp(dir, want) == 0)
+            listed = 1;
+    }
+    fclose(f);
+    CHECK(listed, "/proc/mounts does not list %s", want);
+}
+
 static void first_boot(void)
 {
     separate();
+    twins();
     struct statfs before, after;
     SYS(statfs("data", &before));
 

@@ -27,6 +27,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod real;
+
 /// Exit status of a persistence test's first boot (data written, boot
 /// again to verify).
 pub const FIRST_BOOT: u32 = 42;
@@ -85,7 +87,7 @@ pub const ALL_STORAGE: &[Storage] = &[
 ];
 
 /// A file the image carries besides the program.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug)]
 pub enum DataFile {
     /// `bytes` of the pattern with `seed` (see [`pattern_word`]).
     Pattern {
@@ -95,13 +97,21 @@ pub enum DataFile {
     },
     /// A copy of `test/runtime/files/<name>`.
     Fixed { name: &'static str },
+    /// The bytes `make` returns (scripts and inputs of the real programs,
+    /// see [`real`]).
+    Generated {
+        name: &'static str,
+        make: fn() -> Vec<u8>,
+    },
 }
 
 impl DataFile {
     /// Its name in the build directory (and the manifest's host path).
     pub fn name(&self) -> &'static str {
         match self {
-            DataFile::Pattern { name, .. } | DataFile::Fixed { name } => name,
+            DataFile::Pattern { name, .. }
+            | DataFile::Fixed { name }
+            | DataFile::Generated { name, .. } => name,
         }
     }
 }
@@ -121,6 +131,47 @@ pub enum Link {
     Static,
     /// `gcc -static-pie`.
     StaticPie,
+}
+
+/// A real program that xtask builds from Debian's packages and sources
+/// (`cargo xtask` set-up; see `xtask/src/programs.rs`) instead of a test
+/// program compiled from `c/`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Real {
+    /// SQLite's shell, static, from `apt-get source sqlite3` (the
+    /// amalgamation).
+    Sqlite3,
+    /// SQLite's `test/speedtest1.c` on the amalgamation.
+    Speedtest1,
+    /// The test's `c/<source>.c` linked with the SQLite amalgamation.
+    WithSqlite,
+    /// fio, static and threads-only, from `apt-get source fio`.
+    Fio,
+    /// busybox, from Debian's `busybox-static`.
+    Busybox,
+}
+
+/// One boot of a test whose boots run different command lines (a program
+/// with no way to run others: busybox applets one per boot).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// argv, argv[0] first (the kernel takes it from its command line,
+    /// `argv=`); empty: the manifest's `arguments`.
+    pub argv: &'static [&'static str],
+    /// Expected exit status.
+    pub status: u32,
+    /// Text the console must show (the program's proof that it ran).
+    pub expect: &'static [&'static str],
+}
+
+/// One boot as a runner performs it (see [`RuntimeTest::boot_list`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Boot {
+    /// argv for the kernel's `argv=`; empty: the manifest's.
+    pub argv: Vec<String>,
+    pub status: u32,
+    /// Text the console must show.
+    pub expect: Vec<String>,
 }
 
 /// Whether a test can run natively on the host (to check the program).
@@ -164,6 +215,10 @@ pub struct RuntimeTest {
     /// Files the image carries besides the program.
     pub data: &'static [DataFile],
     pub native: Native,
+    /// Built by xtask from Debian's packages or sources, not from `c/`.
+    pub real: Option<Real>,
+    /// Boots with their own command lines; when set, `boots` is unused.
+    pub steps: &'static [Step],
 }
 
 const PAGE: u64 = 4096;
@@ -190,6 +245,8 @@ const fn test(name: &'static str, what: &'static str) -> RuntimeTest {
         timeout_s: 120,
         data: &[],
         native: Native::Yes,
+        real: None,
+        steps: &[],
     }
 }
 
@@ -368,7 +425,7 @@ static CATALOGUE: &[RuntimeTest] = &[
         native: Native::No("needs a data volume mounted on data/"),
         ..test(
             "volume",
-            "a data volume mounted on /data by label (manifest mounts): its own st_dev and statfs, files written and fsync'd there persist (boot 2), rename/link to the root EXDEV, the mount point EBUSY, .. leaves the volume",
+            "a data volume mounted on /data by label (manifest mounts): its own st_dev and statfs, files written and fsync'd there persist (boot 2), rename/link to the root EXDEV, the mount point EBUSY, .. leaves the volume, OFD locks and /proc/self/fd tell its files from root files with the same st_ino, /proc/mounts lists it",
         )
     },
     RuntimeTest {
@@ -400,6 +457,288 @@ static CATALOGUE: &[RuntimeTest] = &[
             "a manifest naming a volume no disk holds: the boot stops with an error naming it (status 126), the program never runs",
         )
     },
+    RuntimeTest {
+        source: "seed_brian",
+        data: &[pattern("brian.dat", 2 * 200 * 2 * PAGE, 21)],
+        storage: &[Storage::Virtio],
+        timeout_s: 600,
+        ..test(
+            "seed_brian_spin",
+            "seed_brian (100 iterations) beside 4 CPU-bound threads on 2 vCPUs; the watchdog, a sleeping thread, keeps running",
+        )
+    },
+    RuntimeTest {
+        source: "seed_colin",
+        data: &[
+            pattern("colin-map.dat", 200 * 4 * PAGE, 31),
+            pattern("colin-buf.dat", 200 * 4 * PAGE, 33),
+        ],
+        storage: &[Storage::Virtio],
+        timeout_s: 600,
+        ..test(
+            "seed_colin_spin",
+            "seed_colin (100 iterations) beside 4 CPU-bound threads on 2 vCPUs; the watchdog keeps running",
+        )
+    },
+    RuntimeTest {
+        source: "seed_mman_race",
+        data: &[
+            pattern("race-map.dat", 64 * PAGE, 41),
+            pattern("race-io.dat", 64 * PAGE, 42),
+        ],
+        storage: &[Storage::Virtio],
+        timeout_s: 600,
+        ..test(
+            "seed_mman_race_spin",
+            "seed_mman_race (100 iterations) beside 4 CPU-bound threads on 2 vCPUs; the watchdog keeps running",
+        )
+    },
+    RuntimeTest {
+        source: "seed_split_merge",
+        data: &[pattern("split.dat", 16 * PAGE, 51)],
+        storage: &[Storage::Virtio],
+        timeout_s: 600,
+        ..test(
+            "seed_split_merge_spin",
+            "seed_split_merge (100 iterations) beside 4 CPU-bound threads on 2 vCPUs; the watchdog keeps running",
+        )
+    },
+    RuntimeTest {
+        source: "liveness",
+        smp: 1,
+        storage: &[Storage::Virtio],
+        timeout_s: 600,
+        ..test(
+            "liveness_smp1",
+            "1 vCPU: 50 ms sleeps and pwrite+fsync complete, and every thread progresses, beside 1 and 2 CPU-bound threads (user loop, syscall loop, mmap/munmap loop)",
+        )
+    },
+    RuntimeTest {
+        source: "liveness",
+        storage: &[Storage::Virtio],
+        timeout_s: 600,
+        ..test(
+            "liveness_smp2",
+            "liveness_smp1 on 2 vCPUs with 2 and 4 CPU-bound threads",
+        )
+    },
+    RuntimeTest {
+        source: "liveness",
+        smp: 4,
+        storage: &[Storage::Virtio],
+        timeout_s: 900,
+        ..test(
+            "liveness_smp4",
+            "liveness_smp1 on 4 vCPUs with 4 and 8 CPU-bound threads (more vCPUs than host cores under TCG)",
+        )
+    },
+    test(
+        "locks",
+        "fcntl record and OFD locks (conflicts, F_GETLK, split/merge, release on any close, F_SETLKW/F_OFD_SETLKW woken by another thread, EDEADLK on cairn), flock",
+    ),
+    test(
+        "pipes",
+        "pipe2 (EOF, EPIPE, O_NONBLOCK, capacity, atomic PIPE_BUF writes, 4 MiB between threads), poll/ppoll/select/pselect, eventfd, epoll (level, edge, one-shot), timerfd",
+    ),
+    test(
+        "special",
+        "/dev/null, zero (mapped too), full, urandom, random; /proc/self exe, cmdline, comm, status, maps, fd/; /proc/cpuinfo, meminfo; /sys cpu/online against glibc's CPU count",
+    ),
+    test(
+        "syscalls_misc",
+        "getrusage, times, prctl, wait4/waitid, sendfile, copy_file_range, sync_file_range, preadv2/pwritev2, mlock/mlockall, affinity, scheduler, nice, memfd_create, membarrier, FUTEX_WAKE_OP, clone3",
+    ),
+    RuntimeTest {
+        real: Some(Real::Sqlite3),
+        data: &[DataFile::Generated {
+            name: "delete.sql",
+            make: real::sqlite_delete_script,
+        }],
+        image_mib: 64,
+        timeout_s: 300,
+        steps: &[Step {
+            argv: &[],
+            status: 0,
+            expect: &["PASS sqlite-delete"],
+        }],
+        native: Native::No("a real program built by xtask"),
+        ..test(
+            "sqlite_delete",
+            "SQLite's shell (Debian's source, static) with its default unix VFS in rollback-journal mode: 100k INSERTs in a transaction, index, update/delete, rollback, integrity_check",
+        )
+    },
+    RuntimeTest {
+        real: Some(Real::Sqlite3),
+        data: &[DataFile::Generated {
+            name: "wal.sql",
+            make: real::sqlite_wal_script,
+        }],
+        image_mib: 64,
+        timeout_s: 300,
+        steps: &[Step {
+            argv: &[],
+            status: 0,
+            expect: &["PASS sqlite-wal"],
+        }],
+        native: Native::No("a real program built by xtask"),
+        ..test(
+            "sqlite_wal",
+            "the same in WAL mode (shared mapping of the -shm file and its locks), checkpoint, integrity_check",
+        )
+    },
+    RuntimeTest {
+        real: Some(Real::WithSqlite),
+        timeout_s: 300,
+        native: Native::No("linked with the SQLite amalgamation xtask builds"),
+        ..test(
+            "sqlite_threads",
+            "two threads, two SQLite connections to one database, concurrent transactions in DELETE and WAL modes (a reader checks WAL snapshots), counts, sums, integrity_check",
+        )
+    },
+    RuntimeTest {
+        real: Some(Real::Speedtest1),
+        image_mib: 64,
+        timeout_s: 400,
+        steps: &[Step {
+            argv: &[],
+            status: 0,
+            expect: &["PRAGMA integrity_check", "TOTAL"],
+        }],
+        native: Native::No("a real program built by xtask"),
+        ..test(
+            "speedtest1",
+            "SQLite's speedtest1 --size 10 (Debian's source): the whole benchmark mix, exit status 0",
+        )
+    },
+    RuntimeTest {
+        real: Some(Real::Fio),
+        data: &[DataFile::Fixed {
+            name: "fio-test.fio",
+        }],
+        image_mib: 96,
+        timeout_s: 400,
+        steps: &[Step {
+            argv: &[],
+            status: 0,
+            expect: &[
+                ";seqwrite;0;0;",
+                ";seqread;1;0;",
+                ";randread;2;0;",
+                ";randwrite;3;0;",
+            ],
+        }],
+        native: Native::No("a real program built by xtask"),
+        ..test(
+            "fio",
+            "fio --thread (Debian's source, static): sequential write + fsync with crc32c verify, sequential read (psync), random read and random write with periodic fsync and verify (pvsync2)",
+        )
+    },
+    RuntimeTest {
+        real: Some(Real::Busybox),
+        data: &BUSYBOX_DATA,
+        image_mib: 96,
+        timeout_s: 300,
+        steps: BUSYBOX_STEPS,
+        native: Native::No("a real program from Debian, one applet per boot"),
+        ..test(
+            "busybox",
+            "busybox (Debian's busybox-static) applets, one per boot on one image: tar create, tar extract, cp -r, find, sort of 10 MiB, gzip, gunzip, then md5sum -c of everything",
+        )
+    },
+];
+
+/// The busybox test's files.
+const BUSYBOX_DATA: [DataFile; 9] = [
+    pattern(
+        real::BUSYBOX_TREE[0].0,
+        real::BUSYBOX_TREE[0].1,
+        real::BUSYBOX_TREE[0].2,
+    ),
+    pattern(
+        real::BUSYBOX_TREE[1].0,
+        real::BUSYBOX_TREE[1].1,
+        real::BUSYBOX_TREE[1].2,
+    ),
+    pattern(
+        real::BUSYBOX_TREE[2].0,
+        real::BUSYBOX_TREE[2].1,
+        real::BUSYBOX_TREE[2].2,
+    ),
+    pattern(
+        real::BUSYBOX_TREE[3].0,
+        real::BUSYBOX_TREE[3].1,
+        real::BUSYBOX_TREE[3].2,
+    ),
+    pattern(
+        real::BUSYBOX_TREE[4].0,
+        real::BUSYBOX_TREE[4].1,
+        real::BUSYBOX_TREE[4].2,
+    ),
+    pattern(
+        real::BUSYBOX_TREE[5].0,
+        real::BUSYBOX_TREE[5].1,
+        real::BUSYBOX_TREE[5].2,
+    ),
+    pattern("big.dat", real::GZIP_BYTES, 67),
+    DataFile::Generated {
+        name: "unsorted.txt",
+        make: real::unsorted,
+    },
+    DataFile::Generated {
+        name: "sums.md5",
+        make: real::busybox_sums,
+    },
+];
+
+/// One applet per boot; the last checks what the others made.
+const BUSYBOX_STEPS: &[Step] = &[
+    Step {
+        argv: &["busybox", "tar", "-cf", "t.tar", "data"],
+        status: 0,
+        expect: &[],
+    },
+    Step {
+        argv: &["busybox", "tar", "-xf", "t.tar", "-C", "out"],
+        status: 0,
+        expect: &[],
+    },
+    Step {
+        argv: &["busybox", "cp", "-r", "data", "copy"],
+        status: 0,
+        expect: &[],
+    },
+    Step {
+        argv: &["busybox", "find", "data", "-type", "f"],
+        status: 0,
+        expect: real::FIND_LINES,
+    },
+    Step {
+        argv: &["busybox", "sort", "-o", "sorted.txt", "unsorted.txt"],
+        status: 0,
+        expect: &[],
+    },
+    Step {
+        argv: &["busybox", "gzip", "big.dat"],
+        status: 0,
+        expect: &[],
+    },
+    Step {
+        argv: &["busybox", "gunzip", "big.dat.gz"],
+        status: 0,
+        expect: &[],
+    },
+    Step {
+        argv: &["busybox", "md5sum", "-c", "sums.md5"],
+        status: 0,
+        expect: &[
+            "out/data/a/one.dat: OK",
+            "out/data/a/deeper/three.dat: OK",
+            "copy/b/four.dat: OK",
+            "copy/six.dat: OK",
+            "sorted.txt: OK",
+            "big.dat: OK",
+        ],
+    },
 ];
 
 /// The filesystem benchmark of `cargo xtask bench fs` (not a test: its
@@ -424,6 +763,67 @@ pub fn fs_bench() -> &'static RuntimeTest {
     &FS_BENCH
 }
 
+/// The workload of `cargo xtask bench sched` (the liveness program in its
+/// bench mode; printed, never judged).
+static SCHED_BENCH: RuntimeTest = RuntimeTest {
+    source: "liveness",
+    storage: &[Storage::Virtio],
+    timeout_s: 900,
+    ..test(
+        "schedbench",
+        "wake-up and fsync latency percentiles beside 0, N and 2N CPU-bound threads",
+    )
+};
+
+/// The `bench sched` workload.
+pub fn sched_bench() -> &'static RuntimeTest {
+    &SCHED_BENCH
+}
+
+/// The workloads of `cargo xtask bench programs` (not tests: figures are
+/// printed; they fail only if the program fails).
+static PROGRAM_BENCHES: [RuntimeTest; 2] = [
+    RuntimeTest {
+        real: Some(Real::Speedtest1),
+        manifest: "speedtest1",
+        image_mib: 128,
+        storage: &[Storage::Virtio],
+        timeout_s: 1200,
+        steps: &[Step {
+            argv: &["speedtest1", "--size", "10", "bench.db"],
+            status: 0,
+            expect: &["TOTAL"],
+        }],
+        native: Native::No("a real program built by xtask"),
+        ..test("bench_speedtest1", "SQLite speedtest1 --size 10")
+    },
+    RuntimeTest {
+        real: Some(Real::Fio),
+        manifest: "fio-bench",
+        data: &[DataFile::Fixed {
+            name: "fio-bench.fio",
+        }],
+        image_mib: 256,
+        storage: &[Storage::Virtio],
+        timeout_s: 1200,
+        steps: &[Step {
+            argv: &[],
+            status: 0,
+            expect: &[";seqwrite;0;0;", ";randwrite;3;0;"],
+        }],
+        native: Native::No("a real program built by xtask"),
+        ..test(
+            "bench_fio",
+            "fio: sequential write + fsync, sequential read, 4 KiB random reads and writes",
+        )
+    },
+];
+
+/// The `bench programs` workloads.
+pub fn program_benches() -> &'static [RuntimeTest] {
+    &PROGRAM_BENCHES
+}
+
 /// Every runtime test.
 ///
 /// Each runs on the first of its storage kinds in the default suite.
@@ -435,7 +835,8 @@ pub fn catalogue() -> &'static [RuntimeTest] {
 pub fn find(name: &str) -> Option<&'static RuntimeTest> {
     CATALOGUE
         .iter()
-        .chain([fs_bench()])
+        .chain([fs_bench(), sched_bench()])
+        .chain(program_benches())
         .find(|t| t.name == name)
 }
 
@@ -485,9 +886,41 @@ fn io_err(what: &Path) -> impl Fn(std::io::Error) -> BuildError + '_ {
 }
 
 impl RuntimeTest {
-    /// The program's file name (the source's stem).
+    /// The program's file name (the source's stem, or the real
+    /// program's name).
     pub fn program(&self) -> &'static str {
-        self.source
+        match self.real {
+            Some(Real::Sqlite3) => "sqlite3",
+            Some(Real::Speedtest1) => "speedtest1",
+            Some(Real::Fio) => "fio",
+            Some(Real::Busybox) => "busybox",
+            Some(Real::WithSqlite) | None => self.source,
+        }
+    }
+
+    /// Its boots: the `steps`, or one per `boots` status with the
+    /// manifest's command line, expecting the program's own line
+    /// ([`RuntimeTest::marker`]).
+    pub fn boot_list(&self) -> Vec<Boot> {
+        if !self.steps.is_empty() {
+            return self
+                .steps
+                .iter()
+                .map(|s| Boot {
+                    argv: s.argv.iter().map(|a| a.to_string()).collect(),
+                    status: s.status,
+                    expect: s.expect.iter().map(|e| e.to_string()).collect(),
+                })
+                .collect();
+        }
+        self.boots
+            .iter()
+            .map(|&status| Boot {
+                argv: Vec::new(),
+                status,
+                expect: self.marker(status).into_iter().collect(),
+            })
+            .collect()
     }
 
     /// Path of the C source.
@@ -577,6 +1010,9 @@ impl RuntimeTest {
         std::fs::create_dir_all(out).map_err(io_err(out))?;
         for d in self.data {
             let path = out.join(d.name());
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+            }
             match *d {
                 DataFile::Pattern { bytes, seed, .. } => {
                     let f = std::fs::File::create(&path).map_err(io_err(&path))?;
@@ -595,15 +1031,31 @@ impl RuntimeTest {
                     let src = dir().join("files").join(name);
                     std::fs::copy(&src, &path).map_err(io_err(&src))?;
                 }
+                DataFile::Generated { make, .. } => {
+                    std::fs::write(&path, make()).map_err(io_err(&path))?;
+                }
             }
         }
         Ok(())
     }
 
     /// Builds the program and writes the data files into `out`: everything
-    /// the manifest's host paths name.
+    /// the manifest's host paths name. A real program must already be in
+    /// `out` (xtask puts it there).
     pub fn prepare(&self, out: &Path) -> Result<PathBuf, BuildError> {
         self.write_data(out)?;
+        if self.real.is_some() {
+            let bin = out.join(self.program());
+            return if bin.is_file() {
+                Ok(bin)
+            } else {
+                Err(BuildError(format!(
+                    "{}: {} is built by `cargo xtask` (from Debian's packages and sources)",
+                    self.name,
+                    self.program()
+                )))
+            };
+        }
         self.build_program(out)
     }
 }
@@ -659,7 +1111,11 @@ mod tests {
 
     #[test]
     fn every_manifest_parses_and_names_its_program_and_files() {
-        for t in catalogue().iter().chain([fs_bench()]) {
+        for t in catalogue()
+            .iter()
+            .chain([fs_bench(), sched_bench()])
+            .chain(program_benches())
+        {
             let text = t.manifest_text().unwrap();
             let m = cairn_tfs::manifest::parse(&text)
                 .unwrap_or_else(|e| panic!("{}: {}", t.name, e.render(&text)));
@@ -700,7 +1156,19 @@ mod tests {
         let mut names = BTreeSet::new();
         for t in catalogue() {
             assert!(names.insert(t.name), "duplicate test {}", t.name);
-            assert!(t.source_path().is_file(), "{}: no source", t.name);
+            let own_source = matches!(t.real, None | Some(Real::WithSqlite));
+            assert!(
+                !own_source || t.source_path().is_file(),
+                "{}: no source",
+                t.name
+            );
+            if !t.steps.is_empty() {
+                assert!(
+                    t.steps
+                        .iter()
+                        .all(|s| s.argv.is_empty() || s.argv[0] == t.program())
+                );
+            }
             assert!(!t.boots.is_empty() && t.smp >= 1 && t.timeout_s > 0);
             assert!(!t.storage.is_empty(), "{}", t.name);
             // The manifest's mounts name the test's volumes, unless the
@@ -754,30 +1222,36 @@ mod tests {
         }
         assert!(catalogue().iter().any(|t| t.link == Link::StaticPie));
         assert!(catalogue().iter().any(|t| t.boots.len() == 2));
-        assert_eq!(
+        // The four seed scenarios, each also beside CPU-bound threads.
+        let seeds = |spin: bool| {
             catalogue()
                 .iter()
-                .filter(|t| t.name.starts_with("seed_"))
-                .count(),
-            4
-        );
+                .filter(|t| t.name.starts_with("seed_") && t.name.ends_with("_spin") == spin)
+                .count()
+        };
+        assert_eq!((seeds(false), seeds(true)), (4, 4));
     }
 
     #[test]
     fn in_program_alarms_fire_before_the_runner_gives_up() {
         // alarm() in watchdog_start(stall, total) must end a hung program
         // (SIGALRM, 142) before the runner's timeout kills QEMU.
-        for t in catalogue() {
+        for t in catalogue().iter().filter(|t| t.source_path().is_file()) {
             let src = std::fs::read_to_string(t.source_path()).unwrap();
             if let Some(at) = src.find("watchdog_start(") {
                 let args = &src[at..src[at..].find(';').unwrap() + at];
-                let total: u64 = args
+                let mut total: u64 = args
                     .rsplit(',')
                     .next()
                     .unwrap()
                     .trim_matches(|c: char| !c.is_ascii_digit())
                     .parse()
                     .unwrap();
+                // The seed programs take the total from argv[4] when given.
+                let argv = t.workload().unwrap().arguments;
+                if src.contains("arg_long(argc, argv, 4,") && argv.len() > 4 {
+                    total = std::str::from_utf8(&argv[4]).unwrap().parse().unwrap();
+                }
                 assert!(total < t.timeout_s, "{}: alarm({total}) >= timeout", t.name);
             }
         }

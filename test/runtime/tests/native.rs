@@ -74,7 +74,7 @@ fn runtime_programs_pass_natively() {
             failures.push(format!("{}: {e}", t.name));
             continue;
         }
-        for (i, &want) in t.boots.iter().enumerate() {
+        for (i, want) in t.boot_list().into_iter().map(|b| b.status).enumerate() {
             match run_once(t, &dir, i + 1) {
                 Ok(got) if got == want => {}
                 Ok(got) => failures.push(format!(

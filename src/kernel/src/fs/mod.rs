@@ -21,15 +21,21 @@
 //! **Contexts.** Everything here runs in kernel-lock context, in a thread:
 //! operations sleep for I/O (releasing the kernel lock).
 //!
-//! **Locks, in order** (DESIGN.md §4 rule 4: fd table, then filesystem,
-//! then address space):
-//! 1. `fs` — a [`SleepMutex`] around each volume's TFS [`Filesystem`]:
+//! **Locks, in order** (docs/ARCHITECTURE.md "Locks"; the fd table and the
+//! working directory are read and released *before* any of these is
+//! taken, and the address space is never locked under them):
+//! 1. `fs.truncate` — a [`SleepMutex`] per file: one truncation at a time.
+//! 2. `fs` — a [`SleepMutex`] around each volume's TFS [`Filesystem`]:
 //!    every namespace and metadata operation; it is held across metadata
 //!    I/O only (mount replay, log commits), never across file-data I/O, a
 //!    user copy or a page fault, and never while calling into the
-//!    pagecache (whose backing hook takes it). One volume's at a time
-//!    ([`walk::Walker`] switches when a path crosses a mount point).
-//! 2. `fs.nodes` (SpinLock, kernel-lock only): the inode → pagecache node
+//!    pagecache (whose backing hook takes it). Every volume's mutex has the
+//!    one lock class [`FS_CLASS`], and a thread holds one volume's at a
+//!    time ([`walk::Walker`] releases one before it takes another when a
+//!    path crosses a mount point): holding two would be a recursive
+//!    acquisition of the class, which the validator refuses (debug builds),
+//!    so no order between volumes exists or is needed.
+//! 3. `fs.nodes` (SpinLock, kernel-lock only): the inode → pagecache node
 //!    table; a leaf.
 //!
 //! A read copies straight from the pages it pins to the user buffer. A
@@ -83,6 +89,11 @@ const CHUNK: usize = 256 * 1024;
 const WRITEBACK_PERIOD_NS: u64 = 1_000_000_000;
 
 static NODES_CLASS: LockClass = LockClass::new("fs.nodes");
+/// The sleeping mutex of every volume's filesystem (held across TFS
+/// metadata I/O); one class for all volumes: one is held at a time.
+pub(crate) static FS_CLASS: LockClass = LockClass::new("fs");
+/// A file's truncations, one at a time (sleeping; taken before `fs`).
+pub(crate) static TRUNCATE_CLASS: LockClass = LockClass::new("fs.truncate");
 
 /// A regular file's data: its pagecache node.
 pub struct FileData {
@@ -93,6 +104,16 @@ pub struct FileData {
     /// Serialises truncates of this file (the pagecache applies them one
     /// at a time, each followed by the filesystem's own).
     pub truncating: SleepMutex<()>,
+}
+
+impl FileData {
+    /// Where it is in the tree.
+    pub fn loc(&self) -> Loc {
+        Loc {
+            mount: self.mount.id(),
+            ino: self.ino,
+        }
+    }
 }
 
 /// One mounted TFS volume.
@@ -189,7 +210,7 @@ fn register(fs: Tfs, volume: Volume, at: Option<(Loc, String)>) -> Result<&'stat
         uuid,
         at,
         root,
-        fs: SleepMutex::new("fs", fs),
+        fs: SleepMutex::new(&FS_CLASS, fs),
         volume: volume.clone(),
         cache: spin::Once::new(),
         nodes: SpinLock::new(&NODES_CLASS, BTreeMap::new()),
@@ -330,6 +351,11 @@ impl Mount {
         self.at.as_ref().map_or("/", |(_, p)| p.as_str())
     }
 
+    /// The block-layer name of its volume (`virtio-blk1`, `nvme0n1p1`...).
+    pub fn device(&self) -> &str {
+        self.volume.name()
+    }
+
     /// The directory it covers, if it is not the root.
     pub fn covers(&self) -> Option<Loc> {
         self.at.as_ref().map(|(l, _)| *l)
@@ -369,7 +395,7 @@ impl Mount {
             mount: self,
             ino,
             node: Node::new(self.cache(), Arc::new(TfsBacking { mount: self, ino })),
-            truncating: SleepMutex::new("fs.truncate", ()),
+            truncating: SleepMutex::new(&TRUNCATE_CLASS, ()),
         });
         nodes.insert(ino.0, f.clone());
         f

@@ -10,7 +10,10 @@
 //! **Locks.** A walker holds the `fs` mutex of one volume at a time (the
 //! one it last looked in), switching when the walk crosses into another,
 //! so no two `fs` mutexes are ever held together and no order between
-//! them exists. After a walk the caller goes on with the same walker: an
+//! them exists (they share the lock class `fs`: the validator would refuse
+//! a second one as a recursive acquisition). The caller reads the fd table
+//! and the working directory before it makes a walker (they are never
+//! locked under an `fs` mutex). After a walk the caller goes on with the same walker: an
 //! operation in the volume the walk ended in runs under the mutex the walk
 //! held (as one `fs` critical section, as before volumes existed).
 //! Kernel-lock context, in a thread (the mutex may sleep).
@@ -39,6 +42,12 @@ impl Loc {
     /// volumes, and the table never shrinks).
     pub fn volume(&self) -> &'static Mount {
         super::mount(self.mount).expect("Loc of an unmounted volume")
+    }
+
+    /// A number naming it uniquely across volumes (the volume's index in
+    /// the high half, the inode in the low): a key for tables of files.
+    pub fn key(&self) -> u64 {
+        (u64::from(self.mount) << 32) | u64::from(self.ino.0)
     }
 
     /// Whether it is the root of a volume mounted over a directory (a

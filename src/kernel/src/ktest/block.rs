@@ -644,6 +644,69 @@ fn virtio_scsi_events() -> Result<(), String> {
     Ok(())
 }
 
+/// Makes every vCPU submit to `v` (on `dev`): the scheduler runs threads
+/// on whichever CPU takes them (one global runqueue, no pinning), so the
+/// whole-disk pass may leave a vCPU out. One thread per vCPU yields until
+/// it runs on a CPU whose queue pair has carried nothing yet and reads a
+/// page there (kernel code is not preempted between the check and the
+/// submission); an error if that has not happened within a minute.
+fn submit_from_every_cpu(
+    v: &Volume,
+    dev: &'static cairn_drivers::nvme::Controller,
+) -> Result<(), String> {
+    let unused = || {
+        dev.queues()
+            .iter()
+            .filter(|q| q.stats.snapshot()[0] == 0)
+            .count()
+    };
+    let left = unused();
+    if left == 0 {
+        return Ok(());
+    }
+    let cpus = crate::percpu::cpus().len();
+    let end = crate::time::now_ns() + 60_000_000_000;
+    let finished = cairn_sync::cpu::bh_safe_alloc(|| Arc::new(AtomicUsize::new(0)));
+    let failures = cairn_sync::cpu::bh_safe_alloc(|| Arc::new(AtomicUsize::new(0)));
+    for _ in 0..cpus {
+        let v = v.clone();
+        let b = Buf::new(PAGE)?;
+        let (finished, failures) = (finished.clone(), failures.clone());
+        crate::sched::thread::spawn("blk-cover", move || {
+            let seg = [Segment {
+                phys: b.phys,
+                len: PAGE as u32,
+            }];
+            while unused() != 0 && crate::time::now_ns() < end {
+                let cpu = crate::percpu::this_cpu().index();
+                if dev.queues()[cpu].stats.snapshot()[0] == 0
+                    && io(&v, |d| Request::read(0, &seg, d)) != Status::Ok
+                {
+                    failures.fetch_add(1, Ordering::AcqRel);
+                    break;
+                }
+                crate::sched::thread::yield_now();
+            }
+            finished.fetch_add(1, Ordering::AcqRel);
+            crate::block::wake_waiters();
+        });
+    }
+    wait_until(|| finished.load(Ordering::Acquire) == cpus);
+    if failures.load(Ordering::Acquire) != 0 {
+        return Err("a read submitted from an idle vCPU failed".into());
+    }
+    let still = unused();
+    if still != 0 {
+        // Runnable threads kept yielding for a minute and some vCPU never
+        // ran one: the scheduler left it idle beside queued work.
+        return Err(format!(
+            "{still} vCPU(s) ran none of {cpus} yielding threads in 60 s"
+        ));
+    }
+    crate::info!("nvme0: {left} vCPU(s) the whole-disk pass left out submitted a read each");
+    Ok(())
+}
+
 /// NVMe only: the second controller's namespaces 1 and 3 (found through
 /// Identify), one I/O queue pair per vCPU each taking requests, and
 /// requests whose segments PRPs cannot describe in one command.
@@ -653,14 +716,14 @@ fn nvme_extra(v: &Volume, pages: usize) -> Result<(), String> {
     if find("nvme1n2").is_ok() {
         return Err("nvme1n2 exists: namespace 2 was never attached".into());
     }
-    // Every vCPU's queue pair carried requests (the test threads ran on
-    // every CPU) and got its own interrupts.
+    // Every vCPU's queue pair carried requests and got its own interrupts.
     let dev = crate::block::nvme_controller(0).ok_or("nvme0 is not registered")?;
     let cpus = crate::percpu::cpus().len();
     let qs = dev.queues();
     if qs.len() != cpus {
         return Err(format!("{} I/O queue pairs for {cpus} vCPUs", qs.len()));
     }
+    submit_from_every_cpu(v, dev)?;
     for (i, q) in qs.iter().enumerate() {
         let [submitted, completed, _, interrupts, _, _] = q.stats.snapshot();
         crate::info!(

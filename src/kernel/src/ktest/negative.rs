@@ -2,6 +2,7 @@
 //! checks, proving the validators and the exception reporting fire.
 
 use super::{Expect, KernelTest};
+use crate::sched::mutex::SleepMutex;
 use alloc::string::String;
 use cairn_sync::{IrqSpinLock, LockClass, SpinLock};
 
@@ -25,6 +26,18 @@ pub static TESTS: &[KernelTest] = &[
         smp: &[2],
         expect: Expect::Panic("kernel lock taken in Bh context"),
         run: kernel_lock_in_bh,
+    },
+    KernelTest {
+        name: "lockdep_sleep_under_spinlock",
+        smp: &[2],
+        expect: Expect::Panic("sleeping lock `ktest.sleep` acquired"),
+        run: lockdep_sleep_under_spinlock,
+    },
+    KernelTest {
+        name: "lockdep_sleep_inversion",
+        smp: &[2],
+        expect: Expect::Panic("lock order inversion: acquiring `ktest.sleep_a`"),
+        run: lockdep_sleep_inversion,
     },
     KernelTest {
         name: "unhandled_page_fault",
@@ -85,4 +98,36 @@ fn unhandled_page_fault() -> Result<(), String> {
     // must fault; the test expects the kernel to report it and panic.
     unsafe { p.write_volatile(1) };
     Err("a write to an unmapped address did not fault".into())
+}
+
+static SLEEP: LockClass = LockClass::new("ktest.sleep");
+static SPIN_OUTER: LockClass = LockClass::new("ktest.spin_outer");
+
+/// A sleeping mutex taken under a spinlock: the holder of a spinlock may
+/// not sleep, so the validator refuses even an uncontended acquisition.
+fn lockdep_sleep_under_spinlock() -> Result<(), String> {
+    let m = SleepMutex::new(&SLEEP, ());
+    let s = SpinLock::new(&SPIN_OUTER, ());
+    let _g = s.lock();
+    let _m = m.lock();
+    Err("a sleeping mutex was taken under a spinlock".into())
+}
+
+static SLEEP_A: LockClass = LockClass::new("ktest.sleep_a");
+static SLEEP_B: LockClass = LockClass::new("ktest.sleep_b");
+
+/// Two sleeping mutexes in both orders, with a sleep in between (the
+/// thread may come back on another CPU: the order is the thread's).
+fn lockdep_sleep_inversion() -> Result<(), String> {
+    let a = SleepMutex::new(&SLEEP_A, ());
+    let b = SleepMutex::new(&SLEEP_B, ());
+    {
+        let _a = a.lock();
+        crate::sched::sleep(1_000_000);
+        let _b = b.lock();
+    }
+    let _b = b.lock();
+    crate::sched::sleep(1_000_000);
+    let _a = a.lock();
+    Err("the validator let a sleeping-mutex inversion through".into())
 }

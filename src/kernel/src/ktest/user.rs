@@ -112,7 +112,7 @@ fn run_blob(start: *const u8, end: *const u8) -> Result<(), String> {
         crate::user::UserState::new(1, regs, 0),
     );
     crate::sched::runqueue().enqueue(crate::sched::Runnable::Thread(t));
-    crate::sched::runloop::wake_idle_cpu();
+    crate::sched::runloop::wake_cpu_for_work();
     // The program's exit ends the test (exit status 0 on success).
     crate::sched::sleep(super::util::HANG_NS);
     Err("the user program did not exit".into())

@@ -68,7 +68,7 @@ struct Inner {
     pages: BTreeMap<u64, PageRef>,
 }
 
-static ASPACE_CLASS: LockClass = LockClass::new("aspace");
+pub(crate) static ASPACE_CLASS: LockClass = LockClass::new("aspace");
 
 pub struct AddressSpace {
     inner: SpinLock<Inner>,
@@ -461,6 +461,56 @@ impl AddressSpace {
         // Unpinned outside the lock (the pagecache's node lock is not
         // taken under `aspace`).
         drop(unused);
+    }
+
+    /// Atomically replaces the 32-bit word at user address `addr` (4-byte
+    /// aligned) with `f(old)` and returns `old` (futex `FUTEX_WAKE_OP`).
+    /// The page is faulted in for writing first (sleeping, lock dropped);
+    /// the update itself runs under the `aspace` lock, which keeps the
+    /// page mapped, as one compare-exchange loop on the frame, so it is
+    /// atomic against the program's own atomics on other CPUs.
+    pub fn atomic_update_u32(
+        &self,
+        addr: u64,
+        mut f: impl FnMut(u32) -> u32,
+    ) -> Result<u32, Errno> {
+        if addr % 4 != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let page = addr & !(PAGE - 1);
+        loop {
+            {
+                let _inner = self.inner.lock();
+                if let Some((phys, fl)) = crate::mm::kernel_map::lookup_user(page)
+                    && fl & flags::WRITABLE != 0
+                {
+                    let ptr = (DIRECT_MAP_BASE + phys + (addr - page)) as *mut u32;
+                    // SAFETY: the frame is mapped writable at `page` in this
+                    // address space and stays so while the `aspace` lock is
+                    // held (unmapping takes it); `ptr` is 4-byte aligned
+                    // inside the frame, reached through the direct map.
+                    let word = unsafe { core::sync::atomic::AtomicU32::from_ptr(ptr) };
+                    let mut old = word.load(core::sync::atomic::Ordering::Relaxed);
+                    loop {
+                        match word.compare_exchange_weak(
+                            old,
+                            f(old),
+                            core::sync::atomic::Ordering::SeqCst,
+                            core::sync::atomic::Ordering::Relaxed,
+                        ) {
+                            Ok(_) => return Ok(old),
+                            Err(now) => old = now,
+                        }
+                    }
+                }
+            }
+            self.fault(addr, true, false).map_err(|_| Errno::EFAULT)?;
+        }
+    }
+
+    /// Pages mapped now (the resident set, `/proc/self/status`).
+    pub fn resident_pages(&self) -> u64 {
+        self.inner.lock().pages.len() as u64
     }
 
     /// Which of the pages of `[start, start + len)` are resident (mincore).

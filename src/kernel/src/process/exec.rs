@@ -57,6 +57,12 @@ pub fn start(path: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<(), Star
     };
     let plan = elf.plan(bias).map_err(|e| alloc::format!("{e}"))?;
     let p: &Process = PROCESS.call_once(|| Process::new(plan.brk_start));
+    crate::special::proc::set_program(
+        path,
+        argv,
+        plan.regions().iter().map(|r| (r.start, r.end)).collect(),
+    );
+    crate::syscall::sys::program_started();
     for r in plan.regions() {
         let mapped = p
             .aspace

@@ -5,7 +5,8 @@
 //! | module | owns |
 //! |---|---|
 //! | [`aspace`] | vmaps, mapped pages, demand paging |
-//! | [`file`] | open file descriptions |
+//! | [`file`] | open file descriptions, the [`file::FileOps`] objects |
+//! | [`locks`] | advisory record, OFD and flock locks |
 //! | [`exec`] | loading the ELF and starting the first thread |
 //! | here | [`Process`], thread creation and exit, the workload's start and end |
 //!
@@ -18,6 +19,7 @@
 pub mod aspace;
 pub mod exec;
 pub mod file;
+pub mod locks;
 
 use crate::sched::thread::Thread;
 use crate::sched::waitqueue::WaitQueue;
@@ -34,8 +36,8 @@ use cairn_unix::signal::SigActions;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use file::OpenFile;
 
-static FDS_CLASS: LockClass = LockClass::new("process.fds");
-static CWD_CLASS: LockClass = LockClass::new("process.cwd");
+pub(crate) static FDS_CLASS: LockClass = LockClass::new("process.fds");
+pub(crate) static CWD_CLASS: LockClass = LockClass::new("process.cwd");
 static FUTEX_CLASS: LockClass = LockClass::new("process.futex");
 static SIGNALS_CLASS: LockClass = LockClass::new("process.signals");
 static BRK_CLASS: LockClass = LockClass::new("process.brk");
@@ -135,7 +137,7 @@ pub fn spawn_thread(regs: UserRegs, fs_base: u64) -> (u32, Arc<Thread>) {
     p.live_threads.fetch_add(1, Ordering::Relaxed);
     let t = Thread::new_user("user", UserState::new(tid, regs, fs_base));
     crate::sched::runqueue().enqueue(crate::sched::Runnable::Thread(t.clone()));
-    crate::sched::runloop::wake_idle_cpu();
+    crate::sched::runloop::wake_cpu_for_work();
     (tid, t)
 }
 
@@ -168,14 +170,16 @@ pub fn exit_program(status: u32) -> ! {
     crate::panic::exit(status)
 }
 
-/// Boots the workload the root filesystem names (the kernel's main thread).
-pub fn run_workload() -> Result<(), String> {
+/// Boots the workload the root filesystem names (the kernel's main thread),
+/// with `argv` instead of the root tuple's arguments if given (`argv=` on
+/// the kernel command line).
+pub fn run_workload(argv: Option<Vec<Vec<u8>>>) -> Result<(), String> {
     crate::fs::mount_root()?;
     let w = crate::fs::root().ok_or("no root")?.fs().workload();
     let program = w
         .program
         .ok_or("the image names no program (root tuple has no `program`)")?;
-    let mut argv: Vec<Vec<u8>> = w.arguments;
+    let mut argv: Vec<Vec<u8>> = argv.unwrap_or(w.arguments);
     if argv.is_empty() {
         argv.push(program.clone());
     }
@@ -191,29 +195,5 @@ pub fn run_workload() -> Result<(), String> {
         .collect();
     crate::info!("starting {}", String::from_utf8_lossy(&program));
     exec::start(&program, &argv, &envp)?;
-    start_preemption_tick();
     Ok(())
-}
-
-/// Time slice of user threads when others wait for a CPU.
-const SLICE_NS: u64 = 10_000_000;
-
-/// Every slice, if threads wait on the runqueue, asks every busy CPU to
-/// give its user thread up at its next return to user mode (bh context).
-fn start_preemption_tick() {
-    crate::timer::every(SLICE_NS, || {
-        if crate::sched::runqueue().is_empty() {
-            return;
-        }
-        let me = crate::percpu::this_cpu().index();
-        for c in crate::percpu::cpus() {
-            if c.online.load(Ordering::Relaxed) && !c.idle.load(Ordering::Relaxed) {
-                if c.index() == me {
-                    crate::user::resched_interrupt(0);
-                } else {
-                    cairn_pc::apic::send_ipi(c.apic_id(), crate::irq::RESCHED);
-                }
-            }
-        }
-    });
 }

@@ -2,22 +2,26 @@
 //! releasing the kernel lock) while others wanting it sleep instead of
 //! spinning.
 //!
-//! It is not a spinlock and is not tracked by the lock validator (its holder
-//! migrates between CPUs while it sleeps); the order it takes part in is
-//! documented where each one is declared. Never hold one across a copy to
-//! or from user memory or a page fault that could need it (DESIGN.md §4).
+//! Each has a [`LockClass`] and is tracked by the lock validator on the
+//! holding *thread's* stack (the holder migrates between CPUs while it
+//! sleeps): sleeping locks are ordered against each other and before every
+//! spinlock, and taking one while holding a spinlock other than the kernel
+//! lock panics (debug builds; `cairn_sync::lockdep::before_sleep_acquire`).
+//! The global order is in docs/ARCHITECTURE.md. Never hold one across a copy
+//! to or from user memory or a page fault that could need it (DESIGN.md §4).
 //!
 //! Kernel-lock context, in a thread (it may sleep). Uses a wait queue
 //! (`sched.waitqueue`) internally.
 
 use super::waitqueue::WaitQueue;
+use cairn_sync::{LockClass, lockdep};
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 pub struct SleepMutex<T> {
-    name: &'static str,
+    class: &'static LockClass,
     locked: AtomicBool,
     sleepers: WaitQueue,
     value: UnsafeCell<T>,
@@ -36,9 +40,9 @@ pub struct SleepMutexGuard<'a, T> {
 }
 
 impl<T> SleepMutex<T> {
-    pub const fn new(name: &'static str, value: T) -> Self {
+    pub const fn new(class: &'static LockClass, value: T) -> Self {
         SleepMutex {
-            name,
+            class,
             locked: AtomicBool::new(false),
             sleepers: WaitQueue::new(),
             value: UnsafeCell::new(value),
@@ -52,12 +56,19 @@ impl<T> SleepMutex<T> {
             crate::context::current(),
             cairn_sync::Context::KernelLock,
             "sleeping mutex `{}` taken outside kernel-lock context",
-            self.name
+            self.class.name()
         );
+        let site = core::panic::Location::caller();
+        super::thread::with_current_sleep_locks(|held| {
+            lockdep::before_sleep_acquire(self.class, site, held)
+        });
         while self.locked.swap(true, Ordering::Acquire) {
             self.sleepers
                 .wait_until(|| !self.locked.load(Ordering::Acquire));
         }
+        super::thread::with_current_sleep_locks(|held| {
+            lockdep::sleep_acquired(self.class, site, held)
+        });
         SleepMutexGuard {
             mutex: self,
             _not_send: PhantomData,
@@ -87,6 +98,9 @@ impl<T> DerefMut for SleepMutexGuard<'_, T> {
 
 impl<T> Drop for SleepMutexGuard<'_, T> {
     fn drop(&mut self) {
+        super::thread::with_current_sleep_locks(|held| {
+            lockdep::sleep_released(self.mutex.class, held)
+        });
         self.mutex.locked.store(false, Ordering::Release);
         self.mutex.sleepers.wake_all();
     }

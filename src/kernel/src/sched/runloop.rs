@@ -1,13 +1,15 @@
 //! The per-CPU run loop: every CPU, once booted, runs this forever.
 //!
 //! 1. **bh**: drain the bhqueue without the kernel lock, interrupts on.
-//! 2. **kernel lock**: if the runqueue has work, queue for the kernel lock
-//!    with a ticket and, until it is this CPU's turn, keep draining the
-//!    bhqueue: a CPU never idles in a lock spin while bh work waits (the
-//!    holder may be waiting for those completions). Then run queued closures
-//!    and resume queued threads; a holder that sees another CPU queued hands
-//!    the lock over between work items, so runnable threads spread over the
-//!    CPUs in ticket order.
+//! 2. **kernel lock**: if the runqueue or the expired queue has work, queue
+//!    for the kernel lock with a ticket and, until it is this CPU's turn,
+//!    keep draining the bhqueue: a CPU never idles in a lock spin while bh
+//!    work waits (the holder may be waiting for those completions). Then run
+//!    queued closures and resume queued threads, the runqueue (kernel-lock
+//!    work, woken threads) before the expired queue (threads that used up a
+//!    slice); a holder that sees another CPU queued hands the lock over
+//!    between work items, so runnable threads spread over the CPUs in ticket
+//!    order.
 //! 3. **idle**: with interrupts off, announce idleness, re-check both
 //!    queues, then `sti; hlt` atomically. A CPU waiting for its kernel-lock
 //!    ticket halts the same way; the releaser wakes it. Producers wake idle CPUs with an
@@ -16,7 +18,7 @@
 //!
 //! Runs in run-loop, bh and (step 2) kernel-lock context.
 
-use super::{KERNEL_LOCK, Runnable, bhqueue, runqueue, thread};
+use super::{KERNEL_LOCK, Runnable, bhqueue, expired, runqueue, thread};
 use crate::percpu::{cpus, this_cpu};
 use core::sync::atomic::{Ordering, fence};
 
@@ -32,8 +34,9 @@ pub fn run() -> ! {
     cpu.online.store(true, Ordering::Release);
     loop {
         drain_bh();
-        if !runqueue().is_empty() {
+        if super::preempt::cpu_wanted() {
             let mut ticket = KERNEL_LOCK.take_ticket();
+            cpu.awaiting_kernel_lock.store(true, Ordering::SeqCst);
             let k = loop {
                 match KERNEL_LOCK.redeem(ticket) {
                     Ok(k) => break k,
@@ -44,8 +47,9 @@ pub fn run() -> ! {
                     }
                 }
             };
+            cpu.awaiting_kernel_lock.store(false, Ordering::Relaxed);
             for _ in 0..RUNQUEUE_BUDGET {
-                match runqueue().dequeue() {
+                match runqueue().dequeue().or_else(|| expired().dequeue()) {
                     Some(Runnable::Work(f)) => f(),
                     Some(Runnable::Thread(t)) => thread::run(t),
                     None => break,
@@ -55,15 +59,9 @@ pub fn run() -> ! {
                 }
             }
             drop(k);
-            // Pairs with the fence in `halt_unless`: a waiter that announced
-            // itself idle before our release is seen here and woken; one
-            // that announces later sees its turn in its re-check.
-            fence(Ordering::SeqCst);
-            if KERNEL_LOCK.has_waiters() {
-                wake_all_idle_cpus();
-            }
+            wake_kernel_lock_waiters();
         }
-        halt_unless(|| !runqueue().is_empty());
+        halt_unless(super::preempt::cpu_wanted);
     }
 }
 
@@ -98,23 +96,97 @@ fn halt_unless(ready: impl Fn() -> bool) {
     cpu.idle.store(false, Ordering::SeqCst);
 }
 
-/// Wakes one idle CPU other than this one (if any) to look at the queues.
-/// Any context.
-pub fn wake_idle_cpu() {
+/// Spins a thread makes for the kernel lock before it halts instead.
+const LOCK_SPINS: u32 = 200;
+
+/// Takes the kernel lock without a guard for a thread coming in from user
+/// mode (syscall, exception, preemption), in ticket order. It spins briefly,
+/// then halts until its turn instead of spinning: with more vCPUs than host
+/// cores (TCG `-smp 4` on 2 cores, a loaded host) a spinning waiter takes
+/// the host time the holder needs, and a syscall-heavy program collapsed
+/// to a few hundred syscalls a second across 4 vCPUs before this. Releasers
+/// wake halted waiters ([`release_kernel_lock_held`] and the run loop);
+/// bh work queued meanwhile is serviced here or at interrupt exits.
+/// Interrupts on, kernel lock not held.
+pub fn acquire_kernel_lock_unguarded() {
+    let cpu = this_cpu();
+    let mut ticket = KERNEL_LOCK.take_ticket();
+    let mut spins = 0;
+    let guard = loop {
+        match KERNEL_LOCK.redeem(ticket) {
+            Ok(g) => break g,
+            Err(t) => ticket = t,
+        }
+        if spins < LOCK_SPINS {
+            spins += 1;
+            core::hint::spin_loop();
+            continue;
+        }
+        if !bhqueue().is_empty() {
+            super::exit::service_bh_waiting();
+            continue;
+        }
+        // Announce, re-check, halt: pairs with the fence in
+        // `wake_kernel_lock_waiters`.
+        cairn_pc::cpu::disable_interrupts();
+        cpu.awaiting_kernel_lock.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if KERNEL_LOCK.is_turn(&ticket) || !bhqueue().is_empty() {
+            cairn_pc::cpu::enable_interrupts();
+        } else {
+            cairn_pc::cpu::enable_interrupts_and_halt();
+        }
+        cpu.awaiting_kernel_lock.store(false, Ordering::Relaxed);
+    };
+    core::mem::forget(guard);
+}
+
+/// Wakes one idle CPU other than this one (if any) to look at the queues;
+/// false if none is idle. Any context.
+pub fn wake_idle_cpu() -> bool {
     let me = this_cpu().index();
-    if let Some(c) = cpus().iter().find(|c| {
+    match cpus().iter().find(|c| {
         c.index() != me && c.online.load(Ordering::Acquire) && c.idle.load(Ordering::SeqCst)
     }) {
-        cairn_pc::apic::send_ipi(c.apic_id(), crate::irq::WAKEUP);
+        Some(c) => {
+            cairn_pc::apic::send_ipi(c.apic_id(), crate::irq::WAKEUP);
+            true
+        }
+        None => false,
     }
 }
 
-/// Wakes every idle CPU (after queueing several items).
-pub fn wake_all_idle_cpus() {
+/// After queueing kernel-lock work or a woken thread: wakes an idle CPU for
+/// it, or, with none idle, asks a busy one to give its thread up
+/// (wake-up preemption, `preempt::kick`). Bh and kernel-lock context.
+pub fn wake_cpu_for_work() {
+    if !wake_idle_cpu() {
+        super::preempt::kick();
+    }
+}
+
+/// After a release of the kernel lock: wakes the CPUs halted waiting for
+/// their turn. Pairs with the fence in `halt_unless`: a waiter that announced
+/// itself idle before the release is seen here and woken; one that
+/// announces later sees its turn in its re-check. Every release must call
+/// this (or [`release_kernel_lock_held`]), or a waiter whose turn came sleeps
+/// on while the next ticket holder spins.
+fn wake_kernel_lock_waiters() {
+    fence(Ordering::SeqCst);
+    if !KERNEL_LOCK.has_waiters() {
+        return;
+    }
     let me = this_cpu().index();
     for c in cpus() {
-        if c.index() != me && c.online.load(Ordering::Acquire) && c.idle.load(Ordering::SeqCst) {
+        if c.index() != me && c.awaiting_kernel_lock.load(Ordering::SeqCst) {
             cairn_pc::apic::send_ipi(c.apic_id(), crate::irq::WAKEUP);
         }
     }
+}
+
+/// Releases the kernel lock this CPU took without a guard (a thread on its
+/// way back to user mode) and wakes whoever waits for it.
+pub fn release_kernel_lock_held() {
+    KERNEL_LOCK.release_held();
+    wake_kernel_lock_waiters();
 }

@@ -51,6 +51,9 @@ pub struct Thread {
     last_cpu: AtomicU64,
     /// User-mode state, for threads that run a user program.
     pub user: Option<crate::user::UserState>,
+    /// Sleeping locks the thread holds, for the lock validator: they stay
+    /// with the thread while it sleeps and moves between CPUs.
+    pub(crate) sleep_locks: cairn_sync::cpu::HeldLocks,
     /// The thread's `bh_safe_alloc` nesting while it is switched out: the
     /// scope belongs to the thread, which may sleep inside one and resume
     /// on another CPU.
@@ -137,6 +140,7 @@ impl Thread {
             entry: SpinLock::new(&ENTRY_CLASS, Some(Box::new(f))),
             last_cpu: AtomicU64::new(0),
             user,
+            sleep_locks: cairn_sync::cpu::HeldLocks::new(),
             alloc_scope: core::sync::atomic::AtomicU32::new(0),
             stack_top: aligned_top,
             _stack: stack,
@@ -164,7 +168,7 @@ impl Thread {
 pub fn spawn(name: &'static str, f: impl FnOnce() + Send + 'static) -> Arc<Thread> {
     let t = Thread::new(name, f);
     runqueue().enqueue(Runnable::Thread(t.clone()));
-    super::runloop::wake_idle_cpu();
+    super::runloop::wake_cpu_for_work();
     t
 }
 
@@ -183,6 +187,18 @@ pub fn current() -> Option<Arc<Thread>> {
     }
 }
 
+/// Runs `f` on the sleeping locks of the thread running on this CPU, if
+/// any (the lock validator's hook; any context).
+pub fn with_current_sleep_locks(f: impl FnOnce(&cairn_sync::cpu::HeldLocks)) {
+    let p = this_cpu().current_thread.load(Ordering::Relaxed) as *const Thread;
+    // SAFETY: `run` keeps the thread alive (its leaked strong count) for as
+    // long as this CPU's pointer to it is set, and the pointer is only
+    // changed by this CPU, which is running this code.
+    if let Some(t) = unsafe { p.as_ref() } {
+        f(&t.sleep_locks);
+    }
+}
+
 /// Resumes `t` on this CPU until it yields, blocks or exits. Called by the
 /// run loop with the kernel lock held.
 pub(super) fn run(t: Arc<Thread>) {
@@ -191,6 +207,7 @@ pub(super) fn run(t: Arc<Thread>) {
     t.last_cpu.store(cpu.index() as u64 + 1, Ordering::Relaxed);
     if let Some(u) = &t.user {
         u.switch_in(t.stack_top);
+        super::preempt::slice_started();
     }
     cpu.bh_safe_alloc_depth
         .store(t.alloc_scope.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -213,10 +230,17 @@ pub(super) fn run(t: Arc<Thread>) {
     );
     if let Some(u) = &t.user {
         u.switch_out();
+        super::preempt::slice_stopped();
     }
     t.switch.switched_out();
     match t.reason.load(Ordering::Relaxed) {
-        r if r == SwitchReason::Yield as u8 => runqueue().enqueue(Runnable::Thread(t)),
+        // Behind every thread already waiting: round-robin. A CPU that went
+        // idle meanwhile is woken for it: the queue is not empty, so idling
+        // would leave a runnable thread waiting beside an idle CPU.
+        r if r == SwitchReason::Yield as u8 => {
+            super::expired().enqueue(Runnable::Thread(t));
+            super::runloop::wake_idle_cpu();
+        }
         r if r == SwitchReason::Block as u8 => {}
         _ => drop(t),
     }
@@ -251,7 +275,8 @@ fn switch_out(reason: SwitchReason) {
     // Resumed, possibly on another CPU, under its kernel lock.
 }
 
-/// Gives the CPU to other runnable work; returns when resumed.
+/// Gives the CPU to other runnable work, going to the back of the queue of
+/// threads that used up their turn; returns when resumed.
 pub fn yield_now() {
     let t = current().expect("yield_now outside a thread");
     t.switch.prepare_yield();

@@ -61,7 +61,7 @@ impl WaitQueue {
         }
         drop(sleepers);
         if woke {
-            super::runloop::wake_idle_cpu();
+            super::runloop::wake_cpu_for_work();
         }
     }
 
@@ -72,7 +72,7 @@ impl WaitQueue {
             && t.switch.wake()
         {
             runqueue().enqueue(Runnable::Thread(t));
-            super::runloop::wake_idle_cpu();
+            super::runloop::wake_cpu_for_work();
         }
     }
 

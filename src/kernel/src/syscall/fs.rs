@@ -1,26 +1,31 @@
-//! File and directory system calls over the mounted TFS volumes: open/close,
-//! read and write (plain, positioned, vectored), seek, stat family,
-//! truncate, fallocate, fsync, directory operations, links, the working
-//! directory, fcntl/dup, ioctl, statfs.
+//! File and directory system calls over the mounted TFS volumes and the
+//! special tree: open/close, read and write (plain, positioned, vectored),
+//! seek, stat family, truncate, fallocate, fsync, directory operations,
+//! links, the working directory, fcntl/dup, ioctl, statfs.
 //!
-//! Paths are walked with `fs::walk::Walker` across mount points; an
-//! operation runs in the volume its walk ended in (under the `fs` mutex
-//! the walk holds). Renames and hard links between volumes fail with
-//! EXDEV; a mount point cannot be renamed or removed (EBUSY); `stat`
-//! reports each volume's own `st_dev`, `statfs` its own figures.
+//! A path is first offered to the special tree (`crate::special::lookup`:
+//! `/dev`, `/proc`, `/sys`); otherwise it is walked with `fs::walk::Walker`
+//! across mount points, and the operation runs in the volume its walk ended
+//! in (under the `fs` mutex the walk holds). Renames and hard links between
+//! volumes fail with EXDEV; a mount point cannot be renamed or removed
+//! (EBUSY); `stat` reports each volume's own `st_dev`, `statfs` its own
+//! figures.
 //!
-//! Lock order (DESIGN.md §4 rule 4): the fd table is looked up and released
-//! before a filesystem's sleeping mutex is taken; neither is held while
-//! user memory is copied (reads and writes go through `fs::Mount`, which
-//! copies with no lock held); one `fs` mutex at a time.
+//! Lock order (docs/ARCHITECTURE.md "Locks"): the fd table and the working
+//! directory are read and released ([`start_dir`]) before any `fs` mutex
+//! is taken, and a file refused by the fd table (EMFILE) is dropped after
+//! the table's lock; neither lock is held while user memory is copied
+//! (reads and writes go through `fs::Mount`, which copies with no lock
+//! held); one volume's `fs` mutex at a time.
 //!
 //! Kernel-lock context, in the calling thread.
 
 use super::{SysResult, copy_in, copy_out, user_string};
 use crate::fs::walk::{Walker, fs_errno};
 use crate::fs::{Loc, Mount, Tfs};
-use crate::process::file::{self, FileKind, OpenFile};
+use crate::process::file::{self, Dst, FileKind, OpenFile, Src};
 use crate::process::{self, current};
+use crate::special::Target;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -43,6 +48,11 @@ fn fs_err(e: FsError) -> Errno {
     fs_errno(e)
 }
 
+/// The errno of a TFS error.
+pub fn tfs_err(e: FsError) -> Errno {
+    fs_errno(e)
+}
+
 pub fn pc_err(e: cairn_pagecache::Errno) -> Errno {
     Errno::from_raw(e.0).unwrap_or(Errno::EIO)
 }
@@ -57,8 +67,14 @@ pub fn get_file(fd: i32) -> Result<Arc<OpenFile>, Errno> {
         .map_err(|_| Errno::EBADF)
 }
 
-/// The directory a `*at` call starts from: (where, its path).
+/// The directory a `*at` call starts from: (where, its path). Taken before
+/// any `fs` mutex: the fd table and the working directory are never locked
+/// under one (docs/ARCHITECTURE.md, lock order), and the descriptor's
+/// reference is dropped here, before a walk (the last reference of a
+/// regular file takes its volume's `fs` mutex to release the file).
+/// Without a root filesystem there is no TFS path: `ENOENT`.
 fn start_dir(dirfd: i32) -> Result<(Loc, Vec<u8>), Errno> {
+    crate::fs::root().ok_or(Errno::ENOENT)?;
     if dirfd == AT_FDCWD {
         let c = current().cwd.lock();
         return Ok((c.dir, c.path.as_bytes().to_vec()));
@@ -70,12 +86,15 @@ fn start_dir(dirfd: i32) -> Result<(Loc, Vec<u8>), Errno> {
     }
 }
 
-/// Resolves `path` relative to `dirfd`; the walker goes on holding the
-/// volume the walk ended in.
-fn resolve(wk: &mut Walker, dirfd: i32, path: &[u8], follow: bool) -> Result<Walk<Loc>, Errno> {
-    crate::fs::root().ok_or(Errno::ENOENT)?;
-    let (start, start_path) = start_dir(dirfd)?;
-    walk(wk, &start, &start_path, path, follow)
+/// Resolves `path` from `start` (a [`start_dir`]); the walker goes on
+/// holding the volume the walk ended in.
+fn resolve(
+    wk: &mut Walker,
+    start: &(Loc, Vec<u8>),
+    path: &[u8],
+    follow: bool,
+) -> Result<Walk<Loc>, Errno> {
+    walk(wk, &start.0, &start.1, path, follow)
 }
 
 fn existing(w: &Walk<Loc>) -> Result<(Loc, NodeKind), Errno> {
@@ -92,67 +111,88 @@ fn name_of(w: &Walk<Loc>) -> Result<&[u8], Errno> {
 pub fn openat(dirfd: i32, path: u64, flags: u32, _mode: u32) -> SysResult {
     let path = user_string(path, PATH_MAX)?;
     let follow = flags & file::O_NOFOLLOW == 0;
-    let kind = {
-        let mut wk = Walker::new();
-        let w = resolve(&mut wk, dirfd, &path, follow)?;
-        let (loc, created) = match w.target {
-            Some(_) if flags & file::O_CREAT != 0 && flags & file::O_EXCL != 0 => {
+    let kind = match crate::special::lookup(dirfd, &path, follow) {
+        None => open_tfs(dirfd, &path, flags, follow)?,
+        Some(Err(e)) => return Err(e),
+        Some(Ok(Target::Node(n))) => {
+            if flags & file::O_CREAT != 0 && flags & file::O_EXCL != 0 {
                 return Err(Errno::EEXIST);
             }
-            Some((loc, _)) => (loc, false),
-            None if flags & file::O_CREAT != 0 => {
-                if w.trailing_slash {
-                    return Err(Errno::EISDIR);
-                }
-                let name = name_of(&w)?.to_vec();
-                let dir = w.parent;
-                let ino = wk.fs(dir.mount).create(dir.ino, &name).map_err(fs_err)?;
-                (
-                    Loc {
-                        mount: dir.mount,
-                        ino,
-                    },
-                    true,
-                )
-            }
-            None => return Err(Errno::ENOENT),
-        };
-        let st = wk.fs(loc.mount).stat(loc.ino).map_err(fs_err)?;
-        let acc = flags & file::O_ACCMODE;
-        match st.kind {
-            FileType::Directory => {
-                if acc != 0 || flags & file::O_TRUNC != 0 {
-                    return Err(Errno::EISDIR);
-                }
-                FileKind::Directory(loc)
-            }
-            FileType::Symlink => return Err(Errno::ELOOP),
-            FileType::Regular => {
-                if flags & file::O_DIRECTORY != 0 {
-                    return Err(Errno::ENOTDIR);
-                }
-                let m = loc.volume();
-                if flags & file::O_TRUNC != 0 && acc != 0 && !created && st.size > 0 {
-                    wk.release();
-                    truncate_ino(m, loc.ino, 0)?;
-                }
-                FileKind::Regular(m.file(loc.ino))
-            }
+            crate::special::open(&n, flags)?
         }
+        Some(Ok(Target::File(f))) => crate::special::proc::reopen(&f, flags)?,
+        Some(Ok(Target::Tfs(p))) => open_tfs(AT_FDCWD, &p, flags, true)?,
     };
     let f = OpenFile::new(kind, flags);
-    current()
-        .fds
-        .lock()
-        .alloc(f, flags & file::O_CLOEXEC != 0)
-        .map(|fd| fd as u64)
-        .map_err(|(e, _f)| e)
+    let r = current().fds.lock().alloc(f, flags & file::O_CLOEXEC != 0);
+    // A refused file (EMFILE) is dropped here, after the fd table's lock:
+    // its release takes its volume's `fs` mutex, which sleeps.
+    r.map(|fd| fd as u64).map_err(|(e, _f)| e)
+}
+
+/// Opens (or creates) `path` in the TFS volumes.
+fn open_tfs(dirfd: i32, path: &[u8], flags: u32, follow: bool) -> Result<FileKind, Errno> {
+    let start = start_dir(dirfd)?;
+    let mut wk = Walker::new();
+    let w = resolve(&mut wk, &start, path, follow)?;
+    let (loc, created) = match w.target {
+        Some(_) if flags & file::O_CREAT != 0 && flags & file::O_EXCL != 0 => {
+            return Err(Errno::EEXIST);
+        }
+        Some((loc, _)) => (loc, false),
+        None if flags & file::O_CREAT != 0 => {
+            if w.trailing_slash {
+                return Err(Errno::EISDIR);
+            }
+            let name = name_of(&w)?.to_vec();
+            let dir = w.parent;
+            let ino = wk.fs(dir.mount).create(dir.ino, &name).map_err(fs_err)?;
+            (
+                Loc {
+                    mount: dir.mount,
+                    ino,
+                },
+                true,
+            )
+        }
+        None => return Err(Errno::ENOENT),
+    };
+    let st = wk.fs(loc.mount).stat(loc.ino).map_err(fs_err)?;
+    let acc = flags & file::O_ACCMODE;
+    crate::special::proc::remember_path(loc, w.canonical.clone());
+    match st.kind {
+        FileType::Directory => {
+            if acc != 0 || flags & file::O_TRUNC != 0 {
+                return Err(Errno::EISDIR);
+            }
+            Ok(FileKind::Directory(loc))
+        }
+        FileType::Symlink => Err(Errno::ELOOP),
+        FileType::Regular => {
+            if flags & file::O_DIRECTORY != 0 {
+                return Err(Errno::ENOTDIR);
+            }
+            let m = loc.volume();
+            if flags & file::O_TRUNC != 0 && acc != 0 && !created && st.size > 0 {
+                wk.release();
+                truncate_ino(m, loc.ino, 0)?;
+            }
+            Ok(FileKind::Regular(m.file(loc.ino)))
+        }
+    }
 }
 
 pub fn close(fd: i32) -> SysResult {
     let f = current().fds.lock().close(fd).map_err(|_| Errno::EBADF)?;
-    drop(f);
+    closed(f);
     Ok(0)
+}
+
+/// A descriptor of `f` was closed (close, dup2/dup3 over it): the
+/// process's record locks on the file go, then the reference.
+pub fn closed(f: Arc<OpenFile>) {
+    crate::process::locks::closed(&f);
+    drop(f);
 }
 
 fn read_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno> {
@@ -163,6 +203,7 @@ fn read_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno>
         FileKind::Regular(d) => d.mount.read(d, off, buf, len).map_err(pc_err),
         FileKind::Directory(_) => Err(Errno::EISDIR),
         FileKind::Console => Ok(0),
+        FileKind::Object(o) => o.read(f, off, Dst::User(buf), len),
     }
 }
 
@@ -173,6 +214,7 @@ fn write_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno
     match &f.kind {
         FileKind::Regular(d) => d.mount.write(d, off, buf, len).map_err(pc_err),
         FileKind::Directory(_) => Err(Errno::EISDIR),
+        FileKind::Object(o) => o.write(f, off, Src::User(buf), len),
         FileKind::Console => {
             let mut chunk = [0u8; 512];
             let mut done = 0;
@@ -193,10 +235,23 @@ fn write_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno
     }
 }
 
-fn file_len(f: &OpenFile) -> Result<u64, Errno> {
-    match f.loc() {
-        Some(loc) => loc.volume().fs().length(loc.ino).map_err(fs_err),
-        None => Ok(0),
+/// The size of the file behind `f` (what `SEEK_END` counts from).
+pub fn file_size(f: &OpenFile) -> Result<u64, Errno> {
+    match &f.kind {
+        FileKind::Object(o) => Ok(o.size()),
+        _ => match f.loc() {
+            Some(loc) => loc.volume().fs().length(loc.ino).map_err(fs_err),
+            None => Ok(0),
+        },
+    }
+}
+
+/// Reads and writes move the description's offset.
+fn moves_offset(f: &OpenFile) -> bool {
+    match &f.kind {
+        FileKind::Regular(_) => true,
+        FileKind::Object(o) => o.seekable(),
+        _ => false,
     }
 }
 
@@ -204,7 +259,7 @@ pub fn read(fd: i32, buf: u64, len: u64) -> SysResult {
     let f = get_file(fd)?;
     let off = f.offset.load(Ordering::Relaxed);
     let n = read_at(&f, off, buf, len as usize)?;
-    if matches!(f.kind, FileKind::Regular(_)) {
+    if moves_offset(&f) {
         f.offset.store(off + n as u64, Ordering::Relaxed);
     }
     Ok(n as u64)
@@ -213,22 +268,31 @@ pub fn read(fd: i32, buf: u64, len: u64) -> SysResult {
 pub fn write(fd: i32, buf: u64, len: u64) -> SysResult {
     let f = get_file(fd)?;
     let off = if f.append() {
-        file_len(&f)?
+        file_size(&f)?
     } else {
         f.offset.load(Ordering::Relaxed)
     };
     let n = write_at(&f, off, buf, len as usize)?;
-    if matches!(f.kind, FileKind::Regular(_)) {
+    if moves_offset(&f) {
         f.offset.store(off + n as u64, Ordering::Relaxed);
     }
     Ok(n as u64)
+}
+
+/// Positioned I/O needs a seekable file (`ESPIPE` for pipes and such).
+fn positioned(fd: i32) -> Result<Arc<OpenFile>, Errno> {
+    let f = get_file(fd)?;
+    match &f.kind {
+        FileKind::Object(o) if !o.seekable() => Err(Errno::ESPIPE),
+        _ => Ok(f),
+    }
 }
 
 pub fn pread(fd: i32, buf: u64, len: u64, off: u64) -> SysResult {
     if (off as i64) < 0 {
         return Err(Errno::EINVAL);
     }
-    let f = get_file(fd)?;
+    let f = positioned(fd)?;
     Ok(read_at(&f, off, buf, len as usize)? as u64)
 }
 
@@ -236,7 +300,7 @@ pub fn pwrite(fd: i32, buf: u64, len: u64, off: u64) -> SysResult {
     if (off as i64) < 0 {
         return Err(Errno::EINVAL);
     }
-    let f = get_file(fd)?;
+    let f = positioned(fd)?;
     Ok(write_at(&f, off, buf, len as usize)? as u64)
 }
 
@@ -250,7 +314,11 @@ fn iovecs(iov: u64, count: u64) -> Result<Vec<IoVec>, Errno> {
 }
 
 pub fn readv(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
-    let f = get_file(fd)?;
+    let f = if at.is_some() {
+        positioned(fd)?
+    } else {
+        get_file(fd)?
+    };
     let vecs = iovecs(iov, count)?;
     let mut off = at.unwrap_or_else(|| f.offset.load(Ordering::Relaxed));
     let mut total = 0u64;
@@ -262,18 +330,22 @@ pub fn readv(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
             break;
         }
     }
-    if at.is_none() && matches!(f.kind, FileKind::Regular(_)) {
+    if at.is_none() && moves_offset(&f) {
         f.offset.store(off, Ordering::Relaxed);
     }
     Ok(total)
 }
 
 pub fn writev(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
-    let f = get_file(fd)?;
+    let f = if at.is_some() {
+        positioned(fd)?
+    } else {
+        get_file(fd)?
+    };
     let vecs = iovecs(iov, count)?;
     let mut off = match at {
         Some(o) => o,
-        None if f.append() => file_len(&f)?,
+        None if f.append() => file_size(&f)?,
         None => f.offset.load(Ordering::Relaxed),
     };
     let mut total = 0u64;
@@ -285,21 +357,59 @@ pub fn writev(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
             break;
         }
     }
-    if at.is_none() && matches!(f.kind, FileKind::Regular(_)) {
+    if at.is_none() && moves_offset(&f) {
         f.offset.store(off, Ordering::Relaxed);
     }
     Ok(total)
 }
 
+/// preadv2 / pwritev2: offset -1 uses (and moves) the file offset;
+/// `RWF_HIPRI` is a hint; `RWF_DSYNC`/`RWF_SYNC` sync the file after a
+/// write; `RWF_APPEND` writes at the end; `RWF_NOWAIT` is refused
+/// (`EOPNOTSUPP`: cairn cannot promise not to wait).
+pub fn rw_v2(fd: i32, iov: u64, count: u64, off: u64, flags: u32, write: bool) -> SysResult {
+    const RWF_HIPRI: u32 = 1;
+    const RWF_DSYNC: u32 = 2;
+    const RWF_SYNC: u32 = 4;
+    const RWF_NOWAIT: u32 = 8;
+    const RWF_APPEND: u32 = 16;
+    if flags & !(RWF_HIPRI | RWF_DSYNC | RWF_SYNC | RWF_NOWAIT | RWF_APPEND) != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if flags & RWF_NOWAIT != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let at = if off as i64 == -1 {
+        None
+    } else if (off as i64) < 0 {
+        return Err(Errno::EINVAL);
+    } else {
+        Some(off)
+    };
+    if !write {
+        return readv(fd, iov, count, at);
+    }
+    let at = if flags & RWF_APPEND != 0 {
+        Some(file_size(&*get_file(fd)?)?)
+    } else {
+        at
+    };
+    let n = writev(fd, iov, count, at)?;
+    if flags & (RWF_DSYNC | RWF_SYNC) != 0 {
+        fsync(fd)?;
+    }
+    Ok(n)
+}
+
 pub fn lseek(fd: i32, off: i64, whence: i32) -> SysResult {
-    let f = get_file(fd)?;
+    let f = positioned(fd)?;
     let base = match whence {
         0 => 0,
         1 => f.offset.load(Ordering::Relaxed) as i64,
-        2 => file_len(&f)? as i64,
+        2 => file_size(&f)? as i64,
         3 | 4 => {
             // SEEK_DATA / SEEK_HOLE: the whole file is data.
-            let len = file_len(&f)? as i64;
+            let len = file_size(&f)? as i64;
             if off >= len || off < 0 {
                 return Err(Errno::ENXIO);
             }
@@ -318,7 +428,7 @@ pub fn lseek(fd: i32, off: i64, whence: i32) -> SysResult {
 }
 
 /// The `st_dev` of volume `mount` (the root is 8:0, as before volumes).
-fn dev_of(mount: u16) -> u64 {
+pub fn dev_of(mount: u16) -> u64 {
     makedev(8, 16 * u32::from(mount))
 }
 
@@ -367,39 +477,45 @@ fn stat_loc(loc: Loc) -> Result<FileStat, Errno> {
     stat_of(&loc.volume().fs(), loc)
 }
 
-fn stat_fd(fd: i32) -> Result<FileStat, Errno> {
-    let f = get_file(fd)?;
-    match f.loc() {
-        Some(loc) => stat_loc(loc),
-        None => Ok(console_stat()),
+fn stat_file(f: &OpenFile) -> Result<FileStat, Errno> {
+    match (&f.kind, f.loc()) {
+        (FileKind::Object(o), _) => Ok(o.stat()),
+        (_, Some(loc)) => stat_loc(loc),
+        (_, None) => Ok(console_stat()),
     }
 }
 
-/// Where `path` (user pointer) leads from `dirfd`, `AT_EMPTY_PATH` and
-/// `AT_SYMLINK_NOFOLLOW` as `flags` say; `None` for the console.
-fn locate(dirfd: i32, path: u64, flags: i32) -> Result<Option<Loc>, Errno> {
-    crate::fs::root().ok_or(Errno::ENOENT)?;
+fn stat_fd(fd: i32) -> Result<FileStat, Errno> {
+    stat_file(&*get_file(fd)?)
+}
+
+fn stat_path(dirfd: i32, path: u64, flags: i32) -> Result<FileStat, Errno> {
     let p = user_string(path, PATH_MAX)?;
     if p.is_empty() {
         if flags & AT_EMPTY_PATH != 0 {
             return if dirfd == AT_FDCWD {
-                Ok(Some(current().cwd.lock().dir))
+                crate::fs::root().ok_or(Errno::ENOENT)?;
+                let dir = current().cwd.lock().dir;
+                stat_loc(dir)
             } else {
-                Ok(get_file(dirfd)?.loc())
+                stat_fd(dirfd)
             };
         }
         return Err(Errno::ENOENT);
     }
+    let follow = flags & AT_SYMLINK_NOFOLLOW == 0;
+    let (dirfd, p) = match crate::special::lookup(dirfd, &p, follow) {
+        None => (dirfd, p),
+        Some(Err(e)) => return Err(e),
+        Some(Ok(Target::Node(n))) => return Ok(n.node.stat()),
+        Some(Ok(Target::File(f))) => return stat_file(&f),
+        Some(Ok(Target::Tfs(p))) => (AT_FDCWD, p),
+    };
+    let start = start_dir(dirfd)?;
     let mut wk = Walker::new();
-    let w = resolve(&mut wk, dirfd, &p, flags & AT_SYMLINK_NOFOLLOW == 0)?;
-    Ok(Some(existing(&w)?.0))
-}
-
-fn stat_path(dirfd: i32, path: u64, flags: i32) -> Result<FileStat, Errno> {
-    match locate(dirfd, path, flags)? {
-        Some(loc) => stat_loc(loc),
-        None => Ok(console_stat()),
-    }
+    let w = resolve(&mut wk, &start, &p, follow)?;
+    let (loc, _) = existing(&w)?;
+    stat_of(wk.fs(loc.mount), loc)
 }
 
 pub fn fstat(fd: i32, out: u64) -> SysResult {
@@ -451,9 +567,10 @@ pub fn truncate_path(path: u64, len: i64) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let p = user_string(path, PATH_MAX)?;
+    let start = start_dir(AT_FDCWD)?;
     let (loc, kind) = {
         let mut wk = Walker::new();
-        existing(&resolve(&mut wk, AT_FDCWD, &p, true)?)?
+        existing(&resolve(&mut wk, &start, &p, true)?)?
     };
     if kind == NodeKind::Directory {
         return Err(Errno::EISDIR);
@@ -489,6 +606,7 @@ pub fn fsync(fd: i32) -> SysResult {
         FileKind::Regular(ref d) => d.mount.fsync(d).map(|_| 0).map_err(pc_err),
         FileKind::Directory(loc) => loc.volume().sync().map(|_| 0).map_err(pc_err),
         FileKind::Console => Ok(0),
+        FileKind::Object(_) => Err(Errno::EINVAL),
     }
 }
 
@@ -497,7 +615,8 @@ pub fn sync() -> Result<(), Errno> {
     crate::fs::sync_all().map_err(pc_err)
 }
 
-/// syncfs(fd): the volume `fd` is on (every volume for the console).
+/// syncfs(fd): the volume `fd` is on (every volume for the console and
+/// the special files).
 pub fn syncfs(fd: i32) -> SysResult {
     match get_file(fd)?.loc() {
         Some(loc) => loc.volume().sync().map_err(pc_err)?,
@@ -508,8 +627,9 @@ pub fn syncfs(fd: i32) -> SysResult {
 
 pub fn mkdirat(dirfd: i32, path: u64, _mode: u32) -> SysResult {
     let p = user_string(path, PATH_MAX)?;
+    let start = start_dir(dirfd)?;
     let mut wk = Walker::new();
-    let w = resolve(&mut wk, dirfd, &p, false)?;
+    let w = resolve(&mut wk, &start, &p, false)?;
     if w.target.is_some() {
         return Err(Errno::EEXIST);
     }
@@ -522,8 +642,9 @@ pub fn mkdirat(dirfd: i32, path: u64, _mode: u32) -> SysResult {
 
 pub fn unlinkat(dirfd: i32, path: u64, flags: i32) -> SysResult {
     let p = user_string(path, PATH_MAX)?;
+    let start = start_dir(dirfd)?;
     let mut wk = Walker::new();
-    let w = resolve(&mut wk, dirfd, &p, false)?;
+    let w = resolve(&mut wk, &start, &p, false)?;
     let (target, kind) = existing(&w)?;
     let name = name_of(&w)?.to_vec();
     if target.is_mount_point() {
@@ -550,10 +671,11 @@ pub fn renameat2(olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -> Sy
         return Err(Errno::EINVAL);
     }
     let (op, np) = (user_string(old, PATH_MAX)?, user_string(new, PATH_MAX)?);
+    let (old_start, new_start) = (start_dir(olddir)?, start_dir(newdir)?);
     let mut wk = Walker::new();
-    let wo = resolve(&mut wk, olddir, &op, false)?;
+    let wo = resolve(&mut wk, &old_start, &op, false)?;
     let (from, _) = existing(&wo)?;
-    let wn = resolve(&mut wk, newdir, &np, false)?;
+    let wn = resolve(&mut wk, &new_start, &np, false)?;
     if flags & NOREPLACE != 0 && wn.target.is_some() {
         return Err(Errno::EEXIST);
     }
@@ -572,13 +694,14 @@ pub fn renameat2(olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -> Sy
 
 pub fn linkat(olddir: i32, old: u64, newdir: i32, new: u64, flags: i32) -> SysResult {
     let (op, np) = (user_string(old, PATH_MAX)?, user_string(new, PATH_MAX)?);
+    let (old_start, new_start) = (start_dir(olddir)?, start_dir(newdir)?);
     let mut wk = Walker::new();
-    let wo = resolve(&mut wk, olddir, &op, flags & AT_SYMLINK_FOLLOW != 0)?;
+    let wo = resolve(&mut wk, &old_start, &op, flags & AT_SYMLINK_FOLLOW != 0)?;
     let (from, kind) = existing(&wo)?;
     if kind == NodeKind::Directory {
         return Err(Errno::EPERM);
     }
-    let wn = resolve(&mut wk, newdir, &np, false)?;
+    let wn = resolve(&mut wk, &new_start, &np, false)?;
     if wn.target.is_some() {
         return Err(Errno::EEXIST);
     }
@@ -594,8 +717,9 @@ pub fn linkat(olddir: i32, old: u64, newdir: i32, new: u64, flags: i32) -> SysRe
 
 pub fn symlinkat(target: u64, newdir: i32, new: u64) -> SysResult {
     let (t, np) = (user_string(target, PATH_MAX)?, user_string(new, PATH_MAX)?);
+    let start = start_dir(newdir)?;
     let mut wk = Walker::new();
-    let wn = resolve(&mut wk, newdir, &np, false)?;
+    let wn = resolve(&mut wk, &start, &np, false)?;
     if wn.target.is_some() {
         return Err(Errno::EEXIST);
     }
@@ -608,13 +732,22 @@ pub fn symlinkat(target: u64, newdir: i32, new: u64) -> SysResult {
 
 pub fn readlinkat(dirfd: i32, path: u64, buf: u64, len: u64) -> SysResult {
     let p = user_string(path, PATH_MAX)?;
-    if p == b"/proc/self/exe" {
-        // glibc asks when it needs the program's path.
-        return Err(Errno::ENOENT);
-    }
+    let (dirfd, p) = match crate::special::lookup(dirfd, &p, false) {
+        None => (dirfd, p),
+        Some(Err(e)) => return Err(e),
+        Some(Ok(Target::Node(n))) => {
+            let target = n.node.readlink().ok_or(Errno::EINVAL)?;
+            let k = target.len().min(len as usize);
+            copy_out(buf, &target[..k])?;
+            return Ok(k as u64);
+        }
+        Some(Ok(Target::File(_))) => return Err(Errno::EINVAL),
+        Some(Ok(Target::Tfs(p))) => (AT_FDCWD, p),
+    };
+    let start = start_dir(dirfd)?;
     let target = {
         let mut wk = Walker::new();
-        let w = resolve(&mut wk, dirfd, &p, false)?;
+        let w = resolve(&mut wk, &start, &p, false)?;
         let (loc, kind) = existing(&w)?;
         if kind != NodeKind::Symlink {
             return Err(Errno::EINVAL);
@@ -630,15 +763,42 @@ pub fn faccessat(dirfd: i32, path: u64, _mode: i32) -> SysResult {
     stat_path(dirfd, path, 0).map(|_| 0)
 }
 
+/// A directory entry: inode number, `DT_*`, name.
+type Entry = (u64, u8, Vec<u8>);
+
 pub fn getdents64(fd: i32, buf: u64, len: u64) -> SysResult {
     let f = get_file(fd)?;
-    let FileKind::Directory(dir) = f.kind else {
-        return Err(Errno::ENOTDIR);
-    };
-    let (entries, parent) = {
-        let mut wk = Walker::new();
-        let entries = wk.fs(dir.mount).readdir(dir.ino).map_err(fs_err)?;
-        (entries, wk.parent(&dir)?)
+    // (inode, type, name) of every entry but "." and "..", and the inode
+    // numbers of those two.
+    let (entries, this, parent): (Vec<Entry>, u64, u64) = match &f.kind {
+        FileKind::Directory(dir) => {
+            let mut wk = Walker::new();
+            let list = wk.fs(dir.mount).readdir(dir.ino).map_err(fs_err)?;
+            let parent = wk.parent(dir)?;
+            let entries = list
+                .into_iter()
+                .map(|e| {
+                    let kind = match e.kind {
+                        FileType::Directory => DT_DIR,
+                        FileType::Symlink => DT_LNK,
+                        FileType::Regular => DT_REG,
+                    };
+                    (u64::from(e.ino.0) + 1, kind, e.name)
+                })
+                .collect();
+            (
+                entries,
+                u64::from(dir.ino.0) + 1,
+                u64::from(parent.ino.0) + 1,
+            )
+        }
+        FileKind::Object(o) => {
+            let list = o.readdir().ok_or(Errno::ENOTDIR)?;
+            let ino = o.stat().ino;
+            let entries = list.into_iter().map(|e| (e.ino, e.kind, e.name)).collect();
+            (entries, ino, ino)
+        }
+        _ => return Err(Errno::ENOTDIR),
     };
     let pos = f.offset.load(Ordering::Relaxed) as usize;
     let mut out = vec![0u8; (len as usize).min(64 * 1024)];
@@ -646,24 +806,16 @@ pub fn getdents64(fd: i32, buf: u64, len: u64) -> SysResult {
     // Positions: 0 ".", 1 "..", then entry k at k + 2.
     let mut k = pos;
     loop {
-        let (ino, kind, name): (Ino, u8, &[u8]) = match k {
-            0 => (dir.ino, DT_DIR, b"."),
-            1 => (parent.ino, DT_DIR, b".."),
+        let (ino, kind, name): (u64, u8, &[u8]) = match k {
+            0 => (this, DT_DIR, b"."),
+            1 => (parent, DT_DIR, b".."),
             _ => match entries.get(k - 2) {
-                Some(e) => (
-                    e.ino,
-                    match e.kind {
-                        FileType::Directory => DT_DIR,
-                        FileType::Symlink => DT_LNK,
-                        FileType::Regular => DT_REG,
-                    },
-                    &e.name,
-                ),
+                Some(e) => (e.0, e.1, &e.2),
                 None => break,
             },
         };
         let d = Dirent {
-            ino: u64::from(ino.0) + 1,
+            ino,
             next: (k + 1) as i64,
             kind,
             name,
@@ -695,7 +847,8 @@ pub fn getcwd(buf: u64, len: u64) -> SysResult {
 
 pub fn chdir(path: u64) -> SysResult {
     let p = user_string(path, PATH_MAX)?;
-    let w = resolve(&mut Walker::new(), AT_FDCWD, &p, true)?;
+    let start = start_dir(AT_FDCWD)?;
+    let w = resolve(&mut Walker::new(), &start, &p, true)?;
     let (dir, kind) = existing(&w)?;
     if kind != NodeKind::Directory {
         return Err(Errno::ENOTDIR);
@@ -708,6 +861,7 @@ pub fn chdir(path: u64) -> SysResult {
 pub fn fchdir(fd: i32) -> SysResult {
     let f = get_file(fd)?;
     let FileKind::Directory(dir) = f.kind else {
+        // Special directories cannot be the working directory.
         return Err(Errno::ENOTDIR);
     };
     current().cwd.lock().dir = dir;
@@ -725,7 +879,9 @@ pub fn dup3(old: i32, new: i32, flags: i32, dup2: bool) -> SysResult {
             return Ok(new as u64);
         }
         let (fd, replaced) = current().fds.lock().dup2(old, new)?;
-        drop(replaced);
+        if let Some(r) = replaced {
+            closed(r);
+        }
         return Ok(fd as u64);
     }
     if flags & !(file::O_CLOEXEC as i32) != 0 {
@@ -736,7 +892,9 @@ pub fn dup3(old: i32, new: i32, flags: i32, dup2: bool) -> SysResult {
             .fds
             .lock()
             .dup3(old, new, flags & file::O_CLOEXEC as i32 != 0)?;
-    drop(replaced);
+    if let Some(r) = replaced {
+        closed(r);
+    }
     Ok(fd as u64)
 }
 
@@ -747,8 +905,32 @@ pub fn fcntl(fd: i32, cmd: i32, arg: u64) -> SysResult {
     const F_GETFL: i32 = 3;
     const F_SETFL: i32 = 4;
     const F_DUPFD_CLOEXEC: i32 = 1030;
+    const F_SETPIPE_SZ: i32 = 1031;
+    const F_GETPIPE_SZ: i32 = 1032;
+    const F_ADD_SEALS: i32 = 1033;
+    const F_GET_SEALS: i32 = 1034;
+    use crate::process::locks;
     let p = current();
     match cmd {
+        locks::F_GETLK
+        | locks::F_SETLK
+        | locks::F_SETLKW
+        | locks::F_OFD_GETLK
+        | locks::F_OFD_SETLK
+        | locks::F_OFD_SETLKW => locks::fcntl(&*get_file(fd)?, cmd, arg),
+        F_ADD_SEALS => super::memfd::add_seals(&*get_file(fd)?, arg as u32),
+        F_GET_SEALS => super::memfd::get_seals(&*get_file(fd)?),
+        F_GETPIPE_SZ | F_SETPIPE_SZ => {
+            let f = get_file(fd)?;
+            let pipe = f
+                .downcast::<crate::ipc::pipe::PipeEnd>()
+                .ok_or(Errno::EBADF)?;
+            if cmd == F_GETPIPE_SZ {
+                Ok(pipe.capacity() as u64)
+            } else {
+                pipe.set_capacity(arg as usize).map(|c| c as u64)
+            }
+        }
         F_DUPFD | F_DUPFD_CLOEXEC => p
             .fds
             .lock()
@@ -767,23 +949,41 @@ pub fn fcntl(fd: i32, cmd: i32, arg: u64) -> SysResult {
         }
         F_SETFL => {
             let f = get_file(fd)?;
-            let keep = f.flags.load(Ordering::Relaxed) & !(file::O_APPEND | 0o4000);
-            f.flags.store(
-                keep | (arg as u32 & (file::O_APPEND | 0o4000)),
-                Ordering::Relaxed,
-            );
+            let settable = file::O_APPEND | file::O_NONBLOCK;
+            let keep = f.flags.load(Ordering::Relaxed) & !settable;
+            f.flags
+                .store(keep | (arg as u32 & settable), Ordering::Relaxed);
             Ok(0)
         }
         _ => Err(Errno::EINVAL),
     }
 }
 
-pub fn ioctl(fd: i32, req: u64, _arg: u64) -> SysResult {
+pub fn ioctl(fd: i32, req: u64, arg: u64) -> SysResult {
     const TCGETS: u64 = 0x5401;
     const TIOCGWINSZ: u64 = 0x5413;
+    const FIONBIO: u64 = 0x5421;
+    const FIONCLEX: u64 = 0x5450;
+    const FIOCLEX: u64 = 0x5451;
     let f = get_file(fd)?;
     match (&f.kind, req) {
+        (_, FIONBIO) => {
+            let mut b = [0u8; 4];
+            copy_in(&mut b, arg)?;
+            if i32::from_le_bytes(b) != 0 {
+                f.flags.fetch_or(file::O_NONBLOCK, Ordering::Relaxed);
+            } else {
+                f.flags.fetch_and(!file::O_NONBLOCK, Ordering::Relaxed);
+            }
+            Ok(0)
+        }
+        (_, FIOCLEX | FIONCLEX) => current()
+            .fds
+            .lock()
+            .set_cloexec(fd, req == FIOCLEX)
+            .map(|_| 0),
         (FileKind::Console, TCGETS | TIOCGWINSZ) => Err(Errno::ENOTTY),
+        (FileKind::Object(o), _) => o.ioctl(&f, req, arg),
         _ => Err(Errno::ENOTTY),
     }
 }
@@ -808,12 +1008,28 @@ fn statfs_encode(m: &Mount, out: u64) -> SysResult {
     Ok(0)
 }
 
+/// statfs(path): the volume `path` is on; the special tree reports the
+/// root volume's figures.
 pub fn statfs_path(path: u64, out: u64) -> SysResult {
-    let loc = locate(AT_FDCWD, path, 0)?.ok_or(Errno::ENOENT)?;
+    let p = user_string(path, PATH_MAX)?;
+    let p = match crate::special::lookup(AT_FDCWD, &p, true) {
+        None => p,
+        Some(Err(e)) => return Err(e),
+        Some(Ok(Target::Tfs(p))) => p,
+        Some(Ok(_)) => {
+            return statfs_encode(crate::fs::root().ok_or(Errno::ENOENT)?, out);
+        }
+    };
+    let start = start_dir(AT_FDCWD)?;
+    let loc = {
+        let mut wk = Walker::new();
+        existing(&resolve(&mut wk, &start, &p, true)?)?.0
+    };
     statfs_encode(loc.volume(), out)
 }
 
 pub fn fstatfs(fd: i32, out: u64) -> SysResult {
+    // The console and special files report the root volume's figures.
     let m = match get_file(fd)?.loc() {
         Some(loc) => loc.volume(),
         None => crate::fs::root().ok_or(Errno::ENOENT)?,

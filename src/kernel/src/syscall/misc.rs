@@ -302,6 +302,13 @@ pub fn kill(n: u64, a: [u64; 6]) -> SysResult {
     if sig == 0 {
         return Ok(0);
     }
+    send_self(sig).map(|_| 0)
+}
+
+/// A signal the program sent itself, or the kernel raised for it
+/// (SIGPIPE): its default action ends the program; ignored, it does
+/// nothing; a handler is reported as unsupported.
+pub fn send_self(sig: u32) -> Result<(), Errno> {
     let fatal = {
         let acts = current().signals.lock();
         let mut mask = MASK.lock();
@@ -309,14 +316,19 @@ pub fn kill(n: u64, a: [u64; 6]) -> SysResult {
         cairn_unix::signal::deliver(&acts, mask, sig, cairn_unix::signal::Origin::Sent)?
     };
     match fatal {
-        cairn_unix::signal::Delivery::Terminate(_) => {
-            super::fatal_signal(sig, "signal sent by the program")
-        }
+        cairn_unix::signal::Delivery::Terminate(_) => super::fatal_signal(
+            sig,
+            if sig == cairn_unix::signal::SIGPIPE {
+                "write to a pipe with no reader"
+            } else {
+                "signal sent by the program"
+            },
+        ),
         cairn_unix::signal::Delivery::Handler(_) => {
             crate::warn!("signal {sig} has a handler: handlers are not supported, ignored");
-            Ok(0)
+            Ok(())
         }
-        _ => Ok(0),
+        _ => Ok(()),
     }
 }
 

@@ -35,7 +35,12 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: i32, off: u64) -> Sy
     if len == 0 || off % PAGE != 0 {
         return Err(Errno::EINVAL);
     }
-    let (kind, max_prot) = if flags & MAP_ANONYMOUS != 0 {
+    let anonymous = flags & MAP_ANONYMOUS != 0 || {
+        // A private mapping of /dev/zero is anonymous memory.
+        let f = get_file(fd)?;
+        f.ops().is_some_and(|o| o.maps_as_anonymous())
+    };
+    let (kind, max_prot) = if anonymous {
         (VmapKind::Anonymous, Prot::ALL)
     } else {
         let f = get_file(fd)?;

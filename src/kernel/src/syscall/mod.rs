@@ -1,14 +1,23 @@
 //! The Linux system calls of the user program: dispatch by number to the
-//! handlers in [`fs`], [`mm`], [`thread`] and [`misc`], user-memory
-//! helpers, and the handling of exceptions raised in user mode.
+//! handlers in [`fs`], [`mm`], [`thread`], [`misc`], [`pipe`] (pipes,
+//! eventfd, timerfd), [`poll`] (poll, select, epoll), [`lock`] (flock),
+//! [`copy`] (sendfile, copy_file_range), [`sys`] (rusage, prctl,
+//! scheduler, mlock, membarrier) and [`memfd`]; user-memory helpers; the
+//! handling of exceptions raised in user mode.
 //!
 //! Kernel-lock context (the entry path takes the lock before calling in),
 //! in the calling thread, which may sleep. Unsupported calls return ENOSYS
 //! and are logged once by number and name.
 
+pub mod copy;
 pub mod fs;
+pub mod lock;
+pub mod memfd;
 pub mod misc;
 pub mod mm;
+pub mod pipe;
+pub mod poll;
+pub mod sys;
 pub mod thread;
 
 use crate::process::aspace::FaultOutcome;
@@ -127,7 +136,6 @@ fn call(n: u64, a: [u64; 6], regs: &UserRegs) -> SysResult {
         nr::GETTID => thread::gettid(),
         nr::TIME => misc::time(a[0]),
         nr::FUTEX => thread::futex(a[0], i(1), a[2] as u32, a[3], a[4], a[5] as u32),
-        nr::SCHED_GETAFFINITY => thread::sched_getaffinity(a[0], a[1], a[2]),
         nr::SET_TID_ADDRESS => thread::set_tid_address(a[0]),
         nr::GETDENTS64 => fs::getdents64(i(0), a[1], a[2]),
         nr::FADVISE64 => Ok(0),
@@ -154,6 +162,52 @@ fn call(n: u64, a: [u64; 6], regs: &UserRegs) -> SysResult {
         nr::GETRANDOM => misc::getrandom(a[0], a[1]),
         nr::STATX => fs::statx(i(0), a[1], i(2), a[3] as u32, a[4]),
         nr::SYSINFO => misc::sysinfo(a[0]),
+        nr::PREADV2 => fs::rw_v2(i(0), a[1], a[2], a[3], a[5] as u32, false),
+        nr::PWRITEV2 => fs::rw_v2(i(0), a[1], a[2], a[3], a[5] as u32, true),
+        nr::PIPE => pipe::pipe2(a[0], 0),
+        nr::PIPE2 => pipe::pipe2(a[0], a[1] as u32),
+        nr::EVENTFD => pipe::eventfd2(a[0] as u32, 0),
+        nr::EVENTFD2 => pipe::eventfd2(a[0] as u32, a[1] as u32),
+        nr::TIMERFD_CREATE => pipe::timerfd_create(i(0), a[1] as u32),
+        nr::TIMERFD_SETTIME => pipe::timerfd_settime(i(0), i(1), a[2], a[3]),
+        nr::TIMERFD_GETTIME => pipe::timerfd_gettime(i(0), a[1]),
+        nr::POLL => poll::poll(a[0], a[1], i(2)),
+        nr::PPOLL => poll::ppoll(a[0], a[1], a[2], a[3], a[4]),
+        nr::SELECT => poll::select(i(0), a[1], a[2], a[3], a[4]),
+        nr::PSELECT6 => poll::pselect6(i(0), a[1], a[2], a[3], a[4], a[5]),
+        nr::EPOLL_CREATE => poll::epoll_create(i(0)),
+        nr::EPOLL_CREATE1 => poll::epoll_create1(a[0] as u32),
+        nr::EPOLL_CTL => poll::epoll_ctl(i(0), i(1), i(2), a[3]),
+        nr::EPOLL_WAIT => poll::epoll_wait(i(0), a[1], i(2), i(3)),
+        nr::EPOLL_PWAIT => poll::epoll_pwait(i(0), a[1], i(2), i(3), a[4], a[5]),
+        nr::EPOLL_PWAIT2 => poll::epoll_pwait2(i(0), a[1], i(2), a[3], a[4], a[5]),
+        nr::FLOCK => lock::flock(i(0), i(1)),
+        nr::SENDFILE => copy::sendfile(i(0), i(1), a[2], a[3]),
+        nr::COPY_FILE_RANGE => copy::copy_file_range(i(0), a[1], i(2), a[3], a[4], a[5] as u32),
+        nr::SYNC_FILE_RANGE => copy::sync_file_range(i(0), a[1] as i64, a[2] as i64, a[3] as u32),
+        nr::GETRUSAGE => sys::getrusage(i(0), a[1]),
+        nr::TIMES => sys::times(a[0]),
+        nr::PRCTL => sys::prctl(i(0), a[1], a[2], a[3], a[4]),
+        nr::WAIT4 | nr::WAITID => sys::wait_children(),
+        nr::SCHED_SETAFFINITY => sys::sched_setaffinity(a[0] as i64, a[1], a[2]),
+        nr::SCHED_GETAFFINITY => sys::sched_getaffinity(a[0] as i64, a[1], a[2]),
+        nr::SCHED_GETSCHEDULER => sys::sched_getscheduler(a[0] as i64),
+        nr::SCHED_GETPARAM => sys::sched_getparam(a[0] as i64, a[1]),
+        nr::SCHED_SETSCHEDULER => sys::sched_setscheduler(a[0] as i64, i(1), a[2]),
+        nr::SCHED_SETPARAM => sys::sched_setscheduler(a[0] as i64, -1, a[1]),
+        nr::SCHED_GET_PRIORITY_MAX => sys::sched_priority_max(i(0)),
+        nr::SCHED_GET_PRIORITY_MIN => sys::sched_priority_min(i(0)),
+        nr::SCHED_RR_GET_INTERVAL => sys::sched_rr_get_interval(a[0] as i64, a[1]),
+        nr::GETPRIORITY => sys::getpriority(i(0), a[1] as i64),
+        nr::SETPRIORITY => sys::setpriority(i(0), a[1] as i64, i(2)),
+        nr::MEMBARRIER => sys::membarrier(i(0), a[1] as u32, i(2)),
+        nr::MLOCK => sys::mlock(a[0], a[1], 0),
+        nr::MLOCK2 => sys::mlock(a[0], a[1], a[2] as u32),
+        nr::MUNLOCK => sys::munlock(a[0], a[1]),
+        nr::MLOCKALL => sys::mlockall(i(0)),
+        nr::MUNLOCKALL => Ok(0),
+        nr::MEMFD_CREATE => memfd::memfd_create(a[0], a[1] as u32),
+        nr::CLONE3 => thread::clone3(a[0], a[1], regs),
         _ => unsupported(n),
     }
 }

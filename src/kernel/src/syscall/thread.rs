@@ -1,5 +1,5 @@
-//! Thread system calls: clone (threads only), futex, set_tid_address,
-//! arch_prctl, gettid, sched_yield, sched_getaffinity.
+//! Thread system calls: clone and clone3 (threads only), futex (with
+//! WAKE_OP), set_tid_address, arch_prctl, gettid, sched_yield.
 //!
 //! The futex protocol (no lost wake-ups) is the one `cairn_unix::futex`
 //! documents: the word is read under the table lock without sleeping
@@ -59,6 +59,30 @@ pub fn clone(flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64, regs: &User
     Ok(u64::from(tid))
 }
 
+/// `clone3(args, size)` for threads (the flags `clone` accepts); anything
+/// else is `ENOSYS`, which glibc answers by falling back to `clone`.
+pub fn clone3(args: u64, size: u64, regs: &UserRegs) -> SysResult {
+    const VER0: u64 = 64;
+    if !(VER0..=4096).contains(&size) {
+        return Err(Errno::EINVAL);
+    }
+    let mut b = [0u8; 88];
+    let n = (size as usize).min(b.len());
+    super::copy_in(&mut b[..n], args)?;
+    let at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or_default());
+    let (flags, child_tid, parent_tid, exit_signal) = (at(0), at(16), at(24), at(32));
+    let (stack, stack_size, tls) = (at(40), at(48), at(56));
+    let set_tid_size = if n >= 80 { at(72) } else { 0 };
+    if set_tid_size != 0 || (stack != 0 && stack_size == 0) || (stack == 0 && stack_size != 0) {
+        return Err(Errno::EINVAL);
+    }
+    if flags & CLONE_THREAD != 0 && exit_signal != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let top = stack.checked_add(stack_size).ok_or(Errno::EINVAL)?;
+    clone(flags, top, parent_tid, child_tid, tls, regs)
+}
+
 pub fn set_tid_address(addr: u64) -> SysResult {
     let t = crate::sched::thread::current().ok_or(Errno::EINVAL)?;
     let u = t.user.as_ref().ok_or(Errno::EINVAL)?;
@@ -98,20 +122,6 @@ pub fn arch_prctl(code: i32, addr: u64) -> SysResult {
 pub fn sched_yield() -> SysResult {
     crate::sched::thread::yield_now();
     Ok(0)
-}
-
-pub fn sched_getaffinity(_pid: u64, len: u64, mask: u64) -> SysResult {
-    let n = crate::cpu_count();
-    let bytes = n.div_ceil(64) * 8;
-    if (len as usize) < bytes {
-        return Err(Errno::EINVAL);
-    }
-    let mut b = alloc::vec![0u8; bytes];
-    for c in 0..n {
-        b[c / 8] |= 1 << (c % 8);
-    }
-    super::copy_out(mask, &b)?;
-    Ok(bytes as u64)
 }
 
 /// Reads the futex word with page faults disabled: `None` if the page
@@ -203,11 +213,56 @@ fn futex_wait(addr: u64, expected: u32, timeout: u64, bitset: u32, absolute: boo
     Ok(0)
 }
 
+/// `FUTEX_WAKE_OP`: applies the operation `encoded` names to the word at
+/// `addr2` (atomically, returning its old value), wakes up to `n` waiters
+/// of `addr`, and, if the old value passes the encoded comparison, up to
+/// `n2` waiters of `addr2`.
+fn futex_wake_op(addr: u64, n: i32, n2: i32, addr2: u64, encoded: u32) -> SysResult {
+    let sext12 = |v: u32| ((v << 20) as i32) >> 20;
+    let op = (encoded >> 28) & 7;
+    let shift = encoded >> 31 != 0;
+    let cmp = (encoded >> 24) & 0xf;
+    let mut oparg = sext12((encoded >> 12) & 0xfff);
+    let cmparg = sext12(encoded & 0xfff);
+    if shift {
+        if !(0..32).contains(&oparg) {
+            return Err(Errno::EINVAL);
+        }
+        oparg = 1 << oparg;
+    }
+    if op > 4 || cmp > 5 {
+        return Err(Errno::ENOSYS);
+    }
+    let arg = oparg as u32;
+    let old = current().aspace.atomic_update_u32(addr2, |v| match op {
+        0 => arg,
+        1 => v.wrapping_add(arg),
+        2 => v | arg,
+        3 => v & !arg,
+        _ => v ^ arg,
+    })?;
+    let mut woken = futex_wake_bitset(addr, n, MATCH_ANY)?;
+    let o = old as i32;
+    let pass = match cmp {
+        0 => o == cmparg,
+        1 => o != cmparg,
+        2 => o < cmparg,
+        3 => o <= cmparg,
+        4 => o > cmparg,
+        _ => o >= cmparg,
+    };
+    if pass {
+        woken += futex_wake_bitset(addr2, n2, MATCH_ANY)?;
+    }
+    Ok(woken as u64)
+}
+
 pub fn futex(addr: u64, op: i32, val: u32, timeout: u64, addr2: u64, val3: u32) -> SysResult {
     const WAIT: i32 = 0;
     const WAKE: i32 = 1;
     const REQUEUE: i32 = 3;
     const CMP_REQUEUE: i32 = 4;
+    const WAKE_OP: i32 = 5;
     const WAIT_BITSET: i32 = 9;
     const WAKE_BITSET: i32 = 10;
     const PRIVATE: i32 = 128;
@@ -219,6 +274,7 @@ pub fn futex(addr: u64, op: i32, val: u32, timeout: u64, addr2: u64, val3: u32) 
         WAIT_BITSET => futex_wait(addr, val, timeout, val3, true),
         WAKE => futex_wake_bitset(addr, val as i32, MATCH_ANY).map(|n| n as u64),
         WAKE_BITSET => futex_wake_bitset(addr, val as i32, val3).map(|n| n as u64),
+        WAKE_OP => futex_wake_op(addr, val as i32, timeout as i32, addr2, val3),
         REQUEUE | CMP_REQUEUE => {
             let nr_requeue = timeout as i32;
             let r = loop {

@@ -4,8 +4,10 @@
 //! (syscall, exception, interrupt, preemption).
 //!
 //! A user thread is a kernel thread whose body enters user mode. Coming in,
-//! it takes the kernel lock (`acquire_unguarded`); going out, it releases it
-//! (`release_held`); a thread that blocks or yields in between switches to
+//! it takes the kernel lock (`sched::runloop::acquire_kernel_lock_unguarded`:
+//! in ticket order, halting while it waits); going out, it releases it
+//! (`release_held`) and runs the exit work (bh service, preemption:
+//! `sched::exit`); a thread that blocks or yields in between switches to
 //! its run loop with the lock held, as every thread does. Its kernel stack
 //! is empty while it runs user code, so the syscall stub and the TSS start
 //! at its top.
@@ -19,12 +21,11 @@ pub mod entry;
 pub mod fpu;
 
 use crate::percpu::this_cpu;
-use crate::sched::KERNEL_LOCK;
 use cairn_pagecache::RawDestination;
 use cairn_pc::cpu::{msr, wrmsr};
 use cairn_pc::idt::TrapFrame;
 use cairn_sync::{LockClass, SpinLock};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 pub use entry::UserRegs;
 use fpu::FpuState;
 
@@ -74,16 +75,6 @@ impl UserState {
     }
 }
 
-/// Set per CPU when a user thread there should give its CPU up at its next
-/// return to user mode (the reschedule IPI sets it).
-static NEED_RESCHED: [AtomicBool; cairn_pc::acpi::MAX_CPUS] =
-    [const { AtomicBool::new(false) }; cairn_pc::acpi::MAX_CPUS];
-
-/// The reschedule IPI's handler (irq context).
-pub fn resched_interrupt(_: usize) {
-    NEED_RESCHED[this_cpu().index()].store(true, Ordering::Relaxed);
-}
-
 /// Body of every user thread: enter user mode with the thread's initial
 /// registers (kernel-lock context, on the thread's own stack).
 pub fn thread_start() -> ! {
@@ -106,7 +97,7 @@ fn return_to_user(regs: UserRegs) -> ! {
     // `kernel_stack_top`), above every live frame of the current call chain
     // (which starts lower on the same stack), and is aligned.
     unsafe { frame_ptr.write(regs) };
-    KERNEL_LOCK.release_held();
+    crate::sched::runloop::release_kernel_lock_held();
     // SAFETY: written just above.
     entry::enter_user(unsafe { &*frame_ptr })
 }
@@ -117,41 +108,31 @@ extern "C" fn cairn_syscall(regs: &mut UserRegs) {
     // Interrupts on before waiting for the lock: its holder may be waiting
     // for this CPU to answer a TLB shoot-down.
     cairn_pc::cpu::enable_interrupts();
-    KERNEL_LOCK.acquire_unguarded();
+    crate::sched::runloop::acquire_kernel_lock_unguarded();
     crate::syscall::dispatch(regs);
-    before_user_return();
-    cairn_pc::cpu::disable_interrupts();
-    KERNEL_LOCK.release_held();
+    leave_kernel();
 }
 
-/// Work due before any return to user mode, under the kernel lock: give up
-/// the CPU when asked to.
-fn before_user_return() {
-    if NEED_RESCHED[this_cpu().index()].swap(false, Ordering::Relaxed) {
+/// The common way back to user mode from a syscall or exception, under the
+/// kernel lock: yield while still holding it if asked to reschedule, release
+/// it, then the exit work with interrupts off (`sched::exit::to_user_mode`).
+fn leave_kernel() {
+    if crate::sched::preempt::take_need_resched() {
+        this_cpu().preemptions.fetch_add(1, Ordering::Relaxed);
         crate::sched::thread::yield_now();
     }
+    cairn_pc::cpu::disable_interrupts();
+    crate::sched::runloop::release_kernel_lock_held();
+    crate::sched::exit::to_user_mode();
 }
 
 /// An exception taken in user mode (the trap path calls it). Page faults
 /// go to the address space; everything else is a fatal signal.
 pub fn exception(frame: &mut TrapFrame) {
     cairn_pc::cpu::enable_interrupts();
-    KERNEL_LOCK.acquire_unguarded();
+    crate::sched::runloop::acquire_kernel_lock_unguarded();
     crate::syscall::user_exception(frame);
-    before_user_return();
-    cairn_pc::cpu::disable_interrupts();
-    KERNEL_LOCK.release_held();
-}
-
-/// An interrupt taken in user mode, after its handler ran: preempt if asked.
-pub fn after_interrupt() {
-    if NEED_RESCHED[this_cpu().index()].load(Ordering::Relaxed) {
-        cairn_pc::cpu::enable_interrupts();
-        KERNEL_LOCK.acquire_unguarded();
-        before_user_return();
-        cairn_pc::cpu::disable_interrupts();
-        KERNEL_LOCK.release_held();
-    }
+    leave_kernel();
 }
 
 /// Per-CPU set-up for user mode (every CPU at start-up).

@@ -1,0 +1,22 @@
+//! The global lock order of docs/ARCHITECTURE.md ("Locks"), declared to the
+//! validator at boot, so that an acquisition against it panics the first
+//! time it happens (debug builds) rather than once both orders have been
+//! seen. Only the kernel's outer classes are declared here; the pagecache,
+//! drivers, heaps and leaves are ordered by what the validator observes.
+//!
+//! Boot context, once, before the classes are used. No locks.
+
+use cairn_sync::lockdep::declare_order;
+
+/// Declares the order (no-op in builds without the validator).
+pub fn declare() {
+    // Sleeping locks first (never taken under a spinlock), then the fd
+    // table and the address space.
+    declare_order(&[
+        &crate::fs::TRUNCATE_CLASS,
+        &crate::fs::FS_CLASS,
+        &crate::process::FDS_CLASS,
+        &crate::process::aspace::ASPACE_CLASS,
+    ]);
+    declare_order(&[&crate::fs::FS_CLASS, &crate::process::CWD_CLASS]);
+}
