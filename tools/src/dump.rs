@@ -10,20 +10,9 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The UUID in the usual 8-4-4-4-12 form.
 pub fn uuid_string(u: &[u8; 16]) -> String {
-    format!(
-        "{}-{}-{}-{}-{}",
-        hex(&u[..4]),
-        hex(&u[4..6]),
-        hex(&u[6..8]),
-        hex(&u[8..10]),
-        hex(&u[10..])
-    )
+    cairn_tfs::uuid::format(u)
 }
 
 fn text_scalar(v: &Value) -> String {

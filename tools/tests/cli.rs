@@ -105,3 +105,66 @@ fn manifest_errors_point_at_line_and_column() {
         "{err}"
     );
 }
+
+#[test]
+fn mkfs_empty_data_volume_with_label_and_uuid() {
+    let dir = tmp("vol");
+    let img = dir.join("data.img");
+    let out = Command::new(env!("CARGO_BIN_EXE_mkfs"))
+        .args(["-e", "-l", "cairn-data", "-s", "8M", img.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    let uuid = said
+        .split("UUID ")
+        .nth(1)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    assert_eq!(uuid.len(), 36, "mkfs names the UUID it chose: {said}");
+    let size = std::fs::metadata(&img).unwrap().len();
+    assert!((8 << 20..=9 << 20).contains(&size), "image of {size} bytes");
+    let out = Command::new(env!("CARGO_BIN_EXE_dump"))
+        .args(["-t", img.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Label: cairn-data") && text.contains(&format!("UUID: {uuid}")),
+        "{text}"
+    );
+    let json = Command::new(env!("CARGO_BIN_EXE_dump"))
+        .args(["--json", img.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&json.stdout).contains("program"),
+        "an empty volume names no program"
+    );
+
+    // A chosen UUID, named the way a manifest's mounts may name it.
+    let out = Command::new(env!("CARGO_BIN_EXE_mkfs"))
+        .args([
+            "-e",
+            "-l",
+            "logs",
+            "--uuid",
+            "C41A7E5D-0B1C-4E55-9A0F-3D2B6F7A9E01",
+            img.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("UUID c41a7e5d-0b1c-4e55-9a0f-3d2b6f7a9e01")
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_mkfs"))
+        .args(["-e", "-l", &"x".repeat(32), img.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("too long"));
+}

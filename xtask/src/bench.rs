@@ -12,6 +12,7 @@
 
 use crate::Result;
 use crate::build::{self, cargo};
+use crate::disks::Storage;
 use crate::qemu::Vm;
 use clap::{Args, ValueEnum};
 use std::process::ExitCode;
@@ -40,6 +41,10 @@ pub struct BenchArgs {
     /// Which benchmarks (default: all).
     #[arg(value_enum)]
     pub suite: Option<Suite>,
+    /// Storage kinds: `blk` measures these drivers (default: all), `fs`
+    /// runs on the first (default: virtio). Repeatable.
+    #[arg(long, value_name = "KIND")]
+    pub storage: Vec<String>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -99,11 +104,22 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
     if a.suite.is_none_or(|s| s == Suite::Boot) {
         boot()?;
     }
+    let kinds = a
+        .storage
+        .iter()
+        .map(|k| {
+            Storage::parse(k).ok_or_else(|| format!("unknown storage {k:?} ({})", Storage::names()))
+        })
+        .collect::<Result<Vec<_>>>()?;
     if a.suite.is_none_or(|s| s == Suite::Blk) {
-        crate::bench_blk::run()?;
+        crate::bench_blk::run(if kinds.is_empty() {
+            &Storage::ALL
+        } else {
+            &kinds
+        })?;
     }
     if a.suite.is_none_or(|s| s == Suite::Fs) {
-        crate::bench_fs::run()?;
+        crate::bench_fs::run(kinds.first().copied().unwrap_or(Storage::Virtio))?;
     }
     if a.suite.is_none_or(|s| s == Suite::Sched) {
         crate::bench_sched::run()?;

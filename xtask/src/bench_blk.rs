@@ -1,7 +1,8 @@
 //! `cargo xtask bench blk`: block driver throughput under TCG, printed next
 //! to the host doing the same I/O on the same image file in the same run.
 //!
-//! For each driver (virtio, ata, pvscsi) a 128 MiB image full of data is
+//! For each driver (virtio, ata, pvscsi, virtio-scsi, nvme; `--storage`
+//! picks some) a 128 MiB image full of data is
 //! attached to a release kernel booted with `test=blk_bench` (`-smp 2`),
 //! which runs sequential 1 MiB and random 4 KiB reads and writes at queue
 //! depth 1 and 32 and prints one `blkbench` line per case. The host then
@@ -86,13 +87,13 @@ fn iops(ops: u64, ns: u64) -> f64 {
     ops as f64 / (ns.max(1) as f64 / 1e9)
 }
 
-pub fn run() -> Result<()> {
+pub fn run(kinds: &[Storage]) -> Result<()> {
     let kernel = build::kernel(true)?;
     println!(
         "block drivers under TCG (-smp 2, release kernel), {IMAGE_MIB} MiB image; host = one thread, positioned I/O on the same image file (page cache warm)"
     );
     println!(
-        "{:<8} {:<14} {:>3} {:>10} {:>10} {:>10} {:>10} {:>12}",
+        "{:<11} {:<14} {:>3} {:>10} {:>10} {:>10} {:>10} {:>12}",
         "driver",
         "workload",
         "qd",
@@ -102,7 +103,7 @@ pub fn run() -> Result<()> {
         "host IOPS",
         "guest/host"
     );
-    for storage in [Storage::Virtio, Storage::Ata, Storage::Pvscsi] {
+    for &storage in kinds {
         let img = disks::dir().join(format!("bench-{}.img", storage.name()));
         disks::create_image(&img, IMAGE_MIB)?;
         // Real data, so that neither side reads holes.
@@ -143,7 +144,7 @@ pub fn run() -> Result<()> {
         for c in parse(&o.serial) {
             let host_ns = host_run(&img, &c)?;
             println!(
-                "{:<8} {:<14} {:>3} {:>10.1} {:>10.0} {:>10.1} {:>10.0} {:>11.2}x",
+                "{:<11} {:<14} {:>3} {:>10.1} {:>10.0} {:>10.1} {:>10.0} {:>11.2}x",
                 storage.name(),
                 c.name,
                 c.qd,

@@ -1,14 +1,17 @@
-//! `cargo xtask bench fs`: the `fsbench` workload (test/runtime/c/
-//! fsbench.c) on cairn (release kernel, TFS image) and on the Linux guest
-//! (Debian's kernel, ext4 image with the same files), both under TCG with
-//! the same QEMU flags (`-M q35 -smp 2 -m 512M -mem-prealloc`, virtio-blk) in the same
-//! run. Prints a table of rates and the cairn/Linux ratio (above 1: cairn
-//! is faster) and writes it to the `## fs` section of BENCHMARKS.md,
-//! keeping the other sections. Figures are printed, never asserted; a
-//! side that cannot run is reported with its reason.
+//! `cargo xtask bench fs [--storage KIND]`: the `fsbench` workload
+//! (test/runtime/c/fsbench.c) on cairn (release kernel, TFS image) and on
+//! the Linux guest (Debian's kernel, ext4 image with the same files), both
+//! under TCG with the same QEMU flags (`-M q35 -smp 2 -m 512M
+//! -mem-prealloc`, the disk on virtio-blk or the kind `--storage` names) in
+//! the same run. Prints a table of rates and the cairn/Linux ratio (above
+//! 1: cairn is faster) and writes it to the `## fs` section of
+//! BENCHMARKS.md (`## fs on <kind>` for another kind), keeping the other
+//! sections. Figures are printed, never asserted; a side that cannot run
+//! is reported with its reason.
 
 use crate::Result;
 use crate::build;
+use crate::disks::Storage;
 use std::collections::BTreeMap;
 
 /// One `fsbench` line.
@@ -115,15 +118,15 @@ impl Unit {
 /// One side's figures, or why there are none.
 type Side = std::result::Result<BTreeMap<String, Case>, String>;
 
-fn cairn_side() -> Side {
+fn cairn_side(storage: Storage) -> Side {
     let t = cairn_runtime_tests::fs_bench();
-    let serial = crate::bench_guest::cairn(t, 2, "bench-fs-cairn", "fsbench ")?;
+    let serial = crate::bench_guest::cairn(t, storage, 2, "bench-fs-cairn", "fsbench ")?;
     complete(parse(&serial), &serial)
 }
 
-fn linux_side() -> (Side, String) {
+fn linux_side(storage: Storage) -> (Side, String) {
     let t = cairn_runtime_tests::fs_bench();
-    let (serial, version) = crate::bench_guest::linux(t, 2, "bench-fs-linux", "fsbench ");
+    let (serial, version) = crate::bench_guest::linux(t, storage, 2, "bench-fs-linux", "fsbench ");
     (serial.and_then(|s| complete(parse(&s), &s)), version)
 }
 
@@ -209,17 +212,18 @@ pub fn replace_section(doc: &str, heading: &str, body: &str) -> String {
     out
 }
 
-/// `cargo xtask bench fs`.
-pub fn run() -> Result<()> {
+/// `cargo xtask bench fs` with the disks on `storage`.
+pub fn run(storage: Storage) -> Result<()> {
     crate::setup::ensure(crate::setup::Need {
         qemu: true,
         gcc: true,
         clippy: false,
     })?;
-    eprintln!("xtask: bench fs: cairn (release kernel, TFS on virtio-blk)");
-    let cairn = cairn_side();
-    eprintln!("xtask: bench fs: Linux guest (ext4 on virtio-blk)");
-    let (linux, version) = linux_side();
+    let kind = storage.name();
+    eprintln!("xtask: bench fs: cairn (release kernel, TFS on {kind})");
+    let cairn = cairn_side(storage);
+    eprintln!("xtask: bench fs: Linux guest (ext4 on {kind})");
+    let (linux, version) = linux_side(storage);
     let t = table(&cairn, &linux);
     let mut notes = String::new();
     if let Err(e) = &cairn {
@@ -235,7 +239,7 @@ pub fn run() -> Result<()> {
         );
     }
     println!(
-        "fs workloads under TCG (-M q35 -smp 2 -m 512M -mem-prealloc, virtio-blk), same run; cairn/Linux above 1: cairn faster"
+        "fs workloads under TCG (-M q35 -smp 2 -m 512M -mem-prealloc, {kind}), same run; cairn/Linux above 1: cairn faster"
     );
     print!("{t}");
     for side in [&cairn, &linux] {
@@ -243,9 +247,17 @@ pub fn run() -> Result<()> {
             eprintln!("xtask: bench fs: {e}");
         }
     }
+    let (heading, command) = if storage == Storage::Virtio {
+        ("fs".to_string(), "cargo xtask bench fs".to_string())
+    } else {
+        (
+            format!("fs on {kind}"),
+            format!("cargo xtask bench fs --storage {kind}"),
+        )
+    };
     let body = format!(
-        "## fs\n\n`cargo xtask bench fs`: test/runtime/c/fsbench.c on cairn (release kernel, TFS) and on \
-         {} ({}) under TCG, `-M q35 -smp 2 -m 512M -mem-prealloc` (guest RAM pre-faulted on the host: a first touch costs ~18 µs here), virtio-blk, in the same run. \
+        "## {heading}\n\n`{command}`: test/runtime/c/fsbench.c on cairn (release kernel, TFS) and on \
+         {} ({}) under TCG, `-M q35 -smp 2 -m 512M -mem-prealloc` (guest RAM pre-faulted on the host: a first touch costs ~18 µs here), {kind}, in the same run. \
          Rates (higher is better); cairn/Linux above 1 means cairn is faster. Host: {} CPUs.\n\n{t}{notes}\n",
         if version.is_empty() {
             "a Linux guest"
@@ -257,7 +269,7 @@ pub fn run() -> Result<()> {
     );
     let path = build::root().join("BENCHMARKS.md");
     let doc = std::fs::read_to_string(&path).unwrap_or_default();
-    std::fs::write(&path, replace_section(&doc, "fs", &body))
+    std::fs::write(&path, replace_section(&doc, &heading, &body))
         .map_err(|e| format!("{}: {e}", path.display()))?;
     eprintln!("xtask: bench fs: table written to {}", path.display());
     Ok(())

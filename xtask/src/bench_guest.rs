@@ -1,7 +1,8 @@
-//! One benchmark workload on both guests: cairn (release kernel, TFS image
-//! on virtio-blk) and the Linux guest (Debian's kernel, ext4 image with the
-//! same files), under TCG with the same QEMU flags, so a benchmark compares
-//! the two in the same run. Used by `bench fs` and `bench sched`.
+//! One benchmark workload on both guests: cairn (release kernel, TFS image)
+//! and the Linux guest (Debian's kernel, ext4 image with the same files),
+//! the disk on the same storage kind (virtio-blk, or what `bench fs
+//! --storage` names), under TCG with the same QEMU flags, so a benchmark
+//! compares the two in the same run. Used by `bench fs` and `bench sched`.
 
 use crate::Result;
 use crate::build;
@@ -23,15 +24,21 @@ pub fn tail(s: &str, n: usize) -> String {
     v[v.len().saturating_sub(n)..].join("\n")
 }
 
-/// Boots `t` on cairn with `smp` vCPUs; the console, if the workload ran to
-/// a clean exit and printed `marker` lines.
-pub fn cairn(t: &RuntimeTest, smp: usize, log_name: &str, marker: &str) -> Result<String> {
+/// Boots `t` on cairn with `smp` vCPUs, its image on `storage`; the
+/// console, if the workload ran to a clean exit and printed `marker` lines.
+pub fn cairn(
+    t: &RuntimeTest,
+    storage: Storage,
+    smp: usize,
+    log_name: &str,
+    marker: &str,
+) -> Result<String> {
     let image = crate::image::build_test_image(t, None)?;
     let kernel = build::kernel(true)?;
     std::fs::create_dir_all(disks::dir()).map_err(|e| e.to_string())?;
     let disk = disks::dir().join(format!("{log_name}.img"));
     std::fs::copy(&image, &disk).map_err(|e| e.to_string())?;
-    let (machine, flags) = disks::qemu_flags(Storage::Virtio, &disk.display().to_string());
+    let (machine, flags) = disks::qemu_flags(storage, &disk.display().to_string());
     let mut vm = Vm::new(
         &kernel,
         build::out_dir()
@@ -65,10 +72,11 @@ pub fn cairn(t: &RuntimeTest, smp: usize, log_name: &str, marker: &str) -> Resul
     Ok(o.serial)
 }
 
-/// Boots `t` on the Linux guest with `smp` vCPUs; the console (as
-/// [`cairn`]) and the guest's description.
+/// Boots `t` on the Linux guest with `smp` vCPUs, its ext4 image on
+/// `storage`; the console (as [`cairn`]) and the guest's description.
 pub fn linux(
     t: &RuntimeTest,
+    storage: Storage,
     smp: usize,
     log_name: &str,
     marker: &str,
@@ -88,8 +96,7 @@ pub fn linux(
         let o = crate::linux::boot(
             &g,
             &initrd,
-            Storage::Virtio,
-            &image.display().to_string(),
+            &[disks::Disk::new(storage, image.display().to_string())],
             smp,
             Duration::from_secs(t.timeout_s),
             build::out_dir()

@@ -159,8 +159,10 @@ fn linux_run(g: &crate::linux::Guest, t: &RuntimeTest) -> Result<String> {
     let o = crate::linux::boot(
         g,
         &initrd,
-        Storage::Virtio,
-        &image.display().to_string(),
+        &[disks::Disk::new(
+            Storage::Virtio,
+            image.display().to_string(),
+        )],
         2,
         Duration::from_secs(t.timeout_s),
         build::out_dir()

@@ -12,6 +12,7 @@
 use crate::Result;
 use crate::bench_fs::replace_section;
 use crate::build;
+use crate::disks::Storage;
 use std::collections::BTreeMap;
 
 /// Percentiles of one load level, in ns.
@@ -98,9 +99,11 @@ pub fn run() -> Result<()> {
     let t = cairn_runtime_tests::sched_bench();
     eprintln!("xtask: bench sched: cairn (release kernel)");
     let cairn: Side =
-        crate::bench_guest::cairn(t, 2, "bench-sched-cairn", "schedbench ").map(|s| parse(&s));
+        crate::bench_guest::cairn(t, Storage::Virtio, 2, "bench-sched-cairn", "schedbench ")
+            .map(|s| parse(&s));
     eprintln!("xtask: bench sched: Linux guest");
-    let (linux, version) = crate::bench_guest::linux(t, 2, "bench-sched-linux", "schedbench ");
+    let (linux, version) =
+        crate::bench_guest::linux(t, Storage::Virtio, 2, "bench-sched-linux", "schedbench ");
     let linux: Side = linux.map(|s| parse(&s));
     let t = table(&cairn, &linux);
     let mut notes = String::new();

@@ -41,7 +41,8 @@ pub struct TestArgs {
     /// Skip the runtime tests.
     #[arg(long)]
     pub no_runtime: bool,
-    /// Run every runtime test on ata-pci and pvscsi too.
+    /// Run every runtime test on every storage kind it lists (ata-pci,
+    /// pvscsi, virtio-scsi and NVMe besides virtio-blk).
     #[arg(long)]
     pub all_storage: bool,
     /// The stress target instead of the suite: the seed and liveness tests
@@ -61,6 +62,8 @@ struct KernelTest {
     exit: Option<u32>,
     /// The disk it asked for (`storage=... disk=...` words).
     disk: Option<crate::disks::DiskSpec>,
+    /// It sends QEMU monitor commands (`qmp` word; see `Vm::qmp`).
+    qmp: bool,
 }
 
 fn parse_catalogue(serial: &str) -> Vec<KernelTest> {
@@ -79,7 +82,9 @@ fn parse_catalogue(serial: &str) -> Vec<KernelTest> {
                 .split(',')
                 .filter_map(|n| n.parse().ok())
                 .collect();
-            let disk = crate::disks::DiskSpec::from_words(words);
+            let words: Vec<&str> = words.collect();
+            let qmp = words.contains(&"qmp");
+            let disk = crate::disks::DiskSpec::from_words(words.into_iter());
             let panic = expect.strip_prefix("panic:").map(str::to_string);
             let exit = expect.strip_prefix("exit:").and_then(|s| s.parse().ok());
             Some(KernelTest {
@@ -88,6 +93,7 @@ fn parse_catalogue(serial: &str) -> Vec<KernelTest> {
                 panic,
                 exit,
                 disk,
+                qmp,
             })
         })
         .collect()
@@ -246,6 +252,7 @@ fn kernel_tests(a: &TestArgs, report: &mut Report) -> Result<()> {
             vm.smp = smp;
             vm.append = format!("test={}", t.name);
             vm.timeout = Duration::from_secs(a.timeout);
+            vm.qmp = t.qmp;
             if let Some(d) = &t.disk {
                 let (machine, flags) = crate::disks::prepare(&t.name, d)?;
                 vm.machine = machine.unwrap_or("q35").into();
@@ -278,6 +285,7 @@ fn kernel_tests(a: &TestArgs, report: &mut Report) -> Result<()> {
             panic: None,
             exit: None,
             disk: None,
+            qmp: false,
         };
         step(report, "ktest boot -smp 2 under KVM", judge(&t, &o));
     } else if a.filter.is_none() {

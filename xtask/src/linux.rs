@@ -19,7 +19,6 @@
 
 use crate::Result;
 use crate::build;
-use crate::disks::Storage;
 use crate::qemu::{Outcome, Vm};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -31,8 +30,10 @@ use std::time::Duration;
 const WANTED_MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_blk",
+    "virtio_scsi",
     "ata_piix",
     "vmw_pvscsi",
+    "nvme",
     "sd_mod",
     "crc32c_generic",
     "ext4",
@@ -350,6 +351,9 @@ pub struct Workload {
     /// argv[1..].
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Directories of the root where the second, third... disk (ext4) are
+    /// mounted, in the order they are attached.
+    pub mounts: Vec<String>,
 }
 
 /// The `/init` script.
@@ -365,6 +369,7 @@ pub fn init_script(g: &Guest, w: &Workload) -> String {
         .map(|(k, v)| sh_quote(&format!("{k}={v}")))
         .collect();
     let args: Vec<String> = w.args.iter().map(|a| sh_quote(a)).collect();
+    let mounts: Vec<String> = w.mounts.iter().map(|p| sh_quote(p)).collect();
     format!(
         r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -375,18 +380,31 @@ mount -t devtmpfs dev /dev
 for m in {modules}; do insmod /lib/modules/$m 2>/dev/null; done
 dev=
 for i in $(seq 1 200); do
-  for d in /dev/vda /dev/sda; do [ -b $d ] && dev=$d && break 2; done
+  for d in /dev/vda /dev/sda /dev/nvme0n1; do [ -b $d ] && dev=$d && break 2; done
   usleep 50000
 done
 if [ -z "$dev" ] || ! mount -t ext4 -o noatime $dev /mnt; then
   echo "linux-guest: no disk to mount ($dev)"; dmesg | tail -20; poweroff -f
 fi
 echo "linux-guest: $(uname -sr), ext4 on $dev, $(nproc) CPUs"
+extra=
+for x in /dev/vd? /dev/sd? /dev/nvme?n1; do
+  [ -b "$x" ] && [ "$x" != "$dev" ] && extra="$extra $x"
+done
+n=0
+for m in {mounts}; do
+  n=$((n + 1))
+  d=$(echo $extra | cut -d' ' -f$n)
+  if [ -z "$d" ] || ! mount -t ext4 -o noatime $d /mnt$m; then
+    echo "linux-guest: cannot mount disk $n ($d) on $m"; poweroff -f
+  fi
+done
 cd /mnt
 env -i {env} /mnt{program} {args}
 st=$?
 cd /
 sync
+for m in {mounts}; do umount /mnt$m; done
 umount /mnt
 echo "{STATUS_LINE}$st"
 poweroff -f
@@ -395,6 +413,7 @@ poweroff -f
         env = env.join(" "),
         program = w.program,
         args = args.join(" "),
+        mounts = mounts.join(" "),
     )
 }
 
@@ -452,20 +471,18 @@ pub fn ext4_sector(image: &Path, path: &str, offset: u64) -> Result<u64> {
     Ok(block * 8 + (offset % 4096) / 512)
 }
 
-/// Boots the guest with `initrd` and the disk `drive_file` (a QEMU
-/// `file=` value) on `storage`, plus the QEMU flags `extra`.
-#[allow(clippy::too_many_arguments)]
+/// Boots the guest with `initrd` and `disks` (the root first), plus the
+/// QEMU flags `extra`.
 pub fn boot(
     g: &Guest,
     initrd: &Path,
-    storage: Storage,
-    drive_file: &str,
+    disks: &[crate::disks::Disk],
     smp: usize,
     timeout: Duration,
     log: PathBuf,
     extra: &[&str],
 ) -> Result<Outcome> {
-    let (machine, flags) = crate::disks::qemu_flags(storage, drive_file);
+    let (machine, flags) = crate::disks::attach(disks);
     let mut vm = Vm::new(&g.vmlinuz, log);
     vm.smp = smp;
     vm.machine = machine.unwrap_or("q35").into();

@@ -70,6 +70,10 @@ pub struct Vm {
     pub marker: Option<String>,
     /// CPU model; `None`: QEMU's default under TCG, `host` under KVM.
     pub cpu: Option<String>,
+    /// Open a QMP socket and send it the JSON of each `ktest: qmp <json>`
+    /// console line, once, in order (a kernel test driving QEMU: resizing
+    /// or hot-plugging a disk). Replies go to `<log>.qmp`.
+    pub qmp: bool,
 }
 
 /// How a VM ended.
@@ -113,7 +117,12 @@ impl Vm {
             extra: Vec::new(),
             marker: None,
             cpu: None,
+            qmp: false,
         }
+    }
+
+    fn qmp_socket(&self) -> PathBuf {
+        self.log.with_extension("qmp.sock")
     }
 
     fn command(&self) -> Command {
@@ -156,6 +165,12 @@ impl Vm {
         }
         if self.gdb {
             c.args(["-s", "-S"]);
+        }
+        if self.qmp {
+            c.arg("-qmp").arg(format!(
+                "unix:{},server=on,wait=off",
+                self.qmp_socket().display()
+            ));
         }
         c.args(&self.extra);
         c
@@ -206,7 +221,13 @@ impl Vm {
             .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
         let mut timed_out = false;
         let mut marker_at = None;
+        let mut qmp = self
+            .qmp
+            .then(|| Qmp::new(self.qmp_socket(), self.log.with_extension("qmp")));
         let status = loop {
+            if let Some(q) = qmp.as_mut() {
+                q.poll(&self.log);
+            }
             if let Some(m) = &self.marker
                 && marker_at.is_none()
                 && fs::read(&self.log)
@@ -244,6 +265,106 @@ impl Vm {
             elapsed,
             marker_at,
         })
+    }
+}
+
+fn note_to(log: &Path, line: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(log) {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// The QMP side of a VM: sends the commands its console asks for.
+struct Qmp {
+    socket: PathBuf,
+    log: PathBuf,
+    conn: Option<(
+        std::os::unix::net::UnixStream,
+        std::io::BufReader<std::os::unix::net::UnixStream>,
+    )>,
+    sent: usize,
+}
+
+const QMP_LINE: &str = "ktest: qmp ";
+
+impl Qmp {
+    fn new(socket: PathBuf, log: PathBuf) -> Qmp {
+        let _ = fs::remove_file(&log);
+        Qmp {
+            socket,
+            log,
+            conn: None,
+            sent: 0,
+        }
+    }
+
+    fn note(&self, line: &str) {
+        note_to(&self.log, line);
+    }
+
+    /// Reads replies until one that is not an event.
+    fn reply(&mut self) -> Option<String> {
+        use std::io::BufRead;
+        let (_, r) = self.conn.as_mut()?;
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            let line = line.trim().to_string();
+            if !line.contains("\"event\"") {
+                return Some(line);
+            }
+            note_to(&self.log, &format!("<- {line}"));
+        }
+    }
+
+    fn connect(&mut self) -> bool {
+        use std::io::Write;
+        if self.conn.is_some() {
+            return true;
+        }
+        let Ok(s) = std::os::unix::net::UnixStream::connect(&self.socket) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let Ok(r) = s.try_clone() else { return false };
+        self.conn = Some((s, std::io::BufReader::new(r)));
+        let greeting = self.reply().unwrap_or_default();
+        self.note(&format!("<- {greeting}"));
+        if let Some((w, _)) = self.conn.as_mut() {
+            let _ = w.write_all(b"{\"execute\":\"qmp_capabilities\"}\n");
+        }
+        let ok = self.reply().unwrap_or_default();
+        self.note(&format!("<- {ok}"));
+        true
+    }
+
+    /// Sends the commands the console asked for since the last call.
+    fn poll(&mut self, console: &Path) {
+        use std::io::Write;
+        let Ok(text) = fs::read(console) else { return };
+        // Whole lines only: the console may be caught mid-line.
+        let whole = text.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1);
+        let text = String::from_utf8_lossy(&text[..whole]);
+        let wanted: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(QMP_LINE).map(str::to_string))
+            .collect();
+        while self.sent < wanted.len() {
+            if !self.connect() {
+                return;
+            }
+            let cmd = &wanted[self.sent];
+            self.note(&format!("-> {cmd}"));
+            if let Some((w, _)) = self.conn.as_mut() {
+                let _ = w.write_all(format!("{cmd}\n").as_bytes());
+            }
+            let r = self.reply().unwrap_or_else(|| "(no reply)".into());
+            self.note(&format!("<- {r}"));
+            self.sent += 1;
+        }
     }
 }
 

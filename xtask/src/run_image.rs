@@ -1,7 +1,9 @@
 //! `cargo xtask run` with a workload: with no `test=` on the command line
 //! (or with `--image`), build the image (the `demo` runtime test by
 //! default), attach it as the first disk and boot the kernel on it
-//! interactively; the program's exit status becomes xtask's.
+//! interactively; the program's exit status becomes xtask's. `--disk`
+//! attaches more images after it (data volumes a manifest's `mounts`
+//! names), as they are: what the program writes there stays.
 
 use crate::Result;
 use crate::build;
@@ -22,9 +24,34 @@ pub struct RunCmd {
     /// file (default: the demo, unless --append names a kernel test).
     #[arg(long)]
     pub image: Option<String>,
-    /// Storage the image is attached through: virtio, ata or pvscsi.
+    /// Storage the image is attached through: virtio, ata, pvscsi,
+    /// virtio-scsi or nvme.
     #[arg(long, default_value = "virtio")]
     pub storage: String,
+    /// Attach this image too, after the workload's (repeatable), through
+    /// `--storage`'s kind or the KIND named (e.g. `virtio-scsi=data.img`).
+    /// Make an empty data volume with `mkfs -e -l LABEL -s 64M data.img`.
+    #[arg(long = "disk", value_name = "[KIND=]IMG")]
+    pub disks: Vec<String>,
+}
+
+/// A `--disk` value: its kind (default `storage`) and image.
+fn extra_disk(spec: &str, storage: Storage) -> Result<disks::Disk> {
+    let (kind, path) = match spec.split_once('=') {
+        Some((k, p)) => (
+            Storage::parse(k).ok_or_else(|| {
+                format!("--disk {spec}: unknown kind {k:?} ({})", Storage::names())
+            })?,
+            p,
+        ),
+        None => (storage, spec),
+    };
+    let p = std::path::Path::new(path);
+    if !p.is_file() {
+        return Err(format!("--disk {spec}: {path} is not a file"));
+    }
+    let abs = std::fs::canonicalize(p).map_err(|e| format!("{path}: {e}"))?;
+    Ok(disks::Disk::new(kind, abs.display().to_string()))
 }
 
 impl RunCmd {
@@ -47,7 +74,7 @@ pub fn run(a: RunCmd) -> Result<ExitCode> {
         clippy: false,
     })?;
     let storage = Storage::parse(&a.storage)
-        .ok_or_else(|| format!("unknown storage {:?} (virtio, ata, pvscsi)", a.storage))?;
+        .ok_or_else(|| format!("unknown storage {:?} ({})", a.storage, Storage::names()))?;
     let what = a.image.as_deref().unwrap_or(DEFAULT_IMAGE);
     let pristine = crate::image::resolve(what, None)?;
     // Boot a copy: the workload may write, and the built image stays as made.
@@ -55,7 +82,11 @@ pub fn run(a: RunCmd) -> Result<ExitCode> {
     let disk = disks::dir().join("run.img");
     std::fs::copy(&pristine, &disk).map_err(|e| format!("{}: {e}", disk.display()))?;
     let kernel = build::kernel(a.vm.release)?;
-    let (machine, flags) = disks::qemu_flags(storage, &disk.display().to_string());
+    let mut attached = vec![disks::Disk::new(storage, disk.display().to_string())];
+    for d in &a.disks {
+        attached.push(extra_disk(d, storage)?);
+    }
+    let (machine, flags) = disks::attach(&attached);
     let mut vm = Vm::new(&kernel, build::out_dir().join("logs").join("run.log"));
     vm.accel = a.vm.accel;
     vm.smp = a.vm.smp;
@@ -81,6 +112,9 @@ pub fn run(a: RunCmd) -> Result<ExitCode> {
         vm.memory,
         vm.log.display()
     );
+    for d in &attached[1..] {
+        eprintln!("xtask: and {} on {}", d.file, d.storage.name());
+    }
     let o = vm.boot()?;
     if o.timed_out {
         return Err(format!("VM killed after {} s (timeout)", a.vm.timeout));

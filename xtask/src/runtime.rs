@@ -1,6 +1,9 @@
 //! Runtime tests on cairn: every test of the `cairn-runtime-tests`
 //! catalogue built into its own image and booted (TCG, its `-smp`, 512 MiB)
-//! on virtio-blk, and with `--all-storage` also on ata-pci and pvscsi.
+//! on its first storage kind (virtio-blk for most), and with
+//! `--all-storage` on every kind it lists (ata-pci, pvscsi, virtio-scsi,
+//! NVMe). A test's data volumes are made empty (`mkfs -e -l LABEL`) and
+//! attached after its image, on the image's kind unless it names another.
 //!
 //! A boot passes when the kernel reports the expected exit status
 //! (`cairn: exit status N`, confirmed by QEMU's debug-exit status) and,
@@ -23,7 +26,7 @@ use std::time::Duration;
 pub struct Selection<'a> {
     /// Only tests whose name contains this.
     pub filter: Option<&'a str>,
-    /// Every storage kind the test lists, not only virtio.
+    /// Every storage kind the test lists, not only its first.
     pub all_storage: bool,
 }
 
@@ -32,6 +35,8 @@ fn storage_of(s: cairn_runtime_tests::Storage) -> Storage {
         cairn_runtime_tests::Storage::Virtio => Storage::Virtio,
         cairn_runtime_tests::Storage::Ata => Storage::Ata,
         cairn_runtime_tests::Storage::Pvscsi => Storage::Pvscsi,
+        cairn_runtime_tests::Storage::VirtioScsi => Storage::VirtioScsi,
+        cairn_runtime_tests::Storage::Nvme => Storage::Nvme,
     }
 }
 
@@ -43,7 +48,7 @@ pub fn selected(sel: &Selection) -> Vec<(&'static RuntimeTest, Storage)> {
             continue;
         }
         for &s in t.storage {
-            if sel.all_storage || s == cairn_runtime_tests::Storage::Virtio {
+            if sel.all_storage || s == t.primary_storage() {
                 v.push((t, storage_of(s)));
             }
         }
@@ -70,6 +75,27 @@ fn drive_file(t: &RuntimeTest, disk: &Path, pristine: &Path, tag: &str) -> Resul
             Ok(format!("blkdebug:{}:{}", rules.display(), disk.display()))
         }
     }
+}
+
+/// Makes the empty data volume `v` at `img` (what `mkfs -e -l LABEL -s
+/// MiB [--uuid UUID]` makes).
+pub fn make_volume(img: &Path, v: &cairn_runtime_tests::DataVolume) -> Result<()> {
+    let uuid = match v.uuid {
+        Some(u) => {
+            Some(cairn_tfs::uuid::parse(u.as_bytes()).ok_or_else(|| format!("bad UUID {u:?}"))?)
+        }
+        None => None,
+    };
+    let opts = cairn_tools::mkfs::MkfsOptions {
+        image: img.to_path_buf(),
+        label: v.label.into(),
+        uuid,
+        size: Some(v.mib << 20),
+        ..Default::default()
+    };
+    cairn_tools::mkfs::make_image(&opts)
+        .map(|_| ())
+        .map_err(|e| format!("mkfs -e {}: {e}", img.display()))
 }
 
 /// Why a boot did not end as expected, if it did not.
@@ -112,6 +138,11 @@ pub fn judge(t: &RuntimeTest, boot: usize, b: &Boot, o: &Outcome) -> Result<()> 
             "{which}exit status {want} but the program never printed {m:?}: it did not run as expected"
         ));
     }
+    if let Some(line) = t.console.iter().find(|l| !o.serial.contains(*l)) {
+        return Err(format!(
+            "{which}exit status {want} but the console lacks {line:?}"
+        ));
+    }
     Ok(())
 }
 
@@ -128,7 +159,14 @@ pub fn run_one(kernel: &Path, t: &RuntimeTest, storage: Storage) -> Result<()> {
     let disk: PathBuf = disks::dir().join(format!("rt-{tag}.img"));
     std::fs::copy(&pristine, &disk).map_err(|e| format!("{}: {e}", disk.display()))?;
     let file = drive_file(t, &disk, &pristine, &tag)?;
-    let (machine, flags) = disks::qemu_flags(storage, &file);
+    let mut attached = vec![disks::Disk::new(storage, file)];
+    for (i, v) in t.volumes.iter().enumerate() {
+        let img = disks::dir().join(format!("rt-{tag}-vol{i}.img"));
+        make_volume(&img, v)?;
+        let kind = v.storage.map_or(storage, storage_of);
+        attached.push(disks::Disk::new(kind, img.display().to_string()));
+    }
+    let (machine, flags) = disks::attach(&attached);
     for (i, b) in t.boot_list().iter().enumerate() {
         let boot = i + 1;
         let log = build::out_dir()
@@ -249,18 +287,26 @@ mod tests {
     }
 
     #[test]
-    fn selects_virtio_unless_all_storage() {
+    fn selects_the_first_kind_unless_all_storage() {
         let all = selected(&Selection {
             filter: None,
             all_storage: false,
         });
-        assert!(all.iter().all(|(_, s)| *s == Storage::Virtio));
+        assert!(
+            all.iter()
+                .all(|(t, s)| *s == storage_of(t.primary_storage()))
+        );
+        assert!(all.iter().filter(|(_, s)| *s == Storage::Virtio).count() > 10);
+        assert!(
+            all.iter()
+                .any(|(t, s)| t.name == "volume_nvme_scsi" && *s == Storage::Nvme)
+        );
         assert_eq!(all.len(), cairn_runtime_tests::catalogue().len());
         let every = selected(&Selection {
             filter: Some("hello"),
             all_storage: true,
         });
-        assert_eq!(every.len(), 2 * 3);
+        assert_eq!(every.len(), 2 * 5);
     }
 
     #[test]

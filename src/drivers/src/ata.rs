@@ -19,28 +19,27 @@
 //! would).
 //!
 //! **Contexts.** `probe`: boot or kernel-lock (polls, interrupts masked with
-//! nIEN). `submit`: kernel-lock or bh. Interrupt (irq): reads the status
-//! register (which de-asserts INTRQ), clears the bus-master interrupt bit,
-//! records the status and requests the channel's bh service. The service
-//! (bh) finishes the command (stops DMA, or moves the next PIO sector),
-//! completes finished requests with the lock released, then starts the next
-//! waiting request.
+//! nIEN). `submit`: kernel-lock or bh (the skeleton's: a channel is "full"
+//! while its one command runs). Interrupt (irq): reads the status register
+//! (which de-asserts INTRQ), clears the bus-master interrupt bit, records
+//! the status and hands over to the channel's queue. Its bh service
+//! harvests by finishing the command (stops DMA, or moves the next PIO
+//! sector), completes finished requests with the lock released, then
+//! starts the next waiting request.
 //!
-//! **Locks.** `drivers.ata` (IrqSpinLock), one per channel: the ports, the
-//! command in flight and both queues; never taken in irq context, never
-//! held while a completion runs. Leaf locks below it: heaps (queue growth,
-//! inside `bh_safe_alloc`).
+//! **Locks.** `drivers.ata` (the channel queue's lock), one per channel:
+//! the ports and the command in flight. Leaf locks below it: heaps (inside
+//! `bh_safe_alloc`).
 
 use crate::env::{DmaRegion, IrqHandler, env};
-use crate::{BhService, Stats};
+use crate::queue::{DriverQueue, Hardware, Harvest, Issue};
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use cairn_block::{BlockDevice, DeviceInfo, Op, Request, Status};
 use cairn_pc::cpu::{inb, inw, outb, outl, outw};
 use cairn_pc::pci::{Bar, PciFunction};
+use cairn_sync::LockClass;
 use cairn_sync::cpu::bh_safe_alloc;
-use cairn_sync::{IrqSpinLock, LockClass};
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 /// Tests: use PIO even where DMA is possible.
@@ -101,32 +100,43 @@ struct Active {
     write: bool,
 }
 
-struct ChannelInner {
-    prdt: DmaRegion,
-    active: Option<Active>,
-    waiting: VecDeque<(u8, bool, Request)>,
-    done: VecDeque<(Request, Status)>,
-}
-
-/// One IDE channel.
-pub struct Channel {
+/// A channel's registers, and what its interrupt saw (read and written
+/// without the lock).
+pub struct Ports {
     index: u8,
     base: u16,
     ctrl: u16,
     /// Bus-master register block, 0 without one.
     bm: u16,
-    inner: IrqSpinLock<ChannelInner>,
-    service: BhService,
     /// Status read by the last interrupt.
     irq_status: AtomicU8,
     irq_seen: AtomicBool,
-    pub stats: Stats,
+}
+
+/// One IDE channel as its queue's hardware: the PRD table and the one
+/// command in flight.
+pub struct Channel {
+    ports: &'static Ports,
+    prdt: DmaRegion,
+    active: Option<Active>,
+}
+
+/// A drive of a channel: (drive 0/1, whether it takes LBA48 commands).
+pub struct Drive {
+    drive: u8,
+    lba48: bool,
+}
+
+/// What the interrupt handler reaches.
+struct ChannelIrq {
+    ports: &'static Ports,
+    queue: &'static DriverQueue<Channel>,
 }
 
 /// One ATA disk.
 pub struct AtaDisk {
     info: DeviceInfo,
-    channel: &'static Channel,
+    queue: &'static DriverQueue<Channel>,
     drive: u8,
     lba48: bool,
 }
@@ -151,7 +161,7 @@ fn wb(port: u16, v: u8) {
     unsafe { outb(port, v) }
 }
 
-impl Channel {
+impl Ports {
     fn alt_status(&self) -> u8 {
         rb(self.ctrl)
     }
@@ -258,37 +268,41 @@ pub fn probe(f: &PciFunction) -> Vec<&'static dyn BlockDevice> {
         let Some(prdt) = e.dma_alloc(PRD_ENTRIES * 8) else {
             continue;
         };
-        let channel: &'static Channel = bh_safe_alloc(|| {
-            Box::leak(Box::new(Channel {
+        let ports: &'static Ports = bh_safe_alloc(|| {
+            Box::leak(Box::new(Ports {
                 index: ch,
                 base,
                 ctrl,
                 bm: if bm != 0 { bm + 8 * u16::from(ch) } else { 0 },
-                inner: IrqSpinLock::new(
-                    &CLASS,
-                    ChannelInner {
-                        prdt,
-                        active: None,
-                        waiting: VecDeque::with_capacity(16),
-                        done: VecDeque::with_capacity(16),
-                    },
-                ),
-                service: BhService::new(),
                 irq_status: AtomicU8::new(0),
                 irq_seen: AtomicBool::new(false),
-                stats: Stats::new(),
             }))
         });
         wb(ctrl, CTRL_NIEN);
-        let mut found = 0;
+        let mut drives = Vec::new();
         for drive in 0..2u8 {
-            let Some(id) = channel.identify(drive) else {
+            let Some(id) = ports.identify(drive) else {
                 continue;
             };
             if id[49] & (1 << 9) == 0 {
                 crate::dlog!(Warn, "ata{ch}.{drive}: no LBA support, skipped");
                 continue;
             }
+            drives.push((drive, id));
+        }
+        if drives.is_empty() {
+            continue;
+        }
+        let queue = DriverQueue::leak(
+            &CLASS,
+            Channel {
+                ports,
+                prdt,
+                active: None,
+            },
+            16,
+        );
+        for (drive, id) in drives {
             let lba48 = id[83] & (1 << 10) != 0;
             let sectors = if lba48 {
                 (0..4).fold(0u64, |acc, i| acc | (u64::from(id[100 + i]) << (16 * i)))
@@ -313,7 +327,7 @@ pub fn probe(f: &PciFunction) -> Vec<&'static dyn BlockDevice> {
                         // mandatory for ATA-6 and later.
                         flush: true,
                     },
-                    channel,
+                    queue,
                     drive,
                     lba48,
                 }))
@@ -324,19 +338,17 @@ pub fn probe(f: &PciFunction) -> Vec<&'static dyn BlockDevice> {
                 disk.info.model,
                 sectors,
                 if lba48 { "LBA48" } else { "LBA28" },
-                if channel.bm != 0 {
+                if ports.bm != 0 {
                     "bus-master DMA"
                 } else {
                     "PIO only"
                 }
             );
             disks.push(disk);
-            found += 1;
         }
-        if found == 0 {
-            continue;
-        }
-        let arg = channel as *const Channel as usize;
+        let target: &'static ChannelIrq =
+            bh_safe_alloc(|| Box::leak(Box::new(ChannelIrq { ports, queue })));
+        let arg = target as *const ChannelIrq as usize;
         match e.route_isa(
             irq,
             IrqHandler {
@@ -352,33 +364,20 @@ pub fn probe(f: &PciFunction) -> Vec<&'static dyn BlockDevice> {
 }
 
 fn interrupt(arg: usize) {
-    // SAFETY: `arg` is a leaked, never-freed `Channel`.
-    let ch = unsafe { &*(arg as *const Channel) };
+    // SAFETY: `arg` is a leaked, never-freed `ChannelIrq`.
+    let c = unsafe { &*(arg as *const ChannelIrq) };
+    let p = c.ports;
     // Reading the status register acknowledges the drive's interrupt.
-    let status = rb(ch.base + REG_STATUS);
-    if ch.bm != 0 {
-        let bs = rb(ch.bm + BM_STATUS);
+    let status = rb(p.base + REG_STATUS);
+    if p.bm != 0 {
+        let bs = rb(p.bm + BM_STATUS);
         if bs & BM_ST_IRQ != 0 {
-            wb(ch.bm + BM_STATUS, BM_ST_IRQ);
+            wb(p.bm + BM_STATUS, BM_ST_IRQ);
         }
     }
-    ch.irq_status.store(status, Ordering::Release);
-    ch.irq_seen.store(true, Ordering::Release);
-    Stats::count(&ch.stats.interrupts);
-    ch.service.request(service, arg);
-}
-
-fn service(arg: usize) {
-    // SAFETY: as in `interrupt`.
-    let ch = unsafe { &*(arg as *const Channel) };
-    ch.service.begin();
-    if ch.irq_seen.swap(false, Ordering::AcqRel) {
-        let status = ch.irq_status.load(Ordering::Acquire);
-        ch.progress(status);
-    }
-    ch.complete_finished();
-    ch.start_next();
-    ch.complete_finished();
+    p.irq_status.store(status, Ordering::Release);
+    p.irq_seen.store(true, Ordering::Release);
+    c.queue.interrupt();
 }
 
 /// The sector range of a PIO transfer's `n`th sector: (segment, offset).
@@ -393,7 +392,7 @@ fn pio_locate(r: &Request, n: u64) -> (usize, usize) {
     unreachable!("PIO sector past the request")
 }
 
-impl Channel {
+impl Ports {
     /// Moves one sector of PIO data (the data port, DRQ set).
     fn pio_sector(&self, r: &Request, n: u64, write: bool) {
         let (seg, off) = pio_locate(r, n);
@@ -409,91 +408,6 @@ impl Channel {
                 } else {
                     p.add(i).write_volatile(inw(self.base + REG_DATA));
                 }
-            }
-        }
-    }
-
-    /// Advances the command in flight after an interrupt with `status`.
-    fn progress(&self, status: u8) {
-        let mut inner = self.inner.lock();
-        let Some(mut a) = inner.active.take() else {
-            return; // spurious
-        };
-        let failed = status & (ST_ERR | ST_DF) != 0;
-        let result = match a.pio_done {
-            None => {
-                let mut bm_err = false;
-                if self.bm != 0 && a.request.op != Op::Flush {
-                    wb(self.bm + BM_COMMAND, 0);
-                    bm_err = rb(self.bm + BM_STATUS) & BM_ST_ERR != 0;
-                    wb(self.bm + BM_STATUS, BM_ST_ERR | BM_ST_IRQ);
-                }
-                Some(if failed || bm_err {
-                    Status::IoError
-                } else {
-                    Status::Ok
-                })
-            }
-            Some(n) if failed => {
-                let _ = n;
-                Some(Status::IoError)
-            }
-            Some(n) if !a.write => {
-                // A sector is ready to read.
-                self.pio_sector(&a.request, n, false);
-                let n = n + 1;
-                a.pio_done = Some(n);
-                (n == a.request.sectors).then_some(Status::Ok)
-            }
-            Some(n) => {
-                // The drive took sector `n - 1`; send the next or finish.
-                if n == a.request.sectors {
-                    Some(Status::Ok)
-                } else if self.wait_drq(100_000).is_ok() {
-                    self.pio_sector(&a.request, n, true);
-                    a.pio_done = Some(n + 1);
-                    None
-                } else {
-                    Some(Status::IoError)
-                }
-            }
-        };
-        match result {
-            Some(st) => {
-                if st != Status::Ok {
-                    let err = rb(self.base + REG_ERROR);
-                    crate::dlog!(
-                        Warn,
-                        "ata{}: {:?} of sector {} failed: status {status:#04x} error {err:#04x}",
-                        self.index,
-                        a.request.op,
-                        a.request.sector
-                    );
-                }
-                bh_safe_alloc(|| inner.done.push_back((a.request, st)));
-            }
-            None => inner.active = Some(a),
-        }
-    }
-
-    fn complete_finished(&self) {
-        self.stats
-            .complete_each(|| self.inner.lock().done.pop_front());
-    }
-
-    /// Starts the next waiting request if the channel is idle.
-    fn start_next(&self) {
-        let mut inner = self.inner.lock();
-        if inner.active.is_some() {
-            return;
-        }
-        while let Some((drive, lba48, r)) = inner.waiting.pop_front() {
-            match self.issue(&mut inner, drive, lba48, r) {
-                Ok(a) => {
-                    inner.active = Some(a);
-                    return;
-                }
-                Err(r) => bh_safe_alloc(|| inner.done.push_back((r, Status::IoError))),
             }
         }
     }
@@ -517,9 +431,73 @@ impl Channel {
         wb(self.base + REG_LBA1, (lba >> 8) as u8);
         wb(self.base + REG_LBA2, (lba >> 16) as u8);
     }
+}
+
+impl Channel {
+    /// Advances the command in flight after an interrupt with `status`:
+    /// the status it ended with, if it ended.
+    fn progress(&mut self, status: u8) -> Option<(Request, Status)> {
+        let p = self.ports;
+        let mut a = self.active.take()?; // none: spurious
+        let failed = status & (ST_ERR | ST_DF) != 0;
+        let result = match a.pio_done {
+            None => {
+                let mut bm_err = false;
+                if p.bm != 0 && a.request.op != Op::Flush {
+                    wb(p.bm + BM_COMMAND, 0);
+                    bm_err = rb(p.bm + BM_STATUS) & BM_ST_ERR != 0;
+                    wb(p.bm + BM_STATUS, BM_ST_ERR | BM_ST_IRQ);
+                }
+                Some(if failed || bm_err {
+                    Status::IoError
+                } else {
+                    Status::Ok
+                })
+            }
+            Some(_) if failed => Some(Status::IoError),
+            Some(n) if !a.write => {
+                // A sector is ready to read.
+                p.pio_sector(&a.request, n, false);
+                let n = n + 1;
+                a.pio_done = Some(n);
+                (n == a.request.sectors).then_some(Status::Ok)
+            }
+            Some(n) => {
+                // The drive took sector `n - 1`; send the next or finish.
+                if n == a.request.sectors {
+                    Some(Status::Ok)
+                } else if p.wait_drq(100_000).is_ok() {
+                    p.pio_sector(&a.request, n, true);
+                    a.pio_done = Some(n + 1);
+                    None
+                } else {
+                    Some(Status::IoError)
+                }
+            }
+        };
+        match result {
+            Some(st) => {
+                if st != Status::Ok {
+                    let err = rb(p.base + REG_ERROR);
+                    crate::dlog!(
+                        Warn,
+                        "ata{}: {:?} of sector {} failed: status {status:#04x} error {err:#04x}",
+                        p.index,
+                        a.request.op,
+                        a.request.sector
+                    );
+                }
+                Some((a.request, st))
+            }
+            None => {
+                self.active = Some(a);
+                None
+            }
+        }
+    }
 
     /// Fills the PRD table for `r`; false if it cannot be described.
-    fn fill_prdt(&self, inner: &mut ChannelInner, r: &Request) -> bool {
+    fn fill_prdt(&mut self, r: &Request) -> bool {
         let mut n = 0;
         for s in &r.segments {
             let (mut phys, mut left) = (s.phys, u64::from(s.len));
@@ -529,7 +507,7 @@ impl Channel {
                 if phys + chunk > 0x1_0000_0000 || n == PRD_ENTRIES {
                     return false;
                 }
-                let e: *mut u32 = inner.prdt.ptr(n * 8);
+                let e: *mut u32 = self.prdt.ptr(n * 8);
                 // SAFETY: entry `n` of the channel's PRD table page.
                 unsafe {
                     e.write_volatile(phys as u32);
@@ -543,33 +521,30 @@ impl Channel {
         if n == 0 {
             return false;
         }
-        let last: *mut u32 = inner.prdt.ptr((n - 1) * 8 + 4);
+        let last: *mut u32 = self.prdt.ptr((n - 1) * 8 + 4);
         // SAFETY: the last entry written above: set end-of-table.
         unsafe { last.write_volatile(last.read_volatile() | 0x8000_0000) };
         true
     }
 
-    /// Starts `r` on the idle channel.
-    fn issue(
-        &self,
-        inner: &mut ChannelInner,
-        drive: u8,
-        lba48: bool,
-        r: Request,
-    ) -> Result<Active, Request> {
-        if !self.wait_not_busy(100_000) {
+    /// Starts `r` on the idle channel; gives it back if the drive does not
+    /// become ready.
+    fn start(&mut self, d: &Drive, r: Request) -> Result<Active, Request> {
+        let p = self.ports;
+        let (drive, lba48) = (d.drive, d.lba48);
+        if !p.wait_not_busy(100_000) {
             return Err(r);
         }
-        self.irq_seen.store(false, Ordering::Release);
+        p.irq_seen.store(false, Ordering::Release);
         let ext = lba48
             && (FORCE_LBA48.load(Ordering::Relaxed)
                 || r.sector + r.sectors > (1 << 28)
                 || r.sectors > 256);
         if r.op == Op::Flush {
-            wb(self.base + REG_DRIVE, 0xa0 | (drive << 4));
-            self.delay400();
+            wb(p.base + REG_DRIVE, 0xa0 | (drive << 4));
+            p.delay400();
             wb(
-                self.base + REG_COMMAND,
+                p.base + REG_COMMAND,
                 if lba48 { CMD_FLUSH_EXT } else { CMD_FLUSH },
             );
             return Ok(Active {
@@ -584,24 +559,24 @@ impl Channel {
         } else {
             r.sectors
         };
-        let dma = self.bm != 0 && !FORCE_PIO.load(Ordering::Relaxed) && self.fill_prdt(inner, &r);
-        self.task_file(drive, ext, r.sector, count);
+        let dma = p.bm != 0 && !FORCE_PIO.load(Ordering::Relaxed) && self.fill_prdt(&r);
+        p.task_file(drive, ext, r.sector, count);
         if dma {
-            wb(self.bm + BM_COMMAND, 0);
-            wb(self.bm + BM_STATUS, BM_ST_ERR | BM_ST_IRQ);
+            wb(p.bm + BM_COMMAND, 0);
+            wb(p.bm + BM_STATUS, BM_ST_ERR | BM_ST_IRQ);
             // SAFETY: the channel's PRD table register; the table is below
             // 4 GiB (DMA memory on a machine whose RAM is).
-            unsafe { outl(self.bm + BM_PRDT, inner.prdt.phys as u32) };
-            wb(self.bm + BM_COMMAND, if write { 0 } else { BM_READ });
+            unsafe { outl(p.bm + BM_PRDT, self.prdt.phys as u32) };
+            wb(p.bm + BM_COMMAND, if write { 0 } else { BM_READ });
             let cmd = match (write, ext) {
                 (false, false) => CMD_READ_DMA,
                 (false, true) => CMD_READ_DMA_EXT,
                 (true, false) => CMD_WRITE_DMA,
                 (true, true) => CMD_WRITE_DMA_EXT,
             };
-            wb(self.base + REG_COMMAND, cmd);
+            wb(p.base + REG_COMMAND, cmd);
             wb(
-                self.bm + BM_COMMAND,
+                p.bm + BM_COMMAND,
                 (if write { 0 } else { BM_READ }) | BM_START,
             );
             return Ok(Active {
@@ -616,13 +591,13 @@ impl Channel {
             (true, false) => CMD_WRITE_PIO,
             (true, true) => CMD_WRITE_PIO_EXT,
         };
-        wb(self.base + REG_COMMAND, cmd);
+        wb(p.base + REG_COMMAND, cmd);
         if write {
             // The first sector goes without an interrupt.
-            if self.wait_drq(100_000).is_err() {
+            if p.wait_drq(100_000).is_err() {
                 return Err(r);
             }
-            self.pio_sector(&r, 0, true);
+            p.pio_sector(&r, 0, true);
         }
         Ok(Active {
             request: r,
@@ -632,35 +607,47 @@ impl Channel {
     }
 }
 
+impl Hardware for Channel {
+    type Tag = Drive;
+
+    /// One command at a time per channel: busy while one runs.
+    fn issue(&mut self, r: Request, d: Drive) -> Issue<Drive> {
+        if self.active.is_some() {
+            return Issue::Busy(r, d);
+        }
+        match self.start(&d, r) {
+            Ok(a) => {
+                self.active = Some(a);
+                Issue::Started
+            }
+            Err(r) => Issue::Finished(r, Status::IoError),
+        }
+    }
+
+    /// Commands start as they are issued: nothing to ring.
+    fn doorbell(&mut self) {}
+
+    fn harvest(&mut self, out: &mut Harvest<'_, Drive>) {
+        let p = self.ports;
+        if p.irq_seen.swap(false, Ordering::AcqRel) {
+            let status = p.irq_status.load(Ordering::Acquire);
+            if let Some((r, st)) = self.progress(status) {
+                out.finish(r, st);
+            }
+        }
+    }
+}
+
 impl BlockDevice for AtaDisk {
     fn info(&self) -> &DeviceInfo {
         &self.info
     }
 
     fn submit(&self, r: Request) {
-        let ch = self.channel;
-        Stats::count(&ch.stats.submitted);
-        let arg = ch as *const Channel as usize;
-        let check = r.check_for(&self.info);
-        let mut inner = ch.inner.lock();
-        if let Err(st) = check {
-            bh_safe_alloc(|| inner.done.push_back((r, st)));
-            drop(inner);
-            ch.service.request(service, arg);
-            return;
-        }
-        if inner.active.is_some() || !inner.waiting.is_empty() {
-            Stats::count(&ch.stats.queued);
-            bh_safe_alloc(|| inner.waiting.push_back((self.drive, self.lba48, r)));
-            return;
-        }
-        match ch.issue(&mut inner, self.drive, self.lba48, r) {
-            Ok(a) => inner.active = Some(a),
-            Err(r) => {
-                bh_safe_alloc(|| inner.done.push_back((r, Status::IoError)));
-                drop(inner);
-                ch.service.request(service, arg);
-            }
-        }
+        let d = Drive {
+            drive: self.drive,
+            lba48: self.lba48,
+        };
+        self.queue.submit(r, d, &self.info);
     }
 }

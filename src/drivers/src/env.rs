@@ -8,8 +8,8 @@
 //! run on the host against models.
 //!
 //! **Contexts.** Every method is callable in boot, kernel-lock and bh
-//! context; [`DriverEnv::schedule_bh`], [`DriverEnv::now_ns`] and logging
-//! also in irq context. DMA memory comes from the kernel's `dma` heap, never
+//! context; [`DriverEnv::schedule_bh`], [`DriverEnv::now_ns`],
+//! [`DriverEnv::cpu_index`] and logging also in irq context. DMA memory comes from the kernel's `dma` heap, never
 //! from `general`, so it may be freed in any context.
 
 use cairn_pc::pci::PciAddress;
@@ -75,8 +75,14 @@ pub trait DriverEnv: Sync {
     fn route_isa(&self, irq: u8, h: IrqHandler) -> Option<u8>;
     /// Routes the PCI INTx line the firmware assigned (`interrupt_line`).
     fn route_pci_intx(&self, line: u8, h: IrqHandler) -> Option<u8>;
-    /// APIC id MSI messages are sent to.
+    /// APIC id MSI messages are sent to when a device has one vector.
     fn msi_target(&self) -> u32;
+    /// CPUs running (their indices are `0..cpu_count()`).
+    fn cpu_count(&self) -> usize;
+    /// Index of the CPU running the caller (a hint: the caller may move).
+    fn cpu_index(&self) -> usize;
+    /// APIC id of CPU `index`, for MSI-X messages aimed at one CPU.
+    fn cpu_apic_id(&self, index: usize) -> u32;
 
     /// Queues bh work (irq-safe); false if the bhqueue is full.
     fn schedule_bh(&self, work: BhWork) -> bool;

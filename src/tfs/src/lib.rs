@@ -68,6 +68,7 @@ pub mod replay;
 pub mod space;
 pub mod store;
 pub mod symbol;
+pub mod uuid;
 pub mod varint;
 pub mod workload;
 

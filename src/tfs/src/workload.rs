@@ -1,6 +1,8 @@
 //! The workload a root tuple names: `program` (a path in the tree),
 //! `arguments` (a vector of strings; older manifests made it a tuple keyed
-//! "0", "1", ...) and `environment` (a tuple of strings).
+//! "0", "1", ...), `environment` (a tuple of strings) and `mounts` (a
+//! tuple from a volume's label or UUID text to the directory it is
+//! mounted on, as Nanos's manifests write it: `mounts:(data:/data)`).
 //!
 //! Runs in kernel-lock/thread context only and takes no locks itself.
 
@@ -17,6 +19,8 @@ pub struct Workload {
     pub arguments: Vec<Vec<u8>>,
     /// Environment variables, as (name, value).
     pub environment: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Volumes to mount, as (label or UUID, mount point), in tuple order.
+    pub mounts: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Workload {
@@ -54,10 +58,27 @@ impl Workload {
                 .collect(),
             _ => Vec::new(),
         };
+        let mounts = match store
+            .symbols
+            .find(b"mounts")
+            .and_then(|m| store.get(root, m))
+        {
+            Some(Value::Tuple(t)) => store
+                .entries(*t)
+                .map(|(k, v)| {
+                    (
+                        store.symbols.name(k).to_vec(),
+                        v.as_bytes().map(<[u8]>::to_vec).unwrap_or_default(),
+                    )
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         Workload {
             program,
             arguments,
             environment,
+            mounts,
         }
     }
 }
@@ -96,6 +117,32 @@ mod tests {
         assert_eq!(
             Workload::from_root(&s, root).arguments,
             [b"a".to_vec(), b"b".to_vec()]
+        );
+    }
+
+    #[test]
+    fn reads_the_mounts_of_a_manifest() {
+        let m = crate::manifest::parse(
+            b"(children:(data:(children:()) logs:(children:())) program:/x \
+              mounts:(datavol:/data 00112233-4455-6677-8899-aabbccddeeff:/logs))",
+        )
+        .unwrap();
+        let w = Workload::from_root(&m.store, m.root);
+        assert_eq!(
+            w.mounts,
+            [
+                (b"datavol".to_vec(), b"/data".to_vec()),
+                (
+                    b"00112233-4455-6677-8899-aabbccddeeff".to_vec(),
+                    b"/logs".to_vec()
+                )
+            ]
+        );
+        let none = crate::manifest::parse(b"(program:/x)").unwrap();
+        assert!(
+            Workload::from_root(&none.store, none.root)
+                .mounts
+                .is_empty()
         );
     }
 }

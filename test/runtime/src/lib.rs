@@ -10,9 +10,12 @@
 //!   in-program hang detector exits 3; a persistence test's first boot
 //!   exits 42 ([`FIRST_BOOT`]).
 //! * `manifests/<test>.manifest`: the image's root tuple (`program`,
-//!   `arguments`, `environment`, the tree). Host paths are relative to the
-//!   build directory, where xtask puts the compiled program and the data
-//!   files of [`RuntimeTest::data`].
+//!   `arguments`, `environment`, the tree, `mounts`). Host paths are
+//!   relative to the build directory, where xtask puts the compiled
+//!   program and the data files of [`RuntimeTest::data`].
+//! * Data volumes ([`RuntimeTest::volumes`]): empty TFS volumes xtask makes
+//!   (`mkfs -e -l LABEL`) and attaches after the image, which the
+//!   manifest's `mounts` tuple mounts.
 //! * `files/`: fixed files some images carry (e.g. the demo's `motd`).
 //!
 //! The same programs run natively on Linux (`tests/native.rs` builds and
@@ -43,6 +46,10 @@ pub enum Storage {
     Ata,
     /// VMware PVSCSI (`--all-storage`).
     Pvscsi,
+    /// virtio-scsi (`--all-storage`).
+    VirtioScsi,
+    /// NVMe (`--all-storage`).
+    Nvme,
 }
 
 impl Storage {
@@ -52,12 +59,32 @@ impl Storage {
             Storage::Virtio => "virtio",
             Storage::Ata => "ata",
             Storage::Pvscsi => "pvscsi",
+            Storage::VirtioScsi => "virtio-scsi",
+            Storage::Nvme => "nvme",
         }
     }
 }
 
+/// An empty TFS data volume attached after the image (`mkfs -e -l LABEL
+/// [--uuid UUID] -s MiB`), kept across the boots of a test.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct DataVolume {
+    pub label: &'static str,
+    /// Its UUID, when the manifest names it by UUID (random otherwise).
+    pub uuid: Option<&'static str>,
+    pub mib: u64,
+    /// The kind it is attached through; `None`: the image's.
+    pub storage: Option<Storage>,
+}
+
 /// Every storage kind.
-pub const ALL_STORAGE: &[Storage] = &[Storage::Virtio, Storage::Ata, Storage::Pvscsi];
+pub const ALL_STORAGE: &[Storage] = &[
+    Storage::Virtio,
+    Storage::Ata,
+    Storage::Pvscsi,
+    Storage::VirtioScsi,
+    Storage::Nvme,
+];
 
 /// A file the image carries besides the program.
 #[derive(Copy, Clone, Debug)]
@@ -173,9 +200,13 @@ pub struct RuntimeTest {
     pub image_mib: u64,
     /// Put the filesystem in an MBR partition instead of at sector 0.
     pub mbr: bool,
-    /// Storage kinds it runs on (virtio in the default suite, the others
-    /// with `--all-storage`).
+    /// Storage kinds its image runs on: the first in the default suite,
+    /// all of them with `--all-storage`.
     pub storage: &'static [Storage],
+    /// Data volumes attached after the image.
+    pub volumes: &'static [DataVolume],
+    /// Lines the console must show (a boot error the test expects).
+    pub console: &'static [&'static str],
     pub inject: Option<Inject>,
     /// vCPUs.
     pub smp: usize,
@@ -207,6 +238,8 @@ const fn test(name: &'static str, what: &'static str) -> RuntimeTest {
         image_mib: 16,
         mbr: false,
         storage: ALL_STORAGE,
+        volumes: &[],
+        console: &[],
         inject: None,
         smp: 2,
         timeout_s: 120,
@@ -379,6 +412,49 @@ static CATALOGUE: &[RuntimeTest] = &[
         ..test(
             "seed_split_merge",
             "seeds/001+004: mprotect splits/merges, MAP_FIXED replacement and munmap/mmap of adjacent regions while other threads fault in them, 200 iterations",
+        )
+    },
+    RuntimeTest {
+        boots: &[FIRST_BOOT, 0],
+        volumes: &[DataVolume {
+            label: "cairn-data",
+            uuid: None,
+            mib: 24,
+            storage: None,
+        }],
+        native: Native::No("needs a data volume mounted on data/"),
+        ..test(
+            "volume",
+            "a data volume mounted on /data by label (manifest mounts): its own st_dev and statfs, files written and fsync'd there persist (boot 2), rename/link to the root EXDEV, the mount point EBUSY, .. leaves the volume, OFD locks and /proc/self/fd tell its files from root files with the same st_ino, /proc/mounts lists it",
+        )
+    },
+    RuntimeTest {
+        source: "volume",
+        manifest: "volume_uuid",
+        boots: &[FIRST_BOOT, 0],
+        storage: &[Storage::Nvme],
+        volumes: &[DataVolume {
+            label: "scsi-data",
+            uuid: Some("c41a7e5d-0b1c-4e55-9a0f-3d2b6f7a9e01"),
+            mib: 24,
+            storage: Some(Storage::VirtioScsi),
+        }],
+        native: Native::No("needs a data volume mounted on data/"),
+        ..test(
+            "volume_nvme_scsi",
+            "root on NVMe, data volume on virtio-scsi (probed first) mounted by UUID: the volume test across two drivers",
+        )
+    },
+    RuntimeTest {
+        source: "volume",
+        manifest: "volume_missing",
+        boots: &[126],
+        storage: &[Storage::Virtio],
+        console: &["volume \"no-such-volume\" on /data: not found"],
+        native: Native::No("its boot fails by design"),
+        ..test(
+            "volume_missing",
+            "a manifest naming a volume no disk holds: the boot stops with an error naming it (status 126), the program never runs",
         )
     },
     RuntimeTest {
@@ -763,6 +839,8 @@ pub fn program_benches() -> &'static [RuntimeTest] {
 }
 
 /// Every runtime test.
+///
+/// Each runs on the first of its storage kinds in the default suite.
 pub fn catalogue() -> &'static [RuntimeTest] {
     CATALOGUE
 }
@@ -905,6 +983,11 @@ impl RuntimeTest {
     /// Whether it boots on `storage`.
     pub fn runs_on(&self, storage: Storage) -> bool {
         self.storage.contains(&storage)
+    }
+
+    /// The storage kind of the default suite.
+    pub fn primary_storage(&self) -> Storage {
+        self.storage[0]
     }
 
     /// Compiles the program into `out` (gcc `-static` or `-static-pie`,
@@ -1102,7 +1185,28 @@ mod tests {
                 );
             }
             assert!(!t.boots.is_empty() && t.smp >= 1 && t.timeout_s > 0);
-            assert!(t.storage.contains(&Storage::Virtio), "{}", t.name);
+            assert!(!t.storage.is_empty(), "{}", t.name);
+            // The manifest's mounts name the test's volumes, unless the
+            // test is about a boot that must fail.
+            let w = t.workload().unwrap();
+            for (key, _) in &w.mounts {
+                let named = t.volumes.iter().any(|v| {
+                    v.label.as_bytes() == key.as_slice()
+                        || v.uuid.is_some_and(|u| u.as_bytes() == key.as_slice())
+                });
+                assert!(
+                    named || t.boots == [126],
+                    "{}: mounts names {} which no volume of the test is",
+                    t.name,
+                    String::from_utf8_lossy(key)
+                );
+            }
+            for v in t.volumes {
+                assert!(v.label.len() < 32, "{}: label too long", t.name);
+                if let Some(u) = v.uuid {
+                    assert!(cairn_tfs::uuid::parse(u.as_bytes()).is_some(), "{u}");
+                }
+            }
             if let Some(Inject::ReadFile { path, offset }) = t.inject {
                 let d = t
                     .data
@@ -1119,7 +1223,16 @@ mod tests {
                 }
             }
         }
-        for n in ["demo", "hello", "hello_pie", "persist", "enospc", "eio"] {
+        for n in [
+            "demo",
+            "hello",
+            "hello_pie",
+            "persist",
+            "enospc",
+            "eio",
+            "volume",
+            "volume_nvme_scsi",
+        ] {
             assert!(find(n).is_some(), "{n}");
         }
         assert!(catalogue().iter().any(|t| t.link == Link::StaticPie));

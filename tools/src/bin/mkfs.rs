@@ -20,7 +20,8 @@ struct Args {
     /// Import this host directory tree under the root.
     #[arg(long)]
     import: Option<PathBuf>,
-    /// Make an empty filesystem (no manifest).
+    /// Make an empty filesystem (no manifest): a data volume for a
+    /// manifest's `mounts`, named by its label (`-l`) or UUID.
     #[arg(short = 'e', long)]
     empty: bool,
     /// Volume label (at most 31 bytes).
@@ -47,15 +48,7 @@ struct Args {
 }
 
 fn parse_uuid(s: &str) -> Option<[u8; 16]> {
-    let hex: String = s.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut u = [0u8; 16];
-    for (i, b) in u.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(u)
+    cairn_tfs::uuid::parse(s.as_bytes())
 }
 
 fn main() -> ExitCode {

@@ -22,11 +22,12 @@
 //! at once when the backend offers neither.
 //!
 //! **Contexts.** Probe: boot or kernel-lock (xenstore by polling).
-//! `submit`: kernel-lock or bh. Event (irq): requests the bh service.
-//! Service (bh): takes responses, ends their grants, completes requests
-//! with the lock released, issues waiting ones.
+//! `submit`: kernel-lock or bh (the skeleton's). Event (irq): hands over
+//! to the disk's queue. Its bh service harvests responses (ending their
+//! grants), completes requests with the lock released, issues waiting
+//! ones and notifies the backend once.
 //!
-//! **Locks.** `drivers.xen_blkfront` (IrqSpinLock, per disk) → then
+//! **Locks.** `drivers.xen_blkfront` (the disk queue's lock) → then
 //! `drivers.xen_grants` (IrqSpinLock, the shared grant table): both never
 //! taken in irq context; no completion runs under either.
 
@@ -35,9 +36,8 @@ use super::grant::{GrantError, GrantTable};
 use super::ring::{self, FrontRing, Req, Seg, Sring};
 use super::xenstore::Client;
 use crate::env::{DmaRegion, IrqHandler, env};
-use crate::{BhService, Stats};
+use crate::queue::{DriverQueue, Hardware, Harvest, Issue};
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 use cairn_block::{BlockDevice, DeviceInfo, Op, Request, Status};
@@ -73,28 +73,27 @@ struct InFlight {
     grefs: Vec<u32>,
 }
 
-struct Inner {
+/// The disk's ring and grants (its queue's hardware).
+pub struct Ring {
+    name: String,
+    platform: &'static dyn XenPlatform,
+    grants: &'static Grants,
+    backend_id: u16,
+    /// The event channel (set once the backend end exists).
+    port: u32,
+    flush_op: Option<u8>,
+    /// Pieces per request the backend takes indirectly (0: no indirect).
+    indirect_pieces: usize,
     ring: FrontRing,
     slots: Vec<Option<InFlight>>,
     free: Vec<u16>,
     /// One indirect page per slot.
     indirect: DmaRegion,
-    waiting: VecDeque<Request>,
-    done: VecDeque<(Request, Status)>,
 }
 
 pub struct BlkFront {
     info: DeviceInfo,
-    platform: &'static dyn XenPlatform,
-    grants: &'static Grants,
-    backend_id: u16,
-    port: u32,
-    flush_op: Option<u8>,
-    /// Pieces per request the backend takes indirectly (0: no indirect).
-    indirect_pieces: usize,
-    inner: IrqSpinLock<Inner>,
-    service: BhService,
-    pub stats: Stats,
+    queue: &'static DriverQueue<Ring>,
 }
 
 /// Why a disk could not be set up.
@@ -174,48 +173,30 @@ pub fn probe(
     } else {
         (3, 64)
     };
-    // Built through a raw pointer: `port` and `sectors` are only known
-    // after the handler's argument (the device's address) is.
-    let devp: *mut BlkFront = bh_safe_alloc(|| {
-        Box::into_raw(Box::new(BlkFront {
-            info: DeviceInfo {
-                name: crate::name("xvd", format_args!("{index}")),
-                model: alloc::format!("xen vbd {vbd} (backend {backend})"),
-                sectors: 0,
-                queue_depth: ring::SLOTS,
-                max_segments,
-                max_sectors,
-                flush: flush_op.is_some(),
-            },
+    let name = crate::name("xvd", format_args!("{index}"));
+    let queue = DriverQueue::leak(
+        &CLASS,
+        Ring {
+            name: name.clone(),
             platform,
             grants,
             backend_id,
             port: 0,
             flush_op,
             indirect_pieces,
-            inner: IrqSpinLock::new(
-                &CLASS,
-                Inner {
-                    ring: FrontRing::new(sring),
-                    slots: (0..ring::SLOTS).map(|_| None).collect(),
-                    free: (0..ring::SLOTS as u16).rev().collect(),
-                    indirect,
-                    waiting: VecDeque::with_capacity(64),
-                    done: VecDeque::with_capacity(64),
-                },
-            ),
-            service: BhService::new(),
-            stats: Stats::new(),
-        }))
-    });
-    let arg = devp as usize;
+            ring: FrontRing::new(sring),
+            slots: bh_safe_alloc(|| (0..ring::SLOTS).map(|_| None).collect()),
+            free: bh_safe_alloc(|| (0..ring::SLOTS as u16).rev().collect()),
+            indirect,
+        },
+        64,
+    );
+    let arg = queue as *const DriverQueue<Ring> as usize;
     let port = platform
         .alloc_unbound(backend_id, IrqHandler { func: event, arg })
         .ok_or(ProbeError::NoEventChannel)?;
-    // SAFETY: `devp` came from `Box::into_raw` and nothing reads the
-    // device yet: its event channel has no backend end until
-    // `event-channel` is published below.
-    unsafe { (*devp).port = port };
+    // The backend cannot signal before `event-channel` is published below.
+    queue.with_hw(|hw| hw.port = port);
     for (k, v) in [
         ("ring-ref", alloc::format!("{ring_ref}")),
         ("event-channel", alloc::format!("{port}")),
@@ -238,11 +219,20 @@ pub fn probe(
     if sector_size != 512 {
         return Err(ProbeError::BadSectorSize(sector_size));
     }
-    // SAFETY: as above; an early event only requests the bh service, which
-    // finds nothing to do and does not read `info`.
-    unsafe { (*devp).info.sectors = sectors };
-    // SAFETY: from here on the device is only shared, never mutated.
-    let dev: &'static BlkFront = unsafe { &*devp };
+    let dev: &'static BlkFront = bh_safe_alloc(|| {
+        Box::leak(Box::new(BlkFront {
+            info: DeviceInfo {
+                name,
+                model: alloc::format!("xen vbd {vbd} (backend {backend})"),
+                sectors,
+                queue_depth: ring::SLOTS,
+                max_segments,
+                max_sectors,
+                flush: flush_op.is_some(),
+            },
+            queue,
+        }))
+    });
     xs.write(
         &alloc::format!("{front}/state"),
         &alloc::format!("{}", state::CONNECTED),
@@ -262,19 +252,9 @@ pub fn probe(
 }
 
 fn event(arg: usize) {
-    // SAFETY: `arg` is a leaked, never-freed `BlkFront`.
-    let d = unsafe { &*(arg as *const BlkFront) };
-    Stats::count(&d.stats.interrupts);
-    d.service.request(service, arg);
-}
-
-fn service(arg: usize) {
-    // SAFETY: as in `event`.
-    let d = unsafe { &*(arg as *const BlkFront) };
-    d.service.begin();
-    d.harvest();
-    d.complete_finished();
-    d.issue_waiting();
+    // SAFETY: `arg` is a leaked, never-freed `DriverQueue<Ring>`.
+    let q: &'static DriverQueue<Ring> = unsafe { &*(arg as *const DriverQueue<Ring>) };
+    q.interrupt();
 }
 
 /// Cuts `r`'s segments into page-bounded pieces: (frame, first, last).
@@ -297,7 +277,7 @@ fn pieces(r: &Request) -> Option<Vec<(u64, u8, u8)>> {
     Some(v)
 }
 
-impl BlkFront {
+impl Ring {
     fn end_grants(&self, grefs: &[u32]) -> bool {
         let mut g = self.grants.0.lock();
         let mut ok = true;
@@ -308,51 +288,50 @@ impl BlkFront {
                 crate::dlog!(
                     Error,
                     "{}: grant {r} still in use by the backend",
-                    self.info.name
+                    self.name
                 );
                 ok = false;
             }
         }
         ok
     }
+}
 
-    /// Grants `r`'s pieces and puts it on the ring; gives it back if there
-    /// is no slot or not enough grant entries.
-    fn issue(&self, inner: &mut Inner, r: Request) -> Result<(), Request> {
-        if inner.ring.free_slots() == 0 || inner.free.is_empty() {
-            return Err(r);
+impl Hardware for Ring {
+    type Tag = ();
+
+    /// Grants `r`'s pieces and puts it on the ring; busy if there is no
+    /// slot or not enough grant entries.
+    fn issue(&mut self, r: Request, _: ()) -> Issue<()> {
+        if self.ring.free_slots() == 0 || self.free.is_empty() {
+            return Issue::Busy(r, ());
         }
         let op = match r.op {
             Op::Read => ring::OP_READ,
             Op::Write => ring::OP_WRITE,
             Op::Flush => match self.flush_op {
                 Some(op) => op,
-                None => {
-                    bh_safe_alloc(|| inner.done.push_back((r, Status::Ok)));
-                    return Ok(());
-                }
+                None => return Issue::Finished(r, Status::Ok),
             },
         };
         let Some(ps) = pieces(&r) else {
-            bh_safe_alloc(|| inner.done.push_back((r, Status::Unsupported)));
-            return Ok(());
+            return Issue::Finished(r, Status::Unsupported);
         };
         let indirect = ps.len() > ring::MAX_DIRECT_SEGMENTS;
         if indirect && ps.len() > self.indirect_pieces {
-            bh_safe_alloc(|| inner.done.push_back((r, Status::Unsupported)));
-            return Ok(());
+            return Issue::Finished(r, Status::Unsupported);
         }
         let ind_pages = if indirect {
             ps.len().div_ceil(ring::SEGMENTS_PER_INDIRECT_PAGE)
         } else {
             0
         };
-        let slot = *inner.free.last().expect("checked above");
+        let slot = *self.free.last().expect("checked above");
         let mut grefs = bh_safe_alloc(|| Vec::with_capacity(ps.len() + ind_pages));
         {
             let mut g = self.grants.0.lock();
             if g.available() < ps.len() + ind_pages {
-                return Err(r);
+                return Issue::Busy(r, ());
             }
             for &(frame, _, _) in &ps {
                 match g.grant(self.backend_id, frame, r.op == Op::Write) {
@@ -362,21 +341,19 @@ impl BlkFront {
                         for &gref in &grefs {
                             let _ = g.end(gref);
                         }
-                        drop(g);
-                        bh_safe_alloc(|| inner.done.push_back((r, Status::Unsupported)));
-                        return Ok(());
+                        return Issue::Finished(r, Status::Unsupported);
                     }
                 }
             }
             if indirect {
-                let page = inner.indirect.phys + u64::from(slot) * 4096;
+                let page = self.indirect.phys + u64::from(slot) * 4096;
                 let gref = g
                     .grant(self.backend_id, page >> 12, true)
                     .expect("grants counted above");
                 grefs.push(gref);
             }
         }
-        inner.free.pop();
+        self.free.pop();
         let segs: Vec<Seg> = bh_safe_alloc(|| {
             ps.iter()
                 .zip(&grefs)
@@ -389,13 +366,13 @@ impl BlkFront {
         });
         let sector = if r.op == Op::Flush { 0 } else { r.sector };
         if indirect {
-            let page: *mut u8 = inner.indirect.ptr(usize::from(slot) * 4096);
+            let page: *mut u8 = self.indirect.ptr(usize::from(slot) * 4096);
             for (i, s) in segs.iter().enumerate() {
                 // SAFETY: this slot's indirect page, `i` < MAX_PIECES <= 512.
                 unsafe { ring::put_indirect_segment(page, i, *s) };
             }
             let ind = [*grefs.last().expect("indirect page grant")];
-            inner.ring.put(&Req::Indirect {
+            self.ring.put(&Req::Indirect {
                 op,
                 id: u64::from(slot),
                 sector,
@@ -403,57 +380,44 @@ impl BlkFront {
                 pages: &ind,
             });
         } else {
-            inner.ring.put(&Req::Direct {
+            self.ring.put(&Req::Direct {
                 op,
                 id: u64::from(slot),
                 sector,
                 segs: &segs,
             });
         }
-        inner.slots[usize::from(slot)] = Some(InFlight { request: r, grefs });
-        Ok(())
+        self.slots[usize::from(slot)] = Some(InFlight { request: r, grefs });
+        Issue::Started
     }
 
-    fn harvest(&self) {
-        let mut inner = self.inner.lock();
-        while let Some((id, _op, status)) = inner.ring.next_response() {
-            let Some(f) = inner.slots.get_mut(id as usize).and_then(Option::take) else {
-                crate::dlog!(Error, "{}: response for unknown id {id}", self.info.name);
+    fn doorbell(&mut self) {
+        if self.ring.push() {
+            self.platform.notify(self.port);
+        }
+    }
+
+    fn harvest(&mut self, out: &mut Harvest<'_, ()>) {
+        while let Some((id, _op, status)) = self.ring.next_response() {
+            let Some(f) = self.slots.get_mut(id as usize).and_then(Option::take) else {
+                crate::dlog!(Error, "{}: response for unknown id {id}", self.name);
                 continue;
             };
-            inner.free.push(id as u16);
+            self.free.push(id as u16);
             let granted_back = self.end_grants(&f.grefs);
             let st = match status {
                 ring::RSP_OKAY if granted_back => Status::Ok,
                 _ => Status::IoError,
             };
-            bh_safe_alloc(|| inner.done.push_back((f.request, st)));
+            out.finish(f.request, st);
         }
     }
+}
 
-    fn complete_finished(&self) {
-        self.stats
-            .complete_each(|| self.inner.lock().done.pop_front());
-    }
-
-    fn issue_waiting(&self) {
-        let mut inner = self.inner.lock();
-        while let Some(r) = inner.waiting.pop_front() {
-            if let Err(r) = self.issue(&mut inner, r) {
-                inner.waiting.push_front(r);
-                break;
-            }
-        }
-        let notify = inner.ring.push();
-        let rejected = !inner.done.is_empty();
-        drop(inner);
-        if notify {
-            self.platform.notify(self.port);
-        }
-        if rejected {
-            self.service
-                .request(service, self as *const BlkFront as usize);
-        }
+impl BlkFront {
+    /// The disk's queue (its counters).
+    pub fn queue(&self) -> &'static DriverQueue<Ring> {
+        self.queue
     }
 }
 
@@ -463,33 +427,6 @@ impl BlockDevice for BlkFront {
     }
 
     fn submit(&self, r: Request) {
-        Stats::count(&self.stats.submitted);
-        let arg = self as *const BlkFront as usize;
-        let check = r.check_for(&self.info);
-        let mut inner = self.inner.lock();
-        if let Err(st) = check {
-            bh_safe_alloc(|| inner.done.push_back((r, st)));
-            drop(inner);
-            self.service.request(service, arg);
-            return;
-        }
-        if !inner.waiting.is_empty() {
-            Stats::count(&self.stats.queued);
-            bh_safe_alloc(|| inner.waiting.push_back(r));
-            return;
-        }
-        if let Err(r) = self.issue(&mut inner, r) {
-            Stats::count(&self.stats.queued);
-            bh_safe_alloc(|| inner.waiting.push_back(r));
-        }
-        let notify = inner.ring.push();
-        let finished = !inner.done.is_empty();
-        drop(inner);
-        if notify {
-            self.platform.notify(self.port);
-        }
-        if finished {
-            self.service.request(service, arg);
-        }
+        self.queue.submit(r, (), &self.info);
     }
 }

@@ -12,130 +12,16 @@ use super::blkfront::{self, Grants};
 use super::grant::{self, GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_WRITING, GrantTable};
 use super::ring::{self, REQ_PROD, RSP_PROD, Sring};
 use super::xenstore::{self, Client, Interface};
-use crate::env::{DmaRegion, DriverEnv, IrqHandler, Level};
+use crate::env::IrqHandler;
+use crate::testenv::{page_alloc, phys, run_bh, setup, virt};
 use cairn_block::{BlockDevice, Request, Segment, Status};
-use cairn_pc::pci::PciAddress;
-use cairn_sync::BhWork;
-use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::boxed::Box;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::string::{String, ToString};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::vec::Vec;
 use std::{format, vec};
-
-// ---- the test DriverEnv ----
-
-static BH: Mutex<VecDeque<BhWork>> = Mutex::new(VecDeque::new());
-
-struct TestEnv;
-
-/// Host virtual address of a page-aligned, zeroed, leaked allocation.
-fn page_alloc(bytes: usize) -> u64 {
-    let l = Layout::from_size_align(bytes.next_multiple_of(4096), 4096).unwrap();
-    // SAFETY: non-zero size.
-    unsafe { alloc_zeroed(l) as u64 }
-}
-
-/// The model's "physical" address space: host addresses shifted down so
-/// that frame numbers fit a v1 grant entry's 32 bits (as guest RAM does).
-/// All test memory is within 256 GiB of the first allocation.
-static PHYS_BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-const PHYS_OFFSET: u64 = 1 << 40;
-
-fn phys_base() -> u64 {
-    *PHYS_BASE.get_or_init(|| (page_alloc(4096) & !0xfff) - PHYS_OFFSET / 2)
-}
-
-fn phys(virt: u64) -> u64 {
-    virt - phys_base()
-}
-
-fn virt(phys: u64) -> u64 {
-    phys + phys_base()
-}
-
-impl DriverEnv for TestEnv {
-    fn dma_alloc(&self, bytes: usize) -> Option<DmaRegion> {
-        let p = page_alloc(bytes);
-        Some(DmaRegion {
-            phys: phys(p),
-            virt: p,
-            bytes: bytes.next_multiple_of(4096),
-        })
-    }
-    fn dma_free(&self, r: DmaRegion) {
-        // SAFETY: allocated by `dma_alloc` with this size.
-        unsafe {
-            dealloc(
-                r.virt as *mut u8,
-                Layout::from_size_align(r.bytes, 4096).unwrap(),
-            )
-        }
-    }
-    fn map_mmio(&self, _: u64, _: u64) -> u64 {
-        unreachable!("no MMIO in the Xen model")
-    }
-    fn virt_to_phys(&self, v: u64) -> Option<u64> {
-        Some(phys(v))
-    }
-    fn phys_to_virt(&self, p: u64) -> u64 {
-        virt(p)
-    }
-    fn pci_read32(&self, _: PciAddress, _: u8) -> u32 {
-        u32::MAX
-    }
-    fn pci_write32(&self, _: PciAddress, _: u8, _: u32) {}
-    fn pci_exclusive(&self, f: &mut dyn FnMut()) {
-        f()
-    }
-    fn alloc_vector(&self, _: IrqHandler) -> Option<u8> {
-        None
-    }
-    fn route_isa(&self, _: u8, _: IrqHandler) -> Option<u8> {
-        None
-    }
-    fn route_pci_intx(&self, _: u8, _: IrqHandler) -> Option<u8> {
-        None
-    }
-    fn msi_target(&self) -> u32 {
-        0
-    }
-    fn schedule_bh(&self, w: BhWork) -> bool {
-        BH.lock().unwrap().push_back(w);
-        true
-    }
-    fn now_ns(&self) -> u64 {
-        0
-    }
-    fn delay_us(&self, _: u64) {}
-    fn log(&self, _: Level, args: core::fmt::Arguments<'_>) {
-        std::println!("{args}");
-    }
-}
-
-static ENV: &dyn DriverEnv = &TestEnv;
-
-fn setup() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| crate::env::install(&ENV));
-}
-
-/// Runs queued bh work (in "bh context") until none is left.
-fn run_bh() {
-    loop {
-        let w = BH.lock().unwrap().pop_front();
-        match w {
-            Some(w) => {
-                cairn_sync::cpu::host::set_context(cairn_sync::Context::Bh);
-                (w.run)(w.arg);
-                cairn_sync::cpu::host::set_context(cairn_sync::Context::KernelLock);
-            }
-            None => break,
-        }
-    }
-}
 
 // ---- the model of the other side ----
 
@@ -450,8 +336,8 @@ impl XenPlatform for Model {
     }
 }
 
+/// Connects a front to `m` (the caller holds the test environment).
 fn connect(m: &'static Model) -> &'static blkfront::BlkFront {
-    setup();
     cairn_sync::cpu::host::set_context(cairn_sync::Context::KernelLock);
     let kick = || m.notify(XS_PORT);
     let wait = || {};
@@ -508,6 +394,7 @@ fn check(addr: u64, len: usize, seed: u8) -> bool {
 
 #[test]
 fn handshake_connects_and_reads_features() {
+    let _env = setup();
     let m = Model::new(4096, 256, true, None);
     let d = connect(m);
     let s = m.store.lock().unwrap().clone();
@@ -524,6 +411,7 @@ fn handshake_connects_and_reads_features() {
 
 #[test]
 fn many_requests_direct_and_indirect_round_trip() {
+    let _env = setup();
     let m = Model::new(16384, 256, true, None);
     let d = connect(m);
     let before = m.grants.0.lock().available();
@@ -595,6 +483,7 @@ fn many_requests_direct_and_indirect_round_trip() {
 
 #[test]
 fn backend_without_indirect_limits_requests() {
+    let _env = setup();
     let m = Model::new(1024, 0, false, None);
     let d = connect(m);
     assert!(d.info().max_sectors * 8 / 8 <= 64 && d.info().max_segments <= 3);
@@ -635,6 +524,7 @@ fn backend_without_indirect_limits_requests() {
 
 #[test]
 fn errors_and_out_of_range_reach_the_caller() {
+    let _env = setup();
     let m = Model::new(1024, 64, true, Some(100));
     let d = connect(m);
     let before = m.grants.0.lock().available();
@@ -676,7 +566,7 @@ fn grant_table_refuses_to_end_busy_grants() {
 
 #[test]
 fn xenstore_reports_missing_keys() {
-    setup();
+    let _env = setup();
     let m = Model::new(8, 0, false, None);
     let kick = || m.notify(XS_PORT);
     let wait = || {};

@@ -2,7 +2,8 @@
 //!
 //! DMA memory is the `dma` heap's (never `general`), configuration space
 //! goes through `crate::pci`'s lock, vectors and routing through
-//! `crate::irq` (device interrupts go to the bootstrap CPU), bh work onto
+//! `crate::irq` (device interrupts go to the bootstrap CPU unless a driver
+//! aims an MSI-X vector at one CPU, as NVMe does per queue), bh work onto
 //! the global bhqueue. Any context, as the trait documents.
 
 use cairn_drivers::env::{DmaRegion, DriverEnv, IrqHandler, Level};
@@ -63,6 +64,15 @@ impl DriverEnv for KernelEnv {
     }
     fn msi_target(&self) -> u32 {
         irq_target()
+    }
+    fn cpu_count(&self) -> usize {
+        crate::percpu::cpus().len()
+    }
+    fn cpu_index(&self) -> usize {
+        crate::percpu::this_cpu().index()
+    }
+    fn cpu_apic_id(&self, index: usize) -> u32 {
+        crate::percpu::cpu(index).apic_id()
     }
     fn schedule_bh(&self, work: BhWork) -> bool {
         crate::sched::schedule_bh(work).is_ok()

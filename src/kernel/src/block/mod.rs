@@ -5,7 +5,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`env`] | the kernel's `DriverEnv` for `cairn_drivers` |
-//! | here | [`init`] (probe every supported device, read its MBR), [`volumes`], [`wait_io`] |
+//! | here | [`init`] (probe every supported device: virtio-blk, ata, pvscsi, virtio-scsi, NVMe, Xen; read each disk's MBR), [`volumes`], [`wait_io`] |
 //!
 //! **Contexts.** [`init`] runs in the main kernel thread before the workload
 //! (kernel-lock context: probing may busy-wait, reading partition tables
@@ -13,8 +13,9 @@
 //! a kernel thread (kernel-lock context; the kernel lock is released while
 //! it sleeps) until a completion in bh context wakes it.
 //!
-//! **Locks.** `block.registry` (SpinLock, kernel-lock context only), a
-//! leaf. Waiters sleep on one shared wait queue (`IO_WAIT`): completions
+//! **Locks.** `block.registry` and `block.adapters` (the NVMe controllers
+//! and virtio-scsi adapters kept for their counters), SpinLocks taken in
+//! kernel-lock context only, leaves. Waiters sleep on one shared wait queue (`IO_WAIT`): completions
 //! only set their own flag and wake it, so nothing a completion drops owns
 //! general-heap memory.
 
@@ -57,6 +58,24 @@ static REGISTRY: SpinLock<Registry> = SpinLock::new(
     },
 );
 
+static ADAPTERS_CLASS: LockClass = LockClass::new("block.adapters");
+/// The NVMe controllers, by index (their queues' counters).
+static NVME: SpinLock<Vec<&'static cairn_drivers::nvme::Controller>> =
+    SpinLock::new(&ADAPTERS_CLASS, Vec::new());
+/// The virtio-scsi adapters, by index (their event counters).
+static VIRTIO_SCSI: SpinLock<Vec<&'static cairn_drivers::virtio::scsi::Adapter>> =
+    SpinLock::new(&ADAPTERS_CLASS, Vec::new());
+
+/// NVMe controller `index`, if probed.
+pub fn nvme_controller(index: usize) -> Option<&'static cairn_drivers::nvme::Controller> {
+    NVME.lock().get(index).copied()
+}
+
+/// virtio-scsi adapter `index`, if probed.
+pub fn virtio_scsi_adapter(index: usize) -> Option<&'static cairn_drivers::virtio::scsi::Adapter> {
+    VIRTIO_SCSI.lock().get(index).copied()
+}
+
 /// Every device found at boot.
 pub fn devices() -> Vec<Arc<dyn BlockDevice>> {
     REGISTRY.lock().devices.clone()
@@ -95,43 +114,60 @@ fn add(dev: &'static dyn BlockDevice) {
     r.devices.push(arc);
 }
 
+/// Probes every PCI function `matches` accepts with `probe` (its index
+/// among the functions probed so far), passing what each probe returns to
+/// `take`; a refusal is a warning naming `what` and the function.
+fn probe_each<T, E: core::fmt::Display>(
+    what: &str,
+    matches: fn(&cairn_pc::pci::PciFunction) -> bool,
+    mut probe: impl FnMut(&cairn_pc::pci::PciFunction, usize) -> Result<T, E>,
+    mut take: impl FnMut(T),
+) {
+    let mut index = 0;
+    for f in crate::pci::functions().iter().filter(|f| matches(f)) {
+        match probe(f, index) {
+            Ok(t) => {
+                index += 1;
+                take(t);
+            }
+            Err(e) => crate::warn!("{what} at {}: {e}", f.address),
+        }
+    }
+}
+
 /// Probes every supported device, then reads each disk's partition table.
 /// Main kernel thread, once.
 pub fn init() {
+    use cairn_drivers::{ata, nvme, pvscsi, virtio};
     env::install();
-    let mut virtio = 0;
-    for f in crate::pci::functions() {
-        if cairn_drivers::virtio_blk::matches(f) {
-            match cairn_drivers::virtio_blk::probe(f, virtio) {
-                Ok(d) => {
-                    virtio += 1;
-                    add(d);
-                }
-                Err(e) => crate::warn!("virtio-blk at {}: {e}", f.address),
-            }
-        }
-    }
-    for f in crate::pci::functions() {
-        if cairn_drivers::ata::matches(f) {
-            for d in cairn_drivers::ata::probe(f) {
-                add(d);
-            }
-        }
-    }
-    let mut pvscsi = 0;
-    for f in crate::pci::functions() {
-        if cairn_drivers::pvscsi::matches(f) {
-            match cairn_drivers::pvscsi::probe(f, pvscsi) {
-                Ok(disks) => {
-                    pvscsi += 1;
-                    for d in disks {
-                        add(d);
-                    }
-                }
-                Err(e) => crate::warn!("pvscsi at {}: {e}", f.address),
-            }
-        }
-    }
+    probe_each(
+        "virtio-blk",
+        virtio::blk::matches,
+        virtio::blk::probe,
+        |d| add(d),
+    );
+    probe_each(
+        "ata",
+        ata::matches,
+        |f, _| Ok::<_, &str>(ata::probe(f)),
+        |disks| disks.into_iter().for_each(add),
+    );
+    probe_each("pvscsi", pvscsi::matches, pvscsi::probe, |disks| {
+        disks.into_iter().for_each(add)
+    });
+    probe_each(
+        "virtio-scsi",
+        virtio::scsi::matches,
+        virtio::scsi::probe,
+        |p| {
+            VIRTIO_SCSI.lock().push(p.adapter);
+            p.disks.into_iter().for_each(add);
+        },
+    );
+    probe_each("nvme", nvme::matches, nvme::probe, |p| {
+        NVME.lock().push(p.controller);
+        p.disks.into_iter().for_each(add);
+    });
     if cairn_drivers::xen::detect().is_some() {
         crate::info!("xen: hypervisor detected (blkfront has never run on a Xen host)");
         for d in cairn_drivers::xen::init() {

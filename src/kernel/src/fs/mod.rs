@@ -1,24 +1,41 @@
-//! The mounted root filesystem: TFS over a block-layer volume, with file
-//! data in the pagecache, and the blocking file operations the syscall
-//! layer uses.
+//! The mounted filesystems: TFS volumes over block-layer volumes (the root
+//! and the data volumes its manifest mounts), with file data in the
+//! pagecache, and the blocking file operations the syscall layer uses.
 //!
 //! | module | owns |
 //! |---|---|
 //! | [`volume_device`] | TFS's blocking device over a volume (metadata I/O) |
 //! | [`hooks`] | the pagecache's frame, runqueue, backing and metadata hooks |
-//! | here | [`mount_root`], [`Mount`], per-file pagecache nodes, read/write/fsync through the pagecache |
+//! | [`mounts`] | [`mount_root`]: choosing the root, mounting the volumes of its `mounts` tuple |
+//! | [`walk`] | path walks across mount points ([`Loc`]: a volume and an inode) |
+//! | here | [`Mount`] and the mount table, per-file pagecache nodes, read/write/fsync through the pagecache |
+//!
+//! **Volumes.** Each mounted volume is its own [`Mount`]: its own TFS (and
+//! `fs` mutex), its own pagecache [`VolumeCache`] (dirty list, sync), its
+//! own `st_dev` and `statfs`. One writeback thread serves them all (the
+//! pagecache's periodic writeback walks every volume). A data volume is
+//! mounted over an existing directory of the root; walks cross into it
+//! (and `..` out of it) through the mount table, which is filled at boot
+//! and never changes afterwards.
 //!
 //! **Contexts.** Everything here runs in kernel-lock context, in a thread:
 //! operations sleep for I/O (releasing the kernel lock).
 //!
-//! **Locks, in order** (DESIGN.md §4 rule 4: fd table, then filesystem,
-//! then address space):
-//! 1. `fs` — a [`SleepMutex`] around the TFS [`Filesystem`]: every
-//!    namespace and metadata operation; it is held across metadata I/O
-//!    only (mount replay, log commits), never across file-data I/O, a user
-//!    copy or a page fault, and never while calling into the pagecache
-//!    (whose backing hook takes it).
-//! 2. `fs.nodes` (SpinLock, kernel-lock only): the inode → pagecache node
+//! **Locks, in order** (docs/ARCHITECTURE.md "Locks"; the fd table and the
+//! working directory are read and released *before* any of these is
+//! taken, and the address space is never locked under them):
+//! 1. `fs.truncate` — a [`SleepMutex`] per file: one truncation at a time.
+//! 2. `fs` — a [`SleepMutex`] around each volume's TFS [`Filesystem`]:
+//!    every namespace and metadata operation; it is held across metadata
+//!    I/O only (mount replay, log commits), never across file-data I/O, a
+//!    user copy or a page fault, and never while calling into the
+//!    pagecache (whose backing hook takes it). Every volume's mutex has the
+//!    one lock class [`FS_CLASS`], and a thread holds one volume's at a
+//!    time ([`walk::Walker`] releases one before it takes another when a
+//!    path crosses a mount point): holding two would be a recursive
+//!    acquisition of the class, which the validator refuses (debug builds),
+//!    so no order between volumes exists or is needed.
+//! 3. `fs.nodes` (SpinLock, kernel-lock only): the inode → pagecache node
 //!    table; a leaf.
 //!
 //! A read copies straight from the pages it pins to the user buffer. A
@@ -30,14 +47,19 @@
 //! lease or lock is held while user memory is touched.
 
 pub mod hooks;
+pub mod mounts;
 pub mod volume_device;
+pub mod walk;
 pub mod worker;
+
+pub use mounts::mount_root;
+pub use walk::Loc;
 
 use crate::sched::mutex::{SleepMutex, SleepMutexGuard};
 use crate::sched::waitqueue::WaitQueue;
 use crate::user::UserDestination;
 use alloc::collections::BTreeMap;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use cairn_block::Volume;
@@ -67,13 +89,16 @@ const CHUNK: usize = 256 * 1024;
 const WRITEBACK_PERIOD_NS: u64 = 1_000_000_000;
 
 static NODES_CLASS: LockClass = LockClass::new("fs.nodes");
-/// The filesystem's sleeping mutex (held across TFS metadata I/O).
+/// The sleeping mutex of every volume's filesystem (held across TFS
+/// metadata I/O); one class for all volumes: one is held at a time.
 pub(crate) static FS_CLASS: LockClass = LockClass::new("fs");
 /// A file's truncations, one at a time (sleeping; taken before `fs`).
 pub(crate) static TRUNCATE_CLASS: LockClass = LockClass::new("fs.truncate");
 
 /// A regular file's data: its pagecache node.
 pub struct FileData {
+    /// The volume it is on.
+    pub mount: &'static Mount,
     pub ino: Ino,
     pub node: Arc<Node>,
     /// Serialises truncates of this file (the pagecache applies them one
@@ -81,8 +106,27 @@ pub struct FileData {
     pub truncating: SleepMutex<()>,
 }
 
-/// The root filesystem.
+impl FileData {
+    /// Where it is in the tree.
+    pub fn loc(&self) -> Loc {
+        Loc {
+            mount: self.mount.id(),
+            ino: self.ino,
+        }
+    }
+}
+
+/// One mounted TFS volume.
 pub struct Mount {
+    /// Index in the mount table (0: the root).
+    id: u16,
+    /// What the volume header says: label and UUID.
+    label: String,
+    uuid: [u8; 16],
+    /// The directory it covers (`None` for the root) and its path.
+    at: Option<(Loc, String)>,
+    /// Its root directory's inode.
+    root: Ino,
     fs: SleepMutex<Tfs>,
     volume: Volume,
     cache: spin::Once<Arc<VolumeCache>>,
@@ -93,7 +137,12 @@ pub struct Mount {
     nodes: SpinLock<BTreeMap<u32, Arc<FileData>>>,
 }
 
-static ROOT: spin::Once<&'static Mount> = spin::Once::new();
+/// Most mounted volumes.
+pub const MAX_MOUNTS: usize = 16;
+
+/// The mount table: filled at boot by [`mounts`], read-only afterwards
+/// (so walks read it without a lock).
+static MOUNTS: [spin::Once<&'static Mount>; MAX_MOUNTS] = [const { spin::Once::new() }; MAX_MOUNTS];
 static PAGECACHE: spin::Once<Arc<PageCache>> = spin::Once::new();
 
 /// The pagecache every volume shares.
@@ -114,54 +163,71 @@ pub fn pagecache() -> &'static Arc<PageCache> {
 
 /// The mounted root, if any.
 pub fn root() -> Option<&'static Mount> {
-    ROOT.get().copied()
+    mount(0)
 }
 
-/// Whether `v` starts with a TFS header.
-fn has_tfs(v: &Volume) -> bool {
-    let dev = VolumeDevice::new(v.clone());
-    let mut s = [0u8; 512];
-    cairn_tfs::BlockDevice::read(&dev, 0, &mut s).is_ok() && &s[..6] == b"NVMTFS"
+/// Mount `id` of the mount table.
+pub fn mount(id: u16) -> Option<&'static Mount> {
+    MOUNTS.get(usize::from(id))?.get().copied()
 }
 
-/// Finds the root TFS (the last partition of the first disk holding one,
-/// or a bare TFS on a whole disk), mounts it and starts writeback.
-pub fn mount_root() -> Result<&'static Mount, String> {
-    let volumes = crate::block::volumes();
-    let candidate = volumes
-        .iter()
-        .rev()
-        .find(|v| v.first_sector() != 0 && has_tfs(v))
-        .or_else(|| volumes.iter().find(|v| v.first_sector() == 0 && has_tfs(v)))
-        .ok_or_else(|| "no TFS filesystem on any disk".to_string())?
-        .clone();
-    let start = crate::time::now_ns();
-    let mut fs = Tfs::mount(VolumeDevice::new(candidate.clone()))
-        .map_err(|e| alloc::format!("refusing to mount {}: {e}", candidate.name()))?;
-    fs.set_clock(tfs_clock);
-    crate::info!(
-        "tfs: mounted {} ({} sectors) in {} us",
-        candidate.name(),
-        candidate.sectors(),
-        (crate::time::now_ns() - start) / 1000
-    );
+/// Every mounted volume, the root first.
+pub fn mounts() -> impl Iterator<Item = &'static Mount> {
+    MOUNTS.iter().map_while(|m| m.get().copied())
+}
+
+/// The volume mounted over directory `at`, if any.
+pub fn covering(at: Loc) -> Option<&'static Mount> {
+    mounts().find(|m| m.at.as_ref().is_some_and(|(l, _)| *l == at))
+}
+
+/// syncfs of every volume (at exit, `sync()`): each is attempted; the
+/// first error is returned.
+pub fn sync_all() -> Result<(), Errno> {
+    let mut result = Ok(());
+    for m in mounts() {
+        if let Err(e) = m.sync() {
+            crate::warn!("sync of {} failed: errno {}", m.describe(), e.0);
+            result = result.and(Err(e));
+        }
+    }
+    result
+}
+
+/// Builds a [`Mount`] for `fs` on `volume`, its volume cache, and puts it
+/// in the mount table (kernel-lock context, boot).
+fn register(fs: Tfs, volume: Volume, at: Option<(Loc, String)>) -> Result<&'static Mount, String> {
+    let id = mounts().count();
+    if id == MAX_MOUNTS {
+        return Err(alloc::format!("more than {MAX_MOUNTS} volumes"));
+    }
+    let label = String::from_utf8_lossy(fs.label()).into_owned();
+    let uuid = fs.uuid();
+    let root = fs.root();
     let mount: &'static Mount = alloc::boxed::Box::leak(alloc::boxed::Box::new(Mount {
+        id: id as u16,
+        label,
+        uuid,
+        at,
+        root,
         fs: SleepMutex::new(&FS_CLASS, fs),
-        volume: candidate.clone(),
+        volume: volume.clone(),
         cache: spin::Once::new(),
         nodes: SpinLock::new(&NODES_CLASS, BTreeMap::new()),
     }));
     mount
         .cache
-        .call_once(|| VolumeCache::new(pagecache(), candidate, Arc::new(TfsMetadata { mount })));
-    ROOT.call_once(|| mount);
-    crate::sched::thread::spawn("writeback", || {
-        loop {
-            crate::sched::sleep(WRITEBACK_PERIOD_NS);
-            pagecache().writeback_tick();
-            relieve_memory_pressure();
-        }
-    });
+        .call_once(|| VolumeCache::new(pagecache(), volume, Arc::new(TfsMetadata { mount })));
+    MOUNTS[id].call_once(|| mount);
+    if id == 0 {
+        crate::sched::thread::spawn("writeback", || {
+            loop {
+                crate::sched::sleep(WRITEBACK_PERIOD_NS);
+                pagecache().writeback_tick();
+                relieve_memory_pressure();
+            }
+        });
+    }
     Ok(mount)
 }
 
@@ -267,6 +333,45 @@ fn read_pages(file: &FileData, offset: u64, len: usize) -> Result<Pages, Errno> 
 }
 
 impl Mount {
+    /// Index in the mount table (0: the root); also its `st_dev` minor.
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+
+    /// The root directory of this volume.
+    pub fn root_loc(&self) -> Loc {
+        Loc {
+            mount: self.id,
+            ino: self.root,
+        }
+    }
+
+    /// `path` where it is mounted (`/` for the root).
+    pub fn path(&self) -> &str {
+        self.at.as_ref().map_or("/", |(_, p)| p.as_str())
+    }
+
+    /// The block-layer name of its volume (`virtio-blk1`, `nvme0n1p1`...).
+    pub fn device(&self) -> &str {
+        self.volume.name()
+    }
+
+    /// The directory it covers, if it is not the root.
+    pub fn covers(&self) -> Option<Loc> {
+        self.at.as_ref().map(|(l, _)| *l)
+    }
+
+    /// For logs and errors: `virtio-blk1 "data" (UUID ...) on /data`.
+    pub fn describe(&self) -> String {
+        alloc::format!(
+            "{} \"{}\" (UUID {}) on {}",
+            self.volume.name(),
+            self.label,
+            cairn_tfs::uuid::format(&self.uuid),
+            self.path()
+        )
+    }
+
     /// The filesystem, under its sleeping mutex.
     pub fn fs(&self) -> SleepMutexGuard<'_, Tfs> {
         self.fs.lock()
@@ -287,6 +392,7 @@ impl Mount {
             return f.clone();
         }
         let f = Arc::new(FileData {
+            mount: self,
             ino,
             node: Node::new(self.cache(), Arc::new(TfsBacking { mount: self, ino })),
             truncating: SleepMutex::new(&TRUNCATE_CLASS, ()),

@@ -14,11 +14,10 @@
 //! to other syscalls unless the read sleeps; Linux gives no stronger
 //! guarantee for shared descriptions either).
 
-use crate::fs::FileData;
+use crate::fs::{FileData, Loc};
 use crate::sched::wait::Pollable;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use cairn_tfs::Ino;
 use cairn_unix::abi::FileStat;
 use cairn_unix::errno::Errno;
 use core::any::Any;
@@ -26,7 +25,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub enum FileKind {
     Regular(Arc<FileData>),
-    Directory(Ino),
+    Directory(Loc),
     /// The serial console (fds 0, 1, 2).
     Console,
     /// A pipe end, an eventfd, a special file...
@@ -182,12 +181,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 impl OpenFile {
     pub fn new(kind: FileKind, flags: u32) -> Arc<OpenFile> {
         let acc = flags & O_ACCMODE;
-        let hold = match &kind {
-            FileKind::Regular(d) => Some(d.ino),
-            _ => None,
-        };
-        if let (Some(ino), Some(m)) = (hold, crate::fs::root()) {
-            m.fs().hold(ino);
+        if let FileKind::Regular(d) = &kind {
+            d.mount.fs().hold(d.ino);
         }
         Arc::new(OpenFile {
             kind,
@@ -213,10 +208,11 @@ impl OpenFile {
         self.id
     }
 
-    pub fn ino(&self) -> Option<Ino> {
+    /// Where it is in the TFS tree (`None` for the console and objects).
+    pub fn loc(&self) -> Option<Loc> {
         match &self.kind {
-            FileKind::Regular(d) => Some(d.ino),
-            FileKind::Directory(i) => Some(*i),
+            FileKind::Regular(d) => Some(d.loc()),
+            FileKind::Directory(l) => Some(*l),
             FileKind::Console | FileKind::Object(_) => None,
         }
     }
@@ -259,8 +255,8 @@ impl OpenFile {
 impl Drop for OpenFile {
     fn drop(&mut self) {
         crate::process::locks::release_description(self);
-        if let (FileKind::Regular(d), Some(m)) = (&self.kind, crate::fs::root()) {
-            m.fs().release(d.ino);
+        if let FileKind::Regular(d) = &self.kind {
+            d.mount.fs().release(d.ino);
         }
     }
 }

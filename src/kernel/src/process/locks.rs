@@ -52,12 +52,12 @@ static CHANGED: Pollable = Pollable::new();
 /// The process as a lock owner (its pid, `getpid()`'s 1).
 const PROCESS: Owner = Owner::Process(1);
 
-/// The key a file's locks are filed under: its inode for TFS files, the
-/// object's address for others (pipes, special files).
+/// The key a file's locks are filed under: its volume and inode for TFS
+/// files (`Loc::key`, below bit 48), the object's address for others
+/// (pipes, special files).
 fn key(f: &OpenFile) -> u64 {
     match &f.kind {
-        FileKind::Regular(d) => u64::from(d.ino.0),
-        FileKind::Directory(ino) => u64::from(ino.0),
+        FileKind::Regular(_) | FileKind::Directory(_) => f.loc().map_or(0, |l| l.key()),
         FileKind::Console => 1 << 62,
         FileKind::Object(o) => (alloc::sync::Arc::as_ptr(o) as *const u8 as u64) | (1 << 63),
     }

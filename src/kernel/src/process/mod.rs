@@ -53,7 +53,8 @@ pub struct FutexWaiter {
 }
 
 pub struct Cwd {
-    pub ino: Ino,
+    /// The directory (a volume and an inode of it).
+    pub dir: crate::fs::Loc,
     pub path: String,
 }
 
@@ -98,7 +99,13 @@ pub fn current() -> &'static Process {
 
 impl Process {
     fn new(brk_start: u64) -> Process {
-        let root = crate::fs::root().map(|m| m.fs().root()).unwrap_or(Ino(0));
+        let root = crate::fs::root().map_or(
+            crate::fs::Loc {
+                mount: 0,
+                ino: Ino(0),
+            },
+            |m| m.root_loc(),
+        );
         let mut fds = FdTable::new(1024);
         for (fd, flags) in [(0, 0), (1, file::O_WRONLY), (2, file::O_WRONLY)] {
             let got = fds.alloc(OpenFile::console(flags), false).ok();
@@ -110,7 +117,7 @@ impl Process {
             cwd: SpinLock::new(
                 &CWD_CLASS,
                 Cwd {
-                    ino: root,
+                    dir: root,
                     path: String::from("/"),
                 },
             ),
@@ -178,12 +185,10 @@ pub fn exit_thread(status: u32) -> ! {
 }
 
 /// Ends the program (`exit_group`, a fatal signal, or the last thread):
-/// writes back and commits the filesystem, then leaves QEMU with `status`.
+/// writes back and commits every volume, then leaves QEMU with `status`.
 pub fn exit_program(status: u32) -> ! {
-    if let Some(m) = crate::fs::root()
-        && let Err(e) = m.sync()
-    {
-        crate::warn!("sync at exit failed: errno {}", e.0);
+    if crate::fs::sync_all().is_err() {
+        crate::warn!("sync at exit failed");
     }
     crate::panic::exit(status)
 }

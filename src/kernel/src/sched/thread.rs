@@ -245,8 +245,13 @@ pub(super) fn run(t: Arc<Thread>) {
     }
     t.switch.switched_out();
     match t.reason.load(Ordering::Relaxed) {
-        // Behind every thread already waiting: round-robin.
-        r if r == SwitchReason::Yield as u8 => super::expired().enqueue(Runnable::Thread(t)),
+        // Behind every thread already waiting: round-robin. A CPU that went
+        // idle meanwhile is woken for it: the queue is not empty, so idling
+        // would leave a runnable thread waiting beside an idle CPU.
+        r if r == SwitchReason::Yield as u8 => {
+            super::expired().enqueue(Runnable::Thread(t));
+            super::runloop::wake_idle_cpu();
+        }
         r if r == SwitchReason::Block as u8 => {}
         _ => drop(t),
     }

@@ -13,6 +13,7 @@
 //! a leaf).
 
 use super::{Node, S_IFDIR, S_IFLNK, link, new_ino, register, stat_of, text};
+use crate::fs::Loc;
 use crate::process::file::O_ACCMODE;
 use crate::process::file::{FileKind, OpenFile};
 use alloc::collections::BTreeMap;
@@ -36,8 +37,8 @@ struct Info {
     argv: Vec<Vec<u8>>,
     /// Where the program's ELF segments were loaded.
     segments: Vec<(u64, u64)>,
-    /// Inode → the path it was last opened by.
-    paths: BTreeMap<u32, Vec<u8>>,
+    /// File (`Loc::key`: volume and inode) → the path it was last opened by.
+    paths: BTreeMap<u64, Vec<u8>>,
     /// Thread id → name (`prctl(PR_SET_NAME)`).
     comm: BTreeMap<u32, [u8; 16]>,
 }
@@ -62,16 +63,16 @@ pub fn exe() -> Vec<u8> {
     with_info(|i| i.exe.clone())
 }
 
-/// `ino` was opened by absolute path `path`.
-pub fn remember_path(ino: u32, path: Vec<u8>) {
+/// The TFS file at `loc` was opened by absolute path `path`.
+pub fn remember_path(loc: Loc, path: Vec<u8>) {
     with_info(|i| {
-        i.paths.insert(ino, path);
+        i.paths.insert(loc.key(), path);
     });
 }
 
-/// The path `ino` was last opened by.
-pub fn path_of(ino: u32) -> Option<Vec<u8>> {
-    with_info(|i| i.paths.get(&ino).cloned())
+/// The path the TFS file at `loc` was last opened by.
+pub fn path_of(loc: Loc) -> Option<Vec<u8>> {
+    with_info(|i| i.paths.get(&loc.key()).cloned())
 }
 
 /// Sets thread `tid`'s name (at most 15 bytes are kept).
@@ -102,9 +103,9 @@ pub fn comm(tid: u32) -> Vec<u8> {
 pub fn file_name(f: &OpenFile) -> Vec<u8> {
     match &f.kind {
         FileKind::Regular(d) => {
-            path_of(d.ino.0).unwrap_or_else(|| format!("/inode:{}", d.ino.0).into_bytes())
+            path_of(d.loc()).unwrap_or_else(|| format!("/inode:{}", d.ino.0).into_bytes())
         }
-        FileKind::Directory(ino) => path_of(ino.0).unwrap_or_else(|| b"/".to_vec()),
+        FileKind::Directory(loc) => path_of(*loc).unwrap_or_else(|| b"/".to_vec()),
         FileKind::Console => b"/dev/console".to_vec(),
         FileKind::Object(o) => o.name(),
     }
@@ -250,10 +251,20 @@ fn stat() -> Vec<u8> {
     s.into_bytes()
 }
 
+/// `/proc/mounts`: the root, each data volume where it is mounted, and
+/// the special tree.
 fn mounts() -> Vec<u8> {
-    b"/dev/root / tfs rw,relatime 0 0\nproc /proc proc rw,nosuid,nodev,noexec 0 0\n\
-      sysfs /sys sysfs rw,nosuid,nodev,noexec 0 0\ndevtmpfs /dev devtmpfs rw,nosuid 0 0\n"
-        .to_vec()
+    let mut s = String::from("/dev/root / tfs rw,relatime 0 0\n");
+    for m in crate::fs::mounts().skip(1) {
+        // Blanks in a mount point are written as octal escapes, as Linux does.
+        let at = m.path().replace(' ', "\\040").replace('\t', "\\011");
+        let _ = writeln!(s, "/dev/{} {at} tfs rw,relatime 0 0", m.device());
+    }
+    s.push_str(
+        "proc /proc proc rw,nosuid,nodev,noexec 0 0\nsysfs /sys sysfs rw,nosuid,nodev,noexec 0 0\n\
+         devtmpfs /dev devtmpfs rw,nosuid 0 0\n",
+    );
+    s.into_bytes()
 }
 
 fn uptime() -> Vec<u8> {
@@ -322,13 +333,14 @@ fn maps() -> Vec<u8> {
     for a in areas {
         let perm = |b: Prot, c: char| if a.prot.contains(b) { c } else { '-' };
         let share = if a.share == Share::Shared { 's' } else { 'p' };
-        let (offset, ino, name) = match &a.kind {
+        let (offset, dev, ino, name) = match &a.kind {
             VmapKind::File { file, offset } => {
-                let ino = file.0.ino.0;
+                let loc = file.0.loc();
                 (
                     *offset,
-                    u64::from(ino) + 1,
-                    path_of(ino).unwrap_or_default(),
+                    crate::syscall::fs::dev_of(loc.mount),
+                    u64::from(loc.ino.0) + 1,
+                    path_of(loc).unwrap_or_default(),
                 )
             }
             VmapKind::Anonymous => {
@@ -341,7 +353,7 @@ fn maps() -> Vec<u8> {
                 } else {
                     b""
                 };
-                (0, 0, name.to_vec())
+                (0, 0, 0, name.to_vec())
             }
         };
         let head = format!(
@@ -353,7 +365,11 @@ fn maps() -> Vec<u8> {
             perm(Prot::EXEC, 'x'),
             share,
             offset,
-            if ino != 0 { "08:00" } else { "00:00" },
+            format_args!(
+                "{:02x}:{:02x}",
+                cairn_unix::abi::major(dev),
+                cairn_unix::abi::minor(dev)
+            ),
             ino
         );
         s.push_str(&head);

@@ -16,17 +16,13 @@ use core::sync::atomic::Ordering;
 /// Bytes moved per step.
 const CHUNK: usize = 256 * 1024;
 
-fn mount() -> Result<&'static crate::fs::Mount, Errno> {
-    crate::fs::root().ok_or(Errno::ENOENT)
-}
-
 /// Reads into a kernel buffer at `off` (ignored by unseekable files).
 fn read_into(f: &OpenFile, off: u64, buf: &mut [u8]) -> Result<usize, Errno> {
     if !f.readable {
         return Err(Errno::EBADF);
     }
     match &f.kind {
-        FileKind::Regular(d) => mount()?.read_kernel(d, off, buf).map_err(pc_err),
+        FileKind::Regular(d) => d.mount.read_kernel(d, off, buf).map_err(pc_err),
         FileKind::Object(o) => {
             let len = buf.len();
             o.read(f, off, Dst::Kernel(buf), len)
@@ -42,7 +38,7 @@ fn write_from(f: &OpenFile, off: u64, buf: &[u8]) -> Result<usize, Errno> {
         return Err(Errno::EBADF);
     }
     match &f.kind {
-        FileKind::Regular(d) => mount()?.write_kernel(d, off, buf).map_err(pc_err),
+        FileKind::Regular(d) => d.mount.write_kernel(d, off, buf).map_err(pc_err),
         FileKind::Object(o) => o.write(f, off, Src::Kernel(buf), buf.len()),
         FileKind::Console => {
             crate::console::write_bytes(buf);
@@ -203,7 +199,7 @@ pub fn sync_file_range(fd: i32, off: i64, nbytes: i64, flags: u32) -> SysResult 
     match &f.kind {
         FileKind::Regular(d) => {
             if flags != 0 {
-                mount()?.fsync(d).map_err(pc_err)?;
+                d.mount.fsync(d).map_err(pc_err)?;
             }
             Ok(0)
         }

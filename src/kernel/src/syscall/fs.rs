@@ -1,17 +1,28 @@
-//! File and directory system calls over the root TFS: open/close, read and
-//! write (plain, positioned, vectored), seek, stat family, truncate,
-//! fallocate, fsync, directory operations, links, the working directory,
-//! fcntl/dup, ioctl, statfs.
+//! File and directory system calls over the mounted TFS volumes and the
+//! special tree: open/close, read and write (plain, positioned, vectored),
+//! seek, stat family, truncate, fallocate, fsync, directory operations,
+//! links, the working directory, fcntl/dup, ioctl, statfs.
 //!
-//! Lock order (DESIGN.md §4 rule 4): the fd table is looked up and released
-//! before the filesystem's sleeping mutex is taken; neither is held while
-//! user memory is copied (reads and writes go through `fs::Mount`, which
-//! copies with no lock held).
+//! A path is first offered to the special tree (`crate::special::lookup`:
+//! `/dev`, `/proc`, `/sys`); otherwise it is walked with `fs::walk::Walker`
+//! across mount points, and the operation runs in the volume its walk ended
+//! in (under the `fs` mutex the walk holds). Renames and hard links between
+//! volumes fail with EXDEV; a mount point cannot be renamed or removed
+//! (EBUSY); `stat` reports each volume's own `st_dev`, `statfs` its own
+//! figures.
+//!
+//! Lock order (docs/ARCHITECTURE.md "Locks"): the fd table and the working
+//! directory are read and released ([`start_dir`]) before any `fs` mutex
+//! is taken, and a file refused by the fd table (EMFILE) is dropped after
+//! the table's lock; neither lock is held while user memory is copied
+//! (reads and writes go through `fs::Mount`, which copies with no lock
+//! held); one volume's `fs` mutex at a time.
 //!
 //! Kernel-lock context, in the calling thread.
 
 use super::{SysResult, copy_in, copy_out, user_string};
-use crate::fs::{Mount, Tfs, errno_of};
+use crate::fs::walk::{Walker, fs_errno};
+use crate::fs::{Loc, Mount, Tfs};
 use crate::process::file::{self, Dst, FileKind, OpenFile, Src};
 use crate::process::{self, current};
 use crate::special::Target;
@@ -33,17 +44,13 @@ pub const AT_REMOVEDIR: i32 = 0x200;
 pub const AT_SYMLINK_FOLLOW: i32 = 0x400;
 pub const AT_EMPTY_PATH: i32 = 0x1000;
 
-fn mount() -> Result<&'static Mount, Errno> {
-    crate::fs::root().ok_or(Errno::ENOENT)
-}
-
 fn fs_err(e: FsError) -> Errno {
-    Errno::from_raw(errno_of(e).0).unwrap_or(Errno::EIO)
+    fs_errno(e)
 }
 
 /// The errno of a TFS error.
 pub fn tfs_err(e: FsError) -> Errno {
-    fs_err(e)
+    fs_errno(e)
 }
 
 pub fn pc_err(e: cairn_pagecache::Errno) -> Errno {
@@ -60,70 +67,41 @@ pub fn get_file(fd: i32) -> Result<Arc<OpenFile>, Errno> {
         .map_err(|_| Errno::EBADF)
 }
 
-/// TFS as a `cairn_unix::path::Namespace`.
-struct Ns<'a>(&'a Tfs);
-
-fn node_kind(k: FileType) -> NodeKind {
-    match k {
-        FileType::Directory => NodeKind::Directory,
-        FileType::Symlink => NodeKind::Symlink,
-        FileType::Regular => NodeKind::Other,
-    }
-}
-
-impl Namespace for Ns<'_> {
-    type Node = Ino;
-    fn root(&self) -> Ino {
-        self.0.root()
-    }
-    fn parent(&mut self, dir: &Ino) -> Result<Ino, Errno> {
-        self.0.lookup(*dir, b"..").map_err(fs_err)
-    }
-    fn lookup(&mut self, dir: &Ino, name: &[u8]) -> Result<Option<(Ino, NodeKind)>, Errno> {
-        match self.0.lookup(*dir, name) {
-            Ok(ino) => {
-                let st = self.0.stat(ino).map_err(fs_err)?;
-                Ok(Some((ino, node_kind(st.kind))))
-            }
-            Err(FsError::NoEnt) => Ok(None),
-            Err(e) => Err(fs_err(e)),
-        }
-    }
-    fn read_link(&mut self, link: &Ino) -> Result<Vec<u8>, Errno> {
-        self.0.readlink(*link).map_err(fs_err)
-    }
-}
-
-/// The directory a `*at` call starts from: (inode, its path). Taken before
-/// the `fs` mutex: the fd table and the working directory are never locked
-/// under it (docs/ARCHITECTURE.md, lock order).
-fn start_dir(dirfd: i32) -> Result<(Ino, Vec<u8>), Errno> {
+/// The directory a `*at` call starts from: (where, its path). Taken before
+/// any `fs` mutex: the fd table and the working directory are never locked
+/// under one (docs/ARCHITECTURE.md, lock order), and the descriptor's
+/// reference is dropped here, before a walk (the last reference of a
+/// regular file takes its volume's `fs` mutex to release the file).
+/// Without a root filesystem there is no TFS path: `ENOENT`.
+fn start_dir(dirfd: i32) -> Result<(Loc, Vec<u8>), Errno> {
+    crate::fs::root().ok_or(Errno::ENOENT)?;
     if dirfd == AT_FDCWD {
         let c = current().cwd.lock();
-        return Ok((c.ino, c.path.as_bytes().to_vec()));
+        return Ok((c.dir, c.path.as_bytes().to_vec()));
     }
     let f = get_file(dirfd)?;
     match f.kind {
-        FileKind::Directory(ino) => Ok((ino, Vec::new())),
+        FileKind::Directory(loc) => Ok((loc, Vec::new())),
         _ => Err(Errno::ENOTDIR),
     }
 }
 
-/// Resolves `path` from `start` (a [`start_dir`]).
+/// Resolves `path` from `start` (a [`start_dir`]); the walker goes on
+/// holding the volume the walk ended in.
 fn resolve(
-    fs: &Tfs,
-    start: &(Ino, Vec<u8>),
+    wk: &mut Walker,
+    start: &(Loc, Vec<u8>),
     path: &[u8],
     follow: bool,
-) -> Result<Walk<Ino>, Errno> {
-    walk(&mut Ns(fs), &start.0, &start.1, path, follow)
+) -> Result<Walk<Loc>, Errno> {
+    walk(wk, &start.0, &start.1, path, follow)
 }
 
-fn existing(w: &Walk<Ino>) -> Result<(Ino, NodeKind), Errno> {
+fn existing(w: &Walk<Loc>) -> Result<(Loc, NodeKind), Errno> {
     w.target.ok_or(Errno::ENOENT)
 }
 
-fn name_of(w: &Walk<Ino>) -> Result<&[u8], Errno> {
+fn name_of(w: &Walk<Loc>) -> Result<&[u8], Errno> {
     match &w.last {
         Last::Name(n) => Ok(n),
         Last::Root | Last::Dot | Last::DotDot => Err(Errno::EINVAL),
@@ -148,50 +126,58 @@ pub fn openat(dirfd: i32, path: u64, flags: u32, _mode: u32) -> SysResult {
     let f = OpenFile::new(kind, flags);
     let r = current().fds.lock().alloc(f, flags & file::O_CLOEXEC != 0);
     // A refused file (EMFILE) is dropped here, after the fd table's lock:
-    // its release takes the `fs` mutex, which sleeps.
+    // its release takes its volume's `fs` mutex, which sleeps.
     r.map(|fd| fd as u64).map_err(|(e, _f)| e)
 }
 
-/// Opens (or creates) `path` in TFS.
+/// Opens (or creates) `path` in the TFS volumes.
 fn open_tfs(dirfd: i32, path: &[u8], flags: u32, follow: bool) -> Result<FileKind, Errno> {
-    let m = mount()?;
     let start = start_dir(dirfd)?;
-    let mut fs = m.fs();
-    let w = resolve(&fs, &start, path, follow)?;
-    let (ino, created) = match w.target {
+    let mut wk = Walker::new();
+    let w = resolve(&mut wk, &start, path, follow)?;
+    let (loc, created) = match w.target {
         Some(_) if flags & file::O_CREAT != 0 && flags & file::O_EXCL != 0 => {
             return Err(Errno::EEXIST);
         }
-        Some((ino, _)) => (ino, false),
+        Some((loc, _)) => (loc, false),
         None if flags & file::O_CREAT != 0 => {
             if w.trailing_slash {
                 return Err(Errno::EISDIR);
             }
             let name = name_of(&w)?.to_vec();
-            (fs.create(w.parent, &name).map_err(fs_err)?, true)
+            let dir = w.parent;
+            let ino = wk.fs(dir.mount).create(dir.ino, &name).map_err(fs_err)?;
+            (
+                Loc {
+                    mount: dir.mount,
+                    ino,
+                },
+                true,
+            )
         }
         None => return Err(Errno::ENOENT),
     };
-    let st = fs.stat(ino).map_err(fs_err)?;
+    let st = wk.fs(loc.mount).stat(loc.ino).map_err(fs_err)?;
     let acc = flags & file::O_ACCMODE;
-    crate::special::proc::remember_path(ino.0, w.canonical.clone());
+    crate::special::proc::remember_path(loc, w.canonical.clone());
     match st.kind {
         FileType::Directory => {
             if acc != 0 || flags & file::O_TRUNC != 0 {
                 return Err(Errno::EISDIR);
             }
-            Ok(FileKind::Directory(ino))
+            Ok(FileKind::Directory(loc))
         }
         FileType::Symlink => Err(Errno::ELOOP),
         FileType::Regular => {
             if flags & file::O_DIRECTORY != 0 {
                 return Err(Errno::ENOTDIR);
             }
+            let m = loc.volume();
             if flags & file::O_TRUNC != 0 && acc != 0 && !created && st.size > 0 {
-                drop(fs);
-                truncate_ino(m, ino, 0)?;
+                wk.release();
+                truncate_ino(m, loc.ino, 0)?;
             }
-            Ok(FileKind::Regular(m.file(ino)))
+            Ok(FileKind::Regular(m.file(loc.ino)))
         }
     }
 }
@@ -214,7 +200,7 @@ fn read_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno>
         return Err(Errno::EBADF);
     }
     match &f.kind {
-        FileKind::Regular(d) => mount()?.read(d, off, buf, len).map_err(pc_err),
+        FileKind::Regular(d) => d.mount.read(d, off, buf, len).map_err(pc_err),
         FileKind::Directory(_) => Err(Errno::EISDIR),
         FileKind::Console => Ok(0),
         FileKind::Object(o) => o.read(f, off, Dst::User(buf), len),
@@ -226,7 +212,7 @@ fn write_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno
         return Err(Errno::EBADF);
     }
     match &f.kind {
-        FileKind::Regular(d) => mount()?.write(d, off, buf, len).map_err(pc_err),
+        FileKind::Regular(d) => d.mount.write(d, off, buf, len).map_err(pc_err),
         FileKind::Directory(_) => Err(Errno::EISDIR),
         FileKind::Object(o) => o.write(f, off, Src::User(buf), len),
         FileKind::Console => {
@@ -253,8 +239,8 @@ fn write_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno
 pub fn file_size(f: &OpenFile) -> Result<u64, Errno> {
     match &f.kind {
         FileKind::Object(o) => Ok(o.size()),
-        _ => match f.ino() {
-            Some(ino) => mount()?.fs().length(ino).map_err(fs_err),
+        _ => match f.loc() {
+            Some(loc) => loc.volume().fs().length(loc.ino).map_err(fs_err),
             None => Ok(0),
         },
     }
@@ -441,13 +427,18 @@ pub fn lseek(fd: i32, off: i64, whence: i32) -> SysResult {
     Ok(pos as u64)
 }
 
-fn stat_of(fs: &Tfs, ino: Ino) -> Result<FileStat, Errno> {
-    let st = fs.stat(ino).map_err(fs_err)?;
+/// The `st_dev` of volume `mount` (the root is 8:0, as before volumes).
+pub fn dev_of(mount: u16) -> u64 {
+    makedev(8, 16 * u32::from(mount))
+}
+
+fn stat_of(fs: &Tfs, loc: Loc) -> Result<FileStat, Errno> {
+    let st = fs.stat(loc.ino).map_err(fs_err)?;
     let (as_, an) = st.atime.secs_nanos();
     let (ms, mn) = st.mtime.secs_nanos();
     Ok(FileStat {
-        dev: makedev(8, 0),
-        ino: u64::from(ino.0) + 1,
+        dev: dev_of(loc.mount),
+        ino: u64::from(loc.ino.0) + 1,
         nlink: u64::from(st.nlink),
         mode: st.mode,
         uid: 0,
@@ -482,10 +473,14 @@ fn console_stat() -> FileStat {
     }
 }
 
+fn stat_loc(loc: Loc) -> Result<FileStat, Errno> {
+    stat_of(&loc.volume().fs(), loc)
+}
+
 fn stat_file(f: &OpenFile) -> Result<FileStat, Errno> {
-    match (&f.kind, f.ino()) {
+    match (&f.kind, f.loc()) {
         (FileKind::Object(o), _) => Ok(o.stat()),
-        (_, Some(ino)) => stat_of(&mount()?.fs(), ino),
+        (_, Some(loc)) => stat_loc(loc),
         (_, None) => Ok(console_stat()),
     }
 }
@@ -499,8 +494,9 @@ fn stat_path(dirfd: i32, path: u64, flags: i32) -> Result<FileStat, Errno> {
     if p.is_empty() {
         if flags & AT_EMPTY_PATH != 0 {
             return if dirfd == AT_FDCWD {
-                let ino = current().cwd.lock().ino;
-                stat_of(&mount()?.fs(), ino)
+                crate::fs::root().ok_or(Errno::ENOENT)?;
+                let dir = current().cwd.lock().dir;
+                stat_loc(dir)
             } else {
                 stat_fd(dirfd)
             };
@@ -515,12 +511,11 @@ fn stat_path(dirfd: i32, path: u64, flags: i32) -> Result<FileStat, Errno> {
         Some(Ok(Target::File(f))) => return stat_file(&f),
         Some(Ok(Target::Tfs(p))) => (AT_FDCWD, p),
     };
-    let m = mount()?;
     let start = start_dir(dirfd)?;
-    let fs = m.fs();
-    let w = resolve(&fs, &start, &p, follow)?;
-    let (ino, _) = existing(&w)?;
-    stat_of(&fs, ino)
+    let mut wk = Walker::new();
+    let w = resolve(&mut wk, &start, &p, follow)?;
+    let (loc, _) = existing(&w)?;
+    stat_of(wk.fs(loc.mount), loc)
 }
 
 pub fn fstat(fd: i32, out: u64) -> SysResult {
@@ -562,7 +557,7 @@ pub fn ftruncate(fd: i32, len: i64) -> SysResult {
         return Err(Errno::EINVAL);
     }
     match f.kind {
-        FileKind::Regular(ref d) => truncate_ino(mount()?, d.ino, len as u64).map(|_| 0),
+        FileKind::Regular(ref d) => truncate_ino(d.mount, d.ino, len as u64).map(|_| 0),
         _ => Err(Errno::EINVAL),
     }
 }
@@ -571,17 +566,16 @@ pub fn truncate_path(path: u64, len: i64) -> SysResult {
     if len < 0 {
         return Err(Errno::EINVAL);
     }
-    let m = mount()?;
     let p = user_string(path, PATH_MAX)?;
     let start = start_dir(AT_FDCWD)?;
-    let (ino, kind) = {
-        let fs = m.fs();
-        existing(&resolve(&fs, &start, &p, true)?)?
+    let (loc, kind) = {
+        let mut wk = Walker::new();
+        existing(&resolve(&mut wk, &start, &p, true)?)?
     };
     if kind == NodeKind::Directory {
         return Err(Errno::EISDIR);
     }
-    truncate_ino(m, ino, len as u64).map(|_| 0)
+    truncate_ino(loc.volume(), loc.ino, len as u64).map(|_| 0)
 }
 
 pub fn fallocate(fd: i32, mode: i32, off: u64, len: u64) -> SysResult {
@@ -596,13 +590,12 @@ pub fn fallocate(fd: i32, mode: i32, off: u64, len: u64) -> SysResult {
     if !f.writable {
         return Err(Errno::EBADF);
     }
-    let ino = match f.kind {
-        FileKind::Regular(ref d) => d.ino,
-        _ => return Err(Errno::ENODEV),
+    let FileKind::Regular(ref d) = f.kind else {
+        return Err(Errno::ENODEV);
     };
-    mount()?
+    d.mount
         .fs()
-        .fallocate(ino, off, len, mode & KEEP_SIZE != 0)
+        .fallocate(d.ino, off, len, mode & KEEP_SIZE != 0)
         .map_err(fs_err)?;
     Ok(0)
 }
@@ -610,52 +603,64 @@ pub fn fallocate(fd: i32, mode: i32, off: u64, len: u64) -> SysResult {
 pub fn fsync(fd: i32) -> SysResult {
     let f = get_file(fd)?;
     match f.kind {
-        FileKind::Regular(ref d) => mount()?.fsync(d).map(|_| 0).map_err(pc_err),
-        FileKind::Directory(_) => sync().map(|_| 0),
+        FileKind::Regular(ref d) => d.mount.fsync(d).map(|_| 0).map_err(pc_err),
+        FileKind::Directory(loc) => loc.volume().sync().map(|_| 0).map_err(pc_err),
         FileKind::Console => Ok(0),
         FileKind::Object(_) => Err(Errno::EINVAL),
     }
 }
 
+/// sync(): every volume.
 pub fn sync() -> Result<(), Errno> {
-    match crate::fs::root() {
-        Some(m) => m.sync().map_err(pc_err),
-        None => Ok(()),
+    crate::fs::sync_all().map_err(pc_err)
+}
+
+/// syncfs(fd): the volume `fd` is on (every volume for the console and
+/// the special files).
+pub fn syncfs(fd: i32) -> SysResult {
+    match get_file(fd)?.loc() {
+        Some(loc) => loc.volume().sync().map_err(pc_err)?,
+        None => sync()?,
     }
+    Ok(0)
 }
 
 pub fn mkdirat(dirfd: i32, path: u64, _mode: u32) -> SysResult {
-    let m = mount()?;
     let p = user_string(path, PATH_MAX)?;
     let start = start_dir(dirfd)?;
-    let mut fs = m.fs();
-    let w = resolve(&fs, &start, &p, false)?;
+    let mut wk = Walker::new();
+    let w = resolve(&mut wk, &start, &p, false)?;
     if w.target.is_some() {
         return Err(Errno::EEXIST);
     }
     let name = name_of(&w)?.to_vec();
-    fs.mkdir(w.parent, &name).map_err(fs_err)?;
+    wk.fs(w.parent.mount)
+        .mkdir(w.parent.ino, &name)
+        .map_err(fs_err)?;
     Ok(0)
 }
 
 pub fn unlinkat(dirfd: i32, path: u64, flags: i32) -> SysResult {
-    let m = mount()?;
     let p = user_string(path, PATH_MAX)?;
     let start = start_dir(dirfd)?;
-    let mut fs = m.fs();
-    let w = resolve(&fs, &start, &p, false)?;
-    let (_, kind) = existing(&w)?;
+    let mut wk = Walker::new();
+    let w = resolve(&mut wk, &start, &p, false)?;
+    let (target, kind) = existing(&w)?;
     let name = name_of(&w)?.to_vec();
+    if target.is_mount_point() {
+        return Err(Errno::EBUSY);
+    }
+    let fs = wk.fs(w.parent.mount);
     if flags & AT_REMOVEDIR != 0 {
         if kind != NodeKind::Directory {
             return Err(Errno::ENOTDIR);
         }
-        fs.rmdir(w.parent, &name).map_err(fs_err)?;
+        fs.rmdir(w.parent.ino, &name).map_err(fs_err)?;
     } else {
         if kind == NodeKind::Directory {
             return Err(Errno::EISDIR);
         }
-        fs.unlink(w.parent, &name).map_err(fs_err)?;
+        fs.unlink(w.parent.ino, &name).map_err(fs_err)?;
     }
     Ok(0)
 }
@@ -665,51 +670,63 @@ pub fn renameat2(olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -> Sy
     if flags & !NOREPLACE != 0 {
         return Err(Errno::EINVAL);
     }
-    let m = mount()?;
     let (op, np) = (user_string(old, PATH_MAX)?, user_string(new, PATH_MAX)?);
     let (old_start, new_start) = (start_dir(olddir)?, start_dir(newdir)?);
-    let mut fs = m.fs();
-    let wo = resolve(&fs, &old_start, &op, false)?;
-    existing(&wo)?;
-    let wn = resolve(&fs, &new_start, &np, false)?;
+    let mut wk = Walker::new();
+    let wo = resolve(&mut wk, &old_start, &op, false)?;
+    let (from, _) = existing(&wo)?;
+    let wn = resolve(&mut wk, &new_start, &np, false)?;
     if flags & NOREPLACE != 0 && wn.target.is_some() {
         return Err(Errno::EEXIST);
     }
     let (on, nn) = (name_of(&wo)?.to_vec(), name_of(&wn)?.to_vec());
-    fs.rename(wo.parent, &on, wn.parent, &nn).map_err(fs_err)?;
+    if from.is_mount_point() || wn.target.is_some_and(|(t, _)| t.is_mount_point()) {
+        return Err(Errno::EBUSY);
+    }
+    if wo.parent.mount != wn.parent.mount {
+        return Err(Errno::EXDEV);
+    }
+    wk.fs(wo.parent.mount)
+        .rename(wo.parent.ino, &on, wn.parent.ino, &nn)
+        .map_err(fs_err)?;
     Ok(0)
 }
 
 pub fn linkat(olddir: i32, old: u64, newdir: i32, new: u64, flags: i32) -> SysResult {
-    let m = mount()?;
     let (op, np) = (user_string(old, PATH_MAX)?, user_string(new, PATH_MAX)?);
     let (old_start, new_start) = (start_dir(olddir)?, start_dir(newdir)?);
-    let mut fs = m.fs();
-    let wo = resolve(&fs, &old_start, &op, flags & AT_SYMLINK_FOLLOW != 0)?;
-    let (ino, kind) = existing(&wo)?;
+    let mut wk = Walker::new();
+    let wo = resolve(&mut wk, &old_start, &op, flags & AT_SYMLINK_FOLLOW != 0)?;
+    let (from, kind) = existing(&wo)?;
     if kind == NodeKind::Directory {
         return Err(Errno::EPERM);
     }
-    let wn = resolve(&fs, &new_start, &np, false)?;
+    let wn = resolve(&mut wk, &new_start, &np, false)?;
     if wn.target.is_some() {
         return Err(Errno::EEXIST);
     }
     let nn = name_of(&wn)?.to_vec();
-    fs.link(ino, wn.parent, &nn).map_err(fs_err)?;
+    if from.mount != wn.parent.mount {
+        return Err(Errno::EXDEV);
+    }
+    wk.fs(from.mount)
+        .link(from.ino, wn.parent.ino, &nn)
+        .map_err(fs_err)?;
     Ok(0)
 }
 
 pub fn symlinkat(target: u64, newdir: i32, new: u64) -> SysResult {
-    let m = mount()?;
     let (t, np) = (user_string(target, PATH_MAX)?, user_string(new, PATH_MAX)?);
     let start = start_dir(newdir)?;
-    let mut fs = m.fs();
-    let wn = resolve(&fs, &start, &np, false)?;
+    let mut wk = Walker::new();
+    let wn = resolve(&mut wk, &start, &np, false)?;
     if wn.target.is_some() {
         return Err(Errno::EEXIST);
     }
     let nn = name_of(&wn)?.to_vec();
-    fs.symlink(wn.parent, &nn, &t).map_err(fs_err)?;
+    wk.fs(wn.parent.mount)
+        .symlink(wn.parent.ino, &nn, &t)
+        .map_err(fs_err)?;
     Ok(0)
 }
 
@@ -727,16 +744,15 @@ pub fn readlinkat(dirfd: i32, path: u64, buf: u64, len: u64) -> SysResult {
         Some(Ok(Target::File(_))) => return Err(Errno::EINVAL),
         Some(Ok(Target::Tfs(p))) => (AT_FDCWD, p),
     };
-    let m = mount()?;
     let start = start_dir(dirfd)?;
     let target = {
-        let fs = m.fs();
-        let w = resolve(&fs, &start, &p, false)?;
-        let (ino, kind) = existing(&w)?;
+        let mut wk = Walker::new();
+        let w = resolve(&mut wk, &start, &p, false)?;
+        let (loc, kind) = existing(&w)?;
         if kind != NodeKind::Symlink {
             return Err(Errno::EINVAL);
         }
-        fs.readlink(ino).map_err(fs_err)?
+        wk.read_link(&loc)?
     };
     let n = target.len().min(len as usize);
     copy_out(buf, &target[..n])?;
@@ -756,8 +772,9 @@ pub fn getdents64(fd: i32, buf: u64, len: u64) -> SysResult {
     // numbers of those two.
     let (entries, this, parent): (Vec<Entry>, u64, u64) = match &f.kind {
         FileKind::Directory(dir) => {
-            let list = mount()?.fs().readdir(*dir).map_err(fs_err)?;
-            let parent = mount()?.fs().lookup(*dir, b"..").map_err(fs_err)?;
+            let mut wk = Walker::new();
+            let list = wk.fs(dir.mount).readdir(dir.ino).map_err(fs_err)?;
+            let parent = wk.parent(dir)?;
             let entries = list
                 .into_iter()
                 .map(|e| {
@@ -769,7 +786,11 @@ pub fn getdents64(fd: i32, buf: u64, len: u64) -> SysResult {
                     (u64::from(e.ino.0) + 1, kind, e.name)
                 })
                 .collect();
-            (entries, u64::from(dir.0) + 1, u64::from(parent.0) + 1)
+            (
+                entries,
+                u64::from(dir.ino.0) + 1,
+                u64::from(parent.ino.0) + 1,
+            )
         }
         FileKind::Object(o) => {
             let list = o.readdir().ok_or(Errno::ENOTDIR)?;
@@ -825,26 +846,25 @@ pub fn getcwd(buf: u64, len: u64) -> SysResult {
 }
 
 pub fn chdir(path: u64) -> SysResult {
-    let m = mount()?;
     let p = user_string(path, PATH_MAX)?;
     let start = start_dir(AT_FDCWD)?;
-    let w = resolve(&m.fs(), &start, &p, true)?;
-    let (ino, kind) = existing(&w)?;
+    let w = resolve(&mut Walker::new(), &start, &p, true)?;
+    let (dir, kind) = existing(&w)?;
     if kind != NodeKind::Directory {
         return Err(Errno::ENOTDIR);
     }
     let path = alloc::string::String::from_utf8_lossy(&w.canonical).into_owned();
-    *current().cwd.lock() = process::Cwd { ino, path };
+    *current().cwd.lock() = process::Cwd { dir, path };
     Ok(0)
 }
 
 pub fn fchdir(fd: i32) -> SysResult {
     let f = get_file(fd)?;
-    let FileKind::Directory(ino) = f.kind else {
+    let FileKind::Directory(dir) = f.kind else {
         // Special directories cannot be the working directory.
         return Err(Errno::ENOTDIR);
     };
-    current().cwd.lock().ino = ino;
+    current().cwd.lock().dir = dir;
     Ok(0)
 }
 
@@ -968,8 +988,10 @@ pub fn ioctl(fd: i32, req: u64, arg: u64) -> SysResult {
     }
 }
 
-fn statfs_encode(out: u64) -> SysResult {
-    let s = mount()?.fs().statfs();
+/// `struct statfs` of the volume `m`: its own size, free space and a
+/// file system id of its own.
+fn statfs_encode(m: &Mount, out: u64) -> SysResult {
+    let s = m.fs().statfs();
     let mut b = [0u8; 120];
     let put = |b: &mut [u8], at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
     put(&mut b, 0, 0x5446_5331); // f_type ("TFS1")
@@ -979,18 +1001,38 @@ fn statfs_encode(out: u64) -> SysResult {
     put(&mut b, 32, s.free_blocks);
     put(&mut b, 40, s.files);
     put(&mut b, 48, u64::MAX / 2);
+    put(&mut b, 56, dev_of(m.id())); // f_fsid
     put(&mut b, 64, u64::from(s.name_max));
     put(&mut b, 72, u64::from(s.block_size));
     copy_out(out, &b)?;
     Ok(0)
 }
 
+/// statfs(path): the volume `path` is on; the special tree reports the
+/// root volume's figures.
 pub fn statfs_path(path: u64, out: u64) -> SysResult {
-    stat_path(AT_FDCWD, path, 0)?;
-    statfs_encode(out)
+    let p = user_string(path, PATH_MAX)?;
+    let p = match crate::special::lookup(AT_FDCWD, &p, true) {
+        None => p,
+        Some(Err(e)) => return Err(e),
+        Some(Ok(Target::Tfs(p))) => p,
+        Some(Ok(_)) => {
+            return statfs_encode(crate::fs::root().ok_or(Errno::ENOENT)?, out);
+        }
+    };
+    let start = start_dir(AT_FDCWD)?;
+    let loc = {
+        let mut wk = Walker::new();
+        existing(&resolve(&mut wk, &start, &p, true)?)?.0
+    };
+    statfs_encode(loc.volume(), out)
 }
 
 pub fn fstatfs(fd: i32, out: u64) -> SysResult {
-    get_file(fd)?;
-    statfs_encode(out)
+    // The console and special files report the root volume's figures.
+    let m = match get_file(fd)?.loc() {
+        Some(loc) => loc.volume(),
+        None => crate::fs::root().ok_or(Errno::ENOENT)?,
+    };
+    statfs_encode(m, out)
 }

@@ -21,8 +21,8 @@ use cairn_unix::errno::Errno;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 static MEMFD_CLASS: LockClass = LockClass::new("process.memfd");
-/// Inode → its seals, for memfds made with `MFD_ALLOW_SEALING`.
-static SEALS: SpinLock<BTreeMap<u32, u32>> = SpinLock::new(&MEMFD_CLASS, BTreeMap::new());
+/// File (`Loc::key`) → its seals, for every memfd.
+static SEALS: SpinLock<BTreeMap<u64, u32>> = SpinLock::new(&MEMFD_CLASS, BTreeMap::new());
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
 const MFD_CLOEXEC: u32 = 1;
@@ -46,7 +46,9 @@ pub fn memfd_create(name: u64, flags: u32) -> SysResult {
         fs.create(root, &tmp).map_err(super::fs::tfs_err)?
     };
     // Held open before the name goes, so the data outlives the unlink.
-    let f = OpenFile::new(FileKind::Regular(m.file(ino)), O_RDWR);
+    let data = m.file(ino);
+    let loc = data.loc();
+    let f = OpenFile::new(FileKind::Regular(data), O_RDWR);
     {
         let mut fs = m.fs();
         let root = fs.root();
@@ -55,9 +57,9 @@ pub fn memfd_create(name: u64, flags: u32) -> SysResult {
     let mut shown = b"/memfd:".to_vec();
     shown.extend_from_slice(&name);
     shown.extend_from_slice(b" (deleted)");
-    crate::special::proc::remember_path(ino.0, shown);
+    crate::special::proc::remember_path(loc, shown);
     SEALS.lock().insert(
-        ino.0,
+        loc.key(),
         if flags & MFD_ALLOW_SEALING != 0 {
             0
         } else {
@@ -74,10 +76,10 @@ pub fn memfd_create(name: u64, flags: u32) -> SysResult {
 
 /// `fcntl(F_GET_SEALS)`.
 pub fn get_seals(f: &OpenFile) -> SysResult {
-    let ino = f.ino().ok_or(Errno::EINVAL)?;
+    let loc = f.loc().ok_or(Errno::EINVAL)?;
     SEALS
         .lock()
-        .get(&ino.0)
+        .get(&loc.key())
         .map(|&s| u64::from(s))
         .ok_or(Errno::EINVAL)
 }
@@ -91,9 +93,9 @@ pub fn add_seals(f: &OpenFile, seals: u32) -> SysResult {
     if !f.writable {
         return Err(Errno::EPERM);
     }
-    let ino = f.ino().ok_or(Errno::EINVAL)?;
+    let loc = f.loc().ok_or(Errno::EINVAL)?;
     let mut t = SEALS.lock();
-    let s = t.get_mut(&ino.0).ok_or(Errno::EINVAL)?;
+    let s = t.get_mut(&loc.key()).ok_or(Errno::EINVAL)?;
     if *s & F_SEAL_SEAL != 0 {
         return Err(Errno::EPERM);
     }

@@ -144,13 +144,12 @@ pub fn msync(addr: u64, len: u64, flags: i32) -> SysResult {
     // Write back every file with a shared mapping in the range: its dirty
     // pages (mapped ones included) go to disk, then the log commits.
     let mut done: alloc::vec::Vec<*const crate::fs::FileData> = alloc::vec::Vec::new();
-    let mount = crate::fs::root().ok_or(Errno::ENOENT)?;
     for a in areas.iter().filter(|a| a.needs_writeback()) {
         if let VmapKind::File { file, .. } = &a.kind {
             let p = alloc::sync::Arc::as_ptr(&file.0);
             if !done.contains(&p) {
                 done.push(p);
-                mount.fsync(&file.0).map_err(super::fs::pc_err)?;
+                file.0.mount.fsync(&file.0).map_err(super::fs::pc_err)?;
             }
         }
     }

@@ -173,7 +173,7 @@ fn call(n: u64, a: [u64; 6], regs: &UserRegs) -> SysResult {
         nr::FALLOCATE => fs::fallocate(i(0), i(1), a[2], a[3]),
         nr::DUP3 => fs::dup3(i(0), i(1), i(2), false),
         nr::PRLIMIT64 => misc::prlimit(a[0], i(1), a[2], a[3]),
-        nr::SYNCFS => fs::sync().map(|_| 0),
+        nr::SYNCFS => fs::syncfs(i(0)),
         nr::RENAMEAT2 => fs::renameat2(i(0), a[1], i(2), a[3], a[4] as u32),
         nr::GETRANDOM => misc::getrandom(a[0], a[1]),
         nr::STATX => fs::statx(i(0), a[1], i(2), a[3] as u32, a[4]),
