@@ -205,8 +205,8 @@ impl Resolver {
         }
     }
 
-    fn read(&self, path: &Path) -> Result<(Vec<u8>, PathBuf), DepsError> {
-        let host = under(&self.root, path);
+    fn read(&self, path: &Path, host: Option<&Path>) -> Result<(Vec<u8>, PathBuf), DepsError> {
+        let host = host.map_or_else(|| under(&self.root, path), Path::to_path_buf);
         let bytes = fs::read(&host).map_err(|e| DepsError::Io(path.to_path_buf(), e))?;
         let real = fs::canonicalize(&host).unwrap_or(host);
         Ok((bytes, real))
@@ -362,8 +362,14 @@ impl Resolver {
         None
     }
 
-    fn object(&self, path: &Path, via: Via, needed_by: Option<usize>) -> Result<Object, DepsError> {
-        let (bytes, real) = self.read(path)?;
+    fn object(
+        &self,
+        path: &Path,
+        host: Option<&Path>,
+        via: Via,
+        needed_by: Option<usize>,
+    ) -> Result<Object, DepsError> {
+        let (bytes, real) = self.read(path, host)?;
         let info = dynamic_info(&bytes).map_err(|e| DepsError::Elf(path.to_path_buf(), e))?;
         Ok(Object {
             path: path.to_path_buf(),
@@ -377,7 +383,14 @@ impl Resolver {
 
     /// The closure of `program` (an absolute image path under the root).
     pub fn closure(&self, program: &Path) -> Result<Closure, DepsError> {
-        let main = self.object(program, Via::Program, None)?;
+        self.closure_of(program, &under(&self.root, program))
+    }
+
+    /// The closure of the object at image path `image` whose bytes are the
+    /// host file `host` (a file an image places somewhere of its own).
+    pub fn closure_of(&self, image: &Path, host: &Path) -> Result<Closure, DepsError> {
+        let program = image;
+        let main = self.object(program, Some(host), Via::Program, None)?;
         let mut objects = vec![main];
         if let Some(interp) = objects[0].info.interp.clone() {
             let ipath = PathBuf::from(std::ffi::OsStr::from_bytes(&interp));
@@ -387,7 +400,7 @@ impl Resolver {
                     program: program.to_path_buf(),
                 });
             }
-            let mut i = self.object(&ipath, Via::Interp, Some(0))?;
+            let mut i = self.object(&ipath, None, Via::Interp, Some(0))?;
             i.names.push(interp);
             objects.push(i);
         }
@@ -404,7 +417,7 @@ impl Resolver {
                             needed_by: objects[i].path.clone(),
                             searched,
                         })?;
-                let mut o = self.object(&path, via, Some(i))?;
+                let mut o = self.object(&path, None, via, Some(i))?;
                 if let Some(same) = objects.iter_mut().find(|x| x.real == o.real) {
                     // The same file under another name: one object.
                     same.names.push(name);

@@ -218,6 +218,11 @@ impl Tree {
     /// files are written under `staging` first), links as
     /// `(linktarget:TARGET)`. Returns the root tuple.
     pub fn to_store(&self, store: &mut Store, staging: &Path) -> Result<NodeId, TreeError> {
+        let staging = &if staging.is_absolute() {
+            staging.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(staging)
+        };
         let root = store.new_tuple();
         let children = store.new_tuple();
         store.set(root, known::CHILDREN, Some(Value::Tuple(children)));

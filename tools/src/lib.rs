@@ -8,4 +8,5 @@ pub mod filedev;
 pub mod hosttree;
 pub mod ldcache;
 pub mod mkfs;
+pub mod program;
 pub mod progress;
