@@ -26,6 +26,11 @@ pub struct ImageArgs {
     /// Output image (default: target/xtask/images/<name>.img).
     #[arg(short, long)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub elf: crate::elf_image::ElfArgs,
+    /// With --elf: the program's arguments (argv[1..], after `--`).
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
 }
 
 /// `target/xtask/images/`.
@@ -140,6 +145,15 @@ pub fn file_sector(image: &Path, path: &str, offset: u64) -> Result<u64> {
 
 /// `cargo xtask image`.
 pub fn image(a: ImageArgs) -> Result<ExitCode> {
+    if a.elf.elf.is_some() {
+        if a.what.is_some() {
+            return Err("--elf and a test or manifest name exclude each other".into());
+        }
+        let img = crate::elf_image::build_image(&a.elf, &a.args, a.out.as_deref())?;
+        let size = std::fs::metadata(&img).map(|m| m.len()).unwrap_or(0);
+        println!("{} ({} KiB)", img.display(), size >> 10);
+        return Ok(ExitCode::SUCCESS);
+    }
     if a.list || a.what.is_none() {
         for t in cairn_runtime_tests::catalogue() {
             println!("{:<18} {}", t.name, t.what);

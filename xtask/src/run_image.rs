@@ -1,7 +1,9 @@
 //! `cargo xtask run` with a workload: with no `test=` on the command line
 //! (or with `--image`), build the image (the `demo` runtime test by
 //! default), attach it as the first disk and boot the kernel on it
-//! interactively; the program's exit status becomes xtask's.
+//! interactively; the program's exit status becomes xtask's. With `--elf
+//! PATH [--] [ARGS...]` the image is made from that host program
+//! ([`crate::elf_image`]).
 
 use crate::Result;
 use crate::build;
@@ -25,12 +27,18 @@ pub struct RunCmd {
     /// Storage the image is attached through: virtio, ata or pvscsi.
     #[arg(long, default_value = "virtio")]
     pub storage: String,
+    #[command(flatten)]
+    pub elf: crate::elf_image::ElfArgs,
+    /// With --elf: the program's arguments (argv[1..]).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    pub args: Vec<String>,
 }
 
 impl RunCmd {
     /// Whether this run boots a workload image (not a kernel test).
     pub fn wants_image(&self) -> bool {
         self.image.is_some()
+            || self.elf.elf.is_some()
             || !self
                 .vm
                 .append
@@ -48,8 +56,17 @@ pub fn run(a: RunCmd) -> Result<ExitCode> {
     })?;
     let storage = Storage::parse(&a.storage)
         .ok_or_else(|| format!("unknown storage {:?} (virtio, ata, pvscsi)", a.storage))?;
-    let what = a.image.as_deref().unwrap_or(DEFAULT_IMAGE);
-    let pristine = crate::image::resolve(what, None)?;
+    if !a.args.is_empty() && a.elf.elf.is_none() {
+        return Err(format!(
+            "arguments {:?} given without --elf (a test image's argv is its manifest's; --append \"argv=a,b\" replaces it)",
+            a.args
+        ));
+    }
+    let pristine = match (&a.elf.elf, &a.image) {
+        (Some(_), Some(_)) => return Err("--elf and --image exclude each other".into()),
+        (Some(_), None) => crate::elf_image::build_image(&a.elf, &a.args, None)?,
+        (None, what) => crate::image::resolve(what.as_deref().unwrap_or(DEFAULT_IMAGE), None)?,
+    };
     // Boot a copy: the workload may write, and the built image stays as made.
     std::fs::create_dir_all(disks::dir()).map_err(|e| e.to_string())?;
     let disk = disks::dir().join("run.img");
