@@ -29,7 +29,7 @@
 use crate::ldcache;
 use cairn_unix::elf::dynamic::{DynamicInfo, dynamic_info};
 use cairn_unix::elf::{EHDR_SIZE, ElfError, headers_len};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::fs;
 use std::io::Read;
@@ -182,6 +182,11 @@ pub struct Resolver {
     /// `LD_LIBRARY_PATH` directories.
     pub library_path: Vec<PathBuf>,
     cache: Vec<ldcache::Entry>,
+    /// Files an image places over the root: image path → host file.
+    overlay: BTreeMap<PathBuf, PathBuf>,
+    /// Cache entries of the image's own libraries, looked up before the
+    /// host's cache.
+    image_cache: Vec<ldcache::Entry>,
 }
 
 /// The host path of image path `p` under `root`.
@@ -202,11 +207,42 @@ impl Resolver {
             root: root.to_path_buf(),
             library_path,
             cache,
+            overlay: BTreeMap::new(),
+            image_cache: Vec::new(),
         }
     }
 
+    /// Resolves as inside an image made of the root with `overlay` (image
+    /// path → host file) on top, whose cache lists `image_cache` (name,
+    /// path) before the host's entries.
+    pub fn with_overlay(
+        mut self,
+        overlay: BTreeMap<PathBuf, PathBuf>,
+        image_cache: &[(Vec<u8>, Vec<u8>)],
+    ) -> Resolver {
+        self.overlay = overlay;
+        self.image_cache = image_cache
+            .iter()
+            .map(|(name, path)| ldcache::Entry {
+                flags: ldcache::FLAGS_X86_64,
+                name: name.clone(),
+                path: path.clone(),
+                hwcap: 0,
+            })
+            .collect();
+        self
+    }
+
+    /// The host file behind image path `p`.
+    pub fn host_path(&self, p: &Path) -> PathBuf {
+        self.overlay
+            .get(p)
+            .cloned()
+            .unwrap_or_else(|| under(&self.root, p))
+    }
+
     fn read(&self, path: &Path, host: Option<&Path>) -> Result<(Vec<u8>, PathBuf), DepsError> {
-        let host = host.map_or_else(|| under(&self.root, path), Path::to_path_buf);
+        let host = host.map_or_else(|| self.host_path(path), Path::to_path_buf);
         let bytes = fs::read(&host).map_err(|e| DepsError::Io(path.to_path_buf(), e))?;
         let real = fs::canonicalize(&host).unwrap_or(host);
         Ok((bytes, real))
@@ -215,7 +251,7 @@ impl Resolver {
     /// Whether `path` (image path) is a 64-bit x86-64 ELF file.
     fn usable(&self, path: &Path) -> bool {
         let mut head = [0u8; EHDR_SIZE];
-        fs::File::open(under(&self.root, path))
+        fs::File::open(self.host_path(path))
             .and_then(|mut f| f.read_exact(&mut head))
             .is_ok_and(|()| headers_len(&head).is_ok())
     }
@@ -328,7 +364,9 @@ impl Resolver {
         }
         if !loader.info.nodeflib {
             searched.push("ld.so.cache".into());
-            if let Some(p) = ldcache::lookup(&self.cache, name) {
+            let found = ldcache::lookup(&self.image_cache, name)
+                .or_else(|| ldcache::lookup(&self.cache, name));
+            if let Some(p) = found {
                 let p = PathBuf::from(std::ffi::OsStr::from_bytes(p));
                 if self.usable(&p) {
                     return Ok((p, Via::Cache));
@@ -383,7 +421,7 @@ impl Resolver {
 
     /// The closure of `program` (an absolute image path under the root).
     pub fn closure(&self, program: &Path) -> Result<Closure, DepsError> {
-        self.closure_of(program, &under(&self.root, program))
+        self.closure_of(program, &self.host_path(program))
     }
 
     /// The closure of the object at image path `image` whose bytes are the
@@ -394,7 +432,7 @@ impl Resolver {
         let mut objects = vec![main];
         if let Some(interp) = objects[0].info.interp.clone() {
             let ipath = PathBuf::from(std::ffi::OsStr::from_bytes(&interp));
-            if !under(&self.root, &ipath).exists() {
+            if !self.host_path(&ipath).exists() {
                 return Err(DepsError::MissingInterp {
                     interp: ipath,
                     program: program.to_path_buf(),

@@ -20,6 +20,7 @@ use crate::ldcache;
 use cairn_tfs::manifest;
 use cairn_tfs::store::{NodeId, Store, Value};
 use cairn_tfs::symbol::known;
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::Read;
@@ -213,12 +214,15 @@ fn absolute(p: &Path) -> PathBuf {
 fn add_closure(
     c: &Closure,
     root: &Path,
+    overlay: &BTreeMap<PathBuf, PathBuf>,
     tree: &mut Tree,
     cache: &mut Vec<(Vec<u8>, Vec<u8>)>,
     libraries: &mut Vec<PathBuf>,
 ) -> Result<(), ProgramError> {
     for o in c.objects.iter().skip(1) {
-        tree.add_path(root, &o.path)?;
+        if !overlay.contains_key(&o.path) {
+            tree.add_path(root, &o.path)?;
+        }
         if !libraries.contains(&o.path) {
             libraries.push(o.path.clone());
         }
@@ -270,16 +274,9 @@ pub fn build(spec: &ProgramSpec) -> Result<ProgramImage, ProgramError> {
         (None, Some(m)) => m.clone(),
         (None, None) => return Err(ProgramError::Invalid("no program given".into())),
     };
-    let resolver = Resolver::new(&root, spec.library_path.clone());
-    let mut tree = Tree::new();
-    let mut warnings = Vec::new();
-    let mut cache = Vec::new();
-    let mut libraries = Vec::new();
-    tree.add_path(&root, &program)?;
-    let closure = resolver.closure(&program)?;
-    add_closure(&closure, &root, &mut tree, &mut cache, &mut libraries)?;
-
-    // What the manifest adds, and the libraries of the ELF files in it.
+    // What the manifest adds comes first: libraries are resolved as in the
+    // image (the manifest's files over the host's), its shared objects
+    // indexed in the image's cache as ldconfig would.
     let mut user = Tree::new();
     let mut elves = Vec::new();
     if let Some((m, base)) = &parsed {
@@ -292,9 +289,62 @@ pub fn build(spec: &ProgramSpec) -> Result<ProgramImage, ProgramError> {
             &mut elves,
         )?;
     }
+    let overlay: BTreeMap<PathBuf, PathBuf> = user
+        .files()
+        .map(|(i, h)| (i.to_path_buf(), h.to_path_buf()))
+        .collect();
+    let mut cache = Vec::new();
+    for (image, host, _) in &elves {
+        if let Some(soname) = std::fs::read(host)
+            .ok()
+            .and_then(|b| cairn_unix::elf::dynamic::dynamic_info(&b).ok())
+            .and_then(|i| i.soname)
+        {
+            cache.push((soname, image.as_os_str().as_bytes().to_vec()));
+        }
+    }
+    // The image's LD_LIBRARY_PATH, then the caller's host directories.
+    let mut library_path: Vec<PathBuf> = Vec::new();
+    let image_env = parsed
+        .as_ref()
+        .map(|(m, _)| cairn_tfs::Workload::from_root(&m.store, m.root).environment)
+        .unwrap_or_default();
+    let lib_env = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .chain(image_env)
+        .find(|(k, _)| k == b"LD_LIBRARY_PATH");
+    if let Some((_, v)) = lib_env {
+        library_path.extend(
+            v.split(|&b| b == b':')
+                .filter(|d| !d.is_empty())
+                .map(bytes_path),
+        );
+    }
+    library_path.extend(spec.library_path.iter().cloned());
+    let resolver = Resolver::new(&root, library_path).with_overlay(overlay.clone(), &cache);
+    let mut tree = Tree::new();
+    let mut warnings = Vec::new();
+    let mut libraries = Vec::new();
+    if !overlay.contains_key(&program) {
+        tree.add_path(&root, &program)?;
+    }
+    let closure = resolver.closure(&program)?;
+    add_closure(
+        &closure,
+        &root,
+        &overlay,
+        &mut tree,
+        &mut cache,
+        &mut libraries,
+    )?;
     for (image, host, named) in elves {
+        if image == program {
+            continue;
+        }
         match resolver.closure_of(&image, &host) {
-            Ok(c) => add_closure(&c, &root, &mut tree, &mut cache, &mut libraries)?,
+            Ok(c) => add_closure(&c, &root, &overlay, &mut tree, &mut cache, &mut libraries)?,
             Err(e) if named => return Err(e.into()),
             Err(e) => warnings.push(format!("{e} (the library will not load in the image)")),
         }

@@ -81,21 +81,36 @@ pub fn build_image(a: &ElfArgs, args: &[String], out: Option<&Path>) -> Result<P
     let image = out
         .map(Path::to_path_buf)
         .unwrap_or_else(|| default_image(&program));
-    make(&spec, &image, a.size.as_deref())?;
+    let size = match a.size.as_deref() {
+        Some(s) => Size::AtLeast(parse_size(s).ok_or_else(|| format!("invalid --size {s:?}"))?),
+        None => Size::Room(DEFAULT_ROOM),
+    };
+    make(&spec, &image, size)?;
     Ok(image)
 }
 
-/// Makes `image` from `spec` with at least `size` (else the files plus
-/// [`DEFAULT_ROOM`]).
-pub fn make(spec: &ProgramSpec, image: &Path, size: Option<&str>) -> Result<()> {
+/// How large an image is made.
+#[derive(Clone, Copy, Debug)]
+pub enum Size {
+    /// At least this many bytes (mkfs grows it if the files need more).
+    AtLeast(u64),
+    /// The files plus this much room to write.
+    Room(u64),
+    /// At least the first, and the files plus the second.
+    Both(u64, u64),
+}
+
+/// Makes `image` from `spec`, sized by `size`.
+pub fn make(spec: &ProgramSpec, image: &Path, size: Size) -> Result<()> {
     let img = build(spec).map_err(|e| e.to_string())?;
     for w in &img.warnings {
         eprintln!("xtask: warning: {w}");
     }
     let bytes = img.file_bytes();
     let size = match size {
-        Some(s) => parse_size(s).ok_or_else(|| format!("invalid --size {s:?}"))?,
-        None => bytes + DEFAULT_ROOM,
+        Size::AtLeast(n) => n,
+        Size::Room(r) => bytes + r,
+        Size::Both(n, r) => n.max(bytes + r),
     };
     if let Some(d) = image.parent() {
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;

@@ -71,8 +71,28 @@ pub fn build_test_image(t: &RuntimeTest, out: Option<&Path>) -> Result<PathBuf> 
         .map(Path::to_path_buf)
         .unwrap_or_else(|| images_dir().join(format!("{}.img", t.name)));
     let text = t.manifest_text().map_err(|e| e.to_string())?;
+    if t.program_image() {
+        // The program, its loader and libraries, /etc, the manifest on top.
+        let spec = program_spec(text, &dir);
+        crate::elf_image::make(
+            &spec,
+            &image,
+            crate::elf_image::Size::Both(t.image_mib << 20, 32 << 20),
+        )?;
+        return Ok(image);
+    }
     mkfs(&image, text, &dir, Some(t.image_mib << 20), t.mbr)?;
     Ok(image)
+}
+
+/// The program image of test `t` (its manifest `text`, host paths from
+/// its build directory `dir`).
+pub fn program_spec(text: Vec<u8>, dir: &Path) -> cairn_tools::program::ProgramSpec {
+    cairn_tools::program::ProgramSpec {
+        manifest: Some((text, dir.to_path_buf())),
+        root: PathBuf::from("/"),
+        ..Default::default()
+    }
 }
 
 /// Makes an image from the manifest file `path` as it stands.

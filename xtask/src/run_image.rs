@@ -30,7 +30,11 @@ pub struct RunCmd {
     #[command(flatten)]
     pub elf: crate::elf_image::ElfArgs,
     /// With --elf: the program's arguments (argv[1..]).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
     pub args: Vec<String>,
 }
 

@@ -1,6 +1,6 @@
 //! Starting the program: read its ELF from the root filesystem, and its
 //! dynamic loader (`PT_INTERP`, e.g. `/lib64/ld-linux-x86-64.so.2`) if it
-//! names one, map their segments, map the vDSO, build the initial stack
+//! names one, map their segments, map the vDSO (`vdso.rs`), build the initial stack
 //! (argv, envp, auxv) and start the first thread — at the loader's entry
 //! for a dynamically linked program, which then maps the libraries itself
 //! through `mmap`.
@@ -15,7 +15,8 @@
 //! Everything is checked before the process is created: a file that is not
 //! a usable x86-64 ELF program (or whose loader is missing or unusable)
 //! gives a message naming the file and what is wrong, and the kernel ends
-//! the run with status 126 (`main.rs`), never a panic.
+//! the run (`main.rs`) with a shell's status: 127 when the program or its
+//! loader does not exist, 126 when it cannot be run — never a panic.
 //!
 //! Kernel-lock context, in the kernel's main thread. Takes the `aspace`
 //! lock (through `AddressSpace`) while mapping; reads files through the
@@ -48,8 +49,43 @@ pub const LOADER_RANDOM: u64 = 1 << 32;
 /// Largest program or loader file read at start (the whole file is read).
 const MAX_IMAGE: u64 = 1 << 30;
 
-/// Why the program could not start (printed, then the run ends).
-pub type StartError = String;
+/// Why the program could not start (printed, then the run ends with
+/// `status`).
+#[derive(Debug)]
+pub struct StartError {
+    /// What went wrong, naming the file.
+    pub message: String,
+    /// The run's exit status: [`NOT_FOUND`] or [`CANNOT_RUN`].
+    pub status: u32,
+}
+
+/// Exit status when the program or its loader does not exist (a shell's
+/// "command not found").
+pub const NOT_FOUND: u32 = 127;
+/// Exit status when it exists but cannot be run.
+pub const CANNOT_RUN: u32 = 126;
+
+impl StartError {
+    /// A program that cannot be run.
+    pub fn cannot(message: String) -> StartError {
+        StartError {
+            message,
+            status: CANNOT_RUN,
+        }
+    }
+}
+
+impl From<String> for StartError {
+    fn from(message: String) -> StartError {
+        StartError::cannot(message)
+    }
+}
+
+impl From<&str> for StartError {
+    fn from(message: &str) -> StartError {
+        StartError::cannot(message.into())
+    }
+}
 
 fn random_bytes() -> [u8; 16] {
     let mut r = [0u8; 16];
@@ -60,27 +96,34 @@ fn random_bytes() -> [u8; 16] {
 }
 
 /// A random multiple of `align` (a power of two) below `range`.
-fn random_offset(range: u64, align: u64) -> u64 {
+pub(super) fn random_offset(range: u64, align: u64) -> u64 {
     (crate::syscall::misc::random_u64() % range) & !(align - 1)
 }
 
-/// The whole of file `path` of the root filesystem.
-fn read_file(path: &[u8]) -> Result<Vec<u8>, String> {
-    let mount = crate::fs::root().ok_or("no root filesystem")?;
-    let ino = mount.fs().resolve(path, true).map_err(|e| format!("{e}"))?;
-    let st = mount.fs().stat(ino).map_err(|e| format!("{e}"))?;
+/// The whole of file `path` of the root filesystem; `Err` with whether
+/// the file does not exist.
+fn read_file(path: &[u8]) -> Result<Vec<u8>, (String, bool)> {
+    let mount = crate::fs::root().ok_or(("no root filesystem".into(), false))?;
+    let ino = mount.fs().resolve(path, true).map_err(|e| {
+        (
+            format!("{e}"),
+            matches!(e, cairn_tfs::FsError::NoEnt | cairn_tfs::FsError::NotDir),
+        )
+    })?;
+    let other = |e: String| (e, false);
+    let st = mount.fs().stat(ino).map_err(|e| other(format!("{e}")))?;
     if st.kind != cairn_tfs::fs::FileType::Regular {
-        return Err("not a regular file".into());
+        return Err(other("not a regular file".into()));
     }
     let size = st.size;
     if size > MAX_IMAGE {
-        return Err(format!("too large ({size} bytes)"));
+        return Err(other(format!("too large ({size} bytes)")));
     }
     let file = mount.file(ino);
     let mut image = vec![0u8; size as usize];
     let n = mount
         .read_kernel(&file, 0, &mut image)
-        .map_err(|e| format!("read error (errno {})", e.0))?;
+        .map_err(|e| other(format!("read error (errno {})", e.0)))?;
     image.truncate(n);
     Ok(image)
 }
@@ -95,9 +138,12 @@ struct Image {
 impl Image {
     fn read(path: &[u8], what: &str) -> Result<Image, StartError> {
         let name = String::from_utf8_lossy(path);
-        let bytes = read_file(path).map_err(|e| format!("{what} {name}: {e}"))?;
+        let bytes = read_file(path).map_err(|(e, missing)| StartError {
+            message: format!("{what} {name}: {e}"),
+            status: if missing { NOT_FOUND } else { CANNOT_RUN },
+        })?;
         let elf = ElfImage::parse(&bytes, bytes.len() as u64)
-            .map_err(|e| format!("{what} {name}: {e}"))?;
+            .map_err(|e| StartError::cannot(format!("{what} {name}: {e}")))?;
         Ok(Image {
             path: path.to_vec(),
             bytes,
@@ -122,12 +168,17 @@ impl Image {
         };
         self.elf
             .plan(bias)
-            .map_err(|e| format!("{}: {e}", self.name()))
+            .map_err(|e| StartError::cannot(format!("{}: {e}", self.name())))
     }
 }
 
 /// Maps `plan`'s regions and copies the file's bytes into them.
-fn map_image(p: &Process, plan: &LoadPlan, image: &[u8], name: &str) -> Result<(), StartError> {
+pub(super) fn map_image(
+    p: &Process,
+    plan: &LoadPlan,
+    image: &[u8],
+    name: &str,
+) -> Result<(), StartError> {
     for r in plan.regions() {
         p.aspace
             .with_vmaps(|v| {
@@ -170,18 +221,23 @@ pub fn start(path: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<(), Star
     let interp = match program
         .elf
         .interp_path(&program.bytes)
-        .map_err(|e| format!("program {}: {e}", program.name()))?
+        .map_err(|e| StartError::cannot(format!("program {}: {e}", program.name())))?
     {
         None => None,
         Some(loader) => {
-            let i = Image::read(loader, "interpreter").map_err(|e| {
-                format!("{e} (the dynamic loader program {} names)", program.name())
+            let i = Image::read(loader, "interpreter").map_err(|e| StartError {
+                message: format!(
+                    "{} (the dynamic loader program {} names)",
+                    e.message,
+                    program.name()
+                ),
+                status: e.status,
             })?;
             if i.elf.interp().is_some() {
-                return Err(format!(
+                return Err(StartError::cannot(format!(
                     "interpreter {}: names an interpreter itself (it must be a static or static-pie program)",
                     i.name()
-                ));
+                )));
             }
             Some(i)
         }
@@ -211,6 +267,7 @@ pub fn start(path: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<(), Star
         }
         _ => (plan.entry, 0),
     };
+    let vdso = super::vdso::map(p)?;
     // The stack: an area the faults fill, with the start-up image on top.
     let stack_prot = if plan.exec_stack { Prot::ALL } else { Prot::RW };
     p.aspace
@@ -244,7 +301,7 @@ pub fn start(path: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<(), Star
         phnum: plan.phdrs.count,
         entry: plan.entry,
         base,
-        sysinfo_ehdr: None,
+        sysinfo_ehdr: Some(vdso),
         ids: Ids::default(),
         random: random_bytes(),
         hwcap: u64::from(cairn_pc::cpu::cpuid(1, 0).3),

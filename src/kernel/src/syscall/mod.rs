@@ -210,13 +210,20 @@ fn call(n: u64, a: [u64; 6], regs: &UserRegs) -> SysResult {
         nr::MUNLOCKALL => Ok(0),
         nr::MEMFD_CREATE => memfd::memfd_create(a[0], a[1] as u32),
         nr::CLONE3 => thread::clone3(a[0], a[1], regs),
+        nr::GETCPU => sys::getcpu(a[0], a[1]),
         nr::SHMGET => shm::shmget(i(0), a[1], i(2)),
         nr::SHMAT => shm::shmat(i(0), a[1], i(2)),
         nr::SHMDT => shm::shmdt(a[0]),
         nr::SHMCTL => shm::shmctl(i(0), i(1), a[2]),
-        nr::GETXATTR | nr::LGETXATTR | nr::SETXATTR | nr::LSETXATTR | nr::REMOVEXATTR
+        nr::GETXATTR
+        | nr::LGETXATTR
+        | nr::SETXATTR
+        | nr::LSETXATTR
+        | nr::REMOVEXATTR
         | nr::LREMOVEXATTR => xattr::unsupported(xattr::Target::Path(a[0])),
-        nr::FGETXATTR | nr::FSETXATTR | nr::FREMOVEXATTR => xattr::unsupported(xattr::Target::Fd(i(0))),
+        nr::FGETXATTR | nr::FSETXATTR | nr::FREMOVEXATTR => {
+            xattr::unsupported(xattr::Target::Fd(i(0)))
+        }
         nr::LISTXATTR | nr::LLISTXATTR => xattr::list(xattr::Target::Path(a[0])),
         nr::FLISTXATTR => xattr::list(xattr::Target::Fd(i(0))),
         _ => unsupported(n),

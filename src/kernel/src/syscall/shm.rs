@@ -98,11 +98,7 @@ fn new_file(size: u64) -> Result<(Arc<FileData>, Arc<OpenFile>), Errno> {
 pub fn shmget(key: i32, size: u64, flags: i32) -> SysResult {
     if key != IPC_PRIVATE {
         let t = SHM.lock();
-        if let Some((&id, s)) = t
-            .segments
-            .iter()
-            .find(|(_, s)| s.key == key && !s.removed)
-        {
+        if let Some((&id, s)) = t.segments.iter().find(|(_, s)| s.key == key && !s.removed) {
             if flags & IPC_CREAT != 0 && flags & IPC_EXCL != 0 {
                 return Err(Errno::EEXIST);
             }
@@ -152,7 +148,11 @@ pub fn shmat(id: i32, addr: u64, flags: i32) -> SysResult {
     let placement = match addr {
         0 => Placement::Anywhere,
         a => {
-            let a = if flags & SHM_RND != 0 { a & !(PAGE - 1) } else { a };
+            let a = if flags & SHM_RND != 0 {
+                a & !(PAGE - 1)
+            } else {
+                a
+            };
             if a % PAGE != 0 {
                 return Err(Errno::EINVAL);
             }
