@@ -350,6 +350,10 @@ pub struct Workload {
     /// argv[1..].
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Run it chrooted into the disk (with `/proc`, `/sys` and `/dev`
+    /// mounted there): a dynamically linked program's loader and libraries
+    /// are the disk's, at the paths the image has them.
+    pub chroot: bool,
 }
 
 /// The `/init` script.
@@ -365,6 +369,29 @@ pub fn init_script(g: &Guest, w: &Workload) -> String {
         .map(|(k, v)| sh_quote(&format!("{k}={v}")))
         .collect();
     let args: Vec<String> = w.args.iter().map(|a| sh_quote(a)).collect();
+    let (run, after) = if w.chroot {
+        (
+            format!(
+                "for d in proc sys dev; do mkdir -p /mnt/$d; done\n\
+                 mount -t proc proc /mnt/proc; mount -t sysfs sys /mnt/sys; mount -t devtmpfs dev /mnt/dev\n\
+                 env -i {} chroot /mnt {} {}",
+                env.join(" "),
+                w.program,
+                args.join(" ")
+            ),
+            "umount /mnt/proc /mnt/sys /mnt/dev".to_string(),
+        )
+    } else {
+        (
+            format!(
+                "env -i {} /mnt{} {}",
+                env.join(" "),
+                w.program,
+                args.join(" ")
+            ),
+            String::new(),
+        )
+    };
     format!(
         r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -383,8 +410,9 @@ if [ -z "$dev" ] || ! mount -t ext4 -o noatime $dev /mnt; then
 fi
 echo "linux-guest: $(uname -sr), ext4 on $dev, $(nproc) CPUs"
 cd /mnt
-env -i {env} /mnt{program} {args}
+{run}
 st=$?
+{after}
 cd /
 sync
 umount /mnt
@@ -392,9 +420,6 @@ echo "{STATUS_LINE}$st"
 poweroff -f
 "#,
         modules = modules.join(" "),
-        env = env.join(" "),
-        program = w.program,
-        args = args.join(" "),
     )
 }
 

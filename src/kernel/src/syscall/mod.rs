@@ -65,6 +65,8 @@ fn call(n: u64, a: [u64; 6], regs: &UserRegs) -> SysResult {
         nr::READ => fs::read(i(0), a[1], a[2]),
         nr::WRITE => fs::write(i(0), a[1], a[2]),
         nr::OPEN => fs::openat(fs::AT_FDCWD, a[0], a[1] as u32, a[2] as u32),
+        // creat(path, mode) is open(path, O_CREAT | O_WRONLY | O_TRUNC, mode).
+        nr::CREAT => fs::openat(fs::AT_FDCWD, a[0], 0o1101, a[1] as u32),
         nr::CLOSE => fs::close(i(0)),
         nr::STAT => fs::fstatat(fs::AT_FDCWD, a[0], a[1], 0),
         nr::FSTAT => fs::fstat(i(0), a[1]),
