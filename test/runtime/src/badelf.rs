@@ -2,11 +2,11 @@
 //! with a clear message and a non-zero status, never a panic. Made here,
 //! byte by byte, so that each is wrong in exactly one way:
 //!
-//! * [`not_elf`]: text;
-//! * [`elf32`]: a well-formed 32-bit i386 executable header;
-//! * [`missing_loader`]: a 64-bit PIE whose `PT_INTERP` names a loader the
+//! * [`not_elf`] gives text;
+//! * [`elf32`] a well-formed 32-bit i386 executable header;
+//! * [`missing_loader`] a 64-bit PIE whose `PT_INTERP` names a loader the
 //!   image does not have;
-//! * [`bad_phdr`]: a 64-bit executable whose only `PT_LOAD` reaches past
+//! * [`bad_phdr`] a 64-bit executable whose only `PT_LOAD` reaches past
 //!   the end of the file.
 
 /// Not an ELF file at all.
