@@ -129,13 +129,21 @@ fn mkfs_program_images_carry_loader_libraries_and_etc() {
         .args(["--", "-l", "/srv"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(std::fs::metadata(&img).unwrap().len() >= 32 << 20);
     let out = Command::new(env!("CARGO_BIN_EXE_fsck"))
         .arg(&img)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let ex = dir.join("out");
     let out = Command::new(env!("CARGO_BIN_EXE_dump"))
         .args(["-t", "-d", ex.to_str().unwrap(), img.to_str().unwrap()])
@@ -143,10 +151,19 @@ fn mkfs_program_images_carry_loader_libraries_and_etc() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for want in ["ld.so.cache", "passwd", "nsswitch.conf", "libc.so.6", "note.txt"] {
+    for want in [
+        "ld.so.cache",
+        "passwd",
+        "nsswitch.conf",
+        "libc.so.6",
+        "note.txt",
+    ] {
         assert!(text.contains(want), "no {want} in:\n{text}");
     }
-    assert_eq!(std::fs::read(ex.join("srv/sub/note.txt")).unwrap(), b"hello");
+    assert_eq!(
+        std::fs::read(ex.join("srv/sub/note.txt")).unwrap(),
+        b"hello"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_dump"))
         .args(["--json", img.to_str().unwrap()])
         .output()
@@ -163,9 +180,19 @@ fn mkfs_program_names_a_missing_library_and_who_needs_it() {
     let dir = tmp("missing");
     let ok = |c: &mut Command| c.current_dir(&dir).status().is_ok_and(|s| s.success());
     std::fs::write(dir.join("lib.c"), "int f(void){return 1;}\n").unwrap();
-    std::fs::write(dir.join("main.c"), "int f(void);\nint main(void){return f();}\n").unwrap();
-    if !ok(Command::new("gcc").args(["-shared", "-fPIC", "-o", "libgone.so.3", "-Wl,-soname,libgone.so.3", "lib.c"]))
-        || !ok(Command::new("gcc").args(["-o", "prog", "main.c", "./libgone.so.3"]))
+    std::fs::write(
+        dir.join("main.c"),
+        "int f(void);\nint main(void){return f();}\n",
+    )
+    .unwrap();
+    if !ok(Command::new("gcc").args([
+        "-shared",
+        "-fPIC",
+        "-o",
+        "libgone.so.3",
+        "-Wl,-soname,libgone.so.3",
+        "lib.c",
+    ])) || !ok(Command::new("gcc").args(["-o", "prog", "main.c", "./libgone.so.3"]))
     {
         eprintln!("SKIPPED: no gcc");
         return;
@@ -205,7 +232,11 @@ fn manifest_contents_may_name_a_host_directory() {
         .arg(&img)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ex = dir.join("out");
     let out = Command::new(env!("CARGO_BIN_EXE_dump"))
         .args(["-t", "-d", ex.to_str().unwrap(), img.to_str().unwrap()])
@@ -213,6 +244,9 @@ fn manifest_contents_may_name_a_host_directory() {
         .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("link -> a/b/deep.txt"));
-    assert_eq!(std::fs::read(ex.join("data/a/b/deep.txt")).unwrap(), b"deep");
+    assert_eq!(
+        std::fs::read(ex.join("data/a/b/deep.txt")).unwrap(),
+        b"deep"
+    );
     assert_eq!(std::fs::read(ex.join("data/top.txt")).unwrap(), b"top");
 }
