@@ -6,6 +6,11 @@
 //! `filelength:0`, then write each file's data in 32 MiB pieces (one extent
 //! and one `filelength` update per piece), commit, and size the image as
 //! `pad(size + 512 KiB, 512 KiB)`.
+//!
+//! One extension over Nanos: `contents:(host:DIR)` naming a host directory
+//! imports that directory's tree there (files, directories and links).
+//! Images made from a host program ([`crate::program`]) come in as an
+//! already built root ([`MkfsOptions::root`]).
 
 use crate::filedev::FileDevice;
 use crate::progress::Progress;
@@ -35,6 +40,9 @@ pub struct MkfsOptions {
     pub image: PathBuf,
     /// Manifest text and the directory its relative host paths start from.
     pub manifest: Option<(Vec<u8>, PathBuf)>,
+    /// An already built root tuple (e.g. [`crate::program::ProgramImage::to_store`]),
+    /// used instead of `manifest`; its host paths are absolute.
+    pub root: Option<(Store, NodeId)>,
     /// A host directory whose tree goes under the root's `children`.
     pub import: Option<PathBuf>,
     /// Extra `(k:v ...)` tuples merged into the root (Nanos `-t`).
@@ -238,12 +246,27 @@ fn translate(
                 let host = lookup_host(&bytes_to_path(&host), base, target_root);
                 let meta = fs::metadata(&host)
                     .map_err(|e| MkfsError::Io(format!("{path}: {}: {e}", host.display())))?;
+                store.set(t, known::CONTENTS, None);
+                if meta.is_dir() {
+                    // A host directory: its tree becomes this directory.
+                    let c = match store.get_tuple(t, known::CHILDREN) {
+                        Some(c) => c,
+                        None => {
+                            let c = store.new_tuple();
+                            store.set(t, known::CHILDREN, Some(Value::Tuple(c)));
+                            c
+                        }
+                    };
+                    let mut n = 0;
+                    import_dir(store, t, &host, &mut n)?;
+                    nested.push((c, path.clone()));
+                    continue;
+                }
                 jobs.push(Job {
                     node: t,
                     host,
                     size: meta.len(),
                 });
-                store.set(t, known::CONTENTS, None);
                 continue;
             }
             if k == known::CHILDREN {
@@ -278,13 +301,14 @@ fn random_uuid() -> [u8; 16] {
 /// Builds the image described by `opts`.
 pub fn make_image(opts: &MkfsOptions) -> Result<MkfsSummary, MkfsError> {
     let mut summary = MkfsSummary::default();
-    let (mut store, root, base) = match &opts.manifest {
-        Some((text, base)) => {
+    let (mut store, root, base) = match (&opts.root, &opts.manifest) {
+        (Some((store, root)), _) => (store.clone(), *root, PathBuf::from("/")),
+        (None, Some((text, base))) => {
             let m = manifest::parse(text)
                 .map_err(|e| MkfsError::Manifest(e, text.clone(), "manifest".into()))?;
             (m.store, m.root, base.clone())
         }
-        None => {
+        (None, None) => {
             let mut s = Store::new();
             let r = s.new_tuple();
             let c = s.new_tuple();

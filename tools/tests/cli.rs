@@ -168,3 +168,148 @@ fn mkfs_empty_data_volume_with_label_and_uuid() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("too long"));
 }
+
+#[test]
+fn mkfs_program_images_carry_loader_libraries_and_etc() {
+    if !std::path::Path::new("/bin/ls").exists() {
+        eprintln!("SKIPPED: no /bin/ls");
+        return;
+    }
+    let dir = tmp("program");
+    std::fs::create_dir_all(dir.join("extra/sub")).unwrap();
+    std::fs::write(dir.join("extra/sub/note.txt"), b"hello").unwrap();
+    std::fs::write(
+        dir.join("m.manifest"),
+        b"(children:(srv:(contents:(host:extra))) environment:(LANG:C.UTF-8))",
+    )
+    .unwrap();
+    let img = dir.join("ls.img");
+    let out = Command::new(env!("CARGO_BIN_EXE_mkfs"))
+        .args(["--program", "/bin/ls", "-m"])
+        .arg(dir.join("m.manifest"))
+        .args(["-s", "32M", "--env", "TZ=UTC"])
+        .arg(&img)
+        .args(["--", "-l", "/srv"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::metadata(&img).unwrap().len() >= 32 << 20);
+    let out = Command::new(env!("CARGO_BIN_EXE_fsck"))
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let ex = dir.join("out");
+    let out = Command::new(env!("CARGO_BIN_EXE_dump"))
+        .args(["-t", "-d", ex.to_str().unwrap(), img.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "ld.so.cache",
+        "passwd",
+        "nsswitch.conf",
+        "libc.so.6",
+        "note.txt",
+    ] {
+        assert!(text.contains(want), "no {want} in:\n{text}");
+    }
+    assert_eq!(
+        std::fs::read(ex.join("srv/sub/note.txt")).unwrap(),
+        b"hello"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_dump"))
+        .args(["--json", img.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(json.contains("\"program\":\"/bin/ls\""), "{json}");
+    for want in ["\"-l\"", "\"/srv\"", "C.UTF-8", "UTC", "/root"] {
+        assert!(json.contains(want), "no {want} in {json}");
+    }
+}
+
+#[test]
+fn mkfs_program_names_a_missing_library_and_who_needs_it() {
+    let dir = tmp("missing");
+    let ok = |c: &mut Command| c.current_dir(&dir).status().is_ok_and(|s| s.success());
+    std::fs::write(dir.join("lib.c"), "int f(void){return 1;}\n").unwrap();
+    std::fs::write(
+        dir.join("main.c"),
+        "int f(void);\nint main(void){return f();}\n",
+    )
+    .unwrap();
+    if !ok(Command::new("gcc").args([
+        "-shared",
+        "-fPIC",
+        "-o",
+        "libgone.so.3",
+        "-Wl,-soname,libgone.so.3",
+        "lib.c",
+    ])) || !ok(Command::new("gcc").args(["-o", "prog", "main.c", "./libgone.so.3"]))
+    {
+        eprintln!("SKIPPED: no gcc");
+        return;
+    }
+    std::fs::remove_file(dir.join("libgone.so.3")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mkfs"))
+        .arg("--program")
+        .arg(dir.join("prog"))
+        .arg(dir.join("x.img"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("libgone.so.3") && err.contains(&dir.join("prog").display().to_string()),
+        "{err}"
+    );
+    assert!(!dir.join("x.img").exists(), "no image is left behind");
+}
+
+#[test]
+fn manifest_contents_may_name_a_host_directory() {
+    let dir = tmp("hostdir");
+    std::fs::create_dir_all(dir.join("tree/a/b")).unwrap();
+    std::fs::write(dir.join("tree/a/b/deep.txt"), b"deep").unwrap();
+    std::fs::write(dir.join("tree/top.txt"), b"top").unwrap();
+    std::os::unix::fs::symlink("a/b/deep.txt", dir.join("tree/link")).unwrap();
+    std::fs::write(
+        dir.join("m.manifest"),
+        b"(children:(data:(contents:(host:tree)) other:(children:())) program:/data/top.txt)",
+    )
+    .unwrap();
+    let img = dir.join("d.img");
+    let out = Command::new(env!("CARGO_BIN_EXE_mkfs"))
+        .arg("-m")
+        .arg(dir.join("m.manifest"))
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ex = dir.join("out");
+    let out = Command::new(env!("CARGO_BIN_EXE_dump"))
+        .args(["-t", "-d", ex.to_str().unwrap(), img.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("link -> a/b/deep.txt"));
+    assert_eq!(
+        std::fs::read(ex.join("data/a/b/deep.txt")).unwrap(),
+        b"deep"
+    );
+    assert_eq!(std::fs::read(ex.join("data/top.txt")).unwrap(), b"top");
+}

@@ -26,6 +26,11 @@ pub struct ImageArgs {
     /// Output image (default: target/xtask/images/<name>.img).
     #[arg(short, long)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub elf: crate::elf_image::ElfArgs,
+    /// With --elf: the program's arguments (argv[1..], after `--`).
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
 }
 
 /// `target/xtask/images/`.
@@ -66,8 +71,28 @@ pub fn build_test_image(t: &RuntimeTest, out: Option<&Path>) -> Result<PathBuf> 
         .map(Path::to_path_buf)
         .unwrap_or_else(|| images_dir().join(format!("{}.img", t.name)));
     let text = t.manifest_text().map_err(|e| e.to_string())?;
+    if t.program_image() {
+        // The program, its loader and libraries, /etc, the manifest on top.
+        let spec = program_spec(text, &dir);
+        crate::elf_image::make(
+            &spec,
+            &image,
+            crate::elf_image::Size::Both(t.image_mib << 20, 32 << 20),
+        )?;
+        return Ok(image);
+    }
     mkfs(&image, text, &dir, Some(t.image_mib << 20), t.mbr)?;
     Ok(image)
+}
+
+/// The program image of test `t` (its manifest `text`, host paths from
+/// its build directory `dir`).
+pub fn program_spec(text: Vec<u8>, dir: &Path) -> cairn_tools::program::ProgramSpec {
+    cairn_tools::program::ProgramSpec {
+        manifest: Some((text, dir.to_path_buf())),
+        root: PathBuf::from("/"),
+        ..Default::default()
+    }
 }
 
 /// Makes an image from the manifest file `path` as it stands.
@@ -140,6 +165,15 @@ pub fn file_sector(image: &Path, path: &str, offset: u64) -> Result<u64> {
 
 /// `cargo xtask image`.
 pub fn image(a: ImageArgs) -> Result<ExitCode> {
+    if a.elf.elf.is_some() {
+        if a.what.is_some() {
+            return Err("--elf and a test or manifest name exclude each other".into());
+        }
+        let img = crate::elf_image::build_image(&a.elf, &a.args, a.out.as_deref())?;
+        let size = std::fs::metadata(&img).map(|m| m.len()).unwrap_or(0);
+        println!("{} ({} KiB)", img.display(), size >> 10);
+        return Ok(ExitCode::SUCCESS);
+    }
     if a.list || a.what.is_none() {
         for t in cairn_runtime_tests::catalogue() {
             println!("{:<18} {}", t.name, t.what);

@@ -354,6 +354,10 @@ pub struct Workload {
     /// Directories of the root where the second, third... disk (ext4) are
     /// mounted, in the order they are attached.
     pub mounts: Vec<String>,
+    /// Run it chrooted into the disk (with `/proc`, `/sys` and `/dev`
+    /// mounted there): a dynamically linked program's loader and libraries
+    /// are the disk's, at the paths the image has them.
+    pub chroot: bool,
 }
 
 /// The `/init` script.
@@ -370,6 +374,29 @@ pub fn init_script(g: &Guest, w: &Workload) -> String {
         .collect();
     let args: Vec<String> = w.args.iter().map(|a| sh_quote(a)).collect();
     let mounts: Vec<String> = w.mounts.iter().map(|p| sh_quote(p)).collect();
+    let (run, after) = if w.chroot {
+        (
+            format!(
+                "for d in proc sys dev; do mkdir -p /mnt/$d; done\n\
+                 mount -t proc proc /mnt/proc; mount -t sysfs sys /mnt/sys; mount -t devtmpfs dev /mnt/dev\n\
+                 env -i {} chroot /mnt {} {}",
+                env.join(" "),
+                w.program,
+                args.join(" ")
+            ),
+            "umount /mnt/proc /mnt/sys /mnt/dev".to_string(),
+        )
+    } else {
+        (
+            format!(
+                "env -i {} /mnt{} {}",
+                env.join(" "),
+                w.program,
+                args.join(" ")
+            ),
+            String::new(),
+        )
+    };
     format!(
         r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -400,8 +427,9 @@ for m in {mounts}; do
   fi
 done
 cd /mnt
-env -i {env} /mnt{program} {args}
+{run}
 st=$?
+{after}
 cd /
 sync
 for m in {mounts}; do umount /mnt$m; done
@@ -410,9 +438,6 @@ echo "{STATUS_LINE}$st"
 poweroff -f
 "#,
         modules = modules.join(" "),
-        env = env.join(" "),
-        program = w.program,
-        args = args.join(" "),
         mounts = mounts.join(" "),
     )
 }

@@ -53,6 +53,22 @@ pub fn tree_and_workload(t: &RuntimeTest, tree: &Path) -> Result<linux::Workload
     let base = crate::image::build_dir(t);
     crate::programs::prepare(t, &base)?;
     let text = t.manifest_text().map_err(|e| e.to_string())?;
+    if t.program_image() {
+        // The image's whole tree (program, loader, libraries, /etc), run
+        // chrooted.
+        let img = cairn_tools::program::build(&crate::image::program_spec(text, &base))
+            .map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_dir_all(tree);
+        img.tree.lay_out(tree).map_err(|e| e.to_string())?;
+        let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        return Ok(linux::Workload {
+            program: img.program.display().to_string(),
+            args: img.arguments.iter().skip(1).map(|a| s(a)).collect(),
+            env: img.environment.iter().map(|(k, v)| (s(k), s(v))).collect(),
+            mounts: Vec::new(),
+            chroot: true,
+        });
+    }
     let m = cairn_tfs::manifest::parse(&text).map_err(|e| e.render(&text))?;
     let _ = std::fs::remove_dir_all(tree);
     std::fs::create_dir_all(tree).map_err(|e| e.to_string())?;
@@ -79,7 +95,22 @@ pub fn tree_and_workload(t: &RuntimeTest, tree: &Path) -> Result<linux::Workload
         args: w.arguments.iter().skip(1).map(|a| s(a)).collect(),
         env: w.environment.iter().map(|(k, v)| (s(k), s(v))).collect(),
         mounts,
+        chroot: false,
     })
+}
+
+/// Bytes of the files under `dir`.
+fn tree_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
 }
 
 fn tail(s: &str, lines: usize) -> String {
@@ -93,7 +124,9 @@ pub fn run_one(g: &Guest, t: &RuntimeTest) -> Result<()> {
     let tree = work.join("tree");
     let w = tree_and_workload(t, &tree)?;
     let image = work.join("disk.img");
-    linux::mkfs_ext4(&image, t.image_mib, &tree)?;
+    // Room for the tree (a program image's libraries and directories).
+    let mib = t.image_mib.max((tree_bytes(&tree) >> 20) * 3 / 2 + 32);
+    linux::mkfs_ext4(&image, mib, &tree)?;
     let file = match t.inject {
         None => image.display().to_string(),
         Some(Inject::ReadFile { path, offset }) => {
@@ -117,8 +150,12 @@ pub fn run_one(g: &Guest, t: &RuntimeTest) -> Result<()> {
     for (i, b) in boots.iter().enumerate() {
         let want = b.status;
         // A boot with its own argv runs it (argv[0] is the program).
+        // A boot with an absolute argv[0] runs that program.
         let w = linux::Workload {
-            program: w.program.clone(),
+            program: match b.argv.first() {
+                Some(p) if p.starts_with('/') => p.clone(),
+                _ => w.program.clone(),
+            },
             args: if b.argv.is_empty() {
                 w.args.clone()
             } else {
@@ -126,6 +163,7 @@ pub fn run_one(g: &Guest, t: &RuntimeTest) -> Result<()> {
             },
             env: w.env.clone(),
             mounts: w.mounts.clone(),
+            chroot: w.chroot,
         };
         let initrd = linux::initramfs(g, &w, &format!("test-{}-{}", t.name, i + 1))?;
         let log = build::out_dir()
@@ -186,6 +224,10 @@ pub fn linux_test(a: LinuxTestArgs) -> Result<ExitCode> {
             .as_ref()
             .is_some_and(|f| !t.name.contains(f.as_str()))
         {
+            continue;
+        }
+        if let cairn_runtime_tests::Native::No(why) = t.linux {
+            eprintln!("xtask: skip linux {}: {why}", t.name);
             continue;
         }
         if t.boots.contains(&126) {

@@ -4,7 +4,8 @@
 //!   runtime test; `--image` picks another) and boot it on QEMU; with
 //!   `--append "test=..."` boot a kernel test instead.
 //! * `image`: build a runtime test's program and image, or an image from a
-//!   manifest.
+//!   manifest; `--elf PATH` makes one from a host program (its loader and
+//!   libraries included).
 //! * `test`: host tests, clippy for host and kernel target, loom models,
 //!   and every in-QEMU test, each QEMU run under a timeout with its serial
 //!   log kept on failure.
@@ -22,6 +23,7 @@ mod bench_sched;
 mod bench_tfs;
 mod build;
 mod disks;
+mod elf_image;
 mod fuzz;
 mod image;
 mod ktest;
@@ -49,7 +51,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build the kernel and a workload image (the demo by default) and boot
+    /// Build the kernel and a workload image (the demo by default, or one
+    /// made from a host program with `--elf PATH [--] [ARGS...]`) and boot
     /// it on QEMU; `--append "test=NAME"` boots a kernel test instead.
     Run(run_image::RunCmd),
     /// Build a runtime test's program and image, or an image from a

@@ -190,6 +190,8 @@ pub fn program(real: Real, t: Option<&RuntimeTest>) -> Result<PathBuf> {
             }
             Ok(out)
         }
+        Real::Debian { path, .. } => Ok(PathBuf::from(path)),
+        Real::Data => Err("a bad-input test has no program".into()),
         Real::Busybox => {
             let out = bin.join("busybox");
             if !out.is_file() {
@@ -214,12 +216,32 @@ pub fn program(real: Real, t: Option<&RuntimeTest>) -> Result<PathBuf> {
     }
 }
 
+/// Makes sure Debian's `package` is installed on the host, so that `path`
+/// (one of its programs) exists: `apt-get install` as root, else the
+/// command to run.
+pub fn debian_program(package: &str, path: &str) -> Result<()> {
+    if Path::new(path).exists() {
+        return Ok(());
+    }
+    crate::setup::apt_install(&[package], false)?;
+    if Path::new(path).exists() {
+        Ok(())
+    } else {
+        Err(format!("{package} is installed but has no {path}"))
+    }
+}
+
 /// Puts `t`'s real program (if it has one) into its build directory
 /// `dir`, where its manifest's host paths point.
 pub fn install(t: &RuntimeTest, dir: &Path) -> Result<()> {
     let Some(real) = t.real else {
         return Ok(());
     };
+    match real {
+        Real::Debian { package, path } => return debian_program(package, path),
+        Real::Data => return Ok(()),
+        _ => {}
+    }
     let bin = program(real, Some(t))?;
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let to = dir.join(t.program());

@@ -3,7 +3,9 @@
 //! default), attach it as the first disk and boot the kernel on it
 //! interactively; the program's exit status becomes xtask's. `--disk`
 //! attaches more images after it (data volumes a manifest's `mounts`
-//! names), as they are: what the program writes there stays.
+//! names), as they are: what the program writes there stays. With
+//! `--elf PATH [--] [ARGS...]` the image is made from that host program
+//! ([`crate::elf_image`]).
 
 use crate::Result;
 use crate::build;
@@ -33,6 +35,15 @@ pub struct RunCmd {
     /// Make an empty data volume with `mkfs -e -l LABEL -s 64M data.img`.
     #[arg(long = "disk", value_name = "[KIND=]IMG")]
     pub disks: Vec<String>,
+    #[command(flatten)]
+    pub elf: crate::elf_image::ElfArgs,
+    /// With --elf: the program's arguments (argv[1..]).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<String>,
 }
 
 /// A `--disk` value: its kind (default `storage`) and image.
@@ -58,6 +69,7 @@ impl RunCmd {
     /// Whether this run boots a workload image (not a kernel test).
     pub fn wants_image(&self) -> bool {
         self.image.is_some()
+            || self.elf.elf.is_some()
             || !self
                 .vm
                 .append
@@ -75,8 +87,17 @@ pub fn run(a: RunCmd) -> Result<ExitCode> {
     })?;
     let storage = Storage::parse(&a.storage)
         .ok_or_else(|| format!("unknown storage {:?} ({})", a.storage, Storage::names()))?;
-    let what = a.image.as_deref().unwrap_or(DEFAULT_IMAGE);
-    let pristine = crate::image::resolve(what, None)?;
+    if !a.args.is_empty() && a.elf.elf.is_none() {
+        return Err(format!(
+            "arguments {:?} given without --elf (a test image's argv is its manifest's; --append \"argv=a,b\" replaces it)",
+            a.args
+        ));
+    }
+    let pristine = match (&a.elf.elf, &a.image) {
+        (Some(_), Some(_)) => return Err("--elf and --image exclude each other".into()),
+        (Some(_), None) => crate::elf_image::build_image(&a.elf, &a.args, None)?,
+        (None, what) => crate::image::resolve(what.as_deref().unwrap_or(DEFAULT_IMAGE), None)?,
+    };
     // Boot a copy: the workload may write, and the built image stays as made.
     std::fs::create_dir_all(disks::dir()).map_err(|e| e.to_string())?;
     let disk = disks::dir().join("run.img");

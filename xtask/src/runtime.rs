@@ -179,6 +179,10 @@ pub fn run_one(kernel: &Path, t: &RuntimeTest, storage: Storage) -> Result<()> {
         vm.timeout = Duration::from_secs(t.timeout_s);
         if !b.argv.is_empty() {
             vm.append = format!("argv={}", encode_argv(&b.argv));
+            // An absolute argv[0] also names the boot's program.
+            if b.argv[0].starts_with('/') {
+                vm.append += &format!(" program={}", encode_argv(&b.argv[..1]));
+            }
         }
         let o = vm.boot()?;
         if let Err(e) = judge(t, boot, b, &o) {

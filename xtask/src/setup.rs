@@ -66,7 +66,7 @@ fn debian_codename() -> Option<String> {
         .map(|v| v.trim_matches('"').to_string())
 }
 
-fn apt_install(packages: &[&str], from_backports: bool) -> Result<()> {
+pub fn apt_install(packages: &[&str], from_backports: bool) -> Result<()> {
     let codename = debian_codename();
     let backports = from_backports && codename.as_deref() == Some("bookworm");
     let mut hint = String::new();

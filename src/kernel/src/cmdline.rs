@@ -4,7 +4,9 @@
 //! `argv=<a>,<b>,...` (run the image's program with this argv instead of
 //! the root tuple's `arguments`: one image, several command lines, as the
 //! runtime tests of busybox applets need; `%2C`, `%20` and `%25` stand for
-//! `,`, space and `%`).
+//! `,`, space and `%`), `program=<path>` (run this program of the image
+//! instead of the root tuple's `program`, with `argv=` or the manifest's
+//! arguments; `%20` etc. as in `argv=`).
 //! Unknown words are reported, not fatal. Boot only.
 
 use crate::console::Level;
@@ -15,12 +17,19 @@ pub struct Cmdline {
     pub test: Option<&'static str>,
     pub list_tests: bool,
     pub argv: Option<&'static str>,
+    pub program: Option<&'static str>,
 }
 
 impl Cmdline {
     /// The `argv=` override, decoded.
     pub fn argv(&self) -> Option<alloc::vec::Vec<alloc::vec::Vec<u8>>> {
         self.argv.map(decode_argv)
+    }
+
+    /// The `program=` override, decoded.
+    pub fn program(&self) -> Option<alloc::vec::Vec<u8>> {
+        self.program
+            .map(|p| decode_argv(p).into_iter().next().unwrap_or_default())
     }
 }
 
@@ -67,6 +76,7 @@ pub fn parse(line: &'static str) -> Cmdline {
             "test" => c.test = Some(value),
             "tests" if value == "list" => c.list_tests = true,
             "argv" if !value.is_empty() => c.argv = Some(value),
+            "program" if !value.is_empty() => c.program = Some(value),
             _ => crate::println!("cmdline: unknown word '{word}' ignored"),
         }
     }

@@ -168,9 +168,9 @@ fn kernel_main(args: cmdline::Cmdline) {
     match args.test {
         Some(name) => ktest::run(name),
         None => {
-            if let Err(e) = process::run_workload(args.argv()) {
-                println!("cairn: cannot start the workload: {e}");
-                panic::exit(126);
+            if let Err(e) = process::run_workload(args.program(), args.argv()) {
+                println!("cairn: cannot start the workload: {}", e.message);
+                panic::exit(e.status);
             }
         }
     }

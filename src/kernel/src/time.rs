@@ -64,6 +64,19 @@ pub fn now_ns() -> u64 {
     ((u128::from(delta) * u128::from(NS_PER_TSC_FP.load(Ordering::Relaxed))) >> 32) as u64
 }
 
+/// What the vDSO's data page carries (`process/vdso.rs`): the TSC at
+/// calibration, nanoseconds per tick (32.32 fixed point) and the wall
+/// clock's base, so that user-mode clocks compute exactly [`now_ns`] and
+/// [`realtime_ns`]. The values are set once at boot; whatever changes them
+/// later must update the data page too.
+pub fn vdso_params() -> (u64, u64, u64) {
+    (
+        TSC_BASE.load(Ordering::Acquire),
+        NS_PER_TSC_FP.load(Ordering::Relaxed),
+        REALTIME_BASE_NS.load(Ordering::Relaxed),
+    )
+}
+
 pub fn tsc_hz() -> u64 {
     TSC_HZ.load(Ordering::Relaxed)
 }

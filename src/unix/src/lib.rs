@@ -1,5 +1,5 @@
 //! The Linux system-call layer's pure logic: everything about running an
-//! unmodified static x86-64 Linux program that can be decided without
+//! unmodified x86-64 Linux program that can be decided without
 //! touching hardware, so that the kernel's glue stays thin and this part is
 //! tested on the host.
 //!
@@ -10,7 +10,7 @@
 //! | [`errno`] | [`Errno`], Linux error numbers and the `-errno` syscall return |
 //! | [`syscalls`] | x86-64 syscall numbers, names, and the log-once bitmap for unsupported ones |
 //! | [`prot`] | [`Prot`], the `PROT_*` bit set |
-//! | [`elf`] | checking a static (or static-pie) ELF64 executable and turning it into a [`elf::LoadPlan`] |
+//! | [`elf`] | checking an ELF64 executable (static, static-pie, PIE or the dynamic loader) and turning it into a [`elf::LoadPlan`]; its `PT_INTERP`; the dynamic section's library names and search paths |
 //! | [`stack`] | the initial user stack: argc, argv, envp, auxv, strings, AT_RANDOM bytes |
 //! | [`vmap`] | an address space's map of virtual areas: placement, mmap/munmap/mprotect/mremap, merging, in-transition areas |
 //! | [`fdtable`] | file descriptors: lowest-free allocation, dup/dup2/dup3, FD_CLOEXEC, RLIMIT_NOFILE |

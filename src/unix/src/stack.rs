@@ -70,6 +70,8 @@ pub const AT_RANDOM: u64 = 25;
 pub const AT_HWCAP2: u64 = 26;
 /// Address of the executable's file name.
 pub const AT_EXECFN: u64 = 31;
+/// Address of the vDSO's ELF header.
+pub const AT_SYSINFO_EHDR: u64 = 33;
 /// Minimal signal stack size.
 pub const AT_MINSIGSTKSZ: u64 = 51;
 
@@ -115,8 +117,13 @@ pub struct StartInfo<'a> {
     pub phdrs: PhdrSource<'a>,
     /// Their count (`AT_PHNUM`).
     pub phnum: u16,
-    /// Entry point (`AT_ENTRY`).
+    /// The program's entry point (`AT_ENTRY`; the thread starts at the
+    /// dynamic loader's entry when there is one).
     pub entry: u64,
+    /// Where the dynamic loader was loaded (`AT_BASE`), 0 without one.
+    pub base: u64,
+    /// The vDSO's ELF header (`AT_SYSINFO_EHDR`), left out if `None`.
+    pub sysinfo_ehdr: Option<u64>,
     /// Ids.
     pub ids: Ids,
     /// The 16 bytes behind `AT_RANDOM` (stack protector and pointer guard
@@ -221,7 +228,7 @@ pub fn build(info: &StartInfo<'_>, top: u64, max_size: usize) -> Result<StackIma
         (AT_PHENT, crate::elf::PHDR_SIZE as u64),
         (AT_PHNUM, u64::from(info.phnum)),
         (AT_PAGESZ, PAGE_SIZE),
-        (AT_BASE, 0),
+        (AT_BASE, info.base),
         (AT_FLAGS, 0),
         (AT_ENTRY, info.entry),
         (AT_UID, u64::from(info.ids.uid)),
@@ -235,6 +242,9 @@ pub fn build(info: &StartInfo<'_>, top: u64, max_size: usize) -> Result<StackIma
         (AT_PLATFORM, platform),
         (AT_EXECFN, execfn),
     ]);
+    if let Some(v) = info.sysinfo_ehdr {
+        auxv.push((AT_SYSINFO_EHDR, v));
+    }
     if let Some(h2) = info.hwcap2 {
         auxv.push((AT_HWCAP2, h2));
     }

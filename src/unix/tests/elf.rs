@@ -2,6 +2,7 @@
 //! panic, and real static / static-pie / dynamic programs from the host
 //! `gcc` (skipped with a message when gcc is missing).
 
+use cairn_unix::elf::dynamic::dynamic_info;
 use cairn_unix::elf::{
     ElfError, ElfImage, ElfKind, PT_GNU_STACK, PT_INTERP, PT_LOAD, PT_PHDR, PT_TLS, Region,
     headers_len,
@@ -217,7 +218,7 @@ fn static_pie_needs_bias() {
         align: 8,
     });
     let img = parse(&image(3, 0x1010, &phs, 0x6000)).unwrap();
-    assert_eq!(img.kind(), ElfKind::StaticPie);
+    assert_eq!(img.kind(), ElfKind::Dyn);
     // Unbiased, the first page would be at 0.
     assert_eq!(img.plan(0).unwrap_err(), ElfError::OutsideUserSpace);
     assert_eq!(img.plan(0x1234).unwrap_err(), ElfError::BadBias(0x1234));
@@ -299,11 +300,26 @@ fn segment_errors() {
         align: 1,
     };
     let dynamic = [load(R | X, 0, 0x400000, 0x1000, 0x1000), interp];
-    let err = e(&dynamic, 0x400100);
-    assert_eq!(err, ElfError::DynamicallyLinked);
+    // Two PT_INTERP headers, one outside the file, an empty or huge one.
     assert_eq!(
-        err.to_string(),
-        "dynamically linked programs are not supported"
+        e(&[dynamic[0], interp, interp], 0x400100),
+        ElfError::BadInterp("more than one")
+    );
+    let mut outside = interp;
+    outside.off = 0x5ff0;
+    assert_eq!(
+        e(&[dynamic[0], outside], 0x400100),
+        ElfError::BadInterp("outside the file")
+    );
+    let mut empty = interp;
+    empty.filesz = 1;
+    let err = e(&[dynamic[0], empty], 0x400100);
+    assert_eq!(err.to_string(), "bad PT_INTERP header: empty");
+    let mut huge = interp;
+    huge.filesz = 5000;
+    assert_eq!(
+        e(&[dynamic[0], huge], 0x400100),
+        ElfError::BadInterp("path too long")
     );
     assert_eq!(
         e(&[load(R, 0, 0x400000, 0x2000, 0x1000)], 0x400000),
@@ -463,13 +479,213 @@ fn real_programs_from_gcc() {
 
     if let Some(pie) = gcc(&["-static-pie"], "pie") {
         let img = parse(&pie).unwrap();
-        assert_eq!(img.kind(), ElfKind::StaticPie);
+        assert_eq!(img.kind(), ElfKind::Dyn);
         let plan = img.plan(0x7f00_0000_0000).unwrap();
         let at = plan.phdrs.addr.unwrap();
         let table = &pie[64..64 + 56 * plan.phdrs.count as usize];
         assert_eq!(read_loaded(&plan, &pie, at, table.len()), table);
     }
     if let Some(dynamic) = gcc(&[], "dynamic") {
-        assert_eq!(parse(&dynamic).unwrap_err(), ElfError::DynamicallyLinked);
+        let img = parse(&dynamic).unwrap();
+        assert_eq!(img.kind(), ElfKind::Dyn, "gcc makes a PIE by default");
+        assert_eq!(
+            img.interp_path(&dynamic).unwrap(),
+            Some(&b"/lib64/ld-linux-x86-64.so.2"[..])
+        );
+        let info = dynamic_info(&dynamic).unwrap();
+        assert_eq!(info.needed, [b"libc.so.6".to_vec()]);
+        assert_eq!(
+            info.interp.as_deref(),
+            Some(&b"/lib64/ld-linux-x86-64.so.2"[..])
+        );
+    }
+    if let Some(nopie) = gcc(&["-no-pie"], "nopie") {
+        let img = parse(&nopie).unwrap();
+        assert_eq!(img.kind(), ElfKind::Exec);
+        assert!(img.interp().is_some());
+        assert!(img.plan(0).is_ok());
+    }
+}
+
+/// A dynamically linked program with a PT_INTERP string inside the file.
+fn with_interp(path: &[u8]) -> Vec<u8> {
+    let interp = Ph {
+        t: PT_INTERP,
+        flags: R,
+        off: 0x200,
+        vaddr: 0x200,
+        filesz: path.len() as u64,
+        memsz: path.len() as u64,
+        align: 1,
+    };
+    let mut b = image(
+        3,
+        0x100,
+        &[interp, load(R | X, 0, 0, 0x1000, 0x1000)],
+        0x1000,
+    );
+    b[0x200..0x200 + path.len()].copy_from_slice(path);
+    b
+}
+
+#[test]
+fn interpreter_path() {
+    let b = with_interp(b"/lib64/ld-linux-x86-64.so.2\0");
+    let img = parse(&b).unwrap();
+    assert_eq!(img.kind(), ElfKind::Dyn);
+    assert_eq!(img.interp(), Some((0x200, 28)));
+    assert_eq!(
+        img.interp_path(&b).unwrap(),
+        Some(&b"/lib64/ld-linux-x86-64.so.2"[..])
+    );
+    // Only the headers supplied: asks for the bytes holding the path.
+    assert_eq!(
+        img.interp_path(&b[..0x100]).unwrap_err(),
+        ElfError::Truncated { need: 0x200 + 28 }
+    );
+    for bad in [&b"/lib/ld.so"[..], b"/lib/\0ld.so\0", b"\0\0"] {
+        let b = with_interp(bad);
+        let img = parse(&b).unwrap();
+        assert!(
+            matches!(img.interp_path(&b), Err(ElfError::BadInterp(_))),
+            "{bad:?}"
+        );
+    }
+    // A static program has none.
+    let s = image(2, 0x401010, &typical(), 0x6000);
+    assert_eq!(parse(&s).unwrap().interp_path(&s).unwrap(), None);
+}
+
+#[test]
+fn load_alignment() {
+    let mut phs = typical();
+    assert_eq!(
+        parse(&image(2, 0x401010, &phs, 0x6000))
+            .unwrap()
+            .load_align(),
+        PAGE_SIZE
+    );
+    phs[1].align = 0x20_0000;
+    phs[2].align = 3; // not a power of two: ignored
+    assert_eq!(
+        parse(&image(2, 0x401010, &phs, 0x6000))
+            .unwrap()
+            .load_align(),
+        0x20_0000
+    );
+    phs[1].align = 1 << 40;
+    assert_eq!(
+        parse(&image(2, 0x401010, &phs, 0x6000))
+            .unwrap()
+            .load_align(),
+        0x20_0000
+    );
+}
+
+#[test]
+fn dynamic_section_of_real_objects() {
+    // The host's own programs and libraries (Debian): ls needs libc and
+    // names the loader; libc names its soname and needs the loader.
+    let Ok(ls) = std::fs::read("/bin/ls") else {
+        eprintln!("SKIPPED: no /bin/ls");
+        return;
+    };
+    let info = dynamic_info(&ls).unwrap();
+    assert!(info.has_dynamic);
+    assert!(info.needed.iter().any(|n| n == b"libc.so.6"), "{info:?}");
+    assert_eq!(
+        info.interp.as_deref(),
+        Some(&b"/lib64/ld-linux-x86-64.so.2"[..])
+    );
+    for libc in ["/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6"] {
+        if let Ok(b) = std::fs::read(libc) {
+            let info = dynamic_info(&b).unwrap();
+            assert_eq!(info.soname.as_deref(), Some(&b"libc.so.6"[..]));
+            assert!(info.interp.is_some(), "libc.so.6 is runnable");
+            assert!(info.needed.iter().any(|n| n.starts_with(b"ld-linux")));
+            break;
+        }
+    }
+    // Synthetic: no PT_DYNAMIC at all.
+    let s = image(2, 0x401010, &typical(), 0x6000);
+    let info = dynamic_info(&s).unwrap();
+    assert!(!info.has_dynamic && info.needed.is_empty() && info.interp.is_none());
+}
+
+/// A minimal shared object: one PT_LOAD, a PT_DYNAMIC with the given
+/// entries and a string table.
+fn shared_object(entries: &[(u64, u64)], strings: &[u8]) -> Vec<u8> {
+    let dyn_off = 0x400u64;
+    let str_off = 0x800u64;
+    let dynamic = Ph {
+        t: 2,
+        flags: R | W,
+        off: dyn_off,
+        vaddr: dyn_off,
+        filesz: 16 * (entries.len() as u64 + 1),
+        memsz: 16 * (entries.len() as u64 + 1),
+        align: 8,
+    };
+    let mut b = image(3, 0, &[load(R, 0, 0, 0x1000, 0x1000), dynamic], 0x1000);
+    for (i, (t, v)) in entries.iter().enumerate() {
+        let o = dyn_off as usize + 16 * i;
+        b[o..o + 8].copy_from_slice(&t.to_le_bytes());
+        b[o + 8..o + 16].copy_from_slice(&v.to_le_bytes());
+    }
+    b[str_off as usize..str_off as usize + strings.len()].copy_from_slice(strings);
+    b
+}
+
+#[test]
+fn dynamic_section_entries_and_errors() {
+    let strings = b"\0libfoo.so.1\0libbar.so\0$ORIGIN/../lib\0/opt/r\0libme.so.2\0";
+    let ok = shared_object(
+        &[
+            (1, 1),
+            (1, 13),
+            (29, 23),
+            (15, 38),
+            (14, 45),
+            (5, 0x800),
+            (10, strings.len() as u64),
+            (0x6fff_fffb, 0x800),
+        ],
+        strings,
+    );
+    let info = dynamic_info(&ok).unwrap();
+    assert_eq!(
+        info.needed,
+        [b"libfoo.so.1".to_vec(), b"libbar.so".to_vec()]
+    );
+    assert_eq!(info.runpath.as_deref(), Some(&b"$ORIGIN/../lib"[..]));
+    assert_eq!(info.rpath.as_deref(), Some(&b"/opt/r"[..]));
+    assert_eq!(info.soname.as_deref(), Some(&b"libme.so.2"[..]));
+    assert!(info.nodeflib);
+    assert_eq!(info.kind, Some(ElfKind::Dyn));
+    // A name beyond the string table, a table outside the segments, no
+    // string table at all.
+    let bad = |e: &[(u64, u64)]| dynamic_info(&shared_object(e, strings)).unwrap_err();
+    assert!(matches!(
+        bad(&[(1, 500), (5, 0x800), (10, strings.len() as u64)]),
+        ElfError::BadDynamic(_)
+    ));
+    assert!(matches!(
+        bad(&[(1, 1), (5, 0x5000), (10, 16)]),
+        ElfError::BadDynamic(_)
+    ));
+    assert!(matches!(bad(&[(1, 1)]), ElfError::BadDynamic(_)));
+}
+
+proptest! {
+    /// Any bytes after a valid header: dynamic_info returns, never panics.
+    #[test]
+    fn dynamic_info_never_panics(muts in proptest::collection::vec((0usize..0x1000, any::<u64>()), 0..8)) {
+        let strings = b"\0libfoo.so.1\0";
+        let mut b = shared_object(&[(1, 1), (5, 0x800), (10, 14)], strings);
+        for (at, v) in muts {
+            let at = at.min(b.len() - 8);
+            b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        let _ = dynamic_info(&b);
     }
 }

@@ -71,6 +71,8 @@ fn info<'a>(argv: &'a [&'a [u8]], envp: &'a [&'a [u8]], phdrs: PhdrSource<'a>) -
         phdrs,
         phnum: 9,
         entry: 0x401000,
+        base: 0,
+        sysinfo_ehdr: None,
         ids: Ids {
             uid: 1,
             euid: 2,
@@ -127,6 +129,23 @@ fn reads_back_like_libc() {
     assert_eq!(cstr(&img, a[&AT_EXECFN]), b"/prog");
     // Everything lives below the top, with the 8-byte end marker at the top.
     assert_eq!(&img.bytes[img.bytes.len() - 8..], &[0; 8]);
+}
+
+#[test]
+fn dynamic_loader_and_vdso_entries() {
+    let mut i = info(&[b"/prog"], &[], PhdrSource::Mapped(0x5555_0000_0040));
+    i.base = 0x7f12_3456_7000;
+    i.sysinfo_ehdr = Some(0x7f00_0000_1000);
+    let img = build(&i, TOP, 1 << 20).unwrap();
+    let p = parse(&img);
+    assert_eq!(p.auxv[&AT_BASE], 0x7f12_3456_7000);
+    assert_eq!(p.auxv[&AT_SYSINFO_EHDR], 0x7f00_0000_1000);
+    // AT_ENTRY stays the program's (the loader jumps there).
+    assert_eq!(p.auxv[&AT_ENTRY], 0x401000);
+    assert_eq!(p.auxv[&AT_PHDR], 0x5555_0000_0040);
+    // Without a vDSO the entry is absent (glibc then uses syscalls).
+    let none = parse(&build(&info(&[b"x"], &[], PhdrSource::Mapped(1)), TOP, 1 << 20).unwrap());
+    assert!(!none.auxv.contains_key(&AT_SYSINFO_EHDR));
 }
 
 #[test]

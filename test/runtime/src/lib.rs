@@ -27,6 +27,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod badelf;
 pub mod real;
 
 /// Exit status of a persistence test's first boot (data written, boot
@@ -131,6 +132,12 @@ pub enum Link {
     Static,
     /// `gcc -static-pie`.
     StaticPie,
+    /// gcc's default: a PIE that the dynamic loader starts, linked against
+    /// `lib<source>_lib.so.1` (from `c/<source>_lib.c`), with
+    /// `lib<source>_plugin.so` (from `c/<source>_plugin.c`) beside it for
+    /// dlopen. The image is made as `cargo xtask run --elf` makes one
+    /// ([`RuntimeTest::program_image`]).
+    Dynamic,
 }
 
 /// A real program that xtask builds from Debian's packages and sources
@@ -149,6 +156,19 @@ pub enum Real {
     Fio,
     /// busybox, from Debian's `busybox-static`.
     Busybox,
+    /// A dynamically linked program of a Debian package, installed on the
+    /// host by xtask's set-up (`apt-get install package`) and copied into
+    /// the image at its host path `path` (the manifest's `program`) with
+    /// its loader and libraries ([`RuntimeTest::program_image`]).
+    Debian {
+        /// The package that has it.
+        package: &'static str,
+        /// Its path (on the host and in the image).
+        path: &'static str,
+    },
+    /// No program: the manifest's `program` is one of the data files (the
+    /// bad-input tests, whose "programs" the kernel must refuse).
+    Data,
 }
 
 /// One boot of a test whose boots run different command lines (a program
@@ -156,7 +176,9 @@ pub enum Real {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Step {
     /// argv, argv[0] first (the kernel takes it from its command line,
-    /// `argv=`); empty: the manifest's `arguments`.
+    /// `argv=`); empty: the manifest's `arguments`. An absolute argv[0]
+    /// also names the program this boot runs (`program=`), e.g.
+    /// `/usr/bin/gzip` in an image whose manifest names `/usr/bin/tar`.
     pub argv: &'static [&'static str],
     /// Expected exit status.
     pub status: u32,
@@ -219,6 +241,8 @@ pub struct RuntimeTest {
     pub real: Option<Real>,
     /// Boots with their own command lines; when set, `boots` is unused.
     pub steps: &'static [Step],
+    /// Whether it runs on the Linux guest (`cargo xtask linux-test`).
+    pub linux: Native,
 }
 
 const PAGE: u64 = 4096;
@@ -247,6 +271,7 @@ const fn test(name: &'static str, what: &'static str) -> RuntimeTest {
         native: Native::Yes,
         real: None,
         steps: &[],
+        linux: Native::Yes,
     }
 }
 
@@ -659,6 +684,236 @@ static CATALOGUE: &[RuntimeTest] = &[
             "busybox (Debian's busybox-static) applets, one per boot on one image: tar create, tar extract, cp -r, find, sort of 10 MiB, gzip, gunzip, then md5sum -c of everything",
         )
     },
+    RuntimeTest {
+        link: Link::Dynamic,
+        storage: &[Storage::Virtio],
+        native: Native::No("needs its image's loader cache and library layout"),
+        ..test(
+            "dynamic",
+            "a PIE started by glibc's loader: AT_BASE/AT_ENTRY/AT_PHDR against dl_iterate_phdr, a library found only through the generated ld.so.cache, per-thread library TLS, dlopen via LD_LIBRARY_PATH, clocks (vDSO or syscalls), getcpu",
+        )
+    },
+    RuntimeTest {
+        real: Some(Real::Debian {
+            package: "sqlite3",
+            path: "/usr/bin/sqlite3",
+        }),
+        data: &[DataFile::Generated {
+            name: "dyn.sql",
+            make: real::dyn_sqlite_script,
+        }],
+        image_mib: 64,
+        timeout_s: 300,
+        storage: &[Storage::Virtio],
+        steps: &[Step {
+            argv: &[],
+            status: 0,
+            expect: &["PASS dyn-sqlite3"],
+        }],
+        native: Native::No("a Debian program in its image"),
+        ..test(
+            "dyn_sqlite3",
+            "Debian's sqlite3 (dynamically linked) in WAL mode: 20k INSERTs, index, update/delete, rollback, checkpoint, integrity_check",
+        )
+    },
+    RuntimeTest {
+        real: Some(Real::Debian {
+            package: "python3",
+            path: "/usr/bin/python3",
+        }),
+        data: &DYN_PYTHON_DATA,
+        image_mib: 160,
+        timeout_s: 300,
+        storage: &[Storage::Virtio],
+        steps: &[
+            Step {
+                argv: &["python3", "walk_json.py", "write", "data", "out"],
+                status: FIRST_BOOT,
+                expect: &["FIRST-BOOT dyn-python"],
+            },
+            Step {
+                argv: &["python3", "walk_json.py", "check", "data", "out"],
+                status: 0,
+                expect: &["PASS dyn-python"],
+            },
+        ],
+        native: Native::No("a Debian program in its image"),
+        ..test(
+            "dyn_python",
+            "Debian's python3 with its standard library: os.walk of a tree checked against its pattern, sha256, JSON records written and fsync'd, tempfile + os.replace (boot 1), read back and compared (boot 2)",
+        )
+    },
+    RuntimeTest {
+        real: Some(Real::Debian {
+            package: "tar",
+            path: "/usr/bin/tar",
+        }),
+        data: &DYN_TAR_DATA,
+        image_mib: 64,
+        timeout_s: 300,
+        storage: &[Storage::Virtio],
+        steps: DYN_TAR_STEPS,
+        native: Native::No("Debian programs in their image, one per boot"),
+        ..test(
+            "dyn_gzip_tar",
+            "Debian's tar, gzip and md5sum (dynamically linked), one per boot: tar -cf, gzip -9, gzip -d, tar -xvf, md5sum -c of the extracted tree",
+        )
+    },
+    RuntimeTest {
+        real: Some(Real::Debian {
+            package: "fio",
+            path: "/usr/bin/fio",
+        }),
+        data: &[DataFile::Fixed {
+            name: "fio-test.fio",
+        }],
+        image_mib: 192,
+        timeout_s: 400,
+        storage: &[Storage::Virtio],
+        steps: &[Step {
+            argv: &[],
+            status: 0,
+            expect: &[
+                ";seqwrite;0;0;",
+                ";seqread;1;0;",
+                ";randread;2;0;",
+                ";randwrite;3;0;",
+            ],
+        }],
+        native: Native::No("a Debian program in its image"),
+        ..test(
+            "dyn_fio",
+            "Debian's fio (dynamically linked, 60-odd libraries, System V shared memory): the fio test's jobs with crc32c verify",
+        )
+    },
+    RuntimeTest {
+        real: Some(Real::Data),
+        source: "notelf",
+        data: &[
+            DataFile::Generated {
+                name: "bad/notelf",
+                make: badelf::not_elf,
+            },
+            DataFile::Generated {
+                name: "bad/elf32",
+                make: badelf::elf32,
+            },
+            DataFile::Generated {
+                name: "bad/noloader",
+                make: badelf::missing_loader,
+            },
+            DataFile::Generated {
+                name: "bad/badphdr",
+                make: badelf::bad_phdr,
+            },
+        ],
+        storage: &[Storage::Virtio],
+        steps: &[
+            Step {
+                argv: &["/bad/notelf"],
+                status: 126,
+                expect: &["cannot start the workload: program /bad/notelf: not an ELF file"],
+            },
+            Step {
+                argv: &["/bad/elf32"],
+                status: 126,
+                expect: &["program /bad/elf32: not a 64-bit ELF file (class 1)"],
+            },
+            Step {
+                argv: &["/bad/noloader"],
+                status: 127,
+                expect: &[
+                    "interpreter /lib64/ld-cairn-missing.so.2: no such file or directory (the dynamic loader program /bad/noloader names)",
+                ],
+            },
+            Step {
+                argv: &["/bad/badphdr"],
+                status: 126,
+                expect: &["program /bad/badphdr: segment 0: file range beyond end of file"],
+            },
+            Step {
+                argv: &["/bad/nothere"],
+                status: 127,
+                expect: &["program /bad/nothere: no such file or directory"],
+            },
+        ],
+        native: Native::No("files that are not programs"),
+        linux: Native::No(
+            "the messages are cairn's; Linux's shell would try the text file as a script",
+        ),
+        ..test(
+            "bad_exec",
+            "programs the kernel refuses with a message and status 126/127, one per boot: text, a 32-bit ELF, a missing dynamic loader, a program header past the file's end, no such file",
+        )
+    },
+];
+
+/// The dyn_python test's files (`real::PY_TREE`).
+const DYN_PYTHON_DATA: [DataFile; 9] = [
+    DataFile::Fixed {
+        name: "walk_json.py",
+    },
+    pattern("data/f-101-4096.dat", 4096, 101),
+    pattern("data/f-102-1.dat", 1, 102),
+    pattern("data/a/f-103-100000.dat", 100_000, 103),
+    pattern("data/a/f-104-0.dat", 0, 104),
+    pattern("data/a/b/f-105-65536.dat", 65_536, 105),
+    pattern("data/a/b/c/f-106-33333.dat", 33_333, 106),
+    pattern("data/d/f-107-12345.dat", 12_345, 107),
+    pattern("data/d/f-108-8192.dat", 8192, 108),
+];
+
+/// The dyn_gzip_tar test's files: the busybox tree and its sums.
+const DYN_TAR_DATA: [DataFile; 7] = [
+    BUSYBOX_DATA[0],
+    BUSYBOX_DATA[1],
+    BUSYBOX_DATA[2],
+    BUSYBOX_DATA[3],
+    BUSYBOX_DATA[4],
+    BUSYBOX_DATA[5],
+    DataFile::Generated {
+        name: "sums.md5",
+        make: real::tar_sums,
+    },
+];
+
+/// One program per boot; `/usr/bin/...` names the boot's program.
+const DYN_TAR_STEPS: &[Step] = &[
+    Step {
+        argv: &["tar", "-cf", "t.tar", "data"],
+        status: 0,
+        expect: &[],
+    },
+    // -n: no name or time stamp in the header. (A file made in the first
+    // second after boot has mtime 0 while TFS takes times from the
+    // monotonic clock, and gzip warns about that with status 2.)
+    Step {
+        argv: &["/usr/bin/gzip", "-9", "-n", "t.tar"],
+        status: 0,
+        expect: &[],
+    },
+    Step {
+        argv: &["/usr/bin/gzip", "-d", "t.tar.gz"],
+        status: 0,
+        expect: &[],
+    },
+    Step {
+        argv: &["tar", "-xvf", "t.tar", "-C", "out"],
+        status: 0,
+        expect: &["data/a/deeper/three.dat", "data/six.dat"],
+    },
+    Step {
+        argv: &["/usr/bin/md5sum", "-c", "sums.md5"],
+        status: 0,
+        expect: &[
+            "out/data/a/one.dat: OK",
+            "out/data/a/two.dat: OK",
+            "out/data/a/deeper/three.dat: OK",
+            "out/data/b/four.dat: OK",
+            "out/data/b/five.dat: OK",
+            "out/data/six.dat: OK",
+        ],
+    },
 ];
 
 /// The busybox test's files.
@@ -908,8 +1163,35 @@ impl RuntimeTest {
             Some(Real::Speedtest1) => "speedtest1",
             Some(Real::Fio) => "fio",
             Some(Real::Busybox) => "busybox",
-            Some(Real::WithSqlite) | None => self.source,
+            Some(Real::Debian { path, .. }) => path.rsplit('/').next().unwrap_or(path),
+            Some(Real::WithSqlite | Real::Data) | None => self.source,
         }
+    }
+
+    /// Whether its image is made like `cargo xtask run --elf`'s (program,
+    /// loader, libraries, generated `/etc`, the manifest on top) rather
+    /// than from the manifest alone.
+    pub fn program_image(&self) -> bool {
+        self.link == Link::Dynamic || matches!(self.real, Some(Real::Debian { .. }))
+    }
+
+    /// A [`Link::Dynamic`] test's shared libraries: (file name, source).
+    /// The first is linked into the program; the manifest places both.
+    pub fn shared_libraries(&self) -> Vec<(String, PathBuf)> {
+        if self.link != Link::Dynamic {
+            return Vec::new();
+        }
+        ["lib", "plugin"]
+            .iter()
+            .map(|k| {
+                let so = if *k == "lib" {
+                    format!("lib{}_lib.so.1", self.source)
+                } else {
+                    format!("lib{}_plugin.so", self.source)
+                };
+                (so, dir().join("c").join(format!("{}_{k}.c", self.source)))
+            })
+            .collect()
     }
 
     /// Its boots: the `steps`, or one per `boots` status with the
@@ -995,28 +1277,55 @@ impl RuntimeTest {
     pub fn build_program(&self, out: &Path) -> Result<PathBuf, BuildError> {
         std::fs::create_dir_all(out).map_err(io_err(out))?;
         let bin = out.join(self.program());
-        let link = match self.link {
-            Link::Static => "-static",
-            Link::StaticPie => "-static-pie",
+        let run = |cmd: &mut Command, what: &Path| -> Result<(), BuildError> {
+            let o = cmd
+                .output()
+                .map_err(|e| BuildError(format!("cannot run {}: {e}", gcc())))?;
+            if !o.status.success() {
+                return Err(BuildError(format!(
+                    "{} {} failed:\n{}",
+                    gcc(),
+                    what.display(),
+                    String::from_utf8_lossy(&o.stderr)
+                )));
+            }
+            Ok(())
         };
-        let o = Command::new(gcc())
-            .args([link, "-O2", "-g", "-pthread", "-Wall", "-Wextra", "-Werror"])
+        let libs = self.shared_libraries();
+        for (so, src) in &libs {
+            let mut cmd = Command::new(gcc());
+            cmd.args([
+                "-shared", "-fPIC", "-O2", "-g", "-Wall", "-Wextra", "-Werror",
+            ]);
+            if so.ends_with(".so.1") {
+                cmd.arg(format!("-Wl,-soname,{so}"));
+            } else {
+                // The plugin uses the program's library.
+                cmd.arg("-L").arg(out).arg(format!("-l:{}", libs[0].0));
+            }
+            run(cmd.arg("-o").arg(out.join(so)).arg(src), src)?;
+        }
+        let mut cmd = Command::new(gcc());
+        match self.link {
+            Link::Static => {
+                cmd.arg("-static");
+            }
+            Link::StaticPie => {
+                cmd.arg("-static-pie");
+            }
+            Link::Dynamic => {}
+        }
+        cmd.args(["-O2", "-g", "-pthread", "-Wall", "-Wextra", "-Werror"])
             .arg("-I")
             .arg(dir().join("c"))
             .arg("-o")
             .arg(&bin)
             .arg(self.source_path())
-            .arg("-lm")
-            .output()
-            .map_err(|e| BuildError(format!("cannot run {}: {e}", gcc())))?;
-        if !o.status.success() {
-            return Err(BuildError(format!(
-                "{} {link} {} failed:\n{}",
-                gcc(),
-                self.source_path().display(),
-                String::from_utf8_lossy(&o.stderr)
-            )));
+            .arg("-lm");
+        if let Some((so, _)) = libs.first() {
+            cmd.arg("-L").arg(out).arg(format!("-l:{so}")).arg("-ldl");
         }
+        run(&mut cmd, &self.source_path())?;
         Ok(bin)
     }
 
@@ -1059,6 +1368,12 @@ impl RuntimeTest {
     /// `out` (xtask puts it there).
     pub fn prepare(&self, out: &Path) -> Result<PathBuf, BuildError> {
         self.write_data(out)?;
+        if let Some(Real::Debian { path, .. }) = self.real {
+            return Ok(PathBuf::from(path));
+        }
+        if self.real == Some(Real::Data) {
+            return Ok(out.to_path_buf());
+        }
         if self.real.is_some() {
             let bin = out.join(self.program());
             return if bin.is_file() {
@@ -1136,12 +1451,17 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{}: {}", t.name, e.render(&text)));
             let w = cairn_tfs::Workload::from_root(&m.store, m.root);
             let program = w.program.as_deref().expect("no program");
-            assert!(
-                resolves_to_file(&m.store, m.root, program),
-                "{}: program {} is not a file of the tree",
-                t.name,
-                String::from_utf8_lossy(program)
-            );
+            if let Some(Real::Debian { path, .. }) = t.real {
+                // The image builder adds the program from the host.
+                assert_eq!(program, path.as_bytes(), "{}", t.name);
+            } else {
+                assert!(
+                    resolves_to_file(&m.store, m.root, program),
+                    "{}: program {} is not a file of the tree",
+                    t.name,
+                    String::from_utf8_lossy(program)
+                );
+            }
             assert!(
                 program.ends_with(format!("/{}", t.program()).as_bytes()),
                 "{}: program path does not end in the binary's name",
@@ -1150,9 +1470,17 @@ mod tests {
             assert!(!w.arguments.is_empty(), "{}: argv[0] must be given", t.name);
             let mut hosts = BTreeSet::new();
             host_paths(&m.store, m.root, &mut hosts);
+            // Absolute host paths name the host's own files (programs and
+            // directories of Debian packages, for program images).
+            if t.program_image() {
+                hosts.retain(|h| !h.starts_with('/'));
+            }
             let mut expected: BTreeSet<String> =
                 t.data.iter().map(|d| d.name().to_string()).collect();
-            expected.insert(t.program().to_string());
+            if !matches!(t.real, Some(Real::Debian { .. } | Real::Data)) {
+                expected.insert(t.program().to_string());
+            }
+            expected.extend(t.shared_libraries().into_iter().map(|(so, _)| so));
             assert_eq!(
                 hosts, expected,
                 "{}: the manifest's host paths must be the program and the data files",
@@ -1172,16 +1500,23 @@ mod tests {
         for t in catalogue() {
             assert!(names.insert(t.name), "duplicate test {}", t.name);
             let own_source = matches!(t.real, None | Some(Real::WithSqlite));
+            for (_, src) in t.shared_libraries() {
+                assert!(src.is_file(), "{}: no {}", t.name, src.display());
+            }
             assert!(
                 !own_source || t.source_path().is_file(),
                 "{}: no source",
                 t.name
             );
             if !t.steps.is_empty() {
+                // argv[0] is the program's name, or an absolute path that
+                // names the boot's program.
                 assert!(
-                    t.steps
-                        .iter()
-                        .all(|s| s.argv.is_empty() || s.argv[0] == t.program())
+                    t.steps.iter().all(|s| s.argv.is_empty()
+                        || s.argv[0] == t.program()
+                        || s.argv[0].starts_with('/')),
+                    "{}",
+                    t.name
                 );
             }
             assert!(!t.boots.is_empty() && t.smp >= 1 && t.timeout_s > 0);

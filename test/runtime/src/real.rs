@@ -24,11 +24,17 @@ fn key(i: u64) -> u64 {
 /// sums, an index lookup, `PRAGMA integrity_check`), which print `PASS
 /// <tag>` only if all hold.
 pub fn sqlite_script(mode: &str, tag: &str) -> Vec<u8> {
+    sqlite_script_rows(mode, tag, SQLITE_ROWS)
+}
+
+/// [`sqlite_script`] with `rows` rows (at least 10).
+pub fn sqlite_script_rows(mode: &str, tag: &str, rows: u64) -> Vec<u8> {
+    let sqlite_rows = rows;
     let mut s = String::new();
     let _ = writeln!(s, "PRAGMA journal_mode={mode};");
     s += "CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER NOT NULL, v TEXT NOT NULL);\n";
     s += "BEGIN;\n";
-    for i in 1..=SQLITE_ROWS {
+    for i in 1..=sqlite_rows {
         let _ = writeln!(s, "INSERT INTO t(k, v) VALUES({}, 'row-{i:08}');", key(i));
     }
     s += "COMMIT;\n";
@@ -38,11 +44,12 @@ pub fn sqlite_script(mode: &str, tag: &str) -> Vec<u8> {
     if mode == "WAL" {
         s += "PRAGMA wal_checkpoint(TRUNCATE);\n";
     }
-    let kept = SQLITE_ROWS - SQLITE_ROWS / 10;
-    let sum_ids: u64 = (1..=SQLITE_ROWS).filter(|i| i % 10 != 0).sum();
-    let sum_keys: u64 = (1..=SQLITE_ROWS).filter(|i| i % 10 != 0).map(key).sum();
-    let odd: u64 = (1..=SQLITE_ROWS).filter(|i| i % 2 == 1).count() as u64;
-    let probe = 77_777;
+    let kept = sqlite_rows - sqlite_rows / 10;
+    let sum_ids: u64 = (1..=sqlite_rows).filter(|i| i % 10 != 0).sum();
+    let sum_keys: u64 = (1..=sqlite_rows).filter(|i| i % 10 != 0).map(key).sum();
+    let odd: u64 = (1..=sqlite_rows).filter(|i| i % 2 == 1).count() as u64;
+    // An odd id (updated), never a multiple of 10 (deleted).
+    let probe = (sqlite_rows * 7 / 9) | 1;
     let _ = writeln!(
         s,
         "SELECT CASE WHEN (SELECT count(*) FROM t) = {kept} \
@@ -140,3 +147,36 @@ pub const FIND_LINES: &[&str] = &[
     "data/b/five.dat",
     "data/six.dat",
 ];
+
+/// Rows of the dyn_sqlite3 test's script (Debian's sqlite3 shell).
+pub const DYN_SQLITE_ROWS: u64 = 20_000;
+
+/// The dyn_sqlite3 test's script: WAL mode, [`DYN_SQLITE_ROWS`] rows.
+pub fn dyn_sqlite_script() -> Vec<u8> {
+    sqlite_script_rows("WAL", "dyn-sqlite3", DYN_SQLITE_ROWS)
+}
+
+/// The dyn_python test's tree: (directory, seed, bytes); the file is
+/// `<directory>/f-<seed>-<bytes>.dat`, the name the script reads the
+/// pattern from.
+pub const PY_TREE: &[(&str, u32, u64)] = &[
+    ("data", 101, 4096),
+    ("data", 102, 1),
+    ("data/a", 103, 100_000),
+    ("data/a", 104, 0),
+    ("data/a/b", 105, 65_536),
+    ("data/a/b/c", 106, 33_333),
+    ("data/d", 107, 12_345),
+    ("data/d", 108, 8192),
+];
+
+/// The `md5sum -c` list of the dyn_gzip_tar test: the busybox tree as tar
+/// extracted it under `out/`.
+pub fn tar_sums() -> Vec<u8> {
+    let mut s = String::new();
+    for &(path, bytes, seed) in BUSYBOX_TREE {
+        let sum = md5_hex(&crate::pattern_bytes(0, bytes as usize, seed));
+        let _ = writeln!(s, "{sum}  out/{path}");
+    }
+    s.into_bytes()
+}

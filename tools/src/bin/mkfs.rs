@@ -1,5 +1,7 @@
 //! `mkfs`: builds a TFS image from a Nanos manifest (stdin or `-m`) and/or
-//! a host directory tree.
+//! a host directory tree, or from a host program (`--program PATH [--]
+//! [ARGS...]`: the program, its dynamic loader and libraries, `/etc`
+//! files, and what `-m` adds; see `cairn_tools::program`).
 
 use cairn_tools::mkfs::{MkfsOptions, make_image, parse_size};
 use clap::Parser;
@@ -45,6 +47,21 @@ struct Args {
     /// Show import progress even when stderr is not a terminal.
     #[arg(long)]
     progress: bool,
+    /// Make the image run this host program: it, its dynamic loader and
+    /// every library it needs go into the image at their host paths
+    /// (with -m, the manifest adds files, directories and settings).
+    #[arg(long)]
+    program: Option<PathBuf>,
+    /// With --program: an environment variable (NAME=VALUE), repeatable.
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    env: Vec<String>,
+    /// With --program: a host directory searched for libraries first (as
+    /// LD_LIBRARY_PATH), repeatable.
+    #[arg(long = "library-path", value_name = "DIR")]
+    library_path: Vec<PathBuf>,
+    /// With --program: the program's arguments (after `--`).
+    #[arg(last = true)]
+    args: Vec<String>,
 }
 
 fn parse_uuid(s: &str) -> Option<[u8; 16]> {
@@ -76,6 +93,9 @@ fn main() -> ExitCode {
         Some(u) => u,
         None => None,
     };
+    if args.program.is_some() {
+        return program_image(&args, size, uuid);
+    }
     let manifest = if let Some(path) = &args.manifest {
         match std::fs::read(path) {
             Ok(text) => {
@@ -117,8 +137,13 @@ fn main() -> ExitCode {
         target_root: args.target_root,
         mbr: args.mbr,
         progress: args.progress,
+        root: None,
     };
-    match make_image(&opts) {
+    finish(make_image(&opts))
+}
+
+fn finish(r: Result<cairn_tools::mkfs::MkfsSummary, cairn_tools::mkfs::MkfsError>) -> ExitCode {
+    match r {
         Ok(summary) => {
             for w in &summary.warnings {
                 eprintln!("mkfs: warning: {w}");
@@ -137,4 +162,79 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--program`: an image that runs a host program.
+fn program_image(args: &Args, size: Option<u64>, uuid: Option<[u8; 16]>) -> ExitCode {
+    let manifest = match &args.manifest {
+        Some(path) => match std::fs::read(path) {
+            Ok(text) => Some((
+                text,
+                path.parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), PathBuf::from),
+            )),
+            Err(e) => {
+                eprintln!("mkfs: cannot read {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let mut env = Vec::new();
+    for e in &args.env {
+        match e.split_once('=') {
+            Some((k, v)) if !k.is_empty() => env.push((k.to_string(), v.to_string())),
+            _ => {
+                eprintln!("mkfs: --env needs NAME=VALUE, not {e:?}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let spec = cairn_tools::program::ProgramSpec {
+        program: args.program.clone(),
+        args: args.args.clone(),
+        env,
+        manifest,
+        root: PathBuf::from("/"),
+        library_path: args.library_path.clone(),
+    };
+    let img = match cairn_tools::program::build(&spec) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("mkfs: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for w in &img.warnings {
+        eprintln!("mkfs: warning: {w}");
+    }
+    let staging = args.image.with_extension("staging");
+    let root = match img.to_store(&staging) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mkfs: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "mkfs: {} with {} libraries and loader(s), {} KiB of files",
+        img.program.display(),
+        img.libraries.len(),
+        img.file_bytes() >> 10
+    );
+    let opts = MkfsOptions {
+        image: args.image.clone(),
+        root: Some(root),
+        extra_tuples: args.tuples.clone(),
+        label: args.label.clone(),
+        uuid,
+        size,
+        mbr: args.mbr,
+        progress: args.progress,
+        ..MkfsOptions::default()
+    };
+    let r = make_image(&opts);
+    let _ = std::fs::remove_dir_all(&staging);
+    finish(r)
 }

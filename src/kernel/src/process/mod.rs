@@ -7,7 +7,8 @@
 //! | [`aspace`] | vmaps, mapped pages, demand paging |
 //! | [`file`] | open file descriptions, the [`file::FileOps`] objects |
 //! | [`locks`] | advisory record, OFD and flock locks |
-//! | [`exec`] | loading the ELF and starting the first thread |
+//! | [`exec`] | loading the ELF (and its dynamic loader) and starting the first thread |
+//! | [`vdso`] | the vDSO and its data page in the address space |
 //! | here | [`Process`], thread creation and exit, the workload's start and end |
 //!
 //! **Locks** (all SpinLocks, kernel-lock context only, never held across a
@@ -22,6 +23,7 @@ pub mod aspace;
 pub mod exec;
 pub mod file;
 pub mod locks;
+pub mod vdso;
 
 use crate::sched::thread::Thread;
 use crate::sched::waitqueue::WaitQueue;
@@ -194,14 +196,20 @@ pub fn exit_program(status: u32) -> ! {
 }
 
 /// Boots the workload the root filesystem names (the kernel's main thread),
-/// with `argv` instead of the root tuple's arguments if given (`argv=` on
-/// the kernel command line).
-pub fn run_workload(argv: Option<Vec<Vec<u8>>>) -> Result<(), String> {
-    crate::fs::mount_root()?;
-    let w = crate::fs::root().ok_or("no root")?.fs().workload();
-    let program = w
-        .program
-        .ok_or("the image names no program (root tuple has no `program`)")?;
+/// with `program` and `argv` instead of the root tuple's if given
+/// (`program=` and `argv=` on the kernel command line).
+pub fn run_workload(
+    program: Option<Vec<u8>>,
+    argv: Option<Vec<Vec<u8>>>,
+) -> Result<(), exec::StartError> {
+    crate::fs::mount_root().map_err(exec::StartError::cannot)?;
+    let w = crate::fs::root()
+        .ok_or_else(|| exec::StartError::cannot("no root".into()))?
+        .fs()
+        .workload();
+    let program = program.or(w.program).ok_or_else(|| {
+        exec::StartError::cannot("the image names no program (root tuple has no `program`)".into())
+    })?;
     let mut argv: Vec<Vec<u8>> = argv.unwrap_or(w.arguments);
     if argv.is_empty() {
         argv.push(program.clone());
@@ -217,6 +225,5 @@ pub fn run_workload(argv: Option<Vec<Vec<u8>>>) -> Result<(), String> {
         })
         .collect();
     crate::info!("starting {}", String::from_utf8_lossy(&program));
-    exec::start(&program, &argv, &envp)?;
-    Ok(())
+    exec::start(&program, &argv, &envp)
 }

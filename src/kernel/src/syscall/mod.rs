@@ -17,9 +17,11 @@ pub mod misc;
 pub mod mm;
 pub mod pipe;
 pub mod poll;
+pub mod shm;
 pub mod signal;
 pub mod sys;
 pub mod thread;
+pub mod xattr;
 
 use crate::process::aspace::FaultOutcome;
 use crate::user::UserRegs;
@@ -64,6 +66,8 @@ fn call(n: u64, a: [u64; 6], regs: &UserRegs) -> SysResult {
         nr::READ => fs::read(i(0), a[1], a[2]),
         nr::WRITE => fs::write(i(0), a[1], a[2]),
         nr::OPEN => fs::openat(fs::AT_FDCWD, a[0], a[1] as u32, a[2] as u32),
+        // creat(path, mode) is open(path, O_CREAT | O_WRONLY | O_TRUNC, mode).
+        nr::CREAT => fs::openat(fs::AT_FDCWD, a[0], 0o1101, a[1] as u32),
         nr::CLOSE => fs::close(i(0)),
         nr::STAT => fs::fstatat(fs::AT_FDCWD, a[0], a[1], 0),
         nr::FSTAT => fs::fstat(i(0), a[1]),
@@ -224,6 +228,22 @@ fn call(n: u64, a: [u64; 6], regs: &UserRegs) -> SysResult {
         nr::MUNLOCKALL => Ok(0),
         nr::MEMFD_CREATE => memfd::memfd_create(a[0], a[1] as u32),
         nr::CLONE3 => thread::clone3(a[0], a[1], regs),
+        nr::GETCPU => sys::getcpu(a[0], a[1]),
+        nr::SHMGET => shm::shmget(i(0), a[1], i(2)),
+        nr::SHMAT => shm::shmat(i(0), a[1], i(2)),
+        nr::SHMDT => shm::shmdt(a[0]),
+        nr::SHMCTL => shm::shmctl(i(0), i(1), a[2]),
+        nr::GETXATTR
+        | nr::LGETXATTR
+        | nr::SETXATTR
+        | nr::LSETXATTR
+        | nr::REMOVEXATTR
+        | nr::LREMOVEXATTR => xattr::unsupported(xattr::Target::Path(a[0])),
+        nr::FGETXATTR | nr::FSETXATTR | nr::FREMOVEXATTR => {
+            xattr::unsupported(xattr::Target::Fd(i(0)))
+        }
+        nr::LISTXATTR | nr::LLISTXATTR => xattr::list(xattr::Target::Path(a[0])),
+        nr::FLISTXATTR => xattr::list(xattr::Target::Fd(i(0))),
         _ => unsupported(n),
     }
 }

@@ -426,3 +426,17 @@ pub fn mlockall(flags: i32) -> SysResult {
     }
     Ok(0)
 }
+
+/// `getcpu`: the CPU the thread runs on now (node 0; cairn has one NUMA
+/// node). The answer may be stale by the time the program reads it, as on
+/// Linux.
+pub fn getcpu(cpu: u64, node: u64) -> SysResult {
+    let index = crate::percpu::this_cpu().index() as u32;
+    if cpu != 0 {
+        super::copy_out(cpu, &index.to_le_bytes())?;
+    }
+    if node != 0 {
+        super::copy_out(node, &0u32.to_le_bytes())?;
+    }
+    Ok(0)
+}

@@ -1,11 +1,17 @@
-//! Static ELF64 x86-64 executables: header checks and the [`LoadPlan`] the
-//! kernel maps page by page.
+//! ELF64 x86-64 executables and shared objects: header checks, the
+//! [`LoadPlan`] the kernel maps page by page, and the dynamic section a
+//! host tool reads to find a program's libraries.
 //!
 //! Owns: parsing and validating the ELF header and program headers of an
-//! `ET_EXEC` program or a static-pie `ET_DYN` one (no `PT_INTERP`; the
-//! caller picks a page-aligned load bias), and describing what to map:
-//! `PT_LOAD` segments, `PT_TLS`, `PT_GNU_STACK`, where the program headers
-//! are in memory (for `AT_PHDR`), the entry point and the initial break.
+//! `ET_EXEC` program or a position-independent `ET_DYN` one (a PIE, a
+//! static-pie or the dynamic loader itself; the caller picks a page-aligned
+//! load bias), the `PT_INTERP` path a dynamically linked program names
+//! ([`ElfImage::interp_path`]), and describing what to map: `PT_LOAD`
+//! segments, `PT_TLS`, `PT_GNU_STACK`, where the program headers are in
+//! memory (for `AT_PHDR`), the entry point and the initial break.
+//! [`dynamic`] reads `DT_NEEDED`, `DT_SONAME`, `DT_RPATH` and `DT_RUNPATH`
+//! (the image builder's dependency resolver; the kernel leaves all of that
+//! to the dynamic loader).
 //!
 //! Contexts: any; in the kernel, kernel-lock context at `execve`/boot.
 //! Locks: none. Input is untrusted (it comes from disk): every read is
@@ -17,12 +23,16 @@
 //! 1. Read the first [`EHDR_SIZE`] bytes, call [`headers_len`] to learn how
 //!    many bytes hold the header and program headers, read that many.
 //! 2. [`ElfImage::parse`] with those bytes and the file size.
-//! 3. For [`ElfKind::StaticPie`], choose a bias (e.g. the vmap placement of
-//!    [`ElfImage::span`]'s size); for [`ElfKind::Exec`] the bias is 0.
+//! 3. For [`ElfKind::Dyn`], choose a bias (e.g. the vmap placement of
+//!    [`ElfImage::span`]'s size, aligned to [`ElfImage::load_align`]); for
+//!    [`ElfKind::Exec`] the bias is 0. If [`ElfImage::interp_path`] names
+//!    a dynamic loader, load it the same way (it must have none itself) and
+//!    start the program at the loader's entry point.
 //! 4. [`ElfImage::plan`] (in `plan.rs`) gives the [`LoadPlan`]: create one vmap per
 //!    [`LoadPlan::regions`] entry and fill each page from
 //!    [`LoadPlan::page_fills`] (file bytes; the rest of the page is zero).
 
+pub mod dynamic;
 mod plan;
 
 use alloc::vec::Vec;
@@ -39,6 +49,8 @@ pub const PHDR_SIZE: usize = 56;
 /// Most program headers accepted (Linux caps the table at 64 KiB; real
 /// static programs have fewer than 16).
 pub const MAX_PHNUM: usize = 256;
+/// Longest `PT_INTERP` path accepted, its NUL included (Linux's PATH_MAX).
+pub const MAX_INTERP: u64 = 4096;
 
 const ET_EXEC: u16 = 2;
 const ET_DYN: u16 = 3;
@@ -67,9 +79,9 @@ const PF_R: u32 = 4;
 pub enum ElfKind {
     /// `ET_EXEC`: linked at fixed addresses, bias 0.
     Exec,
-    /// `ET_DYN` without `PT_INTERP`: static-pie, relocates itself; needs a
-    /// non-zero bias.
-    StaticPie,
+    /// `ET_DYN`: position independent (a PIE, a static-pie or a dynamic
+    /// loader); needs a non-zero bias.
+    Dyn,
 }
 
 /// Why an image cannot be loaded. `Display` gives the message to print.
@@ -89,8 +101,10 @@ pub enum ElfError {
     WrongMachine(u16),
     /// `e_type` is neither `ET_EXEC` nor `ET_DYN`.
     NotExecutable(u16),
-    /// A `PT_INTERP` header: the program wants a dynamic loader.
-    DynamicallyLinked,
+    /// A bad `PT_INTERP` header: more than one, outside the file, empty,
+    /// longer than [`MAX_INTERP`], or not one NUL-terminated string; the
+    /// text says which.
+    BadInterp(&'static str),
     /// The bytes supplied end before the header or program headers do; the
     /// caller should supply `need` bytes.
     Truncated {
@@ -120,6 +134,9 @@ pub enum ElfError {
     /// Two `PT_TLS` headers, a TLS image outside the loaded segments, or a
     /// bad TLS alignment.
     BadTls,
+    /// A malformed `PT_DYNAMIC` segment or dynamic string table; the text
+    /// says what.
+    BadDynamic(&'static str),
     /// The entry point is outside every `PT_LOAD` segment.
     EntryOutsideSegments(u64),
     /// The bias is not page aligned, is non-zero for `ET_EXEC`, or places
@@ -135,7 +152,6 @@ impl ElfError {
     pub fn errno(&self) -> Errno {
         match self {
             ElfError::BadBias(_) | ElfError::OutsideUserSpace => Errno::ENOMEM,
-            ElfError::DynamicallyLinked => Errno::ENOEXEC,
             _ => Errno::ENOEXEC,
         }
     }
@@ -151,9 +167,8 @@ impl fmt::Display for ElfError {
             ElfError::WrongOsAbi(a) => write!(f, "not a Linux program (OS ABI {a})"),
             ElfError::WrongMachine(m) => write!(f, "not an x86-64 program (machine {m})"),
             ElfError::NotExecutable(t) => write!(f, "not an executable (ELF type {t})"),
-            ElfError::DynamicallyLinked => {
-                write!(f, "dynamically linked programs are not supported")
-            }
+            ElfError::BadInterp(why) => write!(f, "bad PT_INTERP header: {why}"),
+            ElfError::BadDynamic(why) => write!(f, "bad dynamic section: {why}"),
             ElfError::Truncated { need } => {
                 write!(f, "ELF headers truncated: {need} bytes needed")
             }
@@ -329,6 +344,50 @@ impl Header {
     }
 }
 
+/// Parses the header (generic ELF64 x86-64 checks) and reads the program
+/// header table from `bytes` (at least the table's end; see
+/// [`headers_len`]) of a file of `file_size` bytes.
+fn read_headers(bytes: &[u8], file_size: u64) -> Result<(Header, Vec<ProgramHeader>), ElfError> {
+    let h = Header::parse(bytes)?;
+    if h.table_end() > file_size {
+        return Err(ElfError::HeadersOutsideFile);
+    }
+    if (bytes.len() as u64) < h.table_end() {
+        return Err(ElfError::Truncated {
+            need: h.table_end(),
+        });
+    }
+    let mut headers = Vec::with_capacity(usize::from(h.phnum));
+    for i in 0..u64::from(h.phnum) {
+        let o = h.phoff + i * PHDR_SIZE as u64;
+        headers.push(ProgramHeader {
+            p_type: u32_at(bytes, o)?,
+            flags: u32_at(bytes, o + 4)?,
+            offset: u64_at(bytes, o + 8)?,
+            vaddr: u64_at(bytes, o + 16)?,
+            filesz: u64_at(bytes, o + 32)?,
+            memsz: u64_at(bytes, o + 40)?,
+            align: u64_at(bytes, o + 48)?,
+        });
+    }
+    Ok((h, headers))
+}
+
+/// Checks a `PT_INTERP` header's file range (its bytes are checked by
+/// [`ElfImage::interp_path`]).
+fn check_interp(ph: &ProgramHeader, file_size: u64) -> Result<(), ElfError> {
+    if ph.filesz < 2 {
+        return Err(ElfError::BadInterp("empty"));
+    }
+    if ph.filesz > MAX_INTERP {
+        return Err(ElfError::BadInterp("path too long"));
+    }
+    match ph.offset.checked_add(ph.filesz) {
+        Some(end) if end <= file_size => Ok(()),
+        _ => Err(ElfError::BadInterp("outside the file")),
+    }
+}
+
 /// A checked, not yet placed executable: the parsed program headers and
 /// what they say.
 #[derive(Clone, Debug)]
@@ -343,6 +402,7 @@ pub struct ElfImage {
     tls: Option<usize>,
     gnu_stack: Option<usize>,
     phdr: Option<usize>,
+    interp: Option<usize>,
 }
 
 impl ElfImage {
@@ -350,33 +410,12 @@ impl ElfImage {
     /// [`headers_len`] bytes of the file; `file_size` is the file's size
     /// (segments must lie inside it).
     pub fn parse(bytes: &[u8], file_size: u64) -> Result<ElfImage, ElfError> {
-        let h = Header::parse(bytes)?;
-        if h.table_end() > file_size {
-            return Err(ElfError::HeadersOutsideFile);
-        }
-        if (bytes.len() as u64) < h.table_end() {
-            return Err(ElfError::Truncated {
-                need: h.table_end(),
-            });
-        }
-        let mut headers = Vec::with_capacity(usize::from(h.phnum));
-        for i in 0..u64::from(h.phnum) {
-            let o = h.phoff + i * PHDR_SIZE as u64;
-            headers.push(ProgramHeader {
-                p_type: u32_at(bytes, o)?,
-                flags: u32_at(bytes, o + 4)?,
-                offset: u64_at(bytes, o + 8)?,
-                vaddr: u64_at(bytes, o + 16)?,
-                filesz: u64_at(bytes, o + 32)?,
-                memsz: u64_at(bytes, o + 40)?,
-                align: u64_at(bytes, o + 48)?,
-            });
-        }
+        let (h, headers) = read_headers(bytes, file_size)?;
         let mut img = ElfImage {
             kind: if h.e_type == ET_EXEC {
                 ElfKind::Exec
             } else {
-                ElfKind::StaticPie
+                ElfKind::Dyn
             },
             entry: h.entry,
             phoff: h.phoff,
@@ -386,6 +425,7 @@ impl ElfImage {
             tls: None,
             gnu_stack: None,
             phdr: None,
+            interp: None,
         };
         img.check(file_size)?;
         Ok(img)
@@ -395,7 +435,13 @@ impl ElfImage {
         let mut prev: Option<usize> = None;
         for (i, ph) in self.headers.iter().enumerate() {
             match ph.p_type {
-                PT_INTERP => return Err(ElfError::DynamicallyLinked),
+                PT_INTERP => {
+                    if self.interp.is_some() {
+                        return Err(ElfError::BadInterp("more than one"));
+                    }
+                    check_interp(ph, file_size)?;
+                    self.interp = Some(i);
+                }
                 PT_LOAD => {
                     if ph.memsz < ph.filesz {
                         return Err(ElfError::MemszBelowFilesz(i));
@@ -470,6 +516,51 @@ impl ElfImage {
     /// The kind of executable.
     pub fn kind(&self) -> ElfKind {
         self.kind
+    }
+
+    /// The file range `(offset, length)` of the `PT_INTERP` path, if the
+    /// program names a dynamic loader (checked to lie inside the file).
+    pub fn interp(&self) -> Option<(u64, u64)> {
+        self.interp.map(|i| {
+            let ph = &self.headers[i];
+            (ph.offset, ph.filesz)
+        })
+    }
+
+    /// The dynamic loader's path (without its NUL) read from `file`, the
+    /// whole file (or at least its first `offset + length` bytes of
+    /// [`ElfImage::interp`]); `Ok(None)` for a program without one.
+    pub fn interp_path<'a>(&self, file: &'a [u8]) -> Result<Option<&'a [u8]>, ElfError> {
+        let Some((off, len)) = self.interp() else {
+            return Ok(None);
+        };
+        let end = off + len; // checked in check_interp
+        let bytes = usize::try_from(off)
+            .ok()
+            .zip(usize::try_from(end).ok())
+            .and_then(|(a, b)| file.get(a..b))
+            .ok_or(ElfError::Truncated { need: end })?;
+        let (last, path) = bytes.split_last().ok_or(ElfError::BadInterp("empty"))?;
+        if *last != 0 || path.contains(&0) {
+            return Err(ElfError::BadInterp("not one NUL-terminated string"));
+        }
+        if path.is_empty() {
+            return Err(ElfError::BadInterp("empty"));
+        }
+        Ok(Some(path))
+    }
+
+    /// The alignment a bias must have: the largest `p_align` of the
+    /// loadable segments that is a power of two, between the page size and
+    /// 2 MiB (as Linux aligns an `ET_DYN` image).
+    pub fn load_align(&self) -> u64 {
+        self.loads
+            .iter()
+            .map(|&i| self.headers[i].align)
+            .filter(|a| a.is_power_of_two())
+            .max()
+            .unwrap_or(PAGE_SIZE)
+            .clamp(PAGE_SIZE, 2 << 20)
     }
 
     /// All program headers, in file order.

@@ -13,7 +13,7 @@ use crate::{PAGE_SIZE, Prot, USER_END, USER_MIN, page_round_down, page_round_up}
 
 impl ElfImage {
     /// Places the image at `bias` (0 for [`ElfKind::Exec`], a page-aligned
-    /// non-zero value for [`ElfKind::StaticPie`]) and describes the loading.
+    /// non-zero value for [`ElfKind::Dyn`]) and describes the loading.
     pub fn plan(&self, bias: u64) -> Result<LoadPlan, ElfError> {
         if bias % PAGE_SIZE != 0 || (self.kind == ElfKind::Exec && bias != 0) {
             return Err(ElfError::BadBias(bias));
