@@ -7,6 +7,8 @@
 //!   next to a Linux guest (see `bench_blk`, `bench_fs`).
 //! * `sched`: wake-up and fsync latency beside CPU-bound threads, next to
 //!   a Linux guest (see `bench_sched`).
+//! * `scale`: throughput against threads and vCPUs, next to a Linux guest
+//!   (see `bench_scale`).
 //! * `programs`: SQLite speedtest1 and fio next to a Linux guest (see
 //!   `bench_programs`).
 
@@ -34,6 +36,9 @@ pub enum Suite {
     /// Real programs (SQLite speedtest1, fio) on cairn next to a Linux
     /// guest (see `bench_programs`).
     Programs,
+    /// Throughput against threads, cairn next to a Linux guest (see
+    /// `bench_scale`).
+    Scale,
 }
 
 #[derive(Args)]
@@ -123,6 +128,9 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
     }
     if a.suite.is_none_or(|s| s == Suite::Sched) {
         crate::bench_sched::run()?;
+    }
+    if a.suite.is_none_or(|s| s == Suite::Scale) {
+        crate::bench_scale::run()?;
     }
     if a.suite.is_none_or(|s| s == Suite::Programs) {
         crate::bench_programs::run()?;

@@ -19,6 +19,7 @@ mod bench_blk;
 mod bench_fs;
 mod bench_guest;
 mod bench_programs;
+mod bench_scale;
 mod bench_sched;
 mod bench_tfs;
 mod build;

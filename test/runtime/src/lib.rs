@@ -558,6 +558,24 @@ static CATALOGUE: &[RuntimeTest] = &[
         )
     },
     RuntimeTest {
+        source: "sharedfile",
+        image_mib: 32,
+        storage: &[Storage::Virtio],
+        timeout_s: 600,
+        ..test(
+            "sharedfile_smp2",
+            "4 threads on 2 vCPUs share one file: read() through one shared offset reads every block exactly once; owned regions rewritten by pwrite and a shared mapping read back right; a tail truncated and regrown under readers",
+        )
+    },
+    RuntimeTest {
+        source: "sharedfile",
+        image_mib: 32,
+        smp: 4,
+        storage: &[Storage::Virtio],
+        timeout_s: 900,
+        ..test("sharedfile_smp4", "sharedfile_smp2 with 8 threads on 4 vCPUs")
+    },
+    RuntimeTest {
         timeout_s: 300,
         ..test(
             "signals",
@@ -1049,6 +1067,22 @@ pub fn sched_bench() -> &'static RuntimeTest {
     &SCHED_BENCH
 }
 
+/// The workload of `cargo xtask bench scale` (printed, never judged).
+static SCALE_BENCH: RuntimeTest = RuntimeTest {
+    image_mib: 128,
+    storage: &[Storage::Virtio],
+    timeout_s: 1800,
+    ..test(
+        "scalebench",
+        "aggregate cached pread/pwrite, 4 KiB pread, anonymous-fault and getpid rates with 1, 2 and 4 threads",
+    )
+};
+
+/// The `bench scale` workload.
+pub fn scale_bench() -> &'static RuntimeTest {
+    &SCALE_BENCH
+}
+
 /// The workloads of `cargo xtask bench programs` (not tests: figures are
 /// printed; they fail only if the program fails).
 static PROGRAM_BENCHES: [RuntimeTest; 2] = [
@@ -1104,7 +1138,7 @@ pub fn catalogue() -> &'static [RuntimeTest] {
 pub fn find(name: &str) -> Option<&'static RuntimeTest> {
     CATALOGUE
         .iter()
-        .chain([fs_bench(), sched_bench()])
+        .chain([fs_bench(), sched_bench(), scale_bench()])
         .chain(program_benches())
         .find(|t| t.name == name)
 }
@@ -1443,7 +1477,7 @@ mod tests {
     fn every_manifest_parses_and_names_its_program_and_files() {
         for t in catalogue()
             .iter()
-            .chain([fs_bench(), sched_bench()])
+            .chain([fs_bench(), sched_bench(), scale_bench()])
             .chain(program_benches())
         {
             let text = t.manifest_text().unwrap();
