@@ -25,11 +25,16 @@ fn clock_ns(clock: i32) -> Result<u64, Errno> {
     }
 }
 
-pub fn clock_gettime(clock: i32, out: u64) -> SysResult {
+/// The `timespec` `clock_gettime(clock)` writes.
+pub fn clock_bytes(clock: i32) -> Result<[u8; Timespec::SIZE], Errno> {
     let ns = clock_ns(clock)?;
     let mut b = [0u8; Timespec::SIZE];
     timespec_of(ns).encode(&mut b)?;
-    copy_out(out, &b)?;
+    Ok(b)
+}
+
+pub fn clock_gettime(clock: i32, out: u64) -> SysResult {
+    copy_out(out, &clock_bytes(clock)?)?;
     Ok(0)
 }
 
@@ -43,16 +48,22 @@ pub fn clock_getres(clock: i32, out: u64) -> SysResult {
     Ok(0)
 }
 
+/// The `timeval` `gettimeofday` writes.
+pub fn timeofday_bytes() -> [u8; Timeval::SIZE] {
+    let ns = crate::time::realtime_ns();
+    let tv = Timeval {
+        sec: (ns / 1_000_000_000) as i64,
+        usec: ((ns % 1_000_000_000) / 1000) as i64,
+    };
+    let mut b = [0u8; Timeval::SIZE];
+    // The buffer is exactly the size the encoder needs.
+    let _ = tv.encode(&mut b);
+    b
+}
+
 pub fn gettimeofday(out: u64) -> SysResult {
     if out != 0 {
-        let ns = crate::time::realtime_ns();
-        let tv = Timeval {
-            sec: (ns / 1_000_000_000) as i64,
-            usec: ((ns % 1_000_000_000) / 1000) as i64,
-        };
-        let mut b = [0u8; Timeval::SIZE];
-        tv.encode(&mut b)?;
-        copy_out(out, &b)?;
+        copy_out(out, &timeofday_bytes())?;
     }
     Ok(0)
 }

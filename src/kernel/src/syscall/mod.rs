@@ -12,6 +12,7 @@
 pub mod copy;
 pub mod fs;
 pub mod lock;
+pub mod lockless;
 pub mod memfd;
 pub mod misc;
 pub mod mm;

@@ -138,6 +138,37 @@ fn read_word_nofault(addr: u64) -> Result<Option<u32>, Errno> {
     }
 }
 
+/// The futex calls that need no kernel lock: a WAKE with nobody waiting
+/// (0), a WAIT whose word already differs (EAGAIN). Anything else, and any
+/// address the locked path must judge, goes to the locked handler.
+pub fn futex_lockless(a: [u64; 6]) -> super::lockless::Lockless {
+    use super::lockless::Lockless::{Done, NeedLock};
+    const WAIT: i32 = 0;
+    const WAKE: i32 = 1;
+    const WAIT_BITSET: i32 = 9;
+    const WAKE_BITSET: i32 = 10;
+    const PRIVATE: i32 = 128;
+    const CLOCK_REALTIME: i32 = 256;
+    let (addr, op, val) = (a[0], a[1] as i32, a[2] as u32);
+    if addr % 4 != 0 || addr >= cairn_pc::paging::USER_END - 4 {
+        return NeedLock;
+    }
+    let Some(p) = crate::process::PROCESS.get() else {
+        return NeedLock;
+    };
+    match op & !(PRIVATE | CLOCK_REALTIME) {
+        WAKE | WAKE_BITSET if p.futex.lock().waiters(addr) == 0 => Done(Ok(0)),
+        WAIT | WAIT_BITSET => {
+            let mut b = [0u8; 4];
+            match crate::user::copy_from_user_nofault(&mut b, addr) {
+                Ok(()) if u32::from_le_bytes(b) != val => Done(Err(Errno::EAGAIN)),
+                _ => NeedLock,
+            }
+        }
+        _ => NeedLock,
+    }
+}
+
 /// Wakes up to `n` waiters of `addr`; returns how many.
 pub fn futex_wake(addr: u64, n: i32) -> usize {
     futex_wake_bitset(addr, n, MATCH_ANY).unwrap_or(0)

@@ -126,6 +126,18 @@ extern "C" fn cairn_syscall(regs: &mut UserRegs) -> bool {
     // Interrupts on before waiting for the lock: its holder may be waiting
     // for this CPU to answer a TLB shoot-down.
     cairn_pc::cpu::enable_interrupts();
+    if let crate::syscall::lockless::Lockless::Done(r) = crate::syscall::lockless::try_call(
+        regs.orig_rax,
+        [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9],
+    ) {
+        regs.rax = match r {
+            Ok(v) => v,
+            Err(e) => e.as_neg() as u64,
+        };
+        cairn_pc::cpu::disable_interrupts();
+        crate::sched::exit::to_user_mode(regs);
+        return false;
+    }
     crate::sched::runloop::acquire_kernel_lock_unguarded();
     let full_restore = regs.orig_rax == cairn_unix::syscalls::RT_SIGRETURN;
     if full_restore {
@@ -155,7 +167,23 @@ fn leave_kernel(frame: &mut dyn crate::signal::frame::UserFrame) {
 /// An exception taken in user mode (the trap path calls it). Page faults
 /// go to the address space; an unserved fault raises its signal.
 pub fn exception(frame: &mut TrapFrame) {
+    let cr2 = cairn_pc::cpu::read_cr2();
     cairn_pc::cpu::enable_interrupts();
+    // The first touch of an anonymous page needs no kernel lock (issue 17).
+    if frame.vector == 14
+        && let Some(p) = crate::process::PROCESS.get()
+        && p.aspace
+            .fault_anonymous_unlocked(
+                cr2,
+                frame.error & 2 != 0,
+                frame.error & 16 != 0,
+            )
+            .is_some()
+    {
+        cairn_pc::cpu::disable_interrupts();
+        crate::sched::exit::to_user_mode(frame);
+        return;
+    }
     crate::sched::runloop::acquire_kernel_lock_unguarded();
     crate::syscall::user_exception(frame);
     leave_kernel(frame);
@@ -192,10 +220,18 @@ pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), BadAddress> {
 /// Like [`copy_from_user`], but a page that is not mapped yet is not paged
 /// in (the copy fails instead of sleeping): for reads under a lock.
 pub fn copy_from_user_nofault(dst: &mut [u8], src: u64) -> Result<(), BadAddress> {
+    with_user_faults_disabled(|| copy_from_user(dst, src))
+}
+
+/// Runs `f` with demand paging of user memory disabled on this CPU: a user
+/// copy stops at the first page not mapped yet instead of faulting it in
+/// (for copies made without the kernel lock).
+pub fn with_user_faults_disabled<R>(f: impl FnOnce() -> R) -> R {
     let c = this_cpu();
     c.pagefault_disabled.fetch_add(1, Ordering::Relaxed);
-    let r = copy_from_user(dst, src);
-    c.pagefault_disabled.fetch_sub(1, Ordering::Relaxed);
+    let r = f();
+    // The thread may not have moved: nothing in `f` sleeps or yields.
+    this_cpu().pagefault_disabled.fetch_sub(1, Ordering::Relaxed);
     r
 }
 
