@@ -84,6 +84,10 @@ pub fn errno_of(e: FsError) -> Errno {
 /// per-call costs, TFS allocation and the wait, are paid 4x less often);
 /// 1 MiB bought nothing more and slowed cold reads (a larger demand read
 /// waits longer before readahead overlaps it).
+/// Copies this long or longer between user memory and page frames run
+/// without the kernel lock (`sched::runloop::without_kernel_lock`).
+const UNLOCKED_COPY_MIN: usize = 16 * 1024;
+
 const CHUNK: usize = 256 * 1024;
 /// Period of the writeback thread.
 const WRITEBACK_PERIOD_NS: u64 = 1_000_000_000;
@@ -419,6 +423,9 @@ impl Mount {
     pub fn read(&self, file: &FileData, offset: u64, dst: u64, len: usize) -> Result<usize, Errno> {
         let mut to = UserDestination::new(dst, len).map_err(|_| Errno::EFAULT)?;
         let mut done = 0usize;
+        // After a copy without the kernel lock stopped at a page not mapped
+        // yet, the next one runs under the lock and pages it in.
+        let mut fault_in = false;
         while done < len {
             let want = CHUNK.min(len - done);
             let pages = read_pages(file, offset + done as u64, want)?;
@@ -426,6 +433,19 @@ impl Mount {
             if got == 0 {
                 break;
             }
+            if !fault_in && got >= UNLOCKED_COPY_MIN {
+                let copied = crate::sched::runloop::without_kernel_lock(|| {
+                    crate::user::with_user_faults_disabled(|| pages.copy_out(&mut to, done))
+                });
+                drop(pages);
+                done += copied;
+                fault_in = copied < got;
+                if copied == got && got < want {
+                    break;
+                }
+                continue;
+            }
+            fault_in = false;
             let copied = pages.copy_out(&mut to, done);
             drop(pages);
             done += copied;
@@ -481,7 +501,15 @@ impl Mount {
         while done < len {
             let n = CHUNK.min(len - done);
             buf.resize(n, 0);
-            if crate::user::copy_from_user(&mut buf[..n], src + done as u64).is_err() {
+            // Large copies from the user run without the kernel lock (with
+            // faults disabled: one that stops is redone under the lock).
+            let copied_unlocked = n >= UNLOCKED_COPY_MIN
+                && crate::sched::runloop::without_kernel_lock(|| {
+                    crate::user::copy_from_user_nofault(&mut buf[..n], src + done as u64).is_ok()
+                });
+            if !copied_unlocked
+                && crate::user::copy_from_user(&mut buf[..n], src + done as u64).is_err()
+            {
                 return if done > 0 {
                     Ok(done)
                 } else {
@@ -509,7 +537,13 @@ impl Mount {
 
     fn write_chunk(&self, file: &FileData, offset: u64, data: &[u8]) -> Result<usize, Errno> {
         let mut batch = wait_for(|c| file.node.write(offset, data.len(), c))?;
-        batch.write_at(0, data);
+        if data.len() >= UNLOCKED_COPY_MIN {
+            // Into the leased pages without the kernel lock (a kernel
+            // buffer: nothing faults).
+            crate::sched::runloop::without_kernel_lock(|| batch.write_at(0, data));
+        } else {
+            batch.write_at(0, data);
+        }
         Ok(batch.commit(data.len()))
     }
 

@@ -274,6 +274,42 @@ impl AddressSpace {
         self.inner.lock().vmaps.lookup(addr).is_some()
     }
 
+    /// Serves the common anonymous fault without the kernel lock (issue
+    /// 17): a first touch of a page of an anonymous area the access is
+    /// allowed in. The frame is allocated and zeroed before the `aspace`
+    /// lock; under it the area is checked again and the page installed.
+    /// Nothing here sleeps or frees general-heap memory. `None`: anything
+    /// else (a file page, copy-on-write, a page already there, a bad
+    /// access): the caller takes the kernel lock and runs [`Self::fault`].
+    pub fn fault_anonymous_unlocked(&self, addr: u64, write: bool, exec: bool) -> Option<()> {
+        let page = addr & !(PAGE - 1);
+        let access = if exec {
+            Prot::EXEC
+        } else if write {
+            Prot::WRITE
+        } else {
+            Prot::READ
+        };
+        let phys = alloc_frame().ok()?;
+        let mut inner = self.inner.lock();
+        let prot = match inner.vmaps.check_access(addr, access) {
+            Ok(v) if matches!(v.kind, VmapKind::Anonymous) => Some(v.prot),
+            _ => None,
+        };
+        let installed = prot.filter(|_| !inner.pages.contains_key(&page)).and_then(|prot| {
+            crate::mm::kernel_map::map_page(page, phys, pte_flags(prot, prot.contains(Prot::WRITE)))
+                .ok()
+        });
+        if installed.is_some() {
+            inner.pages.insert(page, PageRef::Owned(phys));
+        }
+        drop(inner);
+        if installed.is_none() {
+            free_frame(phys);
+        }
+        installed
+    }
+
     /// Serves a fault at `addr` (`write`: a store; `exec`: a fetch).
     /// Sleeps for file pages. `Ok` when the access can be retried.
     pub fn fault(&self, addr: u64, write: bool, exec: bool) -> Result<(), FaultOutcome> {

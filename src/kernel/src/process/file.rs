@@ -16,6 +16,7 @@
 
 use crate::fs::{FileData, Loc};
 use crate::sched::wait::Pollable;
+use crate::sched::mutex::SleepMutex;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use cairn_unix::abi::FileStat;
@@ -156,6 +157,11 @@ pub trait FileOps: Send + Sync + Any {
 pub struct OpenFile {
     pub kind: FileKind,
     pub offset: AtomicU64,
+    /// Held by a read, write or seek through the description's offset for
+    /// the whole call, so concurrent calls on a shared description each
+    /// see and move the offset atomically (Linux's `f_pos_lock`): a long
+    /// copy runs without the kernel lock (issue 17).
+    pub pos_lock: SleepMutex<()>,
     /// `O_APPEND`, `O_NONBLOCK`... (the status flags F_GETFL returns).
     pub flags: AtomicU32,
     pub readable: bool,
@@ -178,6 +184,10 @@ pub const O_PATH: u32 = 0o10000000;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The lock class of every description's [`OpenFile::pos_lock`] (ordered
+/// before `fs.truncate` and `fs`: an append asks the file's size under it).
+pub static POS_CLASS: cairn_sync::LockClass = cairn_sync::LockClass::new("file.pos");
+
 impl OpenFile {
     pub fn new(kind: FileKind, flags: u32) -> Arc<OpenFile> {
         let acc = flags & O_ACCMODE;
@@ -187,6 +197,7 @@ impl OpenFile {
         Arc::new(OpenFile {
             kind,
             offset: AtomicU64::new(0),
+            pos_lock: SleepMutex::new(&POS_CLASS, ()),
             flags: AtomicU32::new(flags & !(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC)),
             readable: acc != O_WRONLY,
             writable: acc == O_WRONLY || acc == O_RDWR,

@@ -184,6 +184,31 @@ fn wake_kernel_lock_waiters() {
     }
 }
 
+/// Runs `f` with the kernel lock released, then takes it back (in ticket
+/// order, like a syscall entry) before returning: for long copies between
+/// pinned page frames and user memory, which need no kernel state and are
+/// most of a large read's or write's time, so that other CPUs' syscalls run
+/// meanwhile (issue 17). The caller is kernel-lock code in a thread holding
+/// no spinlock (a sleeping mutex is fine); `f` runs in the thread's own
+/// context without the lock: it may not sleep, page user memory in (copy
+/// with faults disabled and retry under the lock), or free general-heap
+/// memory (debug builds check all three).
+pub fn without_kernel_lock<R>(f: impl FnOnce() -> R) -> R {
+    assert!(
+        KERNEL_LOCK.held_by_this_cpu() && super::thread::current().is_some(),
+        "without_kernel_lock outside a kernel-lock thread"
+    );
+    debug_assert_eq!(
+        cairn_sync::lockdep::held_count(),
+        usize::from(cairn_sync::lockdep::ENABLED),
+        "without_kernel_lock with a spinlock held"
+    );
+    release_kernel_lock_held();
+    let r = f();
+    acquire_kernel_lock_unguarded();
+    r
+}
+
 /// Releases the kernel lock this CPU took without a guard (a thread on its
 /// way back to user mode) and wakes whoever waits for it.
 pub fn release_kernel_lock_held() {

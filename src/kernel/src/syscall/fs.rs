@@ -255,8 +255,14 @@ fn moves_offset(f: &OpenFile) -> bool {
     }
 }
 
+/// Holds `f`'s offset for the call if reads and writes move it.
+fn hold_offset(f: &OpenFile) -> Option<crate::sched::mutex::SleepMutexGuard<'_, ()>> {
+    moves_offset(f).then(|| f.pos_lock.lock())
+}
+
 pub fn read(fd: i32, buf: u64, len: u64) -> SysResult {
     let f = get_file(fd)?;
+    let _pos = hold_offset(&f);
     let off = f.offset.load(Ordering::Relaxed);
     let n = read_at(&f, off, buf, len as usize)?;
     if moves_offset(&f) {
@@ -267,6 +273,7 @@ pub fn read(fd: i32, buf: u64, len: u64) -> SysResult {
 
 pub fn write(fd: i32, buf: u64, len: u64) -> SysResult {
     let f = get_file(fd)?;
+    let _pos = hold_offset(&f);
     let off = if f.append() {
         file_size(&f)?
     } else {
@@ -320,6 +327,7 @@ pub fn readv(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
         get_file(fd)?
     };
     let vecs = iovecs(iov, count)?;
+    let _pos = if at.is_none() { hold_offset(&f) } else { None };
     let mut off = at.unwrap_or_else(|| f.offset.load(Ordering::Relaxed));
     let mut total = 0u64;
     for v in vecs {
@@ -343,6 +351,7 @@ pub fn writev(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
         get_file(fd)?
     };
     let vecs = iovecs(iov, count)?;
+    let _pos = if at.is_none() { hold_offset(&f) } else { None };
     let mut off = match at {
         Some(o) => o,
         None if f.append() => file_size(&f)?,
@@ -403,6 +412,7 @@ pub fn rw_v2(fd: i32, iov: u64, count: u64, off: u64, flags: u32, write: bool) -
 
 pub fn lseek(fd: i32, off: i64, whence: i32) -> SysResult {
     let f = positioned(fd)?;
+    let _pos = hold_offset(&f);
     let base = match whence {
         0 => 0,
         1 => f.offset.load(Ordering::Relaxed) as i64,
