@@ -573,7 +573,10 @@ static CATALOGUE: &[RuntimeTest] = &[
         smp: 4,
         storage: &[Storage::Virtio],
         timeout_s: 900,
-        ..test("sharedfile_smp4", "sharedfile_smp2 with 8 threads on 4 vCPUs")
+        ..test(
+            "sharedfile_smp4",
+            "sharedfile_smp2 with 8 threads on 4 vCPUs",
+        )
     },
     RuntimeTest {
         timeout_s: 300,

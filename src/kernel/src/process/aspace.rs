@@ -296,10 +296,16 @@ impl AddressSpace {
             Ok(v) if matches!(v.kind, VmapKind::Anonymous) => Some(v.prot),
             _ => None,
         };
-        let installed = prot.filter(|_| !inner.pages.contains_key(&page)).and_then(|prot| {
-            crate::mm::kernel_map::map_page(page, phys, pte_flags(prot, prot.contains(Prot::WRITE)))
+        let installed = prot
+            .filter(|_| !inner.pages.contains_key(&page))
+            .and_then(|prot| {
+                crate::mm::kernel_map::map_page(
+                    page,
+                    phys,
+                    pte_flags(prot, prot.contains(Prot::WRITE)),
+                )
                 .ok()
-        });
+            });
         if installed.is_some() {
             inner.pages.insert(page, PageRef::Owned(phys));
         }

@@ -15,8 +15,8 @@
 //! guarantee for shared descriptions either).
 
 use crate::fs::{FileData, Loc};
-use crate::sched::wait::Pollable;
 use crate::sched::mutex::SleepMutex;
+use crate::sched::wait::Pollable;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use cairn_unix::abi::FileStat;

@@ -173,11 +173,7 @@ pub fn exception(frame: &mut TrapFrame) {
     if frame.vector == 14
         && let Some(p) = crate::process::PROCESS.get()
         && p.aspace
-            .fault_anonymous_unlocked(
-                cr2,
-                frame.error & 2 != 0,
-                frame.error & 16 != 0,
-            )
+            .fault_anonymous_unlocked(cr2, frame.error & 2 != 0, frame.error & 16 != 0)
             .is_some()
     {
         cairn_pc::cpu::disable_interrupts();
@@ -231,7 +227,9 @@ pub fn with_user_faults_disabled<R>(f: impl FnOnce() -> R) -> R {
     c.pagefault_disabled.fetch_add(1, Ordering::Relaxed);
     let r = f();
     // The thread may not have moved: nothing in `f` sleeps or yields.
-    this_cpu().pagefault_disabled.fetch_sub(1, Ordering::Relaxed);
+    this_cpu()
+        .pagefault_disabled
+        .fetch_sub(1, Ordering::Relaxed);
     r
 }
 
