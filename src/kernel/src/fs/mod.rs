@@ -215,9 +215,14 @@ fn register(fs: Tfs, volume: Volume, at: Option<(Loc, String)>) -> Result<&'stat
         cache: spin::Once::new(),
         nodes: SpinLock::new(&NODES_CLASS, BTreeMap::new()),
     }));
-    mount
-        .cache
-        .call_once(|| VolumeCache::new(pagecache(), volume, Arc::new(TfsMetadata { mount })));
+    mount.cache.call_once(|| {
+        let commits = worker::Worker::start("tfs-commit");
+        VolumeCache::new(
+            pagecache(),
+            volume,
+            Arc::new(TfsMetadata { mount, commits }),
+        )
+    });
     MOUNTS[id].call_once(|| mount);
     if id == 0 {
         crate::sched::thread::spawn("writeback", || {
