@@ -352,6 +352,13 @@ static CATALOGUE: &[RuntimeTest] = &[
         )
     },
     RuntimeTest {
+        timeout_s: 600,
+        ..test(
+            "orphans",
+            "files written then unlinked or renamed over before writeback, an open unlinked file (read/write/mmap/fstat until its last close), a mapped unlinked file, a dirty memfd and SysV segment: sync/syncfs return 0; 2,000-cycle loops (with and without fsync) give their space back",
+        )
+    },
+    RuntimeTest {
         image_mib: 8,
         native: Native::No("needs a small disk of its own"),
         ..test(
