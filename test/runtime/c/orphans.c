@@ -36,10 +36,14 @@ static void write_file(const char *path, size_t len, uint32_t seed, int do_fsync
     SYS(close(fd));
 }
 
-static unsigned long long free_blocks(void)
+/* Free 512-byte sectors of the volume; sets *own when the volume is small
+ * enough to be this test's alone (its image on cairn; natively the scratch
+ * directory is on a shared disk others write to). */
+static unsigned long long free_blocks(int *own)
 {
     struct statvfs s;
     SYS(statvfs(".", &s));
+    *own = (unsigned long long)s.f_blocks * s.f_frsize <= (1ull << 30);
     return (unsigned long long)s.f_bfree * s.f_frsize / 512;
 }
 
@@ -48,7 +52,8 @@ int main(int argc, char **argv)
     test_init("orphans");
     long cycles = arg_long(argc, argv, 1, 2000);
     check_sync("start");
-    unsigned long long free0 = free_blocks();
+    int own;
+    unsigned long long free0 = free_blocks(&own);
 
     /* Written, closed, unlinked before writeback. */
     write_file("gone.dat", LEN, 81, 0);
@@ -142,11 +147,12 @@ int main(int argc, char **argv)
     check_sync("cycles");
     /* Twice: space freed by a commit is usable after the next one. */
     check_sync("cycles (again)");
-    unsigned long long free1 = free_blocks();
+    unsigned long long free1 = free_blocks(&own);
     printf("orphans: free sectors %llu before, %llu after %ld cycles\n", free0, free1, cycles);
-    /* The cycles wrote 40 times the disk's size, so the data was freed;
-     * what may stay is the metadata log's growth (extensions of 1,024
-     * sectors until it compacts). */
-    CHECK(free1 + 4096 >= free0, "free space shrank from %llu to %llu sectors", free0, free1);
+    /* The cycles wrote 40 times the test image's size, so the data was
+     * freed; what may stay is the metadata log's growth (TFS extends it by
+     * 1,024 sectors until it compacts). */
+    if (own)
+        CHECK(free1 + 4096 >= free0, "free space shrank from %llu to %llu sectors", free0, free1);
     pass();
 }
