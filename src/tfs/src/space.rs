@@ -122,6 +122,24 @@ impl SpaceMap {
         self.reserve(start, len).then_some(start)
     }
 
+    /// The largest free run `(start, sectors)` (the first of equal ones),
+    /// if any sector is free.
+    pub fn largest_free(&self) -> Option<(u64, u64)> {
+        let mut best: Option<(u64, u64)> = None;
+        let mut cursor = 0u64;
+        let mut consider = |start: u64, end: u64| {
+            if end > start && best.is_none_or(|(_, n)| end - start > n) {
+                best = Some((start, end - start));
+            }
+        };
+        for (&s, &e) in &self.used {
+            consider(cursor, s);
+            cursor = cursor.max(e);
+        }
+        consider(cursor, self.size);
+        best
+    }
+
     /// The used ranges, in order.
     pub fn used_ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.used.iter().map(|(&s, &e)| (s, e - s))
@@ -132,6 +150,21 @@ impl SpaceMap {
 mod tests {
     use super::*;
     use alloc::vec::Vec;
+
+    #[test]
+    fn largest_free_run() {
+        let mut m = SpaceMap::new(100);
+        assert_eq!(m.largest_free(), Some((0, 100)));
+        assert!(m.reserve(10, 5));
+        assert!(m.reserve(40, 55));
+        assert_eq!(m.largest_free(), Some((15, 25)));
+        assert!(m.reserve(15, 25));
+        assert_eq!(m.largest_free(), Some((0, 10)));
+        assert!(m.reserve(0, 10));
+        assert_eq!(m.largest_free(), Some((95, 5)));
+        assert!(m.reserve(95, 5));
+        assert_eq!(m.largest_free(), None);
+    }
 
     #[test]
     fn first_fit_and_merge() {

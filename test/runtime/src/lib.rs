@@ -232,6 +232,8 @@ pub struct RuntimeTest {
     pub inject: Option<Inject>,
     /// vCPUs.
     pub smp: usize,
+    /// Guest memory in MiB (QEMU `-m`).
+    pub memory_mib: u64,
     /// Seconds before the runner kills one boot (a hang).
     pub timeout_s: u64,
     /// Files the image carries besides the program.
@@ -266,6 +268,7 @@ const fn test(name: &'static str, what: &'static str) -> RuntimeTest {
         console: &[],
         inject: None,
         smp: 2,
+        memory_mib: 512,
         timeout_s: 120,
         data: &[],
         native: Native::Yes,
@@ -336,6 +339,23 @@ static CATALOGUE: &[RuntimeTest] = &[
         ..test(
             "bigfile",
             "64 MiB sequential write in 1 MiB pieces, fsync, sequential read-back checking every byte",
+        )
+    },
+    RuntimeTest {
+        // A leak of a few KiB per call (a kernel stack per commit) runs a
+        // 128 MiB guest out of memory within the 10,000 rounds.
+        memory_mib: 128,
+        timeout_s: 600,
+        ..test(
+            "fsync_many",
+            "10,000 rounds of a rewritten record made durable by fsync/fdatasync/syncfs/sync (and fsync with nothing dirty), then 10,000 pthread create/join, on a 128 MiB guest: nothing grows per call",
+        )
+    },
+    RuntimeTest {
+        timeout_s: 600,
+        ..test(
+            "orphans",
+            "files written then unlinked or renamed over before writeback, an open unlinked file (read/write/mmap/fstat until its last close), a mapped unlinked file, a dirty memfd and SysV segment: sync/syncfs return 0; 2,000-cycle loops (with and without fsync) give their space back",
         )
     },
     RuntimeTest {

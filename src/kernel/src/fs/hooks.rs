@@ -5,8 +5,9 @@
 //! Contexts: frames any (bh included); the deferral hook bh or kernel-lock
 //! (work runs in the pagecache worker thread);
 //! `Backing` kernel-lock in a thread (it takes the filesystem's sleeping
-//! mutex); `MetadataSync` kernel-lock (it starts a thread, since a commit
-//! sleeps and its caller may be a runqueue closure).
+//! mutex); `MetadataSync` bh or kernel-lock (it queues the commit for the
+//! volume's commit worker thread, since a commit sleeps and its caller may
+//! be a runqueue closure).
 
 use super::{Mount, errno_of};
 use alloc::boxed::Box;
@@ -102,17 +103,23 @@ impl Backing for TfsBacking {
 }
 
 /// The TFS log commit of a sync (data written back before, device flush
-/// after, by the pagecache).
+/// after, by the pagecache). Commits run in the volume's long-lived commit
+/// worker, in order: a commit sleeps (the `fs` mutex, log I/O) and its
+/// caller may be a runqueue closure, and a thread per commit would make
+/// every fsync create and free a kernel thread.
 pub struct TfsMetadata {
     pub mount: &'static Mount,
+    pub commits: &'static super::worker::Worker,
 }
 
 impl MetadataSync for TfsMetadata {
     fn sync_metadata(&self, done: Box<dyn FnOnce(Result<(), Errno>) + Send>) {
         let mount = self.mount;
-        crate::sched::thread::spawn("tfs-commit", move || {
-            let r = mount.fs().sync_metadata().map_err(errno_of);
-            done(r);
-        });
+        self.commits.defer(cairn_sync::cpu::bh_safe_alloc(|| {
+            Box::new(move || {
+                let r = mount.fs().sync_metadata().map_err(errno_of);
+                done(r);
+            })
+        }));
     }
 }

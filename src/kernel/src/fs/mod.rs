@@ -137,8 +137,12 @@ pub struct Mount {
     /// One pagecache node per inode for the whole mount: a node outlives
     /// its last open file (its dirty pages wait for writeback in it), so a
     /// later open must find the same node, never a second one over stale
-    /// disk contents.
+    /// disk contents. A file with no name and no holder left is reaped
+    /// ([`Mount::reap`]).
     nodes: SpinLock<BTreeMap<u32, Arc<FileData>>>,
+    /// The volume's worker thread: TFS log commits (`hooks::TfsMetadata`)
+    /// and deferred reaps ([`Mount::reap_later`]).
+    worker: &'static worker::Worker,
 }
 
 /// Most mounted volumes.
@@ -218,10 +222,16 @@ fn register(fs: Tfs, volume: Volume, at: Option<(Loc, String)>) -> Result<&'stat
         volume: volume.clone(),
         cache: spin::Once::new(),
         nodes: SpinLock::new(&NODES_CLASS, BTreeMap::new()),
+        worker: worker::Worker::start("tfs"),
     }));
-    mount
-        .cache
-        .call_once(|| VolumeCache::new(pagecache(), volume, Arc::new(TfsMetadata { mount })));
+    let commits = mount.worker;
+    mount.cache.call_once(|| {
+        VolumeCache::new(
+            pagecache(),
+            volume,
+            Arc::new(TfsMetadata { mount, commits }),
+        )
+    });
     MOUNTS[id].call_once(|| mount);
     if id == 0 {
         crate::sched::thread::spawn("writeback", || {
@@ -389,8 +399,14 @@ impl Mount {
         self.cache.get().expect("mount without a volume cache")
     }
 
-    /// The pagecache node of regular file `ino` (one per inode).
-    pub fn file(&'static self, ino: Ino) -> Arc<FileData> {
+    /// The pagecache node of regular file `ino` (one per inode), under the
+    /// filesystem's mutex (`fs`: this volume's, locked by the caller).
+    /// A new node pins the inode in TFS ([`Tfs::hold`]): while the node
+    /// exists, losing the file's last name makes it an orphan whose data
+    /// stays (so its dirty pages always have storage to go to, and its
+    /// inode number is not reused under the node), until [`Mount::reap`]
+    /// drops the node and the pin.
+    pub fn file(&'static self, fs: &mut Tfs, ino: Ino) -> Arc<FileData> {
         let mut nodes = self.nodes.lock();
         if let Some(f) = nodes.get(&ino.0) {
             return f.clone();
@@ -401,17 +417,60 @@ impl Mount {
             node: Node::new(self.cache(), Arc::new(TfsBacking { mount: self, ino })),
             truncating: SleepMutex::new(&TRUNCATE_CLASS, ()),
         });
+        fs.hold(ino);
         nodes.insert(ino.0, f.clone());
         f
     }
 
-    /// Forgets the node of an inode whose last name is gone and which no
-    /// one holds open or mapped (its pages are then only garbage).
-    pub fn forget(&self, ino: Ino) {
-        let mut nodes = self.nodes.lock();
-        if nodes.get(&ino.0).is_some_and(|f| Arc::strong_count(f) == 1) {
-            nodes.remove(&ino.0);
+    /// Reaps `ino` if it has no name left and no holder besides the node
+    /// table and `held_by_caller` references the caller still has: its
+    /// cached pages are discarded, never written back (the pagecache's
+    /// truncate to 0, which waits for writes already in flight), the node
+    /// leaves the table, and the node's pin goes, so TFS frees the data.
+    /// Called after an unlink or a rename over a file, and by holders (open
+    /// file descriptions, mappings) as they go. Kernel-lock context, in a
+    /// thread, holding no `fs` mutex.
+    pub fn reap(&'static self, ino: Ino, held_by_caller: usize) {
+        let unheld = |nodes: &BTreeMap<u32, Arc<FileData>>| {
+            nodes
+                .get(&ino.0)
+                .is_some_and(|f| Arc::strong_count(f) == 1 + held_by_caller)
+        };
+        // The cheap test first: most files going have other holders.
+        let unheld_now = unheld(&self.nodes.lock());
+        if !unheld_now || !self.fs().is_orphan(ino) {
+            return;
         }
+        // An orphan never gets a name back, so no new holder can find it
+        // once it is out of the table.
+        let file = {
+            let mut nodes = self.nodes.lock();
+            if unheld(&nodes) {
+                nodes.remove(&ino.0)
+            } else {
+                None
+            }
+        };
+        let Some(file) = file else {
+            return;
+        };
+        // Truncate to 0 has no failure (see `Node::truncate`).
+        let _ = wait_for(|c| file.node.truncate(0, c));
+        self.fs().release(ino);
+    }
+
+    /// [`Mount::reap`] for a holder that goes where it may not sleep (a
+    /// mapping dropped under its address space's lock): queued for the
+    /// volume's worker thread. Bh or kernel-lock context.
+    pub fn reap_later(&'static self, ino: Ino) {
+        let work: alloc::boxed::Box<dyn FnOnce() + Send> =
+            bh_safe_alloc(|| alloc::boxed::Box::new(move || self.reap(ino, 0)));
+        self.worker.defer(work);
+    }
+
+    /// Nodes in the table (files opened since boot and not reaped).
+    pub fn node_count(&self) -> usize {
+        self.nodes.lock().len()
     }
 
     /// Reads up to `len` bytes at `offset` into user memory at `dst`.

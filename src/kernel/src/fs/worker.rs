@@ -1,6 +1,7 @@
-//! The pagecache's kernel-lock worker: a kernel thread that runs the
-//! pagecache's deferred kernel-lock work (syscall continuations, and
-//! `mark_written` after a writeback) in order.
+//! Kernel-lock workers: a long-lived kernel thread that runs queued work in
+//! order. The pagecache has one (its deferred kernel-lock work: syscall
+//! continuations, and `mark_written` after a writeback); each volume has
+//! one for its TFS log commits (`hooks::TfsMetadata`).
 //!
 //! Those closures call the filesystem's backing, which takes the `fs`
 //! sleeping mutex; on the runqueue (no thread) a contended mutex could not

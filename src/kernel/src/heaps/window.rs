@@ -59,8 +59,16 @@ impl Window {
 }
 
 impl Heap for Window {
+    /// First fit from the window's base: the lowest free range, so freed
+    /// memory that is already mapped is reused before the window grows.
+    /// (Next fit, the id heap's default, walks its hint up through the
+    /// whole window: every large allocation of an alloc/free cycle, such
+    /// as a thread's stack, landed past the last one and mapped fresh RAM
+    /// until the guest ran out.)
     fn alloc(&mut self, size: u64, align: u64) -> Result<u64, AllocError> {
-        let a = self.ids.alloc(size, align)?;
+        let a = self
+            .ids
+            .alloc_in(size, align, self.base, self.base + self.size)?;
         if let Err(e) = self.ensure_mapped(a + size) {
             self.ids.dealloc(a, size);
             return Err(e);

@@ -71,7 +71,7 @@ fn fs_pagecache() -> Result<(), String> {
     };
     // 3 MiB + a partial page, written in odd-sized pieces.
     let data = pattern(42, 3 * 1024 * 1024 + 1234);
-    let file = m.file(a);
+    let file = m.file(&mut m.fs(), a);
     let mut at = 0;
     for piece in data.chunks(100_003) {
         let n = m

@@ -49,6 +49,19 @@ impl MapFile for FileRef {
     }
 }
 
+impl Drop for FileRef {
+    /// A mapping of an unlinked file may be its last holder: the file is
+    /// reaped (`Mount::reap`) by the volume's worker, since a mapping goes
+    /// under its address space's lock.
+    fn drop(&mut self) {
+        // More holders (the node table, this one, others): the last of the
+        // others reaps.
+        if Arc::strong_count(&self.0) <= 2 {
+            self.0.mount.reap_later(self.0.ino);
+        }
+    }
+}
+
 impl core::fmt::Debug for FileRef {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "FileRef({})", self.0.ino.0)

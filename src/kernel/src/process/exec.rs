@@ -119,7 +119,7 @@ fn read_file(path: &[u8]) -> Result<Vec<u8>, (String, bool)> {
     if size > MAX_IMAGE {
         return Err(other(format!("too large ({size} bytes)")));
     }
-    let file = mount.file(ino);
+    let file = mount.file(&mut mount.fs(), ino);
     let mut image = vec![0u8; size as usize];
     let n = mount
         .read_kernel(&file, 0, &mut image)

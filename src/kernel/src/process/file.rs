@@ -264,10 +264,14 @@ impl OpenFile {
 }
 
 impl Drop for OpenFile {
+    /// Releases the description's locks and its pin on a regular file;
+    /// the file is reaped if that was its last holder and it has no name
+    /// left (`Mount::reap`). Kernel-lock context, in a thread.
     fn drop(&mut self) {
         crate::process::locks::release_description(self);
         if let FileKind::Regular(d) = &self.kind {
             d.mount.fs().release(d.ino);
+            d.mount.reap(d.ino, 1);
         }
     }
 }

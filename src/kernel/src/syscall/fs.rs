@@ -177,7 +177,7 @@ fn open_tfs(dirfd: i32, path: &[u8], flags: u32, follow: bool) -> Result<FileKin
                 wk.release();
                 truncate_ino(m, loc.ino, 0)?;
             }
-            Ok(FileKind::Regular(m.file(loc.ino)))
+            Ok(FileKind::Regular(m.file(wk.fs(loc.mount), loc.ino)))
         }
     }
 }
@@ -555,7 +555,8 @@ pub fn statx(dirfd: i32, path: u64, flags: i32, mask: u32, out: u64) -> SysResul
 /// Truncates `ino` to `len`: the cached pages past the end go first (no
 /// writeback can then touch storage the filesystem frees), then TFS.
 fn truncate_ino(m: &'static Mount, ino: Ino, len: u64) -> Result<(), Errno> {
-    m.truncate(&m.file(ino), len).map_err(pc_err)
+    let file = m.file(&mut m.fs(), ino);
+    m.truncate(&file, len).map_err(pc_err)
 }
 
 pub fn ftruncate(fd: i32, len: i64) -> SysResult {
@@ -671,6 +672,10 @@ pub fn unlinkat(dirfd: i32, path: u64, flags: i32) -> SysResult {
             return Err(Errno::EISDIR);
         }
         fs.unlink(w.parent.ino, &name).map_err(fs_err)?;
+        // Its last name may be gone: a file nobody holds is reaped now
+        // (its dirty pages are garbage, never written back).
+        wk.release();
+        target.volume().reap(target.ino, 0);
     }
     Ok(0)
 }
@@ -699,6 +704,11 @@ pub fn renameat2(olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -> Sy
     wk.fs(wo.parent.mount)
         .rename(wo.parent.ino, &on, wn.parent.ino, &nn)
         .map_err(fs_err)?;
+    // A file renamed over may have lost its last name: reaped if unheld.
+    if let Some((replaced, _)) = wn.target {
+        wk.release();
+        replaced.volume().reap(replaced.ino, 0);
+    }
     Ok(0)
 }
 

@@ -46,7 +46,7 @@ pub fn memfd_create(name: u64, flags: u32) -> SysResult {
         fs.create(root, &tmp).map_err(super::fs::tfs_err)?
     };
     // Held open before the name goes, so the data outlives the unlink.
-    let data = m.file(ino);
+    let data = m.file(&mut m.fs(), ino);
     let loc = data.loc();
     let f = OpenFile::new(FileKind::Regular(data), O_RDWR);
     {

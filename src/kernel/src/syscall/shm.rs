@@ -82,7 +82,7 @@ fn new_file(size: u64) -> Result<(Arc<FileData>, Arc<OpenFile>), Errno> {
         let root = fs.root();
         fs.create(root, &tmp).map_err(super::fs::tfs_err)?
     };
-    let file = m.file(ino);
+    let file = m.file(&mut m.fs(), ino);
     let open = OpenFile::new(FileKind::Regular(file.clone()), O_RDWR);
     let sized = m.truncate(&file, size);
     {

@@ -1,6 +1,7 @@
 //! File data: extent lookup ([`Filesystem::map`]), allocation at write
 //! time ([`Filesystem::allocate`], first fit, 32 MiB extents halving down to
-//! 1 MiB on failure as Nanos's `create_extent` does), clearing `uninited`
+//! 1 MiB on failure as Nanos's `create_extent` does, then the largest free
+//! run, so a fragmented volume fills up), clearing `uninited`
 //! once data is on disk ([`Filesystem::mark_written`]), direct reads and
 //! writes for tools and tests, truncate and fallocate.
 //!
@@ -81,7 +82,10 @@ impl<D: BlockDevice> Filesystem<D> {
     }
 
     /// First-fit storage for up to `want` sectors: tries `hint` (to extend
-    /// contiguously), then halves from `want` while above 1 MiB.
+    /// contiguously), then halves from `want` down to 1 MiB; below that
+    /// (a nearly full or fragmented volume) takes the largest free run, so
+    /// a write fails with ENOSPC only when no sector is free (the caller
+    /// allocates the rest of its range from further runs).
     fn allocate_storage(&mut self, want: u64, hint: Option<u64>) -> Result<(u64, u64), FsError> {
         self.take_log_reserves()?;
         if let Some(h) = hint {
@@ -95,10 +99,16 @@ impl<D: BlockDevice> Filesystem<D> {
                 return Ok((s, n));
             }
             if n <= MIN_ALLOC_SECTORS {
-                return Err(FsError::NoSpace);
+                break;
             }
             n /= 2;
         }
+        let (start, len) = self.space.largest_free().ok_or(FsError::NoSpace)?;
+        let n = len.min(want);
+        if !self.space.reserve(start, n) {
+            return Err(FsError::NoSpace);
+        }
+        Ok((start, n))
     }
 
     fn ensure_extents_tuple(&mut self, node: NodeId) -> NodeId {

@@ -397,6 +397,12 @@ impl<D: BlockDevice> Filesystem<D> {
         }
     }
 
+    /// Whether `ino` lost its last name while held: its data lives until
+    /// the last [`Self::release`].
+    pub fn is_orphan(&self, ino: Ino) -> bool {
+        self.orphans.contains(&ino.0)
+    }
+
     fn now(&self) -> Value {
         Value::Int(Integer::from_u64((self.clock)().0))
     }
