@@ -246,8 +246,10 @@ fn relieve_memory_pressure() {
     }
 }
 
+/// TFS's clock for the times it stamps (creation, writes, renames): the
+/// wall clock, as Linux's file times.
 fn tfs_clock() -> cairn_tfs::Timestamp {
-    let ns = crate::time::now_ns();
+    let ns = crate::time::realtime_ns();
     cairn_tfs::Timestamp::from_secs_nanos(ns / 1_000_000_000, (ns % 1_000_000_000) as u32)
 }
 
@@ -481,17 +483,23 @@ impl Mount {
         while done < len {
             let n = CHUNK.min(len - done);
             buf.resize(n, 0);
-            if crate::user::copy_from_user(&mut buf[..n], src + done as u64).is_err() {
+            // A buffer that runs into an unreachable page writes the bytes
+            // before it (a short count, as Linux); EFAULT only for none.
+            let got = crate::user::copy_from_user_prefix(&mut buf[..n], src + done as u64);
+            if got == 0 {
                 return if done > 0 {
                     Ok(done)
                 } else {
                     Err(Errno::EFAULT)
                 };
             }
-            match self.write_chunk(file, offset + done as u64, &buf[..n]) {
+            match self.write_chunk(file, offset + done as u64, &buf[..got]) {
                 Ok(c) => done += c,
                 Err(e) if done == 0 => return Err(e),
                 Err(_) => break,
+            }
+            if got < n {
+                break;
             }
         }
         Ok(done)
