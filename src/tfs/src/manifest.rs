@@ -398,9 +398,7 @@ mod tests {
             src.extend_from_slice(b"(a:");
         }
         src.extend_from_slice(b"leaf");
-        for _ in 0..n {
-            src.push(b')');
-        }
+        src.extend(core::iter::repeat_n(b')', n));
         src.extend_from_slice(b" x] b:y)");
         let m = parse(&src).unwrap();
         let s = &m.store;
