@@ -313,3 +313,50 @@ fn manifest_contents_may_name_a_host_directory() {
     );
     assert_eq!(std::fs::read(ex.join("data/top.txt")).unwrap(), b"top");
 }
+
+/// Nanos's mkfs accepts manifests nested far deeper than 256 levels (a
+/// deep directory tree is two tuple levels per directory); so do mkfs,
+/// fsck and dump, without running out of stack.
+#[test]
+fn mkfs_accepts_deeply_nested_manifests() {
+    let dir = tmp("deep");
+    std::fs::write(dir.join("f.txt"), b"at the bottom\n").unwrap();
+    let depth = 3000;
+    let mut m = String::from("(children:(");
+    for _ in 0..depth {
+        m.push_str("d:(children:(");
+    }
+    m.push_str("bottom.txt:(contents:(host:f.txt))");
+    for _ in 0..depth {
+        m.push_str("))");
+    }
+    m.push_str("))\n");
+    std::fs::write(dir.join("deep.manifest"), m).unwrap();
+    let img = dir.join("deep.img");
+    let out = Command::new(env!("CARGO_BIN_EXE_mkfs"))
+        .args(["-m", dir.join("deep.manifest").to_str().unwrap()])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mkfs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_fsck"))
+        .arg(&img)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(&format!("{} directories", depth + 1)),
+        "fsck: {text}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_dump"))
+        .args(["-t"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bottom.txt"));
+}

@@ -321,11 +321,30 @@ fn getdents_resumes_exactly() {
             ino: 1,
             next: 1,
             kind: 0,
-            name: &[b'n'; 256]
+            name: &[b'n'; DIRENT_NAME_LIMIT + 1]
         })
         .unwrap_err(),
         Errno::ENAMETOOLONG
     );
+    // Names over NAME_MAX (Nanos's mkfs makes them) are listed, as Linux
+    // lists whatever its filesystem holds.
+    let mut big = [0u8; 1024];
+    let mut w = DirentWriter::new(&mut big);
+    let long = [b'n'; 300];
+    assert!(
+        w.push(&Dirent {
+            ino: 7,
+            next: 3,
+            kind: DT_REG,
+            name: &long
+        })
+        .unwrap()
+    );
+    let (n, resume) = w.finish().unwrap();
+    assert_eq!((n, resume), (dirent_reclen(300), Some(3)));
+    assert_eq!(u16_at(&big, 16) as usize, dirent_reclen(300));
+    assert_eq!(&big[19..319], &long[..]);
+    assert_eq!(big[319], 0);
     assert_eq!(dirent_reclen(1), 24);
     assert_eq!(dirent_reclen(4), 24);
     assert_eq!(dirent_reclen(5), 32);

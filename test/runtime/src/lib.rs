@@ -320,6 +320,21 @@ static CATALOGUE: &[RuntimeTest] = &[
         "mkdir/rename (plain, over a file, across dirs, of a dir)/unlink/rmdir, getdents over 150 entries, chdir/getcwd, ENOTEMPTY/ENOTDIR/EEXIST, reading an open unlinked file",
     ),
     RuntimeTest {
+        native: Native::No("needs a name over 255 bytes, which only its image can hold"),
+        linux: Native::No("needs a name over 255 bytes, which Linux cannot create"),
+        ..test(
+            "longname",
+            "getdents64 lists a name over 255 bytes (Nanos's mkfs makes them) and goes on past it; stat of it is ENAMETOOLONG",
+        )
+    },
+    RuntimeTest {
+        boots: &[FIRST_BOOT, 0],
+        ..test(
+            "edges",
+            "wall-clock time (CLOCK_REALTIME, gettimeofday, time, new files' times after 2024); utimensat/futimens/utimes/futimesat/utime (UTIME_NOW/OMIT, NULL, AT_SYMLINK_NOFOLLOW, EINVAL) persisting to boot 2; fchdir+getcwd; short writes at an unmapped page; futex EFAULT; *at flag checks",
+        )
+    },
+    RuntimeTest {
         boots: &[FIRST_BOOT, 0],
         ..test(
             "mmap_file",

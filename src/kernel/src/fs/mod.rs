@@ -260,8 +260,10 @@ fn relieve_memory_pressure() {
     }
 }
 
+/// TFS's clock for the times it stamps (creation, writes, renames): the
+/// wall clock, as Linux's file times.
 fn tfs_clock() -> cairn_tfs::Timestamp {
-    let ns = crate::time::now_ns();
+    let ns = crate::time::realtime_ns();
     cairn_tfs::Timestamp::from_secs_nanos(ns / 1_000_000_000, (ns % 1_000_000_000) as u32)
 }
 
@@ -561,24 +563,32 @@ impl Mount {
             let n = CHUNK.min(len - done);
             buf.resize(n, 0);
             // Large copies from the user run without the kernel lock (with
-            // faults disabled: one that stops is redone under the lock).
+            // faults disabled: one that stops is redone under the lock). A
+            // buffer that runs into an unreachable page writes the bytes
+            // before it (a short count, as Linux); EFAULT only for none.
             let copied_unlocked = n >= UNLOCKED_COPY_MIN
                 && crate::sched::runloop::without_kernel_lock(|| {
                     crate::user::copy_from_user_nofault(&mut buf[..n], src + done as u64).is_ok()
                 });
-            if !copied_unlocked
-                && crate::user::copy_from_user(&mut buf[..n], src + done as u64).is_err()
-            {
+            let got = if copied_unlocked {
+                n
+            } else {
+                crate::user::copy_from_user_prefix(&mut buf[..n], src + done as u64)
+            };
+            if got == 0 {
                 return if done > 0 {
                     Ok(done)
                 } else {
                     Err(Errno::EFAULT)
                 };
             }
-            match self.write_chunk(file, offset + done as u64, &buf[..n]) {
+            match self.write_chunk(file, offset + done as u64, &buf[..got]) {
                 Ok(c) => done += c,
                 Err(e) if done == 0 => return Err(e),
                 Err(_) => break,
+            }
+            if got < n {
+                break;
             }
         }
         Ok(done)

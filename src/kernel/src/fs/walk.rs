@@ -90,6 +90,52 @@ impl Walker {
     pub fn release(&mut self) {
         self.held = None;
     }
+
+    /// The absolute path of directory `dir` as the tree names it now
+    /// (`fchdir`, which must leave `getcwd` right): each step up finds the
+    /// name under which the parent lists the child (for a volume's root,
+    /// the name of the directory it covers). `ENOENT` for a directory no
+    /// longer in the tree (removed), as Linux's getcwd.
+    pub fn path_of(&mut self, dir: Loc) -> Result<Vec<u8>, Errno> {
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        let mut cur = dir;
+        let mut len = 0;
+        loop {
+            // The node that holds `cur`'s name: the covered directory for
+            // a mounted volume's root.
+            let m = cur.volume();
+            let named = match m.covers() {
+                Some(at) if cur.ino == m.root_loc().ino => at,
+                _ => cur,
+            };
+            let parent = self.parent(&cur)?;
+            if parent == cur {
+                break; // `/`
+            }
+            let fs = self.fs(named.mount);
+            let entry = fs
+                .readdir(parent.ino)
+                .map_err(fs_errno)?
+                .into_iter()
+                .find(|e| e.ino == named.ino)
+                .ok_or(Errno::ENOENT)?;
+            len += entry.name.len() + 1;
+            if len >= cairn_unix::path::PATH_MAX {
+                return Err(Errno::ENAMETOOLONG);
+            }
+            names.push(entry.name);
+            cur = parent;
+        }
+        let mut path = Vec::with_capacity(len.max(1));
+        for n in names.iter().rev() {
+            path.push(b'/');
+            path.extend_from_slice(n);
+        }
+        if path.is_empty() {
+            path.push(b'/');
+        }
+        Ok(path)
+    }
 }
 
 fn kind_of(k: FileType) -> NodeKind {

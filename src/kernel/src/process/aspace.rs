@@ -383,12 +383,17 @@ impl AddressSpace {
             match &v.kind {
                 VmapKind::Anonymous => {
                     let phys = alloc_frame().map_err(|_| FaultOutcome::Bus)?;
-                    crate::mm::kernel_map::map_page(
+                    if crate::mm::kernel_map::map_page(
                         page,
                         phys,
                         pte_flags(v.prot, v.prot.contains(Prot::WRITE)),
                     )
-                    .map_err(|_| FaultOutcome::Bus)?;
+                    .is_err()
+                    {
+                        // Never mapped: freed without a shoot-down.
+                        free_frame(phys);
+                        return Err(FaultOutcome::Bus);
+                    }
                     inner.pages.insert(page, PageRef::Owned(phys));
                     return Ok(());
                 }
@@ -446,33 +451,59 @@ impl AddressSpace {
         );
         let mapped = crate::fs::wait_fault(&file.0, index, Access { write, shared })
             .map_err(|_| FaultOutcome::Bus)?;
+        // A private page is copied before the lock is taken (the frame is
+        // ours until it is published).
+        let new = if shared {
+            PageRef::Shared(mapped)
+        } else {
+            let phys = alloc_frame().map_err(|_| FaultOutcome::Bus)?;
+            mapped.read_at(0, frame_bytes(phys));
+            drop(mapped);
+            PageRef::Owned(phys)
+        };
+        let (phys, writable) = match &new {
+            PageRef::Shared(m) => (
+                m.phys(),
+                write && prot.contains(Prot::WRITE) && m.writable(),
+            ),
+            PageRef::Owned(p) => (*p, prot.contains(Prot::WRITE)),
+        };
         let mut inner = self.inner.lock();
         let old = inner.pages.remove(&page);
         if old.is_some() {
             crate::mm::kernel_map::unmap_page(page);
         }
-        if shared {
-            let writable = write && prot.contains(Prot::WRITE) && mapped.writable();
-            crate::mm::kernel_map::map_page(page, mapped.phys(), pte_flags(prot, writable))
-                .map_err(|_| FaultOutcome::Bus)?;
-            inner.pages.insert(page, PageRef::Shared(mapped));
-        } else {
-            let phys = alloc_frame().map_err(|_| FaultOutcome::Bus)?;
-            mapped.read_at(0, frame_bytes(phys));
-            drop(mapped);
-            crate::mm::kernel_map::map_page(
-                page,
-                phys,
-                pte_flags(prot, prot.contains(Prot::WRITE)),
-            )
-            .map_err(|_| FaultOutcome::Bus)?;
-            inner.pages.insert(page, PageRef::Owned(phys));
-        }
+        let unused = match crate::mm::kernel_map::map_page(page, phys, pte_flags(prot, writable)) {
+            Ok(()) => {
+                inner.pages.insert(page, new);
+                None
+            }
+            Err(_) => Some(new),
+        };
         drop(inner);
+        // Whatever happened, the old page's entry is gone: other CPUs' TLBs
+        // are shot down before its frame is freed or its pin dropped, and
+        // both happen after the `aspace` lock (the pagecache's node lock is
+        // not taken under it). A new page that could not be mapped was
+        // never visible: it is released without a shoot-down.
         if let Some(old) = old {
             Self::release(alloc::vec![old]);
         }
-        Ok(())
+        match unused {
+            None => Ok(()),
+            Some(p) => {
+                Self::forget_unmapped(p);
+                Err(FaultOutcome::Bus)
+            }
+        }
+    }
+
+    /// Releases a page that was never mapped (no TLB holds it).
+    fn forget_unmapped(p: PageRef) {
+        match p {
+            PageRef::Owned(phys) => free_frame(phys),
+            PageRef::Shared(m) => drop(m),
+        }
     }
 
     /// Map-around, after a read fault on a shared file mapping: maps,

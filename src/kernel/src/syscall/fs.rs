@@ -43,6 +43,14 @@ pub const AT_SYMLINK_NOFOLLOW: i32 = 0x100;
 pub const AT_REMOVEDIR: i32 = 0x200;
 pub const AT_SYMLINK_FOLLOW: i32 = 0x400;
 pub const AT_EMPTY_PATH: i32 = 0x1000;
+/// faccessat2: check with the effective ids (cairn has one user, root).
+pub const AT_EACCESS: i32 = 0x200;
+pub const AT_NO_AUTOMOUNT: i32 = 0x800;
+/// statx's `AT_STATX_FORCE_SYNC` | `AT_STATX_DONT_SYNC` (both: `EINVAL`).
+pub const AT_STATX_SYNC_TYPE: i32 = 0x6000;
+/// The flags the stat family accepts (Linux's `vfs_statx`): anything
+/// else is `EINVAL`.
+const STAT_FLAGS: i32 = AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE;
 
 fn fs_err(e: FsError) -> Errno {
     fs_errno(e)
@@ -73,7 +81,7 @@ pub fn get_file(fd: i32) -> Result<Arc<OpenFile>, Errno> {
 /// reference is dropped here, before a walk (the last reference of a
 /// regular file takes its volume's `fs` mutex to release the file).
 /// Without a root filesystem there is no TFS path: `ENOENT`.
-fn start_dir(dirfd: i32) -> Result<(Loc, Vec<u8>), Errno> {
+pub(super) fn start_dir(dirfd: i32) -> Result<(Loc, Vec<u8>), Errno> {
     crate::fs::root().ok_or(Errno::ENOENT)?;
     if dirfd == AT_FDCWD {
         let c = current().cwd.lock();
@@ -88,7 +96,7 @@ fn start_dir(dirfd: i32) -> Result<(Loc, Vec<u8>), Errno> {
 
 /// Resolves `path` from `start` (a [`start_dir`]); the walker goes on
 /// holding the volume the walk ended in.
-fn resolve(
+pub(super) fn resolve(
     wk: &mut Walker,
     start: &(Loc, Vec<u8>),
     path: &[u8],
@@ -97,7 +105,7 @@ fn resolve(
     walk(wk, &start.0, &start.1, path, follow)
 }
 
-fn existing(w: &Walk<Loc>) -> Result<(Loc, NodeKind), Errno> {
+pub(super) fn existing(w: &Walk<Loc>) -> Result<(Loc, NodeKind), Errno> {
     w.target.ok_or(Errno::ENOENT)
 }
 
@@ -220,15 +228,19 @@ fn write_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno
             let mut done = 0;
             while done < len {
                 let n = (len - done).min(chunk.len());
-                if copy_in(&mut chunk[..n], buf + done as u64).is_err() {
+                let got = crate::user::copy_from_user_prefix(&mut chunk[..n], buf + done as u64);
+                if got == 0 {
                     return if done > 0 {
                         Ok(done)
                     } else {
                         Err(Errno::EFAULT)
                     };
                 }
-                crate::console::write_bytes(&chunk[..n]);
-                done += n;
+                crate::console::write_bytes(&chunk[..got]);
+                done += got;
+                if got < n {
+                    break;
+                }
             }
             Ok(done)
         }
@@ -331,7 +343,11 @@ pub fn readv(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
     let mut off = at.unwrap_or_else(|| f.offset.load(Ordering::Relaxed));
     let mut total = 0u64;
     for v in vecs {
-        let n = read_at(&f, off, v.base, v.len as usize)? as u64;
+        let n = match read_at(&f, off, v.base, v.len as usize) {
+            Ok(n) => n as u64,
+            Err(_) if total > 0 => break,
+            Err(e) => return Err(e),
+        };
         total += n;
         off += n;
         if n < v.len {
@@ -359,7 +375,13 @@ pub fn writev(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
     };
     let mut total = 0u64;
     for v in vecs {
-        let n = write_at(&f, off, v.base, v.len as usize)? as u64;
+        // A fault (or error) after some bytes were written ends the call
+        // with the count so far, as Linux; before any, it is the result.
+        let n = match write_at(&f, off, v.base, v.len as usize) {
+            Ok(n) => n as u64,
+            Err(_) if total > 0 => break,
+            Err(e) => return Err(e),
+        };
         total += n;
         off += n;
         if n < v.len {
@@ -537,6 +559,9 @@ pub fn fstat(fd: i32, out: u64) -> SysResult {
 }
 
 pub fn fstatat(dirfd: i32, path: u64, out: u64, flags: i32) -> SysResult {
+    if flags & !STAT_FLAGS != 0 {
+        return Err(Errno::EINVAL);
+    }
     let st = stat_path(dirfd, path, flags)?;
     let mut b = [0u8; STAT_SIZE];
     encode_stat(&st, &mut b)?;
@@ -545,6 +570,13 @@ pub fn fstatat(dirfd: i32, path: u64, out: u64, flags: i32) -> SysResult {
 }
 
 pub fn statx(dirfd: i32, path: u64, flags: i32, mask: u32, out: u64) -> SysResult {
+    const STATX_RESERVED: u32 = 0x8000_0000;
+    if flags & !STAT_FLAGS != 0
+        || flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE
+        || mask & STATX_RESERVED != 0
+    {
+        return Err(Errno::EINVAL);
+    }
     let st = stat_path(dirfd, path, flags)?;
     let mut b = [0u8; STATX_SIZE];
     encode_statx(&st, mask, &mut b)?;
@@ -652,6 +684,9 @@ pub fn mkdirat(dirfd: i32, path: u64, _mode: u32) -> SysResult {
 }
 
 pub fn unlinkat(dirfd: i32, path: u64, flags: i32) -> SysResult {
+    if flags & !AT_REMOVEDIR != 0 {
+        return Err(Errno::EINVAL);
+    }
     let p = user_string(path, PATH_MAX)?;
     let start = start_dir(dirfd)?;
     let mut wk = Walker::new();
@@ -713,6 +748,9 @@ pub fn renameat2(olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -> Sy
 }
 
 pub fn linkat(olddir: i32, old: u64, newdir: i32, new: u64, flags: i32) -> SysResult {
+    if flags & !(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
     let (op, np) = (user_string(old, PATH_MAX)?, user_string(new, PATH_MAX)?);
     let (old_start, new_start) = (start_dir(olddir)?, start_dir(newdir)?);
     let mut wk = Walker::new();
@@ -779,8 +817,15 @@ pub fn readlinkat(dirfd: i32, path: u64, buf: u64, len: u64) -> SysResult {
     Ok(n as u64)
 }
 
-pub fn faccessat(dirfd: i32, path: u64, _mode: i32) -> SysResult {
-    stat_path(dirfd, path, 0).map(|_| 0)
+/// access, faccessat (`flags` 0) and faccessat2: whether `path` exists
+/// (cairn's one user is root and TFS keeps no modes, so every access is
+/// allowed). `EINVAL` for a mode beyond `R_OK|W_OK|X_OK` or flags beyond
+/// `AT_EACCESS|AT_SYMLINK_NOFOLLOW|AT_EMPTY_PATH`, as Linux.
+pub fn faccessat(dirfd: i32, path: u64, mode: i32, flags: i32) -> SysResult {
+    if mode & !7 != 0 || flags & !(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    stat_path(dirfd, path, flags & !AT_EACCESS).map(|_| 0)
 }
 
 /// A directory entry: inode number, `DT_*`, name.
@@ -840,7 +885,10 @@ pub fn getdents64(fd: i32, buf: u64, len: u64) -> SysResult {
             kind,
             name,
         };
-        if !w.push(&d)? {
+        // A name no dirent can carry (over DIRENT_NAME_LIMIT, or with NUL
+        // or '/': a damaged image) is left out (`Err`); the listing goes on
+        // past it.
+        if let Ok(false) = w.push(&d) {
             break;
         }
         k += 1;
@@ -884,7 +932,11 @@ pub fn fchdir(fd: i32) -> SysResult {
         // Special directories cannot be the working directory.
         return Err(Errno::ENOTDIR);
     };
-    current().cwd.lock().dir = dir;
+    drop(f);
+    // The path goes with the directory (getcwd, relative special paths).
+    let path = Walker::new().path_of(dir)?;
+    let path = alloc::string::String::from_utf8_lossy(&path).into_owned();
+    *current().cwd.lock() = process::Cwd { dir, path };
     Ok(0)
 }
 

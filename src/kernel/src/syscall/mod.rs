@@ -2,7 +2,7 @@
 //! handlers in [`fs`], [`mm`], [`thread`], [`misc`], [`pipe`] (pipes,
 //! eventfd, timerfd), [`poll`] (poll, select, epoll), [`lock`] (flock),
 //! [`copy`] (sendfile, copy_file_range), [`sys`] (rusage, prctl,
-//! scheduler, mlock, membarrier) and [`memfd`]; user-memory helpers; the
+//! scheduler, mlock, membarrier), [`memfd`] and [`times`] (file times); user-memory helpers; the
 //! handling of exceptions raised in user mode.
 //!
 //! Kernel-lock context (the entry path takes the lock before calling in),
@@ -22,6 +22,7 @@ pub mod shm;
 pub mod signal;
 pub mod sys;
 pub mod thread;
+pub mod times;
 pub mod xattr;
 
 use crate::process::aspace::FaultOutcome;
@@ -100,7 +101,7 @@ fn call(n: u64, a: [u64; 6], regs: &UserRegs) -> SysResult {
         nr::WRITEV => fs::writev(i(0), a[1], a[2], None),
         nr::PREADV => fs::readv(i(0), a[1], a[2], Some(a[3])),
         nr::PWRITEV => fs::writev(i(0), a[1], a[2], Some(a[3])),
-        nr::ACCESS => fs::faccessat(fs::AT_FDCWD, a[0], i(1)),
+        nr::ACCESS => fs::faccessat(fs::AT_FDCWD, a[0], i(1), 0),
         nr::SCHED_YIELD => thread::sched_yield(),
         nr::MREMAP => mm::mremap(a[0], a[1], a[2], a[3], a[4]),
         nr::MSYNC => mm::msync(a[0], a[1], i(2)),
@@ -131,13 +132,12 @@ fn call(n: u64, a: [u64; 6], regs: &UserRegs) -> SysResult {
         nr::UNLINK => fs::unlinkat(fs::AT_FDCWD, a[0], 0),
         nr::SYMLINK => fs::symlinkat(a[0], fs::AT_FDCWD, a[1]),
         nr::READLINK => fs::readlinkat(fs::AT_FDCWD, a[0], a[1], a[2]),
-        nr::CHMOD
-        | nr::FCHMOD
-        | nr::FCHMODAT
-        | nr::CHOWN
-        | nr::FCHOWN
-        | nr::LCHOWN
-        | nr::FCHOWNAT => Ok(0),
+        nr::CHMOD | nr::FCHMOD | nr::FCHMODAT | nr::CHOWN | nr::FCHOWN | nr::LCHOWN => Ok(0),
+        // Its flags are checked as Linux does (the change itself is a no-op).
+        nr::FCHOWNAT if i(4) & !(fs::AT_SYMLINK_NOFOLLOW | fs::AT_EMPTY_PATH) != 0 => {
+            Err(Errno::EINVAL)
+        }
+        nr::FCHOWNAT => Ok(0),
         nr::UMASK => Ok(u64::from(
             crate::process::current()
                 .umask
@@ -172,9 +172,13 @@ fn call(n: u64, a: [u64; 6], regs: &UserRegs) -> SysResult {
         nr::LINKAT => fs::linkat(i(0), a[1], i(2), a[3], i(4)),
         nr::SYMLINKAT => fs::symlinkat(a[0], i(1), a[2]),
         nr::READLINKAT => fs::readlinkat(i(0), a[1], a[2], a[3]),
-        nr::FACCESSAT | nr::FACCESSAT2 => fs::faccessat(i(0), a[1], i(2)),
+        nr::FACCESSAT => fs::faccessat(i(0), a[1], i(2), 0),
+        nr::FACCESSAT2 => fs::faccessat(i(0), a[1], i(2), i(3)),
         nr::SET_ROBUST_LIST => Ok(0),
-        nr::UTIMENSAT | nr::UTIMES | nr::UTIME | nr::FUTIMESAT => Ok(0),
+        nr::UTIMENSAT => times::utimensat(i(0), a[1], a[2], i(3)),
+        nr::FUTIMESAT => times::futimesat(i(0), a[1], a[2]),
+        nr::UTIMES => times::futimesat(fs::AT_FDCWD, a[0], a[1]),
+        nr::UTIME => times::utime(a[0], a[1]),
         nr::FALLOCATE => fs::fallocate(i(0), i(1), a[2], a[3]),
         nr::DUP3 => fs::dup3(i(0), i(1), i(2), false),
         nr::PRLIMIT64 => misc::prlimit(a[0], i(1), a[2], a[3]),

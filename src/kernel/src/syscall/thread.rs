@@ -305,6 +305,28 @@ fn futex_wake_op(addr: u64, n: i32, n2: i32, addr2: u64, encoded: u32) -> SysRes
     Ok(woken as u64)
 }
 
+/// Checks a futex word's address as Linux's `get_futex_key`: `EINVAL` if
+/// misaligned, `EFAULT` if the word is not in the user half; for a shared
+/// (not `FUTEX_PRIVATE_FLAG`) futex the word must also be mapped (Linux
+/// pins its page), so it is read once (demand-paging it): `EFAULT` if it
+/// cannot be. cairn runs one process, so past this check shared and
+/// private futexes are the same.
+fn futex_key(addr: u64, shared: bool) -> Result<(), Errno> {
+    if addr % 4 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if addr
+        .checked_add(4)
+        .is_none_or(|end| end > cairn_pc::paging::USER_END)
+    {
+        return Err(Errno::EFAULT);
+    }
+    if shared {
+        super::copy_in(&mut [0u8; 4], addr)?;
+    }
+    Ok(())
+}
+
 pub fn futex(addr: u64, op: i32, val: u32, timeout: u64, addr2: u64, val3: u32) -> SysResult {
     const WAIT: i32 = 0;
     const WAKE: i32 = 1;
@@ -317,6 +339,16 @@ pub fn futex(addr: u64, op: i32, val: u32, timeout: u64, addr2: u64, val3: u32) 
     const CLOCK_REALTIME: i32 = 256;
     let cmd = op & !(PRIVATE | CLOCK_REALTIME);
     let p = current();
+    let shared = op & PRIVATE == 0;
+    if matches!(
+        cmd,
+        WAIT | WAIT_BITSET | WAKE | WAKE_BITSET | WAKE_OP | REQUEUE | CMP_REQUEUE
+    ) {
+        futex_key(addr, shared)?;
+    }
+    if matches!(cmd, WAKE_OP | REQUEUE | CMP_REQUEUE) {
+        futex_key(addr2, shared)?;
+    }
     match cmd {
         WAIT => futex_wait(addr, val, timeout, MATCH_ANY, false),
         WAIT_BITSET => futex_wait(addr, val, timeout, val3, true),

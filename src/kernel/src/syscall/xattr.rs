@@ -25,7 +25,7 @@ pub enum Target {
 fn check(t: Target) -> Result<(), Errno> {
     match t {
         Target::Fd(fd) => get_file(fd).map(|_| ()),
-        Target::Path(p) => faccessat(AT_FDCWD, p, 0).map(|_| ()),
+        Target::Path(p) => faccessat(AT_FDCWD, p, 0, 0).map(|_| ()),
     }
 }
 

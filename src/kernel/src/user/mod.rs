@@ -213,6 +213,22 @@ pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), BadAddress> {
     if left == 0 { Ok(()) } else { Err(BadAddress) }
 }
 
+/// Copies as much of user memory at `src` into `dst` as is readable, from
+/// the start: returns how many bytes were copied (less than `dst.len()`
+/// when the range runs into an unreachable page or the kernel half). A
+/// write from such a buffer writes that much (a short count, as Linux).
+pub fn copy_from_user_prefix(dst: &mut [u8], src: u64) -> usize {
+    let reachable = cairn_pc::paging::USER_END.saturating_sub(src);
+    let len = dst
+        .len()
+        .min(usize::try_from(reachable).unwrap_or(usize::MAX));
+    // SAFETY: `src..src + len` lies in the user half (clamped above) and is
+    // read through the fix-up table, so a fault only ends the copy; `dst`
+    // is a kernel buffer we own.
+    let left = unsafe { cairn_pc::fixup::copy_fallible(dst.as_mut_ptr(), src as *const u8, len) };
+    len - left
+}
+
 /// Like [`copy_from_user`], but a page that is not mapped yet is not paged
 /// in (the copy fails instead of sleeping): for reads under a lock.
 pub fn copy_from_user_nofault(dst: &mut [u8], src: u64) -> Result<(), BadAddress> {

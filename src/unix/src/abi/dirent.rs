@@ -30,6 +30,13 @@ pub const DT_SOCK: u8 = 12;
 
 const NAME_OFF: usize = 19;
 
+/// Longest name [`DirentWriter::push`] packs. Linux's getdents64 packs a
+/// name of any length its filesystem holds (`d_reclen` is 16 bits); names
+/// over `NAME_MAX` (255) cannot be created through Linux's system calls
+/// but exist in images made by other tools (Nanos's mkfs), and a listing
+/// shows them, as Linux would. Longer than a path cannot be useful.
+pub const DIRENT_NAME_LIMIT: usize = crate::path::PATH_MAX - 1;
+
 /// Record length for a name of `name_len` bytes (header, name, NUL,
 /// padding to 8).
 pub const fn dirent_reclen(name_len: usize) -> usize {
@@ -45,7 +52,8 @@ pub struct Dirent<'a> {
     pub next: i64,
     /// `DT_*` type.
     pub kind: u8,
-    /// Name (1..=255 bytes, no NUL or '/'; "." and ".." allowed).
+    /// Name (1..=[`DIRENT_NAME_LIMIT`] bytes, no NUL or '/'; "." and ".."
+    /// allowed).
     pub name: &'a [u8],
 }
 
@@ -71,10 +79,11 @@ impl<'a> DirentWriter<'a> {
 
     /// Adds `e`. `Ok(true)` if it was packed, `Ok(false)` if it does not
     /// fit (stop; it will be the first entry of the next call).
-    /// `ENAMETOOLONG` for names over 255 bytes, `EINVAL` for empty names
-    /// or names with NUL or '/' (a filesystem bug, never user input).
+    /// `ENAMETOOLONG` for names over [`DIRENT_NAME_LIMIT`] bytes, `EINVAL`
+    /// for empty names or names with NUL or '/' (a filesystem bug, never
+    /// user input): entries that cannot be listed; the caller skips them.
     pub fn push(&mut self, e: &Dirent<'_>) -> Result<bool, Errno> {
-        if e.name.len() > crate::path::NAME_MAX {
+        if e.name.len() > DIRENT_NAME_LIMIT {
             return Err(Errno::ENAMETOOLONG);
         }
         if e.name.is_empty() || e.name.iter().any(|&c| c == 0 || c == b'/') {

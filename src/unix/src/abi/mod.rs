@@ -20,8 +20,8 @@ mod stat;
 mod time;
 
 pub use dirent::{
-    DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, DT_UNKNOWN, Dirent, DirentWriter,
-    dirent_reclen,
+    DIRENT_NAME_LIMIT, DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, DT_UNKNOWN,
+    Dirent, DirentWriter, dirent_reclen,
 };
 pub use misc::{IOV_MAX, IoVec, RLIM_INFINITY, Rlimit, StackT, Utsname, decode_iovecs};
 pub use sigaction::KernelSigaction;
@@ -29,7 +29,10 @@ pub use stat::{
     FileStat, STAT_SIZE, STATX_BASIC_STATS, STATX_BTIME, STATX_SIZE, encode_stat, encode_statx,
     major, makedev, minor,
 };
-pub use time::{Timespec, Timeval};
+pub use time::{
+    TimeSet, Timespec, Timeval, UTIME_NOW, UTIME_OMIT, decode_utimbuf, decode_utimens,
+    decode_utimes,
+};
 
 use crate::Errno;
 

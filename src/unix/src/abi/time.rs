@@ -102,3 +102,61 @@ impl Timeval {
         Ok(t)
     }
 }
+
+/// `tv_nsec` of a `utimensat` time: set it to the current time.
+pub const UTIME_NOW: i64 = (1 << 30) - 1;
+/// `tv_nsec` of a `utimensat` time: leave it unchanged.
+pub const UTIME_OMIT: i64 = (1 << 30) - 2;
+
+/// What a `utimensat`/`utimes`/`utime` call asks for one of a file's
+/// times (access or modification).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeSet {
+    /// The current wall-clock time.
+    Now,
+    /// Unchanged.
+    Omit,
+    /// This time.
+    At(Timespec),
+}
+
+/// Decodes `utimensat`'s `struct timespec times[2]` (32 bytes): `EINVAL`
+/// for a `tv_nsec` that is neither in 0..1e9 nor `UTIME_NOW`/`UTIME_OMIT`
+/// (seconds are not checked, as on Linux).
+pub fn decode_utimens(b: &[u8]) -> Result<[TimeSet; 2], Errno> {
+    let one = |at: usize| -> Result<TimeSet, Errno> {
+        let t = Timespec::decode(b.get(at..).ok_or(Errno::EFAULT)?)?;
+        match t.nsec {
+            UTIME_NOW => Ok(TimeSet::Now),
+            UTIME_OMIT => Ok(TimeSet::Omit),
+            0..1_000_000_000 => Ok(TimeSet::At(t)),
+            _ => Err(Errno::EINVAL),
+        }
+    };
+    Ok([one(0)?, one(Timespec::SIZE)?])
+}
+
+/// Decodes `utimes`/`futimesat`'s `struct timeval times[2]` (32 bytes):
+/// `EINVAL` for a `tv_usec` outside 0..1e6.
+pub fn decode_utimes(b: &[u8]) -> Result<[TimeSet; 2], Errno> {
+    let one = |at: usize| -> Result<TimeSet, Errno> {
+        let t = Timeval::decode(b.get(at..).ok_or(Errno::EFAULT)?)?;
+        Ok(TimeSet::At(Timespec {
+            sec: t.sec,
+            nsec: t.usec * 1000,
+        }))
+    };
+    Ok([one(0)?, one(Timeval::SIZE)?])
+}
+
+/// Decodes `utime`'s `struct utimbuf { time_t actime, modtime; }` (16
+/// bytes, whole seconds).
+pub fn decode_utimbuf(b: &[u8]) -> Result<[TimeSet; 2], Errno> {
+    let secs = |at: usize| -> Result<TimeSet, Errno> {
+        Ok(TimeSet::At(Timespec {
+            sec: get_i64(b, at)?,
+            nsec: 0,
+        }))
+    };
+    Ok([secs(0)?, secs(8)?])
+}
