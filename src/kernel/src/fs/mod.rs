@@ -407,6 +407,13 @@ impl Mount {
         let mut nodes = self.nodes.lock();
         if nodes.get(&ino.0).is_some_and(|f| Arc::strong_count(f) == 1) {
             nodes.remove(&ino.0);
+            drop(nodes);
+            // Its /proc name goes with it (the name map would otherwise
+            // keep an entry per file ever opened).
+            crate::special::proc::forget_path(Loc {
+                mount: self.id,
+                ino,
+            });
         }
     }
 
