@@ -255,12 +255,19 @@ fn moves_offset(f: &OpenFile) -> bool {
     }
 }
 
+/// Most bytes one read or write moves, as on Linux (`MAX_RW_COUNT`): a
+/// larger count is a short transfer. (A write of `(size_t)-1` bytes to
+/// `/dev/null` returned them all, and adding that to the offset
+/// overflowed: the fuzz test's first panic.)
+pub const MAX_RW_COUNT: u64 = 0x7fff_f000;
+
 pub fn read(fd: i32, buf: u64, len: u64) -> SysResult {
     let f = get_file(fd)?;
     let off = f.offset.load(Ordering::Relaxed);
-    let n = read_at(&f, off, buf, len as usize)?;
+    let n = read_at(&f, off, buf, len.min(MAX_RW_COUNT) as usize)?;
     if moves_offset(&f) {
-        f.offset.store(off + n as u64, Ordering::Relaxed);
+        f.offset
+            .store(off.saturating_add(n as u64), Ordering::Relaxed);
     }
     Ok(n as u64)
 }
@@ -272,9 +279,10 @@ pub fn write(fd: i32, buf: u64, len: u64) -> SysResult {
     } else {
         f.offset.load(Ordering::Relaxed)
     };
-    let n = write_at(&f, off, buf, len as usize)?;
+    let n = write_at(&f, off, buf, len.min(MAX_RW_COUNT) as usize)?;
     if moves_offset(&f) {
-        f.offset.store(off + n as u64, Ordering::Relaxed);
+        f.offset
+            .store(off.saturating_add(n as u64), Ordering::Relaxed);
     }
     Ok(n as u64)
 }
