@@ -318,7 +318,15 @@ fn iovecs(iov: u64, count: u64) -> Result<Vec<IoVec>, Errno> {
     }
     let mut raw = vec![0u8; count as usize * IoVec::SIZE];
     copy_in(&mut raw, iov)?;
-    decode_iovecs(&raw, count as usize)
+    let mut vecs = decode_iovecs(&raw, count as usize)?;
+    // At most MAX_RW_COUNT bytes in all, as Linux (the rest is a short
+    // transfer): what a call returns then always fits the offset.
+    let mut left = MAX_RW_COUNT;
+    for v in &mut vecs {
+        v.len = v.len.min(left);
+        left -= v.len;
+    }
+    Ok(vecs)
 }
 
 pub fn readv(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
