@@ -4,7 +4,8 @@
 //! `/dev/kvm` is usable, one boot under KVM so that path stays alive;
 //! then the runtime tests (workload images, see [`crate::runtime`]) on
 //! virtio-blk, or on every storage kind with `--all-storage`. `--stress`
-//! runs the stress target instead ([`crate::stress`]).
+//! runs the stress target instead ([`crate::stress`]), `--soak` the long
+//! soak and fuzz runs ([`crate::soak`]).
 //!
 //! Every QEMU run has a timeout and its serial log stays in
 //! `target/xtask/logs/`; failures print the log's tail and the symbolised
@@ -49,6 +50,10 @@ pub struct TestArgs {
     /// at -smp 4 while host threads keep every host core busy.
     #[arg(long, conflicts_with_all = ["host_only", "no_runtime", "kernel_only", "runtime_only"])]
     pub stress: bool,
+    /// The soak target instead of the suite: the long runs of the soak and
+    /// syscall-fuzz runtime tests (`--runtime FILTER` narrows them).
+    #[arg(long, conflicts_with_all = ["host_only", "no_runtime", "kernel_only", "runtime_only", "stress"])]
+    pub soak: bool,
 }
 
 /// One in-QEMU test from the kernel's catalogue.
@@ -321,7 +326,15 @@ pub fn test(a: TestArgs) -> Result<ExitCode> {
             Err(e) => step(&mut report, "stress", Err(e)),
         }
     }
-    if !a.kernel_only && !a.runtime_only && !a.stress {
+    if a.soak {
+        match build::kernel(false) {
+            Ok(kernel) => crate::soak::run(&kernel, a.runtime.as_deref(), &mut |name, r| {
+                step(&mut report, name, r)
+            }),
+            Err(e) => step(&mut report, "soak", Err(e)),
+        }
+    }
+    if !a.kernel_only && !a.runtime_only && !a.stress && !a.soak {
         step(
             &mut report,
             "cargo fmt --check",
@@ -362,12 +375,12 @@ pub fn test(a: TestArgs) -> Result<ExitCode> {
             step(&mut report, &format!("loom {pkg} {t}"), run_loom(&pkg, &t));
         }
     }
-    if !a.host_only && !a.runtime_only && !a.stress {
+    if !a.host_only && !a.runtime_only && !a.stress && !a.soak {
         if let Err(e) = kernel_tests(&a, &mut report) {
             step(&mut report, "in-QEMU tests", Err(e));
         }
     }
-    if !a.host_only && !a.no_runtime && !a.stress {
+    if !a.host_only && !a.no_runtime && !a.stress && !a.soak {
         match build::kernel(false) {
             Ok(kernel) => crate::runtime::run(
                 &kernel,

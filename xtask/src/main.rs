@@ -35,6 +35,7 @@ mod qemu;
 mod run_image;
 mod runtime;
 mod setup;
+mod soak;
 mod stress;
 
 use clap::{Parser, Subcommand};

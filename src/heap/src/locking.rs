@@ -126,6 +126,7 @@ mod tests {
                 allocated: 0,
                 total: 0,
                 high_water: 0,
+                objects: 0,
             }
         }
     }

@@ -1,4 +1,5 @@
-//! Accounting: every heap counts the bytes it has handed out (`allocated`),
+//! Accounting: every heap counts the bytes it has handed out (`allocated`)
+//! and the allocations behind them (`objects`),
 //! the bytes it manages or holds from its parent (`total`) and the most it
 //! ever had handed out at once (`high_water`). [`StatsTable`] prints a set of
 //! heaps as a table, for the kernel's debug dump and its panic handler.
@@ -20,14 +21,16 @@ pub struct HeapStats {
     pub total: u64,
     /// The largest `allocated` ever seen.
     pub high_water: u64,
+    /// Allocations handed out and not yet freed (one per `alloc` call).
+    pub objects: u64,
 }
 
 impl fmt::Display for HeapStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: allocated {} of {} bytes, high water {}",
-            self.name, self.allocated, self.total, self.high_water
+            "{}: allocated {} of {} bytes in {} objects, high water {}",
+            self.name, self.allocated, self.total, self.objects, self.high_water
         )
     }
 }
@@ -36,7 +39,7 @@ impl fmt::Display for HeapStats {
 ///
 /// ```
 /// use cairn_heap::{HeapStats, StatsTable};
-/// let s = HeapStats { name: "general", allocated: 4096, total: 65536, high_water: 8192 };
+/// let s = HeapStats { name: "general", allocated: 4096, total: 65536, high_water: 8192, objects: 2 };
 /// let text = format!("{}", StatsTable(&[s]));
 /// assert!(text.contains("general"));
 /// ```
@@ -46,14 +49,14 @@ impl fmt::Display for StatsTable<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<16} {:>16} {:>16} {:>16}",
-            "heap", "allocated", "total", "high water"
+            "{:<16} {:>16} {:>16} {:>16} {:>12}",
+            "heap", "allocated", "total", "high water", "objects"
         )?;
         for s in self.0 {
             writeln!(
                 f,
-                "{:<16} {:>16} {:>16} {:>16}",
-                s.name, s.allocated, s.total, s.high_water
+                "{:<16} {:>16} {:>16} {:>16} {:>12}",
+                s.name, s.allocated, s.total, s.high_water, s.objects
             )?;
         }
         Ok(())
@@ -66,6 +69,7 @@ pub(crate) struct Accounting {
     allocated: u64,
     total: u64,
     high_water: u64,
+    objects: u64,
 }
 
 impl Accounting {
@@ -74,12 +78,14 @@ impl Accounting {
             allocated: 0,
             total: 0,
             high_water: 0,
+            objects: 0,
         }
     }
 
     #[inline]
     pub(crate) fn allocated(&mut self, bytes: u64) {
         self.allocated += bytes;
+        self.objects += 1;
         if self.allocated > self.high_water {
             self.high_water = self.allocated;
         }
@@ -88,6 +94,7 @@ impl Accounting {
     #[inline]
     pub(crate) fn freed(&mut self, bytes: u64) {
         self.allocated -= bytes;
+        self.objects -= 1;
     }
 
     pub(crate) fn grew(&mut self, bytes: u64) {
@@ -100,6 +107,7 @@ impl Accounting {
             allocated: self.allocated,
             total: self.total,
             high_water: self.high_water,
+            objects: self.objects,
         }
     }
 }
@@ -119,6 +127,7 @@ mod tests {
         a.allocated(10);
         let s = a.snapshot("t");
         assert_eq!((s.allocated, s.total, s.high_water), (30, 100, 80));
+        assert_eq!(s.objects, 2, "three allocations, one freed");
     }
 
     #[test]
@@ -129,17 +138,21 @@ mod tests {
                 allocated: 1,
                 total: 2,
                 high_water: 3,
+                objects: 7,
             },
             HeapStats {
                 name: "general",
                 allocated: 4,
                 total: 5,
                 high_water: 6,
+                objects: 8,
             },
         ];
         let text = format!("{}", StatsTable(&rows));
         assert_eq!(text.lines().count(), 3);
         assert!(text.lines().nth(2).unwrap().starts_with("general"));
-        assert!(format!("{}", rows[0]).contains("allocated 1 of 2 bytes, high water 3"));
+        assert!(
+            format!("{}", rows[0]).contains("allocated 1 of 2 bytes in 7 objects, high water 3")
+        );
     }
 }

@@ -101,7 +101,9 @@ pub fn every(period_ns: u64, f: impl FnMut() + Send + 'static) -> TimerId {
 
 fn add(after_ns: u64, action: Action) -> TimerId {
     let id = TimerId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
-    let deadline = crate::time::now_ns() + after_ns;
+    // Saturating: a program may ask for a time no clock reaches (a
+    // timerfd armed for `i64::MAX` seconds panicked here, fuzz seed 2).
+    let deadline = crate::time::now_ns().saturating_add(after_ns);
     insert(Entry {
         deadline,
         id,
@@ -236,7 +238,7 @@ fn run_expired() {
             Action::Once(f) => f(),
             Action::Every(period, ref mut f) => {
                 f();
-                e.deadline = e.deadline.max(now) + period;
+                e.deadline = e.deadline.max(now).saturating_add(period);
                 insert(e);
             }
         }

@@ -134,6 +134,8 @@ pub struct PageCache {
     lru: IrqSpinLock<Lru>,
     pub(crate) volumes: IrqSpinLock<Vec<Weak<VolumeCache>>>,
     resident: AtomicUsize,
+    /// Nodes that exist now (see [`PageCache::nodes`]).
+    pub(crate) nodes: AtomicUsize,
     clock: AtomicU64,
     pub(crate) stats: Stats,
 }
@@ -158,6 +160,7 @@ impl PageCache {
                 ),
                 volumes: IrqSpinLock::new(&VOLUMES_CLASS, Vec::new()),
                 resident: AtomicUsize::new(0),
+                nodes: AtomicUsize::new(0),
                 clock: AtomicU64::new(0),
                 stats: Stats::default(),
             })
@@ -171,6 +174,11 @@ impl PageCache {
     /// Frames the cache holds now.
     pub fn resident(&self) -> usize {
         self.resident.load(Ordering::Relaxed)
+    }
+
+    /// Nodes (files with a page tree) that exist now, on every volume.
+    pub fn nodes(&self) -> usize {
+        self.nodes.load(Ordering::Relaxed)
     }
 
     /// Pages on the LRU (the clean ones, pinned or not).

@@ -257,6 +257,7 @@ impl Node {
     /// A node for a file of `volume`; kernel-lock context.
     pub fn new(volume: &Arc<VolumeCache>, backing: Arc<dyn Backing>) -> Arc<Node> {
         assert_kernel_lock("Node::new");
+        volume.cache().nodes.fetch_add(1, Ordering::Relaxed);
         bh_safe_alloc(|| {
             Arc::new_cyclic(|me| Node {
                 volume: volume.clone(),
@@ -1147,6 +1148,7 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        self.volume.cache().nodes.fetch_sub(1, Ordering::Relaxed);
         // The last reference is dropped under the kernel lock (`Held`
         // defers it there), so freeing the backing is allowed. Nothing pins
         // the pages (pins hold a reference) and no I/O is in flight (it

@@ -413,3 +413,18 @@ fn read_or_complete_returns_cached_pages_at_once() {
     });
     assert_eq!(v, file[PS..3 * PS]);
 }
+
+#[test]
+fn nodes_are_counted_while_they_exist() {
+    let w = World::new(no_readahead(), DevConfig::default(), 2);
+    let before = w.cache.nodes();
+    let a = w.node(0);
+    let b = w.node(1);
+    assert_eq!(w.cache.nodes(), before + 2);
+    w.write(&a, 0, &pattern(7, 0, PS)).unwrap();
+    w.sync(&a).unwrap();
+    w.syscall(|| drop(a));
+    assert_eq!(w.cache.nodes(), before + 1);
+    w.syscall(|| drop(b));
+    assert_eq!(w.cache.nodes(), before);
+}

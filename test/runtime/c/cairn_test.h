@@ -387,4 +387,91 @@ static __attribute__((unused)) void spinners_stop_all(void)
         pthread_join(spinner_threads[i], NULL);
 }
 
+/*
+ * cairn's kernel accounting, /proc/cairn/kstats (see docs/SYSCALLS.md):
+ * `name value` lines (per heap `heap.<name>.bytes` and `.objects`; then
+ * threads, user_threads, files, fds, vmaps, pagecache.nodes,
+ * pagecache.pages). kstats_read returns 0, or -1 when the file does not
+ * exist (a native run on Linux): the caller then skips its growth checks.
+ */
+#define KSTATS_MAX 64
+struct kstats {
+    int n;
+    char name[KSTATS_MAX][48];
+    long long val[KSTATS_MAX];
+};
+
+static __attribute__((unused)) int kstats_read(struct kstats *k)
+{
+    static char buf[8192];
+    int fd = open("/proc/cairn/kstats", O_RDONLY);
+    if (fd < 0)
+        return -1;
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            FAIL("read /proc/cairn/kstats");
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len == sizeof buf - 1)
+            FAIL("/proc/cairn/kstats longer than %zu bytes", sizeof buf - 1);
+    }
+    close(fd);
+    buf[len] = 0;
+    k->n = 0;
+    for (char *line = buf; *line && k->n < KSTATS_MAX;) {
+        char *end = strchr(line, '\n');
+        if (end)
+            *end = 0;
+        char *sp = strchr(line, ' ');
+        if (sp && (size_t)(sp - line) < sizeof k->name[0]) {
+            memcpy(k->name[k->n], line, (size_t)(sp - line));
+            k->name[k->n][sp - line] = 0;
+            k->val[k->n] = strtoll(sp + 1, NULL, 10);
+            k->n++;
+        }
+        if (!end)
+            break;
+        line = end + 1;
+    }
+    return 0;
+}
+
+/* The value of `name`, or -1 if the snapshot lacks it. */
+static __attribute__((unused)) long long kstat(const struct kstats *k, const char *name)
+{
+    for (int i = 0; i < k->n; i++)
+        if (strcmp(k->name[i], name) == 0)
+            return k->val[i];
+    return -1;
+}
+
+static __attribute__((unused)) void kstats_print(const char *label, const struct kstats *k)
+{
+    printf("kstats %s:", label);
+    for (int i = 0; i < k->n; i++)
+        printf(" %s=%lld", k->name[i], k->val[i]);
+    printf("\n");
+}
+
+/*
+ * Growth of `name` from `a` to `b`, checked against `bound`: prints both
+ * snapshots and fails when it grew by more (a value missing from either
+ * snapshot, e.g. a heap whose lock was busy, is not checked).
+ */
+static __attribute__((unused)) int kstats_grew(const struct kstats *a, const struct kstats *b,
+                                               const char *name, long long bound)
+{
+    long long x = kstat(a, name), y = kstat(b, name);
+    if (x < 0 || y < 0 || y - x <= bound)
+        return 0;
+    fprintf(stderr, "GROWTH %s: %s grew by %lld (%lld -> %lld), bound %lld\n", test_name, name,
+            y - x, x, y, bound);
+    return 1;
+}
+
 #endif

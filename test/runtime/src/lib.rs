@@ -245,6 +245,12 @@ pub struct RuntimeTest {
     pub steps: &'static [Step],
     /// Whether it runs on the Linux guest (`cargo xtask linux-test`).
     pub linux: Native,
+    /// argv of its long run under `cargo xtask test --soak` (one boot that
+    /// must pass, with [`RuntimeTest::soak_timeout_s`]); empty: not part of
+    /// the soak target.
+    pub soak: &'static [&'static str],
+    /// Seconds before the runner kills the soak run.
+    pub soak_timeout_s: u64,
 }
 
 const PAGE: u64 = 4096;
@@ -275,6 +281,8 @@ const fn test(name: &'static str, what: &'static str) -> RuntimeTest {
         real: None,
         steps: &[],
         linux: Native::Yes,
+        soak: &[],
+        soak_timeout_s: 0,
     }
 }
 
@@ -900,6 +908,75 @@ static CATALOGUE: &[RuntimeTest] = &[
         ..test(
             "bad_exec",
             "programs the kernel refuses with a message and status 126/127, one per boot: text, a 32-bit ELF, a missing dynamic loader, a program header past the file's end, no such file",
+        )
+    },
+    RuntimeTest {
+        storage: &[Storage::Virtio],
+        timeout_s: 300,
+        image_mib: 32,
+        native: Native::No(
+            "calls syscalls with random arguments, absolute paths included: only in a VM",
+        ),
+        soak: &["fuzz", "2", "1000000"],
+        soak_timeout_s: 8 * 3600,
+        ..test(
+            "fuzz",
+            "syscall fuzzer: 20,000 calls of every implemented syscall with random and boundary arguments (NULL, kernel-half, non-canonical and unmapped pointers, huge and negative lengths and offsets, bad flags, closed fds) from seed 1; no panic, no hang, EFAULT/EBADF/ENOSYS where predictable, the filesystem still works after (--soak: 1,000,000 calls, seed 2)",
+        )
+    },
+    RuntimeTest {
+        source: "soak",
+        storage: &[Storage::Virtio],
+        timeout_s: 300,
+        soak: &["soak", "fsync", "100000"],
+        soak_timeout_s: 6 * 3600,
+        ..test(
+            "soak_fsync",
+            "pwrite+fsync of one file 300 times after a warm-up: heap bytes and objects, threads, files, mappings and pagecache nodes (/proc/cairn/kstats) must not grow (--soak: 100,000)",
+        )
+    },
+    RuntimeTest {
+        source: "soak",
+        storage: &[Storage::Virtio],
+        timeout_s: 300,
+        soak: &["soak", "unlink", "20000"],
+        soak_timeout_s: 6 * 3600,
+        ..test(
+            "soak_unlink",
+            "300 create/write/close/unlink cycles (without fsync, with fsync, renamed over a dirty file) after a warm-up: the kernel's accounting must not grow (--soak: 20,000)",
+        )
+    },
+    RuntimeTest {
+        source: "soak",
+        storage: &[Storage::Virtio],
+        timeout_s: 300,
+        soak: &["soak", "threads", "10000"],
+        soak_timeout_s: 4 * 3600,
+        ..test(
+            "soak_threads",
+            "300 pthread_create/join after a warm-up: threads, stacks and heap objects must not grow (--soak: 10,000)",
+        )
+    },
+    RuntimeTest {
+        source: "soak",
+        storage: &[Storage::Virtio],
+        timeout_s: 300,
+        soak: &["soak", "mmap", "10000"],
+        soak_timeout_s: 4 * 3600,
+        ..test(
+            "soak_mmap",
+            "300 mmap (shared written, private read)/munmap of a file after a warm-up: mappings, heap objects and pagecache nodes must not grow (--soak: 10,000)",
+        )
+    },
+    RuntimeTest {
+        source: "soak",
+        storage: &[Storage::Virtio],
+        timeout_s: 300,
+        soak: &["soak", "open", "5000"],
+        soak_timeout_s: 8 * 3600,
+        ..test(
+            "soak_open",
+            "3 rounds of open and close of 1,000 files after a warm-up round: descriptions, descriptors, heap objects and pagecache nodes must not grow (--soak: 5,000 rounds)",
         )
     },
 ];

@@ -456,6 +456,12 @@ impl Mount {
         let Some(file) = file else {
             return;
         };
+        // Its /proc name goes with it (the name map would otherwise keep an
+        // entry per file ever opened).
+        crate::special::proc::forget_path(Loc {
+            mount: self.id,
+            ino,
+        });
         // Truncate to 0 has no failure (see `Node::truncate`).
         let _ = wait_for(|c| file.node.truncate(0, c));
         self.fs().release(ino);

@@ -4,7 +4,9 @@
 //! Mappings are only ever added, never removed: freed pages stay mapped for
 //! reuse, so no TLB shoot-down is ever needed (which would be impossible
 //! under the irq-safe lock that guards a window). The RAM a window maps is
-//! its high-water mark.
+//! its high-water mark: allocation is first fit from the window's base, so
+//! that mark follows the most ever in use at once, not how much was ever
+//! allocated.
 //!
 //! Used under its `Locking` wrapper's lock (any context); takes
 //! `mm.page_tables` and `heap.physical` inside it.

@@ -73,7 +73,7 @@ fn take_expired(st: &mut State, now: u64) -> u64 {
                 1
             }
             Some(k) => {
-                st.next = Some(d + (k + 1) * st.interval);
+                st.next = Some(d.saturating_add((k + 1).saturating_mul(st.interval)));
                 k + 1
             }
         },
@@ -115,7 +115,7 @@ fn announce(weak: &Weak<TimerFd>, generation: u64) {
                 } else {
                     0
                 };
-                Some(d + k * st.interval)
+                Some(d.saturating_add(k.saturating_mul(st.interval)))
             }
             _ => None,
         }

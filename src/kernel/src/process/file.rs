@@ -183,6 +183,13 @@ pub const O_CLOEXEC: u32 = 0o2000000;
 pub const O_PATH: u32 = 0o10000000;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Open file descriptions that exist now.
+static LIVE: AtomicU64 = AtomicU64::new(0);
+
+/// How many open file descriptions exist now (`/proc/cairn/kstats`).
+pub fn live_descriptions() -> u64 {
+    LIVE.load(Ordering::Relaxed)
+}
 
 /// The lock class of every description's [`OpenFile::pos_lock`] (ordered
 /// before `fs.truncate` and `fs`: an append asks the file's size under it).
@@ -194,6 +201,7 @@ impl OpenFile {
         if let FileKind::Regular(d) = &kind {
             d.mount.fs().hold(d.ino);
         }
+        LIVE.fetch_add(1, Ordering::Relaxed);
         Arc::new(OpenFile {
             kind,
             offset: AtomicU64::new(0),
@@ -268,6 +276,7 @@ impl Drop for OpenFile {
     /// the file is reaped if that was its last holder and it has no name
     /// left (`Mount::reap`). Kernel-lock context, in a thread.
     fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
         crate::process::locks::release_description(self);
         if let FileKind::Regular(d) = &self.kind {
             d.mount.fs().release(d.ino);

@@ -38,6 +38,13 @@ pub enum SwitchReason {
 
 static ENTRY_CLASS: LockClass = LockClass::new("sched.thread_entry");
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Threads that exist (made and not yet freed): kernel and user threads.
+static LIVE: AtomicU64 = AtomicU64::new(0);
+
+/// How many threads exist now (`/proc/cairn/kstats`).
+pub fn live_threads() -> u64 {
+    LIVE.load(Ordering::Relaxed)
+}
 
 pub struct Thread {
     id: u64,
@@ -104,6 +111,12 @@ unsafe extern "C" {
     fn cairn_thread_start();
 }
 
+impl Drop for Thread {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Thread {
     /// A new runnable thread that will run `f` (not yet queued).
     pub fn new(name: &'static str, f: impl FnOnce() + Send + 'static) -> Arc<Thread> {
@@ -131,6 +144,7 @@ impl Thread {
         let ret_slot = aligned_top - 24;
         stack[((ret_slot - base) / 8) as usize] = cairn_thread_start as *const () as u64;
         let rsp = ret_slot - 48;
+        LIVE.fetch_add(1, Ordering::Relaxed);
         Arc::new(Thread {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name,

@@ -117,11 +117,11 @@ fn expire(id: i64, generation: u64) {
         let mut next = 0;
         let mut missed = 0u32;
         if t.interval != 0 {
-            next = t.deadline + t.interval;
+            next = t.deadline.saturating_add(t.interval);
             if next <= now {
                 let behind = (now - next) / t.interval + 1;
                 missed = behind.min(u64::from(u32::MAX)) as u32;
-                next += behind * t.interval;
+                next = next.saturating_add(behind.saturating_mul(t.interval));
             }
         }
         t.overrun = missed;

@@ -1,5 +1,5 @@
 //! `/proc`: system files (`cpuinfo`, `meminfo`, `stat`, `mounts`,
-//! `uptime`) and the program's own directory, `/proc/1`, which
+//! `uptime`), cairn's own accounting (`cairn/kstats`) and the program's own directory, `/proc/1`, which
 //! `/proc/self` links to (the program is pid 1): `exe`, `cwd`, `cmdline`,
 //! `comm`, `status`, `maps`, `mounts` and `fd/`.
 //!
@@ -67,6 +67,13 @@ pub fn exe() -> Vec<u8> {
 pub fn remember_path(loc: Loc, path: Vec<u8>) {
     with_info(|i| {
         i.paths.insert(loc.key(), path);
+    });
+}
+
+/// Forgets the path of the TFS file at `loc` (its inode is gone).
+pub fn forget_path(loc: Loc) {
+    with_info(|i| {
+        i.paths.remove(&loc.key());
     });
 }
 
@@ -267,6 +274,40 @@ fn mounts() -> Vec<u8> {
     s.into_bytes()
 }
 
+/// `/proc/cairn/kstats`: the kernel's own accounting, one `name value`
+/// line each, for tests that assert nothing grows (the soak tests,
+/// `test/runtime/c/cairn_test.h`'s `kstats_read`). Per heap of
+/// `kernel_heaps`: `heap.<name>.bytes` and `heap.<name>.objects` in use
+/// (a heap whose lock is busy is left out); then `threads` (kernel and user
+/// thread objects that exist), `user_threads` (the program's live threads),
+/// `files` (open file descriptions), `fds` (the program's descriptors),
+/// `vmaps` (the program's mappings), `pagecache.nodes` (files with a page
+/// tree) and `pagecache.pages` (frames the cache holds). Made when opened:
+/// the opener's own descriptor is counted.
+fn kstats() -> Vec<u8> {
+    let mut out = String::new();
+    for s in crate::heaps::stats().into_iter().flatten() {
+        let _ = writeln!(out, "heap.{}.bytes {}", s.name, s.allocated);
+        let _ = writeln!(out, "heap.{}.objects {}", s.name, s.objects);
+    }
+    let p = crate::process::current();
+    let vmaps = p.aspace.with_vmaps(|v| Ok(v.iter().count())).unwrap_or(0);
+    let pc = crate::fs::pagecache();
+    let _ = writeln!(
+        out,
+        "threads {}\nuser_threads {}\nfiles {}\nfds {}\nvmaps {}\npagecache.nodes {}\n\
+         pagecache.pages {}",
+        crate::sched::thread::live_threads(),
+        p.thread_count(),
+        crate::process::file::live_descriptions(),
+        p.fds.lock().count(),
+        vmaps,
+        pc.nodes(),
+        pc.resident(),
+    );
+    out.into_bytes()
+}
+
 fn uptime() -> Vec<u8> {
     let ns = crate::time::now_ns();
     format!(
@@ -460,6 +501,7 @@ pub fn init() {
     register("/proc/stat", text(stat));
     register("/proc/mounts", text(mounts));
     register("/proc/uptime", text(uptime));
+    register("/proc/cairn/kstats", text(kstats));
     register("/proc/1/exe", link(exe));
     register(
         "/proc/1/cwd",

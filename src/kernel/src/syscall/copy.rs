@@ -88,6 +88,7 @@ pub fn sendfile(out_fd: i32, in_fd: i32, offp: u64, count: u64) -> SysResult {
     } else {
         inf.offset.load(Ordering::Relaxed)
     };
+    let count = count.min(super::fs::MAX_RW_COUNT);
     let total = pump(&inf, &mut in_off, &outf, None, count as usize)?;
     if offp != 0 {
         copy_out(offp, &in_off.to_le_bytes())?;
@@ -153,6 +154,10 @@ pub fn copy_file_range(
     if flags != 0 {
         return Err(Errno::EINVAL);
     }
+    // At most MAX_RW_COUNT bytes per call, as Linux: offsets are below
+    // 2^63, so `offset + len` cannot overflow (a huge len panicked in the
+    // overlap check, fuzz seed 11).
+    let len = len.min(super::fs::MAX_RW_COUNT);
     let (inf, outf) = (get_file(in_fd)?, get_file(out_fd)?);
     let (FileKind::Regular(di), FileKind::Regular(dout)) = (&inf.kind, &outf.kind) else {
         return Err(Errno::EINVAL);

@@ -36,12 +36,17 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// A syscall's result: a value or an errno.
 pub type SysResult = Result<u64, Errno>;
 
-/// One bit per syscall number below 512: "ENOSYS already logged".
+/// One bit per syscall number below 512: "ENOSYS already logged"; the
+/// last word's bit 63 stands for every number from 511 up (a program
+/// trying numbers no kernel has must not flood the console: one line).
 static REPORTED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 
 fn unsupported(n: u64) -> SysResult {
-    let (w, b) = ((n / 64) as usize, n % 64);
-    if w >= REPORTED.len() || REPORTED[w].fetch_or(1 << b, Ordering::Relaxed) & (1 << b) == 0 {
+    let (w, b) = match ((n / 64) as usize, n % 64) {
+        (w, _) if w >= REPORTED.len() => (REPORTED.len() - 1, 63),
+        wb => wb,
+    };
+    if REPORTED[w].fetch_or(1 << b, Ordering::Relaxed) & (1 << b) == 0 {
         crate::warn!(
             "unsupported syscall {n} ({}): ENOSYS",
             nr::name(n).unwrap_or("unknown")
