@@ -464,8 +464,16 @@ impl<D: BlockDevice> Filesystem<D> {
         if let Some(f) = self.files.remove(&node) {
             for x in f.extents.values() {
                 self.pending_free.push((x.start, x.allocated));
+                self.store.free(x.tuple);
+            }
+            if let Some(t) = f.extents_tuple {
+                self.store.free(t);
             }
         }
+        // Nothing names the node any more and no later record can refer to
+        // it, so its attributes go now, not at the next compaction (a
+        // create/unlink loop would otherwise keep every file's tuple).
+        self.store.free(node);
     }
 
     /// Timestamps of `ino`.

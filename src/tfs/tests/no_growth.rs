@@ -1,0 +1,86 @@
+//! Memory a mounted filesystem keeps does not grow with the operations it
+//! has served: create (pinned as the kernel pins an open file), optional
+//! write and sync, unlink, release — a program's create/write/close/unlink
+//! loop. Counted by a global allocator that tracks live allocations.
+//!
+//! What may grow is the log's dictionary (an index per entity the current
+//! log chain names), until compaction rewrites the chain after
+//! `COMPACT_OBSOLETE` obsolete entries: so the live count must level off —
+//! the second half of a long run may peak no higher than the first half.
+
+use cairn_tfs::{Filesystem, FormatOptions, MemDevice};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; it only
+// counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on unchanged.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: `p` came from `alloc` above with layout `l`.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+fn cycles(fs: &mut Filesystem<MemDevice>, n: usize, write: bool, sync: bool) {
+    let root = fs.root();
+    for i in 0..n {
+        let f = fs.create(root, b"soak-a").unwrap();
+        fs.hold(f);
+        if write {
+            fs.write(f, 0, &[i as u8; 8192]).unwrap();
+        }
+        if sync {
+            fs.sync().unwrap();
+        }
+        fs.unlink(root, b"soak-a").unwrap();
+        fs.release(f);
+    }
+    fs.sync().unwrap();
+}
+
+/// Live allocations after each of `rounds` rounds of `per` cycles, less
+/// those after a warm-up.
+fn samples(write: bool, sync: bool, rounds: usize, per: usize) -> Vec<isize> {
+    let opts = FormatOptions {
+        label: b"t".to_vec(),
+        uuid: [1; 16],
+        nanos_padding: false,
+    };
+    let mut fs = Filesystem::format(MemDevice::new(65536), &opts, None).unwrap();
+    cycles(&mut fs, 200, write, sync);
+    let before = LIVE.load(Ordering::Relaxed);
+    (0..rounds)
+        .map(|_| {
+            cycles(&mut fs, per, write, sync);
+            LIVE.load(Ordering::Relaxed) - before
+        })
+        .collect()
+}
+
+#[test]
+fn create_unlink_cycles_level_off() {
+    for (write, sync) in [(false, false), (true, false), (false, true), (true, true)] {
+        let rounds = 16;
+        let v = samples(write, sync, rounds, 2000);
+        eprintln!("write={write} sync={sync}: live allocations after each 2000 cycles {v:?}");
+        let half = v.len() / 2;
+        let first = *v[..half].iter().max().unwrap();
+        let second = *v[half..].iter().max().unwrap();
+        assert!(
+            second <= first + 64,
+            "write={write} sync={sync}: memory kept grows with the cycles: {v:?}"
+        );
+    }
+}
