@@ -73,6 +73,7 @@ pub(crate) struct Stats {
     pub flush_errors: AtomicU64,
     pub read_requests: AtomicU64,
     pub write_requests: AtomicU64,
+    pub retries: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64, n: u64) {
@@ -107,6 +108,8 @@ pub struct StatsSnapshot {
     /// Read and write requests submitted.
     pub read_requests: u64,
     pub write_requests: u64,
+    /// Failed requests of several pieces retried piece by piece.
+    pub retries: u64,
 }
 
 impl StatsSnapshot {
@@ -203,6 +206,7 @@ impl PageCache {
             write_errors: l(&s.write_errors),
             flush_errors: l(&s.flush_errors),
             read_requests: l(&s.read_requests),
+            retries: l(&s.retries),
             write_requests: l(&s.write_requests),
         }
     }

@@ -302,6 +302,10 @@ static CATALOGUE: &[RuntimeTest] = &[
         "read/write/O_APPEND/pread/pwrite/readv/writev/lseek/fstat, holes, partial-page overwrites, F_DUPFD/dup3, EBADF/EEXIST/ENOENT/EINVAL/EFAULT",
     ),
     test(
+        "rwlimits",
+        "offsets no file can reach: negative or wrapping pread/pwrite/preadv/pwritev (preadv at -1 too) and read/write at the file offset give EINVAL, copy_file_range EOVERFLOW, the file unchanged",
+    ),
+    test(
         "truncate",
         "ftruncate shrink and grow (regrown tail reads zeros), O_TRUNC, sparse write after truncate to 0, fallocate",
     ),

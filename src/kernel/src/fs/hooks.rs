@@ -52,17 +52,18 @@ pub struct TfsBacking {
 }
 
 impl Backing for TfsBacking {
-    fn length(&self) -> u64 {
-        self.mount.fs().length(self.ino).unwrap_or(0)
+    fn length(&self) -> Result<u64, Errno> {
+        self.mount.fs().length(self.ino).map_err(errno_of)
     }
 
-    fn map(&self, offset: u64, len: u64) -> Vec<Mapping> {
+    fn map(&self, offset: u64, len: u64) -> Result<Vec<Mapping>, Errno> {
         let maps = self
             .mount
             .fs()
             .map(self.ino, offset, len)
-            .unwrap_or_default();
-        maps.into_iter()
+            .map_err(errno_of)?;
+        Ok(maps
+            .into_iter()
             .map(|m| Mapping {
                 offset: m.offset,
                 len: m.len,
@@ -72,7 +73,7 @@ impl Backing for TfsBacking {
                     MappingKind::Hole => Extent::Hole,
                 },
             })
-            .collect()
+            .collect())
     }
 
     fn reserve(&self, offset: u64, len: u64) -> Result<(), Errno> {
@@ -94,10 +95,11 @@ impl Backing for TfsBacking {
         Ok(())
     }
 
-    fn mark_written(&self, offset: u64, len: u64) {
-        if let Err(e) = self.mount.fs().mark_written(self.ino, offset, len) {
-            crate::warn!("tfs: mark_written of inode {} failed: {e:?}", self.ino.0);
-        }
+    fn mark_written(&self, offset: u64, len: u64) -> Result<(), Errno> {
+        self.mount
+            .fs()
+            .mark_written(self.ino, offset, len)
+            .map_err(errno_of)
     }
 }
 

@@ -421,7 +421,13 @@ impl Mount {
         let mut done = 0usize;
         while done < len {
             let want = CHUNK.min(len - done);
-            let pages = read_pages(file, offset + done as u64, want)?;
+            // An error after some bytes ends the read short (Linux does
+            // the same); the next read, starting at the bad page, gets it.
+            let pages = match read_pages(file, offset + done as u64, want) {
+                Ok(p) => p,
+                Err(_) if done > 0 => break,
+                Err(e) => return Err(e),
+            };
             let got = pages.len();
             if got == 0 {
                 break;
@@ -453,7 +459,11 @@ impl Mount {
         let mut done = 0usize;
         while done < dst.len() {
             let want = CHUNK.min(dst.len() - done);
-            let pages = read_pages(file, offset + done as u64, want)?;
+            let pages = match read_pages(file, offset + done as u64, want) {
+                Ok(p) => p,
+                Err(_) if done > 0 => break,
+                Err(e) => return Err(e),
+            };
             let got = pages.len();
             if got == 0 {
                 break;
