@@ -174,6 +174,7 @@ pub fn run_one(kernel: &Path, t: &RuntimeTest, storage: Storage) -> Result<()> {
             .join(format!("runtime-{tag}-boot{boot}.log"));
         let mut vm = Vm::new(kernel, log.clone());
         vm.smp = t.smp;
+        vm.memory = format!("{}M", t.memory_mib);
         vm.machine = machine.unwrap_or("q35").into();
         vm.extra = flags.clone();
         vm.timeout = Duration::from_secs(t.timeout_s);

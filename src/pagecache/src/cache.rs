@@ -181,6 +181,20 @@ impl PageCache {
         self.lru.lock().entries.len()
     }
 
+    /// Resident pages eviction cannot take: dirty, being written back or
+    /// filled, or new (everything not on the LRU). Any context.
+    pub fn unclean(&self) -> usize {
+        self.resident().saturating_sub(self.lru_len())
+    }
+
+    /// Whether writers should be throttled: more than half the memory
+    /// target is unclean (Linux's `dirty_ratio`). The kernel's writers then
+    /// write back and wait before dirtying more (`balance_dirty_pages`);
+    /// the pagecache itself never blocks a write for it.
+    pub fn over_dirty_limit(&self) -> bool {
+        self.unclean() > self.config.limit_pages / 2
+    }
+
     /// The writeback clock (ticks of [`PageCache::writeback_tick`]).
     pub fn clock(&self) -> u64 {
         self.clock.load(Ordering::Relaxed)

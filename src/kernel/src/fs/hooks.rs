@@ -18,12 +18,26 @@ use cairn_pc::paging::DIRECT_MAP_BASE;
 use cairn_tfs::{Ino, MappingKind};
 
 /// Page frames for the pagecache, from the physical heap through the
-/// direct map.
+/// direct map, never from its last [`RESERVE_DIVISOR`]th: that reserve is
+/// for the kernel heaps (which grow from the physical heap and panic when
+/// they cannot), so the pagecache evicts clean pages, or fails the fill or
+/// write with ENOMEM, before it takes the memory a syscall's allocation
+/// needs.
 pub struct KernelFrames;
+
+/// The pagecache leaves `1 / RESERVE_DIVISOR` of RAM free.
+pub const RESERVE_DIVISOR: u64 = 16;
 
 impl FrameAllocator for KernelFrames {
     fn alloc(&self) -> Option<Frame> {
-        let phys = crate::heaps::PHYSICAL.lock().alloc_pages(1).ok()?;
+        let phys = {
+            let mut heap = crate::heaps::PHYSICAL.lock();
+            let s = cairn_heap::Heap::stats(&*heap);
+            if s.total.saturating_sub(s.allocated) < s.total / RESERVE_DIVISOR {
+                return None;
+            }
+            heap.alloc_pages(1).ok()?
+        };
         // SAFETY: a page just taken from the physical heap for this frame
         // alone, mapped read-write by the direct map at DIRECT_MAP_BASE +
         // phys; `free` below gives it back.

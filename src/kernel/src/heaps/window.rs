@@ -4,7 +4,8 @@
 //! Mappings are only ever added, never removed: freed pages stay mapped for
 //! reuse, so no TLB shoot-down is ever needed (which would be impossible
 //! under the irq-safe lock that guards a window). The RAM a window maps is
-//! its high-water mark.
+//! its high-water mark; allocation is first fit so that the mark follows
+//! the most memory ever live, not the total ever allocated.
 //!
 //! Used under its `Locking` wrapper's lock (any context); takes
 //! `mm.page_tables` and `heap.physical` inside it.
@@ -60,7 +61,16 @@ impl Window {
 
 impl Heap for Window {
     fn alloc(&mut self, size: u64, align: u64) -> Result<u64, AllocError> {
-        let a = self.ids.alloc(size, align)?;
+        // First fit from the base, not the id heap's next fit: next fit
+        // walks the whole (4 GiB) window before reusing a freed range, so
+        // the RAM a window maps would grow with every byte ever allocated
+        // through it (a writer of small pieces with no fsync mapped 16 MiB
+        // more per writeback cycle until the kernel heap could not grow:
+        // issue 11 item 5). First fit keeps the mapped RAM at the most ever
+        // live, fragmentation aside.
+        let a = self
+            .ids
+            .alloc_in(size, align, self.base, self.base + self.size)?;
         if let Err(e) = self.ensure_mapped(a + size) {
             self.ids.dealloc(a, size);
             return Err(e);
