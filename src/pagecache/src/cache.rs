@@ -73,6 +73,7 @@ pub(crate) struct Stats {
     pub flush_errors: AtomicU64,
     pub read_requests: AtomicU64,
     pub write_requests: AtomicU64,
+    pub retries: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64, n: u64) {
@@ -107,6 +108,8 @@ pub struct StatsSnapshot {
     /// Read and write requests submitted.
     pub read_requests: u64,
     pub write_requests: u64,
+    /// Failed requests of several pieces retried piece by piece.
+    pub retries: u64,
 }
 
 impl StatsSnapshot {
@@ -186,6 +189,20 @@ impl PageCache {
         self.lru.lock().entries.len()
     }
 
+    /// Resident pages eviction cannot take: dirty, being written back or
+    /// filled, or new (everything not on the LRU). Any context.
+    pub fn unclean(&self) -> usize {
+        self.resident().saturating_sub(self.lru_len())
+    }
+
+    /// Whether writers should be throttled: more than half the memory
+    /// target is unclean (Linux's `dirty_ratio`). The kernel's writers then
+    /// write back and wait before dirtying more (`balance_dirty_pages`);
+    /// the pagecache itself never blocks a write for it.
+    pub fn over_dirty_limit(&self) -> bool {
+        self.unclean() > self.config.limit_pages / 2
+    }
+
     /// The writeback clock (ticks of [`PageCache::writeback_tick`]).
     pub fn clock(&self) -> u64 {
         self.clock.load(Ordering::Relaxed)
@@ -211,6 +228,7 @@ impl PageCache {
             write_errors: l(&s.write_errors),
             flush_errors: l(&s.flush_errors),
             read_requests: l(&s.read_requests),
+            retries: l(&s.retries),
             write_requests: l(&s.write_requests),
         }
     }

@@ -77,6 +77,12 @@
 //! EIO (later reads retry). A failed writeback keeps the pages dirty and
 //! records EIO on the node; the next [`Node::sync`] reports it once.
 //! [`Backing::reserve`] runs at write time, so ENOSPC is the write's error.
+//! A [`Backing`] error (the filesystem could not say where the data is)
+//! fails the same way, with its own errno, exactly the pages whose fill or
+//! writeback needed the answer. A fill or writeback request covering
+//! several pieces that fails is retried piece by piece (a piece is at most
+//! one page), so one bad sector fails only the page holding it, not the
+//! readahead batch or writeback run around it.
 #![no_std]
 
 extern crate alloc;
@@ -115,6 +121,7 @@ impl Errno {
     pub const ENOMEM: Errno = Errno(12);
     pub const EFAULT: Errno = Errno(14);
     pub const EINVAL: Errno = Errno(22);
+    pub const EFBIG: Errno = Errno(27);
     pub const ENOSPC: Errno = Errno(28);
 }
 
@@ -219,23 +226,29 @@ pub struct Mapping {
 
 /// A file's storage as its filesystem knows it. Implemented by the kernel
 /// over TFS; every method is called in kernel-lock context only, with no
-/// pagecache lock held.
+/// pagecache lock held. Every method can fail (the filesystem could not
+/// read its metadata): the error goes to exactly the operation and the
+/// pages that needed the answer, never turned into a default.
 pub trait Backing: Send + Sync {
     /// The file's length in bytes. It changes only by [`Backing::reserve`]
     /// and by the filesystem's truncate, which the kernel runs after
     /// [`Node::truncate`] (from its completion); a pending truncate caps
     /// the length the node uses until this reports the new end.
-    fn length(&self) -> u64;
+    fn length(&self) -> Result<u64, Errno>;
     /// How `offset .. offset + len` (sector-aligned) is stored, in file
-    /// order; ranges not covered read as holes.
-    fn map(&self, offset: u64, len: u64) -> Vec<Mapping>;
+    /// order; ranges not covered read as holes. An error fails the fill
+    /// (its pages' readers get it) or the writeback (the pages stay dirty,
+    /// the node records it for fsync) of exactly that range.
+    fn map(&self, offset: u64, len: u64) -> Result<Vec<Mapping>, Errno>;
     /// Called by `write` before anything is cached: allocate the sectors
     /// covering `offset .. offset + len` (as uninited) and extend the
     /// length to cover it. ENOSPC here is the write's error.
     fn reserve(&self, offset: u64, len: u64) -> Result<(), Errno>;
     /// The sectors of `offset .. offset + len` were written: uninited
-    /// extents there become initialised.
-    fn mark_written(&self, offset: u64, len: u64);
+    /// extents there become initialised. An error keeps the written pages
+    /// dirty (written again, and marked again, by the next writeback) and
+    /// is recorded on the node for fsync.
+    fn mark_written(&self, offset: u64, len: u64) -> Result<(), Errno>;
 }
 
 /// A volume's filesystem metadata, flushed by sync between the data

@@ -205,6 +205,8 @@ pub struct PageInfo {
 enum ReadStart {
     Ready(Pages),
     Waiting(Arc<Gather>, ReadSpan),
+    /// The backing could not tell the file's length.
+    Failed(Errno),
 }
 
 /// What a read pinned: pages `first ..= last` at truncate epoch `epoch`,
@@ -308,11 +310,12 @@ impl Node {
     /// The file's length as reads, faults, readahead, fills and writes see
     /// it: the backing's, but no longer than a truncate the filesystem has
     /// not applied yet (the cap is lifted once the backing's length is at
-    /// or below it). Kernel-lock context (it asks the backing). Writeback
+    /// or below it). Kernel-lock context (it asks the backing; its error
+    /// is the caller's). Writeback
     /// asks the backing directly: until the filesystem frees the sectors
     /// past a pending truncate they are still the file's to write.
-    pub(crate) fn file_len(&self) -> u64 {
-        let len = self.backing.length();
+    pub(crate) fn file_len(&self) -> Result<u64, Errno> {
+        let len = self.backing.length()?;
         let cap = self.cap.load(Ordering::Acquire);
         if len <= cap {
             if cap != u64::MAX {
@@ -322,9 +325,9 @@ impl Node {
                     self.cap
                         .compare_exchange(cap, u64::MAX, Ordering::AcqRel, Ordering::Acquire);
             }
-            len
+            Ok(len)
         } else {
-            cap
+            Ok(cap)
         }
     }
 
@@ -372,6 +375,7 @@ impl Node {
         bh_safe_alloc(|| match self.start_read(offset, len) {
             ReadStart::Ready(pages) => done.complete(&*self.cache().runqueue, Ok(pages)),
             ReadStart::Waiting(gather, span) => self.await_read(gather, span, done),
+            ReadStart::Failed(e) => done.complete(&*self.cache().runqueue, Err(e)),
         })
     }
 
@@ -393,6 +397,10 @@ impl Node {
                 self.await_read(gather, span, done());
                 None
             }
+            ReadStart::Failed(e) => {
+                done().complete(&*self.cache().runqueue, Err(e));
+                None
+            }
         })
     }
 
@@ -401,7 +409,10 @@ impl Node {
     /// the pinned pages; else what the read waits for.
     fn start_read(self: &Arc<Self>, offset: u64, len: usize) -> ReadStart {
         let cache = self.cache().clone();
-        let file_len = self.file_len();
+        let file_len = match self.file_len() {
+            Ok(l) => l,
+            Err(e) => return ReadStart::Failed(e),
+        };
         let end = offset.saturating_add(len as u64).min(file_len);
         if offset >= end {
             return ReadStart::Ready(Pages::empty(offset));
@@ -531,8 +542,32 @@ impl Node {
                     done.complete(&*runqueue, Ok(span.pages(node, views)));
                 }
                 Err(e) => {
-                    node.unpin_range(first, last, epoch, false);
-                    done.complete(&*runqueue, Err(e));
+                    // As on Linux, a read whose first pages filled returns
+                    // them (a short read); only a read that starts on a
+                    // failed page fails.
+                    let views: Vec<FrameView> = {
+                        let inner = node.inner.lock();
+                        page_range(first, last)
+                            .map(|i| inner.pinned(i, epoch))
+                            .take_while(|p| p.readable())
+                            .map(|p| p.frame().expect("readable page has a frame").view())
+                            .collect()
+                    };
+                    let good = views.len() as u64;
+                    if good > 0 {
+                        if first + good <= last {
+                            node.unpin_range(first + good, last, epoch, false);
+                        }
+                        let span = ReadSpan {
+                            last: first + good - 1,
+                            end: span.end.min((first + good) * PS),
+                            ..span
+                        };
+                        done.complete(&*runqueue, Ok(span.pages(node, views)));
+                    } else {
+                        node.unpin_range(first, last, epoch, false);
+                        done.complete(&*runqueue, Err(e));
+                    }
                 }
             }
         })
@@ -607,7 +642,13 @@ impl Node {
             c.frame = frames.pop();
         }
         debug_assert!(frames.is_empty());
-        let file_len = self.file_len();
+        // A backing error fails the fills that needed its answer: all of
+        // them for the length, a run of pages for its map.
+        let (file_len, len_err) = match self.file_len() {
+            Ok(l) => (l, None),
+            Err(e) => (0, Some(e)),
+        };
+        let mut failed: Vec<Option<Errno>> = alloc::vec![None; claims.len()];
         let mut pieces = Vec::new();
         let mut counts = alloc::vec![0u32; claims.len()];
         let mut k = 0;
@@ -626,7 +667,17 @@ impl Node {
             }
             let start = claims[k].index * PS;
             let count = (j - k + 1) * SECTORS_PER_PAGE;
-            let maps = self.backing.map(start, (count as u64) * SECTOR_SIZE);
+            let maps = match len_err.map_or_else(
+                || self.backing.map(start, (count as u64) * SECTOR_SIZE),
+                Err,
+            ) {
+                Ok(maps) => maps,
+                Err(e) => {
+                    failed[k..=j].fill(Some(e));
+                    k = j + 1;
+                    continue;
+                }
+            };
             // Uninited sectors read as zeros: what is on disk there is
             // whatever the sector held before it was allocated to this
             // file (another file's data, once freed sectors are reused).
@@ -658,14 +709,20 @@ impl Node {
         let mut wakes = Wakes::new();
         let mut owners = Vec::new();
         let mut zero_fills = 0;
+        let mut frees = Vec::new();
         {
             let mut inner = self.inner.lock();
             let indices: Vec<u64> = claims.iter().map(|c| c.index).collect();
-            for (c, &n) in claims.into_iter().zip(counts.iter()) {
+            for ((c, &n), fail) in claims.into_iter().zip(counts.iter()).zip(failed) {
                 let p = inner
                     .pages
                     .get_mut(&c.index)
                     .expect("claimed page has an entry");
+                if let Some(e) = fail {
+                    p.claim_failed(e, &mut wakes);
+                    frees.extend(c.frame);
+                    continue;
+                }
                 match (c.frame, c.kind) {
                     (None, ClaimKind::Fill) => p.alloc_failed(&mut wakes),
                     (None, ClaimKind::New { owner, .. }) => {
@@ -690,6 +747,7 @@ impl Node {
             }
         }
         bump(&cache.stats.zero_fills, zero_fills);
+        cache.free_frames(frees);
         wake(wakes);
         wake(owners);
         self.submit_fills(pieces, file_len);
@@ -700,16 +758,35 @@ impl Node {
     fn submit_fills(self: &Arc<Self>, pieces: Vec<Piece>, file_len: u64) {
         let vol = &self.volume;
         for run in io::batch(pieces, vol.max_segments, vol.max_sectors) {
-            let indices: Vec<u64> = run.iter().map(|p| p.index).collect();
-            let segs = io::segments(&run);
-            let node = Held::new(self.clone());
-            let req = Request::read(run[0].disk, &segs, move |status| {
-                assert_bh("pagecache fill completion");
-                bh_safe_alloc(|| node.fill_done(&indices, status, file_len));
-            });
-            bump(&self.cache().stats.read_requests, 1);
-            vol.storage.submit(req);
+            self.submit_fill_run(run, file_len, true);
         }
+    }
+
+    /// Submits one fill request. A failed request of several pieces is
+    /// retried piece by piece (`retry`: not itself a retry), so that a bad
+    /// sector fails only the page that holds it; its pages stay READING
+    /// meanwhile, each piece still settling its page once. Kernel-lock or
+    /// bh context (a retry is submitted from the completion).
+    fn submit_fill_run(self: &Arc<Self>, run: Vec<Piece>, file_len: u64, retry: bool) {
+        let segs = io::segments(&run);
+        let node = Held::new(self.clone());
+        let disk = run[0].disk;
+        let req = Request::read(disk, &segs, move |status| {
+            assert_bh("pagecache fill completion");
+            bh_safe_alloc(|| {
+                if !status.is_ok() && retry && run.len() > 1 {
+                    bump(&node.cache().stats.retries, 1);
+                    for p in run {
+                        node.arc().submit_fill_run(alloc::vec![p], file_len, false);
+                    }
+                } else {
+                    let indices: Vec<u64> = run.iter().map(|p| p.index).collect();
+                    node.fill_done(&indices, status, file_len);
+                }
+            });
+        });
+        bump(&self.cache().stats.read_requests, 1);
+        self.volume.storage.submit(req);
     }
 
     /// A fill request ended (bh): each of its pieces is done. A filled
@@ -788,8 +865,22 @@ impl Node {
             done.complete(&*cache.runqueue, Ok(WriteBatch::empty(offset)));
             return;
         }
-        let old_len = self.file_len();
-        let end = offset + len as u64;
+        // The syscall layer refuses ranges past the largest file offset;
+        // this only keeps the arithmetic below from overflowing.
+        let Some(end) = offset
+            .checked_add(len as u64)
+            .filter(|&e| e <= i64::MAX as u64)
+        else {
+            done.complete(&*cache.runqueue, Err(Errno::EFBIG));
+            return;
+        };
+        let old_len = match self.file_len() {
+            Ok(l) => l,
+            Err(e) => {
+                done.complete(&*cache.runqueue, Err(e));
+                return;
+            }
+        };
         if let Err(e) = self.backing.reserve(offset, len as u64) {
             done.complete(&*cache.runqueue, Err(e));
             return;
@@ -1000,7 +1091,8 @@ impl Node {
     /// pages, not one per page. Kernel-lock context; takes the node lock.
     pub fn map_resident(self: &Arc<Self>, first: u64, count: u64) -> Vec<Mapped> {
         assert_kernel_lock("Node::map_resident");
-        let file_pages = self.file_len().div_ceil(PS);
+        // Map-around is an optimisation: with no length, map nothing more.
+        let file_pages = self.file_len().unwrap_or(0).div_ceil(PS);
         let end = first.saturating_add(count).min(file_pages);
         if first >= end {
             return Vec::new();
@@ -1042,7 +1134,13 @@ impl Node {
         done: Completion<Result<Mapped, Errno>>,
     ) {
         let cache = self.cache().clone();
-        let file_len = self.file_len();
+        let file_len = match self.file_len() {
+            Ok(l) => l,
+            Err(e) => {
+                done.complete(&*cache.runqueue, Err(e));
+                return;
+            }
+        };
         let ps = index * PS;
         if ps >= file_len {
             done.complete(&*cache.runqueue, Err(Errno::EFAULT));

@@ -422,7 +422,13 @@ impl<W, F> Page<W, F> {
 
     /// ALLOC → FREE: no frame for the claim; waiters fail with ENOMEM.
     pub fn alloc_failed(&mut self, wakes: &mut Wakes<W>) {
-        self.transition(Free, Some(Errno::ENOMEM), wakes);
+        self.claim_failed(Errno::ENOMEM, wakes);
+    }
+
+    /// ALLOC → FREE: the claim cannot be filled (no frame, or the
+    /// filesystem could not map it); waiters fail with `e`.
+    pub fn claim_failed(&mut self, e: Errno, wakes: &mut Wakes<W>) {
+        self.transition(Free, Some(e), wakes);
     }
 
     /// One piece of the fill or writeback in flight ended. When the last

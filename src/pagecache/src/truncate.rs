@@ -114,8 +114,9 @@ impl Node {
         assert_kernel_lock("Node::truncate");
         bh_safe_alloc(|| {
             // Lifts the cap of an earlier truncate the filesystem has
-            // applied since (it may have grown the file back already).
-            self.file_len();
+            // applied since (it may have grown the file back already). A
+            // backing error leaves the cap, which is then only lower.
+            let _ = self.file_len();
             self.cap.fetch_min(new_len, Ordering::AcqRel);
             self.truncate_pass(new_len, done)
         })
@@ -190,8 +191,9 @@ impl Node {
         wake(wakes);
         if waits == 0 {
             done.complete(&*cache.runqueue, Ok(()));
-            // If `done` told the filesystem, the cap goes now.
-            self.file_len();
+            // If `done` told the filesystem, the cap goes now (on a
+            // backing error, at the next look).
+            let _ = self.file_len();
             return;
         }
         let node = Held::new(self.clone());

@@ -6,7 +6,9 @@
 //! may have been stored to), maps its dirty sectors through the backing
 //! and submits one scatter-gather write per contiguous disk run. The bh
 //! completion takes the pages to ACTIVE, or back to DIRTY with EIO
-//! recorded on the node if the write failed; runs that wrote uninited
+//! recorded on the node if the write failed (a failed request of several
+//! pieces is first retried piece by piece, so only the pages on the bad
+//! sectors stay dirty); runs that wrote uninited
 //! extents first go through the runqueue to call `mark_written` under the
 //! kernel lock (and the pages stay WRITING, hence unevictable, until then,
 //! so an evicted page is never re-read as zeros from a still-uninited
@@ -85,7 +87,16 @@ impl Node {
         assert_kernel_lock("pagecache writeback");
         let cache = self.cache().clone();
         let now = cache.clock();
-        let file_len = self.backing().length();
+        let file_len = match self.backing().length() {
+            Ok(l) => l,
+            Err(e) => {
+                // Nothing can be mapped: the pages stay dirty, the error
+                // waits for fsync on the node.
+                self.inner.lock().error = Some(e);
+                done(Err(e));
+                return 0;
+            }
+        };
         let gather = Gather::new();
         let mut started: Vec<(u64, u8, u64)> = Vec::new();
         {
@@ -156,7 +167,8 @@ impl Node {
             return;
         }
         let mut pieces: Vec<Piece> = Vec::new();
-        let mut counts: Vec<(u64, u32, u32)> = Vec::new();
+        // Per page: pieces submitted, pieces failed already, and why.
+        let mut counts: Vec<(u64, u32, u32, Errno)> = Vec::new();
         let mut k = 0;
         while k < started.len() {
             let mut j = k;
@@ -165,7 +177,15 @@ impl Node {
             }
             let start = started[k].0 * PS;
             let count = (j - k + 1) * SECTORS_PER_PAGE;
-            let maps = self.backing().map(start, count as u64 * SECTOR_SIZE);
+            let maps = match self.backing().map(start, count as u64 * SECTOR_SIZE) {
+                Ok(maps) => maps,
+                Err(e) => {
+                    // Unmappable: these pages fail (stay dirty) with `e`.
+                    counts.extend(started[k..=j].iter().map(|&(i, ..)| (i, 0, 1, e)));
+                    k = j + 1;
+                    continue;
+                }
+            };
             let kinds = io::classify(&maps, start, count, file_len);
             for (n, &(i, mask, phys)) in started[k..=j].iter().enumerate() {
                 let sectors = &kinds[n * SECTORS_PER_PAGE..(n + 1) * SECTORS_PER_PAGE];
@@ -173,7 +193,8 @@ impl Node {
                 let holes = io::page_pieces(i, phys, sectors, mask, &mut pieces);
                 // A dirty sector with no disk location breaks the reserve
                 // contract: that piece fails (EIO), it is never dropped.
-                counts.push((i, (pieces.len() - before) as u32, holes.len() as u32));
+                let n = (pieces.len() - before) as u32;
+                counts.push((i, n, holes.len() as u32, Errno::EIO));
             }
             k = j + 1;
         }
@@ -182,17 +203,17 @@ impl Node {
         let mut failed = 0;
         {
             let mut inner = self.inner.lock();
-            for &(i, n, holes) in &counts {
+            for &(i, n, bad, e) in &counts {
                 let p = inner.pages.get_mut(&i).expect("WRITING page has an entry");
-                p.set_io_pending(n + holes);
-                for _ in 0..holes {
+                p.set_io_pending(n + bad);
+                for _ in 0..bad {
                     if p.io_done(false, now, &mut wakes).0 {
                         failed += 1;
                     }
                 }
-            }
-            if failed > 0 {
-                inner.error = Some(Errno::EIO);
+                if bad > 0 {
+                    inner.error = Some(e);
+                }
             }
         }
         bump(&self.cache().stats.write_errors, failed);
@@ -201,51 +222,72 @@ impl Node {
         let runs = io::batch(pieces, vol.max_segments, vol.max_sectors);
         gather.add(runs.len());
         for run in runs {
-            let indices: Vec<u64> = run.iter().map(|p| p.index).collect();
-            let uninited: Vec<(u64, u64)> = run
-                .iter()
-                .filter(|p| p.uninited)
-                .map(|p| (p.file_off, p.sectors * SECTOR_SIZE))
-                .collect();
-            let segs = io::segments(&run);
-            let node = Held::new(self.clone());
-            let g = gather.clone();
-            let req = Request::write(run[0].disk, &segs, move |status| {
-                assert_bh("pagecache writeback completion");
-                bh_safe_alloc(|| Node::write_done(node, indices, uninited, status, g));
-            });
-            bump(&self.cache().stats.write_requests, 1);
-            vol.storage.submit(req);
+            self.submit_write_run(run, gather.clone(), true);
         }
+    }
+
+    /// Submits one writeback request, which settles `g` once. A failed
+    /// request of several pieces is retried piece by piece (`retry`: not
+    /// itself a retry), each settling `g` once instead, so that a bad
+    /// sector keeps only the page holding it dirty. Kernel-lock or bh.
+    fn submit_write_run(self: &Arc<Self>, run: Vec<Piece>, g: Arc<Gather>, retry: bool) {
+        let segs = io::segments(&run);
+        let node = Held::new(self.clone());
+        let disk = run[0].disk;
+        let req = Request::write(disk, &segs, move |status| {
+            assert_bh("pagecache writeback completion");
+            bh_safe_alloc(|| {
+                if !status.is_ok() && retry && run.len() > 1 {
+                    bump(&node.cache().stats.retries, 1);
+                    // This request's own settle is still due, so `g`
+                    // cannot finish meanwhile: one more per extra piece.
+                    g.add(run.len() - 1);
+                    for p in run {
+                        node.arc()
+                            .submit_write_run(alloc::vec![p], g.clone(), false);
+                    }
+                } else {
+                    Node::write_done(node, run, status, g)
+                }
+            });
+        });
+        bump(&self.cache().stats.write_requests, 1);
+        self.volume().storage.submit(req);
     }
 
     /// A writeback request ended (bh).
-    fn write_done(
-        node: Held,
-        indices: Vec<u64>,
-        uninited: Vec<(u64, u64)>,
-        status: Status,
-        g: Arc<Gather>,
-    ) {
-        let ok = status.is_ok();
-        if ok && !uninited.is_empty() {
+    fn write_done(node: Held, run: Vec<Piece>, status: Status, g: Arc<Gather>) {
+        let indices: Vec<u64> = run.iter().map(|p| p.index).collect();
+        let r = if status.is_ok() {
+            Ok(())
+        } else {
+            Err(Errno::EIO)
+        };
+        if r.is_ok() && run.iter().any(|p| p.uninited) {
             // The extents become initialised before the pages can be
-            // evicted: they stay WRITING until this has run.
+            // evicted: they stay WRITING until this has run. If the
+            // filesystem cannot record it, the pages stay dirty (written
+            // and marked again later) and the node keeps the error.
             let runqueue = node.cache().runqueue.clone();
             in_kernel_lock(&runqueue, move || {
-                for &(off, len) in &uninited {
-                    node.backing().mark_written(off, len);
+                let mut r = Ok(());
+                for p in run.iter().filter(|p| p.uninited) {
+                    r = r.and(
+                        node.backing()
+                            .mark_written(p.file_off, p.sectors * SECTOR_SIZE),
+                    );
                 }
-                node.pages_written(&indices, true, &g);
+                node.pages_written(&indices, r, &g);
             });
         } else {
-            node.pages_written(&indices, ok, &g);
+            node.pages_written(&indices, r, &g);
         }
     }
 
-    fn pages_written(&self, indices: &[u64], ok: bool, g: &Gather) {
+    fn pages_written(&self, indices: &[u64], r: Result<(), Errno>, g: &Gather) {
         let cache = self.cache();
         let now = cache.clock();
+        let ok = r.is_ok();
         let mut wakes = Wakes::new();
         let mut failed = 0;
         {
@@ -256,14 +298,14 @@ impl Node {
                     failed += 1;
                 }
             }
-            if !ok {
-                inner.error = Some(Errno::EIO);
+            if let Err(e) = r {
+                inner.error = Some(e);
             }
             cache.lru_sync(self.me(), &mut inner.pages, indices.iter().copied());
         }
         bump(&cache.stats.write_errors, failed);
         io::wake(wakes);
-        g.settle(if ok { Ok(()) } else { Err(Errno::EIO) });
+        g.settle(r);
     }
 
     /// Both data passes of a sync (kernel-lock); `done` in any context.

@@ -85,16 +85,16 @@ struct Probe {
 }
 
 impl Backing for Probe {
-    fn length(&self) -> u64 {
+    fn length(&self) -> Result<u64, Errno> {
         self.inner.length()
     }
-    fn map(&self, offset: u64, len: u64) -> Vec<Mapping> {
+    fn map(&self, offset: u64, len: u64) -> Result<Vec<Mapping>, Errno> {
         self.inner.map(offset, len)
     }
     fn reserve(&self, offset: u64, len: u64) -> Result<(), Errno> {
         self.inner.reserve(offset, len)
     }
-    fn mark_written(&self, offset: u64, len: u64) {
+    fn mark_written(&self, offset: u64, len: u64) -> Result<(), Errno> {
         self.inner.mark_written(offset, len)
     }
 }

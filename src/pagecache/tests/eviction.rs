@@ -182,3 +182,30 @@ fn write_that_cannot_get_frames_fails_cleanly() {
     assert_eq!(w.write(&n, 0, &pattern(7, 0, 2 * PS)), Ok(2 * PS));
     assert_eq!(w.read(&n, 0, 2 * PS).unwrap(), pattern(7, 0, 2 * PS));
 }
+
+#[test]
+fn dirty_pages_past_half_the_limit_ask_writers_to_throttle() {
+    let w = World::new(limited(16), DevConfig::default(), 2);
+    let n = w.node(0);
+    // Clean cached pages never count.
+    let file = pattern(5, 0, 16 * PS);
+    w.fs.preload(&w.dev, 0, &file);
+    w.read(&n, 0, 16 * PS).unwrap();
+    assert!(!w.cache.over_dirty_limit());
+    // Dirty pages do, past half the limit.
+    let m = w.node(1);
+    for k in 0..8 {
+        w.write(&m, (k * PS) as u64, &pattern(6, 0, PS)).unwrap();
+        assert!(
+            !w.cache.over_dirty_limit(),
+            "throttled at {} dirty pages",
+            k + 1
+        );
+    }
+    w.write(&m, (8 * PS) as u64, &pattern(6, 0, PS)).unwrap();
+    assert_eq!(w.cache.unclean(), 9);
+    assert!(w.cache.over_dirty_limit());
+    // Writeback brings it back under.
+    w.sync(&m).unwrap();
+    assert!(!w.cache.over_dirty_limit());
+}

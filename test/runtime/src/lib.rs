@@ -276,6 +276,7 @@ const fn test(name: &'static str, what: &'static str) -> RuntimeTest {
         smp: 2,
         memory_mib: 512,
         timeout_s: 120,
+        memory_mib: 512,
         data: &[],
         native: Native::Yes,
         real: None,
@@ -311,6 +312,10 @@ static CATALOGUE: &[RuntimeTest] = &[
     test(
         "fileio",
         "read/write/O_APPEND/pread/pwrite/readv/writev/lseek/fstat, holes, partial-page overwrites, F_DUPFD/dup3, EBADF/EEXIST/ENOENT/EINVAL/EFAULT",
+    ),
+    test(
+        "rwlimits",
+        "offsets no file can reach: negative or wrapping pread/pwrite/preadv/pwritev (preadv at -1 too) and read/write at the file offset give EINVAL, copy_file_range EOVERFLOW, the file unchanged",
     ),
     test(
         "truncate",
@@ -386,7 +391,29 @@ static CATALOGUE: &[RuntimeTest] = &[
         native: Native::No("needs a small disk of its own"),
         ..test(
             "enospc",
-            "write until ENOSPC on an 8 MiB image: errno, the accepted data reads back, synced data intact, unlink makes room",
+            "write until ENOSPC on an 8 MiB image: errno, the accepted data reads back, synced data intact, unlink makes room, fill again to ENOSPC",
+        )
+    },
+    RuntimeTest {
+        source: "enospc",
+        manifest: "enospc_lowmem",
+        image_mib: 320,
+        memory_mib: 128,
+        timeout_s: 600,
+        native: Native::No("needs a small disk of its own"),
+        ..test(
+            "enospc_lowmem",
+            "fill a 320 MiB image to ENOSPC in 4 KiB writes with no fsync from a 128 MiB guest (more than twice its RAM), delete, fill again: ENOSPC both times, no kernel panic",
+        )
+    },
+    RuntimeTest {
+        image_mib: 600,
+        memory_mib: 128,
+        timeout_s: 900,
+        native: Native::No("sized for a 128 MiB guest"),
+        ..test(
+            "dirty_flood",
+            "512 MiB (4x guest RAM) written in 512-byte write()s with no fsync from a 128 MiB guest, then read back and checked: writers are throttled and written back, no kernel allocation failure",
         )
     },
     RuntimeTest {

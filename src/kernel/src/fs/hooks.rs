@@ -19,12 +19,26 @@ use cairn_pc::paging::DIRECT_MAP_BASE;
 use cairn_tfs::{Ino, MappingKind};
 
 /// Page frames for the pagecache, from the physical heap through the
-/// direct map.
+/// direct map, never from its last [`RESERVE_DIVISOR`]th: that reserve is
+/// for the kernel heaps (which grow from the physical heap and panic when
+/// they cannot), so the pagecache evicts clean pages, or fails the fill or
+/// write with ENOMEM, before it takes the memory a syscall's allocation
+/// needs.
 pub struct KernelFrames;
+
+/// The pagecache leaves `1 / RESERVE_DIVISOR` of RAM free.
+pub const RESERVE_DIVISOR: u64 = 16;
 
 impl FrameAllocator for KernelFrames {
     fn alloc(&self) -> Option<Frame> {
-        let phys = crate::heaps::PHYSICAL.lock().alloc_pages(1).ok()?;
+        let phys = {
+            let mut heap = crate::heaps::PHYSICAL.lock();
+            let s = cairn_heap::Heap::stats(&*heap);
+            if s.total.saturating_sub(s.allocated) < s.total / RESERVE_DIVISOR {
+                return None;
+            }
+            heap.alloc_pages(1).ok()?
+        };
         // SAFETY: a page just taken from the physical heap for this frame
         // alone, mapped read-write by the direct map at DIRECT_MAP_BASE +
         // phys; `free` below gives it back.
@@ -53,17 +67,18 @@ pub struct TfsBacking {
 }
 
 impl Backing for TfsBacking {
-    fn length(&self) -> u64 {
-        self.mount.fs().length(self.ino).unwrap_or(0)
+    fn length(&self) -> Result<u64, Errno> {
+        self.mount.fs().length(self.ino).map_err(errno_of)
     }
 
-    fn map(&self, offset: u64, len: u64) -> Vec<Mapping> {
+    fn map(&self, offset: u64, len: u64) -> Result<Vec<Mapping>, Errno> {
         let maps = self
             .mount
             .fs()
             .map(self.ino, offset, len)
-            .unwrap_or_default();
-        maps.into_iter()
+            .map_err(errno_of)?;
+        Ok(maps
+            .into_iter()
             .map(|m| Mapping {
                 offset: m.offset,
                 len: m.len,
@@ -73,7 +88,7 @@ impl Backing for TfsBacking {
                     MappingKind::Hole => Extent::Hole,
                 },
             })
-            .collect()
+            .collect())
     }
 
     fn reserve(&self, offset: u64, len: u64) -> Result<(), Errno> {
@@ -95,10 +110,11 @@ impl Backing for TfsBacking {
         Ok(())
     }
 
-    fn mark_written(&self, offset: u64, len: u64) {
-        if let Err(e) = self.mount.fs().mark_written(self.ino, offset, len) {
-            crate::warn!("tfs: mark_written of inode {} failed: {e:?}", self.ino.0);
-        }
+    fn mark_written(&self, offset: u64, len: u64) -> Result<(), Errno> {
+        self.mount
+            .fs()
+            .mark_written(self.ino, offset, len)
+            .map_err(errno_of)
     }
 }
 

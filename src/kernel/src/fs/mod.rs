@@ -245,16 +245,25 @@ fn register(fs: Tfs, volume: Volume, at: Option<(Loc, String)>) -> Result<&'stat
     Ok(mount)
 }
 
-/// When free physical memory drops below 1/16 of RAM, evicts clean cached
-/// pages until it is back above 1/8 (the pagecache also evicts on its own
-/// when a frame allocation fails). Called by the writeback thread.
+/// Whether free physical memory is under the floor (1/8 of RAM) that
+/// writers keep by writing back ([`Mount::balance_dirty`]).
+fn memory_low() -> bool {
+    crate::heaps::PHYSICAL
+        .try_stats()
+        .is_some_and(|s| s.total.saturating_sub(s.allocated) < s.total / 8)
+}
+
+/// When free physical memory drops below 1/8 of RAM, evicts clean cached
+/// pages until it is back above 1/4 (the pagecache also evicts on its own
+/// when a frame allocation fails). Called by the writeback thread and by
+/// throttled writers.
 fn relieve_memory_pressure() {
     let Some(s) = crate::heaps::PHYSICAL.try_stats() else {
         return;
     };
     let free = s.total.saturating_sub(s.allocated);
-    if free < s.total / 16 {
-        let want = ((s.total / 8 - free) / 4096) as usize;
+    if free < s.total / 8 {
+        let want = ((s.total / 4 - free) / 4096) as usize;
         let n = pagecache().shrink(want);
         crate::debug!("pagecache: memory low ({free} bytes free): evicted {n} pages");
     }
@@ -495,7 +504,13 @@ impl Mount {
         let mut fault_in = false;
         while done < len {
             let want = CHUNK.min(len - done);
-            let pages = read_pages(file, offset + done as u64, want)?;
+            // An error after some bytes ends the read short (Linux does
+            // the same); the next read, starting at the bad page, gets it.
+            let pages = match read_pages(file, offset + done as u64, want) {
+                Ok(p) => p,
+                Err(_) if done > 0 => break,
+                Err(e) => return Err(e),
+            };
             let got = pages.len();
             if got == 0 {
                 break;
@@ -540,7 +555,11 @@ impl Mount {
         let mut done = 0usize;
         while done < dst.len() {
             let want = CHUNK.min(dst.len() - done);
-            let pages = read_pages(file, offset + done as u64, want)?;
+            let pages = match read_pages(file, offset + done as u64, want) {
+                Ok(p) => p,
+                Err(_) if done > 0 => break,
+                Err(e) => return Err(e),
+            };
             let got = pages.len();
             if got == 0 {
                 break;
@@ -563,7 +582,11 @@ impl Mount {
         src: u64,
         len: usize,
     ) -> Result<usize, Errno> {
+        // The bounce buffer is the one large allocation a write makes: out
+        // of memory, the write fails with ENOMEM instead of panicking.
         let mut buf = Vec::new();
+        buf.try_reserve_exact(CHUNK.min(len))
+            .map_err(|_| Errno::ENOMEM)?;
         let mut done = 0usize;
         while done < len {
             let n = CHUNK.min(len - done);
@@ -588,6 +611,7 @@ impl Mount {
                     Err(Errno::EFAULT)
                 };
             }
+            self.balance_dirty();
             match self.write_chunk(file, offset + done as u64, &buf[..got]) {
                 Ok(c) => done += c,
                 Err(e) if done == 0 => return Err(e),
@@ -605,9 +629,36 @@ impl Mount {
         let mut done = 0usize;
         while done < src.len() {
             let n = CHUNK.min(src.len() - done);
+            self.balance_dirty();
             done += self.write_chunk(file, offset + done as u64, &src[done..done + n])?;
         }
         Ok(done)
+    }
+
+    /// Throttles a writer before it dirties more (Linux's
+    /// `balance_dirty_pages`): when the pagecache holds more unclean pages
+    /// than its dirty limit, or free memory is under the floor, the writer
+    /// itself writes this volume back and commits its log (a syncfs, which
+    /// also frees the log's memory) and waits for it, then clean pages are
+    /// evicted down to the floor. A writeback error stays recorded on its
+    /// file for that file's fsync; the write goes on. Kernel-lock context,
+    /// no lock held (it sleeps).
+    fn balance_dirty(&self) {
+        let cache = pagecache();
+        let unclean = cache.unclean();
+        // Under the memory floor, only when writing back can help.
+        let low = unclean > cache.config().limit_pages / 16 && memory_low();
+        if !cache.over_dirty_limit() && !low {
+            return;
+        }
+        if let Err(e) = self.sync() {
+            crate::debug!(
+                "pagecache: throttled writeback of {}: errno {}",
+                self.describe(),
+                e.0
+            );
+        }
+        relieve_memory_pressure();
     }
 
     fn write_chunk(&self, file: &FileData, offset: u64, data: &[u8]) -> Result<usize, Errno> {

@@ -5,7 +5,7 @@
 //! Kernel-lock context, in the calling thread; no lock is held across a
 //! chunk (reads and writes sleep for I/O).
 
-use super::fs::{file_size, get_file, pc_err};
+use super::fs::{MAX_RW_COUNT, file_size, get_file, pc_err, verify_area};
 use super::{SysResult, copy_in, copy_out};
 use crate::process::file::{Dst, FileKind, OpenFile, Src};
 use alloc::sync::Arc;
@@ -88,8 +88,8 @@ pub fn sendfile(out_fd: i32, in_fd: i32, offp: u64, count: u64) -> SysResult {
     } else {
         inf.offset.load(Ordering::Relaxed)
     };
-    let count = count.min(super::fs::MAX_RW_COUNT);
-    let total = pump(&inf, &mut in_off, &outf, None, count as usize)?;
+    let count = verify_area(in_off, count)?;
+    let total = pump(&inf, &mut in_off, &outf, None, count)?;
     if offp != 0 {
         copy_out(offp, &in_off.to_le_bytes())?;
     } else {
@@ -175,9 +175,15 @@ pub fn copy_file_range(
     } else {
         outf.offset.load(Ordering::Relaxed)
     };
+    // Offsets must not wrap (Linux: EOVERFLOW), then at most MAX_RW_COUNT.
+    let past_max = |off: u64| off.checked_add(len).is_none_or(|e| e > i64::MAX as u64);
+    if past_max(ioff) || past_max(ooff) {
+        return Err(Errno::EOVERFLOW);
+    }
     if alloc::sync::Arc::ptr_eq(di, dout) && ioff < ooff + len && ooff < ioff + len {
         return Err(Errno::EINVAL);
     }
+    let len = len.min(MAX_RW_COUNT);
     let total = pump(&inf, &mut ioff, &outf, Some(&mut ooff), len as usize)?;
     if off_in != 0 {
         copy_out(off_in, &ioff.to_le_bytes())?;

@@ -272,17 +272,28 @@ fn hold_offset(f: &OpenFile) -> Option<crate::sched::mutex::SleepMutexGuard<'_, 
     moves_offset(f).then(|| f.pos_lock.lock())
 }
 
-/// Most bytes one read or write moves, as on Linux (`MAX_RW_COUNT`): a
-/// larger count is a short transfer. (A write of `(size_t)-1` bytes to
-/// `/dev/null` returned them all, and adding that to the offset
-/// overflowed: the fuzz test's first panic.)
-pub const MAX_RW_COUNT: u64 = 0x7fff_f000;
+/// Most bytes one read or write moves (Linux's `MAX_RW_COUNT`: `INT_MAX`
+/// rounded down to a page); a larger request is a short one.
+pub const MAX_RW_COUNT: u64 = (i32::MAX as u64) & !0xfff;
+
+/// Checks a read or write of `len` bytes at `off` before anything is done
+/// (Linux's `rw_verify_area`): a negative offset, or one whose end would
+/// pass the largest file offset, is EINVAL. Returns the length to move,
+/// at most [`MAX_RW_COUNT`]. Every path into the filesystem's read and
+/// write goes through here, so their offset arithmetic cannot overflow.
+pub fn verify_area(off: u64, len: u64) -> Result<usize, Errno> {
+    if (off as i64) < 0 || off.checked_add(len).is_none_or(|end| end > i64::MAX as u64) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(len.min(MAX_RW_COUNT) as usize)
+}
 
 pub fn read(fd: i32, buf: u64, len: u64) -> SysResult {
     let f = get_file(fd)?;
     let _pos = hold_offset(&f);
     let off = f.offset.load(Ordering::Relaxed);
-    let n = read_at(&f, off, buf, len.min(MAX_RW_COUNT) as usize)?;
+    let len = verify_area(off, len)?;
+    let n = read_at(&f, off, buf, len)?;
     if moves_offset(&f) {
         f.offset
             .store(off.saturating_add(n as u64), Ordering::Relaxed);
@@ -298,7 +309,8 @@ pub fn write(fd: i32, buf: u64, len: u64) -> SysResult {
     } else {
         f.offset.load(Ordering::Relaxed)
     };
-    let n = write_at(&f, off, buf, len.min(MAX_RW_COUNT) as usize)?;
+    let len = verify_area(off, len)?;
+    let n = write_at(&f, off, buf, len)?;
     if moves_offset(&f) {
         f.offset
             .store(off.saturating_add(n as u64), Ordering::Relaxed);
@@ -316,19 +328,15 @@ fn positioned(fd: i32) -> Result<Arc<OpenFile>, Errno> {
 }
 
 pub fn pread(fd: i32, buf: u64, len: u64, off: u64) -> SysResult {
-    if (off as i64) < 0 {
-        return Err(Errno::EINVAL);
-    }
+    let len = verify_area(off, len)?;
     let f = positioned(fd)?;
-    Ok(read_at(&f, off, buf, len as usize)? as u64)
+    Ok(read_at(&f, off, buf, len)? as u64)
 }
 
 pub fn pwrite(fd: i32, buf: u64, len: u64, off: u64) -> SysResult {
-    if (off as i64) < 0 {
-        return Err(Errno::EINVAL);
-    }
+    let len = verify_area(off, len)?;
     let f = positioned(fd)?;
-    Ok(write_at(&f, off, buf, len as usize)? as u64)
+    Ok(write_at(&f, off, buf, len)? as u64)
 }
 
 fn iovecs(iov: u64, count: u64) -> Result<Vec<IoVec>, Errno> {
@@ -357,16 +365,19 @@ pub fn readv(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
     let vecs = iovecs(iov, count)?;
     let _pos = if at.is_none() { hold_offset(&f) } else { None };
     let mut off = at.unwrap_or_else(|| f.offset.load(Ordering::Relaxed));
+    let mut left = verify_area(off, vecs.iter().map(|v| v.len).sum())? as u64;
     let mut total = 0u64;
     for v in vecs {
-        let n = match read_at(&f, off, v.base, v.len as usize) {
+        let want = v.len.min(left);
+        left -= want;
+        let n = match read_at(&f, off, v.base, want as usize) {
             Ok(n) => n as u64,
             Err(_) if total > 0 => break,
             Err(e) => return Err(e),
         };
         total += n;
         off += n;
-        if n < v.len {
+        if n < v.len || left == 0 {
             break;
         }
     }
@@ -389,18 +400,21 @@ pub fn writev(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
         None if f.append() => file_size(&f)?,
         None => f.offset.load(Ordering::Relaxed),
     };
+    let mut left = verify_area(off, vecs.iter().map(|v| v.len).sum())? as u64;
     let mut total = 0u64;
     for v in vecs {
+        let want = v.len.min(left);
+        left -= want;
         // A fault (or error) after some bytes were written ends the call
         // with the count so far, as Linux; before any, it is the result.
-        let n = match write_at(&f, off, v.base, v.len as usize) {
+        let n = match write_at(&f, off, v.base, want as usize) {
             Ok(n) => n as u64,
             Err(_) if total > 0 => break,
             Err(e) => return Err(e),
         };
         total += n;
         off += n;
-        if n < v.len {
+        if n < v.len || left == 0 {
             break;
         }
     }

@@ -100,6 +100,9 @@ pub struct DevState {
     pub fail_reads: AtomicBool,
     pub fail_writes: AtomicBool,
     pub fail_flush: AtomicBool,
+    /// Sectors whose reads / writes fail: any request covering one fails.
+    pub bad_reads: Mutex<BTreeSet<u64>>,
+    pub bad_writes: Mutex<BTreeSet<u64>>,
     pub counters: DevCounters,
     paused: Mutex<bool>,
     resume: Condvar,
@@ -123,6 +126,8 @@ impl SimDevice {
             fail_reads: AtomicBool::new(false),
             fail_writes: AtomicBool::new(false),
             fail_flush: AtomicBool::new(false),
+            bad_reads: Mutex::new(BTreeSet::new()),
+            bad_writes: Mutex::new(BTreeSet::new()),
             counters: DevCounters::default(),
             paused: Mutex::new(false),
             resume: Condvar::new(),
@@ -233,6 +238,15 @@ fn device_thread(cfg: DevConfig, st: Arc<DevState>, rx: Receiver<(Request, std::
     }
 }
 
+/// Whether request `r` covers a sector of `bad`.
+fn covers(bad: &Mutex<BTreeSet<u64>>, r: &Request) -> bool {
+    bad.lock()
+        .unwrap()
+        .range(r.sector..r.sector + r.sectors)
+        .next()
+        .is_some()
+}
+
 fn serve(st: &DevState, cfg: DevConfig, r: &Request) -> Status {
     if let Err(s) = r.check(cfg.sectors, cfg.max_segments) {
         return s;
@@ -248,7 +262,7 @@ fn serve(st: &DevState, cfg: DevConfig, r: &Request) -> Status {
         Op::Read => {
             c.reads.fetch_add(1, Ordering::SeqCst);
             c.read_sectors.fetch_add(r.sectors, Ordering::SeqCst);
-            if st.fail_reads.load(Ordering::SeqCst) {
+            if st.fail_reads.load(Ordering::SeqCst) || covers(&st.bad_reads, r) {
                 return Status::IoError;
             }
             let disk = st.disk.lock().unwrap();
@@ -271,7 +285,7 @@ fn serve(st: &DevState, cfg: DevConfig, r: &Request) -> Status {
             {
                 st.stray_writes.fetch_add(1, Ordering::SeqCst);
             }
-            if st.fail_writes.load(Ordering::SeqCst) {
+            if st.fail_writes.load(Ordering::SeqCst) || covers(&st.bad_writes, r) {
                 return Status::IoError;
             }
             let mut disk = st.disk.lock().unwrap();
@@ -352,6 +366,10 @@ pub struct TestFs {
     dev: Arc<DevState>,
     pub meta_syncs: AtomicU64,
     pub fail_meta: AtomicBool,
+    /// Make the backings' `length` / `map` / `mark_written` fail (EIO).
+    pub fail_length: AtomicBool,
+    pub fail_map: AtomicBool,
+    pub fail_mark: AtomicBool,
 }
 
 impl TestFs {
@@ -367,11 +385,22 @@ impl TestFs {
             dev: dev.state.clone(),
             meta_syncs: AtomicU64::new(0),
             fail_meta: AtomicBool::new(false),
+            fail_length: AtomicBool::new(false),
+            fail_map: AtomicBool::new(false),
+            fail_mark: AtomicBool::new(false),
         })
     }
 
     pub fn len(&self, file: usize) -> u64 {
         self.inner.lock().unwrap().files[file].len
+    }
+
+    /// The disk sector holding byte `off` of `file`, if allocated.
+    pub fn disk_sector(&self, file: usize, off: u64) -> Option<u64> {
+        self.inner.lock().unwrap().files[file]
+            .sectors
+            .get(&(off / SECTOR_SIZE as u64))
+            .map(|l| l.disk)
     }
 
     /// Sectors still uninited in `file`.
@@ -458,13 +487,19 @@ fn assert_kernel_lock_ctx(what: &str) {
 const SS: u64 = SECTOR_SIZE as u64;
 
 impl Backing for FileBacking {
-    fn length(&self) -> u64 {
+    fn length(&self) -> Result<u64, Errno> {
         assert_kernel_lock_ctx("length");
-        self.fs.len(self.file)
+        if self.fs.fail_length.load(Ordering::SeqCst) {
+            return Err(Errno::EIO);
+        }
+        Ok(self.fs.len(self.file))
     }
 
-    fn map(&self, offset: u64, len: u64) -> Vec<Mapping> {
+    fn map(&self, offset: u64, len: u64) -> Result<Vec<Mapping>, Errno> {
         assert_kernel_lock_ctx("map");
+        if self.fs.fail_map.load(Ordering::SeqCst) {
+            return Err(Errno::EIO);
+        }
         assert!(offset % SS == 0 && len % SS == 0, "unaligned map");
         let fs = self.fs.inner.lock().unwrap();
         let f = &fs.files[self.file];
@@ -502,7 +537,7 @@ impl Backing for FileBacking {
             };
             push(s, ext);
         }
-        out
+        Ok(out)
     }
 
     fn reserve(&self, offset: u64, len: u64) -> Result<(), Errno> {
@@ -546,8 +581,11 @@ impl Backing for FileBacking {
         Ok(())
     }
 
-    fn mark_written(&self, offset: u64, len: u64) {
+    fn mark_written(&self, offset: u64, len: u64) -> Result<(), Errno> {
         assert_kernel_lock_ctx("mark_written");
+        if self.fs.fail_mark.load(Ordering::SeqCst) {
+            return Err(Errno::EIO);
+        }
         let mut fs = self.fs.inner.lock().unwrap();
         let f = &mut fs.files[self.file];
         for s in offset / SS..(offset + len).div_ceil(SS) {
@@ -555,6 +593,7 @@ impl Backing for FileBacking {
                 l.inited = true;
             }
         }
+        Ok(())
     }
 }
 

@@ -221,8 +221,11 @@ impl<D: BlockDevice> Filesystem<D> {
 
     /// Creates extents for every unallocated sector in `[first, end)`;
     /// `uninited` extents read as zeros until [`Self::mark_written`].
-    /// Initialized allocations grow the previous extent in place when the
-    /// storage after it is free, as Nanos's `extend` does.
+    /// An allocation grows the previous extent in place when that extent is
+    /// of the same kind (initialized or uninited) and the storage after it
+    /// is free, as Nanos's `extend` does: a file written sequentially in
+    /// small pieces keeps a few large extents, not one per write (every
+    /// extent is a tuple in memory until the store is rewritten).
     fn fill_holes(
         &mut self,
         node: NodeId,
@@ -249,7 +252,7 @@ impl<D: BlockDevice> Filesystem<D> {
                 if let Some((pk, p)) = prev {
                     let adjacent = pk + p.length == b && p.length == p.allocated;
                     let room = MAX_EXTENT_SECTORS - p.length.min(MAX_EXTENT_SECTORS);
-                    if adjacent && !uninited && !p.uninited && room > 0 {
+                    if adjacent && uninited == p.uninited && room > 0 {
                         let grow = want.min(room);
                         self.take_log_reserves()?;
                         if self.space.reserve(p.start + p.allocated, grow) {
