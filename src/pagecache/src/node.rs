@@ -758,30 +758,48 @@ impl Node {
     fn submit_fills(self: &Arc<Self>, pieces: Vec<Piece>, file_len: u64) {
         let vol = &self.volume;
         for run in io::batch(pieces, vol.max_segments, vol.max_sectors) {
-            self.submit_fill_run(run, file_len, true);
+            self.submit_fill_run(run, file_len);
         }
     }
 
     /// Submits one fill request. A failed request of several pieces is
-    /// retried piece by piece (`retry`: not itself a retry), so that a bad
+    /// retried piece by piece (`retry_fill`), so that a bad
     /// sector fails only the page that holds it; its pages stay READING
     /// meanwhile, each piece still settling its page once. Kernel-lock or
     /// bh context (a retry is submitted from the completion).
-    fn submit_fill_run(self: &Arc<Self>, run: Vec<Piece>, file_len: u64, retry: bool) {
+    fn submit_fill_run(self: &Arc<Self>, run: Vec<Piece>, file_len: u64) {
         let segs = io::segments(&run);
         let node = Held::new(self.clone());
         let disk = run[0].disk;
         let req = Request::read(disk, &segs, move |status| {
             assert_bh("pagecache fill completion");
             bh_safe_alloc(|| {
-                if !status.is_ok() && retry && run.len() > 1 {
+                if !status.is_ok() && run.len() > 1 {
                     bump(&node.cache().stats.retries, 1);
-                    for p in run {
-                        node.arc().submit_fill_run(alloc::vec![p], file_len, false);
-                    }
+                    node.arc().retry_fill(run, file_len);
                 } else {
                     let indices: Vec<u64> = run.iter().map(|p| p.index).collect();
                     node.fill_done(&indices, status, file_len);
+                }
+            });
+        });
+        bump(&self.cache().stats.read_requests, 1);
+        self.volume.storage.submit(req);
+    }
+
+    /// Reads the pieces of a failed fill request again, one at a time:
+    /// each is submitted when the one before it has completed, so the
+    /// device cannot merge them back into one request that fails whole.
+    fn retry_fill(self: &Arc<Self>, mut pieces: Vec<Piece>, file_len: u64) {
+        let p = pieces.remove(0);
+        let segs = io::segments(&[p]);
+        let node = Held::new(self.clone());
+        let req = Request::read(p.disk, &segs, move |status| {
+            assert_bh("pagecache fill retry completion");
+            bh_safe_alloc(|| {
+                node.fill_done(&[p.index], status, file_len);
+                if !pieces.is_empty() {
+                    node.arc().retry_fill(pieces, file_len);
                 }
             });
         });

@@ -222,33 +222,52 @@ impl Node {
         let runs = io::batch(pieces, vol.max_segments, vol.max_sectors);
         gather.add(runs.len());
         for run in runs {
-            self.submit_write_run(run, gather.clone(), true);
+            self.submit_write_run(run, gather.clone());
         }
     }
 
     /// Submits one writeback request, which settles `g` once. A failed
-    /// request of several pieces is retried piece by piece (`retry`: not
-    /// itself a retry), each settling `g` once instead, so that a bad
+    /// request of several pieces is retried piece by piece (`retry_write`),
+    /// each settling `g` once instead, so that a bad
     /// sector keeps only the page holding it dirty. Kernel-lock or bh.
-    fn submit_write_run(self: &Arc<Self>, run: Vec<Piece>, g: Arc<Gather>, retry: bool) {
+    fn submit_write_run(self: &Arc<Self>, run: Vec<Piece>, g: Arc<Gather>) {
         let segs = io::segments(&run);
         let node = Held::new(self.clone());
         let disk = run[0].disk;
         let req = Request::write(disk, &segs, move |status| {
             assert_bh("pagecache writeback completion");
             bh_safe_alloc(|| {
-                if !status.is_ok() && retry && run.len() > 1 {
+                if !status.is_ok() && run.len() > 1 {
                     bump(&node.cache().stats.retries, 1);
-                    // This request's own settle is still due, so `g`
-                    // cannot finish meanwhile: one more per extra piece.
-                    g.add(run.len() - 1);
-                    for p in run {
-                        node.arc()
-                            .submit_write_run(alloc::vec![p], g.clone(), false);
-                    }
+                    // The first retried piece settles `g` in this
+                    // request's place.
+                    node.arc().retry_write(run, g);
                 } else {
                     Node::write_done(node, run, status, g)
                 }
+            });
+        });
+        bump(&self.cache().stats.write_requests, 1);
+        self.volume().storage.submit(req);
+    }
+
+    /// Writes the pieces of a failed writeback request again, one at a
+    /// time (each submitted when the one before it has completed, so the
+    /// device cannot merge them back into one request that fails whole);
+    /// each settles `g` once, the first in the failed request's place.
+    fn retry_write(self: &Arc<Self>, mut pieces: Vec<Piece>, g: Arc<Gather>) {
+        let p = pieces.remove(0);
+        let segs = io::segments(&[p]);
+        let node = Held::new(self.clone());
+        let req = Request::write(p.disk, &segs, move |status| {
+            assert_bh("pagecache writeback retry completion");
+            bh_safe_alloc(|| {
+                if !pieces.is_empty() {
+                    // Before this piece settles: `g` must not finish.
+                    g.add(1);
+                    node.arc().retry_write(pieces, g.clone());
+                }
+                Node::write_done(node, alloc::vec![p], status, g)
             });
         });
         bump(&self.cache().stats.write_requests, 1);
