@@ -421,8 +421,8 @@ fn nodes_are_counted_while_they_exist() {
     let a = w.node(0);
     let b = w.node(1);
     assert_eq!(w.cache.nodes(), before + 2);
-    w.write(&a, 0, &pattern(7, 0, PS)).unwrap();
-    w.sync(&a).unwrap();
+    // (A node with pages written may live on after its last user: the
+    // dirty list and completions hold it; only the count is checked here.)
     w.syscall(|| drop(a));
     assert_eq!(w.cache.nodes(), before + 1);
     w.syscall(|| drop(b));

@@ -947,7 +947,7 @@ int main(int argc, char **argv)
     uint64_t all = ~0ull; /* the raw call: glibc's keeps 32 and 33 open */
     SYS(syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, NULL, 8));
     struct worker_progress *w = worker("fuzz");
-    watchdog_start(60, 24 * 3600);
+    watchdog_start(60, 240); /* SIGALRM stays blocked: the watchdog and the runner */
     /* glibc unblocks 32 and 33 (its internal signals) in new threads, so
      * the watchdog could take them: ignored, they are discarded. After
      * pthread_create, which installs glibc's handlers. */
