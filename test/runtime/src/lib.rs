@@ -276,7 +276,6 @@ const fn test(name: &'static str, what: &'static str) -> RuntimeTest {
         smp: 2,
         memory_mib: 512,
         timeout_s: 120,
-        memory_mib: 512,
         data: &[],
         native: Native::Yes,
         real: None,
