@@ -105,13 +105,20 @@ pub fn decimal(n: u64) -> Vec<u8> {
 enum Node {
     Tuple(BTreeMap<Sym, Value>),
     Vector(Vec<Option<Value>>),
+    /// Freed, but its id may still be named by the current log chain's
+    /// dictionary: not handed out again until [`Store::recycle`].
     Free,
+    /// Freed and named by nothing: on the free list, handed out again.
+    Vacant,
 }
 
 /// Tuples, vectors and the symbol table they use.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
     nodes: Vec<Node>,
+    /// Vacant slots, reused before `nodes` grows (so a create/unlink loop
+    /// keeps the table at the most nodes ever live at once).
+    vacant: Vec<NodeId>,
     /// Names of attributes.
     pub symbols: SymbolTable,
 }
@@ -121,19 +128,27 @@ impl Store {
     pub fn new() -> Self {
         Store {
             nodes: Vec::new(),
+            vacant: Vec::new(),
             symbols: SymbolTable::new(),
         }
     }
 
     /// A new empty tuple.
     pub fn new_tuple(&mut self) -> NodeId {
-        self.nodes.push(Node::Tuple(BTreeMap::new()));
-        (self.nodes.len() - 1) as NodeId
+        self.place(Node::Tuple(BTreeMap::new()))
     }
 
     /// A new empty vector.
     pub fn new_vector(&mut self) -> NodeId {
-        self.nodes.push(Node::Vector(Vec::new()));
+        self.place(Node::Vector(Vec::new()))
+    }
+
+    fn place(&mut self, node: Node) -> NodeId {
+        if let Some(id) = self.vacant.pop() {
+            self.nodes[id as usize] = node;
+            return id;
+        }
+        self.nodes.push(node);
         (self.nodes.len() - 1) as NodeId
     }
 
@@ -228,8 +243,22 @@ impl Store {
 
     /// Releases the memory of a node that nothing refers to any more.
     pub fn free(&mut self, id: NodeId) {
-        if let Some(n) = self.nodes.get_mut(id as usize) {
+        if let Some(n) = self.nodes.get_mut(id as usize)
+            && !matches!(n, Node::Vacant)
+        {
             *n = Node::Free;
+        }
+    }
+
+    /// Frees `id` and makes it available to new nodes: the caller knows no
+    /// log record names it (not in the current chain's dictionary), so a
+    /// new node under the same id cannot be mistaken for it.
+    pub fn recycle(&mut self, id: NodeId) {
+        if let Some(n) = self.nodes.get_mut(id as usize)
+            && !matches!(n, Node::Vacant)
+        {
+            *n = Node::Vacant;
+            self.vacant.push(id);
         }
     }
 

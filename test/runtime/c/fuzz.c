@@ -851,7 +851,8 @@ static void regressions(void)
      * overflowed (kernel panic). Linux moves at most 0x7ffff000 bytes. */
     int null = SYS(open("/dev/null", O_RDWR));
     long r = syscall(SYS_write, null, scratch, (size_t)-1);
-    /* Linux refuses the range (EFAULT); a short count is fine too. */
+    /* Linux refuses the buffer (EFAULT: access_ok before anything else);
+     * a short count is fine too. */
 #define SHORT_OR_EFAULT(r) (((r) > 0 && (r) <= 0x7ffff000) || ((r) == -1 && errno == EFAULT))
     CHECK(SHORT_OR_EFAULT(r), "write(/dev/null, -1 bytes) returned %ld", r);
     SYS(lseek(null, 0x7fffffffffffff00ll, SEEK_SET));

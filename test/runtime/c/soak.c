@@ -200,6 +200,14 @@ int main(int argc, char **argv)
      * whose frames are physical pages), none for what one operation
      * makes. */
     int bad = 0;
+    /* Creating and removing files adds records to TFS's log, whose
+     * dictionary (an index entry per entity the log chain names) is kept in
+     * memory until compaction rewrites the chain, every 8,192 obsolete
+     * entries: up to ~1,000 objects of metadata that a short run sees grow
+     * and a long run (--soak: 20,000 cycles, several compactions) sees come
+     * back. A leak of one object per cycle still passes this slack only in
+     * the short run. */
+    long long log_slack = strcmp(m->name, "unlink") == 0 ? 1024 : 0;
     long long pages = kstat(&b, "pagecache.pages") - kstat(&a, "pagecache.pages");
     long long cache_bytes = pages > 0 ? pages * PAGE : 0;
     for (int i = 0; i < b.n; i++) {
@@ -208,7 +216,7 @@ int main(int argc, char **argv)
         if (strncmp(n, "heap.", 5) != 0)
             continue;
         if (l > 8 && strcmp(n + l - 8, ".objects") == 0)
-            bad |= kstats_grew(&a, &b, n, 128 + (cache_bytes ? pages : 0));
+            bad |= kstats_grew(&a, &b, n, 128 + log_slack + (cache_bytes ? pages : 0));
         else if (l > 6 && strcmp(n + l - 6, ".bytes") == 0)
             bad |= kstats_grew(&a, &b, n, (1 << 20) + cache_bytes);
     }

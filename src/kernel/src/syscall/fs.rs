@@ -282,6 +282,24 @@ pub const MAX_RW_COUNT: u64 = (i32::MAX as u64) & !0xfff;
 /// at most [`MAX_RW_COUNT`]. Every path into the filesystem's read and
 /// write goes through here, so their offset arithmetic cannot overflow.
 pub fn verify_area(off: u64, len: u64) -> Result<usize, Errno> {
+    verify_area_inner(off, len)
+}
+
+/// [`verify_area`] for a read or write through the user buffer `buf`: a
+/// buffer that leaves the user half is EFAULT first, as Linux's
+/// `access_ok` in `vfs_read`/`vfs_write` (a write of `(size_t)-1` bytes),
+/// after a negative offset (`pread64`'s own first check).
+fn verify_buffer_area(buf: u64, off: u64, len: u64) -> Result<usize, Errno> {
+    if (off as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    if !crate::user::user_range_ok(buf, len) {
+        return Err(Errno::EFAULT);
+    }
+    verify_area_inner(off, len)
+}
+
+fn verify_area_inner(off: u64, len: u64) -> Result<usize, Errno> {
     if (off as i64) < 0 || off.checked_add(len).is_none_or(|end| end > i64::MAX as u64) {
         return Err(Errno::EINVAL);
     }
@@ -292,7 +310,7 @@ pub fn read(fd: i32, buf: u64, len: u64) -> SysResult {
     let f = get_file(fd)?;
     let _pos = hold_offset(&f);
     let off = f.offset.load(Ordering::Relaxed);
-    let len = verify_area(off, len)?;
+    let len = verify_buffer_area(buf, off, len)?;
     let n = read_at(&f, off, buf, len)?;
     if moves_offset(&f) {
         f.offset
@@ -309,7 +327,7 @@ pub fn write(fd: i32, buf: u64, len: u64) -> SysResult {
     } else {
         f.offset.load(Ordering::Relaxed)
     };
-    let len = verify_area(off, len)?;
+    let len = verify_buffer_area(buf, off, len)?;
     let n = write_at(&f, off, buf, len)?;
     if moves_offset(&f) {
         f.offset
@@ -328,13 +346,13 @@ fn positioned(fd: i32) -> Result<Arc<OpenFile>, Errno> {
 }
 
 pub fn pread(fd: i32, buf: u64, len: u64, off: u64) -> SysResult {
-    let len = verify_area(off, len)?;
+    let len = verify_buffer_area(buf, off, len)?;
     let f = positioned(fd)?;
     Ok(read_at(&f, off, buf, len)? as u64)
 }
 
 pub fn pwrite(fd: i32, buf: u64, len: u64, off: u64) -> SysResult {
-    let len = verify_area(off, len)?;
+    let len = verify_buffer_area(buf, off, len)?;
     let f = positioned(fd)?;
     Ok(write_at(&f, off, buf, len)? as u64)
 }

@@ -195,6 +195,13 @@ pub fn init_cpu() {
 #[derive(Debug)]
 pub struct BadAddress;
 
+/// Whether `[addr, addr + len)` lies in the user half without wrapping
+/// (Linux's `access_ok`: checked before anything else of a read or write).
+pub fn user_range_ok(addr: u64, len: u64) -> bool {
+    addr.checked_add(len)
+        .is_some_and(|end| end <= cairn_pc::paging::USER_END)
+}
+
 fn check_user_range(addr: u64, len: usize) -> Result<(), BadAddress> {
     match addr.checked_add(len as u64) {
         Some(end) if end <= cairn_pc::paging::USER_END => Ok(()),

@@ -177,7 +177,7 @@ impl<D: BlockDevice> Filesystem<D> {
         }
         for id in 0..self.store.node_count() as NodeId {
             if !self.log.dict.contains_node(id) && !keep.contains(&id) {
-                self.store.free(id);
+                self.store.recycle(id);
             }
         }
     }

@@ -461,19 +461,25 @@ impl<D: BlockDevice> Filesystem<D> {
         self.links.remove(&node);
         self.symlinks.remove(&node);
         self.times_dirty.remove(&node);
+        let mut gone = alloc::vec![node];
         if let Some(f) = self.files.remove(&node) {
             for x in f.extents.values() {
                 self.pending_free.push((x.start, x.allocated));
-                self.store.free(x.tuple);
+                gone.push(x.tuple);
             }
-            if let Some(t) = f.extents_tuple {
-                self.store.free(t);
+            gone.extend(f.extents_tuple);
+        }
+        // Nothing names the node any more, so its attributes go now, not at
+        // the next compaction (a create/unlink loop would otherwise keep
+        // every file's tuple). Ids the log never recorded are reused at
+        // once; the others only once compaction has left them behind.
+        for id in gone {
+            if self.log.dict.contains_node(id) {
+                self.store.free(id);
+            } else {
+                self.store.recycle(id);
             }
         }
-        // Nothing names the node any more and no later record can refer to
-        // it, so its attributes go now, not at the next compaction (a
-        // create/unlink loop would otherwise keep every file's tuple).
-        self.store.free(node);
     }
 
     /// Timestamps of `ino`.
