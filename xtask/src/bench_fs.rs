@@ -183,6 +183,17 @@ pub fn table(cairn: &Side, linux: &Side) -> String {
 }
 
 /// Replaces (or appends) the `## <heading>` section of `doc` with `body`.
+/// Replaces (or appends) section `heading` of BENCHMARKS.md with `body`
+/// and says so on stderr, naming the bench `what`.
+pub fn write_section(what: &str, heading: &str, body: &str) -> Result<()> {
+    let path = build::root().join("BENCHMARKS.md");
+    let doc = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::write(&path, replace_section(&doc, heading, body))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!("xtask: bench {what}: table written to {}", path.display());
+    Ok(())
+}
+
 pub fn replace_section(doc: &str, heading: &str, body: &str) -> String {
     let head = format!("## {heading}");
     let mut out = String::new();
@@ -267,12 +278,7 @@ pub fn run(storage: Storage) -> Result<()> {
         "busybox initramfs",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
-    let path = build::root().join("BENCHMARKS.md");
-    let doc = std::fs::read_to_string(&path).unwrap_or_default();
-    std::fs::write(&path, replace_section(&doc, &heading, &body))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    eprintln!("xtask: bench fs: table written to {}", path.display());
-    Ok(())
+    write_section("fs", &heading, &body)
 }
 
 #[cfg(test)]

@@ -257,15 +257,7 @@ pub fn run() -> Result<()> {
          Host: {} CPUs.\n\n{t}{notes}\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
-    let path = build::root().join("BENCHMARKS.md");
-    let doc = std::fs::read_to_string(&path).unwrap_or_default();
-    std::fs::write(
-        &path,
-        crate::bench_fs::replace_section(&doc, "programs", &body),
-    )
-    .map_err(|e| format!("{}: {e}", path.display()))?;
-    eprintln!("xtask: bench programs: table written to {}", path.display());
-    Ok(())
+    crate::bench_fs::write_section("programs", "programs", &body)
 }
 
 #[cfg(test)]

@@ -10,8 +10,6 @@
 //! BENCHMARKS.md. Figures are printed, never asserted.
 
 use crate::Result;
-use crate::bench_fs::replace_section;
-use crate::build;
 use crate::disks::Storage;
 use std::collections::BTreeMap;
 
@@ -141,12 +139,7 @@ pub fn run() -> Result<()> {
         },
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
-    let path = build::root().join("BENCHMARKS.md");
-    let doc = std::fs::read_to_string(&path).unwrap_or_default();
-    std::fs::write(&path, replace_section(&doc, "scale", &body))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    eprintln!("xtask: bench scale: table written to {}", path.display());
-    Ok(())
+    crate::bench_fs::write_section("scale", "scale", &body)
 }
 
 #[cfg(test)]

@@ -10,8 +10,6 @@
 //! never asserted.
 
 use crate::Result;
-use crate::bench_fs::replace_section;
-use crate::build;
 use crate::disks::Storage;
 use std::collections::BTreeMap;
 
@@ -133,12 +131,7 @@ pub fn run() -> Result<()> {
         },
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
-    let path = build::root().join("BENCHMARKS.md");
-    let doc = std::fs::read_to_string(&path).unwrap_or_default();
-    std::fs::write(&path, replace_section(&doc, "sched", &body))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    eprintln!("xtask: bench sched: table written to {}", path.display());
-    Ok(())
+    crate::bench_fs::write_section("sched", "sched", &body)
 }
 
 #[cfg(test)]

@@ -16,8 +16,7 @@ struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
 
-// SAFETY: forwards every call to the system allocator unchanged; it only
-// counts.
+// SAFETY: every call goes to the system allocator unchanged (only counted).
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         LIVE.fetch_add(1, Ordering::Relaxed);

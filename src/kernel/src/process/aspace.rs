@@ -296,13 +296,7 @@ impl AddressSpace {
     /// access): the caller takes the kernel lock and runs [`Self::fault`].
     pub fn fault_anonymous_unlocked(&self, addr: u64, write: bool, exec: bool) -> Option<()> {
         let page = addr & !(PAGE - 1);
-        let access = if exec {
-            Prot::EXEC
-        } else if write {
-            Prot::WRITE
-        } else {
-            Prot::READ
-        };
+        let access = access_of(write, exec);
         let phys = alloc_frame().ok()?;
         let mut inner = self.inner.lock();
         let prot = match inner.vmaps.check_access(addr, access) {
@@ -333,13 +327,7 @@ impl AddressSpace {
     /// Sleeps for file pages. `Ok` when the access can be retried.
     pub fn fault(&self, addr: u64, write: bool, exec: bool) -> Result<(), FaultOutcome> {
         let page = addr & !(PAGE - 1);
-        let access = if exec {
-            Prot::EXEC
-        } else if write {
-            Prot::WRITE
-        } else {
-            Prot::READ
-        };
+        let access = access_of(write, exec);
         loop {
             let mut inner = self.inner.lock();
             let v = match inner.vmaps.check_access(addr, access) {
@@ -621,5 +609,16 @@ impl AddressSpace {
             Self::unmap_range(&mut inner, start, start + len)
         };
         Self::release(freed);
+    }
+}
+
+/// The access a fault was (`write`: a store; `exec`: a fetch).
+fn access_of(write: bool, exec: bool) -> Prot {
+    if exec {
+        Prot::EXEC
+    } else if write {
+        Prot::WRITE
+    } else {
+        Prot::READ
     }
 }

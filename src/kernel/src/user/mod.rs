@@ -213,11 +213,11 @@ fn check_user_range(addr: u64, len: usize) -> Result<(), BadAddress> {
 /// (after demand paging) give `BadAddress`, never a kernel fault.
 pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), BadAddress> {
     check_user_range(src, dst.len())?;
-    // SAFETY: `dst` is a kernel buffer we own; `src` is a checked user
-    // range read through the fix-up table, so a fault only ends the copy.
-    let left =
-        unsafe { cairn_pc::fixup::copy_fallible(dst.as_mut_ptr(), src as *const u8, dst.len()) };
-    if left == 0 { Ok(()) } else { Err(BadAddress) }
+    if copy_from_user_prefix(dst, src) == dst.len() {
+        Ok(())
+    } else {
+        Err(BadAddress)
+    }
 }
 
 /// Copies as much of user memory at `src` into `dst` as is readable, from
@@ -229,9 +229,10 @@ pub fn copy_from_user_prefix(dst: &mut [u8], src: u64) -> usize {
     let len = dst
         .len()
         .min(usize::try_from(reachable).unwrap_or(usize::MAX));
-    // SAFETY: `src..src + len` lies in the user half (clamped above) and is
-    // read through the fix-up table, so a fault only ends the copy; `dst`
-    // is a kernel buffer we own.
+    // `src..src + len` lies in the user half (clamped above) and is read
+    // through the fix-up table, so a fault only ends the copy; `dst` is a
+    // kernel buffer we own.
+    // SAFETY: see the three lines above.
     let left = unsafe { cairn_pc::fixup::copy_fallible(dst.as_mut_ptr(), src as *const u8, len) };
     len - left
 }
