@@ -33,6 +33,18 @@ pub fn cairn(
     log_name: &str,
     marker: &str,
 ) -> Result<String> {
+    cairn_with(t, storage, smp, log_name, marker, "")
+}
+
+/// [`cairn`] with kernel command line `append` (`profile=`, `argv=`).
+pub fn cairn_with(
+    t: &RuntimeTest,
+    storage: Storage,
+    smp: usize,
+    log_name: &str,
+    marker: &str,
+    append: &str,
+) -> Result<String> {
     let image = crate::image::build_test_image(t, None)?;
     let kernel = build::kernel(true)?;
     std::fs::create_dir_all(disks::dir()).map_err(|e| e.to_string())?;
@@ -46,6 +58,7 @@ pub fn cairn(
             .join(format!("{log_name}.log")),
     );
     vm.smp = smp;
+    vm.append = append.into();
     vm.machine = machine.unwrap_or("q35").into();
     vm.extra = flags;
     vm.extra.extend(PREFAULT.iter().map(|f| f.to_string()));

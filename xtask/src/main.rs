@@ -11,6 +11,8 @@
 //!   log kept on failure.
 //! * `bench`: printed figures (boot time, host micro-benchmarks, block
 //!   drivers, filesystem workloads next to a Linux guest).
+//! * `profile`: a benchmark workload under the kernel's sampling profiler,
+//!   printed per phase as the functions with the most samples.
 //!
 //! First use installs what is missing (see [`setup`]).
 
@@ -30,6 +32,7 @@ mod image;
 mod ktest;
 mod linux;
 mod linux_test;
+mod profile;
 mod programs;
 mod qemu;
 mod run_image;
@@ -64,6 +67,8 @@ enum Command {
     Test(ktest::TestArgs),
     /// Print benchmark figures.
     Bench(bench::BenchArgs),
+    /// Sample where the kernel spends a benchmark workload's time.
+    Profile(profile::ProfileArgs),
     /// Fuzz the TFS log replay and the manifest parser.
     Fuzz(fuzz::FuzzArgs),
     /// Run the runtime tests on a Linux guest (Debian's kernel, ext4 on
@@ -81,6 +86,7 @@ fn main() -> ExitCode {
         Command::Image(a) => image::image(a),
         Command::Test(a) => ktest::test(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Profile(a) => profile::profile(a),
         Command::Fuzz(a) => fuzz::fuzz(a),
         Command::LinuxTest(a) => linux_test::linux_test(a),
         Command::Setup => setup::ensure(setup::Need::all()),

@@ -6,7 +6,8 @@
 //! runtime tests of busybox applets need; `%2C`, `%20` and `%25` stand for
 //! `,`, space and `%`), `program=<path>` (run this program of the image
 //! instead of the root tuple's `program`, with `argv=` or the manifest's
-//! arguments; `%20` etc. as in `argv=`).
+//! arguments; `%20` etc. as in `argv=`), `profile=<hz>` (turn the
+//! sampling profiler on: `crate::profile`).
 //! Unknown words are reported, not fatal. Boot only.
 
 use crate::console::Level;
@@ -18,6 +19,7 @@ pub struct Cmdline {
     pub list_tests: bool,
     pub argv: Option<&'static str>,
     pub program: Option<&'static str>,
+    pub profile_hz: Option<u64>,
 }
 
 impl Cmdline {
@@ -77,6 +79,10 @@ pub fn parse(line: &'static str) -> Cmdline {
             "tests" if value == "list" => c.list_tests = true,
             "argv" if !value.is_empty() => c.argv = Some(value),
             "program" if !value.is_empty() => c.program = Some(value),
+            "profile" => match value.parse() {
+                Ok(hz) => c.profile_hz = Some(hz),
+                Err(_) => crate::println!("cmdline: bad profile rate '{value}' ignored"),
+            },
             _ => crate::println!("cmdline: unknown word '{word}' ignored"),
         }
     }

@@ -28,6 +28,7 @@ pub mod panic;
 pub mod pci;
 pub mod percpu;
 pub mod process;
+pub mod profile;
 pub mod sched;
 pub mod signal;
 pub mod smp;
@@ -66,6 +67,9 @@ extern "C" fn cairn_start_bsp(start_info_phys: u64) -> ! {
     let args = cmdline::parse(alloc::string::String::from(info.cmdline()).leak());
     if let Some(l) = args.log {
         console::set_level(l);
+    }
+    if let Some(hz) = args.profile_hz {
+        profile::enable(hz);
     }
     let features = cairn_pc::cpu::features();
     let xapic_virt = if features.x2apic {

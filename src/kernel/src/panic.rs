@@ -20,6 +20,7 @@ static PANICKING: AtomicBool = AtomicBool::new(false);
 /// runner reads the exact value from the console) and writes it to the
 /// debug-exit port (values above 126 are clamped there; 127 means panic).
 pub fn exit(status: u32) -> ! {
+    crate::profile::dump();
     crate::println!("cairn: exit status {status}");
     cairn_pc::debug_exit::exit(status.min(126));
     halt_forever()
@@ -32,7 +33,9 @@ pub fn halt_forever() -> ! {
     }
 }
 
-fn read_u64(addr: u64) -> Option<u64> {
+/// Reads a kernel word that may not be mapped (any context): `None` if it
+/// is not.
+pub(crate) fn read_u64(addr: u64) -> Option<u64> {
     let mut v = [0u8; 8];
     // SAFETY: `v` is a local buffer; the source is read through the fix-up
     // table, so an unmapped address only stops the copy.

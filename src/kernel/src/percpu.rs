@@ -62,6 +62,9 @@ pub struct PerCpu {
     /// The kernel timers' deadline this CPU armed its local timer for (ns),
     /// 0 for none: the other deadline (`timer`).
     pub timer_deadline_ns: AtomicU64,
+    /// When the sampling profiler takes this CPU's next sample (ns), 0 for
+    /// none: the third deadline (`profile`), only with `profile=` on.
+    pub sample_deadline_ns: AtomicU64,
     /// Nesting depth of `bh_safe_alloc` scopes.
     pub bh_safe_alloc_depth: AtomicU32,
     /// While non-zero, a fault on a user address during a kernel copy is
@@ -125,6 +128,7 @@ impl PerCpu {
             slice_start_ns: AtomicU64::new(0),
             slice_deadline_ns: AtomicU64::new(0),
             timer_deadline_ns: AtomicU64::new(0),
+            sample_deadline_ns: AtomicU64::new(0),
             bh_safe_alloc_depth: AtomicU32::new(0),
             pagefault_disabled: AtomicU32::new(0),
             held_locks: HeldLocks::new(),

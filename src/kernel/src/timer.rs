@@ -13,9 +13,10 @@
 //! queued it even when every CPU is busy in user mode.
 //!
 //! Each CPU's one local APIC timer serves two deadlines, kept per CPU: the
-//! heap's (above) and the running thread's time slice (`sched::preempt`).
-//! [`program_local`] arms it for the earlier; the interrupt handler checks
-//! both against the clock.
+//! heap's (above) and the running thread's time slice (`sched::preempt`),
+//! and a third when the sampling profiler is on (`profile`).
+//! [`program_local`] arms it for the earliest; the interrupt handler checks
+//! each against the clock.
 //!
 //! Callbacks run in bh context. Adding and cancelling: any context but irq.
 //! Every allocation here is made in a bh-safe scope, since the service
@@ -159,6 +160,7 @@ pub fn program_local() {
     let deadline = [
         c.timer_deadline_ns.load(Ordering::Relaxed),
         c.slice_deadline_ns.load(Ordering::Relaxed),
+        crate::profile::local_deadline(),
     ]
     .into_iter()
     .filter(|&d| d != 0)

@@ -71,6 +71,9 @@ extern "C" fn cairn_trap(frame: &mut TrapFrame) {
     cpu.irq_depth.fetch_add(1, Ordering::Relaxed);
     cpu.irq_count.fetch_add(1, Ordering::Relaxed);
     if v != irq::SPURIOUS {
+        if v == irq::TIMER {
+            crate::profile::tick(frame);
+        }
         if !irq::dispatch(v) {
             crate::warn!("interrupt on vector {v:#x} with no handler");
         }

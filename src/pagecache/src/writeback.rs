@@ -290,11 +290,8 @@ impl Node {
             let runqueue = node.cache().runqueue.clone();
             in_kernel_lock(&runqueue, move || {
                 let mut r = Ok(());
-                for p in run.iter().filter(|p| p.uninited) {
-                    r = r.and(
-                        node.backing()
-                            .mark_written(p.file_off, p.sectors * SECTOR_SIZE),
-                    );
+                for (off, len) in written_runs(&run) {
+                    r = r.and(node.backing().mark_written(off, len));
                 }
                 node.pages_written(&indices, r, &g);
             });
@@ -459,4 +456,19 @@ impl PageCache {
                 .sum()
         })
     }
+}
+
+/// The file byte ranges of `run`'s pieces written to uninited extents,
+/// contiguous pieces joined: one `Backing::mark_written` per range, not
+/// per page (a filesystem records each call as extent splits and merges).
+fn written_runs(run: &[Piece]) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for p in run.iter().filter(|p| p.uninited) {
+        let len = p.sectors * SECTOR_SIZE;
+        match out.last_mut() {
+            Some((off, l)) if *off + *l == p.file_off => *l += len,
+            _ => out.push((p.file_off, len)),
+        }
+    }
+    out
 }

@@ -21,7 +21,12 @@
 #define CREATES 500
 
 static double t_start;
-static void start(void) { t_start = now_s(); }
+/* Starts timing case `name` (and names the profiler's phase). */
+static void start(const char *name)
+{
+    profile_mark(name);
+    t_start = now_s();
+}
 static void report_ns(const char *name, long ops, long long bytes, double ns)
 {
     printf("fsbench %s ops=%ld bytes=%lld ns=%.0f\n", name, ops, bytes, ns);
@@ -44,6 +49,7 @@ static void seq_read(const char *name, const char *path, char *buf, uint32_t see
 {
     long size = file_size(path);
     int fd = SYS(open(path, O_RDONLY));
+    profile_mark(name);
     double in_read = 0;
     long off = 0, ops = 0;
     for (;;) {
@@ -68,7 +74,7 @@ static void rand_read(const char *name, const char *path, uint32_t seed)
     long pages = file_size(path) / PAGE;
     int fd = SYS(open(path, O_RDONLY));
     uint32_t s = 0x2545f491;
-    start();
+    start(name);
     for (int i = 0; i < RAND_OPS; i++) {
         s ^= s << 13;
         s ^= s >> 17;
@@ -86,7 +92,7 @@ static void map_faults(const char *name, const char *path, uint32_t seed)
 {
     long size = file_size(path);
     int fd = SYS(open(path, O_RDONLY));
-    start();
+    start(name);
     volatile uint32_t *p = SYSP(mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0));
     uint32_t sum = 0;
     for (long off = 0; off < size; off += PAGE)
@@ -105,9 +111,10 @@ int main(void)
 
     int fd = SYS(open("written.dat", O_CREAT | O_TRUNC | O_WRONLY, 0644));
     pat_fill(buf, MIB, 0, 90);
-    start();
+    start("seq_write_fsync");
     for (int i = 0; i < WRITE_MIB; i++)
         write_all(fd, buf, MIB);
+    profile_mark("seq_write_fsync:fsync");
     SYS(fsync(fd));
     report("seq_write_fsync", WRITE_MIB, (long long)WRITE_MIB * MIB);
     close(fd);
@@ -118,7 +125,7 @@ int main(void)
     /* Baselines for the cached rows: writes that only fill the cache, and
      * a plain user-space memcpy of the same size. */
     fd = SYS(open("cached.dat", O_CREAT | O_TRUNC | O_WRONLY, 0644));
-    start();
+    start("seq_write_cached");
     for (int i = 0; i < WRITE_MIB; i++)
         write_all(fd, buf, MIB);
     report("seq_write_cached", WRITE_MIB, (long long)WRITE_MIB * MIB);
@@ -127,7 +134,7 @@ int main(void)
     char *dst = malloc(MIB);
     CHECK(dst != NULL, "malloc");
     memset(dst, 1, MIB);
-    start();
+    start("memcpy");
     for (int i = 0; i < WRITE_MIB; i++) {
         memcpy(dst, buf, MIB);
         __asm__ volatile("" : : "r"(dst) : "memory");
@@ -138,7 +145,7 @@ int main(void)
     rand_read("rand_read_4k_cached", "rand.dat", 92);
 
     char name[32];
-    start();
+    start("create_unlink");
     for (int i = 0; i < CREATES; i++) {
         snprintf(name, sizeof name, "c%d", i);
         int f = SYS(open(name, O_CREAT | O_EXCL | O_WRONLY, 0644));

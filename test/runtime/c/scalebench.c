@@ -105,6 +105,9 @@ static void run(enum kind k, int threads)
     pthread_t t[MAX_THREADS];
     struct worker_arg args[MAX_THREADS];
     current = k;
+    char phase[48];
+    snprintf(phase, sizeof phase, "%s/%d", names[k], threads);
+    profile_mark(phase);
     CHECK(pthread_barrier_init(&barrier, NULL, (unsigned)threads + 1) == 0, "barrier");
     for (int i = 0; i < threads; i++) {
         args[i] = (struct worker_arg){.index = i};

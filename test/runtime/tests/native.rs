@@ -11,7 +11,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn run_once(t: &RuntimeTest, dir: &Path, boot: usize) -> Result<u32, String> {
+/// Runs boot `boot` of `t` natively: its exit status and the last lines of
+/// its output (for the failure message).
+fn run_once(t: &RuntimeTest, dir: &Path, boot: usize) -> Result<(u32, String), String> {
     let w = t.workload().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(dir.join(t.program()));
     let argv0 = std::ffi::OsStr::from_bytes(&w.arguments[0]);
@@ -43,9 +45,11 @@ fn run_once(t: &RuntimeTest, dir: &Path, boot: usize) -> Result<u32, String> {
                 String::from_utf8_lossy(&out.stderr)
             );
             eprintln!("native {} boot {boot}: {s}\n{}", t.name, text.trim_end());
+            let lines: Vec<&str> = text.trim_end().lines().collect();
+            let tail = lines[lines.len().saturating_sub(6)..].join("\n");
             return match (s.code(), s.signal()) {
-                (Some(c), _) => Ok(c as u32),
-                (None, Some(sig)) => Ok(128 + sig as u32),
+                (Some(c), _) => Ok((c as u32, tail)),
+                (None, Some(sig)) => Ok((128 + sig as u32, tail)),
                 _ => Err(format!("{}: no status", t.name)),
             };
         }
@@ -76,9 +80,9 @@ fn runtime_programs_pass_natively() {
         }
         for (i, want) in t.boot_list().into_iter().map(|b| b.status).enumerate() {
             match run_once(t, &dir, i + 1) {
-                Ok(got) if got == want => {}
-                Ok(got) => failures.push(format!(
-                    "{} boot {}: exit status {got}, expected {want}",
+                Ok((got, _)) if got == want => {}
+                Ok((got, tail)) => failures.push(format!(
+                    "{} boot {}: exit status {got}, expected {want}; output ends:\n{tail}",
                     t.name,
                     i + 1
                 )),
@@ -101,6 +105,6 @@ fn fs_bench_runs_natively() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fsbench-native");
     let _ = std::fs::remove_dir_all(&dir);
     t.prepare(&dir).unwrap();
-    assert_eq!(run_once(t, &dir, 1), Ok(0));
+    assert_eq!(run_once(t, &dir, 1).map(|(status, _)| status), Ok(0));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,5 +1,6 @@
 //! `/proc`: system files (`cpuinfo`, `meminfo`, `stat`, `mounts`,
-//! `uptime`), cairn's own accounting (`cairn/kstats`) and the program's own directory, `/proc/1`, which
+//! `uptime`), cairn's own accounting (`cairn/kstats`), the profiler's
+//! phase marks (`cairn/profile`, write-only: `crate::profile::mark`) and the program's own directory, `/proc/1`, which
 //! `/proc/self` links to (the program is pid 1): `exe`, `cwd`, `cmdline`,
 //! `comm`, `status`, `maps`, `mounts` and `fd/`.
 //!
@@ -502,6 +503,10 @@ pub fn init() {
     register("/proc/mounts", text(mounts));
     register("/proc/uptime", text(uptime));
     register("/proc/cairn/kstats", text(kstats));
+    register(
+        "/proc/cairn/profile",
+        Arc::new(ProfileFile { ino: new_ino() }),
+    );
     register("/proc/1/exe", link(exe));
     register(
         "/proc/1/cwd",
@@ -520,4 +525,57 @@ pub fn init() {
     register("/proc/1/maps", text(maps));
     register("/proc/1/mounts", text(mounts));
     register("/proc/1/fd", Arc::new(FdDir { ino: new_ino() }));
+}
+
+/// `/proc/cairn/profile`: each write names a new profiler phase
+/// (`crate::profile::mark`; nothing happens while the profiler is off).
+struct ProfileFile {
+    ino: u64,
+}
+
+impl Node for ProfileFile {
+    fn kind(&self) -> NodeKind {
+        NodeKind::Other
+    }
+    fn stat(&self) -> FileStat {
+        stat_of(self.ino, super::S_IFREG | 0o200, 0, 0)
+    }
+    fn open(&self, _path: &[u8], flags: u32) -> Result<FileKind, Errno> {
+        if flags & O_ACCMODE == 0 {
+            return Err(Errno::EACCES);
+        }
+        Ok(FileKind::Object(Arc::new(ProfileMarks {
+            stat: self.stat(),
+        })))
+    }
+}
+
+/// An open `/proc/cairn/profile`.
+struct ProfileMarks {
+    stat: FileStat,
+}
+
+impl crate::process::file::FileOps for ProfileMarks {
+    fn write(
+        &self,
+        _f: &OpenFile,
+        _off: u64,
+        src: crate::process::file::Src<'_>,
+        len: usize,
+    ) -> Result<usize, Errno> {
+        let mut name = [0u8; 64];
+        let n = len.min(name.len());
+        src.get(0, &mut name[..n])?;
+        crate::profile::mark(&name[..n]);
+        Ok(len)
+    }
+    fn stat(&self) -> FileStat {
+        self.stat
+    }
+    fn name(&self) -> Vec<u8> {
+        b"/proc/cairn/profile".to_vec()
+    }
+    fn as_any(&self) -> &dyn core::any::Any {
+        self
+    }
 }

@@ -365,6 +365,8 @@ pub struct TestFs {
     inner: Mutex<FsInner>,
     dev: Arc<DevState>,
     pub meta_syncs: AtomicU64,
+    /// `mark_written` calls made.
+    pub mark_calls: AtomicU64,
     pub fail_meta: AtomicBool,
     /// Make the backings' `length` / `map` / `mark_written` fail (EIO).
     pub fail_length: AtomicBool,
@@ -384,6 +386,7 @@ impl TestFs {
             }),
             dev: dev.state.clone(),
             meta_syncs: AtomicU64::new(0),
+            mark_calls: AtomicU64::new(0),
             fail_meta: AtomicBool::new(false),
             fail_length: AtomicBool::new(false),
             fail_map: AtomicBool::new(false),
@@ -583,6 +586,7 @@ impl Backing for FileBacking {
 
     fn mark_written(&self, offset: u64, len: u64) -> Result<(), Errno> {
         assert_kernel_lock_ctx("mark_written");
+        self.fs.mark_calls.fetch_add(1, Ordering::SeqCst);
         if self.fs.fail_mark.load(Ordering::SeqCst) {
             return Err(Errno::EIO);
         }
