@@ -230,8 +230,10 @@ pub struct Mapping {
 /// read its metadata): the error goes to exactly the operation and the
 /// pages that needed the answer, never turned into a default.
 pub trait Backing: Send + Sync {
-    /// The file's length in bytes. It changes only by [`Backing::reserve`]
-    /// and by the filesystem's truncate, which the kernel runs after
+    /// The file's length in bytes. The node asks once and then keeps it:
+    /// it changes only by [`Backing::reserve`] (the node grows its copy)
+    /// and by the filesystem's own truncate or fallocate, after which the
+    /// kernel calls [`Node::length_changed`]. The truncate runs after
     /// [`Node::truncate`] (from its completion); a pending truncate caps
     /// the length the node uses until this reports the new end.
     fn length(&self) -> Result<u64, Errno>;

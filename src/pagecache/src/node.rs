@@ -68,8 +68,19 @@ pub struct Node {
     /// no longer than this until the backing's length drops to it. Set by
     /// [`Node::truncate`], cleared by [`Node::file_len`].
     pub(crate) cap: AtomicU64,
+    /// The backing's length as last learned ([`UNKNOWN_LEN`]: ask it), so
+    /// a cached read does not ask the filesystem (which takes its mutex).
+    /// Grown by this node's own reserves; forgotten by
+    /// [`Node::length_changed`] when the filesystem changes it otherwise.
+    len: AtomicU64,
+    /// Bumped by every change of the length, so an answer the backing gave
+    /// before a change is not kept after it (see [`Node::backing_len`]).
+    len_gen: AtomicU64,
     me: Weak<Node>,
 }
+
+/// [`Node`]'s `len` when the backing must be asked.
+const UNKNOWN_LEN: u64 = u64::MAX;
 
 pub(crate) struct NodeInner {
     pub(crate) pages: BTreeMap<u64, CPage>,
@@ -276,6 +287,8 @@ impl Node {
                     },
                 ),
                 cap: AtomicU64::new(u64::MAX),
+                len: AtomicU64::new(UNKNOWN_LEN),
+                len_gen: AtomicU64::new(0),
                 me: me.clone(),
             })
         })
@@ -307,6 +320,43 @@ impl Node {
         self.inner.lock().detached.len()
     }
 
+    /// The backing's length: the one learned before if no change since,
+    /// else the backing's answer (kept unless the length changed while it
+    /// was asked: a truncate or another reserve may run while the backing
+    /// sleeps on its mutex). Kernel-lock context.
+    pub(crate) fn backing_len(&self) -> Result<u64, Errno> {
+        let known = self.len.load(Ordering::Acquire);
+        if known != UNKNOWN_LEN {
+            return Ok(known);
+        }
+        let generation = self.len_gen.load(Ordering::Acquire);
+        let len = self.backing.length()?;
+        if self
+            .len
+            .compare_exchange(UNKNOWN_LEN, len, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+            && self.len_gen.load(Ordering::Acquire) != generation
+        {
+            self.len.store(UNKNOWN_LEN, Ordering::Release);
+        }
+        Ok(len)
+    }
+
+    /// A reserve of this node's made the backing's length at least `end`.
+    fn extended_to(&self, end: u64) {
+        self.len_gen.fetch_add(1, Ordering::AcqRel);
+        self.len.fetch_max(end, Ordering::AcqRel); // UNKNOWN_LEN stays
+    }
+
+    /// The filesystem changed the file's length other than by
+    /// [`Backing::reserve`] (its truncate, fallocate): the node asks the
+    /// backing again. The kernel calls it right after the change. Any
+    /// context.
+    pub fn length_changed(&self) {
+        self.len_gen.fetch_add(1, Ordering::AcqRel);
+        self.len.store(UNKNOWN_LEN, Ordering::Release);
+    }
+
     /// The file's length as reads, faults, readahead, fills and writes see
     /// it: the backing's, but no longer than a truncate the filesystem has
     /// not applied yet (the cap is lifted once the backing's length is at
@@ -315,7 +365,7 @@ impl Node {
     /// asks the backing directly: until the filesystem frees the sectors
     /// past a pending truncate they are still the file's to write.
     pub(crate) fn file_len(&self) -> Result<u64, Errno> {
-        let len = self.backing.length()?;
+        let len = self.backing_len()?;
         let cap = self.cap.load(Ordering::Acquire);
         if len <= cap {
             if cap != u64::MAX {
@@ -903,6 +953,7 @@ impl Node {
             done.complete(&*cache.runqueue, Err(e));
             return;
         }
+        self.extended_to(end);
         let (first, last) = (offset / PS, (end - 1) / PS);
         let gather = Gather::new();
         let mut claims = Vec::new();
@@ -1170,6 +1221,7 @@ impl Node {
                 done.complete(&*cache.runqueue, Err(e));
                 return;
             }
+            self.extended_to(ps + (file_len - ps).min(PS));
         }
         let gather = Gather::new();
         let mut claims = Vec::new();

@@ -87,7 +87,7 @@ impl Node {
         assert_kernel_lock("pagecache writeback");
         let cache = self.cache().clone();
         let now = cache.clock();
-        let file_len = match self.backing().length() {
+        let file_len = match self.backing_len() {
             Ok(l) => l,
             Err(e) => {
                 // Nothing can be mapped: the pages stay dirty, the error

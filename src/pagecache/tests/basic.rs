@@ -65,6 +65,36 @@ fn writeback_marks_each_written_run_once_not_each_page() {
     assert_eq!(w.disk_image(0), data);
 }
 
+/// The filesystem takes a mutex to answer `length`: reads, writes and
+/// writeback of a node use the length it learned, growing it with the
+/// node's own writes, and ask again only after `length_changed`.
+#[test]
+fn cached_reads_and_appends_ask_the_filesystem_for_the_length_once() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let w = World::new(no_readahead(), DevConfig::default(), 1);
+    w.fs.preload(&w.dev, 0, &pattern(6, 0, 2 * PS));
+    let n = w.node(0);
+    for _ in 0..50 {
+        assert_eq!(w.read(&n, 0, PS).unwrap(), pattern(6, 0, PS));
+    }
+    let tail = pattern(7, 2 * PS as u64, 100);
+    for i in 0..20u64 {
+        let off = 2 * PS as u64 + i * 100;
+        assert_eq!(w.write(&n, off, &tail), Ok(100));
+    }
+    assert_eq!(w.read(&n, 0, 8 * PS).unwrap().len(), 2 * PS + 2000);
+    assert_eq!(w.sync(&n), Ok(()));
+    assert_eq!(w.fs.length_calls.load(SeqCst), 1, "length asked again");
+    // A change the filesystem makes by itself is seen after the kernel
+    // says so.
+    w.syscall(|| {
+        w.fs.truncate(0, 100);
+        n.length_changed();
+    });
+    assert_eq!(w.read(&n, 0, 8 * PS).unwrap(), pattern(6, 0, 100));
+    assert_eq!(w.fs.length_calls.load(SeqCst), 2);
+}
+
 #[test]
 fn whole_page_writes_never_read_and_partial_writes_read_first() {
     let w = World::new(no_readahead(), DevConfig::default(), 1);

@@ -238,7 +238,10 @@ fn run(ops: &[Op], seed: u64) {
                     // length, or the old one where it grows.
                     let got = w.read(n, 0, SPAN as usize + 8192).expect("read");
                     assert!(got == m[..m.len().min(old_len)], "read in the window");
-                    w.syscall(|| w.fs.truncate(file, len));
+                    w.syscall(|| {
+                        w.fs.truncate(file, len);
+                        n.length_changed();
+                    });
                 } else {
                     assert_eq!(w.truncate(n, file, len), Ok(()));
                     m.resize(len as usize, 0);

@@ -417,7 +417,10 @@ fn the_cache_is_capped_until_the_filesystem_applies_the_truncate() {
     assert_eq!(w.syscall(|| n.invalidate_clean()), 2);
     assert_eq!(w.read(&n, P, PS).unwrap(), file[PS..PS + 5]);
     // The filesystem catches up; then the file grows again.
-    w.syscall(|| w.fs.truncate(0, P + 5));
+    w.syscall(|| {
+        w.fs.truncate(0, P + 5);
+        n.length_changed();
+    });
     assert_eq!(w.write(&n, 4 * P, &[3]), Ok(1));
     let mut expect = file[..PS + 5].to_vec();
     expect.resize(4 * PS, 0);

@@ -682,10 +682,13 @@ impl Mount {
         let ino = file.ino;
         let w = Waiter::new();
         let h = w.handle();
+        let node = file.node.clone();
         file.node.truncate(
             len,
             Completion::kernel_lock(move |r: Result<(), Errno>| {
-                h.deliver(r.and_then(|()| self.fs().truncate(ino, len).map_err(errno_of)));
+                let r = r.and_then(|()| self.fs().truncate(ino, len).map_err(errno_of));
+                node.length_changed();
+                h.deliver(r);
             }),
         );
         w.wait()

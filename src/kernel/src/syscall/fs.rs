@@ -684,11 +684,13 @@ pub fn fallocate(fd: i32, mode: i32, off: u64, len: u64) -> SysResult {
     let FileKind::Regular(ref d) = f.kind else {
         return Err(Errno::ENODEV);
     };
-    d.mount
+    let r = d
+        .mount
         .fs()
         .fallocate(d.ino, off, len, mode & KEEP_SIZE != 0)
-        .map_err(fs_err)?;
-    Ok(0)
+        .map_err(fs_err);
+    d.node.length_changed();
+    r.map(|()| 0)
 }
 
 pub fn fsync(fd: i32) -> SysResult {

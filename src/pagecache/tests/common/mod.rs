@@ -367,6 +367,8 @@ pub struct TestFs {
     pub meta_syncs: AtomicU64,
     /// `mark_written` calls made.
     pub mark_calls: AtomicU64,
+    /// `length` calls made.
+    pub length_calls: AtomicU64,
     pub fail_meta: AtomicBool,
     /// Make the backings' `length` / `map` / `mark_written` fail (EIO).
     pub fail_length: AtomicBool,
@@ -387,6 +389,7 @@ impl TestFs {
             dev: dev.state.clone(),
             meta_syncs: AtomicU64::new(0),
             mark_calls: AtomicU64::new(0),
+            length_calls: AtomicU64::new(0),
             fail_meta: AtomicBool::new(false),
             fail_length: AtomicBool::new(false),
             fail_map: AtomicBool::new(false),
@@ -492,6 +495,7 @@ const SS: u64 = SECTOR_SIZE as u64;
 impl Backing for FileBacking {
     fn length(&self) -> Result<u64, Errno> {
         assert_kernel_lock_ctx("length");
+        self.fs.length_calls.fetch_add(1, Ordering::SeqCst);
         if self.fs.fail_length.load(Ordering::SeqCst) {
             return Err(Errno::EIO);
         }
@@ -765,12 +769,14 @@ impl World {
     ) -> Receiver<Result<(), Errno>> {
         let (tx, rx) = channel();
         let fs = self.fs.clone();
+        let n = node.clone();
         self.syscall(|| {
             node.truncate(
                 len,
                 Completion::kernel_lock(move |r: Result<(), Errno>| {
                     if r.is_ok() {
                         fs.truncate(file, len);
+                        n.length_changed();
                     }
                     tx.send(r).unwrap();
                 }),
