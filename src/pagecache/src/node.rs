@@ -138,7 +138,7 @@ impl NodeInner {
 
 /// Adaptive readahead: the window doubles on each read that starts where
 /// the previous one ended and drops to nothing on a random read.
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 pub(crate) struct Readahead {
     next: u64,
     window: u64,
@@ -451,6 +451,77 @@ impl Node {
                 done().complete(&*self.cache().runqueue, Err(e));
                 None
             }
+        })
+    }
+
+    /// The pinned pages of `offset .. offset + len` if the read needs
+    /// nothing but them: the length is known (no truncate pending), every
+    /// page of the range is readable, and the readahead this read advances
+    /// has nothing left to fill. Otherwise `None`, with nothing changed:
+    /// the caller reads with [`Node::read_or_complete`] under the kernel
+    /// lock. A read at or past the end of file also answers `None`.
+    ///
+    /// Any context but irq; needs no kernel lock (the syscalls' lockless
+    /// read path): takes only the node's lock, allocates only bh-safe, and
+    /// the pages' last unpin and the node's last reference are safe
+    /// anywhere ([`Pages`], `io::release`).
+    pub fn read_cached(self: &Arc<Self>, offset: u64, len: usize) -> Option<Pages> {
+        let known = self.len.load(Ordering::Acquire);
+        if known == UNKNOWN_LEN || self.cap.load(Ordering::Acquire) != u64::MAX {
+            return None;
+        }
+        let end = offset.saturating_add(len as u64).min(known);
+        if offset >= end {
+            return None;
+        }
+        let (first, last) = (offset / PS, (end - 1) / PS);
+        let file_pages = known.div_ceil(PS);
+        let cache = self.cache().clone();
+        bh_safe_alloc(|| {
+            let mut views = Vec::with_capacity((last - first + 1) as usize);
+            let epoch;
+            {
+                let mut guard = self.inner.lock();
+                let inner = &mut *guard;
+                let mut ra = inner.ra;
+                let ahead = ra.advance(first, last, &cache);
+                let mut expect = first;
+                for (&i, p) in inner.pages.range(first..=last) {
+                    if i != expect || !p.readable() {
+                        return None;
+                    }
+                    expect += 1;
+                }
+                if expect != last + 1 {
+                    return None;
+                }
+                let ahead = ahead.start..ahead.end.min(file_pages);
+                if ahead.start < ahead.end
+                    && inner.pages.range(ahead.clone()).count() as u64 != ahead.end - ahead.start
+                    || inner
+                        .pages
+                        .range(ahead)
+                        .any(|(_, p)| p.state() == PageState::Free)
+                {
+                    return None;
+                }
+                inner.ra = ra;
+                epoch = inner.epoch;
+                for (_, p) in inner.pages.range_mut(first..=last) {
+                    p.pin();
+                    p.touch();
+                    views.push(p.frame().expect("readable page has a frame").view());
+                }
+            }
+            bump(&cache.stats.hits, last - first + 1);
+            let span = ReadSpan {
+                first,
+                last,
+                epoch,
+                offset,
+                end,
+            };
+            Some(span.pages(Held::new(self.clone()), views))
         })
     }
 

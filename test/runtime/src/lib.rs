@@ -648,6 +648,25 @@ static CATALOGUE: &[RuntimeTest] = &[
         )
     },
     RuntimeTest {
+        source: "pread_close",
+        storage: &[Storage::Virtio],
+        timeout_s: 600,
+        ..test(
+            "pread_close_smp2",
+            "4 threads on 2 vCPUs pread 4 KiB blocks through one descriptor number while another thread dup2()s fresh opens of two files over it and closes them (and unlinks and recreates the other file): every block is wholly one file's, and no open file description leaks",
+        )
+    },
+    RuntimeTest {
+        source: "pread_close",
+        smp: 4,
+        storage: &[Storage::Virtio],
+        timeout_s: 900,
+        ..test(
+            "pread_close_smp4",
+            "pread_close_smp2 with 8 threads on 4 vCPUs",
+        )
+    },
+    RuntimeTest {
         timeout_s: 300,
         ..test(
             "signals",

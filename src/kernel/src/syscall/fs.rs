@@ -197,10 +197,11 @@ pub fn close(fd: i32) -> SysResult {
 }
 
 /// A descriptor of `f` was closed (close, dup2/dup3 over it): the
-/// process's record locks on the file go, then the reference.
+/// process's record locks on the file go, then the reference (retired
+/// while a lockless read may hold another: `lockless::retire`).
 pub fn closed(f: Arc<OpenFile>) {
     crate::process::locks::closed(&f);
-    drop(f);
+    super::lockless::retire(f);
 }
 
 fn read_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno> {

@@ -19,9 +19,27 @@
 //!   handler that answers `NeedLock` has changed nothing the program can
 //!   see.
 //!
-//! Contexts: the syscall entry, before the kernel lock. Locks: none here.
+//! **Cached `pread`** ([`pread_cached`]): a regular file's pages that are
+//! all cached and readable are pinned under the node's lock
+//! (`Node::read_cached`) and copied to the user with faults disabled; any
+//! other case (a page to fill, readahead to start, a truncate pending, a
+//! copy that faults) answers `NeedLock`. The handler's reference to the
+//! open file, cloned from the fd table under its lock, must never be the
+//! last one (the description came from the general heap): so a close
+//! under the kernel lock never drops a regular file's description while
+//! other references exist; it [`retire`]s it to a list that a later close
+//! empties once the list's reference is the only one.
+//!
+//! Contexts: the syscall entry, before the kernel lock ([`retire`]: under
+//! it). Locks: `process.fds` (to clone the description, released before
+//! the pagecache node's lock is taken); `syscall.retired` (a leaf, kernel
+//! lock only).
 
 use super::SysResult;
+use crate::process::file::{FileKind, OpenFile};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use cairn_sync::{LockClass, SpinLock};
 use cairn_unix::syscalls as nr;
 
 /// What a lockless attempt came to.
@@ -74,6 +92,82 @@ pub fn try_call(n: u64, a: [u64; 6]) -> Lockless {
             Done(Ok(secs))
         }
         nr::FUTEX => super::thread::futex_lockless(a),
+        nr::PREAD64 => pread_cached(a[0] as i32, a[1], a[2], a[3]),
         _ => NeedLock,
     }
+}
+
+/// Reads no larger than this go lockless; a larger read copies without
+/// the kernel lock anyway (`Mount::read`) and its lock cost is amortised.
+const PREAD_CACHED_MAX: u64 = 64 * 1024;
+
+/// `pread` of a regular file whose pages are all cached (see the module
+/// doc).
+fn pread_cached(fd: i32, buf: u64, len: u64, off: u64) -> Lockless {
+    if len == 0
+        || len > PREAD_CACHED_MAX
+        || (off as i64) < 0
+        || !crate::user::user_range_ok(buf, len)
+    {
+        return Lockless::NeedLock;
+    }
+    let Some(p) = crate::process::PROCESS.get() else {
+        return Lockless::NeedLock;
+    };
+    let file = match p.fds.lock().get(fd) {
+        Ok(f) if f.readable && matches!(f.kind, FileKind::Regular(_)) => f.clone(),
+        _ => return Lockless::NeedLock,
+    };
+    let FileKind::Regular(d) = &file.kind else {
+        return Lockless::NeedLock;
+    };
+    let Some(pages) = d.node.read_cached(off, len as usize) else {
+        return Lockless::NeedLock;
+    };
+    let got = pages.len();
+    let copied = crate::user::UserDestination::new(buf, len as usize).map_or(0, |mut to| {
+        crate::user::with_user_faults_disabled(|| pages.copy_out(&mut to, 0))
+    });
+    drop(pages);
+    // Not the last reference: the table's, or the retired list's, outlives
+    // it (`retire`).
+    drop(file);
+    if copied < got {
+        return Lockless::NeedLock;
+    }
+    Lockless::Done(Ok(got as u64))
+}
+
+static RETIRED_CLASS: LockClass = LockClass::new("syscall.retired");
+/// Regular files' descriptions closed while other references existed.
+static RETIRED: SpinLock<Vec<Arc<OpenFile>>> = SpinLock::new(&RETIRED_CLASS, Vec::new());
+
+/// Drops a descriptor's reference to `f` (close, dup2 over it): see the
+/// module doc. Descriptions on the list that only the list holds now go
+/// too. Kernel-lock context, in a thread (a last drop may sleep), holding
+/// no spinlock.
+pub fn retire(f: Arc<OpenFile>) {
+    let mut gone = Vec::new();
+    {
+        let mut list = RETIRED.lock();
+        let regular = matches!(f.kind, FileKind::Regular(_));
+        if regular && Arc::strong_count(&f) > 1 && !list.iter().any(|r| Arc::ptr_eq(r, &f)) {
+            list.push(f);
+        } else {
+            gone.push(f);
+        }
+        // `f`'s drop below is not the last if the list holds it: drop the
+        // other references first.
+        let mut i = 0;
+        while i < list.len() {
+            let only_list = Arc::strong_count(&list[i])
+                == 1 + gone.iter().filter(|g| Arc::ptr_eq(g, &list[i])).count();
+            if only_list {
+                gone.push(list.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+    }
+    drop(gone);
 }
