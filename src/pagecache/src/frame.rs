@@ -157,6 +157,23 @@ impl FrameView {
         unsafe { core::ptr::write_bytes((self.addr + offset) as *mut u8, 0, len) };
     }
 
+    /// Copies `len` bytes from `src` (from its byte `at`) into the page at
+    /// `offset`; returns the bytes `src` gave (short when it runs into
+    /// memory it cannot reach).
+    pub(crate) fn copy_in(
+        &self,
+        offset: usize,
+        len: usize,
+        src: &mut impl RawSource,
+        at: usize,
+    ) -> usize {
+        assert!(offset + len <= PAGE_SIZE, "write past a page");
+        // SAFETY: as in `write`, the holder's pin and write lease keep the
+        // frame live and free of device access for the whole call;
+        // `RawSource` writes it with raw instructions only.
+        unsafe { src.copy_to(at, (self.addr + offset) as *mut u8, len) }
+    }
+
     /// Copies `src` into the page at `offset`.
     pub(crate) fn write(&self, offset: usize, src: &[u8]) {
         assert!(offset + src.len() <= PAGE_SIZE, "write past a page");
@@ -188,6 +205,23 @@ pub trait RawDestination {
     /// sleeps on a fault), so an implementation copies with raw memory
     /// instructions and never makes a Rust reference to `src`.
     unsafe fn copy_from(&mut self, at: usize, src: *const u8, len: usize) -> usize;
+}
+
+/// Memory that [`crate::WriteBatch::copy_in`] copies from and that the
+/// crate cannot name as a Rust slice: user memory, reached through the
+/// kernel's fault-tolerant copy. Writes copy from it straight into the
+/// leased frames, with no bounce through a kernel buffer.
+pub trait RawSource {
+    /// Copies `len` bytes from byte `at` of this source to `dst`; returns
+    /// how many were copied (all of them unless the source runs into
+    /// memory it cannot reach: then the copy stops there).
+    ///
+    /// # Safety
+    ///
+    /// `dst..dst + len` must be writable for the whole call and not be
+    /// reached through a Rust reference meanwhile; an implementation writes
+    /// it with raw memory instructions only.
+    unsafe fn copy_to(&mut self, at: usize, dst: *mut u8, len: usize) -> usize;
 }
 
 /// The kernel's physical page allocator, as the pagecache sees it.

@@ -98,7 +98,7 @@ mod truncate;
 mod writeback;
 
 pub use cache::{Config, PageCache, StatsSnapshot, VolumeCache};
-pub use frame::{Frame, FrameAllocator, RawDestination};
+pub use frame::{Frame, FrameAllocator, RawDestination, RawSource};
 pub use node::{Access, Mapped, Node, Pages, WriteBatch};
 pub use page::{Page, PageState};
 

@@ -1578,6 +1578,30 @@ impl WriteBatch {
         }
     }
 
+    /// Copies `len` bytes of `src` (from its byte 0) to position `pos` of
+    /// the batch, page by page; stops where `src` does. Returns the bytes
+    /// copied, for [`WriteBatch::commit`]. A source that may fault on a
+    /// page of this batch must not demand-page (see the type's doc): the
+    /// kernel copies with user faults disabled, commits what it got and
+    /// faults the rest in outside the batch.
+    pub fn copy_in(&mut self, pos: usize, src: &mut impl crate::RawSource, len: usize) -> usize {
+        assert!(pos + len <= self.len, "write past the leased range");
+        let mut file = self.offset + pos as u64;
+        let mut done = 0;
+        while done < len {
+            let k = (file / PS - self.first) as usize;
+            let in_page = (file % PS) as usize;
+            let n = (PAGE_SIZE - in_page).min(len - done);
+            let got = self.views[k].copy_in(in_page, n, src, done);
+            done += got;
+            if got < n {
+                break;
+            }
+            file += n as u64;
+        }
+        done
+    }
+
     /// Copies as much of `src` as the batch holds; returns bytes copied.
     pub fn copy_from(&mut self, src: &[u8]) -> usize {
         let n = self.len.min(src.len());

@@ -95,6 +95,75 @@ fn cached_reads_and_appends_ask_the_filesystem_for_the_length_once() {
     assert_eq!(w.fs.length_calls.load(SeqCst), 2);
 }
 
+/// User memory readable only up to `readable` bytes (the rest a hole).
+struct HoleAfter {
+    data: Vec<u8>,
+    readable: usize,
+}
+
+impl cairn_pagecache::RawSource for HoleAfter {
+    unsafe fn copy_to(&mut self, at: usize, dst: *mut u8, len: usize) -> usize {
+        let n = len.min(self.readable.saturating_sub(at));
+        // SAFETY: the caller gives `dst..dst + len` writable, `n <= len`,
+        // and `at + n <= readable <= data.len()`.
+        unsafe { std::ptr::copy_nonoverlapping(self.data[at..].as_ptr(), dst, n) };
+        n
+    }
+}
+
+/// A write copies straight from its source into the leased pages, page
+/// by page, and stops where the source does; what it copied is committed,
+/// a NEW page copied only in part is dropped, not exposed.
+#[test]
+fn a_write_from_a_raw_source_stops_where_the_source_does() {
+    let w = World::new(no_readahead(), DevConfig::default(), 1);
+    let old = pattern(12, 0, 2 * PS);
+    w.fs.preload(&w.dev, 0, &old);
+    let n = w.node(0);
+    // Pages 0-1 exist (read first); page 2 is NEW.
+    assert_eq!(w.read(&n, 0, 2 * PS).unwrap(), old);
+    let new = pattern(13, 100, 3 * PS);
+    let batch = |readable: usize| {
+        let (tx, rx) = channel();
+        w.syscall(|| {
+            n.write(
+                100,
+                3 * PS,
+                cairn_pagecache::Completion::kernel_lock(move |r| tx.send(r).unwrap()),
+            )
+        });
+        let mut b = wait(&rx).unwrap();
+        let mut src = HoleAfter {
+            data: new.clone(),
+            readable,
+        };
+        w.syscall(|| {
+            let copied = b.copy_in(0, &mut src, 3 * PS);
+            (copied, b.commit(copied))
+        })
+    };
+    // The hole in page 1: everything before it is written.
+    assert_eq!(batch(PS + 50), (PS + 50, PS + 50));
+    let mut expect = old.clone();
+    expect[100..PS + 150].copy_from_slice(&new[..PS + 50]);
+    assert!(
+        w.read(&n, 0, 2 * PS).unwrap() == expect,
+        "written bytes differ"
+    );
+    // The hole inside NEW page 2: that page is dropped, the rest stays.
+    let in_new = 2 * PS - 100 + 10;
+    assert_eq!(batch(in_new), (in_new, 2 * PS - 100));
+    expect[100..2 * PS].copy_from_slice(&new[..2 * PS - 100]);
+    // (The reserve made the file 100 + 3 pages long: the kernel pages the
+    // source in first so a short copy is rare; dropped bytes read zeros.)
+    let got = w.read(&n, 0, 3 * PS).unwrap();
+    assert!(got[..2 * PS] == expect[..], "written bytes differ");
+    assert!(
+        got[2 * PS..].iter().all(|&b| b == 0),
+        "a dropped NEW page leaked"
+    );
+}
+
 #[test]
 fn whole_page_writes_never_read_and_partial_writes_read_first() {
     let w = World::new(no_readahead(), DevConfig::default(), 1);

@@ -57,11 +57,10 @@ pub use walk::Loc;
 
 use crate::sched::mutex::{SleepMutex, SleepMutexGuard};
 use crate::sched::waitqueue::WaitQueue;
-use crate::user::UserDestination;
+use crate::user::{UserDestination, UserSource};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use cairn_block::Volume;
 use cairn_pagecache::{Completion, Config, Errno, Node, PageCache, Pages, VolumeCache};
 use cairn_sync::cpu::bh_safe_alloc;
@@ -575,6 +574,15 @@ impl Mount {
 
     /// Writes `len` bytes from user memory at `src` at `offset`. ENOSPC is
     /// reported here (space is reserved before any page is dirtied).
+    ///
+    /// The bytes go straight from the program's buffer into the leased
+    /// page frames (`WriteBatch::copy_in`). Each chunk's source is paged in
+    /// first, outside any batch (`fault_in_readable`), and copied with user
+    /// faults disabled: a source page of the same file that this very
+    /// batch holds NEW would otherwise wait for the batch's own commit. A
+    /// buffer that runs into an unreachable page writes the bytes before
+    /// it (a short count), EFAULT only for none. Copies of 16 KiB or more
+    /// run without the kernel lock.
     pub fn write(
         &self,
         file: &FileData,
@@ -582,44 +590,41 @@ impl Mount {
         src: u64,
         len: usize,
     ) -> Result<usize, Errno> {
-        // The bounce buffer is the one large allocation a write makes: out
-        // of memory, the write fails with ENOMEM instead of panicking.
-        let mut buf = Vec::new();
-        buf.try_reserve_exact(CHUNK.min(len))
-            .map_err(|_| Errno::ENOMEM)?;
         let mut done = 0usize;
-        while done < len {
-            let n = CHUNK.min(len - done);
-            buf.resize(n, 0);
-            // Large copies from the user run without the kernel lock (with
-            // faults disabled: one that stops is redone under the lock). A
-            // buffer that runs into an unreachable page writes the bytes
-            // before it (a short count, as Linux); EFAULT only for none.
-            let copied_unlocked = n >= UNLOCKED_COPY_MIN
-                && crate::sched::runloop::without_kernel_lock(|| {
-                    crate::user::copy_from_user_nofault(&mut buf[..n], src + done as u64).is_ok()
-                });
-            let got = if copied_unlocked {
-                n
-            } else {
-                crate::user::copy_from_user_prefix(&mut buf[..n], src + done as u64)
-            };
-            if got == 0 {
-                return if done > 0 {
-                    Ok(done)
-                } else {
-                    Err(Errno::EFAULT)
-                };
-            }
-            self.balance_dirty();
-            match self.write_chunk(file, offset + done as u64, &buf[..got]) {
-                Ok(c) => done += c,
-                Err(e) if done == 0 => return Err(e),
-                Err(_) => break,
-            }
-            if got < n {
+        // Rounds in a row that copied nothing: a source page that another
+        // thread keeps unmapping between the fault-in and the copy ends
+        // the write instead of spinning.
+        let mut stalls = 0;
+        while done < len && stalls < 8 {
+            let at = src + done as u64;
+            // Only the readable prefix is reserved and written: a short
+            // write extends the file by what it wrote, not what it asked.
+            let n = crate::user::fault_in_readable(at, CHUNK.min(len - done));
+            if n == 0 {
                 break;
             }
+            let mut from = UserSource::new(at, n).map_err(|_| Errno::EFAULT)?;
+            self.balance_dirty();
+            let mut batch = match wait_for(|c| file.node.write(offset + done as u64, n, c)) {
+                Ok(b) => b,
+                Err(_) if done > 0 => break,
+                Err(e) => return Err(e),
+            };
+            let mut copy =
+                || crate::user::with_user_faults_disabled(|| batch.copy_in(0, &mut from, n));
+            let copied = if n >= UNLOCKED_COPY_MIN {
+                crate::sched::runloop::without_kernel_lock(copy)
+            } else {
+                copy()
+            };
+            let committed = batch.commit(copied);
+            done += committed;
+            // Short only if another thread unmapped the buffer since it
+            // was paged in: the next round pages in again.
+            stalls = if committed == 0 { stalls + 1 } else { 0 };
+        }
+        if done == 0 && len > 0 {
+            return Err(Errno::EFAULT);
         }
         Ok(done)
     }

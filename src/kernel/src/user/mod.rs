@@ -257,6 +257,25 @@ pub fn with_user_faults_disabled<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// How many bytes of user memory from `addr` (at most `len`) can be read:
+/// pages each of them in (a byte read per page, which demand-pages and may
+/// sleep) and stops at the first page that cannot be reached. Writes call
+/// it before reserving file space, so a buffer running into a hole writes,
+/// and extends the file by, exactly its readable prefix (Linux's
+/// `fault_in_iov_iter_readable`).
+pub fn fault_in_readable(addr: u64, len: usize) -> usize {
+    let mut at = addr;
+    let end = addr.saturating_add(len as u64);
+    while at < end {
+        let mut probe = [0u8; 1];
+        if copy_from_user(&mut probe, at).is_err() {
+            break;
+        }
+        at = (at | 0xfff) + 1;
+    }
+    (at.min(end) - addr) as usize
+}
+
 /// Copies `src` to user memory at `dst`.
 pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), BadAddress> {
     check_user_range(dst, src.len())?;
@@ -280,6 +299,40 @@ impl UserDestination {
     pub fn new(base: u64, len: usize) -> Result<Self, BadAddress> {
         check_user_range(base, len)?;
         Ok(UserDestination { base, len })
+    }
+}
+
+/// User memory at `base` for `len` bytes, as the source of a pagecache
+/// copy: file writes copy straight from the program's buffer into the
+/// leased page frames. Made with faults disabled by its user
+/// (`Mount::write`): a page not mapped yet ends the copy short.
+pub struct UserSource {
+    base: u64,
+    len: usize,
+}
+
+impl UserSource {
+    pub fn new(base: u64, len: usize) -> Result<Self, BadAddress> {
+        check_user_range(base, len)?;
+        Ok(UserSource { base, len })
+    }
+}
+
+impl cairn_pagecache::RawSource for UserSource {
+    unsafe fn copy_to(&mut self, at: usize, dst: *mut u8, len: usize) -> usize {
+        assert!(
+            at.checked_add(len).is_some_and(|end| end <= self.len),
+            "copy past the user buffer"
+        );
+        // SAFETY: the source lies inside the user range checked in `new`
+        // and is read through the fix-up table (an unreachable page stops
+        // the copy); the caller keeps `dst..dst + len` writable and
+        // unaliased for the call, and `copy_fallible` writes it with
+        // string instructions only.
+        let left = unsafe {
+            cairn_pc::fixup::copy_fallible(dst, (self.base + at as u64) as *const u8, len)
+        };
+        len - left
     }
 }
 
