@@ -648,6 +648,25 @@ static CATALOGUE: &[RuntimeTest] = &[
         )
     },
     RuntimeTest {
+        source: "shared_offset",
+        storage: &[Storage::Virtio],
+        timeout_s: 600,
+        ..test(
+            "shared_offset_smp2",
+            "4 threads on 2 vCPUs read() a cached file in 4 KiB calls through one shared offset, 60 passes: every block read exactly once per pass",
+        )
+    },
+    RuntimeTest {
+        source: "shared_offset",
+        smp: 4,
+        storage: &[Storage::Virtio],
+        timeout_s: 900,
+        ..test(
+            "shared_offset_smp4",
+            "shared_offset_smp2 with 8 threads on 4 vCPUs",
+        )
+    },
+    RuntimeTest {
         source: "pread_close",
         storage: &[Storage::Virtio],
         timeout_s: 600,

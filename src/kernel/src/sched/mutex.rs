@@ -10,8 +10,9 @@
 //! The global order is in docs/ARCHITECTURE.md. Never hold one across a copy
 //! to or from user memory or a page fault that could need it (DESIGN.md §4).
 //!
-//! Kernel-lock context, in a thread (it may sleep). Uses a wait queue
-//! (`sched.waitqueue`) internally.
+//! Kernel-lock context, in a thread (it may sleep); `try_lock_lockless`
+//! also without the kernel lock. Uses a wait queue (`sched.waitqueue`)
+//! internally.
 
 use super::waitqueue::WaitQueue;
 use cairn_sync::{LockClass, lockdep};
@@ -27,12 +28,34 @@ pub struct SleepMutex<T> {
     value: UnsafeCell<T>,
 }
 
-// SAFETY: `locked` admits one holder at a time (its swap runs under the
-// kernel lock, and a release happens-before the next acquire through the
-// atomic), so `value` is only ever reached through one guard.
+// SAFETY: `locked` admits one holder at a time (an atomic swap or
+// compare-exchange takes it, and a release happens-before the next acquire
+// through the atomic), so `value` is only ever reached through one guard.
 unsafe impl<T: Send> Sync for SleepMutex<T> {}
 // SAFETY: moving the mutex moves the `T` it owns.
 unsafe impl<T: Send> Send for SleepMutex<T> {}
+
+/// A [`SleepMutex`] held by code running without the kernel lock
+/// ([`SleepMutex::try_lock_lockless`]).
+pub struct LocklessGuard<'a, T> {
+    mutex: &'a SleepMutex<T>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl<T> Deref for LocklessGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: see `impl Sync`: this guard is the only access.
+        unsafe { &*self.mutex.value.get() }
+    }
+}
+
+impl<T> Drop for LocklessGuard<'_, T> {
+    fn drop(&mut self) {
+        self.mutex.locked.store(false, Ordering::Release);
+        self.mutex.sleepers.wake_all();
+    }
+}
 
 pub struct SleepMutexGuard<'a, T> {
     mutex: &'a SleepMutex<T>,
@@ -73,6 +96,22 @@ impl<T> SleepMutex<T> {
             mutex: self,
             _not_send: PhantomData,
         }
+    }
+
+    /// Takes the mutex if it is free, for code that runs without the
+    /// kernel lock and may not sleep (`syscall::lockless`): `None` if
+    /// another thread holds it. The guard's release wakes sleepers as
+    /// usual (waking is bh-safe). Not tracked by the validator: a try never
+    /// waits, so it adds no order, and the caller takes no sleeping lock
+    /// while holding it.
+    pub fn try_lock_lockless(&self) -> Option<LocklessGuard<'_, T>> {
+        self.locked
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        Some(LocklessGuard {
+            mutex: self,
+            _not_send: PhantomData,
+        })
     }
 
     /// Whether some thread holds it (a hint).

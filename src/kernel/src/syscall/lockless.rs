@@ -19,7 +19,7 @@
 //!   handler that answers `NeedLock` has changed nothing the program can
 //!   see.
 //!
-//! **Cached `pread`** ([`pread_cached`]): a regular file's pages that are
+//! **Cached `read` and `pread`** ([`read_cached`]): a regular file's pages that are
 //! all cached and readable are pinned under the node's lock
 //! (`Node::read_cached`) and copied to the user with faults disabled; any
 //! other case (a page to fill, readahead to start, a truncate pending, a
@@ -41,6 +41,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use cairn_sync::{LockClass, SpinLock};
 use cairn_unix::syscalls as nr;
+use core::sync::atomic::Ordering;
 
 /// What a lockless attempt came to.
 pub enum Lockless {
@@ -92,23 +93,22 @@ pub fn try_call(n: u64, a: [u64; 6]) -> Lockless {
             Done(Ok(secs))
         }
         nr::FUTEX => super::thread::futex_lockless(a),
-        nr::PREAD64 => pread_cached(a[0] as i32, a[1], a[2], a[3]),
+        nr::PREAD64 => read_cached(a[0] as i32, a[1], a[2], Some(a[3])),
+        nr::READ => read_cached(a[0] as i32, a[1], a[2], None),
         _ => NeedLock,
     }
 }
 
 /// Reads no larger than this go lockless; a larger read copies without
 /// the kernel lock anyway (`Mount::read`) and its lock cost is amortised.
-const PREAD_CACHED_MAX: u64 = 64 * 1024;
+const READ_CACHED_MAX: u64 = 64 * 1024;
 
-/// `pread` of a regular file whose pages are all cached (see the module
-/// doc).
-fn pread_cached(fd: i32, buf: u64, len: u64, off: u64) -> Lockless {
-    if len == 0
-        || len > PREAD_CACHED_MAX
-        || (off as i64) < 0
-        || !crate::user::user_range_ok(buf, len)
-    {
+/// `pread` (`at`), or `read` through the description's offset (`None`),
+/// of a regular file whose pages are all cached (see the module doc). A
+/// `read` holds the offset's mutex if it is free (else `NeedLock`) and
+/// moves the offset only once the copy is whole.
+fn read_cached(fd: i32, buf: u64, len: u64, at: Option<u64>) -> Lockless {
+    if len == 0 || len > READ_CACHED_MAX || !crate::user::user_range_ok(buf, len) {
         return Lockless::NeedLock;
     }
     let Some(p) = crate::process::PROCESS.get() else {
@@ -118,23 +118,43 @@ fn pread_cached(fd: i32, buf: u64, len: u64, off: u64) -> Lockless {
         Ok(f) if f.readable && matches!(f.kind, FileKind::Regular(_)) => f.clone(),
         _ => return Lockless::NeedLock,
     };
-    let FileKind::Regular(d) = &file.kind else {
-        return Lockless::NeedLock;
-    };
-    let Some(pages) = d.node.read_cached(off, len as usize) else {
-        return Lockless::NeedLock;
-    };
-    let got = pages.len();
-    let copied = crate::user::UserDestination::new(buf, len as usize).map_or(0, |mut to| {
-        crate::user::with_user_faults_disabled(|| pages.copy_out(&mut to, 0))
-    });
-    drop(pages);
+    let r = read_file_cached(&file, buf, len as usize, at);
     // Not the last reference: the table's, or the retired list's, outlives
     // it (`retire`).
     drop(file);
+    r
+}
+
+fn read_file_cached(file: &OpenFile, buf: u64, len: usize, at: Option<u64>) -> Lockless {
+    let FileKind::Regular(d) = &file.kind else {
+        return Lockless::NeedLock;
+    };
+    let pos = match at {
+        Some(_) => None,
+        None => match file.pos_lock.try_lock_lockless() {
+            Some(g) => Some(g),
+            None => return Lockless::NeedLock,
+        },
+    };
+    let off = at.unwrap_or_else(|| file.offset.load(Ordering::Relaxed));
+    if (off as i64) < 0 {
+        return Lockless::NeedLock;
+    }
+    let Some(pages) = d.node.read_cached(off, len) else {
+        return Lockless::NeedLock;
+    };
+    let got = pages.len();
+    let copied = crate::user::UserDestination::new(buf, len).map_or(0, |mut to| {
+        crate::user::with_user_faults_disabled(|| pages.copy_out(&mut to, 0))
+    });
+    drop(pages);
     if copied < got {
         return Lockless::NeedLock;
     }
+    if pos.is_some() {
+        file.offset.store(off + got as u64, Ordering::Relaxed);
+    }
+    drop(pos);
     Lockless::Done(Ok(got as u64))
 }
 

@@ -1,0 +1,75 @@
+/* shared_offset (issue 17): threads read() one open file description in
+ * 4 KiB calls, the way worker threads split a log or a dump that one
+ * descriptor feeds them. The description's offset moves atomically per
+ * call (Linux's f_pos_lock, since 3.14): across all threads, every block
+ * of the file is read exactly once per pass, whole and from its own
+ * offset. The file is cached (written by the test), so on cairn the reads
+ * run without the kernel lock; many passes make a lost or doubled offset
+ * update show.
+ *
+ * argv[1]: vCPUs (default 2); argv[2]: passes (default 60). */
+#include "cairn_test.h"
+
+#define BLOCK 4096
+#define BLOCKS 256
+#define MAX_T 16
+
+static int fd, nthreads;
+static long passes;
+static pthread_barrier_t start, end;
+static unsigned char seen[BLOCKS];
+
+static void *reader(void *arg)
+{
+    (void)arg;
+    static __thread char buf[BLOCK];
+    for (long p = 0; p < passes; p++) {
+        pthread_barrier_wait(&start);
+        for (;;) {
+            ssize_t n = read(fd, buf, BLOCK);
+            CHECK(n >= 0, "read");
+            if (n == 0)
+                break;
+            CHECK(n == BLOCK, "read returned %zd", n);
+            uint32_t block = *(uint32_t *)buf;
+            CHECK(block < BLOCKS, "block number %u", block);
+            CHECK(pat_check(buf + 4, BLOCK - 4, (uint64_t)block * BLOCK + 4, 7) < 0,
+                  "block %u data", block);
+            __atomic_add_fetch(&seen[block], 1, __ATOMIC_RELAXED);
+        }
+        pthread_barrier_wait(&end);
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    test_init("shared_offset");
+    nthreads = 2 * (int)arg_long(argc, argv, 1, 2);
+    passes = arg_long(argc, argv, 2, 60);
+    CHECK(nthreads <= MAX_T, "threads %d", nthreads);
+    fd = SYS(open("blocks.dat", O_CREAT | O_TRUNC | O_RDWR, 0644));
+    static char b[BLOCK];
+    for (uint32_t i = 0; i < BLOCKS; i++) {
+        pat_fill(b, BLOCK, (uint64_t)i * BLOCK, 7);
+        *(uint32_t *)b = i;
+        CHECK(pwrite(fd, b, BLOCK, (off_t)i * BLOCK) == BLOCK, "pwrite");
+    }
+    pthread_barrier_init(&start, NULL, (unsigned)nthreads + 1);
+    pthread_barrier_init(&end, NULL, (unsigned)nthreads + 1);
+    pthread_t t[MAX_T];
+    for (int i = 0; i < nthreads; i++)
+        CHECK(pthread_create(&t[i], NULL, reader, NULL) == 0, "pthread_create");
+    for (long p = 0; p < passes; p++) {
+        memset(seen, 0, sizeof seen);
+        SYS(lseek(fd, 0, SEEK_SET));
+        pthread_barrier_wait(&start);
+        pthread_barrier_wait(&end);
+        for (int i = 0; i < BLOCKS; i++)
+            CHECK(seen[i] == 1, "pass %ld: block %d read %d times", p, i, seen[i]);
+    }
+    for (int i = 0; i < nthreads; i++)
+        pthread_join(t[i], NULL);
+    printf("shared_offset: %d threads, %ld passes of %d blocks\n", nthreads, passes, BLOCKS);
+    pass();
+}
