@@ -30,6 +30,7 @@ mod image;
 mod ktest;
 mod linux;
 mod linux_test;
+mod net_peer;
 mod programs;
 mod qemu;
 mod run_image;
