@@ -301,7 +301,7 @@ fn udp_client(port: u16, datagrams: usize, deadline: &Deadline) -> Result<String
     let mut resent = 0;
     while i < datagrams {
         left(deadline)?;
-        let len = [1usize, 100, 1400, 1472, 3000, 8000][i % 6];
+        let len = [1usize, 100, 512, 1000, 1400, 1472][i % 6];
         let msg: Vec<u8> = (0..len).map(|k| (k * 31 + i * 7) as u8).collect();
         let mut msg = msg;
         msg[0] = b'D';
@@ -314,7 +314,11 @@ fn udp_client(port: u16, datagrams: usize, deadline: &Deadline) -> Result<String
                     return Err(format!("datagram {i}: empty echo"));
                 }
             }
-            Err(_) => resent += 1, // the guest is booting, or a datagram was lost
+            Err(_) => {
+                // The guest is booting, or a datagram was lost.
+                resent += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
     }
     s.send(b"quit").map_err(|e| format!("send quit: {e}"))?;

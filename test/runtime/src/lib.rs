@@ -729,6 +729,31 @@ static CATALOGUE: &[RuntimeTest] = &[
             "an HTTP/1.1 server on virtio-net (epoll level and edge, non-blocking accept4, keep-alive, sendfile from TFS): the host fetches 1,000 files over 4 connections and compares the bytes",
         )
     },
+    RuntimeTest {
+        storage: &[Storage::Virtio],
+        native: Native::No("needs the host-side UDP client"),
+        linux: Native::No("needs the host-side UDP client"),
+        timeout_s: 300,
+        net: Some(NetRole::UdpEcho {
+            guest_port: 7777,
+            datagrams: 300,
+        }),
+        ..test(
+            "udpecho",
+            "a UDP echo server on virtio-net (bind, poll, recvfrom/sendto, EADDRINUSE, EDESTADDRREQ, connect/getpeername on a datagram socket): the host sends 300 datagrams and checks each echo",
+        )
+    },
+    RuntimeTest {
+        storage: &[Storage::Virtio],
+        native: Native::No("needs the host-side echo server"),
+        linux: Native::No("needs the host-side echo server"),
+        timeout_s: 300,
+        net: Some(NetRole::HostServer),
+        ..test(
+            "tcpclient",
+            "a TCP client of a host echo server: blocking and non-blocking connect (EINPROGRESS, SO_ERROR), 1 MiB through a poll loop, MSG_PEEK/MSG_WAITALL, SHUT_WR and EOF, EPIPE/SIGPIPE/MSG_NOSIGNAL, ECONNREFUSED, options",
+        )
+    },
     test(
         "special",
         "/dev/null, zero (mapped too), full, urandom, random; /proc/self exe, cmdline, comm, status, maps, fd/; /proc/cpuinfo, meminfo; /sys cpu/online against glibc's CPU count",

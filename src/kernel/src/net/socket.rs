@@ -577,6 +577,12 @@ impl Socket {
         let peek = flags & MSG_PEEK != 0;
         match self.kind {
             Kind::Dgram => {
+                // An unbound socket has nothing to read (Linux does not
+                // bind it for a receive); a blocking one is bound so that
+                // it can ever receive.
+                if nonblock && !matches!(self.inner.lock().mode, Mode::Udp(_)) {
+                    return Err(Errno::EAGAIN);
+                }
                 let h = self.ensure_udp()?;
                 let mut buf = vec![0u8; len.min(UDP_BUF)];
                 let (n, from) = wait_event(&[&self.shared.ready], None, || {
