@@ -225,7 +225,15 @@ fn flood(port: u16, deadline: &Deadline) -> Result<Vec<TcpStream>> {
                     let _ = (&s).write_all(b"GET /www/big HTTP/1.1\r\n\r\n");
                     drop(s);
                 }
-                2 if round == 0 && idle.len() < 8 => idle.push(s),
+                // A response half read, then closed with data unread: the
+                // host resets the connection.
+                2 if round > 0 => {
+                    let _ = (&s).write_all(b"GET /www/big HTTP/1.1\r\n\r\n");
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                    let _ = (&s).read(&mut [0u8; 16]);
+                    drop(s);
+                }
+                2 if idle.len() < 8 => idle.push(s),
                 _ => drop(s),
             }
         }

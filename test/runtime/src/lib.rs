@@ -730,6 +730,24 @@ static CATALOGUE: &[RuntimeTest] = &[
         )
     },
     RuntimeTest {
+        source: "httpd",
+        manifest: "httpd",
+        data: WWW,
+        storage: &[Storage::Virtio],
+        native: Native::No("needs the host-side HTTP client"),
+        linux: Native::No("needs the host-side HTTP client"),
+        timeout_s: 600,
+        net: Some(NetRole::HttpFlood {
+            guest_port: 8080,
+            requests: 200,
+            connections: 2,
+        }),
+        ..test(
+            "httpd_flood",
+            "bad input from the network: 160 connections opened and dropped at once, resets with half a request sent, idle connections, garbage; then the HTTP run must still pass and the kernel never panics",
+        )
+    },
+    RuntimeTest {
         storage: &[Storage::Virtio],
         native: Native::No("needs the host-side UDP client"),
         linux: Native::No("needs the host-side UDP client"),

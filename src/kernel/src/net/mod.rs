@@ -131,7 +131,7 @@ impl Device for NicDev {
     }
 
     fn transmit(&mut self, _: Instant) -> Option<Tx<'_>> {
-        self.0.tx.ready().then(|| Tx(&mut self.0.tx))
+        self.0.tx.ready().then_some(Tx(&mut self.0.tx))
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -217,6 +217,9 @@ pub fn parse_v4(s: &[u8]) -> Option<Ipv4Address> {
     parts.next().is_none().then(|| Ipv4Address::from(o))
 }
 
+/// How long the boot waits for a DHCP lease before the program starts.
+const DHCP_WAIT_NS: u64 = 10_000_000_000;
+
 /// Sets the address from the manifest (`ipaddr`, `netmask`, `gateway`,
 /// Nanos's names) or, without `ipaddr`, starts DHCP (kernel-lock, after
 /// the root is mounted). A malformed value is an error for the boot log;
@@ -232,6 +235,16 @@ pub fn configure(ipaddr: Option<&[u8]>, netmask: Option<&[u8]>, gateway: Option<
         });
         crate::info!("net: DHCP");
         poll();
+        // The program starts once the interface has an address, or after
+        // DHCP_WAIT_NS without one (it then sees ENETUNREACH until DHCP
+        // answers), as a program started at boot expects the network up.
+        let until = crate::time::now_ns() + DHCP_WAIT_NS;
+        while with(|s| s.ipv4().is_none()).unwrap_or(false) && crate::time::now_ns() < until {
+            let _ = crate::sched::wait::sleep_until(crate::time::now_ns() + 20_000_000);
+        }
+        if with(|s| s.ipv4().is_none()).unwrap_or(true) {
+            crate::warn!("net: no DHCP answer yet; starting the program anyway");
+        }
         return;
     };
     let Some(ip) = parse_v4(ip) else {

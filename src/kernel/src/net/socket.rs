@@ -168,7 +168,6 @@ impl Socket {
             return Err(Errno::EINVAL);
         }
         let kind = self.kind;
-        let reuse = i.opts.reuseaddr || i.opts.reuseport;
         let ep = with(|s| {
             if !addr.is_unspecified() && s.ipv4() != Some(addr) && !addr.is_loopback() {
                 return Err(Errno::EADDRNOTAVAIL);
@@ -182,7 +181,7 @@ impl Socket {
                 Kind::Stream => port_listened(s, port),
                 Kind::Dgram => s.udp_port_used(port),
             };
-            if used || (!reuse && kind == Kind::Stream && s.tcp_port_used(port) && false) {
+            if used {
                 return Err(Errno::EADDRINUSE);
             }
             Ok(IpListenEndpoint {
