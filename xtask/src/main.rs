@@ -18,6 +18,7 @@ mod bench;
 mod bench_blk;
 mod bench_fs;
 mod bench_guest;
+mod bench_net;
 mod bench_programs;
 mod bench_scale;
 mod bench_sched;

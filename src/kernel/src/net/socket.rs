@@ -260,12 +260,13 @@ impl Socket {
                         tcp::State::Listen | tcp::State::SynReceived | tcp::State::Closed
                     )
                 })?;
-                let h = backlog.remove(at);
-                let shared = Shared::new();
+                let h = backlog[at];
                 let t = s.sockets.get_mut::<tcp::Socket>(h);
+                let peer = t.remote_endpoint()?;
+                backlog.remove(at);
+                let shared = Shared::new();
                 t.set_timeout(None);
                 apply_opts(t, &opts);
-                let peer = t.remote_endpoint()?;
                 s.watch(h, &shared, None);
                 let listener_shared = self.shared.clone();
                 backlog.push(new_listener(s, ep, &listener_shared));
