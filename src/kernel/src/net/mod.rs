@@ -83,8 +83,10 @@ pub struct Stack {
     pub sockets: SocketSet<'static>,
     dev: NicDev,
     watches: Vec<Watch>,
-    /// Handles whose file is gone, removed once their connection ends.
-    orphans: Vec<SocketHandle>,
+    /// Handles whose file is gone, removed once their connection ends,
+    /// or reset at their deadline (monotonic ns; a peer that never
+    /// closes its side).
+    orphans: Vec<(SocketHandle, u64)>,
     dhcp: Option<SocketHandle>,
 }
 
@@ -217,6 +219,10 @@ pub fn parse_v4(s: &[u8]) -> Option<Ipv4Address> {
     parts.next().is_none().then(|| Ipv4Address::from(o))
 }
 
+/// How long a closed connection may take to finish (FIN-WAIT, LAST-ACK)
+/// before it is reset, like Linux's `tcp_fin_timeout`.
+const ORPHAN_NS: u64 = 60_000_000_000;
+
 /// How long the boot waits for a DHCP lease before the program starts.
 const DHCP_WAIT_NS: u64 = 10_000_000_000;
 
@@ -310,8 +316,17 @@ pub fn poll() {
         }
         // Orphans: remove once their connection is over.
         let mut i = 0;
+        let now_ns = crate::time::now_ns();
         while i < s.orphans.len() {
-            let h = s.orphans[i];
+            let (h, deadline) = s.orphans[i];
+            let t = s.sockets.get_mut::<tcp::Socket>(h);
+            if now_ns >= deadline && t.state() != tcp::State::Closed {
+                // Removed at the next turn, after the reset went out.
+                t.abort();
+                s.orphans[i].1 = u64::MAX;
+                i += 1;
+                continue;
+            }
             let st = s.sockets.get::<tcp::Socket>(h).state();
             if matches!(st, tcp::State::Closed | tcp::State::TimeWait) {
                 s.sockets.remove(h);
@@ -397,7 +412,8 @@ impl Stack {
     /// Hands a closed file's connection to the stack: removed once over.
     pub fn orphan(&mut self, h: SocketHandle) {
         self.unwatch(h);
-        self.orphans.push(h);
+        self.orphans
+            .push((h, crate::time::now_ns().saturating_add(ORPHAN_NS)));
     }
 
     /// Removes `h` now.

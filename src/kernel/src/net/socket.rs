@@ -517,9 +517,11 @@ impl Socket {
                         None
                     })
                     .unwrap_or(Some(Err(Errno::ENETDOWN)));
+                    // Still connecting: wait, as Linux (EAGAIN when
+                    // non-blocking).
                     match r {
-                        None if nonblock => Some(Err(Errno::EAGAIN)),
-                        Some(Err(Errno::ENOTCONN)) if !nonblock => None,
+                        None | Some(Err(Errno::ENOTCONN)) if nonblock => Some(Err(Errno::EAGAIN)),
+                        Some(Err(Errno::ENOTCONN)) => None,
                         r => r,
                     }
                 })
