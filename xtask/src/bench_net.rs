@@ -19,6 +19,7 @@ pub fn run() -> Result<()> {
     println!(
         "net (release kernel, TCG, -smp 2, virtio-net on QEMU user networking; httpd test program):"
     );
+    let mut lines = String::new();
     for (requests, connections) in [(1000, 1), (2000, 4)] {
         let mut t = base.clone();
         t.net = Some(NetRole::HttpClient {
@@ -46,13 +47,22 @@ pub fn run() -> Result<()> {
             .handle
             .join()
             .unwrap_or_else(|_| Err("host peer panicked".into()));
-        match host {
-            Ok(figures) if o.exited_with(0) => println!("  {figures}"),
-            Ok(_) => println!(
-                "  {requests} requests / {connections} connections: guest did not exit cleanly"
+        let line = match host {
+            Ok(figures) if o.exited_with(0) => figures,
+            Ok(_) => format!(
+                "{requests} requests / {connections} connections: guest did not exit cleanly"
             ),
-            Err(e) => println!("  {requests} requests / {connections} connections: {e}"),
-        }
+            Err(e) => format!("{requests} requests / {connections} connections: {e}"),
+        };
+        println!("  {line}");
+        lines += &format!("* {line}\n");
     }
-    Ok(())
+    let body = format!(
+        "## net\n\n`cargo xtask bench net`: the `httpd` runtime test's server (epoll, keep-alive, sendfile) on a \
+         release kernel under TCG, `-smp 2`, virtio-net on QEMU's user networking (slirp, part of every figure); \
+         the host client fetches the test's five files (0 to 150 KB) round-robin and compares every byte. \
+         Host: {} CPUs.\n\n{lines}\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    crate::bench_fs::write_section("net", "net", &body)
 }

@@ -4,7 +4,8 @@
  * poll, SO_ERROR), 1 MiB echoed through a poll loop on a non-blocking
  * socket, MSG_PEEK, shutdown(SHUT_WR) and the end of file it brings back,
  * a refused connection both ways, EPIPE with MSG_NOSIGNAL and SIGPIPE
- * without, and the socket options a client sets.
+ * without, the socket options a client sets, and an AF_INET6 (dual-stack)
+ * socket reaching the host through its IPv4-mapped address.
  *
  * Usage: tcpclient ECHO_PORT CLOSED_PORT (the runner passes both)
  */
@@ -135,6 +136,30 @@ int main(int argc, char **argv)
     SYS(getsockopt(s, SOL_SOCKET, SO_ERROR, &v, &l));
     CHECK(v == 0, "SO_ERROR %d", v);
     echo_through(s, 100000, 8);
+    close(s);
+
+    /* Dual stack: an AF_INET6 socket reaches the IPv4 host through its
+     * mapped address and names both ends as sockaddr_in6. */
+    s = SYS(socket(AF_INET6, SOCK_STREAM, 0));
+    v = 1;
+    l = sizeof v;
+    SYS(getsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &v, &l));
+    CHECK(v == 0, "IPV6_V6ONLY %d", v);
+    struct sockaddr_in6 e6 = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
+    inet_pton(AF_INET6, "::ffff:10.0.2.2", &e6.sin6_addr);
+    SYS(connect(s, (struct sockaddr *)&e6, sizeof e6));
+    struct sockaddr_in6 me6, peer6;
+    l = sizeof me6;
+    SYS(getsockname(s, (struct sockaddr *)&me6, &l));
+    inet_ntop(AF_INET6, &me6.sin6_addr, ip, sizeof ip);
+    CHECK(l == sizeof me6 && me6.sin6_family == AF_INET6 && strcmp(ip, "::ffff:10.0.2.15") == 0,
+          "getsockname (v6) %s", ip);
+    l = sizeof peer6;
+    SYS(getpeername(s, (struct sockaddr *)&peer6, &l));
+    CHECK(memcmp(&peer6.sin6_addr, &e6.sin6_addr, 16) == 0 && peer6.sin6_port == e6.sin6_port,
+          "getpeername (v6)");
+    echo_through(s, 65536, 9);
+    CHECK(connect(s, (struct sockaddr *)&echo, sizeof echo) < 0, "an AF_INET address on AF_INET6");
     close(s);
 
     /* Refused, blocking and not. */

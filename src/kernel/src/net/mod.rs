@@ -38,7 +38,8 @@ use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
-    EthernetAddress, HardwareAddress, IpCidr, IpListenEndpoint, Ipv4Address, Ipv4Cidr,
+    EthernetAddress, HardwareAddress, IpCidr, IpListenEndpoint, Ipv4Address, Ipv4Cidr, Ipv6Address,
+    Ipv6Cidr,
 };
 
 pub static STACK_CLASS: LockClass = LockClass::new("net.stack");
@@ -185,7 +186,21 @@ pub fn init() {
         let mut dev = NicDev(nic);
         let mut cfg = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         cfg.random_seed = crate::syscall::misc::random_u64();
-        let iface = Interface::new(cfg, &mut dev, now());
+        let mut iface = Interface::new(cfg, &mut dev, now());
+        // IPv6: the link-local address of the MAC (EUI-64).
+        let ll = Ipv6Address::new(
+            0xfe80,
+            0,
+            0,
+            0,
+            u16::from_be_bytes([mac[0] ^ 2, mac[1]]),
+            u16::from_be_bytes([mac[2], 0xff]),
+            u16::from_be_bytes([0xfe, mac[3]]),
+            u16::from_be_bytes([mac[4], mac[5]]),
+        );
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::Ipv6(Ipv6Cidr::new(ll, 64)));
+        });
         let stack = alloc::boxed::Box::new(Stack {
             iface,
             sockets: SocketSet::new(Vec::new()),

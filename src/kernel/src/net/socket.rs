@@ -37,7 +37,7 @@ use core::any::Any;
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Duration;
-use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint, Ipv4Address};
+use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 
 pub static SOCKET_CLASS: LockClass = LockClass::new("net.socket");
 
@@ -75,6 +75,8 @@ pub struct Opts {
     pub keepalive: bool,
     pub rcvbuf: u32,
     pub sndbuf: u32,
+    /// `IPV6_V6ONLY` (reported; IPv4 peers are not refused).
+    pub v6only: bool,
 }
 
 enum Mode {
@@ -115,6 +117,9 @@ struct Inner {
 
 pub struct Socket {
     pub kind: Kind,
+    /// Made as AF_INET6: addresses are `sockaddr_in6`, IPv4 ones mapped
+    /// (`::ffff:a.b.c.d`).
+    pub v6: bool,
     shared: Arc<Shared>,
     inner: SpinLock<Inner>,
     ino: u64,
@@ -129,7 +134,7 @@ fn interrupted(e: WaitError) -> Errno {
 
 fn listen_ep(ep: IpListenEndpoint) -> IpListenEndpoint {
     match ep.addr {
-        Some(IpAddress::Ipv4(a)) if a.is_unspecified() => IpListenEndpoint {
+        Some(a) if a.is_unspecified() => IpListenEndpoint {
             addr: None,
             port: ep.port,
         },
@@ -138,13 +143,14 @@ fn listen_ep(ep: IpListenEndpoint) -> IpListenEndpoint {
 }
 
 impl Socket {
-    pub fn new(kind: Kind) -> Arc<Socket> {
-        Self::with_mode(kind, Mode::Fresh, default_opts(), Shared::new())
+    pub fn new(kind: Kind, v6: bool) -> Arc<Socket> {
+        Self::with_mode(kind, v6, Mode::Fresh, default_opts(), Shared::new())
     }
 
-    fn with_mode(kind: Kind, mode: Mode, opts: Opts, shared: Arc<Shared>) -> Arc<Socket> {
+    fn with_mode(kind: Kind, v6: bool, mode: Mode, opts: Opts, shared: Arc<Shared>) -> Arc<Socket> {
         Arc::new(Socket {
             kind,
+            v6,
             shared,
             inner: SpinLock::new(
                 &SOCKET_CLASS,
@@ -162,14 +168,21 @@ impl Socket {
         })
     }
 
-    pub fn bind(&self, addr: Ipv4Address, port: u16) -> Result<(), Errno> {
+    /// Binds to `addr` (`None`: any address) and `port` (0: an ephemeral one).
+    pub fn bind(&self, addr: Option<IpAddress>, port: u16) -> Result<(), Errno> {
         let mut i = self.inner.lock();
         if i.bound.is_some() || !matches!(i.mode, Mode::Fresh) {
             return Err(Errno::EINVAL);
         }
         let kind = self.kind;
         let ep = with(|s| {
-            if !addr.is_unspecified() && s.ipv4() != Some(addr) && !addr.is_loopback() {
+            if let Some(a) = addr
+                && !s.iface.has_ip_addr(a)
+                && !match a {
+                    IpAddress::Ipv4(v) => v.is_loopback(),
+                    IpAddress::Ipv6(v) => v.is_loopback(),
+                }
+            {
                 return Err(Errno::EADDRNOTAVAIL);
             }
             let port = if port == 0 {
@@ -184,10 +197,7 @@ impl Socket {
             if used {
                 return Err(Errno::EADDRINUSE);
             }
-            Ok(IpListenEndpoint {
-                addr: (!addr.is_unspecified()).then_some(IpAddress::Ipv4(addr)),
-                port,
-            })
+            Ok(IpListenEndpoint { addr, port })
         })
         .ok_or(Errno::EADDRNOTAVAIL)??;
         i.bound = Some(ep);
@@ -226,7 +236,7 @@ impl Socket {
         }
         if i.bound.is_none() {
             drop(i);
-            self.bind(Ipv4Address::UNSPECIFIED, 0)?;
+            self.bind(None, 0)?;
             i = self.inner.lock();
         }
         let ep = listen_ep(i.bound.expect("bound"));
@@ -283,6 +293,7 @@ impl Socket {
         let (h, shared, peer) = r;
         let s = Self::with_mode(
             Kind::Stream,
+            self.v6,
             Mode::Conn {
                 h,
                 connecting: false,
@@ -296,7 +307,7 @@ impl Socket {
         Ok((s, peer))
     }
 
-    pub fn connect(&self, addr: Ipv4Address, port: u16, nonblock: bool) -> Result<(), Errno> {
+    pub fn connect(&self, addr: IpAddress, port: u16, nonblock: bool) -> Result<(), Errno> {
         if self.kind == Kind::Dgram {
             let mut i = self.inner.lock();
             if addr.is_unspecified() && port == 0 {
@@ -305,7 +316,7 @@ impl Socket {
             }
             drop(i);
             self.ensure_udp()?;
-            self.inner.lock().peer = Some(IpEndpoint::new(IpAddress::Ipv4(addr), port));
+            self.inner.lock().peer = Some(IpEndpoint::new(addr, port));
             return Ok(());
         }
         {
@@ -331,14 +342,18 @@ impl Socket {
                     Some(b) => b.port,
                     None => super::ephemeral(s, true).ok_or(Errno::EADDRNOTAVAIL)?,
                 };
-                if s.ipv4().is_none() {
+                let routable = match addr {
+                    IpAddress::Ipv4(_) => s.ipv4().is_some(),
+                    IpAddress::Ipv6(_) => s.iface.ipv6_addr().is_some(),
+                };
+                if !routable {
                     return Err(Errno::ENETUNREACH);
                 }
                 let h = s.new_tcp(TCP_BUF, TCP_BUF);
                 let Stack { iface, sockets, .. } = s;
                 let t = sockets.get_mut::<tcp::Socket>(h);
                 apply_opts(t, &opts);
-                let remote = IpEndpoint::new(IpAddress::Ipv4(addr), port);
+                let remote = IpEndpoint::new(addr, port);
                 let local = IpListenEndpoint {
                     addr: bound.and_then(|b| b.addr),
                     port: local_port,
@@ -420,7 +435,7 @@ impl Socket {
         if let Mode::Udp(h) = self.inner.lock().mode {
             return Ok(h);
         }
-        self.bind(Ipv4Address::UNSPECIFIED, 0)?;
+        self.bind(None, 0)?;
         match self.inner.lock().mode {
             Mode::Udp(h) => Ok(h),
             _ => Err(Errno::EINVAL),
@@ -712,13 +727,9 @@ impl Socket {
         Ok(())
     }
 
-    /// The local endpoint (`getsockname`).
-    pub fn local(&self) -> (Ipv4Address, u16) {
+    /// The local endpoint (`getsockname`): `None` for any address.
+    pub fn local(&self) -> (Option<IpAddress>, u16) {
         let i = self.inner.lock();
-        let v4 = |a: Option<IpAddress>| match a {
-            Some(IpAddress::Ipv4(a)) => a,
-            _ => Ipv4Address::UNSPECIFIED,
-        };
         match &i.mode {
             Mode::Conn { h, .. } => {
                 let h = *h;
@@ -726,21 +737,18 @@ impl Socket {
                     s.sockets
                         .get::<tcp::Socket>(h)
                         .local_endpoint()
-                        .map(|e| (v4(Some(e.addr)), e.port))
+                        .map(|e| (Some(e.addr), e.port))
                 })
                 .flatten()
-                .unwrap_or((Ipv4Address::UNSPECIFIED, 0))
+                .unwrap_or((None, 0))
             }
-            Mode::Listening { ep, .. } => (v4(ep.addr), ep.port),
-            _ => i
-                .bound
-                .map(|b| (v4(b.addr), b.port))
-                .unwrap_or((Ipv4Address::UNSPECIFIED, 0)),
+            Mode::Listening { ep, .. } => (ep.addr, ep.port),
+            _ => i.bound.map(|b| (b.addr, b.port)).unwrap_or((None, 0)),
         }
     }
 
     /// The peer (`getpeername`).
-    pub fn peer(&self) -> Result<(Ipv4Address, u16), Errno> {
+    pub fn peer(&self) -> Result<IpEndpoint, Errno> {
         let i = self.inner.lock();
         let ep = match &i.mode {
             Mode::Conn { h, .. } => {
@@ -750,13 +758,7 @@ impl Socket {
             Mode::Udp(_) => i.peer,
             _ => None,
         };
-        match ep {
-            Some(IpEndpoint {
-                addr: IpAddress::Ipv4(a),
-                port,
-            }) => Ok((a, port)),
-            _ => Err(Errno::ENOTCONN),
-        }
+        ep.ok_or(Errno::ENOTCONN)
     }
 
     pub fn opts(&self) -> Opts {
@@ -800,6 +802,7 @@ fn default_opts() -> Opts {
         keepalive: false,
         rcvbuf: TCP_BUF as u32 * 2,
         sndbuf: TCP_BUF as u32 * 2,
+        v6only: false,
     }
 }
 
