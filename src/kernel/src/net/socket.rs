@@ -48,6 +48,8 @@ pub const CONNECT_TIMEOUT_NS: u64 = 75_000_000_000;
 const TCP_BUF: usize = 64 * 1024;
 /// Payload bytes a UDP socket queues each way.
 const UDP_BUF: usize = 64 * 1024;
+/// Largest UDP payload over IPv4 in one 1500-byte frame.
+const MAX_UDP_V4: usize = 1500 - 20 - 8;
 /// Bytes copied per step between user memory and the stack.
 const STEP: usize = 64 * 1024;
 /// A half-open connection in a listener's backlog is dropped after this.
@@ -470,7 +472,12 @@ impl Socket {
             Some(t) => t,
             None => return Err(Errno::EDESTADDRREQ),
         };
-        if len > UDP_BUF {
+        // One frame: no IP fragmentation (docs/SYSCALLS.md).
+        let most = match to.addr {
+            IpAddress::Ipv4(_) => MAX_UDP_V4,
+            IpAddress::Ipv6(_) => MAX_UDP_V4 - 20,
+        };
+        if len > most {
             return Err(Errno::EMSGSIZE);
         }
         let h = self.ensure_udp()?;
