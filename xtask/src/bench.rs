@@ -9,6 +9,8 @@
 //!   a Linux guest (see `bench_sched`).
 //! * `scale`: throughput against threads and vCPUs, next to a Linux guest
 //!   (see `bench_scale`).
+//! * `net`: HTTP requests from the host to a guest server (see
+//!   `bench_net`).
 //! * `programs`: SQLite speedtest1 and fio next to a Linux guest (see
 //!   `bench_programs`).
 
@@ -39,6 +41,8 @@ pub enum Suite {
     /// Throughput against threads, cairn next to a Linux guest (see
     /// `bench_scale`).
     Scale,
+    /// HTTP requests to the guest's server from the host (see `bench_net`).
+    Net,
 }
 
 #[derive(Args)]
@@ -134,6 +138,9 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
     }
     if a.suite.is_none_or(|s| s == Suite::Programs) {
         crate::bench_programs::run()?;
+    }
+    if a.suite.is_none_or(|s| s == Suite::Net) {
+        crate::bench_net::run()?;
     }
     if a.suite.is_none_or(|s| s == Suite::Tfs) {
         crate::bench_tfs::bench()?;

@@ -49,6 +49,54 @@ pub struct RunArgs {
     /// Seconds before the VM is killed.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
+    /// Attach a virtio-net NIC on QEMU's user networking (the guest is
+    /// 10.0.2.15/24, the host 10.0.2.2).
+    #[arg(long)]
+    pub net: bool,
+    /// With --net: forward host TCP port HOST to guest port GUEST
+    /// (repeatable).
+    #[arg(long = "forward", value_name = "HOST:GUEST")]
+    pub forwards: Vec<String>,
+}
+
+impl RunArgs {
+    /// The QEMU flags `--net`/`--forward` ask for.
+    pub fn net_flags(&self) -> Result<Vec<String>> {
+        if !self.net {
+            if !self.forwards.is_empty() {
+                return Err("--forward needs --net".into());
+            }
+            return Ok(Vec::new());
+        }
+        let mut fw = Vec::new();
+        for f in &self.forwards {
+            let (h, g) = f
+                .split_once(':')
+                .and_then(|(h, g)| Some((h.parse::<u16>().ok()?, g.parse::<u16>().ok()?)))
+                .ok_or_else(|| format!("--forward {f}: want HOST:GUEST ports"))?;
+            fw.push((h, g));
+        }
+        Ok(net_flags(&fw, &[]))
+    }
+}
+
+/// QEMU flags for a virtio-net NIC on user networking, forwarding each
+/// `(host, guest)` TCP port pair from the host's 127.0.0.1 and each UDP
+/// pair of `udp`.
+pub fn net_flags(tcp: &[(u16, u16)], udp: &[(u16, u16)]) -> Vec<String> {
+    let mut netdev = String::from("user,id=n0");
+    for (h, g) in tcp {
+        netdev += &format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}");
+    }
+    for (h, g) in udp {
+        netdev += &format!(",hostfwd=udp:127.0.0.1:{h}-:{g}");
+    }
+    vec![
+        "-netdev".into(),
+        netdev,
+        "-device".into(),
+        "virtio-net-pci,netdev=n0".into(),
+    ]
 }
 
 /// One VM to boot.
@@ -401,6 +449,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         gcc: false,
         clippy: false,
     })?;
+    let net = a.net_flags()?;
     let kernel = build::kernel(a.release)?;
     let mut vm = Vm::new(&kernel, build::out_dir().join("logs").join("run.log"));
     vm.accel = a.accel;
@@ -412,6 +461,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     vm.cpu = a.cpu;
     vm.timeout = Duration::from_secs(a.timeout);
     vm.interactive = true;
+    vm.extra = net;
     eprintln!(
         "xtask: booting {} on QEMU ({:?}, {} vCPUs, {}); serial log in {}",
         kernel.display(),

@@ -108,6 +108,7 @@ pub fn run(a: RunCmd) -> Result<ExitCode> {
         attached.push(extra_disk(d, storage)?);
     }
     let (machine, flags) = disks::attach(&attached);
+    let net = a.vm.net_flags()?;
     let mut vm = Vm::new(&kernel, build::out_dir().join("logs").join("run.log"));
     vm.accel = a.vm.accel;
     vm.smp = a.vm.smp;
@@ -122,6 +123,7 @@ pub fn run(a: RunCmd) -> Result<ExitCode> {
     vm.timeout = Duration::from_secs(a.vm.timeout);
     vm.interactive = true;
     vm.extra = flags;
+    vm.extra.extend(net);
     eprintln!(
         "xtask: booting {} with workload image {} (copy {}) on {} ({:?}, {} vCPUs, {}); serial log in {}",
         kernel.display(),

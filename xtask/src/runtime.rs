@@ -178,6 +178,22 @@ pub fn run_one(kernel: &Path, t: &RuntimeTest, storage: Storage) -> Result<()> {
         vm.machine = machine.unwrap_or("q35").into();
         vm.extra = flags.clone();
         vm.timeout = Duration::from_secs(t.timeout_s);
+        let peer = match t.net {
+            Some(role) => Some(crate::net_peer::start(
+                t,
+                role,
+                Duration::from_secs(t.timeout_s),
+            )?),
+            None => None,
+        };
+        if let Some(p) = &peer {
+            vm.extra.extend(p.flags.iter().cloned());
+            if !p.argv.is_empty() {
+                let mut argv = vec![t.program().to_string()];
+                argv.extend(p.argv.iter().cloned());
+                vm.append = format!("argv={}", encode_argv(&argv));
+            }
+        }
         if !b.argv.is_empty() {
             vm.append = format!("argv={}", encode_argv(&b.argv));
             // An absolute argv[0] also names the boot's program.
@@ -186,7 +202,24 @@ pub fn run_one(kernel: &Path, t: &RuntimeTest, storage: Storage) -> Result<()> {
             }
         }
         let o = vm.boot()?;
-        if let Err(e) = judge(t, boot, b, &o) {
+        let host = peer.map(|p| {
+            p.stop.store(true, std::sync::atomic::Ordering::Release);
+            p.handle
+                .join()
+                .unwrap_or_else(|_| Err("host peer panicked".into()))
+        });
+        let verdict = judge(t, boot, b, &o).and_then(|()| match &host {
+            Some(Err(e)) => Err(format!("host side: {e}")),
+            Some(Ok(figures)) => {
+                eprintln!("  host side: {figures}");
+                Ok(())
+            }
+            None => Ok(()),
+        });
+        if let Err(e) = verdict {
+            if let Some(Err(h)) = &host {
+                eprintln!("host side: {h}");
+            }
             eprintln!(
                 "---- serial tail ({}) ----\n{}",
                 log.display(),

@@ -20,6 +20,9 @@ pub fn declare() {
         &crate::process::aspace::ASPACE_CLASS,
     ]);
     declare_order(&[&crate::fs::FS_CLASS, &crate::process::CWD_CLASS]);
+    // A socket's own state, then the network stack (which covers the
+    // NIC's rings).
+    declare_order(&[&crate::net::socket::SOCKET_CLASS, &crate::net::STACK_CLASS]);
     // Signals: the sigaction table, the thread list, a thread's signal
     // state, the process's pending queue.
     declare_order(&[

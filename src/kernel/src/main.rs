@@ -24,6 +24,7 @@ pub mod irq;
 pub mod ktest;
 pub mod lock_order;
 pub mod mm;
+pub mod net;
 pub mod panic;
 pub mod pci;
 pub mod percpu;
@@ -169,6 +170,7 @@ fn kernel_main(args: cmdline::Cmdline) {
         sched::thread::yield_now();
     }
     block::init();
+    net::init();
     match args.test {
         Some(name) => ktest::run(name),
         None => {

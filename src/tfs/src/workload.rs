@@ -21,6 +21,11 @@ pub struct Workload {
     pub environment: Vec<(Vec<u8>, Vec<u8>)>,
     /// Volumes to mount, as (label or UUID, mount point), in tuple order.
     pub mounts: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The network address (`ipaddr`, `netmask`, `gateway`, dotted IPv4
+    /// text as Nanos's manifests give them); no `ipaddr`: DHCP.
+    pub ipaddr: Option<Vec<u8>>,
+    pub netmask: Option<Vec<u8>>,
+    pub gateway: Option<Vec<u8>>,
 }
 
 impl Workload {
@@ -74,11 +79,22 @@ impl Workload {
                 .collect(),
             _ => Vec::new(),
         };
+        let text = |name: &[u8]| {
+            store
+                .symbols
+                .find(name)
+                .and_then(|k| store.get(root, k))
+                .and_then(Value::as_bytes)
+                .map(<[u8]>::to_vec)
+        };
         Workload {
             program,
             arguments,
             environment,
             mounts,
+            ipaddr: text(b"ipaddr"),
+            netmask: text(b"netmask"),
+            gateway: text(b"gateway"),
         }
     }
 }

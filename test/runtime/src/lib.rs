@@ -204,6 +204,38 @@ pub enum Native {
     No(&'static str),
 }
 
+/// What the host does while a networked test's guest runs (the runner
+/// attaches a virtio-net NIC on QEMU's user networking, picks free host
+/// ports each run, and judges the host side's result with the boot's).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum NetRole {
+    /// The guest serves HTTP/1.1 on `guest_port` from the files of
+    /// [`RuntimeTest::data`] under `/www`; the host fetches `requests`
+    /// of them over `connections` keep-alive connections (one after the
+    /// other, each `requests / connections` requests), compares the bytes,
+    /// then sends `GET /quit`.
+    HttpClient {
+        guest_port: u16,
+        requests: usize,
+        connections: usize,
+    },
+    /// Before the HTTP run of `HttpClient`, abuse the guest's port: many
+    /// connections opened and dropped at once, connections reset with
+    /// requests half sent, and connections left idle.
+    HttpFlood {
+        guest_port: u16,
+        requests: usize,
+        connections: usize,
+    },
+    /// The guest echoes UDP datagrams on `guest_port`; the host sends
+    /// `datagrams` of them, checks each echo, then sends `quit`.
+    UdpEcho { guest_port: u16, datagrams: usize },
+    /// The host runs a TCP echo server; the guest gets its port (QEMU's
+    /// host is 10.0.2.2) and a port nothing listens on as `argv[1]` and
+    /// `argv[2]`.
+    HostServer,
+}
+
 /// One runtime test.
 #[derive(Clone, Debug)]
 pub struct RuntimeTest {
@@ -251,6 +283,8 @@ pub struct RuntimeTest {
     pub soak: &'static [&'static str],
     /// Seconds before the runner kills the soak run.
     pub soak_timeout_s: u64,
+    /// A NIC and a host-side peer (`None`: no network device, as before).
+    pub net: Option<NetRole>,
 }
 
 const PAGE: u64 = 4096;
@@ -283,8 +317,18 @@ const fn test(name: &'static str, what: &'static str) -> RuntimeTest {
         linux: Native::Yes,
         soak: &[],
         soak_timeout_s: 0,
+        net: None,
     }
 }
+
+/// The files the HTTP tests serve from `/www`.
+const WWW: &[DataFile] = &[
+    pattern("small", 100, 71),
+    pattern("page", 4096, 72),
+    pattern("image", 30_000, 73),
+    pattern("big", 150_000, 74),
+    pattern("empty", 0, 75),
+];
 
 static CATALOGUE: &[RuntimeTest] = &[
     RuntimeTest {
@@ -707,6 +751,65 @@ static CATALOGUE: &[RuntimeTest] = &[
         "pipes",
         "pipe2 (EOF, EPIPE, O_NONBLOCK, capacity, atomic PIPE_BUF writes, 4 MiB between threads), poll/ppoll/select/pselect, eventfd, epoll (level, edge, one-shot), timerfd",
     ),
+    RuntimeTest {
+        data: WWW,
+        storage: &[Storage::Virtio],
+        native: Native::No("needs the host-side HTTP client"),
+        linux: Native::No("needs the host-side HTTP client"),
+        timeout_s: 600,
+        net: Some(NetRole::HttpClient {
+            guest_port: 8080,
+            requests: 1000,
+            connections: 4,
+        }),
+        ..test(
+            "httpd",
+            "an HTTP/1.1 server on virtio-net (epoll level and edge, non-blocking accept4, keep-alive, sendfile from TFS): the host fetches 1,000 files over 4 connections and compares the bytes",
+        )
+    },
+    RuntimeTest {
+        source: "httpd",
+        manifest: "httpd",
+        data: WWW,
+        storage: &[Storage::Virtio],
+        native: Native::No("needs the host-side HTTP client"),
+        linux: Native::No("needs the host-side HTTP client"),
+        timeout_s: 600,
+        net: Some(NetRole::HttpFlood {
+            guest_port: 8080,
+            requests: 200,
+            connections: 2,
+        }),
+        ..test(
+            "httpd_flood",
+            "bad input from the network: 160 connections opened and dropped at once, resets with half a request sent, idle connections, garbage; then the HTTP run must still pass and the kernel never panics",
+        )
+    },
+    RuntimeTest {
+        storage: &[Storage::Virtio],
+        native: Native::No("needs the host-side UDP client"),
+        linux: Native::No("needs the host-side UDP client"),
+        timeout_s: 300,
+        net: Some(NetRole::UdpEcho {
+            guest_port: 7777,
+            datagrams: 300,
+        }),
+        ..test(
+            "udpecho",
+            "a UDP echo server on virtio-net (bind, poll, recvfrom/sendto, EADDRINUSE, EDESTADDRREQ, connect/getpeername on a datagram socket): the host sends 300 datagrams and checks each echo",
+        )
+    },
+    RuntimeTest {
+        storage: &[Storage::Virtio],
+        native: Native::No("needs the host-side echo server"),
+        linux: Native::No("needs the host-side echo server"),
+        timeout_s: 300,
+        net: Some(NetRole::HostServer),
+        ..test(
+            "tcpclient",
+            "a TCP client of a host echo server: blocking and non-blocking connect (EINPROGRESS, SO_ERROR), 1 MiB through a poll loop, MSG_PEEK/MSG_WAITALL, SHUT_WR and EOF, EPIPE/SIGPIPE/MSG_NOSIGNAL, ECONNREFUSED, options",
+        )
+    },
     test(
         "special",
         "/dev/null, zero (mapped too), full, urandom, random; /proc/self exe, cmdline, comm, status, maps, fd/; /proc/cpuinfo, meminfo; /sys cpu/online against glibc's CPU count",

@@ -29,6 +29,7 @@
 //! **Locks.** None of its own; each device's queue lock covers its rings.
 
 pub mod blk;
+pub mod net;
 pub mod scsi;
 
 use crate::env::{DmaRegion, IrqHandler, env};

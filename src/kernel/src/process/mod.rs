@@ -207,6 +207,11 @@ pub fn run_workload(
         .ok_or_else(|| exec::StartError::cannot("no root".into()))?
         .fs()
         .workload();
+    crate::net::configure(
+        w.ipaddr.as_deref(),
+        w.netmask.as_deref(),
+        w.gateway.as_deref(),
+    );
     let program = program.or(w.program).ok_or_else(|| {
         exec::StartError::cannot("the image names no program (root tuple has no `program`)".into())
     })?;

@@ -358,7 +358,7 @@ pub fn pwrite(fd: i32, buf: u64, len: u64, off: u64) -> SysResult {
     Ok(write_at(&f, off, buf, len)? as u64)
 }
 
-fn iovecs(iov: u64, count: u64) -> Result<Vec<IoVec>, Errno> {
+pub(crate) fn iovecs(iov: u64, count: u64) -> Result<Vec<IoVec>, Errno> {
     if count as usize > IOV_MAX {
         return Err(Errno::EINVAL);
     }

@@ -16,6 +16,7 @@ pub mod lockless;
 pub mod memfd;
 pub mod misc;
 pub mod mm;
+pub mod net;
 pub mod pipe;
 pub mod poll;
 pub mod shm;
@@ -212,6 +213,21 @@ fn call(n: u64, a: [u64; 6], regs: &UserRegs) -> SysResult {
         nr::EPOLL_PWAIT => poll::epoll_pwait(i(0), a[1], i(2), i(3), a[4], a[5]),
         nr::EPOLL_PWAIT2 => poll::epoll_pwait2(i(0), a[1], i(2), a[3], a[4], a[5]),
         nr::FLOCK => lock::flock(i(0), i(1)),
+        nr::SOCKET => net::socket(i(0), a[1] as u32, i(2)),
+        nr::BIND => net::bind(i(0), a[1], a[2] as u32),
+        nr::LISTEN => net::listen(i(0), i(1)),
+        nr::ACCEPT => net::accept4(i(0), a[1], a[2], 0),
+        nr::ACCEPT4 => net::accept4(i(0), a[1], a[2], a[3] as u32),
+        nr::CONNECT => net::connect(i(0), a[1], a[2] as u32),
+        nr::SENDTO => net::sendto(i(0), a[1], a[2], a[3] as u32, a[4], a[5] as u32),
+        nr::RECVFROM => net::recvfrom(i(0), a[1], a[2], a[3] as u32, a[4], a[5]),
+        nr::SENDMSG => net::sendmsg(i(0), a[1], a[2] as u32),
+        nr::RECVMSG => net::recvmsg(i(0), a[1], a[2] as u32),
+        nr::SHUTDOWN => net::shutdown(i(0), i(1)),
+        nr::GETSOCKNAME => net::getsockname(i(0), a[1], a[2]),
+        nr::GETPEERNAME => net::getpeername(i(0), a[1], a[2]),
+        nr::SETSOCKOPT => net::setsockopt(i(0), i(1), i(2), a[3], a[4] as u32),
+        nr::GETSOCKOPT => net::getsockopt(i(0), i(1), i(2), a[3], a[4]),
         nr::SENDFILE => copy::sendfile(i(0), i(1), a[2], a[3]),
         nr::COPY_FILE_RANGE => copy::copy_file_range(i(0), a[1], i(2), a[3], a[4], a[5] as u32),
         nr::SYNC_FILE_RANGE => copy::sync_file_range(i(0), a[1] as i64, a[2] as i64, a[3] as u32),
