@@ -327,6 +327,15 @@ impl Node {
         g.settle(r);
     }
 
+    /// Starts writing this node's dirty pages back and returns without
+    /// waiting (`POSIX_FADV_DONTNEED`, as Linux's `WB_SYNC_NONE`
+    /// writeback); an error is recorded on the node for the next fsync.
+    /// Kernel-lock context.
+    pub fn start_writeback(self: &Arc<Self>) {
+        assert_kernel_lock("Node::start_writeback");
+        bh_safe_alloc(|| self.sync_data(Box::new(|_| {})));
+    }
+
     /// Both data passes of a sync (kernel-lock); `done` in any context.
     fn sync_data(self: &Arc<Self>, done: Done) {
         let node = Held::new(self.clone());

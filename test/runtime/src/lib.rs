@@ -349,6 +349,13 @@ static CATALOGUE: &[RuntimeTest] = &[
     RuntimeTest {
         boots: &[FIRST_BOOT, 0],
         ..test(
+            "fileops",
+            "creat; legacy getdents (d_type in the last byte); renameat2 NOREPLACE (EEXIST) and EXCHANGE (files across directories, a file with a directory) persisting to boot 2; fallocate PUNCH_HOLE|KEEP_SIZE and ZERO_RANGE (zeros, length kept, fewer blocks, EOPNOTSUPP modes) persisting to boot 2; SEEK_DATA/SEEK_HOLE over a sparse file with dirty pages and after fsync; posix_fadvise DONTNEED makes the next read go to the device (kstats pagecache.fills; mincore on Linux)",
+        )
+    },
+    RuntimeTest {
+        boots: &[FIRST_BOOT, 0],
+        ..test(
             "mmap_file",
             "shared mapping stores seen by read() and write()s seen through it, private stores stay private, EACCES, msync'd and fsync'd stores persist (boot 2)",
         )

@@ -691,6 +691,33 @@ impl Mount {
         w.wait()
     }
 
+    /// Punches the page-aligned hole `[start, end)` in `file`
+    /// (`FALLOC_FL_PUNCH_HOLE` without its partial pages, which the caller
+    /// zeroes by writing): the pagecache drops the pages there first (so no
+    /// writeback can reach storage TFS frees), then TFS frees the storage
+    /// in the pagecache's completion, with no kernel-lock code in between
+    /// (as [`Mount::truncate`]); one at a time with truncates of the file.
+    pub fn punch(&'static self, file: &FileData, start: u64, end: u64) -> Result<(), Errno> {
+        const PS: u64 = cairn_pagecache::PAGE_SIZE as u64;
+        if start >= end {
+            return Ok(());
+        }
+        let _one_at_a_time = file.truncating.lock();
+        let ino = file.ino;
+        let w = Waiter::new();
+        let h = w.handle();
+        file.node.punch(
+            start / PS,
+            end / PS,
+            Completion::kernel_lock(move |r: Result<(), Errno>| {
+                h.deliver(
+                    r.and_then(|()| self.fs().punch(ino, start, end - start).map_err(errno_of)),
+                );
+            }),
+        );
+        w.wait()
+    }
+
     /// fsync: the file's dirty pages, then the log, then a device flush.
     pub fn fsync(&self, file: &FileData) -> Result<(), Errno> {
         wait_for(|c| file.node.sync(c))
