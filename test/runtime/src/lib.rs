@@ -355,6 +355,14 @@ static CATALOGUE: &[RuntimeTest] = &[
     },
     RuntimeTest {
         boots: &[FIRST_BOOT, 0],
+        image_mib: 32,
+        ..test(
+            "dio",
+            "O_DIRECT: statx STATX_DIOALIGN, F_GETFL; a direct write replaces a buffered reader's cached pages, a direct read sees dirty buffered data; misaligned buffer/offset/length EINVAL; EOF, holes, growth; a buffer in a shared file mapping; a 4 MiB scattered buffer; the data persists (boot 2, read direct and buffered)",
+        )
+    },
+    RuntimeTest {
+        boots: &[FIRST_BOOT, 0],
         ..test(
             "mmap_file",
             "shared mapping stores seen by read() and write()s seen through it, private stores stay private, EACCES, msync'd and fsync'd stores persist (boot 2)",

@@ -8,6 +8,7 @@
 //! | [`hooks`] | the pagecache's frame, runqueue, backing and metadata hooks |
 //! | [`mounts`] | [`mount_root`]: choosing the root, mounting the volumes of its `mounts` tuple |
 //! | [`walk`] | path walks across mount points ([`Loc`]: a volume and an inode) |
+//! | [`direct`] | `O_DIRECT` reads and writes: pinned user pages to the block layer, coherent with the pagecache |
 //! | here | [`Mount`] and the mount table, per-file pagecache nodes, read/write/fsync through the pagecache |
 //!
 //! **Volumes.** Each mounted volume is its own [`Mount`]: its own TFS (and
@@ -46,6 +47,7 @@
 //! pages it leases: a lease would block a fault that needs the page. So no
 //! lease or lock is held while user memory is touched.
 
+pub mod direct;
 pub mod hooks;
 pub mod mounts;
 pub mod volume_device;

@@ -208,6 +208,7 @@ fn read_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno>
         return Err(Errno::EBADF);
     }
     match &f.kind {
+        FileKind::Regular(d) if f.direct() => d.mount.direct_read(d, off, buf, len).map_err(pc_err),
         FileKind::Regular(d) => d.mount.read(d, off, buf, len).map_err(pc_err),
         FileKind::Directory(_) => Err(Errno::EISDIR),
         FileKind::Console => Ok(0),
@@ -220,6 +221,9 @@ fn write_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno
         return Err(Errno::EBADF);
     }
     match &f.kind {
+        FileKind::Regular(d) if f.direct() => {
+            d.mount.direct_write(d, off, buf, len).map_err(pc_err)
+        }
         FileKind::Regular(d) => d.mount.write(d, off, buf, len).map_err(pc_err),
         FileKind::Directory(_) => Err(Errno::EISDIR),
         FileKind::Object(o) => o.write(f, off, Src::User(buf), len),
@@ -634,6 +638,17 @@ pub fn statx(dirfd: i32, path: u64, flags: i32, mask: u32, out: u64) -> SysResul
     let st = stat_path(dirfd, path, flags)?;
     let mut b = [0u8; STATX_SIZE];
     encode_statx(&st, mask, &mut b)?;
+    // Direct I/O alignment of TFS regular files (the special files have
+    // major 1, the console none).
+    const S_IFMT: u32 = 0o170000;
+    const S_IFREG: u32 = 0o100000;
+    if mask & cairn_unix::abi::STATX_DIOALIGN != 0
+        && st.mode & S_IFMT == S_IFREG
+        && cairn_unix::abi::major(st.dev) == 8
+    {
+        let a = crate::fs::direct::DIO_ALIGN as u32;
+        cairn_unix::abi::statx_set_dio_align(&mut b, a, a);
+    }
     copy_out(out, &b)?;
     Ok(0)
 }
@@ -1242,7 +1257,7 @@ pub fn fcntl(fd: i32, cmd: i32, arg: u64) -> SysResult {
         }
         F_SETFL => {
             let f = get_file(fd)?;
-            let settable = file::O_APPEND | file::O_NONBLOCK;
+            let settable = file::O_APPEND | file::O_NONBLOCK | file::O_DIRECT;
             let keep = f.flags.load(Ordering::Relaxed) & !settable;
             f.flags
                 .store(keep | (arg as u32 & settable), Ordering::Relaxed);
