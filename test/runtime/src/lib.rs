@@ -769,12 +769,13 @@ static CATALOGUE: &[RuntimeTest] = &[
                 ";seqread;1;0;",
                 ";randread;2;0;",
                 ";randwrite;3;0;",
+                ";dirwrite;4;0;",
             ],
         }],
         native: Native::No("a real program built by xtask"),
         ..test(
             "fio",
-            "fio --thread (Debian's source, static): sequential write + fsync with crc32c verify, sequential read (psync), random read and random write with periodic fsync and verify (pvsync2)",
+            "fio --thread (Debian's source, static): sequential write + fsync with crc32c verify, sequential read (psync), random read and random write with periodic fsync and verify (pvsync2), O_DIRECT random write with crc32c verify (psync, direct=1)",
         )
     },
     RuntimeTest {
@@ -883,6 +884,7 @@ static CATALOGUE: &[RuntimeTest] = &[
                 ";seqread;1;0;",
                 ";randread;2;0;",
                 ";randwrite;3;0;",
+                ";dirwrite;4;0;",
             ],
         }],
         native: Native::No("a Debian program in its image"),
