@@ -361,6 +361,10 @@ static CATALOGUE: &[RuntimeTest] = &[
             "O_DIRECT: statx STATX_DIOALIGN, F_GETFL; a direct write replaces a buffered reader's cached pages, a direct read sees dirty buffered data; misaligned buffer/offset/length EINVAL; EOF, holes, growth; a buffer in a shared file mapping; a 4 MiB scattered buffer; the data persists (boot 2, read direct and buffered)",
         )
     },
+    test(
+        "aio",
+        "Linux AIO (raw syscalls): io_setup/io_destroy, io_submit of PWRITE/PWRITEV/FSYNC/FDSYNC/PREAD/PREADV reaped by io_getevents (data, obj, res), O_DIRECT requests (misaligned: res -EINVAL), IOCB_FLAG_RESFD eventfd counts, a timeout with nothing pending, EINVAL/EBADF at submission, io_cancel of a completed request EINVAL",
+    ),
     RuntimeTest {
         boots: &[FIRST_BOOT, 0],
         ..test(
