@@ -1,4 +1,5 @@
-//! Truncate ([`Node::truncate`]) and [`Node::invalidate_clean`].
+//! Truncate ([`Node::truncate`]), hole punching ([`Node::punch`]: the
+//! same page rules over a range) and [`Node::invalidate_clean`].
 //!
 //! When a file shrinks, the kernel calls `truncate` *before* the
 //! filesystem frees the storage past the new end, and tells the filesystem
@@ -134,38 +135,16 @@ impl Node {
         {
             let mut guard = self.inner.lock();
             let inner = &mut *guard;
-            let mut keys = Vec::new();
-            let mut detach_epoch = None;
-            let past: Vec<u64> = inner.pages.range(keep..).map(|(&i, _)| i).collect();
-            for i in past {
-                let p = inner.pages.get_mut(&i).expect("listed page");
-                if !p.settled() {
-                    if p.wait(Want::Settled, gather.clone()).is_none() {
-                        gather.add(1);
-                        waits += 1;
-                    }
-                    continue;
-                }
-                if p.state() == PageState::Free {
-                    continue;
-                }
-                let mut p = inner.pages.remove(&i).expect("listed page");
-                keys.extend(p.lru_key());
-                p.set_lru_key(None);
-                truncated += 1;
-                if p.unheld() {
-                    frees.push(p.discard(&mut wakes));
-                } else {
-                    let e = *detach_epoch.get_or_insert_with(|| {
-                        inner.epoch += 1;
-                        inner.epoch
-                    });
-                    inner.detached.insert((i, e), p);
-                }
-            }
-            if !keys.is_empty() {
-                cache.lru_forget(keys);
-            }
+            let (dropped, w) = drop_pages(
+                inner,
+                keep..u64::MAX,
+                &gather,
+                &mut frees,
+                &mut wakes,
+                &cache,
+            );
+            truncated += dropped;
+            waits += w;
             let tail = (new_len % PS) as usize;
             let k = new_len / PS;
             if let (true, Some(p)) = (tail != 0, inner.pages.get_mut(&k)) {
@@ -210,11 +189,67 @@ impl Node {
         gather.settle(Ok(()));
     }
 
+    /// Drops the cached pages `[first, end)` of this file (a punched
+    /// hole, before the filesystem frees its storage): as a truncate does
+    /// with pages past the end — settled unheld ones discarded, never
+    /// written back; held ones detached (their holders keep the old
+    /// frame); busy ones waited for, then another pass. `done` runs in
+    /// kernel-lock context right after the last pass, with no other
+    /// kernel-lock code in between: free the storage there. The file's
+    /// length does not change. Kernel-lock context.
+    pub fn punch(self: &Arc<Self>, first: u64, end: u64, done: Completion<Result<(), Errno>>) {
+        assert_kernel_lock("Node::punch");
+        let end = end.max(first);
+        bh_safe_alloc(|| {
+            let cache = self.cache().clone();
+            let gather = Gather::new();
+            let mut frees = Vec::new();
+            let mut wakes = Wakes::new();
+            let waits;
+            {
+                let mut guard = self.inner.lock();
+                let inner = &mut *guard;
+                let (dropped, w) =
+                    drop_pages(inner, first..end, &gather, &mut frees, &mut wakes, &cache);
+                bump(&cache.stats.truncated, dropped);
+                waits = w;
+                if !inner.pages.values().any(|p| p.needs_writeback()) {
+                    self.leave_dirty_list(inner);
+                }
+            }
+            cache.free_frames(frees);
+            wake(wakes);
+            if waits == 0 {
+                done.complete(&*cache.runqueue, Ok(()));
+                return;
+            }
+            let node = Held::new(self.clone());
+            let runqueue = cache.runqueue.clone();
+            gather.set_finish(move |_| {
+                in_kernel_lock(&runqueue, move || {
+                    let n = node.arc().clone();
+                    n.punch(first, end, done);
+                    drop(node);
+                })
+            });
+            gather.settle(Ok(()));
+        })
+    }
+
     /// Drops every clean page of this file that nobody holds (ACTIVE, no
     /// pin, lease, mapping or waiter), as eviction would; returns how many
     /// went. Dirty, in-flight and held pages stay. Kernel-lock or bh
     /// context, no pagecache lock held.
     pub fn invalidate_clean(&self) -> usize {
+        self.invalidate_clean_range(0, u64::MAX)
+    }
+
+    /// [`Node::invalidate_clean`] for pages `[first, end)` only
+    /// (`POSIX_FADV_DONTNEED`).
+    pub fn invalidate_clean_range(&self, first: u64, end: u64) -> usize {
+        if first >= end {
+            return 0;
+        }
         bh_safe_alloc(|| {
             let cache = self.cache().clone();
             let mut frees = Vec::new();
@@ -223,7 +258,7 @@ impl Node {
                 let mut inner = self.inner.lock();
                 let victims: Vec<u64> = inner
                     .pages
-                    .iter()
+                    .range(first..end)
                     .filter(|(_, p)| p.evictable())
                     .map(|(&i, _)| i)
                     .collect();
@@ -244,4 +279,53 @@ impl Node {
             n
         })
     }
+}
+
+/// Takes the settled pages of `range` out of `inner` (truncate and
+/// punch): unheld ones discarded (never written back), held ones
+/// detached; busy ones get a wait on `gather`. Returns (pages taken,
+/// waits added).
+fn drop_pages(
+    inner: &mut crate::node::NodeInner,
+    range: core::ops::Range<u64>,
+    gather: &Arc<Gather>,
+    frees: &mut Vec<crate::frame::Frame>,
+    wakes: &mut Wakes,
+    cache: &Arc<crate::cache::PageCache>,
+) -> (u64, usize) {
+    let mut keys = Vec::new();
+    let mut detach_epoch = None;
+    let mut waits = 0;
+    let mut taken = 0;
+    let listed: Vec<u64> = inner.pages.range(range).map(|(&i, _)| i).collect();
+    for i in listed {
+        let p = inner.pages.get_mut(&i).expect("listed page");
+        if !p.settled() {
+            if p.wait(Want::Settled, gather.clone()).is_none() {
+                gather.add(1);
+                waits += 1;
+            }
+            continue;
+        }
+        if p.state() == PageState::Free {
+            continue;
+        }
+        let mut p = inner.pages.remove(&i).expect("listed page");
+        keys.extend(p.lru_key());
+        p.set_lru_key(None);
+        taken += 1;
+        if p.unheld() {
+            frees.push(p.discard(wakes));
+        } else {
+            let e = *detach_epoch.get_or_insert_with(|| {
+                inner.epoch += 1;
+                inner.epoch
+            });
+            inner.detached.insert((i, e), p);
+        }
+    }
+    if !keys.is_empty() {
+        cache.lru_forget(keys);
+    }
+    (taken, waits)
 }

@@ -324,6 +324,28 @@ impl Node {
         g.settle(r);
     }
 
+    /// Starts writing this node's dirty pages back and returns without
+    /// waiting (`POSIX_FADV_DONTNEED`, as Linux's `WB_SYNC_NONE`
+    /// writeback); an error is recorded on the node for the next fsync.
+    /// Kernel-lock context.
+    pub fn start_writeback(self: &Arc<Self>) {
+        assert_kernel_lock("Node::start_writeback");
+        bh_safe_alloc(|| self.sync_data(Box::new(|_| {})));
+    }
+
+    /// Writes this node's dirty pages back (both data passes of a sync,
+    /// no metadata commit or flush) and then runs `done` with the first
+    /// error of them (direct I/O's writeback before its transfer; the
+    /// error stays recorded on the node for fsync too). Kernel-lock
+    /// context.
+    pub fn write_back(self: &Arc<Self>, done: Completion<Result<(), Errno>>) {
+        assert_kernel_lock("Node::write_back");
+        bh_safe_alloc(|| {
+            let runqueue = self.cache().runqueue.clone();
+            self.sync_data(Box::new(move |r| done.complete(&*runqueue, r)));
+        })
+    }
+
     /// Both data passes of a sync (kernel-lock); `done` in any context.
     fn sync_data(self: &Arc<Self>, done: Done) {
         let node = Held::new(self.clone());

@@ -271,3 +271,78 @@ fn sequential_small_allocations_grow_one_extent() {
         assert!(buf.iter().all(|&b| b == (k % 251) as u8), "sector {k}");
     }
 }
+
+/// `punch` frees the sectors of a range (the file reads zeros there and
+/// keeps its length), splitting the extent around it; the space comes
+/// back after the commit and the result survives a remount.
+#[test]
+fn punch_frees_a_range_and_keeps_the_length() {
+    let mut fs = fresh(16384);
+    let root = fs.root();
+    let f = fs.create(root, b"f").unwrap();
+    fs.write(f, 0, &[0x5a; 65536]).unwrap();
+    fs.sync().unwrap();
+    let free_before = fs.statfs().free_blocks;
+    assert_eq!(fs.punch(f, 1000, 4096), Err(FsError::Inval));
+    fs.punch(f, 8192, 16384).unwrap();
+    fs.sync().unwrap();
+    assert_eq!(fs.statfs().free_blocks, free_before + 32);
+    let kinds: Vec<_> = fs.map(f, 0, 65536).unwrap();
+    assert!(
+        kinds
+            .iter()
+            .any(|m| m.offset == 8192 && m.len == 16384 && m.kind == MappingKind::Hole)
+    );
+    // Punching the tail (and past the end) frees the rest of the extent.
+    fs.punch(f, 61440, 8192).unwrap();
+    fs.sync().unwrap();
+    assert_eq!(fs.statfs().free_blocks, free_before + 40);
+    let fs = remount(fs);
+    let f = fs.lookup(fs.root(), b"f").unwrap();
+    assert_eq!(fs.stat(f).unwrap().size, 65536);
+    let mut buf = vec![0u8; 65536];
+    fs.read(f, 0, &mut buf).unwrap();
+    assert!(buf[..8192].iter().all(|&b| b == 0x5a));
+    assert!(buf[8192..24576].iter().all(|&b| b == 0));
+    assert!(buf[24576..61440].iter().all(|&b| b == 0x5a));
+    assert!(buf[61440..].iter().all(|&b| b == 0));
+    assert!(cairn_tfs::check::check(fs.device()).is_clean());
+}
+
+/// `exchange` swaps two names atomically, across directories and with a
+/// directory among them; the swap survives a remount (log replay).
+#[test]
+fn exchange_swaps_names_across_directories() {
+    let mut fs = fresh(16384);
+    let root = fs.root();
+    let a = fs.mkdir(root, b"a").unwrap();
+    let b = fs.mkdir(root, b"b").unwrap();
+    let x = fs.create(a, b"x").unwrap();
+    fs.write(x, 0, b"file x").unwrap();
+    let y = fs.mkdir(b, b"y").unwrap();
+    fs.create(y, b"inside").unwrap();
+    fs.sync().unwrap();
+    assert_eq!(fs.exchange(a, b"x", b, b"nope"), Err(FsError::NoEnt));
+    // A directory cannot be swapped into itself.
+    assert_eq!(fs.exchange(root, b"b", y, b"inside"), Err(FsError::Inval));
+    fs.exchange(a, b"x", b, b"y").unwrap();
+    assert_eq!(fs.lookup(a, b"x").unwrap(), y);
+    assert_eq!(fs.lookup(b, b"y").unwrap(), x);
+    assert_eq!(fs.lookup(y, b"..").unwrap(), a);
+    fs.sync().unwrap();
+    let fs = remount(fs);
+    let x = fs.resolve(b"/b/y", true).unwrap();
+    let mut buf = [0u8; 6];
+    fs.read(x, 0, &mut buf).unwrap();
+    assert_eq!(&buf, b"file x");
+    assert_eq!(
+        fs.stat(fs.resolve(b"/a/x", true).unwrap()).unwrap().kind,
+        FileType::Directory
+    );
+    fs.resolve(b"/a/x/inside", true).unwrap();
+    assert_eq!(
+        fs.resolve(b"/a/x/..", true).unwrap(),
+        fs.resolve(b"/a", true).unwrap()
+    );
+    assert!(cairn_tfs::check::check(fs.device()).is_clean());
+}

@@ -393,6 +393,25 @@ static CATALOGUE: &[RuntimeTest] = &[
     RuntimeTest {
         boots: &[FIRST_BOOT, 0],
         ..test(
+            "fileops",
+            "creat; legacy getdents (d_type in the last byte); renameat2 NOREPLACE (EEXIST) and EXCHANGE (files across directories, a file with a directory) persisting to boot 2; fallocate PUNCH_HOLE|KEEP_SIZE and ZERO_RANGE (zeros, length kept, fewer blocks, EOPNOTSUPP modes) persisting to boot 2; SEEK_DATA/SEEK_HOLE over a sparse file with dirty pages and after fsync; posix_fadvise DONTNEED makes the next read go to the device (kstats pagecache.fills; mincore on Linux)",
+        )
+    },
+    RuntimeTest {
+        boots: &[FIRST_BOOT, 0],
+        image_mib: 32,
+        ..test(
+            "dio",
+            "O_DIRECT: statx STATX_DIOALIGN, F_GETFL; a direct write replaces a buffered reader's cached pages, a direct read sees dirty buffered data; misaligned buffer/offset/length EINVAL; EOF, holes, growth; a buffer in a shared file mapping; a 4 MiB scattered buffer; the data persists (boot 2, read direct and buffered)",
+        )
+    },
+    test(
+        "aio",
+        "Linux AIO (raw syscalls): io_setup/io_destroy, io_submit of PWRITE/PWRITEV/FSYNC/FDSYNC/PREAD/PREADV reaped by io_getevents (data, obj, res), O_DIRECT requests (misaligned: res -EINVAL), IOCB_FLAG_RESFD eventfd counts, a timeout with nothing pending, EINVAL/EBADF at submission, io_cancel of a completed request EINVAL",
+    ),
+    RuntimeTest {
+        boots: &[FIRST_BOOT, 0],
+        ..test(
             "mmap_file",
             "shared mapping stores seen by read() and write()s seen through it, private stores stay private, EACCES, msync'd and fsync'd stores persist (boot 2)",
         )
@@ -895,12 +914,13 @@ static CATALOGUE: &[RuntimeTest] = &[
                 ";seqread;1;0;",
                 ";randread;2;0;",
                 ";randwrite;3;0;",
+                ";dirwrite;4;0;",
             ],
         }],
         native: Native::No("a real program built by xtask"),
         ..test(
             "fio",
-            "fio --thread (Debian's source, static): sequential write + fsync with crc32c verify, sequential read (psync), random read and random write with periodic fsync and verify (pvsync2)",
+            "fio --thread (Debian's source, static): sequential write + fsync with crc32c verify, sequential read (psync), random read and random write with periodic fsync and verify (pvsync2), O_DIRECT random write with crc32c verify (psync, direct=1)",
         )
     },
     RuntimeTest {
@@ -1009,6 +1029,7 @@ static CATALOGUE: &[RuntimeTest] = &[
                 ";seqread;1;0;",
                 ";randread;2;0;",
                 ";randwrite;3;0;",
+                ";dirwrite;4;0;",
             ],
         }],
         native: Native::No("a Debian program in its image"),

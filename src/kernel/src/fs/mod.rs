@@ -8,6 +8,7 @@
 //! | [`hooks`] | the pagecache's frame, runqueue, backing and metadata hooks |
 //! | [`mounts`] | [`mount_root`]: choosing the root, mounting the volumes of its `mounts` tuple |
 //! | [`walk`] | path walks across mount points ([`Loc`]: a volume and an inode) |
+//! | [`direct`] | `O_DIRECT` reads and writes: pinned user pages to the block layer, coherent with the pagecache |
 //! | here | [`Mount`] and the mount table, per-file pagecache nodes, read/write/fsync through the pagecache |
 //!
 //! **Volumes.** Each mounted volume is its own [`Mount`]: its own TFS (and
@@ -46,6 +47,7 @@
 //! pages it leases: a lease would block a fault that needs the page. So no
 //! lease or lock is held while user memory is touched.
 
+pub mod direct;
 pub mod hooks;
 pub mod mounts;
 pub mod volume_device;
@@ -694,6 +696,33 @@ impl Mount {
                 let r = r.and_then(|()| self.fs().truncate(ino, len).map_err(errno_of));
                 node.length_changed();
                 h.deliver(r);
+            }),
+        );
+        w.wait()
+    }
+
+    /// Punches the page-aligned hole `[start, end)` in `file`
+    /// (`FALLOC_FL_PUNCH_HOLE` without its partial pages, which the caller
+    /// zeroes by writing): the pagecache drops the pages there first (so no
+    /// writeback can reach storage TFS frees), then TFS frees the storage
+    /// in the pagecache's completion, with no kernel-lock code in between
+    /// (as [`Mount::truncate`]); one at a time with truncates of the file.
+    pub fn punch(&'static self, file: &FileData, start: u64, end: u64) -> Result<(), Errno> {
+        const PS: u64 = cairn_pagecache::PAGE_SIZE as u64;
+        if start >= end {
+            return Ok(());
+        }
+        let _one_at_a_time = file.truncating.lock();
+        let ino = file.ino;
+        let w = Waiter::new();
+        let h = w.handle();
+        file.node.punch(
+            start / PS,
+            end / PS,
+            Completion::kernel_lock(move |r: Result<(), Errno>| {
+                h.deliver(
+                    r.and_then(|()| self.fs().punch(ino, start, end - start).map_err(errno_of)),
+                );
             }),
         );
         w.wait()

@@ -20,6 +20,12 @@
 //! (map-around, no I/O and no sleep; their pins keep them from eviction
 //! until unmapped).
 //!
+//! **Pins.** Direct I/O (`fs/direct.rs`) pins the owned frames behind a
+//! user buffer ([`AddressSpace::pin_user`]) so a device can transfer to or
+//! from them with no copy; a frame unmapped while pinned is freed at its
+//! last unpin instead (the `aspace.pins` table, a leaf taken under
+//! `aspace` or alone; heap locks are taken after it is released).
+//!
 //! Contexts: kernel-lock, in a thread (faults sleep).
 
 use crate::fs::FileData;
@@ -119,8 +125,102 @@ fn alloc_frame() -> Result<u64, Errno> {
     Ok(phys)
 }
 
+/// Frees an owned frame, or, while direct I/O has it pinned
+/// ([`AddressSpace::pin_user`]), marks it to be freed at its last unpin.
 fn free_frame(phys: u64) {
+    {
+        let mut pins = PINS.lock();
+        if let Some(p) = pins.get_mut(&phys) {
+            p.1 = true;
+            return;
+        }
+    }
     crate::heaps::PHYSICAL.lock().free_pages(phys, 1);
+}
+
+/// The lock class of [`PINS`] (kernel-lock only; taken under `aspace` or
+/// alone, never holding a heap lock).
+pub(crate) static PINS_CLASS: LockClass = LockClass::new("aspace.pins");
+
+/// Owned frames direct I/O is using: frame → (pins, freed while pinned).
+static PINS: SpinLock<BTreeMap<u64, (u32, bool)>> = SpinLock::new(&PINS_CLASS, BTreeMap::new());
+
+/// User pages pinned for a direct transfer ([`AddressSpace::pin_user`]):
+/// the frames behind `[addr, addr + len)`, kept from being freed (an
+/// `munmap` meanwhile defers the free to the unpin) until this drops.
+pub struct PinnedUser {
+    addr: u64,
+    len: u64,
+    frames: Vec<u64>,
+}
+
+impl PinnedUser {
+    /// The physical pieces of bytes `[from, from + len)` of the range, with
+    /// physically contiguous neighbours merged.
+    pub fn segments(&self, from: u64, len: u64) -> Vec<cairn_block::Segment> {
+        let mut out: Vec<cairn_block::Segment> = Vec::new();
+        let mut at = self.addr + from;
+        let end = self.addr + from + len;
+        while at < end {
+            let page = at & !(PAGE - 1);
+            let idx = ((page - (self.addr & !(PAGE - 1))) / PAGE) as usize;
+            let n = (page + PAGE).min(end) - at;
+            let phys = self.frames[idx] + (at - page);
+            match out.last_mut() {
+                Some(last) if last.phys + u64::from(last.len) == phys => last.len += n as u32,
+                _ => out.push(cairn_block::Segment {
+                    phys,
+                    len: n as u32,
+                }),
+            }
+            at += n;
+        }
+        out
+    }
+
+    /// Zeroes bytes `[from, from + len)` of the range (a hole read).
+    pub fn zero(&self, from: u64, len: u64) {
+        for s in self.segments(from, len) {
+            // SAFETY: a frame pinned by this object (not freed until it
+            // drops), owned by the program's address space and written by
+            // the program's own direct read; reached through the direct map.
+            unsafe {
+                core::ptr::write_bytes((DIRECT_MAP_BASE + s.phys) as *mut u8, 0, s.len as usize)
+            };
+        }
+    }
+
+    /// Bytes in the range.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for PinnedUser {
+    fn drop(&mut self) {
+        let mut free = Vec::new();
+        {
+            let mut pins = PINS.lock();
+            for &f in &self.frames {
+                if let Some(p) = pins.get_mut(&f) {
+                    p.0 -= 1;
+                    if p.0 == 0 {
+                        if p.1 {
+                            free.push(f);
+                        }
+                        pins.remove(&f);
+                    }
+                }
+            }
+        }
+        for f in free {
+            crate::heaps::PHYSICAL.lock().free_pages(f, 1);
+        }
+    }
 }
 
 /// The bytes of frame `phys` (through the direct map).
@@ -586,6 +686,57 @@ impl AddressSpace {
             }
             self.fault(addr, true, false).map_err(|_| Errno::EFAULT)?;
         }
+    }
+
+    /// Pins the frames behind the user range `[addr, addr + len)` for a
+    /// direct transfer (`write`: the device writes them, a direct read):
+    /// every page is faulted in with that access first (`EFAULT` if it
+    /// cannot be), then, under the lock, each must be an owned frame
+    /// (anonymous or private memory). `Ok(None)` when one is a shared file
+    /// mapping's pagecache page (the caller bounces through a kernel
+    /// buffer instead) or the range kept changing under us.
+    pub fn pin_user(&self, addr: u64, len: u64, write: bool) -> Result<Option<PinnedUser>, Errno> {
+        if len == 0 || !crate::user::user_range_ok(addr, len) {
+            return Err(Errno::EFAULT);
+        }
+        let first = addr & !(PAGE - 1);
+        let end = (addr + len).div_ceil(PAGE) * PAGE;
+        for _ in 0..4 {
+            let mut page = first;
+            while page < end {
+                self.fault(page.max(addr), write, false)
+                    .map_err(|_| Errno::EFAULT)?;
+                page += PAGE;
+            }
+            let inner = self.inner.lock();
+            let mut frames = Vec::new();
+            let mut page = first;
+            let mut shared = false;
+            while page < end {
+                match inner.pages.get(&page) {
+                    Some(PageRef::Owned(phys)) => frames.push(*phys),
+                    Some(PageRef::Shared(_)) => {
+                        shared = true;
+                        break;
+                    }
+                    None => break,
+                }
+                page += PAGE;
+            }
+            if shared {
+                return Ok(None);
+            }
+            if page < end {
+                // Unmapped between the fault and the lock: again.
+                continue;
+            }
+            let mut pins = PINS.lock();
+            for &f in &frames {
+                pins.entry(f).or_insert((0, false)).0 += 1;
+            }
+            return Ok(Some(PinnedUser { addr, len, frames }));
+        }
+        Ok(None)
     }
 
     /// Pages mapped now (the resident set, `/proc/self/status`).

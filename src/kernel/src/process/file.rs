@@ -177,6 +177,9 @@ pub const O_EXCL: u32 = 0o200;
 pub const O_TRUNC: u32 = 0o1000;
 pub const O_APPEND: u32 = 0o2000;
 pub const O_NONBLOCK: u32 = 0o4000;
+/// Direct I/O: regular files' reads and writes bypass the pagecache
+/// (`fs::direct`).
+pub const O_DIRECT: u32 = 0o40000;
 pub const O_DIRECTORY: u32 = 0o200000;
 pub const O_NOFOLLOW: u32 = 0o400000;
 pub const O_CLOEXEC: u32 = 0o2000000;
@@ -251,6 +254,11 @@ impl OpenFile {
 
     pub fn append(&self) -> bool {
         self.flags.load(Ordering::Relaxed) & O_APPEND != 0
+    }
+
+    /// Opened (or `F_SETFL`) with `O_DIRECT`.
+    pub fn direct(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & O_DIRECT != 0
     }
 
     pub fn nonblocking(&self) -> bool {

@@ -283,7 +283,9 @@ fn mounts() -> Vec<u8> {
 /// thread objects that exist), `user_threads` (the program's live threads),
 /// `files` (open file descriptions), `fds` (the program's descriptors),
 /// `vmaps` (the program's mappings), `pagecache.nodes` (files with a page
-/// tree) and `pagecache.pages` (frames the cache holds). Made when opened:
+/// tree), `pagecache.pages` (frames the cache holds), `pagecache.fills`
+/// (pages read from a device since boot) and `pagecache.read_requests`
+/// (device read requests since boot). Made when opened:
 /// the opener's own descriptor is counted.
 fn kstats() -> Vec<u8> {
     let mut out = String::new();
@@ -294,10 +296,11 @@ fn kstats() -> Vec<u8> {
     let p = crate::process::current();
     let vmaps = p.aspace.with_vmaps(|v| Ok(v.iter().count())).unwrap_or(0);
     let pc = crate::fs::pagecache();
+    let stats = pc.stats();
     let _ = writeln!(
         out,
         "threads {}\nuser_threads {}\nfiles {}\nfds {}\nvmaps {}\npagecache.nodes {}\n\
-         pagecache.pages {}",
+         pagecache.pages {}\npagecache.fills {}\npagecache.read_requests {}",
         crate::sched::thread::live_threads(),
         p.thread_count(),
         crate::process::file::live_descriptions(),
@@ -305,6 +308,8 @@ fn kstats() -> Vec<u8> {
         vmaps,
         pc.nodes(),
         pc.resident(),
+        stats.fills,
+        stats.read_requests,
     );
     out.into_bytes()
 }

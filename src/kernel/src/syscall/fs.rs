@@ -209,6 +209,7 @@ fn read_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno>
         return Err(Errno::EBADF);
     }
     match &f.kind {
+        FileKind::Regular(d) if f.direct() => d.mount.direct_read(d, off, buf, len).map_err(pc_err),
         FileKind::Regular(d) => d.mount.read(d, off, buf, len).map_err(pc_err),
         FileKind::Directory(_) => Err(Errno::EISDIR),
         FileKind::Console => Ok(0),
@@ -221,6 +222,9 @@ fn write_at(f: &OpenFile, off: u64, buf: u64, len: usize) -> Result<usize, Errno
         return Err(Errno::EBADF);
     }
     match &f.kind {
+        FileKind::Regular(d) if f.direct() => {
+            d.mount.direct_write(d, off, buf, len).map_err(pc_err)
+        }
         FileKind::Regular(d) => d.mount.write(d, off, buf, len).map_err(pc_err),
         FileKind::Directory(_) => Err(Errno::EISDIR),
         FileKind::Object(o) => o.write(f, off, Src::User(buf), len),
@@ -489,14 +493,20 @@ pub fn lseek(fd: i32, off: i64, whence: i32) -> SysResult {
         1 => f.offset.load(Ordering::Relaxed) as i64,
         2 => file_size(&f)? as i64,
         3 | 4 => {
-            // SEEK_DATA / SEEK_HOLE: the whole file is data.
-            let len = file_size(&f)? as i64;
-            if off >= len || off < 0 {
-                return Err(Errno::ENXIO);
-            }
-            let pos = if whence == 3 { off } else { len };
-            f.offset.store(pos as u64, Ordering::Relaxed);
-            return Ok(pos as u64);
+            // SEEK_DATA / SEEK_HOLE: from the extents for TFS files; any
+            // other seekable file is all data.
+            let pos = match &f.kind {
+                FileKind::Regular(d) => seek_data_hole(d, off, whence == 4)?,
+                _ => {
+                    let len = file_size(&f)? as i64;
+                    if off >= len || off < 0 {
+                        return Err(Errno::ENXIO);
+                    }
+                    if whence == 3 { off as u64 } else { len as u64 }
+                }
+            };
+            f.offset.store(pos, Ordering::Relaxed);
+            return Ok(pos);
         }
         _ => return Err(Errno::EINVAL),
     };
@@ -629,6 +639,17 @@ pub fn statx(dirfd: i32, path: u64, flags: i32, mask: u32, out: u64) -> SysResul
     let st = stat_path(dirfd, path, flags)?;
     let mut b = [0u8; STATX_SIZE];
     encode_statx(&st, mask, &mut b)?;
+    // Direct I/O alignment of TFS regular files (the special files have
+    // major 1, the console none).
+    const S_IFMT: u32 = 0o170000;
+    const S_IFREG: u32 = 0o100000;
+    if mask & cairn_unix::abi::STATX_DIOALIGN != 0
+        && st.mode & S_IFMT == S_IFREG
+        && cairn_unix::abi::major(st.dev) == 8
+    {
+        let a = crate::fs::direct::DIO_ALIGN as u32;
+        cairn_unix::abi::statx_set_dio_align(&mut b, a, a);
+    }
     copy_out(out, &b)?;
     Ok(0)
 }
@@ -670,13 +691,30 @@ pub fn truncate_path(path: u64, len: i64) -> SysResult {
     truncate_ino(loc.volume(), loc.ino, len as u64).map(|_| 0)
 }
 
+/// `fallocate` modes (Linux's `FALLOC_FL_*`).
+const FALLOC_KEEP_SIZE: i32 = 0x01;
+const FALLOC_PUNCH_HOLE: i32 = 0x02;
+const FALLOC_ZERO_RANGE: i32 = 0x10;
+
+/// fallocate: mode 0 and `KEEP_SIZE` preallocate (uninited extents);
+/// `PUNCH_HOLE|KEEP_SIZE` frees the range (the file keeps its length);
+/// `ZERO_RANGE` (with or without `KEEP_SIZE`) makes the range read as
+/// zeros, its whole sectors preallocated. Other modes are `EOPNOTSUPP`,
+/// as on a Linux filesystem without them (a punch without `KEEP_SIZE`
+/// too, as Linux's `vfs_fallocate`).
 pub fn fallocate(fd: i32, mode: i32, off: u64, len: u64) -> SysResult {
-    const KEEP_SIZE: i32 = 1;
-    if mode & !KEEP_SIZE != 0 {
-        return Err(Errno::EOPNOTSUPP);
-    }
     if (off as i64) < 0 || (len as i64) <= 0 {
         return Err(Errno::EINVAL);
+    }
+    let supported = [
+        0,
+        FALLOC_KEEP_SIZE,
+        FALLOC_PUNCH_HOLE | FALLOC_KEEP_SIZE,
+        FALLOC_ZERO_RANGE,
+        FALLOC_ZERO_RANGE | FALLOC_KEEP_SIZE,
+    ];
+    if !supported.contains(&mode) {
+        return Err(Errno::EOPNOTSUPP);
     }
     let f = get_file(fd)?;
     if !f.writable {
@@ -685,13 +723,136 @@ pub fn fallocate(fd: i32, mode: i32, off: u64, len: u64) -> SysResult {
     let FileKind::Regular(ref d) = f.kind else {
         return Err(Errno::ENODEV);
     };
+    let end = off.checked_add(len).ok_or(Errno::EFBIG)?;
+    if (end as i64) < 0 {
+        return Err(Errno::EFBIG);
+    }
+    let keep_size = mode & FALLOC_KEEP_SIZE != 0;
+    if mode & (FALLOC_PUNCH_HOLE | FALLOC_ZERO_RANGE) != 0 {
+        zero_range(d, off, end)?;
+    }
+    if mode & FALLOC_PUNCH_HOLE != 0 {
+        return Ok(0);
+    }
     let r = d
         .mount
         .fs()
-        .fallocate(d.ino, off, len, mode & KEEP_SIZE != 0)
+        .fallocate(d.ino, off, len, keep_size)
         .map_err(fs_err);
     d.node.length_changed();
     r.map(|()| 0)
+}
+
+/// Makes bytes `[off, end)` of `d` read as zeros with their whole pages'
+/// storage freed: the partial pages at the edges are zeroed by writing
+/// zeros (within the file's length only: the length does not change), the
+/// whole pages between are dropped from the cache and punched out of TFS
+/// ([`Mount::punch`]). A mapping of a punched page keeps seeing the old
+/// page until it is unmapped.
+fn zero_range(d: &crate::fs::FileData, off: u64, end: u64) -> Result<(), Errno> {
+    const PS: u64 = cairn_pagecache::PAGE_SIZE as u64;
+    let size = d.mount.fs().length(d.ino).map_err(fs_err)?;
+    let first_whole = off.next_multiple_of(PS);
+    let end_whole = end / PS * PS;
+    let zero = |from: u64, to: u64| -> Result<(), Errno> {
+        let to = to.min(size);
+        if from >= to {
+            return Ok(());
+        }
+        let zeros = vec![0u8; (to - from) as usize];
+        d.mount
+            .write_kernel(d, from, &zeros)
+            .map(|_| ())
+            .map_err(pc_err)
+    };
+    if first_whole >= end_whole {
+        return zero(off, end);
+    }
+    zero(off, first_whole)?;
+    zero(end_whole, end)?;
+    d.mount.punch(d, first_whole, end_whole).map_err(pc_err)
+}
+
+/// `SEEK_DATA` (`hole` false) or `SEEK_HOLE` (`hole` true) from `off` in
+/// `d`, from TFS's extents: written extents are data, holes are holes, and
+/// preallocated (uninited) extents are data only where the pagecache holds
+/// a page (written and not yet written back, or read), as Linux's
+/// filesystems do for unwritten extents. `ENXIO` at or past the end (and
+/// for `SEEK_DATA` with no data after `off`); the end of the file is a hole.
+fn seek_data_hole(d: &crate::fs::FileData, off: i64, hole: bool) -> Result<u64, Errno> {
+    const PS: u64 = cairn_pagecache::PAGE_SIZE as u64;
+    let (size, maps) = {
+        let fs = d.mount.fs();
+        let size = fs.length(d.ino).map_err(fs_err)?;
+        if off < 0 || off as u64 >= size {
+            return Err(Errno::ENXIO);
+        }
+        let off = off as u64;
+        (size, fs.map(d.ino, off, size - off).map_err(fs_err)?)
+    };
+    let off = off as u64;
+    let cached = |index: u64| {
+        d.node
+            .page_info(index)
+            .is_some_and(|p| p.state != cairn_pagecache::PageState::Free)
+    };
+    for m in maps {
+        let (from, to) = (m.offset.max(off), (m.offset + m.len).min(size));
+        if from >= to {
+            continue;
+        }
+        match m.kind {
+            cairn_tfs::MappingKind::Disk { .. } if !hole => return Ok(from),
+            cairn_tfs::MappingKind::Hole if hole => return Ok(from),
+            cairn_tfs::MappingKind::Uninited { .. } => {
+                let mut p = from;
+                while p < to {
+                    if cached(p / PS) != hole {
+                        return Ok(p);
+                    }
+                    p = (p / PS + 1) * PS;
+                }
+            }
+            _ => {}
+        }
+    }
+    if hole { Ok(size) } else { Err(Errno::ENXIO) }
+}
+
+/// `posix_fadvise`/`fadvise64`: `POSIX_FADV_DONTNEED` starts writeback of
+/// the file's dirty pages (not waited for) and drops the clean, unmapped,
+/// unused pages wholly inside the range, as Linux does; the next read of
+/// them goes to the device. The other advice is checked and ignored (the
+/// pagecache does its own readahead). `ESPIPE` for pipes, `EINVAL` for
+/// unknown advice or a negative length.
+pub fn fadvise64(fd: i32, off: i64, len: i64, advice: i32) -> SysResult {
+    const DONTNEED: i32 = 4;
+    const PS: u64 = cairn_pagecache::PAGE_SIZE as u64;
+    let f = get_file(fd)?;
+    if matches!(f.kind, FileKind::Object(ref o) if !o.seekable()) {
+        return Err(Errno::ESPIPE);
+    }
+    if !(0..=5).contains(&advice) || len < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let FileKind::Regular(ref d) = f.kind else {
+        return Ok(0);
+    };
+    if advice == DONTNEED {
+        let off = off.max(0) as u64;
+        // len 0: to the end of the file.
+        let end = if len == 0 {
+            u64::MAX
+        } else {
+            off.saturating_add(len as u64)
+        };
+        d.node.start_writeback();
+        // Pages partly outside the range stay (Linux rounds inward too).
+        let first = off.div_ceil(PS);
+        let last = if end == u64::MAX { u64::MAX } else { end / PS };
+        d.node.invalidate_clean_range(first, last);
+    }
+    Ok(0)
 }
 
 pub fn fsync(fd: i32) -> SysResult {
@@ -768,7 +929,10 @@ pub fn unlinkat(dirfd: i32, path: u64, flags: i32) -> SysResult {
 
 pub fn renameat2(olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -> SysResult {
     const NOREPLACE: u32 = 1;
-    if flags & !NOREPLACE != 0 {
+    const EXCHANGE: u32 = 2;
+    // RENAME_WHITEOUT (4) and anything else: EINVAL, as on a Linux
+    // filesystem without whiteouts; NOREPLACE with EXCHANGE is EINVAL.
+    if flags & !(NOREPLACE | EXCHANGE) != 0 || flags == NOREPLACE | EXCHANGE {
         return Err(Errno::EINVAL);
     }
     let (op, np) = (user_string(old, PATH_MAX)?, user_string(new, PATH_MAX)?);
@@ -780,12 +944,22 @@ pub fn renameat2(olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -> Sy
     if flags & NOREPLACE != 0 && wn.target.is_some() {
         return Err(Errno::EEXIST);
     }
+    if flags & EXCHANGE != 0 && wn.target.is_none() {
+        return Err(Errno::ENOENT);
+    }
     let (on, nn) = (name_of(&wo)?.to_vec(), name_of(&wn)?.to_vec());
     if from.is_mount_point() || wn.target.is_some_and(|(t, _)| t.is_mount_point()) {
         return Err(Errno::EBUSY);
     }
     if wo.parent.mount != wn.parent.mount {
         return Err(Errno::EXDEV);
+    }
+    if flags & EXCHANGE != 0 {
+        // Both names stay: nothing loses its last name.
+        wk.fs(wo.parent.mount)
+            .exchange(wo.parent.ino, &on, wn.parent.ino, &nn)
+            .map_err(fs_err)?;
+        return Ok(0);
     }
     wk.fs(wo.parent.mount)
         .rename(wo.parent.ino, &on, wn.parent.ino, &nn)
@@ -883,6 +1057,16 @@ pub fn faccessat(dirfd: i32, path: u64, mode: i32, flags: i32) -> SysResult {
 type Entry = (u64, u8, Vec<u8>);
 
 pub fn getdents64(fd: i32, buf: u64, len: u64) -> SysResult {
+    getdents_common(fd, buf, len, false)
+}
+
+/// The legacy getdents: `struct linux_dirent`, `d_type` in the record's
+/// last byte.
+pub fn getdents(fd: i32, buf: u64, len: u64) -> SysResult {
+    getdents_common(fd, buf, len, true)
+}
+
+fn getdents_common(fd: i32, buf: u64, len: u64, legacy: bool) -> SysResult {
     let f = get_file(fd)?;
     // (inode, type, name) of every entry but "." and "..", and the inode
     // numbers of those two.
@@ -918,7 +1102,11 @@ pub fn getdents64(fd: i32, buf: u64, len: u64) -> SysResult {
     };
     let pos = f.offset.load(Ordering::Relaxed) as usize;
     let mut out = vec![0u8; (len as usize).min(64 * 1024)];
-    let mut w = DirentWriter::new(&mut out);
+    let mut w = if legacy {
+        DirentWriter::legacy(&mut out)
+    } else {
+        DirentWriter::new(&mut out)
+    };
     // Positions: 0 ".", 1 "..", then entry k at k + 2.
     let mut k = pos;
     loop {
@@ -1072,7 +1260,7 @@ pub fn fcntl(fd: i32, cmd: i32, arg: u64) -> SysResult {
         }
         F_SETFL => {
             let f = get_file(fd)?;
-            let settable = file::O_APPEND | file::O_NONBLOCK;
+            let settable = file::O_APPEND | file::O_NONBLOCK | file::O_DIRECT;
             let keep = f.flags.load(Ordering::Relaxed) & !settable;
             f.flags
                 .store(keep | (arg as u32 & settable), Ordering::Relaxed);

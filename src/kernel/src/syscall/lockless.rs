@@ -115,7 +115,8 @@ fn read_cached(fd: i32, buf: u64, len: u64, at: Option<u64>) -> Lockless {
         return Lockless::NeedLock;
     };
     let file = match p.fds.lock().get(fd) {
-        Ok(f) if f.readable && matches!(f.kind, FileKind::Regular(_)) => f.clone(),
+        // O_DIRECT reads go to the device (`fs::direct`), not the cache.
+        Ok(f) if f.readable && !f.direct() && matches!(f.kind, FileKind::Regular(_)) => f.clone(),
         _ => return Lockless::NeedLock,
     };
     let r = read_file_cached(&file, buf, len as usize, at);

@@ -9,6 +9,7 @@
 //! in the calling thread, which may sleep. Unsupported calls return ENOSYS
 //! and are logged once by number and name.
 
+pub mod aio;
 pub mod copy;
 pub mod fs;
 pub mod lock;
@@ -165,7 +166,14 @@ fn call(n: u64, a: [u64; 6], regs: &UserRegs) -> SysResult {
         nr::FUTEX => thread::futex(a[0], i(1), a[2] as u32, a[3], a[4], a[5] as u32),
         nr::SET_TID_ADDRESS => thread::set_tid_address(a[0]),
         nr::GETDENTS64 => fs::getdents64(i(0), a[1], a[2]),
-        nr::FADVISE64 => Ok(0),
+        nr::GETDENTS => fs::getdents(i(0), a[1], a[2]),
+        nr::IO_SETUP => aio::io_setup(a[0] as u32, a[1]),
+        nr::IO_DESTROY => aio::io_destroy(a[0]),
+        nr::IO_SUBMIT => aio::io_submit(a[0], a[1] as i64, a[2]),
+        nr::IO_GETEVENTS => aio::io_getevents(a[0], a[1] as i64, a[2] as i64, a[3], a[4]),
+        nr::IO_PGETEVENTS => aio::io_pgetevents(a[0], a[1] as i64, a[2] as i64, a[3], a[4], a[5]),
+        nr::IO_CANCEL => aio::io_cancel(a[0], a[1], a[2]),
+        nr::FADVISE64 => fs::fadvise64(i(0), a[1] as i64, a[2] as i64, i(3)),
         nr::CLOCK_GETTIME => misc::clock_gettime(i(0), a[1]),
         nr::CLOCK_GETRES => misc::clock_getres(i(0), a[1]),
         nr::CLOCK_NANOSLEEP => misc::clock_nanosleep(i(0), i(1), a[2], a[3]),

@@ -28,7 +28,7 @@ fn deadline_after(ns: u64) -> u64 {
 
 /// A relative `timespec` at `addr` as a deadline; `None` for a null
 /// pointer (wait forever).
-fn timespec_deadline(addr: u64) -> Result<Option<u64>, Errno> {
+pub(crate) fn timespec_deadline(addr: u64) -> Result<Option<u64>, Errno> {
     if addr == 0 {
         return Ok(None);
     }
@@ -132,7 +132,10 @@ pub fn poll(ufds: u64, nfds: u64, timeout_ms: i32) -> SysResult {
 /// The temporary signal mask of ppoll/pselect6/epoll_pwait at `addr`
 /// (none if 0), applied around the wait by
 /// `super::signal::with_temporary_mask`.
-fn temporary_mask(addr: u64, size: u64) -> Result<Option<cairn_unix::signal::SigSet>, Errno> {
+pub(crate) fn temporary_mask(
+    addr: u64,
+    size: u64,
+) -> Result<Option<cairn_unix::signal::SigSet>, Errno> {
     if addr == 0 {
         return Ok(None);
     }

@@ -465,6 +465,68 @@ impl<D: BlockDevice> Filesystem<D> {
         Ok(())
     }
 
+    /// Frees the storage of whole sectors `[offset, offset+len)` of `ino`
+    /// (`FALLOC_FL_PUNCH_HOLE`): extents there are split at the range
+    /// edges, the part inside dropped and its storage freed with the next
+    /// commit; the range then reads as zeros. The length does not change.
+    /// `offset` and `len` must be sector-aligned (the caller zeroes partial
+    /// sectors itself); the range may pass the end of the file (extents
+    /// preallocated there are freed too).
+    pub fn punch(&mut self, ino: Ino, offset: u64, len: u64) -> Result<(), FsError> {
+        self.file(ino)?;
+        if offset % SECTOR != 0 || len % SECTOR != 0 {
+            return Err(FsError::Inval);
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let (first, end) = block_range(offset, len)?;
+        let node = ino.0;
+        let hits: Vec<(u64, Extent)> = {
+            let f = &self.files[&node];
+            let from = f
+                .extents
+                .range(..first)
+                .next_back()
+                .map(|(&k, _)| k)
+                .unwrap_or(first);
+            f.extents
+                .range(from..end)
+                .filter(|(k, x)| **k + x.length > first)
+                .map(|(&k, x)| (k, *x))
+                .collect()
+        };
+        for (key, x) in hits {
+            let xe = key + x.length;
+            let a = first.max(key);
+            let b = end.min(xe);
+            // Storage past the extent's length (allocated, unused) stays
+            // with a piece after the range, or is freed with the range.
+            let spare = x.allocated - x.length;
+            self.drop_extent(node, key);
+            if a > key {
+                self.new_extent(node, key, x.start, a - key, a - key, x.uninited);
+            }
+            let freed_end = if b < xe {
+                self.new_extent(
+                    node,
+                    b,
+                    x.start + (b - key),
+                    xe - b,
+                    xe - b + spare,
+                    x.uninited,
+                );
+                b - key
+            } else {
+                x.allocated
+            };
+            self.pending_free
+                .push((x.start + (a - key), freed_end - (a - key)));
+        }
+        self.touch(node);
+        Ok(())
+    }
+
     /// Reads from `ino` at `offset` into `buf` straight from the device;
     /// returns the bytes read (short at end of file).
     pub fn read(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<usize, FsError> {

@@ -338,6 +338,51 @@ impl<D: BlockDevice> Filesystem<D> {
         Ok(())
     }
 
+    /// Swaps entries `a_name` of `a_dir` and `b_name` of `b_dir`
+    /// (`RENAME_EXCHANGE`): both must exist; either may be a directory,
+    /// which then changes parent. Both updates are staged for the same
+    /// commit, so the swap is atomic on disk too. `EINVAL` if a directory
+    /// would become its own descendant.
+    pub fn exchange(
+        &mut self,
+        a_dir: Ino,
+        a_name: &[u8],
+        b_dir: Ino,
+        b_name: &[u8],
+    ) -> Result<(), FsError> {
+        for n in [a_name, b_name] {
+            if n == b"." || n == b".." {
+                return Err(FsError::Inval);
+            }
+        }
+        let a = self.entry(a_dir, a_name)?.ok_or(FsError::NoEnt)?;
+        let b = self.entry(b_dir, b_name)?.ok_or(FsError::NoEnt)?;
+        let (ad, bd) = (self.dir(a_dir)?, self.dir(b_dir)?);
+        if a == b {
+            return Ok(());
+        }
+        // `a` moves under `b_dir` and `b` under `a_dir`.
+        if (self.dirs.contains_key(&a) && self.is_ancestor(a, b_dir.0))
+            || (self.dirs.contains_key(&b) && self.is_ancestor(b, a_dir.0))
+        {
+            return Err(FsError::Inval);
+        }
+        let (a_sym, b_sym) = (self.sym(a_name), self.sym(b_name));
+        self.log_set(ad.children, a_sym, Some(Value::Tuple(b)));
+        self.log_set(bd.children, b_sym, Some(Value::Tuple(a)));
+        if let Some(d) = self.dirs.get_mut(&a) {
+            d.parent = b_dir.0;
+        }
+        if let Some(d) = self.dirs.get_mut(&b) {
+            d.parent = a_dir.0;
+        }
+        self.touch(a_dir.0);
+        if a_dir != b_dir {
+            self.touch(b_dir.0);
+        }
+        Ok(())
+    }
+
     /// The entries of `dir` ("." and ".." are not listed).
     pub fn readdir(&self, dir: Ino) -> Result<Vec<DirEntry>, FsError> {
         let d = self.dir(dir)?;

@@ -7,6 +7,11 @@
 //! multiple of 8. `d_off` is the directory position *after* the entry:
 //! the file position to store so that the next getdents64 resumes with the
 //! following entry, which is what [`DirentWriter::finish`] returns.
+//!
+//! The legacy `struct linux_dirent` ([`DirentWriter::legacy`], for
+//! `getdents`): `d_ino: u64 @0`, `d_off: i64 @8`, `d_reclen: u16 @16`,
+//! `d_name @18` (NUL-terminated), padding to a multiple of 8, and `d_type`
+//! in the record's last byte.
 
 use super::put;
 use crate::Errno;
@@ -29,6 +34,8 @@ pub const DT_LNK: u8 = 10;
 pub const DT_SOCK: u8 = 12;
 
 const NAME_OFF: usize = 19;
+/// Where the name starts in a legacy `linux_dirent`.
+const LEGACY_NAME_OFF: usize = 18;
 
 /// Longest name [`DirentWriter::push`] packs. Linux's getdents64 packs a
 /// name of any length its filesystem holds (`d_reclen` is 16 bits); names
@@ -41,6 +48,12 @@ pub const DIRENT_NAME_LIMIT: usize = crate::path::PATH_MAX - 1;
 /// padding to 8).
 pub const fn dirent_reclen(name_len: usize) -> usize {
     (NAME_OFF + name_len + 1 + 7) & !7
+}
+
+/// Record length of a legacy `linux_dirent` (header, name, NUL, the
+/// `d_type` byte, padding to 8).
+pub const fn legacy_dirent_reclen(name_len: usize) -> usize {
+    (LEGACY_NAME_OFF + name_len + 2 + 7) & !7
 }
 
 /// One directory entry to pack.
@@ -64,6 +77,7 @@ pub struct DirentWriter<'a> {
     used: usize,
     resume: Option<i64>,
     overflowed: bool,
+    legacy: bool,
 }
 
 impl<'a> DirentWriter<'a> {
@@ -74,6 +88,15 @@ impl<'a> DirentWriter<'a> {
             used: 0,
             resume: None,
             overflowed: false,
+            legacy: false,
+        }
+    }
+
+    /// Packs legacy `linux_dirent` records (getdents) into `buf`.
+    pub fn legacy(buf: &'a mut [u8]) -> Self {
+        DirentWriter {
+            legacy: true,
+            ..DirentWriter::new(buf)
         }
     }
 
@@ -89,7 +112,11 @@ impl<'a> DirentWriter<'a> {
         if e.name.is_empty() || e.name.iter().any(|&c| c == 0 || c == b'/') {
             return Err(Errno::EINVAL);
         }
-        let len = dirent_reclen(e.name.len());
+        let len = if self.legacy {
+            legacy_dirent_reclen(e.name.len())
+        } else {
+            dirent_reclen(e.name.len())
+        };
         let Some(rec) = self.buf.get_mut(self.used..self.used + len) else {
             self.overflowed = true;
             return Ok(false);
@@ -98,8 +125,13 @@ impl<'a> DirentWriter<'a> {
         put(rec, 0, &e.ino.to_le_bytes());
         put(rec, 8, &e.next.to_le_bytes());
         put(rec, 16, &(len as u16).to_le_bytes());
-        put(rec, 18, &[e.kind]);
-        put(rec, NAME_OFF, e.name);
+        if self.legacy {
+            put(rec, LEGACY_NAME_OFF, e.name);
+            put(rec, len - 1, &[e.kind]);
+        } else {
+            put(rec, 18, &[e.kind]);
+            put(rec, NAME_OFF, e.name);
+        }
         self.used += len;
         self.resume = Some(e.next);
         Ok(true)

@@ -26,8 +26,8 @@ pub use dirent::{
 pub use misc::{IOV_MAX, IoVec, RLIM_INFINITY, Rlimit, StackT, Utsname, decode_iovecs};
 pub use sigaction::KernelSigaction;
 pub use stat::{
-    FileStat, STAT_SIZE, STATX_BASIC_STATS, STATX_BTIME, STATX_SIZE, encode_stat, encode_statx,
-    major, makedev, minor,
+    FileStat, STAT_SIZE, STATX_BASIC_STATS, STATX_BTIME, STATX_DIOALIGN, STATX_SIZE, encode_stat,
+    encode_statx, major, makedev, minor, statx_set_dio_align,
 };
 pub use time::{
     TimeSet, Timespec, Timeval, UTIME_NOW, UTIME_OMIT, decode_utimbuf, decode_utimens,

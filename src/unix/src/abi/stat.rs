@@ -15,6 +15,8 @@ pub const STATX_SIZE: usize = 256;
 pub const STATX_BASIC_STATS: u32 = 0x7ff;
 /// `STATX_BTIME`.
 pub const STATX_BTIME: u32 = 0x800;
+/// `STATX_DIOALIGN`: `stx_dio_mem_align` and `stx_dio_offset_align`.
+pub const STATX_DIOALIGN: u32 = 0x2000;
 
 /// Linux's device-number encoding (glibc `makedev`).
 pub const fn makedev(major: u32, minor: u32) -> u64 {
@@ -128,4 +130,14 @@ pub fn encode_statx(st: &FileStat, requested: u32, out: &mut [u8]) -> Result<usi
     put(b, 136, &major(st.dev).to_le_bytes());
     put(b, 140, &minor(st.dev).to_le_bytes());
     Ok(STATX_SIZE)
+}
+
+/// Adds direct I/O alignment to an encoded `struct statx`: sets
+/// `STATX_DIOALIGN` in `stx_mask` and `stx_dio_mem_align` (@152) and
+/// `stx_dio_offset_align` (@156).
+pub fn statx_set_dio_align(b: &mut [u8; STATX_SIZE], mem: u32, offset: u32) {
+    let mask = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) | STATX_DIOALIGN;
+    put(b, 0, &mask.to_le_bytes());
+    put(b, 152, &mem.to_le_bytes());
+    put(b, 156, &offset.to_le_bytes());
 }

@@ -1,0 +1,186 @@
+/* aio: Linux native AIO as a database or fio's libaio engine uses it,
+ * through the raw system calls (what libaio wraps).
+ *
+ * io_setup (EINVAL for a non-zero *ctxp or 0 events); io_submit of
+ * PWRITE, PWRITEV, FSYNC, FDSYNC, PREAD, PREADV in one batch and in
+ * several, each completion reaped by io_getevents with its aio_data, its
+ * iocb and its result; O_DIRECT requests (a misaligned one completes with
+ * -EINVAL); IOCB_FLAG_RESFD adds one to an eventfd per request;
+ * io_getevents with a short timeout and nothing pending returns 0;
+ * io_submit refuses a bad opcode (EINVAL) and a closed descriptor
+ * (EBADF); io_cancel of a completed request is EINVAL; io_destroy, then
+ * the context is gone (EINVAL).
+ */
+#include "cairn_test.h"
+#include <linux/aio_abi.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+
+#define K 1024
+
+static long io_setup_(unsigned n, aio_context_t *ctx) { return syscall(SYS_io_setup, n, ctx); }
+static long io_destroy_(aio_context_t ctx) { return syscall(SYS_io_destroy, ctx); }
+static long io_submit_(aio_context_t ctx, long n, struct iocb **cbs)
+{
+    return syscall(SYS_io_submit, ctx, n, cbs);
+}
+static long io_getevents_(aio_context_t ctx, long min, long max, struct io_event *ev,
+                          struct timespec *ts)
+{
+    return syscall(SYS_io_getevents, ctx, min, max, ev, ts);
+}
+static long io_cancel_(aio_context_t ctx, struct iocb *cb, struct io_event *ev)
+{
+    return syscall(SYS_io_cancel, ctx, cb, ev);
+}
+
+static void prep(struct iocb *cb, int op, int fd, void *buf, size_t len, off_t off, uint64_t tag)
+{
+    memset(cb, 0, sizeof *cb);
+    cb->aio_lio_opcode = (uint16_t)op;
+    cb->aio_fildes = (uint32_t)fd;
+    cb->aio_buf = (uint64_t)(uintptr_t)buf;
+    cb->aio_nbytes = len;
+    cb->aio_offset = off;
+    cb->aio_data = tag;
+}
+
+/* Reaps exactly `n` events (waiting up to 10 s) and checks each against
+ * its iocb: data tag and result. */
+static void reap(aio_context_t ctx, struct iocb **cbs, const long *want, int n)
+{
+    struct io_event ev[16];
+    int got = 0;
+    int seen[16] = {0};
+    while (got < n) {
+        struct timespec ts = {10, 0};
+        long r = io_getevents_(ctx, 1, 16, ev, &ts);
+        CHECK(r > 0, "io_getevents returned %ld with %d of %d reaped", r, got, n);
+        for (long i = 0; i < r; i++) {
+            int k = -1;
+            for (int j = 0; j < n; j++)
+                if ((uint64_t)(uintptr_t)cbs[j] == ev[i].obj)
+                    k = j;
+            CHECK(k >= 0 && !seen[k], "event for an unknown or repeated iocb");
+            seen[k] = 1;
+            CHECK(ev[i].data == cbs[k]->aio_data, "event data %llu, want %llu",
+                  (unsigned long long)ev[i].data, (unsigned long long)cbs[k]->aio_data);
+            CHECK(ev[i].res == want[k], "request %d (op %d): res %lld, want %ld", k,
+                  cbs[k]->aio_lio_opcode, (long long)ev[i].res, want[k]);
+        }
+        got += (int)r;
+    }
+}
+
+int main(void)
+{
+    test_init("aio");
+    aio_context_t ctx = 0;
+    errno = 0;
+    CHECK(io_setup_(0, &ctx) == -1 && errno == EINVAL, "io_setup(0)");
+    SYS(io_setup_(16, &ctx));
+    CHECK(ctx != 0, "io_setup left the context 0");
+    aio_context_t again = ctx;
+    errno = 0;
+    CHECK(io_setup_(16, &again) == -1 && errno == EINVAL, "io_setup over a non-zero *ctxp");
+
+    int fd = SYS(open("aio.dat", O_CREAT | O_TRUNC | O_RDWR, 0644));
+    char *a, *b, *c, *back;
+    CHECK(posix_memalign((void **)&a, 4096, 64 * K) == 0 &&
+              posix_memalign((void **)&b, 4096, 64 * K) == 0 &&
+              posix_memalign((void **)&c, 4096, 64 * K) == 0 &&
+              posix_memalign((void **)&back, 4096, 256 * K) == 0,
+          "posix_memalign");
+
+    /* One batch: a write, a vectored write, an fsync and an fdatasync. */
+    pat_fill(a, 64 * K, 0, 1);
+    pat_fill(b, 16 * K, 64 * K, 1);
+    pat_fill(c, 48 * K, 80 * K, 1);
+    struct iovec wv[2] = {{b, 16 * K}, {c, 48 * K}};
+    struct iocb w1, w2, s1, s2;
+    prep(&w1, IOCB_CMD_PWRITE, fd, a, 64 * K, 0, 11);
+    prep(&w2, IOCB_CMD_PWRITEV, fd, wv, 2, 64 * K, 12);
+    prep(&s1, IOCB_CMD_FSYNC, fd, NULL, 0, 0, 13);
+    prep(&s2, IOCB_CMD_FDSYNC, fd, NULL, 0, 0, 14);
+    struct iocb *batch[4] = {&w1, &w2, &s1, &s2};
+    /* The writes first (fsync in the same batch may complete before). */
+    CHECK(SYS(io_submit_(ctx, 2, batch)) == 2, "io_submit of 2 writes");
+    long wres[2] = {64 * K, 64 * K};
+    reap(ctx, batch, wres, 2);
+    CHECK(SYS(io_submit_(ctx, 2, batch + 2)) == 2, "io_submit of fsync and fdatasync");
+    long sres[2] = {0, 0};
+    reap(ctx, batch + 2, sres, 2);
+
+    /* Reads back, plain and vectored. */
+    struct iovec rv[2] = {{back + 128 * K, 32 * K}, {back + 160 * K, 32 * K}};
+    struct iocb r1, r2;
+    prep(&r1, IOCB_CMD_PREAD, fd, back, 128 * K, 0, 21);
+    prep(&r2, IOCB_CMD_PREADV, fd, rv, 2, 64 * K, 22);
+    struct iocb *reads[2] = {&r1, &r2};
+    CHECK(SYS(io_submit_(ctx, 2, reads)) == 2, "io_submit of 2 reads");
+    long rres[2] = {128 * K, 64 * K};
+    reap(ctx, reads, rres, 2);
+    CHECK(pat_check(back, 128 * K, 0, 1) < 0, "aio read data");
+    CHECK(pat_check(back + 128 * K, 64 * K, 64 * K, 1) < 0, "aio readv data");
+
+    /* O_DIRECT through AIO; a misaligned request completes with -EINVAL. */
+    int dfd = SYS(open("aio.dat", O_RDWR | O_DIRECT));
+    pat_fill(a, 64 * K, 128 * K, 2);
+    struct iocb d1, d2, d3;
+    prep(&d1, IOCB_CMD_PWRITE, dfd, a, 64 * K, 128 * K, 31);
+    prep(&d2, IOCB_CMD_PREAD, dfd, back, 64 * K, 128 * K, 32);
+    prep(&d3, IOCB_CMD_PREAD, dfd, back + 1, 4096, 0, 33);
+    struct iocb *dcb[3] = {&d1, &d2, &d3};
+    CHECK(SYS(io_submit_(ctx, 1, dcb)) == 1, "io_submit direct write");
+    long dres1[1] = {64 * K};
+    reap(ctx, dcb, dres1, 1);
+    CHECK(SYS(io_submit_(ctx, 2, dcb + 1)) == 2, "io_submit direct reads");
+    long dres2[2] = {64 * K, -EINVAL};
+    reap(ctx, dcb + 1, dres2, 2);
+    CHECK(pat_check(back, 64 * K, 128 * K, 2) < 0, "aio direct read data");
+
+    /* IOCB_FLAG_RESFD: one eventfd count per completed request. */
+    int efd = SYS(eventfd(0, EFD_NONBLOCK));
+    struct iocb e1, e2;
+    prep(&e1, IOCB_CMD_PREAD, fd, back, 4096, 0, 41);
+    prep(&e2, IOCB_CMD_PREAD, fd, back + 4096, 4096, 4096, 42);
+    e1.aio_flags = e2.aio_flags = IOCB_FLAG_RESFD;
+    e1.aio_resfd = e2.aio_resfd = (uint32_t)efd;
+    struct iocb *ecb[2] = {&e1, &e2};
+    CHECK(SYS(io_submit_(ctx, 2, ecb)) == 2, "io_submit with RESFD");
+    long eres[2] = {4096, 4096};
+    reap(ctx, ecb, eres, 2);
+    uint64_t count = 0;
+    CHECK(SYS(read(efd, &count, 8)) == 8 && count == 2, "eventfd count %llu, want 2",
+          (unsigned long long)count);
+
+    /* Nothing pending: a short timeout returns 0. */
+    struct io_event ev[4];
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    CHECK(SYS(io_getevents_(ctx, 1, 4, ev, &ts)) == 0, "io_getevents with nothing pending");
+
+    /* Refused at submission. */
+    struct iocb bad;
+    struct iocb *badp[1] = {&bad};
+    prep(&bad, 99, fd, back, 4096, 0, 51);
+    errno = 0;
+    CHECK(io_submit_(ctx, 1, badp) == -1 && errno == EINVAL, "a bad opcode");
+    int closed = SYS(dup(fd));
+    SYS(close(closed));
+    prep(&bad, IOCB_CMD_PREAD, closed, back, 4096, 0, 52);
+    errno = 0;
+    CHECK(io_submit_(ctx, 1, badp) == -1 && errno == EBADF, "a closed descriptor");
+    /* A completed request cannot be cancelled. */
+    errno = 0;
+    CHECK(io_cancel_(ctx, &r1, ev) == -1 && errno == EINVAL, "io_cancel of a completed request");
+
+    SYS(io_destroy_(ctx));
+    errno = 0;
+    CHECK(io_destroy_(ctx) == -1 && errno == EINVAL, "io_destroy twice");
+    errno = 0;
+    CHECK(io_submit_(ctx, 1, reads) == -1 && errno == EINVAL, "io_submit after io_destroy");
+    SYS(close(efd));
+    SYS(close(dfd));
+    SYS(close(fd));
+    pass();
+}
