@@ -15,7 +15,8 @@
 //! while they sleep). Buffers are DMA memory, allocated once per boot.
 
 use super::{Expect, KernelTest};
-use crate::block::{IoWait, wait_until};
+use crate::sched::OneShot;
+use crate::sched::waitqueue::WaitQueue;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -118,15 +119,25 @@ pub fn catalogue_words(name: &str) -> Option<&'static str> {
 /// Completions that ran outside bh context.
 static WRONG_CONTEXT: AtomicUsize = AtomicUsize::new(0);
 
+/// Where a test waits for any of several requests (or helper threads):
+/// every test completion wakes it.
+static TEST_WAIT: WaitQueue = WaitQueue::new();
+
+/// Sleeps until `cond()`, re-checked at every test completion.
+fn wait_until(cond: impl FnMut() -> bool) {
+    TEST_WAIT.wait_until(cond);
+}
+
 /// A request's completion for a thread to wait on, checking the context.
-fn waiter() -> (IoWait, impl FnOnce(Status) + Send + 'static) {
-    let w = IoWait::new();
+fn waiter() -> (OneShot<Status>, impl FnOnce(Status) + Send + 'static) {
+    let w = OneShot::new();
     let c = w.completion();
     let done = move |s: Status| {
         if cairn_sync::context() != Context::Bh {
             WRONG_CONTEXT.fetch_add(1, Ordering::Relaxed);
         }
         c(s);
+        TEST_WAIT.wake_all();
     };
     (w, done)
 }
@@ -263,9 +274,9 @@ fn region(
                 v.submit(r);
                 waits.push(w);
             }
-            wait_until(|| waits.iter().all(|w| w.status().is_some()));
+            wait_until(|| waits.iter().all(|w| w.peek().is_some()));
             for (slot, (&c, w)) in batch.iter().zip(&waits).enumerate() {
-                let st = w.status().unwrap_or(Status::IoError);
+                let st = w.peek().unwrap_or(Status::IoError);
                 let sector = c * sectors_per_chunk;
                 if st != Status::Ok {
                     return Err(format!(
@@ -335,7 +346,7 @@ fn exercise(prefix: &str, mib: u64) -> Result<(), String> {
                 first_error.lock().get_or_insert(e);
             }
             finished.fetch_add(1, Ordering::AcqRel);
-            crate::block::wake_waiters();
+            TEST_WAIT.wake_all();
         });
     }
     wait_until(|| finished.load(Ordering::Acquire) == THREADS);
@@ -369,10 +380,10 @@ fn exercise(prefix: &str, mib: u64) -> Result<(), String> {
         ));
         waits.push((sector, w));
     }
-    wait_until(|| waits.iter().all(|(_, w)| w.status().is_some()));
+    wait_until(|| waits.iter().all(|(_, w)| w.peek().is_some()));
     for (i, (sector, w)) in waits.iter().enumerate() {
-        if w.status() != Some(Status::Ok) {
-            return Err(format!("burst read of sector {sector}: {:?}", w.status()));
+        if w.peek() != Some(Status::Ok) {
+            return Err(format!("burst read of sector {sector}: {:?}", w.peek()));
         }
         verify(&b, i * 512, 512, *sector, 7)?;
     }
@@ -688,7 +699,7 @@ fn submit_from_every_cpu(
                 crate::sched::thread::yield_now();
             }
             finished.fetch_add(1, Ordering::AcqRel);
-            crate::block::wake_waiters();
+            TEST_WAIT.wake_all();
         });
     }
     wait_until(|| finished.load(Ordering::Acquire) == cpus);
@@ -853,12 +864,12 @@ fn bench() -> Result<(), String> {
             let mut next = 0u64;
             let mut issued = 0u64;
             let mut finished = 0u64;
-            let mut slots: Vec<Option<IoWait>> = (0..qd).map(|_| None).collect();
+            let mut slots: Vec<Option<OneShot<Status>>> = (0..qd).map(|_| None).collect();
             let start = crate::time::now_ns();
             while finished < ops {
                 for (i, s) in slots.iter_mut().enumerate() {
                     if let Some(w) = s
-                        && let Some(st) = w.status()
+                        && let Some(st) = w.peek()
                     {
                         if st != Status::Ok {
                             return Err(format!("{name}: {st:?}"));
@@ -897,7 +908,7 @@ fn bench() -> Result<(), String> {
                     }
                 }
                 wait_until(|| {
-                    slots.iter().flatten().any(|w| w.status().is_some()) || finished >= ops
+                    slots.iter().flatten().any(|w| w.peek().is_some()) || finished >= ops
                 });
             }
             let ns = crate::time::now_ns() - start;
