@@ -59,6 +59,9 @@ static ADAPTERS_CLASS: LockClass = LockClass::new("block.adapters");
 /// The NVMe controllers, by index (their queues' counters).
 static NVME: SpinLock<Vec<&'static cairn_drivers::nvme::Controller>> =
     SpinLock::new(&ADAPTERS_CLASS, Vec::new());
+/// The virtio-blk devices, by index (their queues' counters).
+static VIRTIO_BLK: SpinLock<Vec<&'static cairn_drivers::virtio::blk::VirtioBlk>> =
+    SpinLock::new(&ADAPTERS_CLASS, Vec::new());
 /// The virtio-scsi adapters, by index (their event counters).
 static VIRTIO_SCSI: SpinLock<Vec<&'static cairn_drivers::virtio::scsi::Adapter>> =
     SpinLock::new(&ADAPTERS_CLASS, Vec::new());
@@ -66,6 +69,11 @@ static VIRTIO_SCSI: SpinLock<Vec<&'static cairn_drivers::virtio::scsi::Adapter>>
 /// NVMe controller `index`, if probed.
 pub fn nvme_controller(index: usize) -> Option<&'static cairn_drivers::nvme::Controller> {
     NVME.lock().get(index).copied()
+}
+
+/// virtio-blk device `index`, if probed.
+pub fn virtio_blk_device(index: usize) -> Option<&'static cairn_drivers::virtio::blk::VirtioBlk> {
+    VIRTIO_BLK.lock().get(index).copied()
 }
 
 /// virtio-scsi adapter `index`, if probed.
@@ -141,7 +149,10 @@ pub fn init() {
         "virtio-blk",
         virtio::blk::matches,
         virtio::blk::probe,
-        |d| add(d),
+        |d| {
+            VIRTIO_BLK.lock().push(d);
+            add(d)
+        },
     );
     probe_each(
         "ata",
