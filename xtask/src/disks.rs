@@ -63,20 +63,25 @@ pub struct DiskSpec {
     pub storage: Storage,
     pub mib: u64,
     pub inject: Vec<Inject>,
+    /// `queues=N`: virtio-blk's `num-queues` (QEMU's default: one per vCPU).
+    pub queues: Option<u32>,
 }
 
 impl DiskSpec {
-    /// Reads `storage=`, `disk=` and `inject=` from a catalogue line's
-    /// words; `None` if the test asked for no disk.
+    /// Reads `storage=`, `disk=`, `inject=` and `queues=` from a catalogue
+    /// line's words; `None` if the test asked for no disk.
     pub fn from_words<'a>(words: impl Iterator<Item = &'a str>) -> Option<DiskSpec> {
         let mut storage = None;
         let mut mib = 16;
         let mut inject = Vec::new();
+        let mut queues = None;
         for w in words {
             if let Some(s) = w.strip_prefix("storage=") {
                 storage = Storage::parse(s);
             } else if let Some(n) = w.strip_prefix("disk=") {
                 mib = n.parse().unwrap_or(mib);
+            } else if let Some(n) = w.strip_prefix("queues=") {
+                queues = n.parse().ok();
             } else if let Some(list) = w.strip_prefix("inject=") {
                 for i in list.split(',') {
                     if i == "flush" {
@@ -93,6 +98,7 @@ impl DiskSpec {
             storage: storage?,
             mib,
             inject,
+            queues,
         })
     }
 }
@@ -241,6 +247,14 @@ pub fn prepare(name: &str, spec: &DiskSpec) -> Result<(Option<&'static str>, Vec
         format!("blkdebug:{}:{}", rules.display(), img.display())
     };
     let (machine, mut flags) = qemu_flags(spec.storage, &file);
+    if let Some(n) = spec.queues {
+        for f in flags
+            .iter_mut()
+            .filter(|f| f.starts_with("virtio-blk-pci,"))
+        {
+            f.push_str(&format!(",num-queues={n}"));
+        }
+    }
     match spec.storage {
         Storage::Ata => {
             // A second, small disk as the secondary channel's slave, so
@@ -320,6 +334,9 @@ mod tests {
         assert!(DiskSpec::from_words("smp=2".split(' ')).is_none());
         let n = DiskSpec::from_words("storage=nvme disk=4".split(' ')).unwrap();
         assert_eq!(n.storage, Storage::Nvme);
+        assert_eq!(n.queues, None);
+        let q = DiskSpec::from_words("storage=virtio disk=4 queues=4".split(' ')).unwrap();
+        assert_eq!(q.queues, Some(4));
         let r = blkdebug_rules(&d.inject);
         assert!(r.contains("event = \"read_aio\"") && r.contains("sector = \"10\""));
     }

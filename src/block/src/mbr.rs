@@ -2,6 +2,19 @@
 //! `55 AA` at bytes 510-511. Nanos images put a boot partition first and
 //! the root TFS last; cairn exposes each valid partition as a volume.
 //!
+//! This is the one MBR reader: the kernel's block layer and the host tools
+//! (`cairn_tfs::open_root_volume`, used by dump, fsck and xtask) both parse
+//! with [`parse`] and look for a root TFS in [`root_search_order`].
+//!
+//! **The root-volume rule** (one disk): a table [`parse`] refuses
+//! (a bad status byte, overlapping entries, an entry past the end of the
+//! disk, a GPT protective entry) has no partitions; otherwise the
+//! partitions are tried last slot first, whatever their type byte, and the
+//! first whose first sector holds a TFS header is the root; a disk whose
+//! sector 0 is itself a TFS header is a bare volume. (Across several disks
+//! the kernel prefers the volume whose manifest names a program: see
+//! `kernel/src/fs/mounts.rs`.)
+//!
 //! Pure parsing; no locks, any context.
 
 /// One primary partition entry.
@@ -53,6 +66,15 @@ impl core::fmt::Display for MbrError {
 /// Type byte of the GPT protective entry.
 pub const GPT_PROTECTIVE: u8 = 0xee;
 
+/// Byte offset of the first of the four 16-byte entries in sector 0.
+pub const TABLE_OFFSET: usize = 446;
+
+/// The partitions of `table` in the order the root TFS is looked for
+/// (the root-volume rule above): last slot first.
+pub fn root_search_order(table: &[Option<Partition>; 4]) -> impl Iterator<Item = &Partition> {
+    table.iter().rev().flatten()
+}
+
 /// Parses sector 0 of a disk of `disk_sectors` sectors. `Ok(None)`: no MBR
 /// signature, the disk is not partitioned.
 pub fn parse(
@@ -64,7 +86,7 @@ pub fn parse(
     }
     let mut parts = [None; 4];
     for (slot, part) in parts.iter_mut().enumerate() {
-        let e = &sector0[446 + slot * 16..446 + slot * 16 + 16];
+        let e = &sector0[TABLE_OFFSET + slot * 16..TABLE_OFFSET + slot * 16 + 16];
         let slot = slot as u8;
         let kind = e[4];
         let first = u64::from(u32::from_le_bytes([e[8], e[9], e[10], e[11]]));
@@ -110,6 +132,7 @@ pub fn parse(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
 
     fn entry(sector: &mut [u8; 512], slot: usize, status: u8, kind: u8, first: u32, len: u32) {
         let e = &mut sector[446 + slot * 16..446 + slot * 16 + 16];
@@ -149,6 +172,8 @@ mod tests {
         );
         assert_eq!(p[1].unwrap().first, 6144);
         assert_eq!(p[2], None);
+        let order: Vec<u8> = root_search_order(&p).map(|p| p.slot).collect();
+        assert_eq!(order, [1, 0]);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 
 use crate::node::Node;
 use crate::page::SECTORS_PER_PAGE;
-use crate::{Errno, Extent, Mapping, SECTOR_SIZE, in_kernel_lock};
+use crate::{Errno, Extent, Mapping, SECTOR_SIZE, in_kernel_lock, run_or_defer};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -57,18 +57,13 @@ impl Drop for Held {
 /// heap) goes to the runqueue and is dropped there.
 pub(crate) fn release(node: Arc<Node>) {
     if in_kernel_lock() {
+        // The common case: no runqueue to look up.
         drop(node);
         return;
     }
     let runqueue = node.volume().cache().runqueue.clone();
     if let Some(last) = Arc::into_inner(node) {
-        let work: Box<dyn FnOnce() + Send> = bh_safe_alloc(|| {
-            Box::new(move || {
-                crate::assert_kernel_lock("deferred node drop");
-                drop(last)
-            })
-        });
-        runqueue.defer(work);
+        run_or_defer(&*runqueue, move || drop(last));
     }
 }
 

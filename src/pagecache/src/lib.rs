@@ -158,20 +158,27 @@ impl<T: Send + 'static> Completion<T> {
                 );
                 f(value)
             }
-            Completion::KernelLock(f) => {
-                if in_kernel_lock() {
-                    f(value)
-                } else {
-                    let work: Box<dyn FnOnce() + Send> = bh_safe_alloc(|| {
-                        Box::new(move || {
-                            assert_kernel_lock("pagecache kernel-lock completion");
-                            f(value)
-                        })
-                    });
-                    runqueue.defer(work);
-                }
-            }
+            Completion::KernelLock(f) => run_or_defer(runqueue, move || f(value)),
         }
+    }
+}
+
+/// The one "run now under the kernel lock, or defer" helper: runs `f` at
+/// once in kernel-lock (or boot) context, otherwise boxes it bh-safe (the
+/// runqueue hook's consumer frees it) and hands it to `runqueue`, which
+/// runs it under the kernel lock. Callable from bh and kernel-lock context
+/// with no pagecache lock held.
+pub(crate) fn run_or_defer(runqueue: &dyn RunQueueHook, f: impl FnOnce() + Send + 'static) {
+    if in_kernel_lock() {
+        f();
+    } else {
+        let work: Box<dyn FnOnce() + Send> = bh_safe_alloc(|| {
+            Box::new(move || {
+                assert_kernel_lock("pagecache deferred work");
+                f()
+            })
+        });
+        runqueue.defer(work);
     }
 }
 
@@ -196,8 +203,10 @@ pub(crate) fn assert_bh(what: &str) {
     assert_eq!(c, Context::Bh, "{what} ran in {c:?} context, not bh");
 }
 
-/// The kernel's runqueue: work that must run under the kernel lock.
-/// Called from bh and kernel-lock context with no pagecache lock held.
+/// Where the pagecache's deferred kernel-lock work goes (the kernel gives
+/// it a worker thread, which may sleep; tests a simulated runqueue). Every
+/// deferral goes through [`run_or_defer`]. Called from bh and kernel-lock
+/// context with no pagecache lock held.
 pub trait RunQueueHook: Send + Sync {
     fn defer(&self, work: Box<dyn FnOnce() + Send>);
 }

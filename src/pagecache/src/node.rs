@@ -1118,7 +1118,7 @@ impl Node {
                     // Release leases (and refill NEW pages others wait on)
                     // under the kernel lock: that may start I/O.
                     batch.node = Some(node);
-                    crate::writeback::in_kernel_lock(&runqueue, move || {
+                    crate::run_or_defer(&*runqueue, move || {
                         batch.commit(0);
                     });
                     done.complete(&*runqueue, Err(e));

@@ -84,7 +84,7 @@ use crate::cache::bump;
 use crate::io::{Gather, Held, wake};
 use crate::node::{Node, Readahead, Wakes, mask_within};
 use crate::page::{PageState, Want};
-use crate::writeback::in_kernel_lock;
+use crate::run_or_defer;
 use crate::{Completion, Errno, PAGE_SIZE, assert_kernel_lock};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -178,7 +178,7 @@ impl Node {
         let node = Held::new(self.clone());
         let runqueue = cache.runqueue.clone();
         gather.set_finish(move |_| {
-            in_kernel_lock(&runqueue, move || {
+            run_or_defer(&*runqueue, move || {
                 bh_safe_alloc(|| {
                     let n = node.arc().clone();
                     n.truncate_pass(new_len, done);
@@ -226,7 +226,7 @@ impl Node {
             let node = Held::new(self.clone());
             let runqueue = cache.runqueue.clone();
             gather.set_finish(move |_| {
-                in_kernel_lock(&runqueue, move || {
+                run_or_defer(&*runqueue, move || {
                     let n = node.arc().clone();
                     n.punch(first, end, done);
                     drop(node);

@@ -40,7 +40,7 @@ use crate::io::{self, Gather, Held, Piece};
 use crate::node::{Node, NodeInner, Wakes, mask_within};
 use crate::page::{SECTORS_PER_PAGE, Want};
 use crate::{
-    Completion, Errno, PAGE_SIZE, RunQueueHook, SECTOR_SIZE, assert_bh, assert_kernel_lock,
+    Completion, Errno, PAGE_SIZE, SECTOR_SIZE, assert_bh, assert_kernel_lock, run_or_defer,
 };
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -51,22 +51,6 @@ use cairn_sync::cpu::bh_safe_alloc;
 const PS: u64 = PAGE_SIZE as u64;
 
 type Done = Box<dyn FnOnce(Result<(), Errno>) + Send>;
-
-/// Runs `f` under the kernel lock: now if this is kernel-lock context,
-/// otherwise through the runqueue.
-pub(crate) fn in_kernel_lock(runqueue: &Arc<dyn RunQueueHook>, f: impl FnOnce() + Send + 'static) {
-    if crate::in_kernel_lock() {
-        f();
-    } else {
-        let work: Box<dyn FnOnce() + Send> = bh_safe_alloc(|| {
-            Box::new(move || {
-                assert_kernel_lock("pagecache deferred work");
-                f()
-            })
-        });
-        runqueue.defer(work);
-    }
-}
 
 /// Which dirty pages a pass takes.
 #[derive(Copy, Clone)]
@@ -288,7 +272,7 @@ impl Node {
             // filesystem cannot record it, the pages stay dirty (written
             // and marked again later) and the node keeps the error.
             let runqueue = node.cache().runqueue.clone();
-            in_kernel_lock(&runqueue, move || {
+            run_or_defer(&*runqueue, move || {
                 let mut r = Ok(());
                 for (off, len) in written_runs(&run) {
                     r = r.and(node.backing().mark_written(off, len));
@@ -356,7 +340,7 @@ impl Node {
             bh_safe_alloc(|| {
                 Box::new(move |r1: Result<(), Errno>| {
                     let rq = runqueue.clone();
-                    in_kernel_lock(&rq, move || {
+                    run_or_defer(&*rq, move || {
                         bh_safe_alloc(|| {
                             let n = node.arc().clone();
                             n.writeback_pass(
@@ -401,7 +385,7 @@ impl Node {
 /// Metadata, then flush, then `done` with the first error of those two.
 fn finish_sync(volume: Arc<VolumeCache>, done: impl FnOnce(Result<(), Errno>) + Send + 'static) {
     let runqueue = volume.cache().runqueue.clone();
-    in_kernel_lock(&runqueue, move || {
+    run_or_defer(&*runqueue, move || {
         bh_safe_alloc(|| {
             let v = volume.clone();
             volume

@@ -216,7 +216,8 @@ fn next_slot(
 
 /// Decodes one value from the start of `buf` into `store`, numbering new
 /// entities in `dict`; returns the value (`None` is the null that deletes)
-/// and the number of bytes consumed.
+/// and the number of bytes consumed. (A replay decodes through one
+/// [`Decoder`], which keeps its nesting stack from entry to entry.)
 pub fn decode(
     buf: &[u8],
     store: &mut Store,
@@ -224,8 +225,41 @@ pub fn decode(
     encoding: Encoding,
     stats: &mut DecodeStats,
 ) -> Result<(Option<Value>, usize), DecodeError> {
+    Decoder::default().decode(buf, store, dict, encoding, stats)
+}
+
+/// A decoder whose nesting stack outlives one entry: a replay decodes
+/// tens of thousands of entries without allocating a stack for each.
+#[derive(Default)]
+pub struct Decoder {
+    stack: Vec<Frame>,
+}
+
+impl Decoder {
+    /// [`decode`], reusing this decoder's stack.
+    pub fn decode(
+        &mut self,
+        buf: &[u8],
+        store: &mut Store,
+        dict: &mut Dictionary,
+        encoding: Encoding,
+        stats: &mut DecodeStats,
+    ) -> Result<(Option<Value>, usize), DecodeError> {
+        let stack = &mut self.stack;
+        stack.clear();
+        decode_on(buf, store, dict, encoding, stats, stack)
+    }
+}
+
+fn decode_on(
+    buf: &[u8],
+    store: &mut Store,
+    dict: &mut Dictionary,
+    encoding: Encoding,
+    stats: &mut DecodeStats,
+    stack: &mut Vec<Frame>,
+) -> Result<(Option<Value>, usize), DecodeError> {
     let mut pos = 0usize;
-    let mut stack: Vec<Frame> = Vec::new();
     let mut slot = Slot::Top;
     loop {
         let at = pos;

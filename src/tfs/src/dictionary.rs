@@ -7,7 +7,6 @@
 
 use crate::store::NodeId;
 use crate::symbol::Sym;
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 /// Something the dictionary can number.
@@ -19,11 +18,15 @@ pub enum Entity {
     Sym(Sym),
 }
 
-/// Index ↔ entity numbering of one log chain.
+/// Index ↔ entity numbering of one log chain. Node ids and symbols are
+/// dense small numbers, so the reverse map is two tables indexed by them
+/// (0: not numbered): recording an entity during replay allocates nothing
+/// but the tables' amortised growth.
 #[derive(Debug, Clone, Default)]
 pub struct Dictionary {
     by_index: Vec<Entity>,
-    index_of: BTreeMap<Entity, u64>,
+    node_index: Vec<u32>,
+    sym_index: Vec<u32>,
 }
 
 impl Dictionary {
@@ -35,9 +38,26 @@ impl Dictionary {
     /// Numbers `entity` with the next index and returns it.
     pub fn record(&mut self, entity: Entity) -> u64 {
         self.by_index.push(entity);
-        let index = self.by_index.len() as u64;
-        self.index_of.insert(entity, index);
-        index
+        let index = self.by_index.len();
+        let (table, at) = match entity {
+            Entity::Node(n) => (&mut self.node_index, n as usize),
+            Entity::Sym(s) => (&mut self.sym_index, s.0 as usize),
+        };
+        if table.len() <= at {
+            table.resize(at + 1, 0);
+        }
+        // A chain holds far fewer than 2^32 entries (its extensions are
+        // bounded and each entry takes bytes).
+        table[at] = index as u32;
+        index as u64
+    }
+
+    fn slot(&self, entity: Entity) -> Option<u64> {
+        let (table, at) = match entity {
+            Entity::Node(n) => (&self.node_index, n as usize),
+            Entity::Sym(s) => (&self.sym_index, s.0 as usize),
+        };
+        table.get(at).copied().filter(|&i| i != 0).map(u64::from)
     }
 
     /// The entity numbered `index`.
@@ -48,7 +68,7 @@ impl Dictionary {
 
     /// The (latest) index of `entity`.
     pub fn index(&self, entity: Entity) -> Option<u64> {
-        self.index_of.get(&entity).copied()
+        self.slot(entity)
     }
 
     /// Number of indices handed out.
@@ -63,7 +83,7 @@ impl Dictionary {
 
     /// True if `node` is numbered (it has been written to this chain).
     pub fn contains_node(&self, node: NodeId) -> bool {
-        self.index_of.contains_key(&Entity::Node(node))
+        self.slot(Entity::Node(node)).is_some()
     }
 }
 

@@ -1,13 +1,16 @@
-//! Disk layouts: a bare TFS at sector 0, or an MBR whose last TFS partition
-//! (type 0x83 holding a TFS header) is the root, as on Nanos images
-//! (`storage.h`: partition entries at byte 446, signature 0x55AA, Nanos's
-//! boot and root filesystems both typed 0x83, the root last).
+//! Disk layouts: a bare TFS at sector 0, or an MBR whose root TFS is found
+//! by the one root-volume rule of `cairn_block::mbr` (the MBR reader shared
+//! with the kernel): a valid table's partitions, last slot first, the first
+//! holding a TFS header; as on Nanos images, whose boot and root
+//! filesystems are both typed 0x83, the root last. This module also writes
+//! MBRs for mkfs ([`build_mbr`]).
 //!
 //! Runs in kernel-lock/thread context only and takes no locks itself.
 
 use crate::device::{BlockDevice, Partition, SECTOR_SIZE};
 use crate::error::MountError;
 use crate::frame::MAGIC;
+use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -15,7 +18,7 @@ use alloc::vec::Vec;
 /// Partition type Nanos gives its TFS partitions.
 pub const TFS_PARTITION_TYPE: u8 = 0x83;
 /// Offset of the first partition entry in the MBR.
-pub const PARTITION_TABLE: usize = 446;
+pub const PARTITION_TABLE: usize = cairn_block::mbr::TABLE_OFFSET;
 
 /// One MBR partition entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,27 +31,6 @@ pub struct PartitionEntry {
     pub lba_start: u32,
     /// Sectors.
     pub sectors: u32,
-}
-
-/// The four entries of an MBR, or `None` without the 0x55AA signature.
-pub fn parse_mbr(sector0: &[u8]) -> Option<[PartitionEntry; 4]> {
-    if sector0.len() < SECTOR_SIZE || sector0[510] != 0x55 || sector0[511] != 0xaa {
-        return None;
-    }
-    let mut out = [PartitionEntry {
-        active: false,
-        kind: 0,
-        lba_start: 0,
-        sectors: 0,
-    }; 4];
-    for (i, e) in out.iter_mut().enumerate() {
-        let b = &sector0[PARTITION_TABLE + 16 * i..PARTITION_TABLE + 16 * (i + 1)];
-        e.active = b[0] == 0x80;
-        e.kind = b[4];
-        e.lba_start = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
-        e.sectors = u32::from_le_bytes([b[12], b[13], b[14], b[15]]);
-    }
-    Some(out)
 }
 
 fn chs(sector: u64) -> [u8; 3] {
@@ -81,40 +63,39 @@ pub fn build_mbr(entries: &[PartitionEntry]) -> Vec<u8> {
 }
 
 /// Finds the root TFS volume of `dev`: the whole device if sector 0 holds a
-/// TFS header, else the last 0x83 partition of its MBR whose first sector
-/// holds one.
+/// TFS header, else the partition the root-volume rule of
+/// `cairn_block::mbr` picks (a valid table's partitions, last slot first,
+/// the first whose first sector holds a TFS header).
 pub fn open_root_volume<D: BlockDevice>(dev: D) -> Result<Partition<D>, MountError> {
     let total = dev.sector_count();
     if total == 0 {
         return Err(MountError::NotTfs(String::from("device is empty")));
     }
-    let mut s0 = vec![0u8; SECTOR_SIZE];
+    let mut s0 = [0u8; SECTOR_SIZE];
     dev.read(0, &mut s0)?;
     if s0.starts_with(MAGIC) {
         return Ok(Partition::new(dev, 0, total)?);
     }
-    let Some(entries) = parse_mbr(&s0) else {
-        return Err(MountError::NotTfs(String::from(
-            "sector 0 holds neither a TFS header nor an MBR",
-        )));
+    let table = match cairn_block::mbr::parse(&s0, total) {
+        Ok(Some(table)) => table,
+        Ok(None) => {
+            return Err(MountError::NotTfs(String::from(
+                "sector 0 holds neither a TFS header nor an MBR",
+            )));
+        }
+        Err(e) => {
+            return Err(MountError::NotTfs(format!("partition table refused: {e}")));
+        }
     };
     let mut probe = vec![0u8; SECTOR_SIZE];
-    for e in entries.iter().rev() {
-        let (start, count) = (u64::from(e.lba_start), u64::from(e.sectors));
-        if e.kind != TFS_PARTITION_TYPE
-            || start == 0
-            || count == 0
-            || start.saturating_add(count) > total
-        {
-            continue;
-        }
-        dev.read(start, &mut probe)?;
+    for p in cairn_block::mbr::root_search_order(&table) {
+        dev.read(p.first, &mut probe)?;
         if probe.starts_with(MAGIC) {
-            return Ok(Partition::new(dev, start, count)?);
+            return Ok(Partition::new(dev, p.first, p.sectors)?);
         }
     }
     Err(MountError::NotTfs(String::from(
-        "the MBR has no partition of type 0x83 holding a TFS volume",
+        "no partition of the MBR holds a TFS volume",
     )))
 }
 
@@ -141,7 +122,21 @@ mod tests {
             },
         ];
         let mbr = build_mbr(&entries);
-        assert_eq!(parse_mbr(&mbr).unwrap()[..2], entries);
+        let parsed = cairn_block::mbr::parse(mbr.as_slice().try_into().unwrap(), 64)
+            .unwrap()
+            .unwrap();
+        for (p, e) in parsed.iter().zip(&entries) {
+            let p = p.unwrap();
+            assert_eq!(
+                (p.bootable, p.kind, p.first, p.sectors),
+                (
+                    e.active,
+                    e.kind,
+                    u64::from(e.lba_start),
+                    u64::from(e.sectors)
+                )
+            );
+        }
         dev.write(0, &mbr).unwrap();
         let mut hdr = vec![0u8; 512];
         hdr[..6].copy_from_slice(MAGIC);

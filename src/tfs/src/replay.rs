@@ -107,6 +107,7 @@ pub fn replay<D: BlockDevice>(dev: &D) -> Result<Replayed, ReplayError> {
     let mut dict = Dictionary::new();
     let mut stats = DecodeStats::default();
     let mut split: Option<Split> = None;
+    let mut decoder = codec::Decoder::default();
 
     loop {
         let at = pos;
@@ -180,7 +181,7 @@ pub fn replay<D: BlockDevice>(dev: &D) -> Result<Replayed, ReplayError> {
                 }
                 if seg as u64 == total {
                     let entry = &buf[pos..pos + seg];
-                    match codec::decode(entry, &mut store, &mut dict, encoding, &mut stats) {
+                    match decoder.decode(entry, &mut store, &mut dict, encoding, &mut stats) {
                         Ok((_, used)) if used == seg => {}
                         Ok(_) => return fail(ext, at, "entry length disagrees with its encoding"),
                         Err(e) => return fail(ext, pos + e.offset, e.reason),
@@ -211,7 +212,7 @@ pub fn replay<D: BlockDevice>(dev: &D) -> Result<Replayed, ReplayError> {
                     let Some(s) = split.take() else {
                         return fail(ext, at, "lost split tuple");
                     };
-                    match codec::decode(&s.bytes, &mut store, &mut dict, encoding, &mut stats) {
+                    match decoder.decode(&s.bytes, &mut store, &mut dict, encoding, &mut stats) {
                         Ok((_, used)) if used == s.bytes.len() => {}
                         Ok(_) => {
                             return fail(ext, at, "split entry length disagrees with its encoding");

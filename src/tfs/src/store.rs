@@ -101,9 +101,88 @@ pub fn decimal(n: u64) -> Vec<u8> {
     digits
 }
 
+/// Above this many attributes a tuple keeps them in a B-tree.
+const SMALL_ATTRS: usize = 16;
+
+/// A tuple's attributes in symbol order: a sorted vector while small (most
+/// tuples, a file's or an extent's, hold a handful: one allocation, no tree
+/// nodes, at replay), a B-tree once large (a directory's children).
+#[derive(Debug, Clone)]
+enum Attrs {
+    Small(Vec<(Sym, Value)>),
+    Large(BTreeMap<Sym, Value>),
+}
+
+impl Attrs {
+    fn get(&self, sym: Sym) -> Option<&Value> {
+        match self {
+            Attrs::Small(v) => v.binary_search_by_key(&sym, |e| e.0).ok().map(|i| &v[i].1),
+            Attrs::Large(m) => m.get(&sym),
+        }
+    }
+
+    fn insert(&mut self, sym: Sym, value: Value) -> Option<Value> {
+        match self {
+            Attrs::Small(v) => match v.binary_search_by_key(&sym, |e| e.0) {
+                Ok(i) => Some(core::mem::replace(&mut v[i].1, value)),
+                Err(i) => {
+                    if v.len() < SMALL_ATTRS {
+                        v.insert(i, (sym, value));
+                    } else {
+                        let mut m: BTreeMap<Sym, Value> = core::mem::take(v).into_iter().collect();
+                        m.insert(sym, value);
+                        *self = Attrs::Large(m);
+                    }
+                    None
+                }
+            },
+            Attrs::Large(m) => m.insert(sym, value),
+        }
+    }
+
+    fn remove(&mut self, sym: Sym) -> Option<Value> {
+        match self {
+            Attrs::Small(v) => v
+                .binary_search_by_key(&sym, |e| e.0)
+                .ok()
+                .map(|i| v.remove(i).1),
+            Attrs::Large(m) => m.remove(&sym),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Attrs::Small(v) => v.len(),
+            Attrs::Large(m) => m.len(),
+        }
+    }
+
+    fn iter(&self) -> AttrIter<'_> {
+        match self {
+            Attrs::Small(v) => AttrIter::Small(v.iter()),
+            Attrs::Large(m) => AttrIter::Large(m.iter()),
+        }
+    }
+}
+
+enum AttrIter<'a> {
+    Small(core::slice::Iter<'a, (Sym, Value)>),
+    Large(alloc::collections::btree_map::Iter<'a, Sym, Value>),
+}
+
+impl<'a> Iterator for AttrIter<'a> {
+    type Item = (Sym, &'a Value);
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            AttrIter::Small(i) => i.next().map(|(k, v)| (*k, v)),
+            AttrIter::Large(i) => i.next().map(|(k, v)| (*k, v)),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Node {
-    Tuple(BTreeMap<Sym, Value>),
+    Tuple(Attrs),
     Vector(Vec<Option<Value>>),
     /// Freed, but its id may still be named by the current log chain's
     /// dictionary: not handed out again until [`Store::recycle`].
@@ -135,7 +214,7 @@ impl Store {
 
     /// A new empty tuple.
     pub fn new_tuple(&mut self) -> NodeId {
-        self.place(Node::Tuple(BTreeMap::new()))
+        self.place(Node::Tuple(Attrs::Small(Vec::new())))
     }
 
     /// A new empty vector.
@@ -170,7 +249,7 @@ impl Store {
     /// The attribute `sym` of tuple `id`.
     pub fn get(&self, id: NodeId, sym: Sym) -> Option<&Value> {
         match self.nodes.get(id as usize) {
-            Some(Node::Tuple(map)) => map.get(&sym),
+            Some(Node::Tuple(map)) => map.get(sym),
             _ => None,
         }
     }
@@ -191,7 +270,7 @@ impl Store {
         match self.nodes.get_mut(id as usize) {
             Some(Node::Tuple(map)) => match value {
                 Some(v) => map.insert(sym, v),
-                None => map.remove(&sym),
+                None => map.remove(sym),
             },
             _ => None,
         }
@@ -211,7 +290,7 @@ impl Store {
             Some(Node::Tuple(map)) => Some(map),
             _ => None,
         };
-        map.into_iter().flat_map(|m| m.iter().map(|(k, v)| (*k, v)))
+        map.into_iter().flat_map(Attrs::iter)
     }
 
     /// The slots of vector `id`.
@@ -320,6 +399,39 @@ mod tests {
         assert_eq!(parse_decimal(b"18446744073709551616"), None);
         assert_eq!(parse_decimal(b"12a"), None);
         assert_eq!(parse_decimal(b""), None);
+    }
+
+    #[test]
+    fn tuples_keep_symbol_order_small_and_large() {
+        let mut s = Store::new();
+        let t = s.new_tuple();
+        // Inserted in a scrambled order, past the small-tuple limit.
+        let n = 3 * SMALL_ATTRS as u32;
+        for i in 0..n {
+            let sym = Sym((i * 7) % n);
+            s.set(
+                t,
+                sym,
+                Some(Value::Int(Integer::from_u64(u64::from(sym.0)))),
+            );
+            let keys: Vec<u32> = s.entries(t).map(|(k, _)| k.0).collect();
+            assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+            assert_eq!(s.tuple_len(t), i as usize + 1);
+        }
+        for i in 0..n {
+            assert_eq!(s.get(t, Sym(i)).and_then(Value::as_u64), Some(u64::from(i)));
+        }
+        assert!(s.set(t, Sym(5), None).is_some());
+        assert!(s.get(t, Sym(5)).is_none());
+        let small = s.new_tuple();
+        s.set(small, Sym(2), Some(Value::Flag));
+        s.set(small, Sym(1), Some(Value::Flag));
+        assert_eq!(
+            s.set(small, Sym(2), Some(Value::Int(Integer::from_u64(1)))),
+            Some(Value::Flag)
+        );
+        assert_eq!(s.set(small, Sym(1), None), Some(Value::Flag));
+        assert_eq!(s.tuple_len(small), 1);
     }
 
     #[test]

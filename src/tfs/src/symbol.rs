@@ -4,8 +4,6 @@
 //!
 //! Runs in kernel-lock/thread context only and takes no locks itself.
 
-use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 /// An interned name.
@@ -62,11 +60,19 @@ pub mod known {
     pub const IMAGESIZE: Sym = Sym(18);
 }
 
-/// The table of interned names.
+/// The table of interned names: every name stored once, back to back in
+/// one buffer, found by an open-addressing hash table of symbol ids, so
+/// interning a new name (one per file at mount) allocates nothing but the
+/// tables' amortised growth.
 #[derive(Debug, Clone)]
 pub struct SymbolTable {
-    names: Vec<Box<[u8]>>,
-    ids: BTreeMap<Box<[u8]>, Sym>,
+    /// The names, back to back.
+    bytes: Vec<u8>,
+    /// Where each symbol's name ends in `bytes` (it starts where the
+    /// previous one ends).
+    ends: Vec<usize>,
+    /// Symbol id + 1 by hash (0: empty); a power of two, at most half full.
+    slots: Vec<u32>,
 }
 
 impl Default for SymbolTable {
@@ -75,12 +81,25 @@ impl Default for SymbolTable {
     }
 }
 
+/// FNV-1a: names are short, and a hostile log gains nothing from
+/// collisions but a slower mount (probing stays bounded by the load
+/// factor on average).
+fn hash(name: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in name {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 impl SymbolTable {
     /// A table holding the [`WELL_KNOWN`] names.
     pub fn new() -> Self {
         let mut table = SymbolTable {
-            names: Vec::new(),
-            ids: BTreeMap::new(),
+            bytes: Vec::new(),
+            ends: Vec::new(),
+            slots: alloc::vec![0; 64],
         };
         for name in WELL_KNOWN {
             table.intern(name);
@@ -88,25 +107,61 @@ impl SymbolTable {
         table
     }
 
+    /// The slot holding `name`, or the empty slot where it would go.
+    fn probe(&self, name: &[u8]) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut i = hash(name) as usize & mask;
+        loop {
+            match self.slots[i] {
+                0 => return i,
+                id if self.name(Sym(id - 1)) == name => return i,
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    fn grow(&mut self) {
+        let mut slots = alloc::vec![0u32; self.slots.len() * 2];
+        let mask = slots.len() - 1;
+        for id in 0..self.ends.len() {
+            let mut i = hash(self.name(Sym(id as u32))) as usize & mask;
+            while slots[i] != 0 {
+                i = (i + 1) & mask;
+            }
+            slots[i] = id as u32 + 1;
+        }
+        self.slots = slots;
+    }
+
     /// The symbol for `name`, interning it if new.
     pub fn intern(&mut self, name: &[u8]) -> Sym {
-        if let Some(&sym) = self.ids.get(name) {
-            return sym;
+        let i = self.probe(name);
+        if self.slots[i] != 0 {
+            return Sym(self.slots[i] - 1);
         }
-        let sym = Sym(self.names.len() as u32);
-        self.names.push(name.into());
-        self.ids.insert(name.into(), sym);
+        let sym = Sym(self.ends.len() as u32);
+        self.bytes.extend_from_slice(name);
+        self.ends.push(self.bytes.len());
+        self.slots[i] = sym.0 + 1;
+        if self.ends.len() * 2 > self.slots.len() {
+            self.grow();
+        }
         sym
     }
 
     /// The symbol for `name` if it was interned.
     pub fn find(&self, name: &[u8]) -> Option<Sym> {
-        self.ids.get(name).copied()
+        match self.slots[self.probe(name)] {
+            0 => None,
+            id => Some(Sym(id - 1)),
+        }
     }
 
     /// The name of `sym`.
     pub fn name(&self, sym: Sym) -> &[u8] {
-        &self.names[sym.0 as usize]
+        let i = sym.0 as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
     }
 }
 
@@ -131,5 +186,22 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, t.intern(b"world"));
         assert_eq!(t.name(a), b"hello");
+    }
+
+    #[test]
+    fn many_names_survive_growth() {
+        let mut t = SymbolTable::new();
+        let syms: Vec<Sym> = (0..5000u32)
+            .map(|i| t.intern(alloc::format!("f{i}").as_bytes()))
+            .collect();
+        for (i, &s) in syms.iter().enumerate() {
+            let name = alloc::format!("f{i}");
+            assert_eq!(t.name(s), name.as_bytes());
+            assert_eq!(t.find(name.as_bytes()), Some(s));
+            assert_eq!(t.intern(name.as_bytes()), s);
+        }
+        assert_eq!(t.find(b"children"), Some(known::CHILDREN));
+        assert_eq!(t.find(b"nope"), None);
+        assert_eq!(t.intern(b""), t.intern(b""));
     }
 }

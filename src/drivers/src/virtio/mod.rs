@@ -310,15 +310,15 @@ impl Interrupts {
     }
 
     /// Routes the device's interrupts: MSI-X entry `i` to virtqueue
-    /// `queues[i].0`, running `queues[i].1` (on the CPU `msi_target`
-    /// names); or, without MSI-X, the INTx line running `intx` for all
-    /// of them. Before DRIVER_OK; [`Interrupts::go_live`] after. A
-    /// description for the log.
+    /// `queues[i].0`, running `queues[i].1` on CPU `queues[i].2` (or, for
+    /// `None`, the CPU `msi_target` names); or, without MSI-X, the INTx
+    /// line running `intx` for all of them. Before DRIVER_OK;
+    /// [`Interrupts::go_live`] after. A description for the log.
     pub fn route(
         &self,
         f: &PciFunction,
         o: Regs,
-        queues: &[(u16, IrqHandler)],
+        queues: &[(u16, IrqHandler, Option<usize>)],
         intx: IrqHandler,
     ) -> Result<String, &'static str> {
         let e = env();
@@ -326,8 +326,9 @@ impl Interrupts {
             && msix.entries() as usize >= queues.len()
         {
             let mut vectors = Vec::new();
-            for (entry, &(queue, h)) in queues.iter().enumerate() {
-                let Some(v) = msix.route(entry as u16, h, e.msi_target()) else {
+            for (entry, &(queue, h, cpu)) in queues.iter().enumerate() {
+                let target = cpu.map_or_else(|| e.msi_target(), |c| e.cpu_apic_id(c));
+                let Some(v) = msix.route(entry as u16, h, target) else {
                     break;
                 };
                 // SAFETY: `common` maps the common configuration structure;

@@ -284,7 +284,7 @@ pub fn probe(f: &PciFunction, run: fn(usize), arg: usize) -> Result<Box<Nic>, &'
         func: interrupt,
         arg: n as *const NetIrq as usize,
     };
-    let how = irq.route(f, o.regs, &[(0, h), (1, h)], h)?;
+    let how = irq.route(f, o.regs, &[(0, h, None), (1, h, None)], h)?;
     let mut nic = bh_safe_alloc(|| {
         Box::new(Nic {
             rx: Rx {

@@ -521,8 +521,13 @@ pub fn probe(f: &PciFunction, index: usize) -> Result<Probed, &'static str> {
                     func: event_interrupt,
                     arg,
                 },
+                None,
             ),
-            (REQUEST_QUEUE, IrqTarget::leak(queue_irq, queue).handler()),
+            (
+                REQUEST_QUEUE,
+                IrqTarget::leak(queue_irq, queue).handler(),
+                None,
+            ),
         ],
         IrqHandler { func: intx, arg },
     )?;

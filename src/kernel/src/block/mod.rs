@@ -28,9 +28,6 @@ use cairn_block::Volume;
 use cairn_block::{BlockDevice, DeviceInfo, Request, Segment, Status};
 use cairn_sync::cpu::bh_safe_alloc;
 use cairn_sync::{LockClass, SpinLock};
-use core::sync::atomic::{AtomicU8, Ordering};
-
-use crate::sched::waitqueue::WaitQueue;
 
 /// A driver's device, which lives for the rest of the run.
 struct Static(&'static dyn BlockDevice);
@@ -62,6 +59,9 @@ static ADAPTERS_CLASS: LockClass = LockClass::new("block.adapters");
 /// The NVMe controllers, by index (their queues' counters).
 static NVME: SpinLock<Vec<&'static cairn_drivers::nvme::Controller>> =
     SpinLock::new(&ADAPTERS_CLASS, Vec::new());
+/// The virtio-blk devices, by index (their queues' counters).
+static VIRTIO_BLK: SpinLock<Vec<&'static cairn_drivers::virtio::blk::VirtioBlk>> =
+    SpinLock::new(&ADAPTERS_CLASS, Vec::new());
 /// The virtio-scsi adapters, by index (their event counters).
 static VIRTIO_SCSI: SpinLock<Vec<&'static cairn_drivers::virtio::scsi::Adapter>> =
     SpinLock::new(&ADAPTERS_CLASS, Vec::new());
@@ -69,6 +69,11 @@ static VIRTIO_SCSI: SpinLock<Vec<&'static cairn_drivers::virtio::scsi::Adapter>>
 /// NVMe controller `index`, if probed.
 pub fn nvme_controller(index: usize) -> Option<&'static cairn_drivers::nvme::Controller> {
     NVME.lock().get(index).copied()
+}
+
+/// virtio-blk device `index`, if probed.
+pub fn virtio_blk_device(index: usize) -> Option<&'static cairn_drivers::virtio::blk::VirtioBlk> {
+    VIRTIO_BLK.lock().get(index).copied()
 }
 
 /// virtio-scsi adapter `index`, if probed.
@@ -144,7 +149,10 @@ pub fn init() {
         "virtio-blk",
         virtio::blk::matches,
         virtio::blk::probe,
-        |d| add(d),
+        |d| {
+            VIRTIO_BLK.lock().push(d);
+            add(d)
+        },
     );
     probe_each(
         "ata",
@@ -215,87 +223,13 @@ fn scan(dev: Arc<dyn BlockDevice>) {
     r.volumes.extend(parts);
 }
 
-/// Where blocked threads wait for their I/O.
-static IO_WAIT: WaitQueue = WaitQueue::new();
-
-const PENDING: u8 = 0xff;
-
-fn encode(s: Status) -> u8 {
-    match s {
-        Status::Ok => 0,
-        Status::IoError => 1,
-        Status::OutOfRange => 2,
-        Status::Unsupported => 3,
-    }
-}
-
-fn decode(v: u8) -> Status {
-    match v {
-        0 => Status::Ok,
-        1 => Status::IoError,
-        2 => Status::OutOfRange,
-        _ => Status::Unsupported,
-    }
-}
-
-/// A completion slot a thread can sleep on: shared with the completion,
-/// allocated bh-safe (the completion may drop the last reference in bh
-/// context).
-#[derive(Clone)]
-pub struct IoWait(Arc<AtomicU8>);
-
-impl IoWait {
-    pub fn new() -> IoWait {
-        IoWait(bh_safe_alloc(|| Arc::new(AtomicU8::new(PENDING))))
-    }
-
-    /// The completion to give the request (runs in bh context).
-    pub fn completion(&self) -> impl FnOnce(Status) + Send + 'static + use<> {
-        let me = self.0.clone();
-        move |s| {
-            me.store(encode(s), Ordering::Release);
-            IO_WAIT.wake_all();
-        }
-    }
-
-    pub fn status(&self) -> Option<Status> {
-        match self.0.load(Ordering::Acquire) {
-            PENDING => None,
-            v => Some(decode(v)),
-        }
-    }
-
-    /// Sleeps until the request completed (kernel-lock context).
-    pub fn wait(&self) -> Status {
-        IO_WAIT.wait_until(|| self.0.load(Ordering::Acquire) != PENDING);
-        decode(self.0.load(Ordering::Acquire))
-    }
-}
-
-impl Default for IoWait {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Wakes every thread sleeping in [`wait_until`] (from a completion).
-pub fn wake_waiters() {
-    IO_WAIT.wake_all();
-}
-
-/// Sleeps until `cond()` (re-checked at every block completion woken with
-/// [`wake_waiters`] or an [`IoWait`]).
-pub fn wait_until(cond: impl FnMut() -> bool) {
-    IO_WAIT.wait_until(cond);
-}
-
 /// Builds a request with `make(completion)`, submits it to `volume` and
 /// sleeps until it completes.
 pub fn wait_io(
     make: impl FnOnce(Box<dyn FnOnce(Status) + Send>) -> Request,
     volume: &Volume,
 ) -> Status {
-    let w = IoWait::new();
+    let w = crate::sched::OneShot::new();
     let done: Box<dyn FnOnce(Status) + Send> = bh_safe_alloc(|| Box::new(w.completion()));
     volume.submit(make(done));
     w.wait()

@@ -29,7 +29,7 @@
 //! updates, never held across the I/O; `aspace` and `aspace.pins` while
 //! pinning.
 
-use super::{FileData, Mount, Tfs, Waiter, errno_of};
+use super::{FileData, Mount, Tfs, errno_of, wait_for};
 use crate::block;
 use crate::process::aspace::PinnedUser;
 use alloc::vec::Vec;
@@ -120,9 +120,7 @@ impl Mount {
     /// Writes `file`'s dirty pages back and waits (the pagecache's data
     /// passes only; no log commit).
     fn write_back_cached(&self, file: &FileData) -> Result<(), Errno> {
-        let w = Waiter::new();
-        file.node.write_back(w.completion());
-        w.wait()
+        wait_for(|c| file.node.write_back(c))
     }
 
     /// The user range as device segments: pinned, or a bounce buffer of at

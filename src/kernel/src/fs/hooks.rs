@@ -52,11 +52,9 @@ impl FrameAllocator for KernelFrames {
 
 /// Where the pagecache's kernel-lock work runs: the pagecache worker
 /// thread (see `fs::worker`), since that work may sleep on the `fs` mutex.
-pub struct KernelRunQueue(pub &'static super::worker::Worker);
-
-impl RunQueueHook for KernelRunQueue {
+impl RunQueueHook for &'static super::worker::Worker {
     fn defer(&self, work: Box<dyn FnOnce() + Send>) {
-        self.0.defer(work);
+        super::worker::Worker::defer(self, work);
     }
 }
 

@@ -57,8 +57,8 @@ pub mod worker;
 pub use mounts::mount_root;
 pub use walk::Loc;
 
+use crate::sched::OneShot;
 use crate::sched::mutex::{SleepMutex, SleepMutexGuard};
-use crate::sched::waitqueue::WaitQueue;
 use crate::user::{UserDestination, UserSource};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -66,10 +66,9 @@ use alloc::sync::Arc;
 use cairn_block::Volume;
 use cairn_pagecache::{Completion, Config, Errno, Node, PageCache, Pages, VolumeCache};
 use cairn_sync::cpu::bh_safe_alloc;
-use cairn_sync::{IrqSpinLock, LockClass, SpinLock};
+use cairn_sync::{LockClass, SpinLock};
 use cairn_tfs::{FsError, Ino};
-use core::sync::atomic::{AtomicBool, Ordering};
-use hooks::{KernelFrames, KernelRunQueue, TfsBacking, TfsMetadata};
+use hooks::{KernelFrames, TfsBacking, TfsMetadata};
 use volume_device::VolumeDevice;
 
 pub type Tfs = cairn_tfs::Filesystem<VolumeDevice>;
@@ -165,7 +164,7 @@ pub fn pagecache() -> &'static Arc<PageCache> {
                 ..Config::default()
             },
             Arc::new(KernelFrames),
-            Arc::new(KernelRunQueue(worker::Worker::start("pagecache"))),
+            Arc::new(worker::Worker::start("pagecache")),
         )
     })
 }
@@ -277,70 +276,16 @@ fn tfs_clock() -> cairn_tfs::Timestamp {
     cairn_tfs::Timestamp::from_secs_nanos(ns / 1_000_000_000, (ns % 1_000_000_000) as u32)
 }
 
-/// A result delivered by a pagecache completion, waited for by a thread.
-struct Slot<T> {
-    done: AtomicBool,
-    value: IrqSpinLock<Option<T>>,
-    sleepers: WaitQueue,
-}
-
-static SLOT_CLASS: LockClass = LockClass::new("fs.slot");
-
-/// A place a thread sleeps on until some completion delivers a value.
-/// Allocated bh-safe: the delivering side may drop the last reference in
-/// bh context.
-pub struct Waiter<T>(Arc<Slot<T>>);
-
-impl<T: Send + 'static> Waiter<T> {
-    pub fn new() -> Self {
-        Waiter(bh_safe_alloc(|| {
-            Arc::new(Slot {
-                done: AtomicBool::new(false),
-                value: IrqSpinLock::new(&SLOT_CLASS, None),
-                sleepers: WaitQueue::new(),
-            })
-        }))
-    }
-
-    /// Another handle to the same slot (for the delivering side).
-    pub fn handle(&self) -> Waiter<T> {
-        Waiter(self.0.clone())
-    }
-
-    /// Delivers the value and wakes the sleeper (bh or kernel-lock).
-    pub fn deliver(self, v: T) {
-        *self.0.value.lock() = Some(v);
-        self.0.done.store(true, Ordering::Release);
-        self.0.sleepers.wake_all();
-    }
-
-    /// A pagecache completion that delivers here.
-    pub fn completion(&self) -> Completion<T> {
-        let h = self.handle();
-        Completion::bh(move |v| h.deliver(v))
-    }
-
-    /// Sleeps until the value arrives (kernel-lock context, in a thread).
-    pub fn wait(self) -> T {
-        self.0
-            .sleepers
-            .wait_until(|| self.0.done.load(Ordering::Acquire));
-        let v = self.0.value.lock().take();
-        v.expect("completion delivered nothing")
-    }
-}
-
-impl<T: Send + 'static> Default for Waiter<T> {
-    fn default() -> Self {
-        Self::new()
-    }
+/// A pagecache completion (bh) that delivers into `w`.
+fn completion<T: Send + 'static>(w: &OneShot<T>) -> Completion<T> {
+    Completion::bh(w.completion())
 }
 
 /// Starts an asynchronous pagecache operation and sleeps until its
 /// completion delivers the result.
 pub fn wait_for<T: Send + 'static>(start: impl FnOnce(Completion<T>)) -> T {
-    let w = Waiter::new();
-    start(w.completion());
+    let w = OneShot::new();
+    start(completion(&w));
     w.wait()
 }
 
@@ -351,7 +296,7 @@ fn read_pages(file: &FileData, offset: u64, len: usize) -> Result<Pages, Errno> 
     let mut waiter = None;
     match file
         .node
-        .read_or_complete(offset, len, || waiter.insert(Waiter::new()).completion())
+        .read_or_complete(offset, len, || completion(waiter.insert(OneShot::new())))
     {
         Some(pages) => Ok(pages),
         None => waiter.expect("a waiting read made its completion").wait(),
@@ -687,7 +632,7 @@ impl Mount {
     pub fn truncate(&'static self, file: &FileData, len: u64) -> Result<(), Errno> {
         let _one_at_a_time = file.truncating.lock();
         let ino = file.ino;
-        let w = Waiter::new();
+        let w = OneShot::new();
         let h = w.handle();
         let node = file.node.clone();
         file.node.truncate(
@@ -714,7 +659,7 @@ impl Mount {
         }
         let _one_at_a_time = file.truncating.lock();
         let ino = file.ino;
-        let w = Waiter::new();
+        let w = OneShot::new();
         let h = w.handle();
         file.node.punch(
             start / PS,

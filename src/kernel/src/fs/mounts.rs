@@ -4,7 +4,8 @@
 //!
 //! * **Candidates**: every block volume whose sector 0 is a TFS header
 //!   (its label and UUID read from there), MBR partitions first (the last
-//!   partition of each disk first: Nanos's boot disk), then whole disks.
+//!   partition of each disk first: Nanos's boot disk; the root-volume rule
+//!   of `cairn_block::mbr`, which the tools follow too), then whole disks.
 //! * **Root**: the first candidate whose root tuple names a `program` (a
 //!   workload image); without one anywhere (kernel tests), the first
 //!   candidate. Data volumes made by `mkfs -e` name no program, so the

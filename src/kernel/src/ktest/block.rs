@@ -1,5 +1,5 @@
 //! Block driver tests, each on a scratch disk xtask attaches (the
-//! `storage=`, `disk=` and `inject=` words of the catalogue line, see
+//! `storage=`, `disk=`, `inject=` and `queues=` words of the catalogue line, see
 //! `xtask/src/disks.rs`).
 //!
 //! * `blk_<driver>` (virtio, ata, pvscsi, virtio_scsi, nvme): whole-disk
@@ -7,6 +7,12 @@
 //!   threads with many requests in flight (scatter-gather requests, a burst
 //!   beyond the queue depth), flush, out-of-range and malformed requests;
 //!   every completion must run in bh context.
+//! * `blk_virtio`, `blk_virtio_1q`, `blk_virtio_mq2` (-smp 2),
+//!   `blk_virtio_mq4` (-smp 4): QEMU's default `num-queues`, then 1, 2
+//!   and 4 (the `queues=` word): the driver uses one request queue per
+//!   vCPU (at most what the device offers), the whole-disk pass from
+//!   threads on every vCPU verifies the data, and every queue must have
+//!   carried requests and taken its own interrupts.
 //! * `blk_<driver>_errors`: `blkdebug` fails reads and writes at given
 //!   sectors and the first flush; those requests must end in `IoError`,
 //!   the kernel keeps running and later requests succeed.
@@ -15,7 +21,8 @@
 //! while they sleep). Buffers are DMA memory, allocated once per boot.
 
 use super::{Expect, KernelTest};
-use crate::block::{IoWait, wait_until};
+use crate::sched::OneShot;
+use crate::sched::waitqueue::WaitQueue;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -29,7 +36,25 @@ pub static TESTS: &[KernelTest] = &[
         name: "blk_virtio",
         smp: &[2],
         expect: Expect::Pass,
-        run: || exercise("virtio-blk", 16),
+        run: || exercise("virtio-blk", 16).and_then(|()| virtio_blk_queues(None)),
+    },
+    KernelTest {
+        name: "blk_virtio_1q",
+        smp: &[2],
+        expect: Expect::Pass,
+        run: || exercise("virtio-blk", 8).and_then(|()| virtio_blk_queues(Some(1))),
+    },
+    KernelTest {
+        name: "blk_virtio_mq2",
+        smp: &[2],
+        expect: Expect::Pass,
+        run: || exercise("virtio-blk", 8).and_then(|()| virtio_blk_queues(Some(2))),
+    },
+    KernelTest {
+        name: "blk_virtio_mq4",
+        smp: &[4],
+        expect: Expect::Pass,
+        run: || exercise("virtio-blk", 8).and_then(|()| virtio_blk_queues(Some(4))),
     },
     KernelTest {
         name: "blk_virtio_errors",
@@ -101,6 +126,9 @@ const BAD_WRITE: u64 = 4096;
 pub fn catalogue_words(name: &str) -> Option<&'static str> {
     Some(match name {
         "blk_virtio" => "storage=virtio disk=16",
+        "blk_virtio_1q" => "storage=virtio disk=8 queues=1",
+        "blk_virtio_mq2" => "storage=virtio disk=8 queues=2",
+        "blk_virtio_mq4" => "storage=virtio disk=8 queues=4",
         "blk_virtio_errors" => "storage=virtio disk=4 inject=read@2048,write@4096,flush",
         "blk_ata" => "storage=ata disk=8",
         "blk_ata_errors" => "storage=ata disk=4 inject=read@2048,write@4096,flush",
@@ -118,15 +146,25 @@ pub fn catalogue_words(name: &str) -> Option<&'static str> {
 /// Completions that ran outside bh context.
 static WRONG_CONTEXT: AtomicUsize = AtomicUsize::new(0);
 
+/// Where a test waits for any of several requests (or helper threads):
+/// every test completion wakes it.
+static TEST_WAIT: WaitQueue = WaitQueue::new();
+
+/// Sleeps until `cond()`, re-checked at every test completion.
+fn wait_until(cond: impl FnMut() -> bool) {
+    TEST_WAIT.wait_until(cond);
+}
+
 /// A request's completion for a thread to wait on, checking the context.
-fn waiter() -> (IoWait, impl FnOnce(Status) + Send + 'static) {
-    let w = IoWait::new();
+fn waiter() -> (OneShot<Status>, impl FnOnce(Status) + Send + 'static) {
+    let w = OneShot::new();
     let c = w.completion();
     let done = move |s: Status| {
         if cairn_sync::context() != Context::Bh {
             WRONG_CONTEXT.fetch_add(1, Ordering::Relaxed);
         }
         c(s);
+        TEST_WAIT.wake_all();
     };
     (w, done)
 }
@@ -263,9 +301,9 @@ fn region(
                 v.submit(r);
                 waits.push(w);
             }
-            wait_until(|| waits.iter().all(|w| w.status().is_some()));
+            wait_until(|| waits.iter().all(|w| w.peek().is_some()));
             for (slot, (&c, w)) in batch.iter().zip(&waits).enumerate() {
-                let st = w.status().unwrap_or(Status::IoError);
+                let st = w.peek().unwrap_or(Status::IoError);
                 let sector = c * sectors_per_chunk;
                 if st != Status::Ok {
                     return Err(format!(
@@ -335,7 +373,7 @@ fn exercise(prefix: &str, mib: u64) -> Result<(), String> {
                 first_error.lock().get_or_insert(e);
             }
             finished.fetch_add(1, Ordering::AcqRel);
-            crate::block::wake_waiters();
+            TEST_WAIT.wake_all();
         });
     }
     wait_until(|| finished.load(Ordering::Acquire) == THREADS);
@@ -369,10 +407,10 @@ fn exercise(prefix: &str, mib: u64) -> Result<(), String> {
         ));
         waits.push((sector, w));
     }
-    wait_until(|| waits.iter().all(|(_, w)| w.status().is_some()));
+    wait_until(|| waits.iter().all(|(_, w)| w.peek().is_some()));
     for (i, (sector, w)) in waits.iter().enumerate() {
-        if w.status() != Some(Status::Ok) {
-            return Err(format!("burst read of sector {sector}: {:?}", w.status()));
+        if w.peek() != Some(Status::Ok) {
+            return Err(format!("burst read of sector {sector}: {:?}", w.peek()));
         }
         verify(&b, i * 512, 512, *sector, 7)?;
     }
@@ -650,16 +688,15 @@ fn virtio_scsi_events() -> Result<(), String> {
 /// it runs on a CPU whose queue pair has carried nothing yet and reads a
 /// page there (kernel code is not preempted between the check and the
 /// submission); an error if that has not happened within a minute.
-fn submit_from_every_cpu(
+fn submit_from_every_cpu<H: cairn_drivers::queue::Hardware>(
     v: &Volume,
-    dev: &'static cairn_drivers::nvme::Controller,
-) -> Result<(), String> {
-    let unused = || {
-        dev.queues()
-            .iter()
-            .filter(|q| q.stats.snapshot()[0] == 0)
-            .count()
-    };
+    name: &str,
+    queues: &'static [&'static cairn_drivers::queue::DriverQueue<H>],
+) -> Result<(), String>
+where
+    cairn_drivers::queue::DriverQueue<H>: Sync,
+{
+    let unused = || queues.iter().filter(|q| q.stats.snapshot()[0] == 0).count();
     let left = unused();
     if left == 0 {
         return Ok(());
@@ -679,7 +716,7 @@ fn submit_from_every_cpu(
             }];
             while unused() != 0 && crate::time::now_ns() < end {
                 let cpu = crate::percpu::this_cpu().index();
-                if dev.queues()[cpu].stats.snapshot()[0] == 0
+                if queues[cpu % queues.len()].stats.snapshot()[0] == 0
                     && io(&v, |d| Request::read(0, &seg, d)) != Status::Ok
                 {
                     failures.fetch_add(1, Ordering::AcqRel);
@@ -688,7 +725,7 @@ fn submit_from_every_cpu(
                 crate::sched::thread::yield_now();
             }
             finished.fetch_add(1, Ordering::AcqRel);
-            crate::block::wake_waiters();
+            TEST_WAIT.wake_all();
         });
     }
     wait_until(|| finished.load(Ordering::Acquire) == cpus);
@@ -703,7 +740,39 @@ fn submit_from_every_cpu(
             "{still} vCPU(s) ran none of {cpus} yielding threads in 60 s"
         ));
     }
-    crate::info!("nvme0: {left} vCPU(s) the whole-disk pass left out submitted a read each");
+    crate::info!("{name}: {left} vCPU(s) the whole-disk pass left out submitted a read each");
+    Ok(())
+}
+
+/// virtio-blk only: one request queue per vCPU when the device offers
+/// several (`num-queues`), else one; every queue carried requests (the
+/// whole-disk pass, written and verified by threads on every vCPU, plus a
+/// read from each vCPU it left out) and got its own interrupts.
+/// `offered`: the device's `num-queues` (`None`: QEMU's default, one per
+/// vCPU).
+fn virtio_blk_queues(offered: Option<usize>) -> Result<(), String> {
+    let v = find("virtio-blk")?;
+    let v = &v;
+    let dev = crate::block::virtio_blk_device(0).ok_or("virtio-blk0 is not registered")?;
+    let cpus = crate::percpu::cpus().len();
+    let qs = dev.queues();
+    let want = offered.map_or(cpus, |n| n.min(cpus));
+    if qs.len() != want {
+        return Err(format!(
+            "{} request queue(s) for {cpus} vCPUs (device offers {offered:?})",
+            qs.len()
+        ));
+    }
+    submit_from_every_cpu(v, "virtio-blk0", qs)?;
+    for (i, q) in qs.iter().enumerate() {
+        let [submitted, completed, _, interrupts, _, _] = q.stats.snapshot();
+        crate::info!(
+            "virtio-blk0 queue {i}: {submitted} submitted, {completed} completed, {interrupts} interrupts"
+        );
+        if submitted == 0 || interrupts == 0 {
+            return Err(format!("request queue {i} was never used"));
+        }
+    }
     Ok(())
 }
 
@@ -723,7 +792,7 @@ fn nvme_extra(v: &Volume, pages: usize) -> Result<(), String> {
     if qs.len() != cpus {
         return Err(format!("{} I/O queue pairs for {cpus} vCPUs", qs.len()));
     }
-    submit_from_every_cpu(v, dev)?;
+    submit_from_every_cpu(v, "nvme0", dev.queues())?;
     for (i, q) in qs.iter().enumerate() {
         let [submitted, completed, _, interrupts, _, _] = q.stats.snapshot();
         crate::info!(
@@ -853,12 +922,12 @@ fn bench() -> Result<(), String> {
             let mut next = 0u64;
             let mut issued = 0u64;
             let mut finished = 0u64;
-            let mut slots: Vec<Option<IoWait>> = (0..qd).map(|_| None).collect();
+            let mut slots: Vec<Option<OneShot<Status>>> = (0..qd).map(|_| None).collect();
             let start = crate::time::now_ns();
             while finished < ops {
                 for (i, s) in slots.iter_mut().enumerate() {
                     if let Some(w) = s
-                        && let Some(st) = w.status()
+                        && let Some(st) = w.peek()
                     {
                         if st != Status::Ok {
                             return Err(format!("{name}: {st:?}"));
@@ -897,7 +966,7 @@ fn bench() -> Result<(), String> {
                     }
                 }
                 wait_until(|| {
-                    slots.iter().flatten().any(|w| w.status().is_some()) || finished >= ops
+                    slots.iter().flatten().any(|w| w.peek().is_some()) || finished >= ops
                 });
             }
             let ns = crate::time::now_ns() - start;

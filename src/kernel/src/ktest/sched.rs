@@ -39,7 +39,66 @@ pub static TESTS: &[KernelTest] = &[
         expect: Expect::Pass,
         run: thread_block_wake,
     },
+    KernelTest {
+        name: "oneshot",
+        smp: &[1, 2],
+        expect: Expect::Pass,
+        run: oneshot,
+    },
 ];
+
+/// The one completion → sleep waiter: a value delivered before the wait is
+/// taken at once; values delivered from bh context (timer callbacks) wake
+/// their threads, many at once, each with its own value.
+fn oneshot() -> Result<(), String> {
+    use crate::sched::OneShot;
+    let early = OneShot::new();
+    early.handle().deliver(alloc::vec![1u8, 2, 3]);
+    if !early.is_done() || early.wait() != [1, 2, 3] {
+        return Err("a value delivered before the wait was lost".into());
+    }
+    const THREADS: usize = 8;
+    let wrong_context = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let all_done: OneShot<()> = OneShot::new();
+    for t in 0..THREADS {
+        let (wrong_context, finished, failures, all_done) = (
+            wrong_context.clone(),
+            finished.clone(),
+            failures.clone(),
+            all_done.handle(),
+        );
+        thread::spawn("oneshot-test", move || {
+            let w: OneShot<alloc::vec::Vec<usize>> = OneShot::new();
+            let h = w.handle();
+            let wc = wrong_context.clone();
+            crate::timer::after(1_000_000 * (1 + t as u64 % 3), move || {
+                if cairn_sync::context() != cairn_sync::Context::Bh {
+                    wc.fetch_add(1, Ordering::Relaxed);
+                }
+                h.deliver(alloc::vec![t; t + 1]);
+            });
+            if w.wait() != alloc::vec![t; t + 1] {
+                failures.fetch_add(1, Ordering::AcqRel);
+            }
+            if finished.fetch_add(1, Ordering::AcqRel) + 1 == THREADS {
+                all_done.deliver(());
+            }
+        });
+    }
+    all_done.wait();
+    if failures.load(Ordering::Acquire) != 0 {
+        return Err(format!(
+            "{} threads got another value",
+            failures.load(Ordering::Acquire)
+        ));
+    }
+    if wrong_context.load(Ordering::Acquire) != 0 {
+        return Err("a timer callback ran outside bh context".into());
+    }
+    Ok(())
+}
 
 fn timers() -> Result<(), String> {
     struct Fired {

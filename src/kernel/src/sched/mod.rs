@@ -10,12 +10,14 @@
 //! | [`waitqueue`] | blocking and waking threads | block: kernel-lock; wake: any but irq |
 //! | [`mutex`] | [`mutex::SleepMutex`]: a lock whose holder may sleep | kernel-lock, in a thread |
 //! | [`wait`] | readiness sources and the interruptible wait of blocking syscalls | wait: kernel-lock; notify: bh or kernel-lock |
+//! | [`oneshot`] | [`OneShot`]: the one completion → sleep waiter (block I/O, pagecache, sleeps) | wait: kernel-lock; deliver: bh or kernel-lock |
 //!
 //! Lock order: `kernel` → `sched.waitqueue` → (leaf locks: heaps, console).
 //! The bhqueue and runqueue are lock-free.
 
 pub mod exit;
 pub mod mutex;
+pub mod oneshot;
 pub mod preempt;
 pub mod runloop;
 pub mod thread;
@@ -25,6 +27,7 @@ pub mod waitqueue;
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use cairn_sync::{BhQueue, BhWork, KernelLock, RunQueue};
+pub use oneshot::OneShot;
 use thread::Thread;
 
 /// The kernel lock.
@@ -89,25 +92,12 @@ pub fn schedule_bh(work: BhWork) -> Result<(), cairn_sync::bhqueue::QueueFull> {
 /// Blocks the current thread for at least `ns` nanoseconds (kernel-lock
 /// context; the kernel lock is released while it sleeps).
 pub fn sleep(ns: u64) {
-    use core::sync::atomic::{AtomicBool, Ordering};
-    struct Sleep {
-        done: AtomicBool,
-        queue: waitqueue::WaitQueue,
-    }
-    // The timer's clone may be the last one and is dropped in bh context:
-    // allocate bh-safe.
-    let s = cairn_sync::cpu::bh_safe_alloc(|| {
-        Arc::new(Sleep {
-            done: AtomicBool::new(false),
-            queue: waitqueue::WaitQueue::new(),
-        })
-    });
-    let t = s.clone();
-    crate::timer::after(ns, move || {
-        t.done.store(true, Ordering::Release);
-        t.queue.wake_all();
-    });
-    s.queue.wait_until(|| s.done.load(Ordering::Acquire));
+    let done = OneShot::new();
+    let h = done.handle();
+    // The timer's handle may be the last one and is dropped in bh context:
+    // the slot is allocated bh-safe.
+    crate::timer::after(ns, move || h.deliver(()));
+    done.wait();
 }
 
 /// Prints the scheduler's state (debug dumps, hang reports).

@@ -67,8 +67,9 @@ pub struct Index {
     pub symlinks: BTreeSet<NodeId>,
     /// Names of each non-directory.
     pub links: BTreeMap<NodeId, u32>,
-    /// First name found for every node (parent, name), for messages.
-    pub names: BTreeMap<NodeId, (NodeId, Sym)>,
+    /// First name found for every node (parent, name), for messages;
+    /// indexed by node id.
+    pub names: Vec<Option<(NodeId, Sym)>>,
 }
 
 impl Index {
@@ -77,7 +78,7 @@ impl Index {
         let mut parts: Vec<&[u8]> = Vec::new();
         let mut cur = node;
         let mut guard = 0;
-        while let Some(&(parent, sym)) = self.names.get(&cur) {
+        while let Some(&Some((parent, sym))) = self.names.get(cur as usize) {
             parts.push(store.symbols.name(sym));
             cur = parent;
             guard += 1;
@@ -99,10 +100,20 @@ impl Index {
 
 const MAX_PROBLEMS: usize = 1000;
 
+/// Where a node was met in the walk, turned into a path only for a
+/// problem's message (building paths for every entry cost more than the
+/// rest of the walk).
+#[derive(Clone, Copy)]
+enum Place {
+    Root,
+    Entry { dir: NodeId, name: Sym },
+}
+
 struct Builder<'a> {
     store: &'a Store,
     index: Index,
-    claimed: BTreeMap<NodeId, &'static str>,
+    /// The role each node was claimed for, by node id.
+    claimed: Vec<Option<&'static str>>,
     problems: Vec<String>,
 }
 
@@ -113,55 +124,85 @@ impl Builder<'_> {
         }
     }
 
-    fn claim(&mut self, node: NodeId, role: &'static str, at: &str) -> bool {
-        if let Some(prev) = self.claimed.get(&node) {
-            let msg = format!("{at}: {role} tuple is already used as {prev} elsewhere in the tree");
+    /// The path of `at`, for a message.
+    fn path(&self, at: Place) -> String {
+        match at {
+            Place::Root => String::from("/"),
+            Place::Entry { dir, name } => {
+                let mut p = self.index.path(self.store, dir);
+                if p != "/" {
+                    p.push('/');
+                }
+                p.push_str(&String::from_utf8_lossy(self.store.symbols.name(name)));
+                p
+            }
+        }
+    }
+
+    fn claim(&mut self, node: NodeId, role: &'static str, at: Place) -> bool {
+        let i = node as usize;
+        if self.claimed.len() <= i {
+            self.claimed.resize(i + 1, None);
+        }
+        if let Some(prev) = self.claimed[i] {
+            let msg = format!(
+                "{}: {role} tuple is already used as {prev} elsewhere in the tree",
+                self.path(at)
+            );
             self.problem(msg);
             return false;
         }
-        self.claimed.insert(node, role);
+        self.claimed[i] = Some(role);
         true
     }
 
-    fn file(&mut self, node: NodeId, path: &str) {
+    fn file(&mut self, node: NodeId, at: Place) {
         let store = self.store;
         let mut info = FileInfo::default();
         match store.get(node, known::FILELENGTH) {
             None => {}
             Some(v) => match v.as_u64() {
                 Some(n) => info.length = n,
-                None => self.problem(format!("{path}: filelength is not a number")),
+                None => {
+                    let path = self.path(at);
+                    self.problem(format!("{path}: filelength is not a number"))
+                }
             },
         }
         match store.get(node, known::EXTENTS) {
             None => {}
-            Some(Value::Tuple(e)) if store.is_tuple(*e) => self.adopt_extents(*e, &mut info, path),
-            Some(_) => self.problem(format!("{path}: extents is not a tuple")),
+            Some(Value::Tuple(e)) if store.is_tuple(*e) => self.adopt_extents(*e, &mut info, at),
+            Some(_) => {
+                let path = self.path(at);
+                self.problem(format!("{path}: extents is not a tuple"))
+            }
         }
         self.index.files.insert(node, info);
     }
 
-    fn adopt_extents(&mut self, e: NodeId, info: &mut FileInfo, path: &str) {
-        if self.claim(e, "extents", path) {
+    fn adopt_extents(&mut self, e: NodeId, info: &mut FileInfo, at: Place) {
+        if self.claim(e, "extents", at) {
             info.extents_tuple = Some(e);
-            self.extents(e, info, path);
+            self.extents(e, info, at);
         }
     }
 
-    fn extents(&mut self, e: NodeId, info: &mut FileInfo, path: &str) {
+    fn extents(&mut self, e: NodeId, info: &mut FileInfo, at: Place) {
         let store = self.store;
         for (name, v) in store.entries(e) {
             let key_bytes = store.symbols.name(name);
             let Some(key) = parse_decimal(key_bytes) else {
                 let k = String::from_utf8_lossy(key_bytes);
+                let path = self.path(at);
                 self.problem(format!("{path}: extent name {k:?} is not a block number"));
                 continue;
             };
             let Value::Tuple(x) = v else {
+                let path = self.path(at);
                 self.problem(format!("{path}: extent {key} is not a tuple"));
                 continue;
             };
-            if !store.is_tuple(*x) || !self.claim(*x, "extent", path) {
+            if !store.is_tuple(*x) || !self.claim(*x, "extent", at) {
                 continue;
             }
             let num = |s: Sym| store.get(*x, s).and_then(Value::as_u64);
@@ -170,23 +211,27 @@ impl Builder<'_> {
                 num(known::LENGTH),
                 num(known::ALLOCATED),
             ) else {
+                let path = self.path(at);
                 self.problem(format!(
                     "{path}: extent {key} lacks offset, length or allocated"
                 ));
                 continue;
             };
             if length == 0 || allocated < length {
+                let path = self.path(at);
                 self.problem(format!(
                     "{path}: extent {key} has length {length} and allocation {allocated}"
                 ));
                 continue;
             }
             if key.checked_add(length).is_none() || start.checked_add(allocated).is_none() {
+                let path = self.path(at);
                 self.problem(format!("{path}: extent {key} overflows"));
                 continue;
             }
             if let Some((&pk, p)) = info.extents.range(..key + length).next_back() {
                 if pk + p.length > key {
+                    let path = self.path(at);
                     self.problem(format!(
                         "{path}: extents {pk} and {key} overlap in the file"
                     ));
@@ -195,6 +240,7 @@ impl Builder<'_> {
             }
             if let Some((&nk, _)) = info.extents.range(key..).next() {
                 if nk < key + length {
+                    let path = self.path(at);
                     self.problem(format!(
                         "{path}: extents {key} and {nk} overlap in the file"
                     ));
@@ -227,9 +273,10 @@ pub fn build(
     let mut b = Builder {
         store,
         index: Index::default(),
-        claimed: BTreeMap::new(),
+        claimed: alloc::vec![None; store.node_count()],
         problems: Vec::new(),
     };
+    b.index.names = alloc::vec![None; store.node_count()];
     let mut space = SpaceMap::new(volume_sectors);
     for span in chain {
         if !space.reserve(span.start, span.sectors) {
@@ -243,8 +290,8 @@ pub fn build(
         b.problem(String::from("root tuple has no children tuple"));
         return (b.index, space, b.problems);
     };
-    b.claim(root, "directory", "/");
-    b.claim(root_children, "children", "/");
+    b.claim(root, "directory", Place::Root);
+    b.claim(root_children, "children", Place::Root);
     b.index.dirs.insert(
         root,
         DirInfo {
@@ -266,23 +313,14 @@ pub fn build(
             if !store.is_tuple(t) {
                 continue;
             }
-            let first_sight = !b.index.names.contains_key(&t) && t != root;
+            let first_sight =
+                t != root && b.index.names.get(t as usize).is_some_and(|n| n.is_none());
             if first_sight {
-                b.index.names.insert(t, (dir, name));
+                b.index.names[t as usize] = Some((dir, name));
             }
-            let path = {
-                let mut p = b.index.path(store, dir);
-                if p != "/" {
-                    p.push('/');
-                } else {
-                    p.clear();
-                    p.push('/');
-                }
-                p.push_str(&String::from_utf8_lossy(store.symbols.name(name)));
-                p
-            };
+            let at = Place::Entry { dir, name };
             if let Some(c) = store.get_tuple(t, known::CHILDREN) {
-                if !b.claim(t, "directory", &path) || !b.claim(c, "children", &path) {
+                if !b.claim(t, "directory", at) || !b.claim(c, "children", at) {
                     continue;
                 }
                 b.index.dirs.insert(
@@ -296,7 +334,7 @@ pub fn build(
             } else if let Some(n) = b.index.links.get_mut(&t) {
                 *n += 1;
             } else {
-                if !b.claim(t, "file", &path) {
+                if !b.claim(t, "file", at) {
                     continue;
                 }
                 b.index.links.insert(t, 1);
@@ -304,20 +342,18 @@ pub fn build(
                     Some(v) if v.as_bytes().is_some() => {
                         b.index.symlinks.insert(t);
                     }
-                    Some(_) => b.problem(format!("{path}: linktarget is not a string")),
-                    None => b.file(t, &path),
+                    Some(_) => {
+                        let path = b.path(at);
+                        b.problem(format!("{path}: linktarget is not a string"))
+                    }
+                    None => b.file(t, at),
                 }
             }
         }
     }
-    let files: Vec<(NodeId, Vec<Extent>)> = b
-        .index
-        .files
-        .iter()
-        .map(|(&n, f)| (n, f.extents.values().copied().collect()))
-        .collect();
-    for (node, extents) in files {
-        for x in extents {
+    let mut late = Vec::new();
+    for (&node, f) in &b.index.files {
+        for x in f.extents.values() {
             if !space.reserve(x.start, x.allocated) {
                 let p = b.index.path(store, node);
                 let what = if x.start.saturating_add(x.allocated) > volume_sectors {
@@ -325,12 +361,15 @@ pub fn build(
                 } else {
                     "overlaps another extent or the log"
                 };
-                b.problem(format!(
+                late.push(format!(
                     "{p}: extent at sector {} ({} sectors) {what}",
                     x.start, x.allocated
                 ));
             }
         }
+    }
+    for p in late {
+        b.problem(p);
     }
     (b.index, space, b.problems)
 }
