@@ -9,6 +9,7 @@
 //! | [`BlockDevice`] | what a driver implements: `info` and a non-blocking `submit` |
 //! | [`Volume`] | a sector window of a device (whole disk or partition) |
 //! | [`mbr`] | the MBR partition table parser |
+//! | [`WriteCache`] | which completed writes a device may not have made durable yet (a sync flushes only then) |
 //!
 //! **Contexts.** `submit` is called in kernel-lock or bh context and never
 //! blocks; a driver's interrupt handler only acknowledges the device and
@@ -29,9 +30,11 @@ extern crate std;
 pub mod mbr;
 mod request;
 mod volume;
+mod write_cache;
 
 pub use request::{Completion, Op, Request, SECTOR_SIZE, Segment, Status};
 pub use volume::Volume;
+pub use write_cache::WriteCache;
 
 use alloc::string::String;
 
@@ -64,4 +67,10 @@ pub trait BlockDevice: Send + Sync {
     /// Requests out of range, misaligned or too large complete with
     /// [`Status::OutOfRange`] (or [`Status::Unsupported`]) the same way.
     fn submit(&self, request: Request);
+
+    /// The device's write-cache state, which its volumes tag every request
+    /// with; `None` (the default): unknown, so every sync flushes.
+    fn write_cache(&self) -> Option<&alloc::sync::Arc<WriteCache>> {
+        None
+    }
 }

@@ -3,7 +3,9 @@
 //! Built in kernel-lock or bh context (inside `bh_safe_alloc`, which the
 //! constructors enter), completed in bh context. No locks.
 
+use crate::WriteCache;
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use cairn_sync::cpu::bh_safe_alloc;
 
@@ -57,6 +59,9 @@ pub struct Request {
     pub sectors: u64,
     pub segments: Vec<Segment>,
     done: Option<Completion>,
+    /// The device's write cache and what the request carries for it
+    /// ([`Request::track`]).
+    tracked: Option<(Arc<WriteCache>, u64)>,
 }
 
 impl Request {
@@ -73,6 +78,7 @@ impl Request {
             sectors: bytes / SECTOR_SIZE as u64,
             segments: segments.to_vec(),
             done: Some(Box::new(done)),
+            tracked: None,
         })
     }
 
@@ -143,9 +149,18 @@ impl Request {
         self.sector += offset;
     }
 
-    /// Ends the request: runs its completion with `status`. Drivers call it
-    /// from their bh service.
+    /// Counts the request in `cache` when it ends (volumes call it as they
+    /// submit): a flush covers the writes completed by now.
+    pub fn track(&mut self, cache: &Arc<WriteCache>) {
+        self.tracked = Some((cache.clone(), cache.tag(self.op)));
+    }
+
+    /// Ends the request: records it in its device's write cache, then runs
+    /// its completion with `status`. Drivers call it from their bh service.
     pub fn complete(mut self, status: Status) {
+        if let Some((cache, tag)) = self.tracked.take() {
+            cache.ended(self.op, tag, status);
+        }
         if let Some(done) = self.done.take() {
             done(status);
         }

@@ -60,6 +60,17 @@ impl Volume {
         self.first
     }
 
+    /// Whether a sync must flush the device: a write completed since the
+    /// last flush (or the device does not say).
+    pub fn needs_flush(&self) -> bool {
+        self.device.write_cache().is_none_or(|c| c.needs_flush())
+    }
+
+    /// Flushes submitted to the device so far, if it counts them.
+    pub fn flushes(&self) -> Option<u64> {
+        self.device.write_cache().map(|c| c.flushes())
+    }
+
     pub fn device_info(&self) -> &DeviceInfo {
         self.device.info()
     }
@@ -69,6 +80,9 @@ impl Volume {
     /// fails it with [`Status::OutOfRange`](crate::Status::OutOfRange) in bh context like any other
     /// (completions never run inside `submit`).
     pub fn submit(&self, mut request: Request) {
+        if let Some(cache) = self.device.write_cache() {
+            request.track(cache);
+        }
         if request.op != Op::Flush {
             let inside = request
                 .sector

@@ -342,6 +342,14 @@ impl Node {
         Ok(len)
     }
 
+    /// The file's length if the node knows it and no truncate is pending
+    /// (what `file_len` would answer without asking the backing). Any
+    /// context.
+    pub fn known_len(&self) -> Option<u64> {
+        let known = self.len.load(Ordering::Acquire);
+        (known != UNKNOWN_LEN && self.cap.load(Ordering::Acquire) == u64::MAX).then_some(known)
+    }
+
     /// A reserve of this node's made the backing's length at least `end`.
     fn extended_to(&self, end: u64) {
         self.len_gen.fetch_add(1, Ordering::AcqRel);
@@ -466,10 +474,7 @@ impl Node {
     /// the pages' last unpin and the node's last reference are safe
     /// anywhere ([`Pages`], `io::release`).
     pub fn read_cached(self: &Arc<Self>, offset: u64, len: usize) -> Option<Pages> {
-        let known = self.len.load(Ordering::Acquire);
-        if known == UNKNOWN_LEN || self.cap.load(Ordering::Acquire) != u64::MAX {
-            return None;
-        }
+        let known = self.known_len()?;
         let end = offset.saturating_add(len as u64).min(known);
         if offset >= end {
             return None;

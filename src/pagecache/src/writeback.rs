@@ -382,7 +382,10 @@ impl Node {
     }
 }
 
-/// Metadata, then flush, then `done` with the first error of those two.
+/// Metadata, then a flush if the device holds a write completed since its
+/// last flush (the filesystem's commit flushes after its own writes, and a
+/// sync with nothing written needs none), then `done` with the first error
+/// of those two.
 fn finish_sync(volume: Arc<VolumeCache>, done: impl FnOnce(Result<(), Errno>) + Send + 'static) {
     let runqueue = volume.cache().runqueue.clone();
     run_or_defer(&*runqueue, move || {
@@ -391,6 +394,10 @@ fn finish_sync(volume: Arc<VolumeCache>, done: impl FnOnce(Result<(), Errno>) + 
             volume
                 .meta
                 .sync_metadata(Box::new(move |meta: Result<(), Errno>| {
+                    if !v.storage.needs_flush() {
+                        done(meta);
+                        return;
+                    }
                     bh_safe_alloc(|| {
                         let stats_cache = v.cache().clone();
                         let req = Request::flush(move |status| {

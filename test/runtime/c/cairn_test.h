@@ -391,7 +391,8 @@ static __attribute__((unused)) void spinners_stop_all(void)
  * cairn's kernel accounting, /proc/cairn/kstats (see docs/SYSCALLS.md):
  * `name value` lines (per heap `heap.<name>.bytes` and `.objects`; then
  * threads, user_threads, files, fds, vmaps, pagecache.nodes,
- * pagecache.pages). kstats_read returns 0, or -1 when the file does not
+ * pagecache.pages, pagecache.fills, pagecache.read_requests, block.flushes).
+ * kstats_read returns 0, or -1 when the file does not
  * exist (a native run on Linux): the caller then skips its growth checks.
  */
 #define KSTATS_MAX 64

@@ -69,7 +69,7 @@ int main(int argc, char **argv)
     SYS(dup2(fd, SHARED));
     SYS(close(fd));
     struct worker_progress *w = worker("swapper");
-    watchdog_start(120, 600);
+    watchdog_start(120, 480);
     pthread_t t[MAX_READERS];
     for (int i = 0; i < readers; i++)
         CHECK(pthread_create(&t[i], NULL, reader, (void *)(uintptr_t)(i + 1)) == 0,

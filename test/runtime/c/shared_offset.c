@@ -1,4 +1,5 @@
-/* shared_offset (issue 17): threads read() one open file description in
+/* shared_offset (issue 17): lseek of a cached file (the end moves with
+ * appends and truncates), then threads read() one open file description in
  * 4 KiB calls, the way worker threads split a log or a dump that one
  * descriptor feeds them. The description's offset moves atomically per
  * call (Linux's f_pos_lock, since 3.14): across all threads, every block
@@ -55,6 +56,21 @@ int main(int argc, char **argv)
         *(uint32_t *)b = i;
         CHECK(pwrite(fd, b, BLOCK, (off_t)i * BLOCK) == BLOCK, "pwrite");
     }
+    /* lseek of the cached file: the end moves with appends and truncates,
+     * the current offset with reads; a negative result is EINVAL. */
+    off_t size = (off_t)BLOCKS * BLOCK;
+    CHECK(SYS(lseek(fd, 0, SEEK_END)) == size, "SEEK_END");
+    CHECK(SYS(write(fd, b, 100)) == 100, "append");
+    CHECK(SYS(lseek(fd, 0, SEEK_END)) == size + 100, "SEEK_END after an append");
+    CHECK(SYS(lseek(fd, -100, SEEK_CUR)) == size, "SEEK_CUR back");
+    SYS(ftruncate(fd, size));
+    CHECK(SYS(lseek(fd, 0, SEEK_END)) == size, "SEEK_END after a truncate");
+    CHECK(SYS(lseek(fd, 4096, SEEK_SET)) == 4096, "SEEK_SET");
+    CHECK(SYS(read(fd, b, 10)) == 10, "read 10");
+    CHECK(SYS(lseek(fd, 0, SEEK_CUR)) == 4106, "SEEK_CUR after a read");
+    errno = 0;
+    CHECK(lseek(fd, -4107, SEEK_CUR) == -1 && errno == EINVAL, "a negative offset is EINVAL");
+    CHECK(SYS(lseek(fd, 0, SEEK_CUR)) == 4106, "a failed seek moved the offset");
     pthread_barrier_init(&start, NULL, (unsigned)nthreads + 1);
     pthread_barrier_init(&end, NULL, (unsigned)nthreads + 1);
     pthread_t t[MAX_T];

@@ -442,6 +442,13 @@ static CATALOGUE: &[RuntimeTest] = &[
         )
     },
     RuntimeTest {
+        timeout_s: 300,
+        ..test(
+            "fsync_flush",
+            "device flushes per sync as a database syncs: an fsync after a write flushes once or twice, an fsync/fdatasync/syncfs with nothing written flushes nothing, an overwrite in place still flushes (kstats block.flushes)",
+        )
+    },
+    RuntimeTest {
         timeout_s: 600,
         ..test(
             "orphans",

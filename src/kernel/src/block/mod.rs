@@ -25,12 +25,14 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use cairn_block::Volume;
-use cairn_block::{BlockDevice, DeviceInfo, Request, Segment, Status};
+use cairn_block::{BlockDevice, DeviceInfo, Request, Segment, Status, WriteCache};
 use cairn_sync::cpu::bh_safe_alloc;
 use cairn_sync::{LockClass, SpinLock};
 
-/// A driver's device, which lives for the rest of the run.
-struct Static(&'static dyn BlockDevice);
+/// A driver's device, which lives for the rest of the run, and its write
+/// cache's state (`cairn_block::WriteCache`: a sync flushes only when a
+/// write completed since the last flush).
+struct Static(&'static dyn BlockDevice, Arc<WriteCache>);
 
 impl BlockDevice for Static {
     fn info(&self) -> &DeviceInfo {
@@ -38,6 +40,9 @@ impl BlockDevice for Static {
     }
     fn submit(&self, request: Request) {
         self.0.submit(request)
+    }
+    fn write_cache(&self) -> Option<&Arc<WriteCache>> {
+        Some(&self.1)
     }
 }
 
@@ -91,6 +96,16 @@ pub fn volumes() -> Vec<Volume> {
     REGISTRY.lock().volumes.clone()
 }
 
+/// Flushes submitted to every device since boot (`/proc/cairn/kstats`).
+pub fn device_flushes() -> u64 {
+    REGISTRY
+        .lock()
+        .devices
+        .iter()
+        .filter_map(|d| d.write_cache().map(|c| c.flushes()))
+        .sum()
+}
+
 /// The volume called `name` (`virtio-blk0`, `virtio-blk0p2`, ...).
 pub fn volume(name: &str) -> Option<Volume> {
     REGISTRY
@@ -114,7 +129,8 @@ fn add(dev: &'static dyn BlockDevice) {
         i.max_sectors,
         if i.flush { ", write cache" } else { "" }
     );
-    let arc: Arc<dyn BlockDevice> = bh_safe_alloc(|| Arc::new(Static(dev)));
+    let arc: Arc<dyn BlockDevice> =
+        bh_safe_alloc(|| Arc::new(Static(dev, Arc::new(WriteCache::new()))));
     let mut r = REGISTRY.lock();
     r.devices.push(arc);
 }

@@ -285,7 +285,8 @@ fn mounts() -> Vec<u8> {
 /// `vmaps` (the program's mappings), `pagecache.nodes` (files with a page
 /// tree), `pagecache.pages` (frames the cache holds), `pagecache.fills`
 /// (pages read from a device since boot) and `pagecache.read_requests`
-/// (device read requests since boot). Made when opened:
+/// (device read requests since boot), `block.flushes` (device flushes
+/// submitted since boot). Made when opened:
 /// the opener's own descriptor is counted.
 fn kstats() -> Vec<u8> {
     let mut out = String::new();
@@ -300,7 +301,7 @@ fn kstats() -> Vec<u8> {
     let _ = writeln!(
         out,
         "threads {}\nuser_threads {}\nfiles {}\nfds {}\nvmaps {}\npagecache.nodes {}\n\
-         pagecache.pages {}\npagecache.fills {}\npagecache.read_requests {}",
+         pagecache.pages {}\npagecache.fills {}\npagecache.read_requests {}\nblock.flushes {}",
         crate::sched::thread::live_threads(),
         p.thread_count(),
         crate::process::file::live_descriptions(),
@@ -310,6 +311,7 @@ fn kstats() -> Vec<u8> {
         pc.resident(),
         stats.fills,
         stats.read_requests,
+        crate::block::device_flushes(),
     );
     out.into_bytes()
 }

@@ -30,6 +30,10 @@
 //! other references exist; it [`retire`]s it to a list that a later close
 //! empties once the list's reference is the only one.
 //!
+//! **`lseek`** ([`seek`]) of a regular file: `SEEK_SET`/`SEEK_CUR`, and
+//! `SEEK_END` when the pagecache node knows the length, under the same
+//! offset mutex.
+//!
 //! Contexts: the syscall entry, before the kernel lock ([`retire`]: under
 //! it). Locks: `process.fds` (to clone the description, released before
 //! the pagecache node's lock is taken); `syscall.retired` (a leaf, kernel
@@ -95,6 +99,7 @@ pub fn try_call(n: u64, a: [u64; 6]) -> Lockless {
         nr::FUTEX => super::thread::futex_lockless(a),
         nr::PREAD64 => read_cached(a[0] as i32, a[1], a[2], Some(a[3])),
         nr::READ => read_cached(a[0] as i32, a[1], a[2], None),
+        nr::LSEEK => seek(a[0] as i32, a[1] as i64, a[2] as i32),
         _ => NeedLock,
     }
 }
@@ -157,6 +162,47 @@ fn read_file_cached(file: &OpenFile, buf: u64, len: usize, at: Option<u64>) -> L
     }
     drop(pos);
     Lockless::Done(Ok(got as u64))
+}
+
+/// `lseek` of a regular file with `SEEK_SET`, `SEEK_CUR`, or `SEEK_END`
+/// when its node knows the length; the description's offset mutex held if
+/// it is free (else `NeedLock`, as for anything else).
+fn seek(fd: i32, off: i64, whence: i32) -> Lockless {
+    let Some(p) = crate::process::PROCESS.get() else {
+        return Lockless::NeedLock;
+    };
+    let file = match p.fds.lock().get(fd) {
+        Ok(f) if matches!(f.kind, FileKind::Regular(_)) && whence <= 2 => f.clone(),
+        _ => return Lockless::NeedLock,
+    };
+    let r = seek_file(&file, off, whence);
+    // Not the last reference (see `retire`).
+    drop(file);
+    r
+}
+
+fn seek_file(file: &OpenFile, off: i64, whence: i32) -> Lockless {
+    let FileKind::Regular(d) = &file.kind else {
+        return Lockless::NeedLock;
+    };
+    let Some(_pos) = file.pos_lock.try_lock_lockless() else {
+        return Lockless::NeedLock;
+    };
+    let base = match whence {
+        0 => 0,
+        1 => file.offset.load(Ordering::Relaxed) as i64,
+        _ => match d.node.known_len() {
+            Some(len) => len as i64,
+            None => return Lockless::NeedLock,
+        },
+    };
+    match base.checked_add(off).filter(|p| *p >= 0) {
+        Some(pos) => {
+            file.offset.store(pos as u64, Ordering::Relaxed);
+            Lockless::Done(Ok(pos as u64))
+        }
+        None => Lockless::Done(Err(cairn_unix::errno::Errno::EINVAL)),
+    }
 }
 
 static RETIRED_CLASS: LockClass = LockClass::new("syscall.retired");
