@@ -86,6 +86,9 @@ const ROWS: &[(&str, &str, Unit)] = &[
         "mapped-file read faults, cached",
         Unit::Faults,
     ),
+    ("fsync_4k", "fsync of 4 KiB dirty (median of 16)", Unit::Ms),
+    ("fsync_1m", "fsync of 1 MiB dirty (median of 8)", Unit::Ms),
+    ("fsync_64m", "fsync of 64 MiB dirty", Unit::Ms),
 ];
 
 #[derive(Copy, Clone)]
@@ -94,6 +97,8 @@ enum Unit {
     Iops,
     Ops,
     Faults,
+    /// Latency of one call: lower is better.
+    Ms,
 }
 
 impl Unit {
@@ -103,6 +108,7 @@ impl Unit {
             Unit::Iops => "IOPS",
             Unit::Ops => "ops/s",
             Unit::Faults => "faults/s",
+            Unit::Ms => "ms (lower is better)",
         }
     }
 
@@ -111,6 +117,16 @@ impl Unit {
         match self {
             Unit::MiBs => c.bytes as f64 / (1u64 << 20) as f64 / s,
             Unit::Iops | Unit::Ops | Unit::Faults => c.ops as f64 / s,
+            Unit::Ms => c.ns as f64 / c.ops.max(1) as f64 / 1e6,
+        }
+    }
+
+    /// How many times faster cairn is: rates divide, latencies the other
+    /// way.
+    fn speedup(self, cairn: f64, linux: f64) -> f64 {
+        match self {
+            Unit::Ms => linux / cairn,
+            _ => cairn / linux,
         }
     }
 }
@@ -144,7 +160,7 @@ fn complete(cases: BTreeMap<String, Case>, serial: &str) -> Side {
 /// The table as Markdown.
 pub fn table(cairn: &Side, linux: &Side) -> String {
     let mut s = String::from(
-        "| workload | unit | cairn | Linux | cairn/Linux |\n|---|---|---:|---:|---:|\n",
+        "| workload | unit | cairn | Linux | cairn/Linux (>1: cairn faster) |\n|---|---|---:|---:|---:|\n",
     );
     for (case, what, unit) in ROWS {
         let c = cairn.as_ref().ok().and_then(|m| m.get(*case));
@@ -152,7 +168,7 @@ pub fn table(cairn: &Side, linux: &Side) -> String {
         let fmt =
             |x: Option<&Case>| x.map_or("n/a".to_string(), |c| format!("{:.1}", unit.rate(c)));
         let ratio = match (c, l) {
-            (Some(c), Some(l)) => format!("{:.2}", unit.rate(c) / unit.rate(l)),
+            (Some(c), Some(l)) => format!("{:.2}", unit.speedup(unit.rate(c), unit.rate(l))),
             _ => "n/a".into(),
         };
         s += &format!(

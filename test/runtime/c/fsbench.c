@@ -11,8 +11,10 @@
  * rand.dat, first touch then again), create_unlink (create, close,
  * unlink), mmap_fault_cold and mmap_fault_cached (one read fault per
  * page of a shared mapping of map.dat, first touch then again after
- * munmap). Every read is checked against the pattern; sequential reads
- * time only their read() calls. */
+ * munmap), fsync_4k, fsync_1m and fsync_64m (the latency of one fsync
+ * after writing that much: the median of 16, of 8, and one; reported as
+ * ops=1 ns=<median>). Every read is checked against the pattern;
+ * sequential reads time only their read() calls. */
 #include "cairn_test.h"
 
 #define MIB (1 << 20)
@@ -103,6 +105,35 @@ static void map_faults(const char *name, const char *path, uint32_t seed)
     close(fd);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* `rounds` times: write `bytes` (fresh data over the same range of a file
+ * made for it), then time one fsync. Reports the median. `buf` holds 1 MiB. */
+static void fsync_latency(const char *name, size_t bytes, int rounds, char *buf)
+{
+    double t[16];
+    int fd = SYS(open("fsync.dat", O_CREAT | O_TRUNC | O_RDWR, 0644));
+    profile_mark(name);
+    for (int r = 0; r < rounds; r++) {
+        for (size_t off = 0; off < bytes; off += MIB) {
+            size_t n = bytes - off < MIB ? bytes - off : MIB;
+            pat_fill(buf, n, off, (uint32_t)(100 + r));
+            pwrite_all(fd, buf, n, (off_t)off);
+        }
+        double t0 = now_s();
+        SYS(fsync(fd));
+        t[r] = now_s() - t0;
+    }
+    qsort(t, (size_t)rounds, sizeof t[0], cmp_double);
+    report_ns(name, 1, (long long)bytes, t[rounds / 2] * 1e9);
+    SYS(close(fd));
+    SYS(c_unlink("fsync.dat"));
+}
+
 int main(void)
 {
     test_init("fsbench");
@@ -156,6 +187,10 @@ int main(void)
 
     map_faults("mmap_fault_cold", "map.dat", 93);
     map_faults("mmap_fault_cached", "map.dat", 93);
+
+    fsync_latency("fsync_4k", 4096, 16, buf);
+    fsync_latency("fsync_1m", MIB, 8, buf);
+    fsync_latency("fsync_64m", 64 * MIB, 1, buf);
     SYS(c_unlink("written.dat"));
     pass();
 }

@@ -1346,7 +1346,7 @@ static FS_BENCH: RuntimeTest = RuntimeTest {
         pattern("rand.dat", 16 << 20, 92),
         pattern("map.dat", 16 << 20, 93),
     ],
-    image_mib: 160,
+    image_mib: 256,
     storage: &[Storage::Virtio],
     timeout_s: 900,
     ..test(
