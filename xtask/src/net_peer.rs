@@ -335,8 +335,8 @@ fn udp_client(port: u16, datagrams: usize, deadline: &Deadline) -> Result<String
     ))
 }
 
-/// Echoes every connection until it closes; returns after the guest's
-/// first connection ends, or accepts until the deadline.
+/// Echoes every connection until it closes (one that starts with `RESET`
+/// is closed with data unread: a reset), until the guest has ended.
 fn echo_server(l: TcpListener, deadline: &Deadline) -> Result<String> {
     l.set_nonblocking(true).map_err(|e| e.to_string())?;
     let mut served = 0;
@@ -354,6 +354,15 @@ fn echo_server(l: TcpListener, deadline: &Deadline) -> Result<String> {
                 loop {
                     match s.read(&mut buf) {
                         Ok(0) | Err(_) => break,
+                        // The guest asks for a reset: leave what it sends
+                        // next unread and close, which resets.
+                        // (It answers "OK", then sends more: wait for that
+                        // to arrive, unread.)
+                        Ok(n) if buf[..n].starts_with(b"RESET") => {
+                            let _ = s.write_all(b"OK");
+                            let _ = s.peek(&mut buf[..1]);
+                            break;
+                        }
                         Ok(n) => {
                             if s.write_all(&buf[..n]).is_err() {
                                 break;

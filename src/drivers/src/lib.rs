@@ -8,6 +8,7 @@
 //! | [`pvscsi`] | VMware PVSCSI: request/completion rings, SCSI disks | tested in QEMU |
 //! | [`virtio::scsi`] | virtio-scsi: targets and LUNs, sense data, event queue | tested in QEMU |
 //! | [`nvme`] | NVMe: admin queue, one I/O queue pair and MSI-X vector per vCPU, PRP lists, namespaces | tested in QEMU |
+//! | [`virtio::net`] | virtio-net (not a block device): receive and transmit rings polled by the kernel's network stack, MSI-X or INTx | tested in QEMU (user networking) |
 //! | [`xen`] | Xen blkfront: hypercalls, grant table, event channel, xenstore, blkif ring | host-tested against a backend model only; never run on a Xen host |
 //!
 //! | shared piece | owns |

@@ -6,7 +6,8 @@
 //! data, context hooks, console, `hvm_start_info`, kernel page tables,
 //! local APIC and legacy PIC, clock calibration, ACPI MADT and I/O APICs,
 //! heaps, application processors, then the run loop, whose first work item
-//! is the kernel's main thread (a test, or the workload).
+//! is the kernel's main thread, which probes the block devices and the
+//! NIC (`net::init`), then runs a test or the workload.
 #![no_std]
 #![no_main]
 

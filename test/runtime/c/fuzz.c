@@ -25,7 +25,10 @@
  * call that could unmap or reprotect them. Waits are bounded: zero
  * timeouts for poll/select/epoll/sigtimedwait, sleeps of at most 1 ms,
  * futex waits on a value that does not match, non-blocking descriptors,
- * LOCK_NB for flock and F_SETLK for F_SETLKW.
+ * LOCK_NB for flock and F_SETLK for F_SETLKW. Sockets (a phase of their
+ * own after the main sequence): only the calls that neither wait nor
+ * reach the network (no accept, connect or send; sockets non-blocking,
+ * receives with MSG_DONTWAIT).
  *
  * Natively on Linux it runs the same calls (the predicted results are
  * Linux's). Paths are relative to the working directory (fz/...) plus
@@ -39,6 +42,7 @@
 #include <sys/ipc.h>
 #include <sys/resource.h>
 #include <sys/shm.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 
 #ifndef SYS_faccessat2
@@ -578,6 +582,13 @@ static int tid_word;
 static void tame(const struct call *c, uint64_t *a)
 {
     long n = c->nr;
+    /* Sockets never wait. */
+    if (n == SYS_socket)
+        a[1] |= SOCK_NONBLOCK;
+    if (n == SYS_recvfrom)
+        a[3] |= MSG_DONTWAIT;
+    if (n == SYS_recvmsg)
+        a[2] |= MSG_DONTWAIT;
     /* Signals go to this program or to no one (on a Linux guest, -1 and
      * 0 would reach other processes). */
     if (n == SYS_kill || n == SYS_rt_sigqueueinfo || n == SYS_tgkill || n == SYS_rt_tgsigqueueinfo)
@@ -1014,6 +1025,45 @@ int main(int argc, char **argv)
             printf("fuzz: %ld of %ld calls (%ld succeeded, %d predicted results checked)\n",
                    i + 1, count, ok, checks);
     }
+
+    /* Sockets, in a phase of their own after the main sequence (which
+     * stays as it was): only calls that neither wait nor reach the
+     * network, since the program also runs natively on a networked host. */
+    static const struct call sock_calls[] = {
+        C(socket, INT, FLAGS, INT), C(bind, FD, PTR, LEN), C(listen, FD, INT),
+        C(shutdown, FD, INT), C(getsockname, FD, PTR, PTR), C(getpeername, FD, PTR, PTR),
+        C(setsockopt, FD, INT, INT, PTR, LEN), C(getsockopt, FD, INT, INT, PTR, PTR),
+        C(recvfrom, FD, PTR, LEN, FLAGS, PTR, PTR), C(recvmsg, FD, PTR, FLAGS),
+    };
+    int socks[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
+    for (long i = 0; i < count / 10; i++) {
+        const struct call *c = &sock_calls[below(sizeof sock_calls / sizeof sock_calls[0])];
+        uint64_t a[6];
+        for (int k = 0; k < 6; k++)
+            a[k] = arg_of(c->arg[k]);
+        /* Half the time a real socket of each kind, and calls on them. */
+        if (c->nr != SYS_socket && one_in(2) && socks[i % 8] >= 0)
+            a[0] = (uint64_t)socks[i % 8];
+        tame(c, a);
+        tick(w, c->name);
+        errno = 0;
+        long r = syscall(c->nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+        if (r >= 0)
+            ok++;
+        if (c->nr == SYS_socket && r >= 0)
+            close((int)r);
+        if (i % 64 == 0) {
+            int k = (int)(i / 64) % 8;
+            if (socks[k] >= 0)
+                close(socks[k]);
+            socks[k] = socket(k & 1 ? AF_INET6 : AF_INET,
+                              (k & 2 ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK, 0);
+        }
+        pool_refresh();
+    }
+    for (int k = 0; k < 8; k++)
+        if (socks[k] >= 0)
+            close(socks[k]);
     w->done = 1;
 
     /* The kernel still works: a file written, synced and read back. */

@@ -5,7 +5,8 @@
  * socket, MSG_PEEK, shutdown(SHUT_WR) and the end of file it brings back,
  * a refused connection both ways, EPIPE with MSG_NOSIGNAL and SIGPIPE
  * without, the socket options a client sets, and an AF_INET6 (dual-stack)
- * socket reaching the host through its IPv4-mapped address.
+ * socket reaching the host through its IPv4-mapped address, and a reset
+ * from the peer (ECONNRESET, then end of file).
  *
  * Usage: tcpclient ECHO_PORT CLOSED_PORT (the runner passes both)
  */
@@ -160,6 +161,18 @@ int main(int argc, char **argv)
           "getpeername (v6)");
     echo_through(s, 65536, 9);
     CHECK(connect(s, (struct sockaddr *)&echo, sizeof echo) < 0, "an AF_INET address on AF_INET6");
+    close(s);
+
+    /* A reset from the peer: ECONNRESET once, then end of file. The host
+     * closes this connection with our second message unread. */
+    s = SYS(socket(AF_INET, SOCK_STREAM, 0));
+    SYS(connect(s, (struct sockaddr *)&echo, sizeof echo));
+    SYS(send(s, "RESET", 5, 0));
+    CHECK(recv(s, b, 2, MSG_WAITALL) == 2 && memcmp(b, "OK", 2) == 0, "the host's OK");
+    SYS(send(s, "unread", 6, 0));
+    ssize_t r = recv(s, b, sizeof b, 0);
+    CHECK(r < 0 && errno == ECONNRESET, "recv after a reset: %zd", r);
+    CHECK(recv(s, b, sizeof b, 0) == 0, "EOF after ECONNRESET");
     close(s);
 
     /* Refused, blocking and not. */

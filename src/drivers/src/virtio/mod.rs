@@ -12,6 +12,7 @@
 //! |---|---|
 //! | [`blk`] | virtio-blk |
 //! | [`scsi`] | virtio-scsi |
+//! | [`net`] | virtio-net (two buffer rings of its own, no `CommandRing`) |
 //!
 //! **Why not the crate's device drivers.** `VirtIOBlk` (0.13) fixes its
 //! queue at 16 entries, takes one virtual buffer per request (no

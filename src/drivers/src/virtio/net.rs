@@ -7,8 +7,11 @@
 //! (MSI-X entries 0 and 1, or the INTx line). Frames are copied into and
 //! out of the buffers; each buffer is one descriptor holding the 12-byte
 //! `virtio_net_hdr` followed by the frame. No checksum or segmentation
-//! offload is negotiated: the stack computes every checksum (the device
-//! and QEMU's user networking then need no partial-checksum handling).
+//! offload is negotiated, even when offered: `VIRTIO_NET_F_CSUM` needs
+//! the pseudo-header sum in the frame, which smoltcp does not write, and
+//! `GUEST_CSUM` would hand over frames whose checksum is partial, which
+//! smoltcp's one receive check (per interface, not per frame) would
+//! refuse; smoltcp computes and checks every checksum.
 //! What it does not own: the stack, its lock, and the bh work an
 //! interrupt queues (the kernel's `net` module).
 //!

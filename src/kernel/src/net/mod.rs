@@ -74,6 +74,8 @@ struct Watch {
     file: Weak<Shared>,
     /// The last state seen (see [`snapshot`]).
     seen: u64,
+    /// A TCP socket (else UDP).
+    tcp: bool,
     /// A listener's backlog entry: listen again on this endpoint when the
     /// half-open connection it held dies.
     relisten: Option<IpListenEndpoint>,
@@ -295,20 +297,19 @@ pub fn with<R>(f: impl FnOnce(&mut Stack) -> R) -> Option<R> {
 }
 
 /// Whether a socket's state changed in a way a waiter may care about.
-fn snapshot(s: &smoltcp::iface::SocketSet<'_>, h: SocketHandle) -> u64 {
-    use smoltcp::socket::Socket;
-    match s.iter().find(|(x, _)| *x == h).map(|(_, s)| s) {
-        Some(Socket::Tcp(t)) => {
-            (t.state() as u64)
-                | (t.recv_queue() as u64) << 8
-                | (t.send_queue() as u64) << 32
-                | u64::from(t.may_send()) << 62
-                | u64::from(t.may_recv()) << 63
-        }
-        Some(Socket::Udp(u)) => {
-            (u.recv_queue() as u64) | (u.send_queue() as u64) << 32 | u64::from(u.can_send()) << 63
-        }
-        _ => 0,
+/// `tcp`: its kind, found once by [`Stack::watch`] (each turn looks sockets
+/// up by handle, never by a scan of the set).
+fn snapshot(s: &smoltcp::iface::SocketSet<'_>, h: SocketHandle, tcp: bool) -> u64 {
+    if tcp {
+        let t = s.get::<tcp::Socket>(h);
+        (t.state() as u64)
+            | (t.recv_queue() as u64) << 8
+            | (t.send_queue() as u64) << 32
+            | u64::from(t.may_send()) << 62
+            | u64::from(t.may_recv()) << 63
+    } else {
+        let u = s.get::<udp::Socket>(h);
+        (u.recv_queue() as u64) | (u.send_queue() as u64) << 32 | u64::from(u.can_send()) << 63
     }
 }
 
@@ -364,7 +365,7 @@ pub fn poll() {
                     let _ = t.listen(ep);
                 }
             }
-            let now = snapshot(sockets, w.handle);
+            let now = snapshot(sockets, w.handle, w.tcp);
             if now != w.seen {
                 w.seen = now;
                 out.push(file);
@@ -409,12 +410,17 @@ impl Stack {
         file: &Arc<Shared>,
         relisten: Option<IpListenEndpoint>,
     ) {
-        let seen = snapshot(&self.sockets, h);
+        let tcp = self
+            .sockets
+            .iter()
+            .any(|(x, s)| x == h && matches!(s, smoltcp::socket::Socket::Tcp(_)));
+        let seen = snapshot(&self.sockets, h, tcp);
         self.watches.retain(|w| w.handle != h);
         self.watches.push(Watch {
             handle: h,
             file: Arc::downgrade(file),
             seen,
+            tcp,
             relisten,
         });
     }
