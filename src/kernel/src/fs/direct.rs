@@ -25,9 +25,11 @@
 //! ordered after the data, as a buffered write's.
 //!
 //! Contexts: kernel-lock, in a thread (sleeps for I/O with the kernel lock
-//! released). Locks: the volume's `fs` mutex for extent lookups and
-//! updates, never held across the I/O; `aspace` and `aspace.pins` while
-//! pinning.
+//! released). Locks: the file's `fs.truncate` mutex across the whole
+//! transfer (a truncate or hole punch waits for it, so the storage is not
+//! freed and reused under the I/O); under it the volume's `fs` mutex for
+//! extent lookups and updates, never held across the I/O, and `aspace`
+//! and `aspace.pins` while pinning.
 
 use super::{FileData, Mount, Tfs, Waiter, errno_of};
 use crate::block;
@@ -206,6 +208,9 @@ impl Mount {
         if len == 0 {
             return Ok(0);
         }
+        // No truncate or punch frees (and reuses) the storage under the
+        // transfer (Linux's `inode_dio_wait`).
+        let _storage = file.truncating.lock();
         self.write_back_cached(file)?;
         let size = self.fs().length(file.ino).map_err(errno_of)?;
         if off >= size {
@@ -261,6 +266,7 @@ impl Mount {
         if len == 0 {
             return Ok(0);
         }
+        let _storage = file.truncating.lock();
         self.write_back_cached(file)?;
         let len = len as u64;
         self.fs().allocate(file.ino, off, len).map_err(errno_of)?;

@@ -748,6 +748,9 @@ pub fn fallocate(fd: i32, mode: i32, off: u64, len: u64) -> SysResult {
 /// page until it is unmapped.
 fn zero_range(d: &crate::fs::FileData, off: u64, end: u64) -> Result<(), Errno> {
     const PS: u64 = cairn_pagecache::PAGE_SIZE as u64;
+    // Nothing lies past TFS's largest file (a huge punch is clamped).
+    const MAX_BYTES: u64 = 1 << 62;
+    let end = end.min(MAX_BYTES);
     let size = d.mount.fs().length(d.ino).map_err(fs_err)?;
     let first_whole = off.next_multiple_of(PS);
     let end_whole = end / PS * PS;
