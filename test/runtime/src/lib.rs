@@ -355,10 +355,10 @@ static CATALOGUE: &[RuntimeTest] = &[
     },
     RuntimeTest {
         boots: &[FIRST_BOOT, 0],
-        image_mib: 32,
+        image_mib: 64,
         ..test(
             "dio",
-            "O_DIRECT: statx STATX_DIOALIGN, F_GETFL; a direct write replaces a buffered reader's cached pages, a direct read sees dirty buffered data; misaligned buffer/offset/length EINVAL; EOF, holes, growth; a buffer in a shared file mapping; a 4 MiB scattered buffer; the data persists (boot 2, read direct and buffered)",
+            "O_DIRECT: statx STATX_DIOALIGN, F_GETFL; a direct write replaces a buffered reader's cached pages, a direct read sees dirty buffered data; misaligned buffer/offset/length EINVAL; EOF, holes, growth; a buffer in a shared file mapping (64 KiB and 1 MiB); 4 and 12 MiB scattered buffers; the data persists (boot 2, read direct and buffered)",
         )
     },
     test(

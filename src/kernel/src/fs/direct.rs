@@ -48,6 +48,8 @@ pub const DIO_ALIGN: u64 = SECTOR_SIZE as u64;
 const PS: u64 = PAGE_SIZE as u64;
 /// Bounce buffer size (buffers in shared file mappings).
 const BOUNCE: usize = 256 * 1024;
+/// Most user memory pinned at once: a larger transfer goes in windows.
+const PIN_WINDOW: u64 = 8 * 1024 * 1024;
 
 /// Where the transfer's bytes are for the device.
 enum Buffer {
@@ -220,7 +222,7 @@ impl Mount {
         let whole = n.next_multiple_of(DIO_ALIGN);
         let mut done = 0u64;
         while done < whole {
-            let mut buf = self.buffer(dst + done, whole - done, true)?;
+            let mut buf = self.buffer(dst + done, (whole - done).min(PIN_WINDOW), true)?;
             let piece = match &buf {
                 Buffer::Pinned(p) => p.len(),
                 Buffer::Bounce { len, .. } => *len as u64,
@@ -272,7 +274,7 @@ impl Mount {
         self.fs().allocate(file.ino, off, len).map_err(errno_of)?;
         let mut done = 0u64;
         while done < len {
-            let mut buf = self.buffer(src + done, len - done, false)?;
+            let mut buf = self.buffer(src + done, (len - done).min(PIN_WINDOW), false)?;
             let piece = match &buf {
                 Buffer::Pinned(p) => p.len(),
                 Buffer::Bounce { len, .. } => *len as u64,
