@@ -488,3 +488,46 @@ fn reallocated_sectors_read_as_zeros_until_written() {
     assert!(w.disk_image(1) == expect, "old data written back");
     assert_eq!(w.stray_writes(), 0);
 }
+
+/// `punch` drops the pages of a range (dirty ones never written back),
+/// keeps the others, and `invalidate_clean_range` drops only the clean,
+/// unheld pages of its range.
+#[test]
+fn punch_and_invalidate_a_range() {
+    let w = World::new(no_readahead(), DevConfig::default(), 1);
+    let file = pattern(4, 0, 6 * PS);
+    w.fs.preload(&w.dev, 0, &file);
+    let n = w.node(0);
+    assert_eq!(w.read(&n, 0, 6 * PS).unwrap(), file);
+    // Pages 2 and 3 dirty, then punched: gone, never written.
+    assert_eq!(w.write(&n, 2 * P, &[9; 2 * PS]), Ok(2 * PS));
+    let before = write_sectors(&w);
+    let (tx, rx) = channel();
+    w.syscall(|| {
+        n.punch(
+            1,
+            4,
+            Completion::kernel_lock(move |r| {
+                tx.send(r).unwrap();
+            }),
+        )
+    });
+    assert_eq!(wait(&rx), Ok(()));
+    let kept: Vec<u64> = n.page_infos().into_iter().map(|(i, _)| i).collect();
+    assert_eq!(kept, vec![0, 4, 5], "pages of the punched range left");
+    assert_eq!(w.sync(&n), Ok(()));
+    assert_eq!(
+        write_sectors(&w),
+        before,
+        "a punched dirty page was written"
+    );
+    check_lru(&w, &n);
+    // Invalidate pages 4.. only: page 0 stays, 4 and 5 go; a dirty page
+    // (1, written again) stays.
+    assert_eq!(w.write(&n, P, &[5; 10]), Ok(10));
+    assert_eq!(w.syscall(|| n.invalidate_clean_range(1, 6)), 2);
+    let kept: Vec<u64> = n.page_infos().into_iter().map(|(i, _)| i).collect();
+    assert_eq!(kept, vec![0, 1]);
+    assert_eq!(w.syscall(|| n.invalidate_clean_range(3, 3)), 0);
+    check_lru(&w, &n);
+}

@@ -6,7 +6,8 @@
  * written back; misaligned buffer, offset or length is EINVAL; a direct
  * read stops at the end of the file and reads holes as zeros; a direct
  * write past the end grows the file; a buffer in a shared file mapping
- * works; a large buffer of scattered pages round-trips; on cairn a
+ * works (also past cairn's bounce buffer); large buffers of scattered
+ * pages round-trip (also past cairn's pin window); on cairn a
  * direct read fills no pagecache page (/proc/cairn/kstats). fdatasync;
  * exits 42.
  * Boot 2: everything written directly is there, read directly and
@@ -19,6 +20,7 @@
 #define K 1024
 #define M (1024 * 1024)
 #define BIG (4 * M)
+#define HUGE (12 * M)
 
 static size_t align = 512;
 
@@ -162,6 +164,25 @@ static void first_boot(void)
     expect_pattern(bigp, BIG, 4 * M, 8, "large direct round trip");
     free(big);
 
+    /* Larger than cairn pins at once (8 MiB): several windows. */
+    char *huge = malloc(HUGE + 4096);
+    char *hugep = (char *)(((uintptr_t)huge + 4095) & ~(uintptr_t)4095);
+    pat_fill(hugep, HUGE, 8 * M, 9);
+    CHECK(SYS(pwrite(dfd, hugep, HUGE, 8 * M)) == HUGE, "12 MiB direct write");
+    memset(hugep, 0, HUGE);
+    CHECK(SYS(pread(dfd, hugep, HUGE, 8 * M)) == HUGE, "12 MiB direct read");
+    expect_pattern(hugep, HUGE, 8 * M, 9, "12 MiB direct round trip");
+    free(huge);
+
+    /* A shared mapping larger than cairn's bounce buffer (256 KiB). */
+    mfd = SYS(open("map2.dat", O_CREAT | O_TRUNC | O_RDWR, 0644));
+    SYS(ftruncate(mfd, 1024 * K));
+    map = SYSP(mmap(NULL, 1024 * K, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0));
+    CHECK(SYS(pread(dfd, map, 1024 * K, 8 * M)) == 1024 * K, "1 MiB direct read into a mapping");
+    expect_pattern(map, 1024 * K, 8 * M, 9, "1 MiB direct read into a mapping");
+    SYS(munmap(map, 1024 * K));
+    SYS(close(mfd));
+
     SYS(fdatasync(dfd));
     SYS(close(dfd));
     SYS(close(bfd));
@@ -188,6 +209,10 @@ static void check_all(int fd, const char *how)
     expect_pattern(back, 64 * K, 3 * M, 7, what);
     CHECK(SYS(pread(fd, back, BIG, 4 * M)) == BIG, "%s", what);
     expect_pattern(back, BIG, 4 * M, 8, what);
+    for (int i = 0; i < 3; i++) {
+        CHECK(SYS(pread(fd, back, BIG, 8 * M + i * BIG)) == BIG, "%s", what);
+        expect_pattern(back, BIG, 8 * M + (uint64_t)i * BIG, 9, what);
+    }
     free(back);
 }
 
@@ -195,7 +220,7 @@ static void second_boot(void)
 {
     struct stat st;
     SYS(stat("dio.dat", &st));
-    CHECK(st.st_size == 8 * M, "size %ld after reboot, want %d", (long)st.st_size, 8 * M);
+    CHECK(st.st_size == 20 * M, "size %ld after reboot, want %d", (long)st.st_size, 20 * M);
     int dfd = SYS(open("dio.dat", O_RDONLY | O_DIRECT));
     check_all(dfd, "direct");
     SYS(close(dfd));

@@ -10,7 +10,8 @@
  * SEEK_HOLE finds the hole, fewer blocks) and ZERO_RANGE (with and
  * without KEEP_SIZE), EOPNOTSUPP for a punch without KEEP_SIZE and for
  * UNSHARE_RANGE; lseek SEEK_DATA/SEEK_HOLE over a sparse file whose data
- * is still dirty, then after fsync, ENXIO at and past the end;
+ * is still dirty (and a preallocated, unwritten range, a hole), then
+ * after fsync, ENXIO at and past the end;
  * posix_fadvise DONTNEED drops the cached pages so that the next read
  * goes to the device (on cairn: /proc/cairn/kstats pagecache.fills
  * rises, and does not on a re-read without it; on Linux: mincore of a
@@ -334,6 +335,8 @@ static void sparse_checks(int fd)
     expect_seek(fd, 256 * K, SEEK_HOLE, 260 * K);
     expect_seek(fd, 258 * K, SEEK_DATA, 258 * K);
     expect_seek(fd, 260 * K, SEEK_DATA, 768 * K);
+    expect_seek(fd, 520 * K, SEEK_HOLE, 520 * K);
+    expect_seek(fd, 520 * K, SEEK_DATA, 768 * K);
     expect_seek(fd, 768 * K, SEEK_HOLE, 776 * K);
     expect_seek(fd, 776 * K, SEEK_HOLE, 776 * K);
     expect_seek(fd, 776 * K, SEEK_DATA, -1);
@@ -346,6 +349,8 @@ static void test_seek(void)
 {
     int fd = SYS(open("sparse.dat", O_CREAT | O_TRUNC | O_RDWR, 0644));
     SYS(ftruncate(fd, 1024 * 1024));
+    /* Preallocated, never written: still a hole for SEEK_DATA. */
+    SYS(fallocate(fd, 0, 512 * 1024, 128 * 1024));
     char buf[8192];
     memset(buf, 0xab, sizeof buf);
     pwrite_all(fd, buf, 4096, 256 * 1024);

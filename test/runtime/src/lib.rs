@@ -399,10 +399,10 @@ static CATALOGUE: &[RuntimeTest] = &[
     },
     RuntimeTest {
         boots: &[FIRST_BOOT, 0],
-        image_mib: 32,
+        image_mib: 64,
         ..test(
             "dio",
-            "O_DIRECT: statx STATX_DIOALIGN, F_GETFL; a direct write replaces a buffered reader's cached pages, a direct read sees dirty buffered data; misaligned buffer/offset/length EINVAL; EOF, holes, growth; a buffer in a shared file mapping; a 4 MiB scattered buffer; the data persists (boot 2, read direct and buffered)",
+            "O_DIRECT: statx STATX_DIOALIGN, F_GETFL; a direct write replaces a buffered reader's cached pages, a direct read sees dirty buffered data; misaligned buffer/offset/length EINVAL; EOF, holes, growth; a buffer in a shared file mapping (64 KiB and 1 MiB); 4 and 12 MiB scattered buffers; the data persists (boot 2, read direct and buffered)",
         )
     },
     test(
@@ -1022,27 +1022,39 @@ static CATALOGUE: &[RuntimeTest] = &[
             package: "fio",
             path: "/usr/bin/fio",
         }),
-        data: &[DataFile::Fixed {
-            name: "fio-test.fio",
-        }],
+        data: &[
+            DataFile::Fixed {
+                name: "fio-test.fio",
+            },
+            DataFile::Fixed {
+                name: "fio-aio.fio",
+            },
+        ],
         image_mib: 192,
         timeout_s: 400,
         storage: &[Storage::Virtio],
-        steps: &[Step {
-            argv: &[],
-            status: 0,
-            expect: &[
-                ";seqwrite;0;0;",
-                ";seqread;1;0;",
-                ";randread;2;0;",
-                ";randwrite;3;0;",
-                ";dirwrite;4;0;",
-            ],
-        }],
+        steps: &[
+            Step {
+                argv: &[],
+                status: 0,
+                expect: &[
+                    ";seqwrite;0;0;",
+                    ";seqread;1;0;",
+                    ";randread;2;0;",
+                    ";randwrite;3;0;",
+                    ";dirwrite;4;0;",
+                ],
+            },
+            Step {
+                argv: &["fio", "--eta=never", "--output-format=terse", "fio-aio.fio"],
+                status: 0,
+                expect: &[";aiowrite;0;0;", ";aioread;1;0;"],
+            },
+        ],
         native: Native::No("a Debian program in its image"),
         ..test(
             "dyn_fio",
-            "Debian's fio (dynamically linked, 60-odd libraries, System V shared memory): the fio test's jobs with crc32c verify",
+            "Debian's fio (dynamically linked, 60-odd libraries, System V shared memory): the fio test's jobs with crc32c verify; then its libaio engine, O_DIRECT, eight deep, with crc32c verify",
         )
     },
     RuntimeTest {

@@ -25,9 +25,11 @@
 //! ordered after the data, as a buffered write's.
 //!
 //! Contexts: kernel-lock, in a thread (sleeps for I/O with the kernel lock
-//! released). Locks: the volume's `fs` mutex for extent lookups and
-//! updates, never held across the I/O; `aspace` and `aspace.pins` while
-//! pinning.
+//! released). Locks: the file's `fs.truncate` mutex across the whole
+//! transfer (a truncate or hole punch waits for it, so the storage is not
+//! freed and reused under the I/O); under it the volume's `fs` mutex for
+//! extent lookups and updates, never held across the I/O, and `aspace`
+//! and `aspace.pins` while pinning.
 
 use super::{FileData, Mount, Tfs, errno_of, wait_for};
 use crate::block;
@@ -46,6 +48,8 @@ pub const DIO_ALIGN: u64 = SECTOR_SIZE as u64;
 const PS: u64 = PAGE_SIZE as u64;
 /// Bounce buffer size (buffers in shared file mappings).
 const BOUNCE: usize = 256 * 1024;
+/// Most user memory pinned at once: a larger transfer goes in windows.
+const PIN_WINDOW: u64 = 8 * 1024 * 1024;
 
 /// Where the transfer's bytes are for the device.
 enum Buffer {
@@ -204,6 +208,9 @@ impl Mount {
         if len == 0 {
             return Ok(0);
         }
+        // No truncate or punch frees (and reuses) the storage under the
+        // transfer (Linux's `inode_dio_wait`).
+        let _storage = file.truncating.lock();
         self.write_back_cached(file)?;
         let size = self.fs().length(file.ino).map_err(errno_of)?;
         if off >= size {
@@ -213,7 +220,7 @@ impl Mount {
         let whole = n.next_multiple_of(DIO_ALIGN);
         let mut done = 0u64;
         while done < whole {
-            let mut buf = self.buffer(dst + done, whole - done, true)?;
+            let mut buf = self.buffer(dst + done, (whole - done).min(PIN_WINDOW), true)?;
             let piece = match &buf {
                 Buffer::Pinned(p) => p.len(),
                 Buffer::Bounce { len, .. } => *len as u64,
@@ -259,12 +266,13 @@ impl Mount {
         if len == 0 {
             return Ok(0);
         }
+        let _storage = file.truncating.lock();
         self.write_back_cached(file)?;
         let len = len as u64;
         self.fs().allocate(file.ino, off, len).map_err(errno_of)?;
         let mut done = 0u64;
         while done < len {
-            let mut buf = self.buffer(src + done, len - done, false)?;
+            let mut buf = self.buffer(src + done, (len - done).min(PIN_WINDOW), false)?;
             let piece = match &buf {
                 Buffer::Pinned(p) => p.len(),
                 Buffer::Bounce { len, .. } => *len as u64,

@@ -751,6 +751,9 @@ pub fn fallocate(fd: i32, mode: i32, off: u64, len: u64) -> SysResult {
 /// page until it is unmapped.
 fn zero_range(d: &crate::fs::FileData, off: u64, end: u64) -> Result<(), Errno> {
     const PS: u64 = cairn_pagecache::PAGE_SIZE as u64;
+    // Nothing lies past TFS's largest file (a huge punch is clamped).
+    const MAX_BYTES: u64 = 1 << 62;
+    let end = end.min(MAX_BYTES);
     let size = d.mount.fs().length(d.ino).map_err(fs_err)?;
     let first_whole = off.next_multiple_of(PS);
     let end_whole = end / PS * PS;
@@ -791,11 +794,9 @@ fn seek_data_hole(d: &crate::fs::FileData, off: i64, hole: bool) -> Result<u64, 
         (size, fs.map(d.ino, off, size - off).map_err(fs_err)?)
     };
     let off = off as u64;
-    let cached = |index: u64| {
-        d.node
-            .page_info(index)
-            .is_some_and(|p| p.state != cairn_pagecache::PageState::Free)
-    };
+    // The pages the cache holds (only asked for when a preallocated
+    // extent needs them).
+    let mut cached: Option<alloc::collections::BTreeSet<u64>> = None;
     for m in maps {
         let (from, to) = (m.offset.max(off), (m.offset + m.len).min(size));
         if from >= to {
@@ -805,12 +806,29 @@ fn seek_data_hole(d: &crate::fs::FileData, off: i64, hole: bool) -> Result<u64, 
             cairn_tfs::MappingKind::Disk { .. } if !hole => return Ok(from),
             cairn_tfs::MappingKind::Hole if hole => return Ok(from),
             cairn_tfs::MappingKind::Uninited { .. } => {
-                let mut p = from;
-                while p < to {
-                    if cached(p / PS) != hole {
-                        return Ok(p);
+                let pages = cached.get_or_insert_with(|| {
+                    d.node
+                        .page_infos()
+                        .into_iter()
+                        .filter(|(_, p)| p.state != cairn_pagecache::PageState::Free)
+                        .map(|(i, _)| i)
+                        .collect()
+                });
+                let (first, last) = (from / PS, (to - 1) / PS);
+                if hole {
+                    // The first page of the run the cache does not hold.
+                    let mut i = first;
+                    for &c in pages.range(first..=last) {
+                        if c != i {
+                            break;
+                        }
+                        i += 1;
                     }
-                    p = (p / PS + 1) * PS;
+                    if i <= last {
+                        return Ok((i * PS).max(from));
+                    }
+                } else if let Some(&c) = pages.range(first..=last).next() {
+                    return Ok((c * PS).max(from));
                 }
             }
             _ => {}
