@@ -1,7 +1,8 @@
 //! `cargo xtask test --stress`: the scheduler under oversubscription.
 //!
-//! The seed runtime tests (plain, and beside CPU-bound threads) and the
-//! liveness test run with 4 vCPUs while host threads keep every host core
+//! The seed runtime tests (plain, and beside CPU-bound threads), the
+//! liveness test and issue 17's shared-file tests (lockless reads, seeks
+//! and closes on one file from every vCPU) run with 4 vCPUs while host threads keep every host core
 //! busy, so the vCPUs get a fraction of a core each and are descheduled at
 //! any point: the shape of a loaded CI machine or two suites at once. The
 //! tests assert progress, never time, so they must pass like this; they get
@@ -24,6 +25,10 @@ const STRESS_TESTS: &[&str] = &[
     "seed_mman_race_spin",
     "seed_split_merge_spin",
     "liveness_smp4",
+    // Issue 17's paths without the kernel lock, every vCPU on one file.
+    "sharedfile_smp4",
+    "shared_offset_smp4",
+    "pread_close_smp4",
 ];
 
 const STRESS_SMP: usize = 4;
