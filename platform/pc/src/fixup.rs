@@ -32,13 +32,17 @@ pub fn lookup(rip: u64) -> Option<u64> {
 /// copy. Returns the number of bytes NOT copied (0 on success): the first
 /// `len - returned` bytes of `dst` hold their copy.
 ///
-/// The bulk moves as 8-byte words (`rep movsq`), the tail of up to 7 bytes
-/// as bytes: under TCG each iteration of a `rep` string instruction is
-/// emulated on its own, so `rep movsb` alone made a 64 KiB copy to user
-/// memory take three times as long as the kernel's `memcpy`. A fault in
-/// the word loop leaves `rcx` = words not moved (the faulting word stored
-/// nothing); the copy then goes on bytewise from there, so that it stops
-/// exactly at the first unreachable byte, not up to 7 bytes before it.
+/// The bulk moves in 64-byte blocks of plain 8-byte loads and stores, the
+/// rest as 8-byte words (`rep movsq`) and the last up to 7 bytes as bytes:
+/// under TCG each iteration of a `rep` string instruction is emulated on
+/// its own, while plain moves run as translated code, so the block loop
+/// copies about twice as fast as `rep movsq` (which was itself three times
+/// `rep movsb`). The block loop advances its pointers only after a whole
+/// block: a fault inside it resumes with the pointers at the block's start
+/// and the word and byte path redoes that block, so the copy still stops
+/// exactly at the first unreachable byte. A fault in the word loop leaves
+/// `rcx` = words not moved (the faulting word stored nothing); the copy
+/// then goes on bytewise from there.
 ///
 /// # Safety
 /// The range of `dst` that is mapped must be memory the caller may write
@@ -46,12 +50,39 @@ pub fn lookup(rip: u64) -> Option<u64> {
 /// it may read; unmapped parts only make the copy stop early.
 pub unsafe fn copy_fallible(dst: *mut u8, src: *const u8, len: usize) -> usize {
     let remaining: usize;
-    // SAFETY: delegated to the caller for the memory; a fault inside
-    // `rep movsq` resumes at label 5 (rcx = words left, rdx = tail), which
-    // retries the rest bytewise; a fault inside `rep movsb` resumes at
-    // label 3 with rcx = bytes left.
+    // SAFETY: delegated to the caller for the memory; a fault on any load
+    // or store of the block loop (labels 30-45) resumes at label 7 with
+    // rcx/rsi/rdi at the block's start; a fault inside `rep movsq` resumes
+    // at label 5 (rcx = words left, rdx = tail), which retries the rest
+    // bytewise; a fault inside `rep movsb` resumes at label 3 with rcx =
+    // bytes left.
     unsafe {
         asm!(
+            "cmp rcx, 64",
+            "jb 7f",
+            "8:",
+            "30: mov r8, [rsi]",
+            "31: mov r9, [rsi + 8]",
+            "32: mov r10, [rsi + 16]",
+            "33: mov r11, [rsi + 24]",
+            "34: mov [rdi], r8",
+            "35: mov [rdi + 8], r9",
+            "36: mov [rdi + 16], r10",
+            "37: mov [rdi + 24], r11",
+            "38: mov r8, [rsi + 32]",
+            "39: mov r9, [rsi + 40]",
+            "40: mov r10, [rsi + 48]",
+            "41: mov r11, [rsi + 56]",
+            "42: mov [rdi + 32], r8",
+            "43: mov [rdi + 40], r9",
+            "44: mov [rdi + 48], r10",
+            "45: mov [rdi + 56], r11",
+            "add rsi, 64",
+            "add rdi, 64",
+            "sub rcx, 64",
+            "cmp rcx, 64",
+            "jae 8b",
+            "7:",
             "mov rdx, rcx",
             "shr rcx, 3",
             "and edx, 7",
@@ -67,6 +98,22 @@ pub unsafe fn copy_fallible(dst: *mut u8, src: *const u8, len: usize) -> usize {
             "jmp 4b",
             "6:",
             ".pushsection .cairn_fixup, \"a\"",
+            ".quad 30b, 7b",
+            ".quad 31b, 7b",
+            ".quad 32b, 7b",
+            ".quad 33b, 7b",
+            ".quad 34b, 7b",
+            ".quad 35b, 7b",
+            ".quad 36b, 7b",
+            ".quad 37b, 7b",
+            ".quad 38b, 7b",
+            ".quad 39b, 7b",
+            ".quad 40b, 7b",
+            ".quad 41b, 7b",
+            ".quad 42b, 7b",
+            ".quad 43b, 7b",
+            ".quad 44b, 7b",
+            ".quad 45b, 7b",
             ".quad 2b, 5b",
             ".quad 4b, 3b",
             ".popsection",
@@ -74,6 +121,10 @@ pub unsafe fn copy_fallible(dst: *mut u8, src: *const u8, len: usize) -> usize {
             inout("rdi") dst => _,
             inout("rsi") src => _,
             out("rdx") _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
             options(nostack),
         );
     }

@@ -233,6 +233,18 @@ static void short_writes(void)
                    (i >= 3000);
         CHECK((back[i] == 'w') == want, "byte %d is %d", i, back[i]);
     }
+    /* A read into a buffer that runs into the hole stops exactly there,
+     * wherever the hole falls in the kernel's 64-byte copy blocks. */
+    static const int edge_at[] = {1, 7, 8, 9, 63, 64, 65, 100, 127, 128, 129, 1000, 4095};
+    for (size_t i = 0; i < sizeof edge_at / sizeof edge_at[0]; i++) {
+        int k = edge_at[i];
+        memset(p, 0, PAGE);
+        int want = k < 3050 ? k : 3050;
+        n = pread(fd, p + PAGE - k, 8192, 0);
+        CHECK(n == want, "read of 8192 bytes %d bytes before a hole returned %zd", k, n);
+        for (int j = 0; j < want; j++)
+            CHECK(p[PAGE - k + j] == back[j], "read %d before a hole: byte %d", k, j);
+    }
     SYS(close(fd));
     SYS(munmap(p, PAGE));
 }
