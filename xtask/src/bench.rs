@@ -9,8 +9,8 @@
 //!   a Linux guest (see `bench_sched`).
 //! * `scale`: throughput against threads and vCPUs, next to a Linux guest
 //!   (see `bench_scale`).
-//! * `net`: HTTP requests from the host to a guest server (see
-//!   `bench_net`).
+//! * `net`: HTTP requests/s and p99 latency from the host (wrk) to the
+//!   same server on cairn and on a Linux guest (see `bench_net`).
 //! * `programs`: SQLite speedtest1 and fio next to a Linux guest (see
 //!   `bench_programs`).
 
@@ -41,7 +41,8 @@ pub enum Suite {
     /// Throughput against threads, cairn next to a Linux guest (see
     /// `bench_scale`).
     Scale,
-    /// HTTP requests to the guest's server from the host (see `bench_net`).
+    /// HTTP requests from the host to the same server on cairn and a Linux
+    /// guest (see `bench_net`).
     Net,
 }
 

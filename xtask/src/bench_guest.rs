@@ -2,7 +2,8 @@
 //! and the Linux guest (Debian's kernel, ext4 image with the same files),
 //! the disk on the same storage kind (virtio-blk, or what `bench fs
 //! --storage` names), under TCG with the same QEMU flags, so a benchmark
-//! compares the two in the same run. Used by `bench fs` and `bench sched`.
+//! compares the two in the same run. Used by `bench fs`, `bench sched`,
+//! `bench scale` and (with a NIC) `bench net`.
 
 use crate::Result;
 use crate::build;
@@ -45,6 +46,30 @@ pub fn cairn_with(
     marker: &str,
     append: &str,
 ) -> Result<String> {
+    cairn_full(t, storage, smp, log_name, marker, append, &[])
+}
+
+/// [`cairn`] on virtio-blk with the QEMU flags `nic` of a NIC
+/// ([`crate::qemu::net_flags`]): `bench net`.
+pub fn cairn_net(
+    t: &RuntimeTest,
+    smp: usize,
+    log_name: &str,
+    marker: &str,
+    nic: &[String],
+) -> Result<String> {
+    cairn_full(t, Storage::Virtio, smp, log_name, marker, "", nic)
+}
+
+fn cairn_full(
+    t: &RuntimeTest,
+    storage: Storage,
+    smp: usize,
+    log_name: &str,
+    marker: &str,
+    append: &str,
+    nic: &[String],
+) -> Result<String> {
     let image = crate::image::build_test_image(t, None)?;
     let kernel = build::kernel(true)?;
     std::fs::create_dir_all(disks::dir()).map_err(|e| e.to_string())?;
@@ -62,6 +87,7 @@ pub fn cairn_with(
     vm.machine = machine.unwrap_or("q35").into();
     vm.extra = flags;
     vm.extra.extend(PREFAULT.iter().map(|f| f.to_string()));
+    vm.extra.extend(nic.iter().cloned());
     vm.timeout = Duration::from_secs(t.timeout_s);
     let o = vm.boot()?;
     if !o.exited_with(0) || !o.serial.contains(marker) {
@@ -94,6 +120,31 @@ pub fn linux(
     log_name: &str,
     marker: &str,
 ) -> (Result<String>, String) {
+    linux_full(t, storage, smp, log_name, marker, &[])
+}
+
+/// [`linux`] on virtio-blk with the NIC of [`cairn_net`]: the init script
+/// brings it up with cairn's address, and the workload runs chrooted into
+/// the disk so that the absolute paths it serves are its image's, as on
+/// cairn.
+pub fn linux_net(
+    t: &RuntimeTest,
+    smp: usize,
+    log_name: &str,
+    marker: &str,
+    nic: &[String],
+) -> (Result<String>, String) {
+    linux_full(t, Storage::Virtio, smp, log_name, marker, nic)
+}
+
+fn linux_full(
+    t: &RuntimeTest,
+    storage: Storage,
+    smp: usize,
+    log_name: &str,
+    marker: &str,
+    nic: &[String],
+) -> (Result<String>, String) {
     let g = match crate::linux::guest() {
         Ok(g) => g,
         Err(e) => return (Err(format!("no Linux guest: {e}")), String::new()),
@@ -102,10 +153,19 @@ pub fn linux(
     let run = || -> Result<String> {
         let work = crate::linux::dir().join(log_name);
         let tree = work.join("tree");
-        let w = crate::linux_test::tree_and_workload(t, &tree)?;
+        let mut w = crate::linux_test::tree_and_workload(t, &tree)?;
+        if !nic.is_empty() {
+            w.net = true;
+            w.chroot = true;
+        }
         let image = work.join("disk.img");
         crate::linux::mkfs_ext4(&image, t.image_mib, &tree)?;
         let initrd = crate::linux::initramfs(&g, &w, log_name)?;
+        let extra: Vec<&str> = PREFAULT
+            .iter()
+            .copied()
+            .chain(nic.iter().map(String::as_str))
+            .collect();
         let o = crate::linux::boot(
             &g,
             &initrd,
@@ -115,7 +175,7 @@ pub fn linux(
             build::out_dir()
                 .join("logs")
                 .join(format!("{log_name}.log")),
-            PREFAULT,
+            &extra,
         )?;
         let _ = std::fs::remove_file(&image);
         if crate::linux::exit_status(&o.serial) != Some(0) || !o.serial.contains(marker) {

@@ -26,7 +26,8 @@ use std::process::Command;
 use std::time::Duration;
 
 /// Modules the guest loads (with their dependencies): virtio-blk, ata-pci
-/// (PIIX), pvscsi, SCSI disks and ext4 with the crc32c it needs.
+/// (PIIX), pvscsi, SCSI disks and ext4 with the crc32c it needs, and
+/// virtio-net (`bench net`).
 const WANTED_MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_blk",
@@ -37,6 +38,7 @@ const WANTED_MODULES: &[&str] = &[
     "sd_mod",
     "crc32c_generic",
     "ext4",
+    "virtio_net",
 ];
 
 /// The line the init script prints with the workload's status.
@@ -190,8 +192,16 @@ pub fn guest() -> Result<Guest> {
     if let Ok(s) = std::fs::read_to_string(&ready) {
         let mut lines = s.lines();
         let version = lines.next().unwrap_or_default().to_string();
-        let modules: Vec<PathBuf> = lines.map(|l| d.join("modules").join(l)).collect();
-        if modules.iter().all(|m| m.is_file())
+        let names: Vec<&str> = lines.collect();
+        let modules: Vec<PathBuf> = names.iter().map(|l| d.join("modules").join(l)).collect();
+        // A guest fetched before a module was wanted is fetched again.
+        let has = |w: &str| {
+            names
+                .iter()
+                .any(|n| n.trim_end_matches(".ko").replace('-', "_") == w)
+        };
+        if WANTED_MODULES.iter().all(|w| has(w))
+            && modules.iter().all(|m| m.is_file())
             && d.join("vmlinuz").is_file()
             && d.join("busybox").is_file()
         {
@@ -358,6 +368,9 @@ pub struct Workload {
     /// mounted there): a dynamically linked program's loader and libraries
     /// are the disk's, at the paths the image has them.
     pub chroot: bool,
+    /// Bring up the NIC (virtio-net on QEMU's user networking) with the
+    /// address cairn's manifests give: 10.0.2.15/24, gateway 10.0.2.2.
+    pub net: bool,
 }
 
 /// The `/init` script.
@@ -374,6 +387,17 @@ pub fn init_script(g: &Guest, w: &Workload) -> String {
         .collect();
     let args: Vec<String> = w.args.iter().map(|a| sh_quote(a)).collect();
     let mounts: Vec<String> = w.mounts.iter().map(|p| sh_quote(p)).collect();
+    let net = if w.net {
+        "ip link set lo up\n\
+         for i in $(seq 1 200); do [ -e /sys/class/net/eth0 ] && break; usleep 50000; done\n\
+         if ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2; then\n\
+         \x20 echo \"linux-guest: eth0 10.0.2.15/24 via 10.0.2.2\"\n\
+         else\n\
+         \x20 echo \"linux-guest: no network\"; ls /sys/class/net; poweroff -f\n\
+         fi"
+    } else {
+        ""
+    };
     let (run, after) = if w.chroot {
         (
             format!(
@@ -426,6 +450,7 @@ for m in {mounts}; do
     echo "linux-guest: cannot mount disk $n ($d) on $m"; poweroff -f
   fi
 done
+{net}
 cd /mnt
 {run}
 st=$?

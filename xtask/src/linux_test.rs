@@ -67,6 +67,7 @@ pub fn tree_and_workload(t: &RuntimeTest, tree: &Path) -> Result<linux::Workload
             env: img.environment.iter().map(|(k, v)| (s(k), s(v))).collect(),
             mounts: Vec::new(),
             chroot: true,
+            net: false,
         });
     }
     let m = cairn_tfs::manifest::parse(&text).map_err(|e| e.render(&text))?;
@@ -96,6 +97,7 @@ pub fn tree_and_workload(t: &RuntimeTest, tree: &Path) -> Result<linux::Workload
         env: w.environment.iter().map(|(k, v)| (s(k), s(v))).collect(),
         mounts,
         chroot: false,
+        net: false,
     })
 }
 
@@ -164,6 +166,7 @@ pub fn run_one(g: &Guest, t: &RuntimeTest) -> Result<()> {
             env: w.env.clone(),
             mounts: w.mounts.clone(),
             chroot: w.chroot,
+            net: w.net,
         };
         let initrd = linux::initramfs(g, &w, &format!("test-{}-{}", t.name, i + 1))?;
         let log = build::out_dir()

@@ -36,6 +36,14 @@ pub struct Deadline {
 }
 
 impl Deadline {
+    /// `limit` from now, or when `stop` is set.
+    pub fn new(limit: Duration, stop: Arc<AtomicBool>) -> Deadline {
+        Deadline {
+            at: Instant::now() + limit,
+            stop,
+        }
+    }
+
     fn over(&self) -> bool {
         Instant::now() >= self.at || self.stop.load(Ordering::Acquire)
     }
@@ -43,7 +51,7 @@ impl Deadline {
 
 /// A host TCP port free now (the kernel picks it; it is released at once
 /// for QEMU to take).
-fn free_tcp_port() -> Result<u16> {
+pub fn free_tcp_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
     Ok(l.local_addr().map_err(|e| e.to_string())?.port())
 }
@@ -56,10 +64,7 @@ fn free_udp_port() -> Result<u16> {
 /// Starts the host side of `t` (whose boot may take up to `limit`).
 pub fn start(t: &RuntimeTest, role: NetRole, limit: Duration) -> Result<Peer> {
     let stop = Arc::new(AtomicBool::new(false));
-    let deadline = Deadline {
-        at: Instant::now() + limit,
-        stop: stop.clone(),
-    };
+    let deadline = Deadline::new(limit, stop.clone());
     let peer = |flags, argv, handle| Peer {
         flags,
         argv,
@@ -113,7 +118,7 @@ pub fn start(t: &RuntimeTest, role: NetRole, limit: Duration) -> Result<Peer> {
 }
 
 /// The files the guest serves: (URL path, bytes).
-fn www(t: &RuntimeTest) -> Vec<(String, Vec<u8>)> {
+pub fn www(t: &RuntimeTest) -> Vec<(String, Vec<u8>)> {
     t.data
         .iter()
         .filter_map(|d| match *d {
@@ -138,7 +143,7 @@ fn left(deadline: &Deadline) -> Result<Duration> {
 }
 
 /// One HTTP response: (status, body).
-fn get(r: &mut BufReader<TcpStream>, path: &str) -> std::io::Result<(u32, Vec<u8>)> {
+pub fn get(r: &mut BufReader<TcpStream>, path: &str) -> std::io::Result<(u32, Vec<u8>)> {
     r.get_mut().write_all(
         format!("GET {path} HTTP/1.1\r\nHost: cairn\r\nConnection: keep-alive\r\n\r\n").as_bytes(),
     )?;
@@ -176,7 +181,7 @@ fn get(r: &mut BufReader<TcpStream>, path: &str) -> std::io::Result<(u32, Vec<u8
     Ok((status, body))
 }
 
-fn connect(port: u16, deadline: &Deadline) -> Result<BufReader<TcpStream>> {
+pub fn connect(port: u16, deadline: &Deadline) -> Result<BufReader<TcpStream>> {
     let s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
     let t = left(deadline)?.min(Duration::from_secs(120));
     s.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
@@ -185,7 +190,7 @@ fn connect(port: u16, deadline: &Deadline) -> Result<BufReader<TcpStream>> {
 }
 
 /// Waits for the guest's server: a request answered.
-fn wait_for_server(port: u16, deadline: &Deadline) -> Result<()> {
+pub fn wait_for_server(port: u16, deadline: &Deadline) -> Result<()> {
     let mut last = String::new();
     while !deadline.over() {
         if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {

@@ -141,6 +141,15 @@ pub fn ensure_e2fsprogs() -> Result<()> {
     apt_install(&["e2fsprogs"], false)
 }
 
+/// Makes sure wrk (Debian's `wrk`, an HTTP load generator) is present:
+/// `bench net`'s host side.
+pub fn ensure_wrk() -> Result<()> {
+    if have("wrk", "--version") || Command::new("wrk").output().is_ok() {
+        return Ok(());
+    }
+    apt_install(&["wrk"], false)
+}
+
 fn has_deb_src() -> bool {
     let mut files = vec![std::path::PathBuf::from("/etc/apt/sources.list")];
     if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {

@@ -1405,6 +1405,26 @@ pub fn scale_bench() -> &'static RuntimeTest {
     &SCALE_BENCH
 }
 
+/// The workload of `cargo xtask bench net`: the httpd test's server with
+/// a 1 KiB and a 1 MiB file, on cairn and on the Linux guest (printed,
+/// never judged; the bench drives it with a host load generator).
+static NET_BENCH: RuntimeTest = RuntimeTest {
+    source: "httpd",
+    data: &[pattern("1k", 1024, 81), pattern("1m", 1 << 20, 82)],
+    storage: &[Storage::Virtio],
+    timeout_s: 900,
+    native: Native::No("needs the host-side load generator"),
+    ..test(
+        "netbench",
+        "HTTP requests/s and p99 latency for a 1 KiB and a 1 MiB file from the host",
+    )
+};
+
+/// The `bench net` workload.
+pub fn net_bench() -> &'static RuntimeTest {
+    &NET_BENCH
+}
+
 /// The workloads of `cargo xtask bench programs` (not tests: figures are
 /// printed; they fail only if the program fails).
 static PROGRAM_BENCHES: [RuntimeTest; 2] = [
@@ -1460,7 +1480,7 @@ pub fn catalogue() -> &'static [RuntimeTest] {
 pub fn find(name: &str) -> Option<&'static RuntimeTest> {
     CATALOGUE
         .iter()
-        .chain([fs_bench(), sched_bench(), scale_bench()])
+        .chain([fs_bench(), sched_bench(), scale_bench(), net_bench()])
         .chain(program_benches())
         .find(|t| t.name == name)
 }
@@ -1799,7 +1819,7 @@ mod tests {
     fn every_manifest_parses_and_names_its_program_and_files() {
         for t in catalogue()
             .iter()
-            .chain([fs_bench(), sched_bench(), scale_bench()])
+            .chain([fs_bench(), sched_bench(), scale_bench(), net_bench()])
             .chain(program_benches())
         {
             let text = t.manifest_text().unwrap();
