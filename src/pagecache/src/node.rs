@@ -315,6 +315,19 @@ impl Node {
         self.inner.lock().pages.len()
     }
 
+    /// Whether the node holds nothing its file's next user needs: no page
+    /// (cached or detached), no writeback error a sync has not reported,
+    /// not on its volume's dirty list. A node like that which nobody else
+    /// references can be dropped: a new node for the file reads the same
+    /// data from the backing. Any context.
+    pub fn is_idle(&self) -> bool {
+        let inner = self.inner.lock();
+        inner.pages.is_empty()
+            && inner.detached.is_empty()
+            && inner.error.is_none()
+            && !inner.on_dirty_list
+    }
+
     /// Pages truncated away while held, not yet released by their holders.
     pub fn detached_pages(&self) -> usize {
         self.inner.lock().detached.len()
