@@ -48,8 +48,16 @@ impl VolumeDevice {
         if len % SECTOR_SIZE != 0 {
             return Err(IoError::Unaligned);
         }
-        let chunk = self.chunk_len();
-        let (phys, virt) = crate::heaps::dma::alloc(chunk).ok_or(IoError::Device)?;
+        // A bounce buffer must be physically contiguous: when RAM is too
+        // fragmented for the largest, a smaller one does (more requests).
+        let mut chunk = self.chunk_len();
+        let (phys, virt) = loop {
+            match crate::heaps::dma::alloc(chunk) {
+                Some(b) => break b,
+                None if chunk > 4096 => chunk = (chunk / 2).next_multiple_of(4096),
+                None => return Err(IoError::Device),
+            }
+        };
         // SAFETY: a fresh DMA buffer of `chunk` bytes owned by this call,
         // reached through the direct map; freed below after every request
         // that uses it completed.

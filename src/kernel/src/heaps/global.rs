@@ -4,11 +4,19 @@
 //! context outside `bh_safe_alloc` uses `general`, everything else `locked`.
 //! Free and reallocation are routed by address (the two mcaches live in
 //! separate windows) and a `general` block freed outside the kernel lock
-//! panics with the context. Out of memory returns null, which Rust's
-//! collections turn into `handle_alloc_error` (or an `Err` for the
-//! `try_reserve` family).
+//! panics with the context.
 //!
-//! Any context.
+//! **Out of memory.** When a heap cannot grow, the allocator first asks
+//! the reclaimer [`set_reclaimer`] installed (the pagecache, which drops
+//! clean cached pages: Linux's direct reclaim) for the bytes it needs and
+//! tries again, as long as the reclaimer frees something. It does so only
+//! where taking the pagecache's locks is safe: kernel-lock context with
+//! interrupts on (no irq-safe spinlock held) and, in debug builds, no lock
+//! of any class held; never re-entered. Otherwise, or when nothing is left
+//! to drop, it returns null, which Rust's collections turn into
+//! `handle_alloc_error` (or an `Err` for the `try_reserve` family).
+//!
+//! Any context; the reclaimer runs in kernel-lock context only.
 
 use super::{LOCKED, general_misuse, with_general};
 use crate::percpu::this_cpu;
@@ -16,7 +24,7 @@ use cairn_heap::Heap;
 use cairn_heap::SharedHeap;
 use cairn_sync::Context;
 use core::alloc::{GlobalAlloc, Layout};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 static GENERAL_START: AtomicU64 = AtomicU64::new(0);
 static GENERAL_END: AtomicU64 = AtomicU64::new(0);
@@ -59,14 +67,95 @@ fn owner_of(addr: u64) -> Owner {
     }
 }
 
+/// Frees cached memory on demand: called with the bytes wanted, returns
+/// the bytes it freed. Set once at boot.
+static RECLAIMER: spin::Once<fn(u64) -> u64> = spin::Once::new();
+/// Set while the reclaimer runs (it runs under the kernel lock, so on one
+/// CPU at a time): an allocation inside it does not reclaim again.
+static RECLAIMING: AtomicBool = AtomicBool::new(false);
+
+/// Installs what the allocator calls when the general heap cannot grow.
+pub fn set_reclaimer(reclaim: fn(u64) -> u64) {
+    RECLAIMER.call_once(|| reclaim);
+}
+
+fn try_alloc_in(owner: Owner, size: u64, align: u64) -> Option<u64> {
+    match owner {
+        Owner::General => with_general(|g| g.alloc(size, align)).ok(),
+        Owner::Locked => LOCKED.alloc(size, align).ok(),
+    }
+}
+
+/// Whether this allocation may run the reclaimer: under the kernel lock
+/// (`general`, or `locked` inside `bh_safe_alloc`), and the pagecache's
+/// locks are irq-safe spinlocks, so none is held while interrupts are on;
+/// the validator (debug builds) also knows every other lock held: the
+/// kernel lock must be the only one.
+fn may_reclaim() -> bool {
+    crate::context::current() == Context::KernelLock
+        && cairn_pc::cpu::interrupts_enabled()
+        && cairn_sync::lockdep::held_count() == usize::from(cairn_sync::lockdep::ENABLED)
+}
+
 fn alloc_in(owner: Owner, layout: Layout) -> *mut u8 {
     let (size, align) = (layout.size() as u64, layout.align() as u64);
-    let r = match owner {
-        Owner::General => with_general(|g| g.alloc(size, align)),
-        Owner::Locked => LOCKED.alloc(size, align),
+    if let Some(a) = try_alloc_in(owner, size, align) {
+        return a as *mut u8;
+    }
+    let Some(reclaim) = RECLAIMER.get() else {
+        return core::ptr::null_mut();
     };
+    if !may_reclaim() || RECLAIMING.swap(true, Ordering::Acquire) {
+        return core::ptr::null_mut();
+    }
+    // Ask for a 2 MiB page's worth more than the block: the window grows
+    // in 2 MiB steps when it can, and the mcache in pages.
+    let want = size.saturating_add(2 << 20);
+    let mut r = None;
+    while r.is_none() && reclaim(want) > 0 {
+        RECLAIMS.fetch_add(1, Ordering::Relaxed);
+        r = try_alloc_in(owner, size, align);
+    }
+    RECLAIMING.store(false, Ordering::Release);
     r.map_or(core::ptr::null_mut(), |a| a as *mut u8)
 }
+
+/// Memory user space may take (anonymous pages, new threads) stops at
+/// `1 / USER_FLOOR_DIVISOR` of RAM free: the rest is the kernel heaps'
+/// reserve, so that the kernel can still allocate what it needs to fail a
+/// request cleanly. (The pagecache stops earlier, at 1/16: `fs::hooks`.)
+pub const USER_FLOOR_DIVISOR: u64 = 32;
+
+/// Whether `bytes` more of RAM can go to user space: free memory stays
+/// above the kernel's reserve, after dropping cached pages if that is
+/// needed and safe here (see [`may_reclaim`]). Any context.
+pub fn room_for_user(bytes: u64) -> bool {
+    let short = || {
+        super::PHYSICAL.try_stats().map_or(0, |s| {
+            let free = s.total.saturating_sub(s.allocated);
+            (s.total / USER_FLOOR_DIVISOR + bytes).saturating_sub(free)
+        })
+    };
+    let missing = short();
+    if missing == 0 {
+        return true;
+    }
+    let Some(reclaim) = RECLAIMER.get() else {
+        return false;
+    };
+    if !may_reclaim() || RECLAIMING.swap(true, Ordering::Acquire) {
+        return false;
+    }
+    let freed = reclaim(missing);
+    RECLAIMING.store(false, Ordering::Release);
+    if freed > 0 {
+        RECLAIMS.fetch_add(1, Ordering::Relaxed);
+    }
+    short() == 0
+}
+
+/// How many times an allocation ran the reclaimer (kstats `heap.reclaims`).
+pub static RECLAIMS: AtomicU64 = AtomicU64::new(0);
 
 fn free_in(owner: Owner, addr: u64, layout: Layout) {
     match owner {

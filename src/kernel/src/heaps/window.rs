@@ -1,5 +1,13 @@
 //! A [`Window`]: a range of kernel virtual space whose pages an id heap hands
 //! out, mapped to RAM on demand in 2 MiB pages taken from the physical heap.
+//! When no free, aligned 2 MiB run is left (the pagecache and programs'
+//! pages scatter 4 KiB frames over all of RAM), the window maps 4 KiB pages
+//! one by one instead, so a heap can still grow into whatever RAM is free.
+//! A block is then physically contiguous only within its 4 KiB pages: an
+//! mcache object (at most 4 KiB, power-of-two sized and aligned) never
+//! crosses one, which is what a driver handing a small block to a device
+//! (virtio's indirect descriptor lists) relies on; larger device buffers
+//! come from the `dma` heap.
 //!
 //! Mappings are only ever added, never removed: freed pages stay mapped for
 //! reuse, so no TLB shoot-down is ever needed (which would be impossible
@@ -13,6 +21,8 @@
 
 use cairn_heap::{AllocError, Heap, HeapStats, IdHeap};
 use cairn_pc::paging::{HUGE_PAGE_SIZE, flags};
+
+const PAGE: u64 = 4096;
 
 pub struct Window {
     ids: IdHeap<'static>,
@@ -43,21 +53,40 @@ impl Window {
     }
 
     fn ensure_mapped(&mut self, end: u64) -> Result<(), AllocError> {
+        let f = flags::WRITABLE | flags::NO_EXECUTE | flags::GLOBAL;
         while self.mapped_end < end {
-            let phys = super::PHYSICAL
-                .lock()
-                .alloc_contiguous(HUGE_PAGE_SIZE, HUGE_PAGE_SIZE)?;
-            let f = flags::WRITABLE | flags::NO_EXECUTE | flags::GLOBAL;
-            if crate::mm::kernel_map::map_huge_page(self.mapped_end, phys, f).is_err() {
-                super::PHYSICAL
-                    .lock()
-                    .free_pages(phys, HUGE_PAGE_SIZE / 4096);
+            // A free 2 MiB run if RAM has one, else page by page.
+            if self.mapped_end % HUGE_PAGE_SIZE == 0
+                && let Some(phys) = free_huge_run()
+            {
+                if crate::mm::kernel_map::map_huge_page(self.mapped_end, phys, f).is_err() {
+                    super::PHYSICAL
+                        .lock()
+                        .free_pages(phys, HUGE_PAGE_SIZE / PAGE);
+                    return Err(AllocError);
+                }
+                self.mapped_end += HUGE_PAGE_SIZE;
+                continue;
+            }
+            let phys = super::PHYSICAL.lock().alloc_pages(1)?;
+            if crate::mm::kernel_map::map_page(self.mapped_end, phys, f).is_err() {
+                super::PHYSICAL.lock().free_pages(phys, 1);
                 return Err(AllocError);
             }
-            self.mapped_end += HUGE_PAGE_SIZE;
+            self.mapped_end += PAGE;
         }
         Ok(())
     }
+}
+
+/// A free, aligned 2 MiB run of RAM. (A function so that the physical
+/// heap's guard is dropped before the caller maps the run, which may take
+/// that lock again for a page table.)
+fn free_huge_run() -> Option<u64> {
+    super::PHYSICAL
+        .lock()
+        .alloc_contiguous(HUGE_PAGE_SIZE, HUGE_PAGE_SIZE)
+        .ok()
 }
 
 impl Heap for Window {

@@ -110,7 +110,8 @@ fn run_blob(start: *const u8, end: *const u8) -> Result<(), String> {
     let t = crate::sched::thread::Thread::new_user(
         "user-test",
         crate::user::UserState::new(1, regs, 0, cairn_unix::signal::SigSet::EMPTY),
-    );
+    )
+    .ok_or("no memory for the thread")?;
     crate::sched::runqueue().enqueue(crate::sched::Runnable::Thread(t));
     crate::sched::runloop::wake_cpu_for_work();
     // The program's exit ends the test (exit status 0 on success).

@@ -115,7 +115,12 @@ fn pte_flags(prot: Prot, writable: bool) -> u64 {
     f
 }
 
+/// A zeroed frame for a program's page: ENOMEM (the fault becomes
+/// SIGBUS) when RAM is down to the kernel's reserve.
 fn alloc_frame() -> Result<u64, Errno> {
+    if !crate::heaps::global::room_for_user(PAGE) {
+        return Err(Errno::ENOMEM);
+    }
     let phys = crate::heaps::PHYSICAL
         .lock()
         .alloc_pages(1)
@@ -428,6 +433,10 @@ impl AddressSpace {
     pub fn fault(&self, addr: u64, write: bool, exec: bool) -> Result<(), FaultOutcome> {
         let page = addr & !(PAGE - 1);
         let access = access_of(write, exec);
+        // Make room for a frame while no lock is held (dropping cached
+        // pages needs that); `alloc_frame` below, under `aspace`, only
+        // checks.
+        crate::heaps::global::room_for_user(PAGE);
         loop {
             let mut inner = self.inner.lock();
             let v = match inner.vmaps.check_access(addr, access) {

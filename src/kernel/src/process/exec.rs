@@ -317,6 +317,6 @@ pub fn start(path: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<(), Star
         rflags: crate::user::entry::USER_RFLAGS,
         ..Default::default()
     };
-    super::spawn_thread(regs, 0);
+    super::spawn_thread(regs, 0).map_err(|e| format!("starting its thread: {e:?}"))?;
     Ok(())
 }

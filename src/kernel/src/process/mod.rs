@@ -35,6 +35,7 @@ use alloc::vec::Vec;
 use aspace::AddressSpace;
 use cairn_sync::{LockClass, SpinLock};
 use cairn_tfs::Ino;
+use cairn_unix::errno::Errno;
 use cairn_unix::fdtable::FdTable;
 use cairn_unix::futex::FutexTable;
 use cairn_unix::signal::SigActions;
@@ -151,17 +152,37 @@ impl Process {
 }
 
 /// Starts a user thread with `regs` and TLS base `fs_base`; returns its id.
-pub fn spawn_thread(regs: UserRegs, fs_base: u64) -> (u32, Arc<Thread>) {
+/// EAGAIN (as Linux's `clone` when it cannot allocate a task) when memory,
+/// after dropping cached pages, is down to the kernel's own reserve.
+pub fn spawn_thread(regs: UserRegs, fs_base: u64) -> Result<(u32, Arc<Thread>), Errno> {
     let p = current();
-    let tid = p.next_tid.fetch_add(1, Ordering::Relaxed);
-    p.live_threads.fetch_add(1, Ordering::Relaxed);
+    if u64::from(p.thread_count()) >= max_threads()
+        || !crate::heaps::global::room_for_user(THREAD_MEMORY)
+    {
+        return Err(Errno::EAGAIN);
+    }
     // A new thread inherits its creator's signal mask.
     let mask = crate::signal::current_mask();
-    let t = Thread::new_user("user", UserState::new(tid, regs, fs_base, mask));
+    let tid = p.next_tid.fetch_add(1, Ordering::Relaxed);
+    let t =
+        Thread::new_user("user", UserState::new(tid, regs, fs_base, mask)).ok_or(Errno::EAGAIN)?;
+    p.live_threads.fetch_add(1, Ordering::Relaxed);
     p.threads.lock().insert(tid, t.clone());
     crate::sched::runqueue().enqueue(crate::sched::Runnable::Thread(t.clone()));
     crate::sched::runloop::wake_cpu_for_work();
-    (tid, t)
+    Ok((tid, t))
+}
+
+/// Kernel memory a user thread needs: its kernel stack and its state.
+const THREAD_MEMORY: u64 = crate::sched::thread::STACK_SIZE as u64 + 8192;
+
+/// Most user threads at once (`RLIMIT_NPROC`): their kernel memory may take
+/// an eighth of RAM, Linux's rule for `threads-max` (at least 20). A
+/// program starting threads without end gets EAGAIN from `clone` long
+/// before memory runs out (which would end it with SIGBUS at a fault).
+pub fn max_threads() -> u64 {
+    let ram = crate::heaps::PHYSICAL.try_stats().map_or(0, |s| s.total);
+    (ram / 8 / THREAD_MEMORY).max(20)
 }
 
 /// Ends the calling user thread (`exit`): clears and wakes its

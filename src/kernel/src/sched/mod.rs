@@ -20,6 +20,7 @@ pub mod mutex;
 pub mod oneshot;
 pub mod preempt;
 pub mod runloop;
+pub mod stack;
 pub mod thread;
 pub mod wait;
 pub mod waitqueue;

@@ -10,12 +10,11 @@
 //!
 //! Kernel-lock context only; takes no locks (wait queues take theirs).
 
+use super::stack::KernelStack;
 use super::{KERNEL_LOCK, Runnable, runqueue};
 use crate::percpu::this_cpu;
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use alloc::vec;
-use alloc::vec::Vec;
 use cairn_sync::handoff::ThreadSwitch;
 use cairn_sync::{LockClass, SpinLock};
 use core::arch::global_asm;
@@ -66,7 +65,7 @@ pub struct Thread {
     /// on another CPU.
     alloc_scope: core::sync::atomic::AtomicU32,
     stack_top: u64,
-    _stack: Vec<u64>,
+    _stack: KernelStack,
 }
 
 impl core::fmt::Debug for Thread {
@@ -124,9 +123,13 @@ impl Thread {
     }
 
     /// A new runnable user thread: it enters user mode with `user`'s initial
-    /// registers (not yet queued).
-    pub fn new_user(name: &'static str, user: crate::user::UserState) -> Arc<Thread> {
-        Self::with_user(name, Some(user), || crate::user::thread_start())
+    /// registers (not yet queued). `None` when there is no memory for its
+    /// kernel stack.
+    pub fn new_user(name: &'static str, user: crate::user::UserState) -> Option<Arc<Thread>> {
+        let stack = KernelStack::new(STACK_SIZE)?;
+        Some(Self::with_stack(name, Some(user), stack, || {
+            crate::user::thread_start()
+        }))
     }
 
     fn with_user(
@@ -134,15 +137,26 @@ impl Thread {
         user: Option<crate::user::UserState>,
         f: impl FnOnce() + Send + 'static,
     ) -> Arc<Thread> {
-        let mut stack = vec![0u64; STACK_SIZE / 8];
+        let stack = KernelStack::new(STACK_SIZE).expect("no memory for a kernel thread's stack");
+        Self::with_stack(name, user, stack, f)
+    }
+
+    fn with_stack(
+        name: &'static str,
+        user: Option<crate::user::UserState>,
+        stack: KernelStack,
+        f: impl FnOnce() + Send + 'static,
+    ) -> Arc<Thread> {
         // Initial frame for `cairn_switch_stacks`: six callee-saved registers
         // (zero), then the return address `cairn_thread_start`. After that
         // `ret` the stack pointer is 16-byte aligned, as the ABI wants before
         // `cairn_thread_start` calls into Rust.
-        let base = stack.as_ptr() as u64;
-        let aligned_top = (base + STACK_SIZE as u64) & !15;
+        let (base, len) = stack.range();
+        let aligned_top = (base + len) & !15;
         let ret_slot = aligned_top - 24;
-        stack[((ret_slot - base) / 8) as usize] = cairn_thread_start as *const () as u64;
+        // SAFETY: `ret_slot` is an aligned word inside the stack, which this
+        // function owns and nothing runs on yet.
+        unsafe { (ret_slot as *mut u64).write(cairn_thread_start as *const () as u64) };
         let rsp = ret_slot - 48;
         LIVE.fetch_add(1, Ordering::Relaxed);
         Arc::new(Thread {

@@ -286,7 +286,8 @@ fn mounts() -> Vec<u8> {
 /// tree), `pagecache.pages` (frames the cache holds), `pagecache.fills`
 /// (pages read from a device since boot) and `pagecache.read_requests`
 /// (device read requests since boot), `block.flushes` (device flushes
-/// submitted since boot). Made when opened:
+/// submitted since boot), `heap.reclaims` (kernel allocations that had
+/// to drop cached pages first). Made when opened:
 /// the opener's own descriptor is counted.
 fn kstats() -> Vec<u8> {
     let mut out = String::new();
@@ -301,7 +302,7 @@ fn kstats() -> Vec<u8> {
     let _ = writeln!(
         out,
         "threads {}\nuser_threads {}\nfiles {}\nfds {}\nvmaps {}\npagecache.nodes {}\n\
-         pagecache.pages {}\npagecache.fills {}\npagecache.read_requests {}\nblock.flushes {}",
+         pagecache.pages {}\npagecache.fills {}\npagecache.read_requests {}\nblock.flushes {}\nheap.reclaims {}",
         crate::sched::thread::live_threads(),
         p.thread_count(),
         crate::process::file::live_descriptions(),
@@ -312,6 +313,7 @@ fn kstats() -> Vec<u8> {
         stats.fills,
         stats.read_requests,
         crate::block::device_flushes(),
+        crate::heaps::global::RECLAIMS.load(core::sync::atomic::Ordering::Relaxed),
     );
     out.into_bytes()
 }

@@ -170,6 +170,7 @@ pub fn uname(out: u64) -> SysResult {
 
 pub fn prlimit(pid: u64, resource: i32, new: u64, old: u64) -> SysResult {
     const RLIMIT_STACK: i32 = 3;
+    const RLIMIT_NPROC: i32 = 6;
     const RLIMIT_NOFILE: i32 = 7;
     if pid != 0 && pid != 1 {
         return Err(Errno::ESRCH);
@@ -179,6 +180,10 @@ pub fn prlimit(pid: u64, resource: i32, new: u64, old: u64) -> SysResult {
             cur: crate::process::exec::STACK_SIZE,
             max: crate::process::exec::STACK_SIZE,
         },
+        RLIMIT_NPROC => {
+            let n = crate::process::max_threads();
+            Rlimit { cur: n, max: n }
+        }
         RLIMIT_NOFILE => {
             let l = current().fds.lock().limit() as u64;
             Rlimit { cur: l, max: 4096 }

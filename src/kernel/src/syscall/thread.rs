@@ -44,7 +44,7 @@ pub fn clone(flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64, regs: &User
             .and_then(|t| t.user.as_ref().map(|u| u.fs_base.load(Ordering::Relaxed)))
             .unwrap_or(0)
     };
-    let (tid, t) = crate::process::spawn_thread(child, fs_base);
+    let (tid, t) = crate::process::spawn_thread(child, fs_base)?;
     if let Some(u) = &t.user {
         if flags & CLONE_CHILD_CLEARTID != 0 {
             u.clear_child_tid.store(ctid, Ordering::Relaxed);
