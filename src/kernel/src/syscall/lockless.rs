@@ -19,7 +19,8 @@
 //!   handler that answers `NeedLock` has changed nothing the program can
 //!   see.
 //!
-//! **Cached `read` and `pread`** ([`read_cached`]): a regular file's pages that are
+//! **Cached `read`, `pread`, `readv` and `preadv`** ([`read_cached`],
+//! [`readv_cached`]): a regular file's pages that are
 //! all cached and readable are pinned under the node's lock
 //! (`Node::read_cached`) and copied to the user with faults disabled; any
 //! other case (a page to fill, readahead to start, a truncate pending, a
@@ -97,8 +98,10 @@ pub fn try_call(n: u64, a: [u64; 6]) -> Lockless {
             Done(Ok(secs))
         }
         nr::FUTEX => super::thread::futex_lockless(a),
-        nr::PREAD64 => read_cached(a[0] as i32, a[1], a[2], Some(a[3])),
-        nr::READ => read_cached(a[0] as i32, a[1], a[2], None),
+        nr::PREAD64 => read_cached(a[0] as i32, &[(a[1], a[2])], Some(a[3])),
+        nr::READ => read_cached(a[0] as i32, &[(a[1], a[2])], None),
+        nr::PREADV => readv_cached(a[0] as i32, a[1], a[2], Some(a[3])),
+        nr::READV => readv_cached(a[0] as i32, a[1], a[2], None),
         nr::LSEEK => seek(a[0] as i32, a[1] as i64, a[2] as i32),
         _ => NeedLock,
     }
@@ -108,12 +111,45 @@ pub fn try_call(n: u64, a: [u64; 6]) -> Lockless {
 /// the kernel lock anyway (`Mount::read`) and its lock cost is amortised.
 const READ_CACHED_MAX: u64 = 64 * 1024;
 
+/// Most vectors a lockless `readv` takes (its array is copied to the stack).
+const READV_CACHED_MAX_VECS: usize = crate::user::MAX_DESTINATION_VECTORS;
+
+/// `readv` and `preadv` (`at`) of at most [`READV_CACHED_MAX_VECS`]
+/// vectors and [`READ_CACHED_MAX`] bytes: the vector array is read with
+/// faults disabled, then as [`read_cached`].
+fn readv_cached(fd: i32, iov: u64, count: u64, at: Option<u64>) -> Lockless {
+    let count = count as usize;
+    if count == 0 || count > READV_CACHED_MAX_VECS {
+        return Lockless::NeedLock;
+    }
+    let mut raw = [0u8; READV_CACHED_MAX_VECS * 16];
+    let raw = &mut raw[..count * 16];
+    let read = crate::user::with_user_faults_disabled(|| crate::user::copy_from_user(raw, iov));
+    if read.is_err() {
+        return Lockless::NeedLock;
+    }
+    let mut segs = [(0u64, 0u64); READV_CACHED_MAX_VECS];
+    for (i, seg) in segs.iter_mut().take(count).enumerate() {
+        let word = |at: usize| u64::from_le_bytes(raw[at..at + 8].try_into().unwrap_or_default());
+        *seg = (word(i * 16), word(i * 16 + 8));
+    }
+    read_cached(fd, &segs[..count], at)
+}
+
 /// `pread` (`at`), or `read` through the description's offset (`None`),
-/// of a regular file whose pages are all cached (see the module doc). A
+/// of a regular file whose pages are all cached (see the module doc), into
+/// the user buffers `segs` (address, length) one after the other. A
 /// `read` holds the offset's mutex if it is free (else `NeedLock`) and
 /// moves the offset only once the copy is whole.
-fn read_cached(fd: i32, buf: u64, len: u64, at: Option<u64>) -> Lockless {
-    if len == 0 || len > READ_CACHED_MAX || !crate::user::user_range_ok(buf, len) {
+fn read_cached(fd: i32, segs: &[(u64, u64)], at: Option<u64>) -> Lockless {
+    let mut len = 0u64;
+    for &(base, n) in segs {
+        if !crate::user::user_range_ok(base, n) {
+            return Lockless::NeedLock;
+        }
+        len = len.saturating_add(n);
+    }
+    if len == 0 || len > READ_CACHED_MAX {
         return Lockless::NeedLock;
     }
     let Some(p) = crate::process::PROCESS.get() else {
@@ -124,14 +160,14 @@ fn read_cached(fd: i32, buf: u64, len: u64, at: Option<u64>) -> Lockless {
         Ok(f) if f.readable && !f.direct() && matches!(f.kind, FileKind::Regular(_)) => f.clone(),
         _ => return Lockless::NeedLock,
     };
-    let r = read_file_cached(&file, buf, len as usize, at);
+    let r = read_file_cached(&file, segs, len as usize, at);
     // Not the last reference: the table's, or the retired list's, outlives
     // it (`retire`).
     drop(file);
     r
 }
 
-fn read_file_cached(file: &OpenFile, buf: u64, len: usize, at: Option<u64>) -> Lockless {
+fn read_file_cached(file: &OpenFile, segs: &[(u64, u64)], len: usize, at: Option<u64>) -> Lockless {
     let FileKind::Regular(d) = &file.kind else {
         return Lockless::NeedLock;
     };
@@ -150,9 +186,14 @@ fn read_file_cached(file: &OpenFile, buf: u64, len: usize, at: Option<u64>) -> L
         return Lockless::NeedLock;
     };
     let got = pages.len();
-    let copied = crate::user::UserDestination::new(buf, len).map_or(0, |mut to| {
-        crate::user::with_user_faults_disabled(|| pages.copy_out(&mut to, 0))
-    });
+    let mut parts = [(0u64, 0usize); crate::user::MAX_DESTINATION_VECTORS];
+    for (p, &(base, n)) in parts.iter_mut().zip(segs) {
+        *p = (base, n as usize);
+    }
+    let copied = crate::user::UserVectorDestination::new(&parts[..segs.len()])
+        .map_or(0, |mut to| {
+            crate::user::with_user_faults_disabled(|| pages.copy_out(&mut to, 0))
+        });
     drop(pages);
     if copied < got {
         return Lockless::NeedLock;

@@ -302,6 +302,67 @@ impl UserDestination {
     }
 }
 
+/// Most buffers a [`UserVectorDestination`] holds.
+pub const MAX_DESTINATION_VECTORS: usize = 8;
+
+/// Several user buffers filled one after the other (a `readv`'s vectors)
+/// as one pagecache destination: byte `at` is in the first buffer that
+/// reaches past it. A copy stops short at the first unreachable byte.
+pub struct UserVectorDestination {
+    parts: [(u64, usize); MAX_DESTINATION_VECTORS],
+    count: usize,
+}
+
+impl UserVectorDestination {
+    /// `parts` (address, length), at most [`MAX_DESTINATION_VECTORS`].
+    pub fn new(parts: &[(u64, usize)]) -> Result<Self, BadAddress> {
+        let mut d = UserVectorDestination {
+            parts: [(0, 0); MAX_DESTINATION_VECTORS],
+            count: parts.len(),
+        };
+        if parts.len() > MAX_DESTINATION_VECTORS {
+            return Err(BadAddress);
+        }
+        for (slot, &(base, len)) in d.parts.iter_mut().zip(parts) {
+            check_user_range(base, len)?;
+            *slot = (base, len);
+        }
+        Ok(d)
+    }
+}
+
+impl RawDestination for UserVectorDestination {
+    unsafe fn copy_from(&mut self, at: usize, src: *const u8, len: usize) -> usize {
+        let mut start = 0; // of the current part, in the whole destination
+        let mut done = 0;
+        for &(base, part_len) in &self.parts[..self.count] {
+            let pos = at + done;
+            if done == len {
+                break;
+            }
+            if pos >= start + part_len {
+                start += part_len;
+                continue;
+            }
+            let n = (start + part_len - pos).min(len - done);
+            let mut part = UserDestination {
+                base,
+                len: part_len,
+            };
+            // SAFETY: the caller keeps `src..src + len` readable for the
+            // call, so its sub-range from `done` is too; the part checks its
+            // own bounds.
+            let got = unsafe { part.copy_from(pos - start, src.wrapping_add(done), n) };
+            done += got;
+            if got < n {
+                break;
+            }
+            start += part_len;
+        }
+        done
+    }
+}
+
 /// User memory at `base` for `len` bytes, as the source of a pagecache
 /// copy: file writes copy straight from the program's buffer into the
 /// leased page frames. Made with faults disabled by its user
