@@ -418,6 +418,28 @@ fn finish_sync(volume: Arc<VolumeCache>, done: impl FnOnce(Result<(), Errno>) + 
 }
 
 impl VolumeCache {
+    /// The data passes of every dirty node of the volume, no metadata
+    /// commit and no flush: what a writer throttled past the dirty limit
+    /// waits for (Linux's `balance_dirty_pages`, which never forces a
+    /// journal commit or a cache flush either). `done` gets the first
+    /// error; every error also stays recorded on its node for the next
+    /// fsync. Kernel-lock context.
+    pub fn write_back(self: &Arc<Self>, done: Completion<Result<(), Errno>>) {
+        assert_kernel_lock("VolumeCache::write_back");
+        bh_safe_alloc(|| {
+            let nodes = self.dirty_snapshot();
+            let gather = Gather::new();
+            gather.add(nodes.len());
+            for n in &nodes {
+                let g = gather.clone();
+                n.sync_data(Box::new(move |r| g.settle(r)));
+            }
+            let runqueue = self.cache().runqueue.clone();
+            gather.set_finish(move |data| done.complete(&*runqueue, data));
+            gather.settle(Ok(()));
+        })
+    }
+
     /// syncfs: the data passes of every dirty node, then metadata, then a
     /// device flush. EIO if any writeback of this sync, the metadata or the
     /// flush failed, or a node holds an unreported writeback error (which
