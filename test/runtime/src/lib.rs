@@ -482,7 +482,7 @@ static CATALOGUE: &[RuntimeTest] = &[
         native: Native::No("sized for a 128 MiB guest"),
         ..test(
             "mempressure",
-            "a 128 MiB guest caches a 96 MiB file, then touches 48 MiB of anonymous memory, keeps 200 threads alive at once and creates 10,000 files (no pagecache node kept per closed file), then starts threads until EAGAIN, twice: clean cached pages give way to every other kind of memory, exhaustion is an error to the program, never a kernel panic",
+            "a 128 MiB guest caches a 96 MiB file, then touches 48 MiB of anonymous memory, keeps 200 threads alive at once and creates 10,000 files (no pagecache node kept per closed file once its pages are evicted), then starts threads until EAGAIN, twice: clean cached pages give way to every other kind of memory, exhaustion is an error to the program, never a kernel panic",
         )
     },
     RuntimeTest {

@@ -268,6 +268,9 @@ fn register(fs: Tfs, volume: Volume, at: Option<(Loc, String)>) -> Result<&'stat
                 crate::sched::sleep(WRITEBACK_PERIOD_NS);
                 pagecache().writeback_tick();
                 relieve_memory_pressure();
+                for m in mounts() {
+                    m.sweep_when_large();
+                }
             }
         });
     }
@@ -413,13 +416,24 @@ impl Mount {
         f
     }
 
+    /// The writeback thread's periodic sweep ([`Mount::sweep_idle_nodes`]),
+    /// once the table holds more than [`NODE_SWEEP_MIN`] nodes: nodes whose
+    /// pages eviction took since go without waiting for the next new one.
+    /// Kernel-lock context, in a thread, holding no `fs` mutex.
+    fn sweep_when_large(&'static self) {
+        if self.nodes.lock().len() > NODE_SWEEP_MIN {
+            self.sweep_idle_nodes(&mut self.fs());
+        }
+    }
+
     /// Drops the nodes nobody holds that hold nothing (`Node::is_idle`):
     /// files opened and closed whose pages were written back and evicted.
     /// Without this the table kept a node (about 3 KiB of kernel heap) per
     /// file ever opened, and a 128 MiB guest creating 30,000 small files
     /// ran out of memory (runtime test `mempressure`). Runs when the table
     /// has doubled past what the last sweep left (at least
-    /// [`NODE_SWEEP_MIN`] nodes), so its cost per open stays constant.
+    /// [`NODE_SWEEP_MIN`] nodes), so its cost per open stays constant, and
+    /// every second from the writeback thread while the table is large.
     /// Under this volume's `fs` mutex (`fs`).
     fn sweep_idle_nodes(&'static self, fs: &mut Tfs) {
         let gone: Vec<Arc<FileData>> = {
