@@ -397,6 +397,12 @@ impl<D: BlockDevice> Filesystem<D> {
         }
     }
 
+    /// Bytes of log entries staged since the last commit (what the next
+    /// [`Self::sync_metadata`] writes, before framing).
+    pub fn staged_log_bytes(&self) -> usize {
+        self.log.staged_bytes
+    }
+
     /// Whether `ino` lost its last name while held: its data lives until
     /// the last [`Self::release`].
     pub fn is_orphan(&self, ino: Ino) -> bool {
