@@ -410,6 +410,30 @@ static CATALOGUE: &[RuntimeTest] = &[
         "Linux AIO (raw syscalls): io_setup/io_destroy, io_submit of PWRITE/PWRITEV/FSYNC/FDSYNC/PREAD/PREADV reaped by io_getevents (data, obj, res), O_DIRECT requests (misaligned: res -EINVAL), IOCB_FLAG_RESFD eventfd counts, a timeout with nothing pending, EINVAL/EBADF at submission, io_cancel of a completed request EINVAL",
     ),
     RuntimeTest {
+        image_mib: 32,
+        ..test(
+            "uring",
+            "io_uring (raw syscalls): setup sizes/CQSIZE/CLAMP/refusals, the three mmaps; NOP, READ/WRITE/READV/WRITEV (EOF short read, offset -1), FSYNC/DATASYNC, OPENAT/STATX/CLOSE/FALLOCATE/MKDIRAT/RENAMEAT/UNLINKAT; IOSQE_IO_LINK -ECANCELED after an error or a short read; probe (unsupported opcodes -EINVAL); fixed buffers and files; eventfd; O_DIRECT; a full CQ keeps its CQEs (NODROP); dropped SQ indexes, wild tails, bad pointers -EFAULT; ETIME/EINTR waits; rings torn down unreaped",
+        )
+    },
+    RuntimeTest {
+        source: "uring",
+        data: &[
+            pattern("good.dat", 64 * 1024, 11),
+            pattern("bad.dat", 256 * 1024, 12),
+        ],
+        inject: Some(Inject::ReadFile {
+            path: "/bad.dat",
+            offset: 128 * 1024,
+        }),
+        native: Native::No("needs the injected read error"),
+        linux: Native::No("needs the injected read error"),
+        ..test(
+            "uring_eio",
+            "io_uring READs of bad.dat's failing sector (QEMU blkdebug) complete with -EIO, buffered and O_DIRECT; the ring and the volume go on",
+        )
+    },
+    RuntimeTest {
         boots: &[FIRST_BOOT, 0],
         ..test(
             "mmap_file",
