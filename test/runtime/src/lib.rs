@@ -321,6 +321,17 @@ const fn test(name: &'static str, what: &'static str) -> RuntimeTest {
     }
 }
 
+/// The terse lines of `files/fio-uring.fio`'s jobs (name, group, error 0).
+const FIO_URING_JOBS: &[&str] = &[
+    ";uring_d1;0;0;",
+    ";uring_d32;1;0;",
+    ";uring_b1;2;0;",
+    ";uring_b32;3;0;",
+    ";aio_d1;4;0;",
+    ";aio_b32;5;0;",
+    ";uring_read;6;0;",
+];
+
 /// The files the HTTP tests serve from `/www`.
 const WWW: &[DataFile] = &[
     pattern("small", 100, 71),
@@ -946,12 +957,13 @@ static CATALOGUE: &[RuntimeTest] = &[
                 ";randread;2;0;",
                 ";randwrite;3;0;",
                 ";dirwrite;4;0;",
+                ";uringwrite;5;0;",
             ],
         }],
         native: Native::No("a real program built by xtask"),
         ..test(
             "fio",
-            "fio --thread (Debian's source, static): sequential write + fsync with crc32c verify, sequential read (psync), random read and random write with periodic fsync and verify (pvsync2), O_DIRECT random write with crc32c verify (psync, direct=1)",
+            "fio --thread (Debian's source, static): sequential write + fsync with crc32c verify, sequential read (psync), random read and random write with periodic fsync and verify (pvsync2), O_DIRECT random write with crc32c verify (psync, direct=1), O_DIRECT random write 32 deep with crc32c verify (io_uring)",
         )
     },
     RuntimeTest {
@@ -1053,6 +1065,9 @@ static CATALOGUE: &[RuntimeTest] = &[
             DataFile::Fixed {
                 name: "fio-aio.fio",
             },
+            DataFile::Fixed {
+                name: "fio-uring.fio",
+            },
         ],
         image_mib: 192,
         timeout_s: 400,
@@ -1067,6 +1082,7 @@ static CATALOGUE: &[RuntimeTest] = &[
                     ";randread;2;0;",
                     ";randwrite;3;0;",
                     ";dirwrite;4;0;",
+                    ";uringwrite;5;0;",
                 ],
             },
             Step {
@@ -1074,11 +1090,33 @@ static CATALOGUE: &[RuntimeTest] = &[
                 status: 0,
                 expect: &[";aiowrite;0;0;", ";aioread;1;0;"],
             },
+            Step {
+                argv: &[
+                    "fio",
+                    "--eta=never",
+                    "--output-format=terse",
+                    "fio-uring.fio",
+                ],
+                status: 0,
+                expect: FIO_URING_JOBS,
+            },
+            // The next boot reads every file back and checks its crc32c.
+            Step {
+                argv: &[
+                    "fio",
+                    "--eta=never",
+                    "--output-format=terse",
+                    "--verify_only",
+                    "fio-uring.fio",
+                ],
+                status: 0,
+                expect: FIO_URING_JOBS,
+            },
         ],
         native: Native::No("a Debian program in its image"),
         ..test(
             "dyn_fio",
-            "Debian's fio (dynamically linked, 60-odd libraries, System V shared memory): the fio test's jobs with crc32c verify; then its libaio engine, O_DIRECT, eight deep, with crc32c verify",
+            "Debian's fio (dynamically linked, 60-odd libraries, System V shared memory): the fio test's jobs with crc32c verify; then its libaio engine, O_DIRECT, eight deep, with crc32c verify; then io_uring (O_DIRECT and buffered, 1 and 32 deep) and libaio (O_DIRECT 1 deep, buffered 32 deep) random writes with crc32c verify, io_uring random reads; then all of it verified again after a reboot (--verify_only)",
         )
     },
     RuntimeTest {
