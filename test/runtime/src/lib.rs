@@ -1531,6 +1531,37 @@ pub fn program_benches() -> &'static [RuntimeTest] {
     &PROGRAM_BENCHES
 }
 
+/// The workload of `cargo xtask bench fio`: Debian's fio (its libaio
+/// engine needs the library) running `files/fio-engines.fio`.
+static FIO_ENGINES_BENCH: RuntimeTest = RuntimeTest {
+    real: Some(Real::Debian {
+        package: "fio",
+        path: "/usr/bin/fio",
+    }),
+    manifest: "fio-engines",
+    data: &[DataFile::Fixed {
+        name: "fio-engines.fio",
+    }],
+    image_mib: 192,
+    storage: &[Storage::Virtio],
+    timeout_s: 1200,
+    steps: &[Step {
+        argv: &[],
+        status: 0,
+        expect: &[";aio_d_rr1;0;0;", ";uring_b_sw;23;0;"],
+    }],
+    native: Native::No("a Debian program in its image"),
+    ..test(
+        "bench_fio_engines",
+        "fio libaio and io_uring, O_DIRECT and buffered: 4 KiB random read/write 1 and 32 deep, 1 MiB sequential read/write",
+    )
+};
+
+/// The `bench fio` workload.
+pub fn fio_engines_bench() -> &'static RuntimeTest {
+    &FIO_ENGINES_BENCH
+}
+
 /// Every runtime test.
 ///
 /// Each runs on the first of its storage kinds in the default suite.
@@ -1542,7 +1573,13 @@ pub fn catalogue() -> &'static [RuntimeTest] {
 pub fn find(name: &str) -> Option<&'static RuntimeTest> {
     CATALOGUE
         .iter()
-        .chain([fs_bench(), sched_bench(), scale_bench(), net_bench()])
+        .chain([
+            fs_bench(),
+            sched_bench(),
+            scale_bench(),
+            net_bench(),
+            fio_engines_bench(),
+        ])
         .chain(program_benches())
         .find(|t| t.name == name)
 }
@@ -1881,7 +1918,13 @@ mod tests {
     fn every_manifest_parses_and_names_its_program_and_files() {
         for t in catalogue()
             .iter()
-            .chain([fs_bench(), sched_bench(), scale_bench(), net_bench()])
+            .chain([
+                fs_bench(),
+                sched_bench(),
+                scale_bench(),
+                net_bench(),
+                fio_engines_bench(),
+            ])
             .chain(program_benches())
         {
             let text = t.manifest_text().unwrap();
