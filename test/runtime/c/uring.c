@@ -20,8 +20,8 @@
  * tail far past the head submits at most what was asked, user pointers
  * into nothing or into the kernel half complete with -EFAULT; waits:
  * GETEVENTS interrupted by a signal is EINTR, IORING_ENTER_EXT_ARG's
- * timeout ETIME; rings closed and unmapped with completions unreaped, many
- * times over.
+ * timeout ETIME; sync and syncfs return while a ring is mapped; rings
+ * closed and unmapped with completions unreaped, many times over.
  *
  * `uring eio`: reads of bad.dat's injected bad sector (QEMU blkdebug)
  * complete with -EIO, buffered and O_DIRECT, and the ring goes on.
@@ -770,6 +770,11 @@ int main(int argc, char **argv)
     struct ring r;
     ring_init(&r, 32, 0, 0);
     test_rw(&r);
+    /* A sync with a ring's pages mapped and dirty returns. */
+    sync();
+    int dot = SYS(open(".", O_RDONLY | O_DIRECTORY));
+    SYS(syncfs(dot));
+    close(dot);
     test_files(&r);
     test_links(&r);
     test_probe(&r);
