@@ -317,7 +317,7 @@ pub fn read(fd: i32, buf: u64, len: u64) -> SysResult {
 
 /// read(2) on an open file, at (and moving) its offset.
 pub fn read_file(f: &OpenFile, buf: u64, len: u64) -> SysResult {
-    let _pos = hold_offset(&f);
+    let _pos = hold_offset(f);
     let off = f.offset.load(Ordering::Relaxed);
     let len = verify_buffer_area(buf, off, len)?;
     let n = read_at(f, off, buf, len)?;
