@@ -13,6 +13,8 @@
 //!   same server on cairn and on a Linux guest (see `bench_net`).
 //! * `programs`: SQLite speedtest1 and fio next to a Linux guest (see
 //!   `bench_programs`).
+//! * `fio`: fio's libaio and io_uring engines, direct and buffered, next
+//!   to a Linux guest (see `bench_fio`).
 
 use crate::Result;
 use crate::build::{self, cargo};
@@ -44,6 +46,9 @@ pub enum Suite {
     /// HTTP requests from the host to the same server on cairn and a Linux
     /// guest (see `bench_net`).
     Net,
+    /// fio's libaio and io_uring engines, direct and buffered, cairn next
+    /// to a Linux guest (see `bench_fio`).
+    Fio,
 }
 
 #[derive(Args)]
@@ -142,6 +147,9 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
     }
     if a.suite.is_none_or(|s| s == Suite::Net) {
         crate::bench_net::run()?;
+    }
+    if a.suite.is_none_or(|s| s == Suite::Fio) {
+        crate::bench_fio::run()?;
     }
     if a.suite.is_none_or(|s| s == Suite::Tfs) {
         crate::bench_tfs::bench()?;

@@ -108,7 +108,7 @@ fn tail(s: &str, n: usize) -> String {
 }
 
 /// Boots `t` on cairn (release kernel); its console.
-fn cairn_run(t: &RuntimeTest) -> Result<String> {
+pub(crate) fn cairn_run(t: &RuntimeTest) -> Result<String> {
     let image = crate::image::build_test_image(t, None)?;
     let kernel = build::kernel(true)?;
     std::fs::create_dir_all(disks::dir()).map_err(|e| e.to_string())?;
@@ -145,7 +145,7 @@ fn cairn_run(t: &RuntimeTest) -> Result<String> {
 }
 
 /// Boots `t` on the Linux guest; its console.
-fn linux_run(g: &crate::linux::Guest, t: &RuntimeTest) -> Result<String> {
+pub(crate) fn linux_run(g: &crate::linux::Guest, t: &RuntimeTest) -> Result<String> {
     let work = crate::linux::dir().join(format!("bench-{}", t.name));
     let tree = work.join("tree");
     let mut w = crate::linux_test::tree_and_workload(t, &tree)?;

@@ -18,6 +18,7 @@
 
 mod bench;
 mod bench_blk;
+mod bench_fio;
 mod bench_fs;
 mod bench_guest;
 mod bench_net;

@@ -13,6 +13,7 @@ pub fn declare() {
     // Sleeping locks first (never taken under a spinlock), then the fd
     // table and the address space.
     declare_order(&[
+        &crate::syscall::uring::SUBMIT_CLASS,
         &crate::process::file::POS_CLASS,
         &crate::fs::TRUNCATE_CLASS,
         &crate::fs::FS_CLASS,

@@ -983,7 +983,7 @@ int main(int argc, char **argv)
         long nr;
         if (one_in(200)) {
             /* Numbers cairn does not implement, or out of range. */
-            static const long odd[] = {41, 57, 59, 101, 321, 425, 462, 511, 512, 1000, -1};
+            static const long odd[] = {41, 57, 59, 101, 321, 428, 462, 511, 512, 1000, -1};
             nr = odd[below(sizeof odd / sizeof odd[0])];
             c = NULL;
             for (int k = 0; k < 6; k++)

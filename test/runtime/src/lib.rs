@@ -321,6 +321,17 @@ const fn test(name: &'static str, what: &'static str) -> RuntimeTest {
     }
 }
 
+/// The terse lines of `files/fio-uring.fio`'s jobs (name, group, error 0).
+const FIO_URING_JOBS: &[&str] = &[
+    ";uring_d1;0;0;",
+    ";uring_d32;1;0;",
+    ";uring_b1;2;0;",
+    ";uring_b32;3;0;",
+    ";aio_d1;4;0;",
+    ";aio_b32;5;0;",
+    ";uring_read;6;0;",
+];
+
 /// The files the HTTP tests serve from `/www`.
 const WWW: &[DataFile] = &[
     pattern("small", 100, 71),
@@ -409,6 +420,30 @@ static CATALOGUE: &[RuntimeTest] = &[
         "aio",
         "Linux AIO (raw syscalls): io_setup/io_destroy, io_submit of PWRITE/PWRITEV/FSYNC/FDSYNC/PREAD/PREADV reaped by io_getevents (data, obj, res), O_DIRECT requests (misaligned: res -EINVAL), IOCB_FLAG_RESFD eventfd counts, a timeout with nothing pending, EINVAL/EBADF at submission, io_cancel of a completed request EINVAL",
     ),
+    RuntimeTest {
+        image_mib: 32,
+        ..test(
+            "uring",
+            "io_uring (raw syscalls): setup sizes/CQSIZE/CLAMP/refusals, the three mmaps; NOP, READ/WRITE/READV/WRITEV (EOF short read, offset -1), FSYNC/DATASYNC, OPENAT/STATX/CLOSE/FALLOCATE/MKDIRAT/RENAMEAT/UNLINKAT; IOSQE_IO_LINK -ECANCELED after an error or a short read; probe (unsupported opcodes -EINVAL); fixed buffers and files; eventfd; O_DIRECT; a full CQ keeps its CQEs (NODROP); dropped SQ indexes, wild tails, bad pointers -EFAULT; ETIME/EINTR waits; rings torn down unreaped",
+        )
+    },
+    RuntimeTest {
+        source: "uring",
+        data: &[
+            pattern("good.dat", 64 * 1024, 11),
+            pattern("bad.dat", 256 * 1024, 12),
+        ],
+        inject: Some(Inject::ReadFile {
+            path: "/bad.dat",
+            offset: 128 * 1024,
+        }),
+        native: Native::No("needs the injected read error"),
+        linux: Native::No("needs the injected read error"),
+        ..test(
+            "uring_eio",
+            "io_uring READs of bad.dat's failing sector (QEMU blkdebug) complete with -EIO, buffered and O_DIRECT; the ring and the volume go on",
+        )
+    },
     RuntimeTest {
         boots: &[FIRST_BOOT, 0],
         ..test(
@@ -932,12 +967,13 @@ static CATALOGUE: &[RuntimeTest] = &[
                 ";randread;2;0;",
                 ";randwrite;3;0;",
                 ";dirwrite;4;0;",
+                ";uringwrite;5;0;",
             ],
         }],
         native: Native::No("a real program built by xtask"),
         ..test(
             "fio",
-            "fio --thread (Debian's source, static): sequential write + fsync with crc32c verify, sequential read (psync), random read and random write with periodic fsync and verify (pvsync2), O_DIRECT random write with crc32c verify (psync, direct=1)",
+            "fio --thread (Debian's source, static): sequential write + fsync with crc32c verify, sequential read (psync), random read and random write with periodic fsync and verify (pvsync2), O_DIRECT random write with crc32c verify (psync, direct=1), O_DIRECT random write 32 deep with crc32c verify (io_uring)",
         )
     },
     RuntimeTest {
@@ -1039,6 +1075,9 @@ static CATALOGUE: &[RuntimeTest] = &[
             DataFile::Fixed {
                 name: "fio-aio.fio",
             },
+            DataFile::Fixed {
+                name: "fio-uring.fio",
+            },
         ],
         image_mib: 192,
         timeout_s: 400,
@@ -1053,6 +1092,7 @@ static CATALOGUE: &[RuntimeTest] = &[
                     ";randread;2;0;",
                     ";randwrite;3;0;",
                     ";dirwrite;4;0;",
+                    ";uringwrite;5;0;",
                 ],
             },
             Step {
@@ -1060,11 +1100,33 @@ static CATALOGUE: &[RuntimeTest] = &[
                 status: 0,
                 expect: &[";aiowrite;0;0;", ";aioread;1;0;"],
             },
+            Step {
+                argv: &[
+                    "fio",
+                    "--eta=never",
+                    "--output-format=terse",
+                    "fio-uring.fio",
+                ],
+                status: 0,
+                expect: FIO_URING_JOBS,
+            },
+            // The next boot reads every file back and checks its crc32c.
+            Step {
+                argv: &[
+                    "fio",
+                    "--eta=never",
+                    "--output-format=terse",
+                    "--verify_only",
+                    "fio-uring.fio",
+                ],
+                status: 0,
+                expect: FIO_URING_JOBS,
+            },
         ],
         native: Native::No("a Debian program in its image"),
         ..test(
             "dyn_fio",
-            "Debian's fio (dynamically linked, 60-odd libraries, System V shared memory): the fio test's jobs with crc32c verify; then its libaio engine, O_DIRECT, eight deep, with crc32c verify",
+            "Debian's fio (dynamically linked, 60-odd libraries, System V shared memory): the fio test's jobs with crc32c verify; then its libaio engine, O_DIRECT, eight deep, with crc32c verify; then io_uring (O_DIRECT and buffered, 1 and 32 deep) and libaio (O_DIRECT 1 deep, buffered 32 deep) random writes with crc32c verify, io_uring random reads; then all of it verified again after a reboot (--verify_only)",
         )
     },
     RuntimeTest {
@@ -1479,6 +1541,37 @@ pub fn program_benches() -> &'static [RuntimeTest] {
     &PROGRAM_BENCHES
 }
 
+/// The workload of `cargo xtask bench fio`: Debian's fio (its libaio
+/// engine needs the library) running `files/fio-engines.fio`.
+static FIO_ENGINES_BENCH: RuntimeTest = RuntimeTest {
+    real: Some(Real::Debian {
+        package: "fio",
+        path: "/usr/bin/fio",
+    }),
+    manifest: "fio-engines",
+    data: &[DataFile::Fixed {
+        name: "fio-engines.fio",
+    }],
+    image_mib: 192,
+    storage: &[Storage::Virtio],
+    timeout_s: 1200,
+    steps: &[Step {
+        argv: &[],
+        status: 0,
+        expect: &[";aio_d_rr1;0;0;", ";uring_b_sw;23;0;"],
+    }],
+    native: Native::No("a Debian program in its image"),
+    ..test(
+        "bench_fio_engines",
+        "fio libaio and io_uring, O_DIRECT and buffered: 4 KiB random read/write 1 and 32 deep, 1 MiB sequential read/write",
+    )
+};
+
+/// The `bench fio` workload.
+pub fn fio_engines_bench() -> &'static RuntimeTest {
+    &FIO_ENGINES_BENCH
+}
+
 /// Every runtime test.
 ///
 /// Each runs on the first of its storage kinds in the default suite.
@@ -1490,7 +1583,13 @@ pub fn catalogue() -> &'static [RuntimeTest] {
 pub fn find(name: &str) -> Option<&'static RuntimeTest> {
     CATALOGUE
         .iter()
-        .chain([fs_bench(), sched_bench(), scale_bench(), net_bench()])
+        .chain([
+            fs_bench(),
+            sched_bench(),
+            scale_bench(),
+            net_bench(),
+            fio_engines_bench(),
+        ])
         .chain(program_benches())
         .find(|t| t.name == name)
 }
@@ -1829,7 +1928,13 @@ mod tests {
     fn every_manifest_parses_and_names_its_program_and_files() {
         for t in catalogue()
             .iter()
-            .chain([fs_bench(), sched_bench(), scale_bench(), net_bench()])
+            .chain([
+                fs_bench(),
+                sched_bench(),
+                scale_bench(),
+                net_bench(),
+                fio_engines_bench(),
+            ])
             .chain(program_benches())
         {
             let text = t.manifest_text().unwrap();

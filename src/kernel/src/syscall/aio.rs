@@ -2,10 +2,10 @@
 //! io_pgetevents, io_cancel.
 //!
 //! A context is a queue of completion events. `io_submit` performs each
-//! request at once, in the calling thread (`PREAD`, `PWRITE`, `PREADV`,
-//! `PWRITEV` through the same paths as pread/pwrite/preadv/pwritev, so
-//! `O_DIRECT` requests go straight to the device; `FSYNC`/`FDSYNC` as
-//! fsync), queues its `io_event` and, with `IOCB_FLAG_RESFD`, adds 1 to the
+//! request at once, in the calling thread, through `request.rs` (shared
+//! with io_uring: `PREAD`, `PWRITE`, `PREADV`, `PWRITEV` through the same
+//! paths as pread/pwrite/preadv/pwritev, so `O_DIRECT` requests go
+//! straight to the device; `FSYNC`/`FDSYNC` as fsync), queues its `io_event` and, with `IOCB_FLAG_RESFD`, adds 1 to the
 //! request's eventfd; `io_getevents` takes queued events, sleeping (until
 //! `min_nr` are there, its timeout passes or a signal comes) when there
 //! are fewer. So a submission returns after its I/O is done: nothing is
@@ -21,6 +21,7 @@
 //! `aio.events` (a context's queue); both SpinLocks, kernel-lock only,
 //! leaves, never held across a request, a user copy or a wait.
 
+use super::request::{self, Op, Request};
 use super::{SysResult, copy_in, copy_out};
 use crate::ipc::eventfd::EventFd;
 use crate::sched::wait::{Pollable, WaitError, wait_event};
@@ -52,9 +53,6 @@ const IOCB_CMD_PREADV: u16 = 7;
 const IOCB_CMD_PWRITEV: u16 = 8;
 const IOCB_FLAG_RESFD: u32 = 1;
 const IOCB_FLAG_IOPRIO: u32 = 2;
-const RWF_HIPRI: u32 = 1;
-const RWF_DSYNC: u32 = 2;
-const RWF_SYNC: u32 = 4;
 
 struct Context {
     /// Events not yet taken (at most `capacity`).
@@ -146,9 +144,11 @@ fn decode(b: &[u8; IOCB_SIZE]) -> Iocb {
     }
 }
 
+type File = Arc<crate::process::file::OpenFile>;
+
 /// Checks what Linux's `io_submit_one` refuses before the request runs;
-/// returns the eventfd to signal, if any.
-fn check(cb: &Iocb) -> Result<Option<Arc<crate::process::file::OpenFile>>, Errno> {
+/// returns the request's file and the eventfd to signal, if any.
+fn check(cb: &Iocb) -> Result<(File, Option<File>), Errno> {
     if cb.reserved2 != 0 || cb.flags & !(IOCB_FLAG_RESFD | IOCB_FLAG_IOPRIO) != 0 {
         return Err(Errno::EINVAL);
     }
@@ -163,44 +163,36 @@ fn check(cb: &Iocb) -> Result<Option<Arc<crate::process::file::OpenFile>>, Errno
     ) {
         return Err(Errno::EINVAL);
     }
-    if cb.rw_flags & !(RWF_HIPRI | RWF_DSYNC | RWF_SYNC) != 0 {
-        return Err(Errno::EOPNOTSUPP);
-    }
-    super::fs::get_file(cb.fd)?;
+    request::check_rw_flags(cb.rw_flags)?;
+    let file = super::fs::get_file(cb.fd)?;
     if cb.flags & IOCB_FLAG_RESFD == 0 {
-        return Ok(None);
+        return Ok((file, None));
     }
     let f = super::fs::get_file(cb.resfd)?;
     if f.downcast::<EventFd>().is_none() {
         return Err(Errno::EINVAL);
     }
-    Ok(Some(f))
+    Ok((file, Some(f)))
 }
 
 /// Runs one request: its `res` (a count, or a negative errno).
-fn run(cb: &Iocb) -> i64 {
-    let r = match cb.opcode {
-        IOCB_CMD_PREAD => super::fs::pread(cb.fd, cb.buf, cb.nbytes, cb.offset),
-        IOCB_CMD_PWRITE => super::fs::pwrite(cb.fd, cb.buf, cb.nbytes, cb.offset),
-        IOCB_CMD_PREADV => super::fs::readv(cb.fd, cb.buf, cb.nbytes, Some(cb.offset)),
-        IOCB_CMD_PWRITEV => super::fs::writev(cb.fd, cb.buf, cb.nbytes, Some(cb.offset)),
-        _ => super::fs::fsync(cb.fd),
+fn run(cb: &Iocb, file: &File) -> i64 {
+    let op = match cb.opcode {
+        IOCB_CMD_PREAD => Op::Read,
+        IOCB_CMD_PWRITE => Op::Write,
+        IOCB_CMD_PREADV => Op::Readv,
+        IOCB_CMD_PWRITEV => Op::Writev,
+        _ => Op::Sync,
     };
-    let r = match r {
-        Ok(n)
-            if matches!(cb.opcode, IOCB_CMD_PWRITE | IOCB_CMD_PWRITEV)
-                && cb.rw_flags & (RWF_DSYNC | RWF_SYNC) != 0 =>
-        {
-            super::fs::fsync(cb.fd).map(|_| n)
-        }
-        r => r,
-    };
-    match r {
-        Ok(n) => n as i64,
-        // A restart cannot redo a request that is reported by event.
-        Err(Errno::ERESTARTSYS) => -i64::from(Errno::EINTR.raw()),
-        Err(e) => -i64::from(e.raw()),
+    Request {
+        file,
+        op,
+        buf: cb.buf,
+        len: cb.nbytes,
+        offset: Some(cb.offset),
+        rw_flags: cb.rw_flags,
     }
+    .run()
 }
 
 /// io_submit(ctx, nr, iocbpp): runs the requests in order; returns how
@@ -223,14 +215,15 @@ pub fn io_submit(id: u64, nr: i64, iocbpp: u64) -> SysResult {
             return fail(e, done);
         }
         let cb = decode(&b);
-        let resfd = match check(&cb) {
+        let (file, resfd) = match check(&cb) {
             Ok(r) => r,
             Err(e) => return fail(e, done),
         };
         if ctx.events.lock().len() >= ctx.capacity {
             return fail(Errno::EAGAIN, done);
         }
-        let res = run(&cb);
+        let res = run(&cb, &file);
+        drop(file);
         let mut ev = [0u8; EVENT_SIZE];
         ev[0..8].copy_from_slice(&cb.data.to_le_bytes());
         ev[8..16].copy_from_slice(&at.to_le_bytes());

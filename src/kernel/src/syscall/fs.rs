@@ -312,12 +312,16 @@ fn verify_area_inner(off: u64, len: u64) -> Result<usize, Errno> {
 }
 
 pub fn read(fd: i32, buf: u64, len: u64) -> SysResult {
-    let f = get_file(fd)?;
-    let _pos = hold_offset(&f);
+    read_file(&*get_file(fd)?, buf, len)
+}
+
+/// read(2) on an open file, at (and moving) its offset.
+pub fn read_file(f: &OpenFile, buf: u64, len: u64) -> SysResult {
+    let _pos = hold_offset(f);
     let off = f.offset.load(Ordering::Relaxed);
     let len = verify_buffer_area(buf, off, len)?;
-    let n = read_at(&f, off, buf, len)?;
-    if moves_offset(&f) {
+    let n = read_at(f, off, buf, len)?;
+    if moves_offset(f) {
         f.offset
             .store(off.saturating_add(n as u64), Ordering::Relaxed);
     }
@@ -325,16 +329,20 @@ pub fn read(fd: i32, buf: u64, len: u64) -> SysResult {
 }
 
 pub fn write(fd: i32, buf: u64, len: u64) -> SysResult {
-    let f = get_file(fd)?;
-    let _pos = hold_offset(&f);
+    write_file(&*get_file(fd)?, buf, len)
+}
+
+/// write(2) on an open file, at (and moving) its offset.
+pub fn write_file(f: &OpenFile, buf: u64, len: u64) -> SysResult {
+    let _pos = hold_offset(f);
     let off = if f.append() {
-        file_size(&f)?
+        file_size(f)?
     } else {
         f.offset.load(Ordering::Relaxed)
     };
     let len = verify_buffer_area(buf, off, len)?;
-    let n = write_at(&f, off, buf, len)?;
-    if moves_offset(&f) {
+    let n = write_at(f, off, buf, len)?;
+    if moves_offset(f) {
         f.offset
             .store(off.saturating_add(n as u64), Ordering::Relaxed);
     }
@@ -344,9 +352,14 @@ pub fn write(fd: i32, buf: u64, len: u64) -> SysResult {
 /// Positioned I/O needs a seekable file (`ESPIPE` for pipes and such).
 fn positioned(fd: i32) -> Result<Arc<OpenFile>, Errno> {
     let f = get_file(fd)?;
+    seekable(&f)?;
+    Ok(f)
+}
+
+fn seekable(f: &OpenFile) -> Result<(), Errno> {
     match &f.kind {
         FileKind::Object(o) if !o.seekable() => Err(Errno::ESPIPE),
-        _ => Ok(f),
+        _ => Ok(()),
     }
 }
 
@@ -356,10 +369,24 @@ pub fn pread(fd: i32, buf: u64, len: u64, off: u64) -> SysResult {
     Ok(read_at(&f, off, buf, len)? as u64)
 }
 
+/// pread(2) on an open file.
+pub fn pread_file(f: &OpenFile, buf: u64, len: u64, off: u64) -> SysResult {
+    let len = verify_buffer_area(buf, off, len)?;
+    seekable(f)?;
+    Ok(read_at(f, off, buf, len)? as u64)
+}
+
 pub fn pwrite(fd: i32, buf: u64, len: u64, off: u64) -> SysResult {
     let len = verify_buffer_area(buf, off, len)?;
     let f = positioned(fd)?;
     Ok(write_at(&f, off, buf, len)? as u64)
+}
+
+/// pwrite(2) on an open file.
+pub fn pwrite_file(f: &OpenFile, buf: u64, len: u64, off: u64) -> SysResult {
+    let len = verify_buffer_area(buf, off, len)?;
+    seekable(f)?;
+    Ok(write_at(f, off, buf, len)? as u64)
 }
 
 pub(crate) fn iovecs(iov: u64, count: u64) -> Result<Vec<IoVec>, Errno> {
@@ -380,20 +407,23 @@ pub(crate) fn iovecs(iov: u64, count: u64) -> Result<Vec<IoVec>, Errno> {
 }
 
 pub fn readv(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
-    let f = if at.is_some() {
-        positioned(fd)?
-    } else {
-        get_file(fd)?
-    };
+    readv_file(&*get_file(fd)?, iov, count, at)
+}
+
+/// readv(2) (`at`: preadv(2)) on an open file.
+pub fn readv_file(f: &OpenFile, iov: u64, count: u64, at: Option<u64>) -> SysResult {
+    if at.is_some() {
+        seekable(f)?;
+    }
     let vecs = iovecs(iov, count)?;
-    let _pos = if at.is_none() { hold_offset(&f) } else { None };
+    let _pos = if at.is_none() { hold_offset(f) } else { None };
     let mut off = at.unwrap_or_else(|| f.offset.load(Ordering::Relaxed));
     let mut left = verify_area(off, vecs.iter().map(|v| v.len).sum())? as u64;
     let mut total = 0u64;
     for v in vecs {
         let want = v.len.min(left);
         left -= want;
-        let n = match read_at(&f, off, v.base, want as usize) {
+        let n = match read_at(f, off, v.base, want as usize) {
             Ok(n) => n as u64,
             Err(_) if total > 0 => break,
             Err(e) => return Err(e),
@@ -404,23 +434,26 @@ pub fn readv(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
             break;
         }
     }
-    if at.is_none() && moves_offset(&f) {
+    if at.is_none() && moves_offset(f) {
         f.offset.store(off, Ordering::Relaxed);
     }
     Ok(total)
 }
 
 pub fn writev(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
-    let f = if at.is_some() {
-        positioned(fd)?
-    } else {
-        get_file(fd)?
-    };
+    writev_file(&*get_file(fd)?, iov, count, at)
+}
+
+/// writev(2) (`at`: pwritev(2)) on an open file.
+pub fn writev_file(f: &OpenFile, iov: u64, count: u64, at: Option<u64>) -> SysResult {
+    if at.is_some() {
+        seekable(f)?;
+    }
     let vecs = iovecs(iov, count)?;
-    let _pos = if at.is_none() { hold_offset(&f) } else { None };
+    let _pos = if at.is_none() { hold_offset(f) } else { None };
     let mut off = match at {
         Some(o) => o,
-        None if f.append() => file_size(&f)?,
+        None if f.append() => file_size(f)?,
         None => f.offset.load(Ordering::Relaxed),
     };
     let mut left = verify_area(off, vecs.iter().map(|v| v.len).sum())? as u64;
@@ -430,7 +463,7 @@ pub fn writev(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
         left -= want;
         // A fault (or error) after some bytes were written ends the call
         // with the count so far, as Linux; before any, it is the result.
-        let n = match write_at(&f, off, v.base, want as usize) {
+        let n = match write_at(f, off, v.base, want as usize) {
             Ok(n) => n as u64,
             Err(_) if total > 0 => break,
             Err(e) => return Err(e),
@@ -441,7 +474,7 @@ pub fn writev(fd: i32, iov: u64, count: u64, at: Option<u64>) -> SysResult {
             break;
         }
     }
-    if at.is_none() && moves_offset(&f) {
+    if at.is_none() && moves_offset(f) {
         f.offset.store(off, Ordering::Relaxed);
     }
     Ok(total)
@@ -703,6 +736,24 @@ const FALLOC_ZERO_RANGE: i32 = 0x10;
 /// as on a Linux filesystem without them (a punch without `KEEP_SIZE`
 /// too, as Linux's `vfs_fallocate`).
 pub fn fallocate(fd: i32, mode: i32, off: u64, len: u64) -> SysResult {
+    fallocate_args(mode, off, len)?;
+    fallocate_file(&*get_file(fd)?, mode, off, len)
+}
+
+/// fallocate(2) on an open file.
+pub fn fallocate_file(f: &OpenFile, mode: i32, off: u64, len: u64) -> SysResult {
+    fallocate_args(mode, off, len)?;
+    if !f.writable {
+        return Err(Errno::EBADF);
+    }
+    let FileKind::Regular(ref d) = f.kind else {
+        return Err(Errno::ENODEV);
+    };
+    fallocate_regular(d, mode, off, len)
+}
+
+/// fallocate's argument checks, made before the descriptor is looked up.
+fn fallocate_args(mode: i32, off: u64, len: u64) -> Result<(), Errno> {
     if (off as i64) < 0 || (len as i64) <= 0 {
         return Err(Errno::EINVAL);
     }
@@ -716,13 +767,10 @@ pub fn fallocate(fd: i32, mode: i32, off: u64, len: u64) -> SysResult {
     if !supported.contains(&mode) {
         return Err(Errno::EOPNOTSUPP);
     }
-    let f = get_file(fd)?;
-    if !f.writable {
-        return Err(Errno::EBADF);
-    }
-    let FileKind::Regular(ref d) = f.kind else {
-        return Err(Errno::ENODEV);
-    };
+    Ok(())
+}
+
+fn fallocate_regular(d: &Arc<crate::fs::FileData>, mode: i32, off: u64, len: u64) -> SysResult {
     let end = off.checked_add(len).ok_or(Errno::EFBIG)?;
     if (end as i64) < 0 {
         return Err(Errno::EFBIG);
@@ -874,7 +922,11 @@ pub fn fadvise64(fd: i32, off: i64, len: i64, advice: i32) -> SysResult {
 }
 
 pub fn fsync(fd: i32) -> SysResult {
-    let f = get_file(fd)?;
+    fsync_file(&*get_file(fd)?)
+}
+
+/// fsync(2) on an open file.
+pub fn fsync_file(f: &OpenFile) -> SysResult {
     match f.kind {
         FileKind::Regular(ref d) => d.mount.fsync(d).map(|_| 0).map_err(pc_err),
         FileKind::Directory(loc) => loc.volume().sync().map(|_| 0).map_err(pc_err),

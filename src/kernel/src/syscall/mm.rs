@@ -40,8 +40,25 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: i32, off: u64) -> Sy
         let f = get_file(fd)?;
         f.ops().is_some_and(|o| o.maps_as_anonymous())
     };
+    let ring = if anonymous {
+        None
+    } else {
+        super::uring::map_region(&*get_file(fd)?, off, len)?
+    };
     let (kind, max_prot) = if anonymous {
         (VmapKind::Anonymous, Prot::ALL)
+    } else if let Some((file, offset)) = ring {
+        // An io_uring's rings or SQEs: always the shared pages.
+        if share != Share::Shared {
+            return Err(Errno::EINVAL);
+        }
+        (
+            VmapKind::File {
+                file: FileRef(file),
+                offset,
+            },
+            Prot::READ | Prot::WRITE,
+        )
     } else {
         let f = get_file(fd)?;
         let FileKind::Regular(ref data) = f.kind else {

@@ -2,7 +2,8 @@
 //! handlers in [`fs`], [`mm`], [`thread`], [`misc`], [`pipe`] (pipes,
 //! eventfd, timerfd), [`poll`] (poll, select, epoll), [`lock`] (flock),
 //! [`copy`] (sendfile, copy_file_range), [`sys`] (rusage, prctl,
-//! scheduler, mlock, membarrier), [`memfd`] and [`times`] (file times); user-memory helpers; the
+//! scheduler, mlock, membarrier), [`memfd`], [`times`] (file times), [`aio`]
+//! and [`uring`] (asynchronous I/O, both through [`request`]); user-memory helpers; the
 //! handling of exceptions raised in user mode.
 //!
 //! Kernel-lock context (the entry path takes the lock before calling in),
@@ -20,11 +21,13 @@ pub mod mm;
 pub mod net;
 pub mod pipe;
 pub mod poll;
+pub mod request;
 pub mod shm;
 pub mod signal;
 pub mod sys;
 pub mod thread;
 pub mod times;
+pub mod uring;
 pub mod xattr;
 
 use crate::process::aspace::FaultOutcome;
@@ -173,6 +176,9 @@ fn call(n: u64, a: [u64; 6], regs: &UserRegs) -> SysResult {
         nr::IO_GETEVENTS => aio::io_getevents(a[0], a[1] as i64, a[2] as i64, a[3], a[4]),
         nr::IO_PGETEVENTS => aio::io_pgetevents(a[0], a[1] as i64, a[2] as i64, a[3], a[4], a[5]),
         nr::IO_CANCEL => aio::io_cancel(a[0], a[1], a[2]),
+        nr::IO_URING_SETUP => uring::setup(a[0] as u32, a[1]),
+        nr::IO_URING_ENTER => uring::enter(i(0), a[1] as u32, a[2] as u32, a[3] as u32, a[4], a[5]),
+        nr::IO_URING_REGISTER => uring::register(i(0), a[1] as u32, a[2], a[3] as u32),
         nr::FADVISE64 => fs::fadvise64(i(0), a[1] as i64, a[2] as i64, i(3)),
         nr::CLOCK_GETTIME => misc::clock_gettime(i(0), a[1]),
         nr::CLOCK_GETRES => misc::clock_getres(i(0), a[1]),
