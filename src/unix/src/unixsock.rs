@@ -145,7 +145,11 @@ impl UnixAddr {
 /// `path` made absolute against `cwd` and cleaned lexically.
 pub fn absolute(cwd: &[u8], path: &[u8]) -> Vec<u8> {
     let mut parts: Vec<&[u8]> = Vec::new();
-    let base: &[u8] = if path.first() == Some(&b'/') { b"" } else { cwd };
+    let base: &[u8] = if path.first() == Some(&b'/') {
+        b""
+    } else {
+        cwd
+    };
     for c in base.split(|&b| b == b'/').chain(path.split(|&b| b == b'/')) {
         match c {
             b"" | b"." => {}
@@ -258,7 +262,14 @@ impl<R, A> Queue<R, A> {
         self.msgs.drain(..).filter_map(|m| m.rights).collect()
     }
 
-    /// Whether [`Queue::close_reader`] was called.
+    /// The reader shut its side down (`SHUT_RD`): what is queued can
+    /// still be read, then end of file; writes fail with `EPIPE`.
+    pub fn shut_read(&mut self) {
+        self.closed = true;
+        self.eof = true;
+    }
+
+    /// Whether [`Queue::close_reader`] or [`Queue::shut_read`] was called.
     pub fn reader_closed(&self) -> bool {
         self.closed
     }
@@ -267,7 +278,12 @@ impl<R, A> Queue<R, A> {
     /// taken. `EAGAIN`: no room now (nothing queued, `rights` dropped:
     /// the caller keeps its own copy and retries); `EPIPE`: no reader;
     /// `EMSGSIZE`: a message larger than the queue can ever hold.
-    pub fn push(&mut self, data: &[u8], rights: Option<R>, from: Option<A>) -> Result<usize, Errno> {
+    pub fn push(
+        &mut self,
+        data: &[u8],
+        rights: Option<R>,
+        from: Option<A>,
+    ) -> Result<usize, Errno> {
         if self.closed {
             return Err(Errno::EPIPE);
         }

@@ -76,7 +76,11 @@ fn messages_keep_boundaries_and_truncate() {
         let r = q.pop(&mut b, false).unwrap();
         assert_eq!((r.n, r.from), (0, Some(2)), "an empty message is a message");
         let (d, full, _) = read(&mut q, 4).unwrap();
-        assert_eq!((d.as_slice(), full), (&b"thre"[..], 7), "truncated, rest dropped");
+        assert_eq!(
+            (d.as_slice(), full),
+            (&b"thre"[..], 7),
+            "truncated, rest dropped"
+        );
         assert!(q.pop(&mut b, false).is_none());
         assert_eq!(q.bytes(), 0);
     }
@@ -98,7 +102,11 @@ fn stream_rights_arrive_with_their_bytes() {
     q.push(b"bb", Some(1), None).unwrap();
     q.push(b"cc", Some(2), None).unwrap();
     q.push(b"dd", None, None).unwrap();
-    assert_eq!(read(&mut q, 64).unwrap(), (b"aa".to_vec(), 2, None), "stops before rights");
+    assert_eq!(
+        read(&mut q, 64).unwrap(),
+        (b"aa".to_vec(), 2, None),
+        "stops before rights"
+    );
     assert_eq!(read(&mut q, 1).unwrap(), (b"b".to_vec(), 1, Some(1)));
     assert_eq!(read(&mut q, 64).unwrap(), (b"b".to_vec(), 1, None));
     assert_eq!(read(&mut q, 64).unwrap(), (b"cc".to_vec(), 2, Some(2)));
@@ -109,10 +117,19 @@ fn stream_rights_arrive_with_their_bytes() {
 fn addresses_decode_and_encode() {
     let mut sa = vec![1u8, 0];
     sa.extend_from_slice(b"/tmp/s\0junk");
-    assert_eq!(UnixAddr::decode(&sa, sa.len()), Ok(UnixAddr::Path(b"/tmp/s".to_vec())));
-    assert_eq!(UnixAddr::Path(b"/tmp/s".to_vec()).encode(), b"\x01\0/tmp/s\0");
+    assert_eq!(
+        UnixAddr::decode(&sa, sa.len()),
+        Ok(UnixAddr::Path(b"/tmp/s".to_vec()))
+    );
+    assert_eq!(
+        UnixAddr::Path(b"/tmp/s".to_vec()).encode(),
+        b"\x01\0/tmp/s\0"
+    );
     let ab = b"\x01\0\0name";
-    assert_eq!(UnixAddr::decode(ab, 7), Ok(UnixAddr::Abstract(b"name".to_vec())));
+    assert_eq!(
+        UnixAddr::decode(ab, 7),
+        Ok(UnixAddr::Abstract(b"name".to_vec()))
+    );
     assert_eq!(UnixAddr::Abstract(b"name".to_vec()).encode(), ab);
     assert_eq!(UnixAddr::decode(b"\x01\0", 2), Ok(UnixAddr::Unnamed));
     assert_eq!(UnixAddr::Unnamed.encode().len(), 2);
