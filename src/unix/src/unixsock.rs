@@ -224,12 +224,12 @@ impl<R, A> Queue<R, A> {
         self.capacity
     }
 
-    /// `FIONREAD`: every queued byte of a stream, the next message's
-    /// length otherwise.
+    /// `FIONREAD` as Linux reports it: every queued byte of a stream or
+    /// sequenced-packet socket, the next datagram's length.
     pub fn readable_bytes(&self) -> usize {
         match self.ty {
-            SockType::Stream => self.bytes,
-            _ => self.msgs.front().map_or(0, |m| m.data.len()),
+            SockType::Dgram => self.msgs.front().map_or(0, |m| m.data.len()),
+            _ => self.bytes,
         }
     }
 

@@ -70,7 +70,10 @@ fn messages_keep_boundaries_and_truncate() {
         q.push(b"one", None, Some(1)).unwrap();
         q.push(b"", None, Some(2)).unwrap();
         q.push(b"three33", None, Some(3)).unwrap();
-        assert_eq!(q.readable_bytes(), 3);
+        assert_eq!(
+            q.readable_bytes(),
+            if ty == SockType::Dgram { 3 } else { 10 }
+        );
         assert_eq!(read(&mut q, 64).unwrap().0, b"one");
         let mut b = [0u8; 4];
         let r = q.pop(&mut b, false).unwrap();

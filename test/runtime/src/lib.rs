@@ -774,6 +774,10 @@ static CATALOGUE: &[RuntimeTest] = &[
         "fcntl record and OFD locks (conflicts, F_GETLK, split/merge, release on any close, F_SETLKW/F_OFD_SETLKW woken by another thread, EDEADLK on cairn), flock",
     ),
     test(
+        "unix_sockets",
+        "AF_UNIX within the program: socketpair (stream/dgram/seqpacket), a path-named stream server with client threads, abstract names, EADDRINUSE/ENOENT/ECONNREFUSED, message boundaries, shutdown, EPIPE/SIGPIPE, non-blocking, epoll edge-triggered, SO_RCVTIMEO/SO_SNDTIMEO/SO_LINGER, SCM_RIGHTS, ping-pong with more threads than vCPUs, bad pointers",
+    ),
+    test(
         "pipes",
         "pipe2 (EOF, EPIPE, O_NONBLOCK, capacity, atomic PIPE_BUF writes, 4 MiB between threads), poll/ppoll/select/pselect, eventfd, epoll (level, edge, one-shot), timerfd",
     ),

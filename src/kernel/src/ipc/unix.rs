@@ -156,6 +156,16 @@ fn lookup(key: &UnixAddr) -> Option<Arc<UnixSocket>> {
     NAMES.lock().get(key).and_then(Weak::upgrade)
 }
 
+/// A name held by a socket of another type: `EPROTOTYPE` for a path,
+/// `ECONNREFUSED` for an abstract name (Linux looks abstract names up by
+/// type).
+fn type_mismatch(key: &UnixAddr) -> Errno {
+    match key {
+        UnixAddr::Path(_) => Errno::EPROTOTYPE,
+        _ => Errno::ECONNREFUSED,
+    }
+}
+
 /// `unlink` of a path that names a socket: the name is removed (true).
 pub fn unlink_name(path: &[u8]) -> bool {
     let key = UnixAddr::Path(cairn_unix::unixsock::absolute(&cwd(), path));
@@ -270,7 +280,7 @@ impl UnixSocket {
             _ => Errno::ECONNREFUSED,
         })?;
         if target.ty != self.ty {
-            return Err(Errno::EPROTOTYPE);
+            return Err(type_mismatch(&key));
         }
         let target_name = target.inner.lock().name.clone();
         if !self.ty.connected() {
@@ -378,7 +388,7 @@ impl UnixSocket {
                     _ => Errno::ECONNREFUSED,
                 })?;
                 if t.ty != self.ty {
-                    return Err(Errno::EPROTOTYPE);
+                    return Err(type_mismatch(&key));
                 }
                 Ok(t)
             }
