@@ -359,9 +359,16 @@ static void test_server(void)
               "unaccepted connection %d after the listener closed: %zd %d", i, r, errno);
         SYS(close(queued[i]));
     }
-    /* unlink removes the name. */
+    /* The path outlives its socket until unlinked. */
+    c = SYS(socket(AF_UNIX, SOCK_STREAM, 0));
+    CHECK(connect(c, (struct sockaddr *)&a, l) == -1 && errno == ECONNREFUSED,
+          "connect to a closed socket's path: %d", errno);
+    SYS(close(c));
     s = SYS(socket(AF_UNIX, SOCK_STREAM, 0));
-    c_unlink(SOCK_PATH);
+    CHECK(bind(s, (struct sockaddr *)&a, l) == -1 && errno == EADDRINUSE,
+          "bind to a closed socket's path: %d", errno);
+    SYS(c_unlink(SOCK_PATH));
+    CHECK(c_unlink(SOCK_PATH) == -1 && errno == ENOENT, "unlinked twice");
     SYS(bind(s, (struct sockaddr *)&a, l));
     SYS(listen(s, 1));
     SYS(c_unlink(SOCK_PATH));
@@ -401,6 +408,10 @@ static void test_abstract_and_dgram_names(void)
     SYS(close(x));
     CHECK(send(y, "gone", 4, 0) == -1 && errno == ECONNREFUSED, "peer gone: %d", errno);
     SYS(close(y));
+    /* An abstract name is free once its socket is closed. */
+    x = SYS(socket(AF_UNIX, SOCK_DGRAM, 0));
+    SYS(bind(x, (struct sockaddr *)&a, la));
+    SYS(close(x));
     /* An unbound datagram socket cannot send without a destination. */
     x = SYS(socket(AF_UNIX, SOCK_DGRAM, 0));
     CHECK(send(x, "?", 1, 0) == -1 && errno == ENOTCONN, "no destination: %d", errno);

@@ -1007,6 +1007,28 @@ static CATALOGUE: &[RuntimeTest] = &[
     },
     RuntimeTest {
         real: Some(Real::Debian {
+            package: "python3",
+            path: "/usr/bin/python3",
+        }),
+        data: &[DataFile::Fixed {
+            name: "asyncio_echo.py",
+        }],
+        image_mib: 160,
+        timeout_s: 300,
+        storage: &[Storage::Virtio],
+        steps: &[Step {
+            argv: &[],
+            status: 0,
+            expect: &["PASS dyn-asyncio"],
+        }],
+        native: Native::No("a Debian program in its image"),
+        ..test(
+            "dyn_asyncio",
+            "Debian's python3 asyncio: an event loop (its self-pipe a socketpair) with a unix-socket echo server and 8 clients in one process (1 B-300 KB messages, SHA-256 and bytes checked, EOF), sock_sendall/sock_recv over a socketpair, call_soon_threadsafe and run_in_executor wake-ups",
+        )
+    },
+    RuntimeTest {
+        real: Some(Real::Debian {
             package: "tar",
             path: "/usr/bin/tar",
         }),

@@ -23,13 +23,14 @@
 //!
 //! **Names.** A filesystem name is kept in [`NAMES`] only, keyed by the
 //! absolute path (made from the working directory, cleaned lexically); no
-//! inode is created on the TFS volume. So `stat` of the path says
-//! `ENOENT`; `unlink` of it removes the name (later connects get
-//! `ENOENT`, existing connections go on, as on Linux); closing the bound
-//! socket frees the name too (on Linux the stale inode would make a second
-//! `bind` fail with `EADDRINUSE` until it is unlinked). A connect to a
-//! path nobody holds is `ENOENT`, to an abstract name nobody holds
-//! `ECONNREFUSED`, to a bound socket that does not listen `ECONNREFUSED`.
+//! inode is created on the TFS volume, so `stat` of the path says
+//! `ENOENT`. Otherwise it behaves as Linux's socket inode: it outlives the
+//! socket (a later `bind` to it is `EADDRINUSE`, a connect
+//! `ECONNREFUSED`) until `unlink` removes it (then connects get `ENOENT`;
+//! existing connections go on). An abstract name goes with its socket. A
+//! connect to a path nobody bound is `ENOENT`, to an abstract name nobody
+//! holds `ECONNREFUSED`, to a bound socket that does not listen
+//! `ECONNREFUSED`.
 //!
 //! **Contexts.** Kernel-lock context, in the calling thread; `Drop` (the
 //! last reference: a descriptor closed, an unaccepted connection or
@@ -73,7 +74,8 @@ pub const MSG_WAITALL: u32 = 0x100;
 /// Descriptors in flight (SCM_RIGHTS).
 pub type Rights = Arc<Vec<Arc<OpenFile>>>;
 
-/// Live sockets by name (weak: a closed socket's name is free).
+/// Sockets by name (weak: a path of a closed socket stays until
+/// unlinked; an abstract name is removed when its socket goes).
 static NAMES: SpinLock<BTreeMap<UnixAddr, Weak<UnixSocket>>> =
     SpinLock::new(&NAMES_CLASS, BTreeMap::new());
 /// Autobind names.
@@ -151,9 +153,15 @@ fn cwd() -> Vec<u8> {
         .to_vec()
 }
 
-/// The live socket holding the name `key`.
-fn lookup(key: &UnixAddr) -> Option<Arc<UnixSocket>> {
-    NAMES.lock().get(key).and_then(Weak::upgrade)
+/// The live socket holding the name `key`: `ENOENT` for a path nobody
+/// bound, `ECONNREFUSED` for a closed socket's path or an abstract name
+/// nobody holds.
+fn lookup(key: &UnixAddr) -> Result<Arc<UnixSocket>, Errno> {
+    match NAMES.lock().get(key) {
+        Some(w) => w.upgrade().ok_or(Errno::ECONNREFUSED),
+        None if matches!(key, UnixAddr::Path(_)) => Err(Errno::ENOENT),
+        None => Err(Errno::ECONNREFUSED),
+    }
 }
 
 /// A name held by a socket of another type: `EPROTOTYPE` for a path,
@@ -169,8 +177,7 @@ fn type_mismatch(key: &UnixAddr) -> Errno {
 /// `unlink` of a path that names a socket: the name is removed (true).
 pub fn unlink_name(path: &[u8]) -> bool {
     let key = UnixAddr::Path(cairn_unix::unixsock::absolute(&cwd(), path));
-    let gone = NAMES.lock().remove(&key);
-    gone.is_some_and(|w| w.strong_count() > 0)
+    NAMES.lock().remove(&key).is_some()
 }
 
 impl UnixSocket {
@@ -235,7 +242,11 @@ impl UnixSocket {
             return Err(Errno::EINVAL);
         }
         let mut names = NAMES.lock();
-        if names.get(&key).is_some_and(|w| w.strong_count() > 0) {
+        let taken = match names.get(&key) {
+            Some(w) => w.strong_count() > 0 || matches!(key, UnixAddr::Path(_)),
+            None => false,
+        };
+        if taken {
             return Err(Errno::EADDRINUSE);
         }
         let mut i = self.inner.lock();
@@ -275,10 +286,7 @@ impl UnixSocket {
     /// Connects to the socket named `addr`.
     pub fn connect(&self, addr: UnixAddr, nonblock: bool) -> Result<(), Errno> {
         let key = addr.key(&cwd()).ok_or(Errno::EINVAL)?;
-        let target = lookup(&key).ok_or(match key {
-            UnixAddr::Path(_) => Errno::ENOENT,
-            _ => Errno::ECONNREFUSED,
-        })?;
+        let target = lookup(&key)?;
         if target.ty != self.ty {
             return Err(type_mismatch(&key));
         }
@@ -383,10 +391,7 @@ impl UnixSocket {
         match to {
             Some(a) => {
                 let key = a.key(&cwd()).ok_or(Errno::EINVAL)?;
-                let t = lookup(&key).ok_or(match key {
-                    UnixAddr::Path(_) => Errno::ENOENT,
-                    _ => Errno::ECONNREFUSED,
-                })?;
+                let t = lookup(&key)?;
                 if t.ty != self.ty {
                     return Err(type_mismatch(&key));
                 }
@@ -628,7 +633,7 @@ impl Drop for UnixSocket {
         let i = self.inner.get_mut();
         let state = core::mem::replace(&mut i.state, State::Fresh);
         let rights = i.rx.close_reader();
-        if let Some(key) = i.key.take() {
+        if let Some(key @ UnixAddr::Abstract(_)) = i.key.take() {
             let mut names = NAMES.lock();
             if names.get(&key).is_some_and(|w| w.strong_count() == 0) {
                 names.remove(&key);
