@@ -330,6 +330,19 @@ const WWW: &[DataFile] = &[
     pattern("empty", 0, 75),
 ];
 
+/// The dyn_lighttpd test's files: its configuration, `/quit` and [`WWW`].
+const LIGHTTPD_DATA: &[DataFile] = &[
+    DataFile::Fixed {
+        name: "lighttpd.conf",
+    },
+    DataFile::Fixed { name: "quit" },
+    WWW[0],
+    WWW[1],
+    WWW[2],
+    WWW[3],
+    WWW[4],
+];
+
 static CATALOGUE: &[RuntimeTest] = &[
     RuntimeTest {
         data: &[DataFile::Fixed { name: "motd" }],
@@ -813,6 +826,32 @@ static CATALOGUE: &[RuntimeTest] = &[
         ..test(
             "httpd_flood",
             "bad input from the network: 160 connections opened and dropped at once, resets with half a request sent, idle connections, garbage; then the HTTP run must still pass and the kernel never panics",
+        )
+    },
+    RuntimeTest {
+        real: Some(Real::Debian {
+            package: "lighttpd",
+            path: "/usr/sbin/lighttpd",
+        }),
+        data: LIGHTTPD_DATA,
+        image_mib: 64,
+        storage: &[Storage::Virtio],
+        native: Native::No("a Debian program in its image, with the host-side HTTP client"),
+        linux: Native::No("needs the host-side HTTP client"),
+        timeout_s: 600,
+        net: Some(NetRole::HttpClient {
+            guest_port: 8080,
+            requests: 1000,
+            connections: 4,
+        }),
+        steps: &[Step {
+            argv: &[],
+            status: 0,
+            expect: &["server started (lighttpd/"],
+        }],
+        ..test(
+            "dyn_lighttpd",
+            "Debian's lighttpd (one process, epoll, sendfile, keep-alive) serving files from TFS: the host fetches 1,000 files over 4 connections and compares the bytes; lighttpd exits after 20 s idle",
         )
     },
     RuntimeTest {
