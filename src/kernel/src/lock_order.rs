@@ -24,6 +24,11 @@ pub fn declare() {
     // A socket's own state, then the network stack (which covers the
     // NIC's rings).
     declare_order(&[&crate::net::socket::SOCKET_CLASS, &crate::net::STACK_CLASS]);
+    // The AF_UNIX name table, then one AF_UNIX socket's state.
+    declare_order(&[
+        &crate::ipc::unix::NAMES_CLASS,
+        &crate::ipc::unix::UNIX_CLASS,
+    ]);
     // Signals: the sigaction table, the thread list, a thread's signal
     // state, the process's pending queue.
     declare_order(&[

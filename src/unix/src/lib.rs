@@ -20,6 +20,7 @@
 //! | [`signal`] | signal numbers, sets, the sigaction table, thread masks, fatal defaults |
 //! | [`sigpending`] | queues of pending signals and the order they are delivered in |
 //! | [`sigframe`] | handler frames on the user stack: siginfo, ucontext, placement, `rt_sigreturn` decoding |
+//! | [`unixsock`] | AF_UNIX names (`sockaddr_un`, the name-table key) and a socket's receive queue: stream/datagram/seqpacket rules, shutdown, attached descriptors |
 //! | [`reclock`] | advisory record, OFD and flock locks: ranges, owners, conflicts, the deadlock test |
 //!
 //! # Contexts and locks
@@ -60,6 +61,7 @@ pub mod signal;
 pub mod sigpending;
 pub mod stack;
 pub mod syscalls;
+pub mod unixsock;
 pub mod vmap;
 
 pub use errno::{Errno, SysResult};

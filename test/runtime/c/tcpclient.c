@@ -6,7 +6,7 @@
  * a refused connection both ways, EPIPE with MSG_NOSIGNAL and SIGPIPE
  * without, the socket options a client sets, and an AF_INET6 (dual-stack)
  * socket reaching the host through its IPv4-mapped address, and a reset
- * from the peer (ECONNRESET, then end of file).
+ * from the peer (ECONNRESET, then end of file), SO_RCVTIMEO.
  *
  * Usage: tcpclient ECHO_PORT CLOSED_PORT (the runner passes both)
  */
@@ -73,6 +73,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, on_sigpipe);
 
     /* Blocking connect, names, options. */
+    char b0[1];
     int s = SYS(socket(AF_INET, SOCK_STREAM, 0));
     SYS(connect(s, (struct sockaddr *)&echo, sizeof echo));
     struct sockaddr_in me, peer;
@@ -101,6 +102,16 @@ int main(int argc, char **argv)
     SYS(getsockopt(s, SOL_SOCKET, SO_RCVBUF, &v, &l));
     CHECK(v >= rb, "SO_RCVBUF %d", v);
     CHECK(connect(s, (struct sockaddr *)&echo, sizeof echo) < 0 && errno == EISCONN, "EISCONN");
+
+    /* SO_RCVTIMEO: a receive the echo server has nothing for gives up
+     * with EAGAIN; cleared again (0) for the rest. */
+    struct timeval tv = {0, 200000};
+    SYS(setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
+    double t0 = now_s();
+    CHECK(recv(s, b0, 1, 0) < 0 && errno == EAGAIN, "recv past SO_RCVTIMEO");
+    CHECK(now_s() - t0 >= 0.19, "SO_RCVTIMEO waited %.3f s", now_s() - t0);
+    tv.tv_usec = 0;
+    SYS(setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
 
     echo_through(s, 1 << 20, 7);
 

@@ -2,7 +2,7 @@
  * A UDP echo server, as a small daemon would be written: bind, then
  * recvfrom/sendto in a loop, with poll for readiness and a second socket
  * that checks the socket calls' answers (getsockname, SO_TYPE, connect on
- * a datagram socket, EDESTADDRREQ, MSG_DONTWAIT). The host-side client
+ * a datagram socket, EDESTADDRREQ, MSG_DONTWAIT, SO_RCVTIMEO). The host-side client
  * sends datagrams of several sizes and checks each echo; "quit" ends the
  * program with status 0.
  *
@@ -40,6 +40,12 @@ int main(int argc, char **argv)
     gl = sizeof got;
     SYS(getpeername(t, (struct sockaddr *)&got, &gl));
     CHECK(got.sin_addr.s_addr == gw.sin_addr.s_addr && got.sin_port == gw.sin_port, "getpeername");
+    /* SO_RCVTIMEO: a blocking receive nobody answers gives up (EAGAIN). */
+    struct timeval tv = {0, 200000};
+    SYS(setsockopt(t, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
+    double t0 = now_s();
+    CHECK(recv(t, &c, 1, 0) < 0 && errno == EAGAIN, "recv past SO_RCVTIMEO");
+    CHECK(now_s() - t0 >= 0.19, "SO_RCVTIMEO waited %.3f s", now_s() - t0);
     struct sockaddr_in6 six = {.sin6_family = AF_INET6};
     CHECK(bind(t, (struct sockaddr *)&six, sizeof six) < 0, "bind of an AF_INET6 address");
     close(t);

@@ -341,6 +341,19 @@ const WWW: &[DataFile] = &[
     pattern("empty", 0, 75),
 ];
 
+/// The dyn_lighttpd test's files: its configuration, `/quit` and [`WWW`].
+const LIGHTTPD_DATA: &[DataFile] = &[
+    DataFile::Fixed {
+        name: "lighttpd.conf",
+    },
+    DataFile::Fixed { name: "quit" },
+    WWW[0],
+    WWW[1],
+    WWW[2],
+    WWW[3],
+    WWW[4],
+];
+
 static CATALOGUE: &[RuntimeTest] = &[
     RuntimeTest {
         data: &[DataFile::Fixed { name: "motd" }],
@@ -819,6 +832,10 @@ static CATALOGUE: &[RuntimeTest] = &[
         "fcntl record and OFD locks (conflicts, F_GETLK, split/merge, release on any close, F_SETLKW/F_OFD_SETLKW woken by another thread, EDEADLK on cairn), flock",
     ),
     test(
+        "unix_sockets",
+        "AF_UNIX within the program: socketpair (stream/dgram/seqpacket), a path-named stream server with client threads, abstract names, EADDRINUSE/ENOENT/ECONNREFUSED, message boundaries, shutdown, EPIPE/SIGPIPE, non-blocking, epoll edge-triggered, SO_RCVTIMEO/SO_SNDTIMEO/SO_LINGER, SCM_RIGHTS, ping-pong with more threads than vCPUs, bad pointers",
+    ),
+    test(
         "pipes",
         "pipe2 (EOF, EPIPE, O_NONBLOCK, capacity, atomic PIPE_BUF writes, 4 MiB between threads), poll/ppoll/select/pselect, eventfd, epoll (level, edge, one-shot), timerfd",
     ),
@@ -854,6 +871,32 @@ static CATALOGUE: &[RuntimeTest] = &[
         ..test(
             "httpd_flood",
             "bad input from the network: 160 connections opened and dropped at once, resets with half a request sent, idle connections, garbage; then the HTTP run must still pass and the kernel never panics",
+        )
+    },
+    RuntimeTest {
+        real: Some(Real::Debian {
+            package: "lighttpd",
+            path: "/usr/sbin/lighttpd",
+        }),
+        data: LIGHTTPD_DATA,
+        image_mib: 64,
+        storage: &[Storage::Virtio],
+        native: Native::No("a Debian program in its image, with the host-side HTTP client"),
+        linux: Native::No("needs the host-side HTTP client"),
+        timeout_s: 600,
+        net: Some(NetRole::HttpClient {
+            guest_port: 8080,
+            requests: 1000,
+            connections: 4,
+        }),
+        steps: &[Step {
+            argv: &[],
+            status: 0,
+            expect: &["server started (lighttpd/"],
+        }],
+        ..test(
+            "dyn_lighttpd",
+            "Debian's lighttpd (one process, epoll, sendfile, keep-alive) serving files from TFS: the host fetches 1,000 files over 4 connections and compares the bytes; lighttpd exits after 20 s idle",
         )
     },
     RuntimeTest {
@@ -1045,6 +1088,28 @@ static CATALOGUE: &[RuntimeTest] = &[
         ..test(
             "dyn_python",
             "Debian's python3 with its standard library: os.walk of a tree checked against its pattern, sha256, JSON records written and fsync'd, tempfile + os.replace (boot 1), read back and compared (boot 2)",
+        )
+    },
+    RuntimeTest {
+        real: Some(Real::Debian {
+            package: "python3",
+            path: "/usr/bin/python3",
+        }),
+        data: &[DataFile::Fixed {
+            name: "asyncio_echo.py",
+        }],
+        image_mib: 160,
+        timeout_s: 300,
+        storage: &[Storage::Virtio],
+        steps: &[Step {
+            argv: &[],
+            status: 0,
+            expect: &["PASS dyn-asyncio"],
+        }],
+        native: Native::No("a Debian program in its image"),
+        ..test(
+            "dyn_asyncio",
+            "Debian's python3 asyncio: an event loop (its self-pipe a socketpair) with a unix-socket echo server and 8 clients in one process (1 B-300 KB messages, SHA-256 and bytes checked, EOF), sock_sendall/sock_recv over a socketpair, call_soon_threadsafe and run_in_executor wake-ups",
         )
     },
     RuntimeTest {

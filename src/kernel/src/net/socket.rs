@@ -79,6 +79,15 @@ pub struct Opts {
     pub sndbuf: u32,
     /// `IPV6_V6ONLY` (reported; IPv4 peers are not refused).
     pub v6only: bool,
+    /// `SO_RCVTIMEO` in ns (0: none): a blocking receive or accept
+    /// gives up with `EAGAIN`.
+    pub rcvtimeo: u64,
+    /// `SO_SNDTIMEO` in ns (0: none): a blocking send gives up with
+    /// `EAGAIN` (what was sent counts), a connect with `EINPROGRESS`.
+    pub sndtimeo: u64,
+    /// `SO_LINGER` (`None`: off): linger 0 resets the connection on
+    /// close; other values close as usual (no waiting in close).
+    pub linger: Option<i32>,
 }
 
 enum Mode {
@@ -258,39 +267,43 @@ impl Socket {
             }
             i.opts
         };
-        let r = wait_event(&[&self.shared.ready], None, || {
-            let mut i = self.inner.lock();
-            let Mode::Listening { ep, backlog } = &mut i.mode else {
-                return Some(Err(Errno::EINVAL));
-            };
-            let ep = *ep;
-            let got = with(|s| {
-                let at = backlog.iter().position(|&h| {
-                    let t = s.sockets.get::<tcp::Socket>(h);
-                    !matches!(
-                        t.state(),
-                        tcp::State::Listen | tcp::State::SynReceived | tcp::State::Closed
-                    )
-                })?;
-                let h = backlog[at];
-                let t = s.sockets.get_mut::<tcp::Socket>(h);
-                let peer = t.remote_endpoint()?;
-                backlog.remove(at);
-                let shared = Shared::new();
-                t.set_timeout(None);
-                apply_opts(t, &opts);
-                s.watch(h, &shared, None);
-                let listener_shared = self.shared.clone();
-                backlog.push(new_listener(s, ep, &listener_shared));
-                Some((h, shared, peer))
-            })
-            .flatten();
-            match got {
-                Some((h, shared, peer)) => Some(Ok((h, shared, peer))),
-                None if nonblock => Some(Err(Errno::EAGAIN)),
-                None => None,
-            }
-        })
+        let r = wait_event(
+            &[&self.shared.ready],
+            crate::ipc::unix::deadline(opts.rcvtimeo),
+            || {
+                let mut i = self.inner.lock();
+                let Mode::Listening { ep, backlog } = &mut i.mode else {
+                    return Some(Err(Errno::EINVAL));
+                };
+                let ep = *ep;
+                let got = with(|s| {
+                    let at = backlog.iter().position(|&h| {
+                        let t = s.sockets.get::<tcp::Socket>(h);
+                        !matches!(
+                            t.state(),
+                            tcp::State::Listen | tcp::State::SynReceived | tcp::State::Closed
+                        )
+                    })?;
+                    let h = backlog[at];
+                    let t = s.sockets.get_mut::<tcp::Socket>(h);
+                    let peer = t.remote_endpoint()?;
+                    backlog.remove(at);
+                    let shared = Shared::new();
+                    t.set_timeout(None);
+                    apply_opts(t, &opts);
+                    s.watch(h, &shared, None);
+                    let listener_shared = self.shared.clone();
+                    backlog.push(new_listener(s, ep, &listener_shared));
+                    Some((h, shared, peer))
+                })
+                .flatten();
+                match got {
+                    Some((h, shared, peer)) => Some(Ok((h, shared, peer))),
+                    None if nonblock => Some(Err(Errno::EAGAIN)),
+                    None => None,
+                }
+            },
+        )
         .map_err(interrupted)??;
         let (h, shared, peer) = r;
         let s = Self::with_mode(
@@ -379,9 +392,15 @@ impl Socket {
         if nonblock {
             return Err(Errno::EINPROGRESS);
         }
-        wait_event(&[&self.shared.ready], None, || self.connect_result()).map_err(|e| match e {
+        wait_event(
+            &[&self.shared.ready],
+            crate::ipc::unix::deadline(self.opts().sndtimeo),
+            || self.connect_result(),
+        )
+        .map_err(|e| match e {
             WaitError::Interrupted => Errno::EINTR,
-            WaitError::TimedOut => Errno::ETIMEDOUT,
+            // SO_SNDTIMEO: the handshake goes on (Linux).
+            WaitError::TimedOut => Errno::EINPROGRESS,
         })?
     }
 
@@ -483,21 +502,25 @@ impl Socket {
         let h = self.ensure_udp()?;
         let mut buf = vec![0u8; len];
         src.get(0, &mut buf)?;
-        wait_event(&[&self.shared.ready], None, || {
-            let r = with(|s| {
-                let u = s.sockets.get_mut::<udp::Socket>(h);
-                match u.send_slice(&buf, to) {
-                    Ok(()) => Some(Ok(len)),
-                    Err(udp::SendError::BufferFull) => None,
-                    Err(udp::SendError::Unaddressable) => Some(Err(Errno::ENETUNREACH)),
+        wait_event(
+            &[&self.shared.ready],
+            crate::ipc::unix::deadline(self.opts().sndtimeo),
+            || {
+                let r = with(|s| {
+                    let u = s.sockets.get_mut::<udp::Socket>(h);
+                    match u.send_slice(&buf, to) {
+                        Ok(()) => Some(Ok(len)),
+                        Err(udp::SendError::BufferFull) => None,
+                        Err(udp::SendError::Unaddressable) => Some(Err(Errno::ENETUNREACH)),
+                    }
+                })
+                .unwrap_or(Some(Err(Errno::ENETDOWN)));
+                match r {
+                    None if nonblock => Some(Err(Errno::EAGAIN)),
+                    r => r,
                 }
-            })
-            .unwrap_or(Some(Err(Errno::ENETDOWN)));
-            match r {
-                None if nonblock => Some(Err(Errno::EAGAIN)),
-                r => r,
-            }
-        })
+            },
+        )
         .map_err(interrupted)?
         .inspect(|_| super::poll())
     }
@@ -514,6 +537,7 @@ impl Socket {
         if self.inner.lock().shut_wr {
             return Err(Errno::EPIPE);
         }
+        let timeo = crate::ipc::unix::deadline(self.opts().sndtimeo);
         let mut done = 0;
         let mut buf = vec![0u8; len.min(STEP)];
         while done < len {
@@ -523,7 +547,7 @@ impl Socket {
             }
             let mut at = 0;
             while at < n {
-                let r = wait_event(&[&self.shared.ready], None, || {
+                let r = wait_event(&[&self.shared.ready], timeo, || {
                     let r = with(|s| {
                         let t = s.sockets.get_mut::<tcp::Socket>(h);
                         if !t.may_send() {
@@ -609,34 +633,38 @@ impl Socket {
                 }
                 let h = self.ensure_udp()?;
                 let mut buf = vec![0u8; len.min(UDP_BUF)];
-                let (n, from) = wait_event(&[&self.shared.ready], None, || {
-                    let r = with(|s| {
-                        let u = s.sockets.get_mut::<udp::Socket>(h);
-                        let r = if peek {
-                            u.peek_slice(&mut buf).map(|(n, m)| (n, m.endpoint))
-                        } else {
-                            u.recv_slice(&mut buf).map(|(n, m)| (n, m.endpoint))
-                        };
-                        match r {
-                            Ok(x) => Some(Ok(x)),
-                            // A datagram longer than the buffer: Linux
-                            // truncates it; smoltcp keeps it, so take it
-                            // whole and cut.
-                            Err(udp::RecvError::Truncated) => {
-                                let (d, m) = u.recv().ok()?;
-                                let k = d.len().min(buf.len());
-                                buf[..k].copy_from_slice(&d[..k]);
-                                Some(Ok((k, m.endpoint)))
+                let (n, from) = wait_event(
+                    &[&self.shared.ready],
+                    crate::ipc::unix::deadline(self.opts().rcvtimeo),
+                    || {
+                        let r = with(|s| {
+                            let u = s.sockets.get_mut::<udp::Socket>(h);
+                            let r = if peek {
+                                u.peek_slice(&mut buf).map(|(n, m)| (n, m.endpoint))
+                            } else {
+                                u.recv_slice(&mut buf).map(|(n, m)| (n, m.endpoint))
+                            };
+                            match r {
+                                Ok(x) => Some(Ok(x)),
+                                // A datagram longer than the buffer: Linux
+                                // truncates it; smoltcp keeps it, so take it
+                                // whole and cut.
+                                Err(udp::RecvError::Truncated) => {
+                                    let (d, m) = u.recv().ok()?;
+                                    let k = d.len().min(buf.len());
+                                    buf[..k].copy_from_slice(&d[..k]);
+                                    Some(Ok((k, m.endpoint)))
+                                }
+                                Err(_) => None,
                             }
-                            Err(_) => None,
+                        })
+                        .unwrap_or(Some(Err(Errno::ENETDOWN)));
+                        match r {
+                            None if nonblock => Some(Err(Errno::EAGAIN)),
+                            r => r,
                         }
-                    })
-                    .unwrap_or(Some(Err(Errno::ENETDOWN)));
-                    match r {
-                        None if nonblock => Some(Err(Errno::EAGAIN)),
-                        r => r,
-                    }
-                })
+                    },
+                )
                 .map_err(interrupted)??;
                 dst.put(0, &buf[..n])?;
                 Ok((n, Some(from)))
@@ -651,11 +679,12 @@ impl Socket {
                 } else {
                     1
                 };
+                let timeo = crate::ipc::unix::deadline(self.opts().rcvtimeo);
                 let mut done = 0;
                 let mut buf = vec![0u8; len.clamp(1, STEP)];
                 while done < len {
                     let n = (len - done).min(STEP);
-                    let r = wait_event(&[&self.shared.ready], None, || {
+                    let r = wait_event(&[&self.shared.ready], timeo, || {
                         let r = with(|s| {
                             let t = s.sockets.get_mut::<tcp::Socket>(h);
                             if t.can_recv() {
@@ -810,6 +839,9 @@ fn default_opts() -> Opts {
         rcvbuf: TCP_BUF as u32 * 2,
         sndbuf: TCP_BUF as u32 * 2,
         v6only: false,
+        rcvtimeo: 0,
+        sndtimeo: 0,
+        linger: None,
     }
 }
 
@@ -841,12 +873,14 @@ fn new_listener(s: &mut Stack, ep: IpListenEndpoint, shared: &Arc<Shared>) -> So
 
 impl Drop for Socket {
     fn drop(&mut self) {
+        let linger0 = self.inner.get_mut().opts.linger == Some(0);
         let mode = core::mem::replace(&mut self.inner.get_mut().mode, Mode::Dead);
         with(|s| match mode {
             Mode::Conn { h, .. } => {
                 let t = s.sockets.get_mut::<tcp::Socket>(h);
-                // Unread data: Linux resets the connection.
-                if t.recv_queue() > 0 {
+                // Unread data, or SO_LINGER with a zero time: Linux
+                // resets the connection.
+                if t.recv_queue() > 0 || linger0 {
                     t.abort();
                 } else {
                     t.close();

@@ -970,6 +970,11 @@ pub fn unlinkat(dirfd: i32, path: u64, flags: i32) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let p = user_string(path, PATH_MAX)?;
+    // An AF_UNIX socket's filesystem name lives in the socket name table
+    // only (`ipc::unix`): unlinking it removes it.
+    if flags == 0 && dirfd == AT_FDCWD && crate::ipc::unix::unlink_name(&p) {
+        return Ok(0);
+    }
     let start = start_dir(dirfd)?;
     let mut wk = Walker::new();
     let w = resolve(&mut wk, &start, &p, false)?;

@@ -228,6 +228,7 @@ fn call(n: u64, a: [u64; 6], regs: &UserRegs) -> SysResult {
         nr::EPOLL_PWAIT2 => poll::epoll_pwait2(i(0), a[1], i(2), a[3], a[4], a[5]),
         nr::FLOCK => lock::flock(i(0), i(1)),
         nr::SOCKET => net::socket(i(0), a[1] as u32, i(2)),
+        nr::SOCKETPAIR => net::socketpair(i(0), a[1] as u32, i(2), a[3]),
         nr::BIND => net::bind(i(0), a[1], a[2] as u32),
         nr::LISTEN => net::listen(i(0), i(1)),
         nr::ACCEPT => net::accept4(i(0), a[1], a[2], 0),
