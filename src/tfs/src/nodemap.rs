@@ -41,7 +41,7 @@ impl<V> NodeMap<V> {
     /// An empty map with room for ids below `ids` and `entries` entries.
     pub fn with_capacity(ids: usize, entries: usize) -> Self {
         NodeMap {
-            slot: Vec::with_capacity(ids),
+            slot: alloc::vec![NONE; ids],
             entries: Vec::with_capacity(entries),
         }
     }

@@ -146,6 +146,12 @@ impl Attrs {
         match self {
             Attrs::Slab { at, len, cap } => {
                 let (at, n) = (*at as usize, usize::from(*len));
+                // Attributes mostly come in symbol order: append.
+                if n < usize::from(*cap) && (n == 0 || slab[at + n - 1].0 < sym) {
+                    slab[at + n] = (sym, value);
+                    *len += 1;
+                    return None;
+                }
                 let run = &mut slab[at..at + usize::from(*cap)];
                 match run[..n].binary_search_by_key(&sym, |e| e.0) {
                     Ok(i) => Some(core::mem::replace(&mut run[i].1, value)),
