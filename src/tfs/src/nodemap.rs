@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn behaves_like_a_btreemap() {
         for seed in 1..20u64 {
-            let mut rng = Rng(seed * 0x9e37_79b9_7f4a_7c15);
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let mut m: NodeMap<u64> = NodeMap::new();
             let mut model: BTreeMap<NodeId, u64> = BTreeMap::new();
             let span = 1 + (seed * 37) as u32;

@@ -211,7 +211,7 @@ mod tests {
     #[test]
     fn behaves_like_a_btreemap() {
         for seed in 1..40u64 {
-            let mut rng = Rng(seed * 0x9e37_79b9_7f4a_7c15);
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let mut m = ExtentMap::new();
             let mut model: BTreeMap<u64, Extent> = BTreeMap::new();
             // Small key spaces keep most maps at 0..=2 entries.
