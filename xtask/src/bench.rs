@@ -60,6 +60,10 @@ pub struct BenchArgs {
     /// runs on the first (default: virtio). Repeatable.
     #[arg(long, value_name = "KIND")]
     pub storage: Vec<String>,
+    /// `fs`: runs of each side (cairn, Linux), reported as median and
+    /// min-max.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub repeat: usize,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -134,7 +138,7 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
         })?;
     }
     if a.suite.is_none_or(|s| s == Suite::Fs) {
-        crate::bench_fs::run(kinds.first().copied().unwrap_or(Storage::Virtio))?;
+        crate::bench_fs::run(kinds.first().copied().unwrap_or(Storage::Virtio), a.repeat)?;
     }
     if a.suite.is_none_or(|s| s == Suite::Sched) {
         crate::bench_sched::run()?;

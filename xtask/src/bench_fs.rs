@@ -134,16 +134,58 @@ impl Unit {
 /// One side's figures, or why there are none.
 type Side = std::result::Result<BTreeMap<String, Case>, String>;
 
-fn cairn_side(storage: Storage) -> Side {
+/// The console log name of run `run` of a side (the first keeps the
+/// name a single run always had).
+fn log_name(side: &str, run: usize) -> String {
+    match run {
+        0 => format!("bench-fs-{side}"),
+        n => format!("bench-fs-{side}-{n}"),
+    }
+}
+
+fn cairn_side(storage: Storage, run: usize) -> Side {
     let t = cairn_runtime_tests::fs_bench();
-    let serial = crate::bench_guest::cairn(t, storage, 2, "bench-fs-cairn", "fsbench ")?;
+    let serial = crate::bench_guest::cairn(t, storage, 2, &log_name("cairn", run), "fsbench ")?;
     complete(parse(&serial), &serial)
 }
 
-fn linux_side(storage: Storage) -> (Side, String) {
+fn linux_side(storage: Storage, run: usize) -> (Side, String) {
     let t = cairn_runtime_tests::fs_bench();
-    let (serial, version) = crate::bench_guest::linux(t, storage, 2, "bench-fs-linux", "fsbench ");
+    let (serial, version) =
+        crate::bench_guest::linux(t, storage, 2, &log_name("linux", run), "fsbench ");
     (serial.and_then(|s| complete(parse(&s), &s)), version)
+}
+
+/// Min, median (the mean of the middle two for an even count) and max of
+/// `v` (not empty).
+fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let mid = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    (v[0], mid, v[n - 1])
+}
+
+/// A row's rates over the runs that measured it: the median alone for one
+/// run, `median (min-max)` for several.
+fn rates(runs: &[Side], case: &str, unit: Unit) -> Option<(f64, String)> {
+    let v: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r.as_ref().ok()?.get(case).map(|c| unit.rate(c)))
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    let n = v.len();
+    let (lo, mid, hi) = spread(v);
+    Some(if n == 1 {
+        (mid, format!("{mid:.1}"))
+    } else {
+        (mid, format!("{mid:.1} ({lo:.1}-{hi:.1})"))
+    })
 }
 
 /// Every row's case, or what is missing.
@@ -157,27 +199,42 @@ fn complete(cases: BTreeMap<String, Case>, serial: &str) -> Side {
     Ok(cases)
 }
 
-/// The table as Markdown.
+/// The table of one run of each side as Markdown.
+#[cfg(test)]
 pub fn table(cairn: &Side, linux: &Side) -> String {
+    table_of_runs(core::slice::from_ref(cairn), core::slice::from_ref(linux))
+}
+
+/// The table as Markdown: each side's median over its runs (with min-max
+/// when there are several), the ratio of the medians, and the cached rows
+/// against memcpy from each side's first complete run.
+pub fn table_of_runs(cairn_runs: &[Side], linux_runs: &[Side]) -> String {
     let mut s = String::from(
         "| workload | unit | cairn | Linux | cairn/Linux (>1: cairn faster) |\n|---|---|---:|---:|---:|\n",
     );
     for (case, what, unit) in ROWS {
-        let c = cairn.as_ref().ok().and_then(|m| m.get(*case));
-        let l = linux.as_ref().ok().and_then(|m| m.get(*case));
-        let fmt =
-            |x: Option<&Case>| x.map_or("n/a".to_string(), |c| format!("{:.1}", unit.rate(c)));
-        let ratio = match (c, l) {
-            (Some(c), Some(l)) => format!("{:.2}", unit.speedup(unit.rate(c), unit.rate(l))),
+        let c = rates(cairn_runs, case, *unit);
+        let l = rates(linux_runs, case, *unit);
+        let fmt = |x: &Option<(f64, String)>| x.as_ref().map_or("n/a".to_string(), |r| r.1.clone());
+        let ratio = match (&c, &l) {
+            (Some(c), Some(l)) => format!("{:.2}", unit.speedup(c.0, l.0)),
             _ => "n/a".into(),
         };
         s += &format!(
             "| {what} | {} | {} | {} | {ratio} |\n",
             unit.name(),
-            fmt(c),
-            fmt(l)
+            fmt(&c),
+            fmt(&l)
         );
     }
+    let first = |runs: &[Side]| -> Side {
+        runs.iter()
+            .find(|r| r.is_ok())
+            .or(runs.first())
+            .cloned()
+            .unwrap_or_else(|| Err("no run".into()))
+    };
+    let (cairn, linux) = (&first(cairn_runs), &first(linux_runs));
     // The cached rows against each system's own memcpy, measured in the
     // same run (the pagecache goal: cached reads at least 70% of memcpy).
     s += "\n| cached throughput / same-run memcpy | cairn | Linux |\n|---|---:|---:|\n";
@@ -239,19 +296,45 @@ pub fn replace_section(doc: &str, heading: &str, body: &str) -> String {
     out
 }
 
-/// `cargo xtask bench fs` with the disks on `storage`.
-pub fn run(storage: Storage) -> Result<()> {
+/// `cargo xtask bench fs` with the disks on `storage`, `repeat` runs of
+/// each side, alternating (one run costs what it always did).
+pub fn run(storage: Storage, repeat: usize) -> Result<()> {
+    let repeat = repeat.max(1);
     crate::setup::ensure(crate::setup::Need {
         qemu: true,
         gcc: true,
         clippy: false,
     })?;
     let kind = storage.name();
-    eprintln!("xtask: bench fs: cairn (release kernel, TFS on {kind})");
-    let cairn = cairn_side(storage);
-    eprintln!("xtask: bench fs: Linux guest (ext4 on {kind})");
-    let (linux, version) = linux_side(storage);
-    let t = table(&cairn, &linux);
+    let mut cairn_runs = Vec::new();
+    let mut linux_runs = Vec::new();
+    let mut version = String::new();
+    for run in 0..repeat {
+        eprintln!(
+            "xtask: bench fs: cairn (release kernel, TFS on {kind}), run {}/{repeat}",
+            run + 1
+        );
+        cairn_runs.push(cairn_side(storage, run));
+        eprintln!(
+            "xtask: bench fs: Linux guest (ext4 on {kind}), run {}/{repeat}",
+            run + 1
+        );
+        let (linux, v) = linux_side(storage, run);
+        linux_runs.push(linux);
+        if version.is_empty() {
+            version = v;
+        }
+    }
+    let t = table_of_runs(&cairn_runs, &linux_runs);
+    // A side is reported as not measured only if no run of it completed.
+    let side = |runs: &[Side]| -> Side {
+        runs.iter()
+            .find(|r| r.is_ok())
+            .or(runs.first())
+            .cloned()
+            .unwrap_or_else(|| Err("no run".into()))
+    };
+    let (cairn, linux) = (side(&cairn_runs), side(&linux_runs));
     let mut notes = String::new();
     if let Err(e) = &cairn {
         notes += &format!(
@@ -285,13 +368,18 @@ pub fn run(storage: Storage) -> Result<()> {
     let body = format!(
         "## {heading}\n\n`{command}`: test/runtime/c/fsbench.c on cairn (release kernel, TFS) and on \
          {} ({}) under TCG, `-M q35 -smp 2 -m 512M -mem-prealloc` (guest RAM pre-faulted on the host: a first touch costs ~18 µs here), {kind}, in the same run. \
-         Rates (higher is better); cairn/Linux above 1 means cairn is faster. Host: {} CPUs.\n\n{t}{notes}\n",
+         Rates (higher is better), {}; cairn/Linux above 1 means cairn is faster (ratio of medians). Host: {} CPUs.\n\n{t}{notes}\n",
         if version.is_empty() {
             "a Linux guest"
         } else {
             &version
         },
         "busybox initramfs",
+        if repeat == 1 {
+            "one run of each side".to_string()
+        } else {
+            format!("median (min-max) of {repeat} runs of each side, alternating")
+        },
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     write_section("fs", &heading, &body)
@@ -322,6 +410,43 @@ mod tests {
         );
         let t = table(&Err("no".into()), &linux);
         assert!(t.contains("| n/a | 32.0 | n/a |"), "{t}");
+    }
+
+    #[test]
+    fn several_runs_give_median_min_and_max() {
+        let one = |ns: u64| -> Side {
+            Ok(parse(&format!(
+                "fsbench create_unlink ops=1000 bytes=0 ns={ns}\n\
+                 fsbench memcpy ops=1 bytes=33554432 ns=100000000\n"
+            )))
+        };
+        // 1000 ops in 1, 0.5 and 0.25 s: 1000, 2000 and 4000 ops/s.
+        let cairn = [
+            one(1_000_000_000),
+            Err("hung".into()),
+            one(250_000_000),
+            one(500_000_000),
+        ];
+        let linux = [one(1_000_000_000)];
+        let t = table_of_runs(&cairn, &linux);
+        assert!(
+            t.contains(
+                "| create + close + unlink | ops/s | 2000.0 (1000.0-4000.0) | 1000.0 | 2.00 |"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("| sequential read 32 MiB, cold | MiB/s | n/a | n/a | n/a |"),
+            "{t}"
+        );
+        // Two runs: the mean of both is the median.
+        let t = table_of_runs(&[one(1_000_000_000), one(500_000_000)], &linux);
+        assert!(
+            t.contains(
+                "| create + close + unlink | ops/s | 1500.0 (1000.0-2000.0) | 1000.0 | 1.50 |"
+            ),
+            "{t}"
+        );
     }
 
     #[test]

@@ -274,7 +274,9 @@ fn decode_on(
                     let node = if is_vector {
                         store.new_vector()
                     } else {
-                        store.new_tuple()
+                        // Each attribute takes at least two bytes.
+                        let room = (buf.len().saturating_sub(pos) / 2) as u64;
+                        store.new_tuple_for(h.len.min(room))
                     };
                     dict.record(Entity::Node(node));
                     node

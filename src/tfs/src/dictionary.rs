@@ -43,12 +43,17 @@ impl Dictionary {
             Entity::Node(n) => (&mut self.node_index, n as usize),
             Entity::Sym(s) => (&mut self.sym_index, s.0 as usize),
         };
-        if table.len() <= at {
-            table.resize(at + 1, 0);
-        }
         // A chain holds far fewer than 2^32 entries (its extensions are
         // bounded and each entry takes bytes).
-        table[at] = index as u32;
+        if table.len() == at {
+            // The usual case at replay: ids are handed out in order.
+            table.push(index as u32);
+        } else {
+            if table.len() < at {
+                table.resize(at + 1, 0);
+            }
+            table[at] = index as u32;
+        }
         index as u64
     }
 

@@ -9,6 +9,7 @@
 //! - [`frame`], [`replay`], [`log_writer`]: the log — header sector,
 //!   extensions, frames, replay into a value graph, crash-safe commits.
 //! - [`space`]: free space rebuilt at mount, first-fit allocation.
+//! - [`nodemap`]: the mount index's tables keyed by node id.
 //! - [`fs`]: [`Filesystem`] — mount, mkfs ([`Filesystem::format`]),
 //!   namespace and data operations, sync and compaction.
 //! - [`device`], [`mbr`]: the blocking [`BlockDevice`] trait, the
@@ -64,6 +65,7 @@ pub mod fuzz_targets;
 pub mod log_writer;
 pub mod manifest;
 pub mod mbr;
+pub mod nodemap;
 pub mod replay;
 pub mod space;
 pub mod store;

@@ -6,6 +6,7 @@
 //! Runs in kernel-lock/thread context only and takes no locks itself.
 
 use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
 
 /// Used ranges of a volume of `size` sectors.
 #[derive(Debug, Clone)]
@@ -74,6 +75,55 @@ impl SpaceMap {
         }
         self.used.insert(s, e);
         self.used_total += len;
+        true
+    }
+
+    /// Marks every run `(start, len)` of `runs` used, all or none: fails,
+    /// changing nothing, if any of them overlap each other, a used range
+    /// or the volume's end. Sorts `runs`. One sort and one bulk build of
+    /// the map instead of a tree update per run (a mount reserves every
+    /// extent of the volume; the caller reserves one by one to say which
+    /// run is wrong).
+    pub fn reserve_all(&mut self, runs: &mut [(u64, u64)]) -> bool {
+        runs.sort_unstable();
+        let mut prev_end = 0u64;
+        let mut total = 0u64;
+        for &(s, l) in runs.iter() {
+            if l == 0 {
+                continue;
+            }
+            let Some(e) = s.checked_add(l) else {
+                return false;
+            };
+            if e > self.size || s < prev_end || self.intersects(s, l) {
+                return false;
+            }
+            prev_end = e;
+            total += l;
+        }
+        let mut all: Vec<(u64, u64)> = Vec::with_capacity(self.used.len() + runs.len());
+        let mut old = self.used.iter().map(|(&s, &e)| (s, e)).peekable();
+        let mut new = runs
+            .iter()
+            .filter(|r| r.1 > 0)
+            .map(|&(s, l)| (s, s + l))
+            .peekable();
+        loop {
+            let next = match (old.peek(), new.peek()) {
+                (Some(a), Some(b)) if a.0 <= b.0 => old.next(),
+                (Some(_), Some(_)) => new.next(),
+                (Some(_), None) => old.next(),
+                (None, Some(_)) => new.next(),
+                (None, None) => break,
+            };
+            let Some((s, e)) = next else { break };
+            match all.last_mut() {
+                Some(last) if last.1 == s => last.1 = e,
+                _ => all.push((s, e)),
+            }
+        }
+        self.used = all.into_iter().collect();
+        self.used_total += total;
         true
     }
 
@@ -191,6 +241,45 @@ mod tests {
         assert!(m.release(12, 3));
         assert!(m.reserve(12, 3));
         assert_eq!(m.free_sectors(), 40);
+    }
+
+    /// `reserve_all` ends in the same map as reserving one by one, and
+    /// changes nothing when one by one would fail somewhere.
+    #[test]
+    fn reserve_all_matches_one_by_one() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..500 {
+            let size = 64 + next() % 64;
+            let mut base = SpaceMap::new(size);
+            for _ in 0..next() % 4 {
+                base.reserve(next() % size, 1 + next() % 8);
+            }
+            let mut runs: Vec<(u64, u64)> = (0..next() % 12)
+                .map(|_| (next() % (size + 4), next() % 9))
+                .collect();
+            let mut one = base.clone();
+            let fits = runs.iter().all(|&(s, l)| one.reserve(s, l));
+            let mut all = base.clone();
+            assert_eq!(all.reserve_all(&mut runs), fits, "{runs:?}");
+            let want: Vec<_> = if fits {
+                one.used_ranges().collect()
+            } else {
+                base.used_ranges().collect()
+            };
+            assert_eq!(all.used_ranges().collect::<Vec<_>>(), want, "{runs:?}");
+            let free = if fits {
+                one.free_sectors()
+            } else {
+                base.free_sectors()
+            };
+            assert_eq!(all.free_sectors(), free);
+        }
     }
 
     #[test]

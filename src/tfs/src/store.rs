@@ -104,25 +104,76 @@ pub fn decimal(n: u64) -> Vec<u8> {
 /// Above this many attributes a tuple keeps them in a B-tree.
 const SMALL_ATTRS: usize = 16;
 
-/// A tuple's attributes in symbol order: a sorted vector while small (most
-/// tuples, a file's or an extent's, hold a handful: one allocation, no tree
-/// nodes, at replay), a B-tree once large (a directory's children).
+/// The least room a tuple gets in the slab (what a vector of attributes
+/// would allocate on its first insert).
+const SLAB_MIN_ROOM: usize = 4;
+
+/// A slab slot that holds no attribute (a tuple's unused room).
+const VACANT_SLOT: (Sym, Value) = (Sym(u32::MAX), Value::Flag);
+
+/// A tuple's attributes in symbol order: a sorted run of the store's slab
+/// while small and decoded from the log (a replay makes tens of thousands
+/// of tuples of a handful of attributes — a file's, an extent map's, an
+/// extent's — and gives them room in one shared vector instead of an
+/// allocation each: a log entry says how many attributes a tuple has), a
+/// sorted vector while small otherwise, a B-tree once large (a directory's
+/// children).
 #[derive(Debug, Clone)]
 enum Attrs {
+    /// `slab[at..at + len]`, with room up to `at + cap`.
+    Slab {
+        at: u32,
+        len: u16,
+        cap: u16,
+    },
     Small(Vec<(Sym, Value)>),
     Large(BTreeMap<Sym, Value>),
 }
 
 impl Attrs {
-    fn get(&self, sym: Sym) -> Option<&Value> {
-        match self {
-            Attrs::Small(v) => v.binary_search_by_key(&sym, |e| e.0).ok().map(|i| &v[i].1),
-            Attrs::Large(m) => m.get(&sym),
-        }
+    fn get<'a>(&'a self, slab: &'a [(Sym, Value)], sym: Sym) -> Option<&'a Value> {
+        let run = match self {
+            Attrs::Slab { at, len, .. } => &slab[*at as usize..*at as usize + usize::from(*len)],
+            Attrs::Small(v) => v,
+            Attrs::Large(m) => return m.get(&sym),
+        };
+        run.binary_search_by_key(&sym, |e| e.0)
+            .ok()
+            .map(|i| &run[i].1)
     }
 
-    fn insert(&mut self, sym: Sym, value: Value) -> Option<Value> {
+    fn insert(&mut self, slab: &mut [(Sym, Value)], sym: Sym, value: Value) -> Option<Value> {
         match self {
+            Attrs::Slab { at, len, cap } => {
+                let (at, n) = (*at as usize, usize::from(*len));
+                // Attributes mostly come in symbol order: append.
+                if n < usize::from(*cap) && (n == 0 || slab[at + n - 1].0 < sym) {
+                    slab[at + n] = (sym, value);
+                    *len += 1;
+                    return None;
+                }
+                let run = &mut slab[at..at + usize::from(*cap)];
+                match run[..n].binary_search_by_key(&sym, |e| e.0) {
+                    Ok(i) => Some(core::mem::replace(&mut run[i].1, value)),
+                    Err(i) if n < run.len() => {
+                        run[i..=n].rotate_right(1);
+                        run[i] = (sym, value);
+                        *len += 1;
+                        None
+                    }
+                    Err(_) => {
+                        // Out of room: move to a vector of its own.
+                        let mut v: Vec<(Sym, Value)> = Vec::with_capacity(SMALL_ATTRS);
+                        v.extend(
+                            run[..n]
+                                .iter_mut()
+                                .map(|e| core::mem::replace(e, VACANT_SLOT)),
+                        );
+                        *self = Attrs::Small(v);
+                        self.insert(slab, sym, value)
+                    }
+                }
+            }
             Attrs::Small(v) => match v.binary_search_by_key(&sym, |e| e.0) {
                 Ok(i) => Some(core::mem::replace(&mut v[i].1, value)),
                 Err(i) => {
@@ -140,8 +191,16 @@ impl Attrs {
         }
     }
 
-    fn remove(&mut self, sym: Sym) -> Option<Value> {
+    fn remove(&mut self, slab: &mut [(Sym, Value)], sym: Sym) -> Option<Value> {
         match self {
+            Attrs::Slab { at, len, .. } => {
+                let run = &mut slab[*at as usize..*at as usize + usize::from(*len)];
+                let i = run.binary_search_by_key(&sym, |e| e.0).ok()?;
+                let (_, old) = core::mem::replace(&mut run[i], VACANT_SLOT);
+                run[i..].rotate_left(1);
+                *len -= 1;
+                Some(old)
+            }
             Attrs::Small(v) => v
                 .binary_search_by_key(&sym, |e| e.0)
                 .ok()
@@ -152,15 +211,28 @@ impl Attrs {
 
     fn len(&self) -> usize {
         match self {
+            Attrs::Slab { len, .. } => usize::from(*len),
             Attrs::Small(v) => v.len(),
             Attrs::Large(m) => m.len(),
         }
     }
 
-    fn iter(&self) -> AttrIter<'_> {
+    fn iter<'a>(&'a self, slab: &'a [(Sym, Value)]) -> AttrIter<'a> {
         match self {
+            Attrs::Slab { at, len, .. } => {
+                AttrIter::Small(slab[*at as usize..*at as usize + usize::from(*len)].iter())
+            }
             Attrs::Small(v) => AttrIter::Small(v.iter()),
             Attrs::Large(m) => AttrIter::Large(m.iter()),
+        }
+    }
+
+    /// Empties the tuple's slab run (dropping its values), if it has one.
+    fn vacate(&self, slab: &mut [(Sym, Value)]) {
+        if let Attrs::Slab { at, len, .. } = self {
+            for e in &mut slab[*at as usize..*at as usize + usize::from(*len)] {
+                *e = VACANT_SLOT;
+            }
         }
     }
 }
@@ -198,6 +270,9 @@ pub struct Store {
     /// Vacant slots, reused before `nodes` grows (so a create/unlink loop
     /// keeps the table at the most nodes ever live at once).
     vacant: Vec<NodeId>,
+    /// The attributes of small tuples made by [`Store::new_tuple_for`],
+    /// each tuple a run of slots (see [`Attrs`]).
+    slab: Vec<(Sym, Value)>,
     /// Names of attributes.
     pub symbols: SymbolTable,
 }
@@ -208,6 +283,7 @@ impl Store {
         Store {
             nodes: Vec::new(),
             vacant: Vec::new(),
+            slab: Vec::new(),
             symbols: SymbolTable::new(),
         }
     }
@@ -215,6 +291,35 @@ impl Store {
     /// A new empty tuple.
     pub fn new_tuple(&mut self) -> NodeId {
         self.place(Node::Tuple(Attrs::Small(Vec::new())))
+    }
+
+    /// A new empty tuple with room for `attrs` attributes, for a decoder
+    /// that knows how many follow: a small one takes no allocation of its
+    /// own (its attributes go in the store's slab, with room for at least
+    /// [`SLAB_MIN_ROOM`]: Nanos's and cairn's logs create a file's tuple and
+    /// its extent map empty and fill them by later updates).
+    pub fn new_tuple_for(&mut self, attrs: u64) -> NodeId {
+        let cap = match usize::try_from(attrs) {
+            Ok(n @ 0..=SMALL_ATTRS) => n.max(SLAB_MIN_ROOM),
+            _ => return self.new_tuple(),
+        };
+        let at = self.slab.len();
+        let Ok(at32) = u32::try_from(at) else {
+            return self.new_tuple();
+        };
+        self.slab.extend((0..cap).map(|_| VACANT_SLOT));
+        self.place(Node::Tuple(Attrs::Slab {
+            at: at32,
+            len: 0,
+            cap: cap as u16,
+        }))
+    }
+
+    /// Reserves room for about `nodes` more nodes and `attrs` more slab
+    /// slots (a replay sizes them from the log's length).
+    pub fn reserve(&mut self, nodes: usize, attrs: usize) {
+        self.nodes.reserve(nodes);
+        self.slab.reserve(attrs);
     }
 
     /// A new empty vector.
@@ -249,7 +354,7 @@ impl Store {
     /// The attribute `sym` of tuple `id`.
     pub fn get(&self, id: NodeId, sym: Sym) -> Option<&Value> {
         match self.nodes.get(id as usize) {
-            Some(Node::Tuple(map)) => map.get(sym),
+            Some(Node::Tuple(map)) => map.get(&self.slab, sym),
             _ => None,
         }
     }
@@ -269,8 +374,8 @@ impl Store {
         let value = value.filter(|v| !matches!(v, Value::Str(b) | Value::Buf(b) if b.is_empty()));
         match self.nodes.get_mut(id as usize) {
             Some(Node::Tuple(map)) => match value {
-                Some(v) => map.insert(sym, v),
-                None => map.remove(sym),
+                Some(v) => map.insert(&mut self.slab, sym, v),
+                None => map.remove(&mut self.slab, sym),
             },
             _ => None,
         }
@@ -290,7 +395,7 @@ impl Store {
             Some(Node::Tuple(map)) => Some(map),
             _ => None,
         };
-        map.into_iter().flat_map(Attrs::iter)
+        map.into_iter().flat_map(|m| m.iter(&self.slab))
     }
 
     /// The slots of vector `id`.
@@ -325,6 +430,9 @@ impl Store {
         if let Some(n) = self.nodes.get_mut(id as usize)
             && !matches!(n, Node::Vacant)
         {
+            if let Node::Tuple(attrs) = n {
+                attrs.vacate(&mut self.slab);
+            }
             *n = Node::Free;
         }
     }
@@ -336,6 +444,9 @@ impl Store {
         if let Some(n) = self.nodes.get_mut(id as usize)
             && !matches!(n, Node::Vacant)
         {
+            if let Node::Tuple(attrs) = n {
+                attrs.vacate(&mut self.slab);
+            }
             *n = Node::Vacant;
             self.vacant.push(id);
         }
@@ -432,6 +543,69 @@ mod tests {
         );
         assert_eq!(s.set(small, Sym(1), None), Some(Value::Flag));
         assert_eq!(s.tuple_len(small), 1);
+    }
+
+    /// Tuples made with room in the slab (as a decoder makes them) behave
+    /// like a `BTreeMap` through inserts past their room, removals, and
+    /// frees of their neighbours, and keep symbol order.
+    #[test]
+    fn slab_tuples_behave_like_a_btreemap() {
+        use alloc::collections::BTreeMap;
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut s = Store::new();
+        let mut live: Vec<(NodeId, BTreeMap<u32, u64>)> = Vec::new();
+        for round in 0..3000u64 {
+            match next() % 8 {
+                0 => {
+                    let room = next() % 20;
+                    live.push((s.new_tuple_for(room), BTreeMap::new()));
+                }
+                1 if !live.is_empty() => {
+                    let (id, _) = live.swap_remove((next() % live.len() as u64) as usize);
+                    if next() % 2 == 0 {
+                        s.free(id);
+                    } else {
+                        s.recycle(id);
+                    }
+                    assert!(!s.is_tuple(id));
+                }
+                _ if !live.is_empty() => {
+                    let i = (next() % live.len() as u64) as usize;
+                    let (id, model) = &mut live[i];
+                    let sym = (next() % 24) as u32;
+                    if next() % 4 == 0 {
+                        let got = s.set(*id, Sym(sym), None).and_then(|v| v.as_u64());
+                        assert_eq!(got, model.remove(&sym));
+                    } else {
+                        let v = Value::Int(Integer::from_u64(round));
+                        let got = s.set(*id, Sym(sym), Some(v)).and_then(|v| v.as_u64());
+                        assert_eq!(got, model.insert(sym, round));
+                    }
+                }
+                _ => {}
+            }
+            for (id, model) in &live {
+                let got: Vec<(u32, u64)> = s
+                    .entries(*id)
+                    .map(|(k, v)| (k.0, v.as_u64().unwrap()))
+                    .collect();
+                let want: Vec<(u32, u64)> = model.iter().map(|(k, v)| (*k, *v)).collect();
+                assert_eq!(got, want);
+                assert_eq!(s.tuple_len(*id), model.len());
+                for sym in 0..24 {
+                    assert_eq!(
+                        s.get(*id, Sym(sym)).and_then(Value::as_u64),
+                        model.get(&sym).copied()
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //!
 //! Runs in kernel-lock/thread context only and takes no locks itself.
 
+use super::extent_map::ExtentMap;
 use crate::frame::Span;
+use crate::nodemap::NodeMap;
 use crate::space::SpaceMap;
 use crate::store::{NodeId, Store, Value, parse_decimal};
 use crate::symbol::{Sym, known};
@@ -22,7 +24,7 @@ pub const MAX_EXTENT_SECTORS: u64 = 65536;
 
 /// One extent of a file: file sectors `[key, key+length)` live at storage
 /// sectors `[start, start+length)`; `[start, start+allocated)` is reserved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Extent {
     /// First storage sector.
     pub start: u64,
@@ -40,7 +42,7 @@ pub struct Extent {
 #[derive(Clone, Debug, Default)]
 pub struct FileInfo {
     /// Extents by first file sector.
-    pub extents: BTreeMap<u64, Extent>,
+    pub extents: ExtentMap,
     /// Length in bytes.
     pub length: u64,
     /// The `extents` tuple, once the file has one.
@@ -62,11 +64,11 @@ pub struct Index {
     /// Directories.
     pub dirs: BTreeMap<NodeId, DirInfo>,
     /// Regular files.
-    pub files: BTreeMap<NodeId, FileInfo>,
+    pub files: NodeMap<FileInfo>,
     /// Symbolic links.
     pub symlinks: BTreeSet<NodeId>,
     /// Names of each non-directory.
-    pub links: BTreeMap<NodeId, u32>,
+    pub links: NodeMap<u32>,
     /// First name found for every node (parent, name), for messages;
     /// indexed by node id.
     pub names: Vec<Option<(NodeId, Sym)>>,
@@ -272,7 +274,11 @@ pub fn build(
 ) -> (Index, SpaceMap, Vec<String>) {
     let mut b = Builder {
         store,
-        index: Index::default(),
+        index: Index {
+            files: NodeMap::with_capacity(store.node_count(), 0),
+            links: NodeMap::with_capacity(store.node_count(), 0),
+            ..Index::default()
+        },
         claimed: alloc::vec![None; store.node_count()],
         problems: Vec::new(),
     };
@@ -351,6 +357,14 @@ pub fn build(
             }
         }
     }
+    let mut runs: Vec<(u64, u64)> = Vec::with_capacity(b.index.files.len());
+    for f in b.index.files.values() {
+        runs.extend(f.extents.values().map(|x| (x.start, x.allocated)));
+    }
+    if space.reserve_all(&mut runs) {
+        return (b.index, space, b.problems);
+    }
+    // Something overlaps: reserve one by one to name the extents.
     let mut late = Vec::new();
     for (&node, f) in &b.index.files {
         for x in f.extents.values() {

@@ -6,6 +6,7 @@
 
 mod commit;
 mod data;
+pub mod extent_map;
 pub mod index;
 mod namespace;
 
@@ -14,6 +15,7 @@ use crate::device::BlockDevice;
 use crate::error::{FsError, MountError};
 use crate::frame::{END_OF_SEGMENT, EXTENSION_SECTORS, Span, VolumeId};
 use crate::log_writer::LogWriter;
+use crate::nodemap::NodeMap;
 use crate::replay;
 use crate::space::SpaceMap;
 use crate::store::{Integer, NodeId, Store, Value};
@@ -159,9 +161,9 @@ pub struct Filesystem<D: BlockDevice> {
     log: LogWriter,
     root: NodeId,
     dirs: BTreeMap<NodeId, DirInfo>,
-    files: BTreeMap<NodeId, FileInfo>,
+    files: NodeMap<FileInfo>,
     symlinks: BTreeSet<NodeId>,
-    links: BTreeMap<NodeId, u32>,
+    links: NodeMap<u32>,
     space: SpaceMap,
     pending_free: Vec<(u64, u64)>,
     next_extend: Option<Span>,

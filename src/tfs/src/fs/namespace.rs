@@ -209,7 +209,7 @@ impl<D: BlockDevice> Filesystem<D> {
             return Err(FsError::Exist);
         }
         self.publish(dir, d, name, ino.0);
-        *self.links.entry(ino.0).or_insert(0) += 1;
+        *self.links.get_or_insert(ino.0, 0) += 1;
         Ok(())
     }
 
