@@ -286,7 +286,9 @@ fn mounts() -> Vec<u8> {
 /// tree), `pagecache.pages` (frames the cache holds), `pagecache.fills`
 /// (pages read from a device since boot) and `pagecache.read_requests`
 /// (device read requests since boot), `block.flushes` (device flushes
-/// submitted since boot). Made when opened:
+/// submitted since boot), `faults.file_unlocked` and `faults.file_locked`
+/// (file-page faults served without the kernel lock, and those that took
+/// the locked path, since boot). Made when opened:
 /// the opener's own descriptor is counted.
 fn kstats() -> Vec<u8> {
     let mut out = String::new();
@@ -301,7 +303,8 @@ fn kstats() -> Vec<u8> {
     let _ = writeln!(
         out,
         "threads {}\nuser_threads {}\nfiles {}\nfds {}\nvmaps {}\npagecache.nodes {}\n\
-         pagecache.pages {}\npagecache.fills {}\npagecache.read_requests {}\nblock.flushes {}",
+         pagecache.pages {}\npagecache.fills {}\npagecache.read_requests {}\nblock.flushes {}\n\
+         faults.file_unlocked {}\nfaults.file_locked {}",
         crate::sched::thread::live_threads(),
         p.thread_count(),
         crate::process::file::live_descriptions(),
@@ -312,6 +315,8 @@ fn kstats() -> Vec<u8> {
         stats.fills,
         stats.read_requests,
         crate::block::device_flushes(),
+        crate::process::aspace::FILE_FAULTS_UNLOCKED.load(core::sync::atomic::Ordering::Relaxed),
+        crate::process::aspace::FILE_FAULTS_LOCKED.load(core::sync::atomic::Ordering::Relaxed),
     );
     out.into_bytes()
 }
