@@ -7,11 +7,7 @@
  *    both mappings, exactly there (as on Linux); grown back, those pages
  *    read as zeros (the old data is gone), and a page written by pwrite
  *    then shows through the old mapping.
- * 2. read() readahead is not disturbed by faults on a mapping of the same
- *    file (cairn: device read requests, /proc/cairn/kstats): a sequential
- *    read of one part interleaved with faults in another costs no more
- *    requests than the two apart.
- * 3. Races, threads on every vCPU: readers fault pages of one shared
+ * 2. Races, threads on every vCPU: readers fault pages of one shared
  *    mapping (dropped again and again with MADV_DONTNEED) and of private
  *    ones; a remapper maps, checks and unmaps; a writer rewrites the head
  *    with pwrite (same bytes); a truncater shrinks the file to its head
@@ -24,7 +20,8 @@
  *    SIGBUS. On cairn, cached faults must have taken the path without the
  *    kernel lock (kstats `faults.file_unlocked`).
  *
- * argv[1]: threads (default 4); argv[2]: rounds (default 200). */
+ * argv[1]: threads (default 4); argv[2]: rounds (default 200); argv[3]:
+ * which parts run, a bit mask (default 3: both). */
 #include "cairn_test.h"
 #include <setjmp.h>
 #include <signal.h>
@@ -121,64 +118,6 @@ static void truncate_removes_mappings(void)
 }
 
 /* ---- 2 ---- */
-#define RA_PAGES 256 /* one part of ra.dat */
-#define RA_GAP 128   /* between parts: more than any readahead window */
-#define RA_PART(i) ((uint64_t)(i) * (RA_PAGES + RA_GAP))
-
-static long long read_requests(void)
-{
-    struct kstats k;
-    if (kstats_read(&k) != 0)
-        return -1;
-    return kstat(&k, "pagecache.read_requests");
-}
-
-/* read() of part `rpart` in 4 KiB calls (-1: none), with a fault every 16
- * calls on the mapping `m` in part `fpart` (-1: none), 16 pages apart.
- * Returns the device read requests it took. */
-static long long ra_pass(int fd, volatile uint32_t *m, int rpart, int fpart)
-{
-    long long before = read_requests();
-    uint32_t b[PAGE / 4];
-    for (uint64_t i = 0; i < RA_PAGES; i++) {
-        if (rpart >= 0) {
-            uint64_t p = RA_PART(rpart) + i;
-            pread_all(fd, b, PAGE, (off_t)(p * PAGE)); /* pread: no offset to share */
-            CHECK(b[5] == pat32(p * PAGE + 20, 62), "ra.dat page %llu", (unsigned long long)p);
-        }
-        if (fpart >= 0 && i % 16 == 0) {
-            uint64_t p = RA_PART(fpart) + i;
-            CHECK(m[p * PAGE / 4 + 3] == pat32(p * PAGE + 12, 62), "ra.dat mapped page %llu",
-                  (unsigned long long)p);
-        }
-    }
-    return read_requests() - before;
-}
-
-static void readahead_apart(void)
-{
-    if (read_requests() < 0) {
-        printf("mapfault: readahead not measured (no kstats)\n");
-        return;
-    }
-    int fd = SYS(open("ra.dat", O_RDONLY));
-    size_t len = (size_t)RA_PART(4) * PAGE;
-    volatile uint32_t *m = SYSP(mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0));
-    /* A read() of its own and faults of their own, then both at once on
-     * parts not touched yet: the file came with the image, so cold. */
-    long long reads = ra_pass(fd, m, 0, -1);
-    long long faults = ra_pass(fd, m, -1, 1);
-    long long both = ra_pass(fd, m, 2, 3);
-    printf("mapfault: device read requests: read() %lld, faults %lld, both at once %lld\n", reads,
-           faults, both);
-    CHECK(both <= reads + faults + 4,
-          "faults on a mapping disturbed read()'s readahead: %lld requests at once, %lld apart",
-          both, reads + faults);
-    SYS(munmap((void *)m, len));
-    SYS(close(fd));
-}
-
-/* ---- 3 ---- */
 static int nthreads;
 static long rounds;
 static int fd_race;
@@ -372,9 +311,11 @@ int main(int argc, char **argv)
     SYS(sigaction(SIGBUS, &sa, NULL));
     watchdog_start(120, 540);
 
-    truncate_removes_mappings();
-    readahead_apart();
-    races();
+    long parts = arg_long(argc, argv, 3, 3);
+    if (parts & 1)
+        truncate_removes_mappings();
+    if (parts & 2)
+        races();
     printf("mapfault: %d readers x %ld rounds of shrink and grow: faults consistent\n", nthreads,
            rounds);
     pass();

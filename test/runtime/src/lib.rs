@@ -719,17 +719,15 @@ static CATALOGUE: &[RuntimeTest] = &[
     },
     RuntimeTest {
         source: "mapfault",
-        data: &[pattern("ra.dat", 4 * 384 * PAGE, 62)],
         storage: &[Storage::Virtio],
         timeout_s: 600,
         ..test(
             "mapfault_smp2",
-            "mapped-file faults (issues 14, 17): truncate leaves no page past the end mapped (SIGBUS exactly there, shared and private; zeros when regrown); faults do not disturb read() readahead; 4 threads on 2 vCPUs fault one file while it is shrunk, regrown, rewritten and remapped, against a shadow, with cached faults taken without the kernel lock",
+            "mapped-file faults (issues 14, 17): truncate leaves no page past the end mapped (SIGBUS exactly there, shared and private; zeros when regrown); 4 threads on 2 vCPUs fault one file while it is shrunk, regrown, rewritten and remapped, against a shadow, with cached faults taken without the kernel lock",
         )
     },
     RuntimeTest {
         source: "mapfault",
-        data: &[pattern("ra.dat", 4 * 384 * PAGE, 62)],
         smp: 4,
         storage: &[Storage::Virtio],
         timeout_s: 900,

@@ -2,15 +2,17 @@
 //! mapped in its page tables, demand paging, and the page-table side of
 //! mmap, munmap, mprotect and mremap.
 //!
-//! **Lock.** `aspace` (SpinLock, kernel-lock context only) around the vmaps
-//! and the page records. It is never held across anything that sleeps: a
-//! fault on a file page marks the page *in transition*, releases the lock,
-//! fills the page from the pagecache (sleeping for I/O), retakes the lock
-//! and installs the entry (DESIGN.md §4 rules 1 and 3, seeds/001 and 002).
-//! Operations that meet an area in transition wait for it to end and
-//! retry from the start. Order: fd table → filesystem → `aspace` →
-//! `mm.page_tables` → heap locks. TLB shoot-downs happen after the lock is
-//! released, before freed frames are reused.
+//! **Lock.** `aspace` (SpinLock; kernel-lock context, and the unlocked
+//! user fault) around the vmaps and the page records. It is never held
+//! across anything that sleeps: a fault on a file page marks the page *in
+//! transition*, releases the lock, fills the page from the pagecache
+//! (sleeping for I/O; its fill first, then the mapping readahead), retakes
+//! the lock and installs the entry (DESIGN.md §4 rules 1 and 3, seeds/001
+//! and 002). Operations that meet an area in transition wait for it to end
+//! and retry from the start. Order: fd table → filesystem → `aspace` →
+//! `pagecache.node` (pins and checks only) → `mm.page_tables` → heap
+//! locks. TLB shoot-downs happen after the lock is released, before freed
+//! frames are reused.
 //!
 //! **Pages.** Anonymous and private-file pages are frames owned here
 //! (copied from the pagecache at the first fault of a private file page).
@@ -26,7 +28,19 @@
 //! last unpin instead (the `aspace.pins` table, a leaf taken under
 //! `aspace` or alone; heap locks are taken after it is released).
 //!
-//! Contexts: kernel-lock, in a thread (faults sleep).
+//! **Without the kernel lock** (issue 17): a user fault first tries
+//! [`AddressSpace::fault_unlocked`]: an anonymous first touch, or a file
+//! page the pagecache holds readable, installed in one `aspace` section
+//! with the pagecache node's irq-safe lock nested under it (the global
+//! order: `aspace` → `pagecache.node`); pins dropped and frames freed
+//! after it. A truncate removes the mappings past its new end
+//! ([`AddressSpace::zap_file`]) after the pagecache capped the length and
+//! dropped the pages, and the locked path checks `Mapped::current` under
+//! `aspace` before installing, so no entry to a page past the end of file
+//! survives a truncate.
+//!
+//! Contexts: kernel-lock, in a thread (faults sleep), except
+//! `fault_unlocked` (a user fault, no lock held).
 
 use crate::fs::FileData;
 use crate::sched::waitqueue::WaitQueue;
