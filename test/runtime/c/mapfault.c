@@ -6,7 +6,7 @@
  *    new end reads zeros past it; every page past it is SIGBUS through
  *    both mappings, exactly there (as on Linux); grown back, those pages
  *    read as zeros (the old data is gone), and a page written by pwrite
- *    then shows through the old mapping.
+ *    then shows through the old mapping; a punched hole reads as zeros.
  * 2. Races, threads on every vCPU: readers fault pages of one shared
  *    mapping (dropped again and again with MADV_DONTNEED) and of private
  *    ones; a remapper maps, checks and unmaps; a writer rewrites the head
@@ -111,6 +111,10 @@ static void truncate_removes_mappings(void)
     write_page(fd, 6, 5);
     CHECK(sh[6 * PAGE / 4 + 3] == word_at(6 * PAGE + 12, 5),
           "a page written after the regrowth does not show through the shared mapping");
+    /* A punched hole reads as zeros through the mapping that had it. */
+    CHECK(sh[1 * PAGE / 4 + 3] == word_at(1 * PAGE + 12, 0), "page 1 before the hole");
+    SYS(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 1 * PAGE, PAGE));
+    CHECK(sh[1 * PAGE / 4 + 3] == 0, "a punched page still shows its old data through a mapping");
     SYS(munmap((void *)sh, 8 * PAGE));
     SYS(munmap((void *)pr, 8 * PAGE));
     SYS(close(fd));
