@@ -5,7 +5,8 @@
 //! The workload is test/runtime/c/scalebench.c: 1, 2 and 4 threads each
 //! doing the same work (cached 1 MiB preads and pwrites of a 16 MiB file
 //! of their own, 4 KiB preads at random offsets, first touches of
-//! anonymous memory, getpid). Prints aggregate rates and the speedup over
+//! anonymous memory, read faults on a shared mapping of the cached file,
+//! getpid). Prints aggregate rates and the speedup over
 //! one thread, writes the table to the `## scale` section of
 //! BENCHMARKS.md. Figures are printed, never asserted.
 
@@ -43,6 +44,7 @@ const CASES: &[(&str, &str, bool)] = &[
     ("pwrite_cached", "MiB/s", true),
     ("pread_4k", "IOPS", false),
     ("anon_fault", "MiB/s faulted", true),
+    ("file_fault", "MiB/s faulted (cached file, shared)", true),
     ("getpid", "calls/s", false),
 ];
 

@@ -29,6 +29,7 @@ const STRESS_TESTS: &[&str] = &[
     "sharedfile_smp4",
     "shared_offset_smp4",
     "pread_close_smp4",
+    "mapfault_smp4",
 ];
 
 const STRESS_SMP: usize = 4;

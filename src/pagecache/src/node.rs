@@ -98,6 +98,9 @@ pub(crate) struct NodeInner {
     pub(crate) error: Option<Errno>,
     pub(crate) on_dirty_list: bool,
     pub(crate) ra: Readahead,
+    /// The readahead of faults on mappings of the file, apart from `ra`
+    /// (which `read()` moves), so that neither disturbs the other.
+    pub(crate) map_ra: MapAhead,
 }
 
 impl NodeInner {
@@ -160,6 +163,34 @@ impl Readahead {
         }
         self.next = last + 1;
         last + 1..last + 1 + self.window
+    }
+}
+
+/// Readahead for faults on mappings ([`Node::fault_ahead`]): a fault a
+/// little past the previous one (the pages between were mapped around it
+/// or read ahead) doubles the window, up to the cache's readahead limit;
+/// any other fault reads the fault-around window after it.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct MapAhead {
+    last: u64,
+    window: u64,
+}
+
+impl MapAhead {
+    fn advance(&mut self, index: u64, around: u64, cache: &PageCache) -> Range<u64> {
+        let cfg = cache.config();
+        let cap = u64::from(cfg.readahead_max)
+            .min(cfg.limit_pages as u64 / 4)
+            .max(around);
+        let reach = self.window.max(around) + 1;
+        let sequential = index > self.last && index <= self.last.saturating_add(reach);
+        self.window = if sequential && self.window > 0 {
+            (self.window * 2).min(cap)
+        } else {
+            around
+        };
+        self.last = index;
+        index + 1..(index + 1).saturating_add(self.window)
     }
 }
 
@@ -284,6 +315,7 @@ impl Node {
                         error: None,
                         on_dirty_list: false,
                         ra: Readahead::default(),
+                        map_ra: MapAhead::default(),
                     },
                 ),
                 cap: AtomicU64::new(u64::MAX),
@@ -1246,11 +1278,13 @@ impl Node {
     /// waiting, never starting I/O, never past the end of file). After a
     /// read fault the caller maps them next to the faulting page, so a
     /// program walking a shared mapping takes one fault per run of cached
-    /// pages, not one per page. Kernel-lock context; takes the node lock.
+    /// pages, not one per page. Only when the node knows the file's length
+    /// and no truncate is pending ([`Node::known_len`]; else nothing): it
+    /// never asks the backing, so never takes the filesystem's mutex. Any
+    /// context but irq (the unlocked fault path calls it); takes the node
+    /// lock, allocates only bh-safe.
     pub fn map_resident(self: &Arc<Self>, first: u64, count: u64) -> Vec<Mapped> {
-        assert_kernel_lock("Node::map_resident");
-        // Map-around is an optimisation: with no length, map nothing more.
-        let file_pages = self.file_len().unwrap_or(0).div_ceil(PS);
+        let file_pages = self.known_len().unwrap_or(0).div_ceil(PS);
         let end = first.saturating_add(count).min(file_pages);
         if first >= end {
             return Vec::new();
@@ -1282,6 +1316,83 @@ impl Node {
                     writable: false,
                 })
                 .collect()
+        })
+    }
+
+    /// Page `index` pinned read-only for a mapping, if that needs nothing
+    /// but the pin: the node knows the file's length, no truncate is
+    /// pending, the page lies inside the file and is readable in the cache.
+    /// Otherwise `None`, with nothing changed: the caller faults with
+    /// [`Node::fault`] under the kernel lock. For a read fault on a shared
+    /// mapping, or the copy a private mapping makes; never for a shared
+    /// write (which reserves space and marks the page dirty).
+    ///
+    /// Any context but irq; needs no kernel lock (the unlocked fault
+    /// path): takes only the node's lock, allocates only bh-safe, and the
+    /// [`Mapped`]'s drop is safe anywhere.
+    pub fn map_cached(self: &Arc<Self>, index: u64) -> Option<Mapped> {
+        let known = self.known_len()?;
+        if index.checked_mul(PS)? >= known {
+            return None;
+        }
+        bh_safe_alloc(|| {
+            let (view, epoch) = {
+                let mut inner = self.inner.lock();
+                let epoch = inner.epoch;
+                let p = inner.pages.get_mut(&index).filter(|p| p.readable())?;
+                p.pin();
+                p.touch();
+                (p.frame().expect("readable page has a frame").view(), epoch)
+            };
+            bump(&self.cache().stats.hits, 1);
+            Some(Mapped {
+                node: Some(Held::new(self.clone())),
+                index,
+                epoch,
+                view,
+                writable: false,
+            })
+        })
+    }
+
+    /// Readahead after a fault on page `index` of a mapping, started once
+    /// the fault's own fill is (so the faulting thread does not wait
+    /// behind it): fills the missing pages of the window after `index`
+    /// without pinning them. `around` pages for a fault that does not
+    /// continue a sequential walk; the window doubles (to the cache's
+    /// readahead limit) while faults move forward. Its state is the
+    /// node's mapping readahead, apart from the one `read()` advances.
+    /// Kernel-lock context (fills map through the backing).
+    pub fn fault_ahead(self: &Arc<Self>, index: u64, around: u64) {
+        assert_kernel_lock("Node::fault_ahead");
+        let Ok(file_len) = self.file_len() else {
+            return;
+        };
+        let file_pages = file_len.div_ceil(PS);
+        let cache = self.cache().clone();
+        bh_safe_alloc(|| {
+            let mut ahead = Vec::new();
+            {
+                let mut inner = self.inner.lock();
+                let mut wakes = Wakes::new();
+                let range = inner.map_ra.advance(index, around, &cache);
+                for i in range.start..range.end.min(file_pages) {
+                    if inner
+                        .pages
+                        .get(&i)
+                        .is_some_and(|p| p.state() != PageState::Free)
+                    {
+                        continue;
+                    }
+                    let p = inner.pages.entry(i).or_default();
+                    p.claim(&mut wakes);
+                    ahead.push(Claim::fill(i));
+                }
+                // Claims change no page's LRU membership.
+                debug_assert!(wakes.is_empty());
+            }
+            bump(&cache.stats.readahead, ahead.len() as u64);
+            self.start_fills(ahead);
         })
     }
 
@@ -1682,6 +1793,25 @@ impl Mapped {
     /// Whether the page may be mapped writable (a shared write fault).
     pub fn writable(&self) -> bool {
         self.writable
+    }
+
+    /// Whether the page is still the file's page at its index and inside
+    /// the file: not truncated or punched away since it was pinned (a page
+    /// taken out while held is detached, see the module doc), and no
+    /// pending truncate ends at or below it. A fault checks it under its
+    /// address space's lock before it installs the page: a truncate caps
+    /// the length, detaches, then removes the mappings of the pages past
+    /// the end under that lock, so a page installed after that removal
+    /// must not be one the truncate took away. Any context but irq; takes
+    /// the node lock.
+    pub fn current(&self) -> bool {
+        let Some(node) = &self.node else {
+            return false;
+        };
+        if self.index.saturating_mul(PS) >= node.cap.load(Ordering::Acquire) {
+            return false;
+        }
+        node.inner.lock().locate(self.index, self.epoch).is_none()
     }
 
     /// Copies out of the page (a private mapping's copy-on-write, or a

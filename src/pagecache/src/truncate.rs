@@ -82,7 +82,7 @@
 
 use crate::cache::bump;
 use crate::io::{Gather, Held, wake};
-use crate::node::{Node, Readahead, Wakes, mask_within};
+use crate::node::{MapAhead, Node, Readahead, Wakes, mask_within};
 use crate::page::{PageState, Want};
 use crate::run_or_defer;
 use crate::{Completion, Errno, PAGE_SIZE, assert_kernel_lock};
@@ -161,6 +161,7 @@ impl Node {
                 }
             }
             inner.ra = Readahead::default();
+            inner.map_ra = MapAhead::default();
             if !inner.pages.values().any(|p| p.needs_writeback()) {
                 self.leave_dirty_list(inner);
             }

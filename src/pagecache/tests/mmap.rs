@@ -278,3 +278,44 @@ fn map_resident_pins_cached_pages_only() {
     assert_eq!(n.page_info(1).unwrap().pins, 0);
     assert_eq!(w.cache.shrink(100), 4, "unmapped pages stay pinned");
 }
+
+/// The unlocked fault path's pin (`map_cached`): only a readable page
+/// inside a length the node knows, with no truncate pending; no I/O ever.
+/// `Mapped::current` tells a fault, under its address-space lock, that a
+/// truncate took its page away (or caps the file below it) meanwhile.
+#[test]
+fn map_cached_pins_only_cached_pages_inside_the_file() {
+    let w = World::new(no_readahead(), DevConfig::default(), 1);
+    let file = pattern(23, 0, 4 * PS);
+    w.fs.preload(&w.dev, 0, &file);
+    let n = w.node(0);
+    // The length is not known yet: nothing without asking the backing.
+    assert!(n.map_cached(0).is_none());
+    w.read(&n, 0, 1).unwrap();
+    w.read(&n, 3 * PS as u64, 1).unwrap();
+    let reads = w.dev.reads();
+    assert!(n.map_cached(1).is_none(), "a page not cached");
+    assert!(n.map_cached(4).is_none(), "past the end of file");
+    let m0 = n.map_cached(0).expect("cached page 0");
+    let m3 = n.map_cached(3).expect("cached page 3");
+    assert_eq!(w.dev.reads(), reads, "map_cached started I/O");
+    assert!(!m0.writable());
+    let mut head = [0u8; 64];
+    m3.read_at(0, &mut head);
+    assert_eq!(head[..], file[3 * PS..3 * PS + 64]);
+    assert_eq!(n.page_info(3).unwrap().pins, 1);
+    assert!(m0.current() && m3.current());
+    // Only the pagecache's part of a truncate: the cap is pending.
+    w.truncate_cache(&n, 2 * PS as u64).unwrap();
+    assert!(m0.current(), "a page the truncate keeps");
+    assert!(!m3.current(), "a page the truncate detached");
+    assert!(n.map_cached(0).is_none(), "a truncate is pending");
+    w.fs.truncate(0, 2 * PS as u64);
+    n.length_changed();
+    w.syscall(|| drop(m3));
+    assert_eq!(n.detached_pages(), 0);
+    w.read(&n, 0, 1).unwrap();
+    assert!(n.map_cached(0).is_some_and(|m| m.current()));
+    assert!(n.map_cached(3).is_none(), "past the new end");
+    w.syscall(|| drop(m0));
+}

@@ -10,6 +10,8 @@
  *   pwrite_cached 1 MiB pwrites over a 16 MiB file (no fsync)
  *   pread_4k      4 KiB preads at pseudo-random page offsets of it
  *   anon_fault    first touches of the pages of 16 MiB anonymous mappings
+ *   file_fault    read faults on a shared mapping of the cached 16 MiB
+ *                 file, one load per page (mapped again each round)
  *   getpid        a trivial syscall, the cost of entering the kernel
  * Each case runs for a fixed amount of work per thread (not a fixed time),
  * so every thread does the same; the wall time covers all threads, from
@@ -24,10 +26,11 @@
 #define FILE_MIB 16
 #define MAX_THREADS 8
 
-enum kind { PREAD_CACHED, PWRITE_CACHED, PREAD_4K, ANON_FAULT, GETPID };
-static const char *names[] = {"pread_cached", "pwrite_cached", "pread_4k", "anon_fault", "getpid"};
+enum kind { PREAD_CACHED, PWRITE_CACHED, PREAD_4K, ANON_FAULT, FILE_FAULT, GETPID };
+static const char *names[] = {"pread_cached", "pwrite_cached", "pread_4k",
+                              "anon_fault",   "file_fault",    "getpid"};
 /* Work per thread: sized so that one thread takes a second or so. */
-static const long work[] = {768, 384, 40000, 16, 200000};
+static const long work[] = {768, 384, 40000, 16, 48, 200000};
 
 static pthread_barrier_t barrier;
 static volatile enum kind current;
@@ -83,6 +86,17 @@ static void *bench_thread(void *p)
             for (long pg = 0; pg < FILE_MIB * 256; pg++)
                 m[pg * PAGE] = 1;
             SYS(munmap(m, FILE_MIB * MIB));
+            a->bytes += FILE_MIB * MIB;
+            break;
+        }
+        case FILE_FAULT: {
+            volatile uint32_t *m =
+                SYSP(mmap(NULL, FILE_MIB * MIB, PROT_READ, MAP_SHARED, fd, 0));
+            uint32_t sum = 0;
+            for (long pg = 0; pg < FILE_MIB * 256; pg++)
+                sum += m[pg * PAGE / 4];
+            __asm__ volatile("" : : "r"(sum));
+            SYS(munmap((void *)m, FILE_MIB * MIB));
             a->bytes += FILE_MIB * MIB;
             break;
         }

@@ -776,6 +776,22 @@ static CATALOGUE: &[RuntimeTest] = &[
         )
     },
     RuntimeTest {
+        source: "mapfault",
+        storage: &[Storage::Virtio],
+        timeout_s: 600,
+        ..test(
+            "mapfault_smp2",
+            "mapped-file faults (issues 14, 17): truncate leaves no page past the end mapped (SIGBUS exactly there, shared and private; zeros when regrown); 4 threads on 2 vCPUs fault one file while it is shrunk, regrown, rewritten and remapped, against a shadow, with cached faults taken without the kernel lock",
+        )
+    },
+    RuntimeTest {
+        source: "mapfault",
+        smp: 4,
+        storage: &[Storage::Virtio],
+        timeout_s: 900,
+        ..test("mapfault_smp4", "mapfault_smp2 with 6 threads on 4 vCPUs")
+    },
+    RuntimeTest {
         source: "shared_offset",
         storage: &[Storage::Virtio],
         timeout_s: 600,

@@ -744,7 +744,13 @@ impl Mount {
                 h.deliver(r);
             }),
         );
-        w.wait()
+        let r = w.wait();
+        // No mapping keeps a page past the new end (an access there is
+        // SIGBUS, as on Linux).
+        if let Some(p) = crate::process::PROCESS.get() {
+            p.aspace.zap_file(file, len, u64::MAX);
+        }
+        r
     }
 
     /// Punches the page-aligned hole `[start, end)` in `file`
@@ -771,7 +777,12 @@ impl Mount {
                 );
             }),
         );
-        w.wait()
+        let r = w.wait();
+        // Mappings of the hole read it again (as zeros).
+        if let Some(p) = crate::process::PROCESS.get() {
+            p.aspace.zap_file(file, start, end);
+        }
+        r
     }
 
     /// fsync: the file's dirty pages, then the log, then a device flush.
@@ -786,10 +797,17 @@ impl Mount {
 }
 
 /// Gets page `index` of `file` for a mapping (sleeping for the fill).
+/// The page's own fill is submitted first, then the mapping readahead of
+/// `around` pages or more after it (`Node::fault_ahead`, which leaves the
+/// `read()` readahead of the file alone), then the thread sleeps.
 pub fn wait_fault(
     file: &Arc<FileData>,
     index: u64,
     access: cairn_pagecache::Access,
+    around: u64,
 ) -> Result<cairn_pagecache::Mapped, Errno> {
-    wait_for(|c| file.node.fault(index, access, c))
+    wait_for(|c| {
+        file.node.fault(index, access, c);
+        file.node.fault_ahead(index, around);
+    })
 }

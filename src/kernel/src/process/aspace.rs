@@ -2,15 +2,17 @@
 //! mapped in its page tables, demand paging, and the page-table side of
 //! mmap, munmap, mprotect and mremap.
 //!
-//! **Lock.** `aspace` (SpinLock, kernel-lock context only) around the vmaps
-//! and the page records. It is never held across anything that sleeps: a
-//! fault on a file page marks the page *in transition*, releases the lock,
-//! fills the page from the pagecache (sleeping for I/O), retakes the lock
-//! and installs the entry (DESIGN.md §4 rules 1 and 3, seeds/001 and 002).
-//! Operations that meet an area in transition wait for it to end and
-//! retry from the start. Order: fd table → filesystem → `aspace` →
-//! `mm.page_tables` → heap locks. TLB shoot-downs happen after the lock is
-//! released, before freed frames are reused.
+//! **Lock.** `aspace` (SpinLock; kernel-lock context, and the unlocked
+//! user fault) around the vmaps and the page records. It is never held
+//! across anything that sleeps: a fault on a file page marks the page *in
+//! transition*, releases the lock, fills the page from the pagecache
+//! (sleeping for I/O; its fill first, then the mapping readahead), retakes
+//! the lock and installs the entry (DESIGN.md §4 rules 1 and 3, seeds/001
+//! and 002). Operations that meet an area in transition wait for it to end
+//! and retry from the start. Order: fd table → filesystem → `aspace` →
+//! `pagecache.node` (pins and checks only) → `mm.page_tables` → heap
+//! locks. TLB shoot-downs happen after the lock is released, before freed
+//! frames are reused.
 //!
 //! **Pages.** Anonymous and private-file pages are frames owned here
 //! (copied from the pagecache at the first fault of a private file page).
@@ -26,7 +28,19 @@
 //! last unpin instead (the `aspace.pins` table, a leaf taken under
 //! `aspace` or alone; heap locks are taken after it is released).
 //!
-//! Contexts: kernel-lock, in a thread (faults sleep).
+//! **Without the kernel lock** (issue 17): a user fault first tries
+//! [`AddressSpace::fault_unlocked`]: an anonymous first touch, or a file
+//! page the pagecache holds readable, installed in one `aspace` section
+//! with the pagecache node's irq-safe lock nested under it (the global
+//! order: `aspace` → `pagecache.node`); pins dropped and frames freed
+//! after it. A truncate removes the mappings past its new end
+//! ([`AddressSpace::zap_file`]) after the pagecache capped the length and
+//! dropped the pages, and the locked path checks `Mapped::current` under
+//! `aspace` before installing, so no entry to a page past the end of file
+//! survives a truncate.
+//!
+//! Contexts: kernel-lock, in a thread (faults sleep), except
+//! `fault_unlocked` (a user fault, no lock held).
 
 use crate::fs::FileData;
 use crate::sched::waitqueue::WaitQueue;
@@ -39,11 +53,20 @@ use cairn_sync::{LockClass, SpinLock};
 use cairn_unix::errno::Errno;
 use cairn_unix::prot::Prot;
 use cairn_unix::vmap::{FaultError, MapFile, Share, VmError, Vmap, VmapKind, Vmaps};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 pub const PAGE: u64 = 4096;
 
-/// Pages read ahead after a file page fault.
+/// Pages mapped around a read fault on a shared file mapping, and the
+/// mapping readahead after a fault that does not continue a walk.
 const FAULT_AROUND_PAGES: u64 = 15;
+
+/// File-page faults served without the kernel lock
+/// ([`AddressSpace::fault_unlocked`]) since boot (`/proc/cairn/kstats`
+/// `faults.file_unlocked`).
+pub static FILE_FAULTS_UNLOCKED: AtomicU64 = AtomicU64::new(0);
+/// File-page faults that went to the locked path (`faults.file_locked`).
+pub static FILE_FAULTS_LOCKED: AtomicU64 = AtomicU64::new(0);
 
 /// A mapped file: the file's pagecache node (identity decides merging).
 #[derive(Clone)]
@@ -93,6 +116,14 @@ pub struct AddressSpace {
     inner: SpinLock<Inner>,
     /// Threads waiting for a transition to end.
     transitions: WaitQueue,
+}
+
+/// What the lock-dropped part of a file fault did.
+enum Filled {
+    Installed,
+    /// The page was truncated (or punched) away while the lock was
+    /// dropped; nothing was installed.
+    Stale,
 }
 
 /// How a fault could not be served.
@@ -283,11 +314,15 @@ impl AddressSpace {
     /// Drops the page records of `[start, end)`: unmaps their entries and
     /// returns what to free once other CPUs' TLBs are shot down.
     fn unmap_range(inner: &mut Inner, start: u64, end: u64) -> Vec<PageRef> {
-        let keys: Vec<u64> = inner.pages.range(start..end).map(|(&k, _)| k).collect();
+        Self::unmap_range_in(&mut inner.pages, start, end)
+    }
+
+    fn unmap_range_in(pages: &mut BTreeMap<u64, PageRef>, start: u64, end: u64) -> Vec<PageRef> {
+        let keys: Vec<u64> = pages.range(start..end).map(|(&k, _)| k).collect();
         keys.into_iter()
             .filter_map(|k| {
                 crate::mm::kernel_map::unmap_page(k);
-                inner.pages.remove(&k)
+                pages.remove(&k)
             })
             .collect()
     }
@@ -390,6 +425,116 @@ impl AddressSpace {
     /// does not allow, SEGV_ACCERR, rather than SEGV_MAPERR).
     pub fn is_mapped(&self, addr: u64) -> bool {
         self.inner.lock().vmaps.lookup(addr).is_some()
+    }
+
+    /// A user page fault's first try, without the kernel lock (issue 17):
+    /// an anonymous first touch ([`Self::fault_anonymous_unlocked`]) or a
+    /// file page the pagecache holds readable ([`Self::fault_file_cached`]).
+    /// `None`: the caller takes the kernel lock and runs [`Self::fault`].
+    pub fn fault_unlocked(&self, addr: u64, write: bool, exec: bool) -> Option<()> {
+        let mut spare = None;
+        let mut unused = Vec::new();
+        let served = {
+            let mut guard = self.inner.lock();
+            let inner = &mut *guard;
+            let anonymous = inner
+                .vmaps
+                .lookup(addr)
+                .is_some_and(|v| matches!(v.kind, VmapKind::Anonymous));
+            if anonymous {
+                drop(guard);
+                return self.fault_anonymous_unlocked(addr, write, exec);
+            }
+            Self::fault_file_cached(inner, addr, write, exec, &mut spare, &mut unused)
+        };
+        // Pins and a frame not used are released after the `aspace` lock.
+        drop(unused);
+        if let Some(phys) = spare {
+            free_frame(phys);
+        }
+        if served.is_some() {
+            FILE_FAULTS_UNLOCKED.fetch_add(1, Ordering::Relaxed);
+        }
+        served
+    }
+
+    /// The file part of [`Self::fault_unlocked`], under the `aspace` lock:
+    /// a first touch of a page of a file area the access is allowed in
+    /// (not in transition, nothing mapped there yet; a read, or any access
+    /// to a private area, whose page is then a copy), whose page the
+    /// pagecache holds readable inside the file with no truncate pending
+    /// (`Node::map_cached`: the node's irq-safe lock only, no filesystem
+    /// mutex, no general heap). The page is pinned and installed in one
+    /// critical section of `aspace`, which a truncate takes to remove the
+    /// mappings past its new end after capping the length: either this
+    /// section comes first and the removal finds the page, or the cap is
+    /// seen here and the fault goes to the locked path. A shared read also
+    /// maps the cached pages after it (map-around). Anything else (a shared
+    /// write, which must reserve and mark dirty; a page to fill; a pending
+    /// truncate; past the end of file, which is SIGBUS) is `None` with
+    /// nothing changed. `spare` and `unused` collect what the caller
+    /// releases after the lock.
+    fn fault_file_cached(
+        inner: &mut Inner,
+        addr: u64,
+        write: bool,
+        exec: bool,
+        spare: &mut Option<u64>,
+        unused: &mut Vec<Mapped>,
+    ) -> Option<()> {
+        let page = addr & !(PAGE - 1);
+        let v = inner
+            .vmaps
+            .check_access(addr, access_of(write, exec))
+            .ok()?;
+        let shared = v.share == Share::Shared;
+        if v.in_transition() || inner.pages.contains_key(&page) || (shared && write) {
+            return None;
+        }
+        let (file, offset) = v.file_at(page)?;
+        let index = offset / PAGE;
+        let m = file.0.node.map_cached(index)?;
+        let prot = v.prot;
+        if !shared {
+            // The private copy: a frame of our own (no need to zero it).
+            let Ok(phys) = crate::heaps::PHYSICAL.lock().alloc_pages(1) else {
+                unused.push(m);
+                return None;
+            };
+            m.read_at(0, frame_bytes(phys));
+            unused.push(m);
+            if crate::mm::kernel_map::map_page(
+                page,
+                phys,
+                pte_flags(prot, prot.contains(Prot::WRITE)),
+            )
+            .is_err()
+            {
+                *spare = Some(phys);
+                return None;
+            }
+            inner.pages.insert(page, PageRef::Owned(phys));
+            return Some(());
+        }
+        if crate::mm::kernel_map::map_page(page, m.phys(), pte_flags(prot, false)).is_err() {
+            unused.push(m);
+            return None;
+        }
+        inner.pages.insert(page, PageRef::Shared(m));
+        // Pinned under `aspace` too: no truncate can slip between the pin
+        // and the install (see above), so no `Mapped::current` check.
+        let found = file.0.node.map_resident(index + 1, FAULT_AROUND_PAGES);
+        Self::install_around(
+            &inner.vmaps,
+            &mut inner.pages,
+            page,
+            index,
+            file,
+            found,
+            false,
+            unused,
+        );
+        Some(())
     }
 
     /// Serves the common anonymous fault without the kernel lock (issue
@@ -509,6 +654,7 @@ impl AddressSpace {
                         Err(_) => return Err(FaultOutcome::Segv),
                     };
                     drop(inner);
+                    FILE_FAULTS_LOCKED.fetch_add(1, Ordering::Relaxed);
                     let shared = v.share == Share::Shared;
                     let r =
                         self.fill_file_page(page, &file, offset, write && shared, shared, v.prot);
@@ -516,17 +662,28 @@ impl AddressSpace {
                     if ended.is_some_and(|e| e.wake) {
                         self.transitions.wake_all();
                     }
-                    if r.is_ok() && shared && !write {
-                        self.map_around(page, &file, offset);
+                    match r {
+                        Ok(Filled::Installed) => {
+                            if shared && !write {
+                                self.map_around(page, &file, offset);
+                            }
+                            return Ok(());
+                        }
+                        // Truncated away while the lock was dropped: look
+                        // again (past the new end, that is SIGBUS).
+                        Ok(Filled::Stale) => continue,
+                        Err(e) => return Err(e),
                     }
-                    return r;
                 }
             }
         }
     }
 
     /// The lock-dropped part of a file fault: get the page from the
-    /// pagecache (sleeping), then install it under the lock.
+    /// pagecache (sleeping; its fill goes first, then the mapping
+    /// readahead), then install it under the lock, unless a truncate took
+    /// it away meanwhile ([`Filled::Stale`], checked with
+    /// `Mapped::current` under the lock: see [`Self::zap_file`]).
     fn fill_file_page(
         &self,
         page: u64,
@@ -535,28 +692,19 @@ impl AddressSpace {
         write: bool,
         shared: bool,
         prot: Prot,
-    ) -> Result<(), FaultOutcome> {
+    ) -> Result<Filled, FaultOutcome> {
         let index = offset / PAGE;
-        // Fault-around: start reading the pages after this one into the
-        // pagecache (asynchronously; the pages are unpinned as soon as they
-        // arrive), so a program walking a mapping mostly hits the cache.
-        let around = (FAULT_AROUND_PAGES * PAGE) as usize;
-        file.0.node.read(
-            offset + PAGE,
-            around,
-            cairn_pagecache::Completion::bh(|r: Result<cairn_pagecache::Pages, _>| drop(r)),
-        );
-        let mapped = crate::fs::wait_fault(&file.0, index, Access { write, shared })
-            .map_err(|_| FaultOutcome::Bus)?;
+        let mapped =
+            crate::fs::wait_fault(&file.0, index, Access { write, shared }, FAULT_AROUND_PAGES)
+                .map_err(|_| FaultOutcome::Bus)?;
         // A private page is copied before the lock is taken (the frame is
-        // ours until it is published).
-        let new = if shared {
-            PageRef::Shared(mapped)
+        // ours until it is published); its pin is kept until the check.
+        let (new, source) = if shared {
+            (PageRef::Shared(mapped), None)
         } else {
             let phys = alloc_frame().map_err(|_| FaultOutcome::Bus)?;
             mapped.read_at(0, frame_bytes(phys));
-            drop(mapped);
-            PageRef::Owned(phys)
+            (PageRef::Owned(phys), Some(mapped))
         };
         let (phys, writable) = match &new {
             PageRef::Shared(m) => (
@@ -566,6 +714,16 @@ impl AddressSpace {
             PageRef::Owned(p) => (*p, prot.contains(Prot::WRITE)),
         };
         let mut inner = self.inner.lock();
+        let current = match (&new, &source) {
+            (PageRef::Shared(m), _) | (_, Some(m)) => m.current(),
+            _ => true,
+        };
+        if !current {
+            drop(inner);
+            drop(source);
+            Self::forget_unmapped(new);
+            return Ok(Filled::Stale);
+        }
         let old = inner.pages.remove(&page);
         if old.is_some() {
             crate::mm::kernel_map::unmap_page(page);
@@ -578,16 +736,16 @@ impl AddressSpace {
             Err(_) => Some(new),
         };
         drop(inner);
+        drop(source);
         // Whatever happened, the old page's entry is gone: other CPUs' TLBs
         // are shot down before its frame is freed or its pin dropped, and
-        // both happen after the `aspace` lock (the pagecache's node lock is
-        // not taken under it). A new page that could not be mapped was
-        // never visible: it is released without a shoot-down.
+        // both happen after the `aspace` lock. A new page that could not
+        // be mapped was never visible: it is released without a shoot-down.
         if let Some(old) = old {
             Self::release(alloc::vec![old]);
         }
         match unused {
-            None => Ok(()),
+            None => Ok(Filled::Installed),
             Some(p) => {
                 Self::forget_unmapped(p);
                 Err(FaultOutcome::Bus)
@@ -606,13 +764,9 @@ impl AddressSpace {
     /// Map-around, after a read fault on a shared file mapping: maps,
     /// read-only, those of the next [`FAULT_AROUND_PAGES`] pages of the
     /// file that the pagecache holds readable right now (no I/O, no
-    /// sleep), so that a program walking a cached mapping takes one fault
-    /// per run of pages, as on Linux. The areas are looked up again under
-    /// the lock, as they may have changed while it was dropped for the
-    /// fault (DESIGN.md §4 rule 3): a page is mapped only where the same
-    /// file at the same offset is still mapped shared, no transition is
-    /// under way and nothing is mapped yet. Private mappings own copies of
-    /// their pages and get none.
+    /// sleep, no filesystem mutex: `Node::map_resident`), so that a
+    /// program walking a cached mapping takes one fault per run of pages,
+    /// as on Linux.
     fn map_around(&self, page: u64, file: &FileRef, offset: u64) {
         let index = offset / PAGE;
         let found = file.0.node.map_resident(index + 1, FAULT_AROUND_PAGES);
@@ -621,35 +775,103 @@ impl AddressSpace {
         }
         let mut unused = Vec::new();
         {
-            let mut inner = self.inner.lock();
-            for m in found {
-                let addr = page + (m.index() - index) * PAGE;
-                let prot = inner
-                    .vmaps
-                    .check_access(addr, Prot::READ)
-                    .ok()
-                    .filter(|v| {
-                        v.share == Share::Shared
-                            && !v.in_transition()
-                            && v.file_at(addr)
-                                .is_some_and(|(f, o)| f.same_file(file) && o == m.index() * PAGE)
-                    })
-                    .map(|v| v.prot);
-                let Some(prot) = prot.filter(|_| !inner.pages.contains_key(&addr)) else {
-                    unused.push(m);
-                    continue;
-                };
-                match crate::mm::kernel_map::map_page(addr, m.phys(), pte_flags(prot, false)) {
-                    Ok(()) => {
-                        inner.pages.insert(addr, PageRef::Shared(m));
-                    }
-                    Err(_) => unused.push(m),
+            let mut guard = self.inner.lock();
+            let inner = &mut *guard;
+            Self::install_around(
+                &inner.vmaps,
+                &mut inner.pages,
+                page,
+                index,
+                file,
+                found,
+                true,
+                &mut unused,
+            );
+        }
+        // Unpinned outside the lock.
+        drop(unused);
+    }
+
+    /// Installs map-around pages `found` near the page at `page` (file page
+    /// `index`), under the `aspace` lock. The areas are looked up again,
+    /// as they may have changed since the fault looked (DESIGN.md §4 rule
+    /// 3): a page is mapped only where the same file at the same offset is
+    /// still mapped shared, no transition is under way and nothing is
+    /// mapped yet; with `check`, also only if no truncate took it away
+    /// since it was pinned (pins taken outside this lock section). Private
+    /// mappings own copies of their pages and get none. What is not
+    /// mapped goes to `unused`, released by the caller after the lock.
+    #[allow(clippy::too_many_arguments)]
+    fn install_around(
+        vmaps: &Vmaps<FileRef>,
+        pages: &mut BTreeMap<u64, PageRef>,
+        page: u64,
+        index: u64,
+        file: &FileRef,
+        found: Vec<Mapped>,
+        check: bool,
+        unused: &mut Vec<Mapped>,
+    ) {
+        for m in found {
+            let addr = page + (m.index() - index) * PAGE;
+            let prot = vmaps
+                .check_access(addr, Prot::READ)
+                .ok()
+                .filter(|v| {
+                    v.share == Share::Shared
+                        && !v.in_transition()
+                        && v.file_at(addr)
+                            .is_some_and(|(f, o)| f.same_file(file) && o == m.index() * PAGE)
+                })
+                .map(|v| v.prot);
+            let Some(prot) = prot.filter(|_| !pages.contains_key(&addr)) else {
+                unused.push(m);
+                continue;
+            };
+            if check && !m.current() {
+                unused.push(m);
+                continue;
+            }
+            match crate::mm::kernel_map::map_page(addr, m.phys(), pte_flags(prot, false)) {
+                Ok(()) => {
+                    pages.insert(addr, PageRef::Shared(m));
                 }
+                Err(_) => unused.push(m),
             }
         }
-        // Unpinned outside the lock (the pagecache's node lock is not
-        // taken under `aspace`).
-        drop(unused);
+    }
+
+    /// Removes the mappings of file offsets `[from, to)` of `file` (a
+    /// truncate's end rounded up to a page, or a punched hole) from every
+    /// area mapping it, shared or private (a private copy too, as Linux
+    /// does on truncate): an access there faults again, and past the end
+    /// of file gets SIGBUS. Called after the pagecache dropped the pages
+    /// (the truncate's cap is set by then): a fault that pinned a page
+    /// before checks `Mapped::current` under the lock taken here, so no
+    /// page taken away is installed after this.
+    pub fn zap_file(&self, file: &FileData, from: u64, to: u64) {
+        let from = from.div_ceil(PAGE) * PAGE;
+        let mut freed = Vec::new();
+        {
+            let mut guard = self.inner.lock();
+            let inner = &mut *guard;
+            for v in inner.vmaps.iter() {
+                let VmapKind::File { file: f, offset } = &v.kind else {
+                    continue;
+                };
+                if !core::ptr::eq(Arc::as_ptr(&f.0), file) {
+                    continue;
+                }
+                let area_end = offset.saturating_add(v.end - v.start);
+                let (s, e) = (from.max(*offset), to.min(area_end));
+                if s >= e {
+                    continue;
+                }
+                let (a, b) = (v.start + (s - offset), v.start + (e - offset));
+                freed.extend(Self::unmap_range_in(&mut inner.pages, a, b));
+            }
+        }
+        Self::release(freed);
     }
 
     /// Atomically replaces the 32-bit word at user address `addr` (4-byte

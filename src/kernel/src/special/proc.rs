@@ -287,7 +287,9 @@ fn mounts() -> Vec<u8> {
 /// (pages read from a device since boot) and `pagecache.read_requests`
 /// (device read requests since boot), `block.flushes` (device flushes
 /// submitted since boot), `heap.reclaims` (kernel allocations that had
-/// to drop cached pages first). Made when opened:
+/// to drop cached pages first), `faults.file_unlocked` and
+/// `faults.file_locked` (file-page faults served without the kernel lock,
+/// and those that took the locked path, since boot). Made when opened:
 /// the opener's own descriptor is counted.
 fn kstats() -> Vec<u8> {
     let mut out = String::new();
@@ -302,7 +304,8 @@ fn kstats() -> Vec<u8> {
     let _ = writeln!(
         out,
         "threads {}\nuser_threads {}\nfiles {}\nfds {}\nvmaps {}\npagecache.nodes {}\n\
-         pagecache.pages {}\npagecache.fills {}\npagecache.read_requests {}\nblock.flushes {}\nheap.reclaims {}",
+         pagecache.pages {}\npagecache.fills {}\npagecache.read_requests {}\nblock.flushes {}\n\
+         heap.reclaims {}\nfaults.file_unlocked {}\nfaults.file_locked {}",
         crate::sched::thread::live_threads(),
         p.thread_count(),
         crate::process::file::live_descriptions(),
@@ -314,6 +317,8 @@ fn kstats() -> Vec<u8> {
         stats.read_requests,
         crate::block::device_flushes(),
         crate::heaps::global::RECLAIMS.load(core::sync::atomic::Ordering::Relaxed),
+        crate::process::aspace::FILE_FAULTS_UNLOCKED.load(core::sync::atomic::Ordering::Relaxed),
+        crate::process::aspace::FILE_FAULTS_LOCKED.load(core::sync::atomic::Ordering::Relaxed),
     );
     out.into_bytes()
 }

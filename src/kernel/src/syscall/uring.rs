@@ -477,6 +477,8 @@ pub fn setup(entries: u32, params: u64) -> SysResult {
                 write: true,
                 shared: true,
             },
+            // The ring's own pages only: no readahead.
+            0,
         )
         .map_err(super::fs::pc_err)?;
         if !m.writable() {

@@ -169,11 +169,12 @@ fn leave_kernel(frame: &mut dyn crate::signal::frame::UserFrame) {
 pub fn exception(frame: &mut TrapFrame) {
     let cr2 = cairn_pc::cpu::read_cr2();
     cairn_pc::cpu::enable_interrupts();
-    // The first touch of an anonymous page needs no kernel lock (issue 17).
+    // The first touch of an anonymous page, or of a file page the
+    // pagecache holds, needs no kernel lock (issue 17).
     if frame.vector == 14
         && let Some(p) = crate::process::PROCESS.get()
         && p.aspace
-            .fault_anonymous_unlocked(cr2, frame.error & 2 != 0, frame.error & 16 != 0)
+            .fault_unlocked(cr2, frame.error & 2 != 0, frame.error & 16 != 0)
             .is_some()
     {
         cairn_pc::cpu::disable_interrupts();
