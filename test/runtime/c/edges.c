@@ -7,7 +7,7 @@
  * modification times (explicit, UTIME_NOW, UTIME_OMIT, NULL, of a symlink
  * itself with AT_SYMLINK_NOFOLLOW), refuse bad nanoseconds and flags;
  * fchdir moves getcwd; a write from a buffer that runs into an unmapped
- * page writes what comes before it (short count; files and pipes); futex calls on
+ * page writes what comes before it (short count); futex calls on
  * kernel-half or unmapped words fail with EFAULT; the *at calls refuse
  * flags Linux refuses. Exits 42.
  * Boot 2: the times set in boot 1 are there. Exits 0.
@@ -223,23 +223,6 @@ static void short_writes(void)
     struct iovec iov2[2] = {{p, 50}, {p + PAGE, 10}};
     n = pwritev(fd, iov2, 2, 3000);
     CHECK(n == 50, "pwritev with a vector in the hole returned %zd, want 50", n);
-    /* A pipe too (a logger piping a buffer that runs into a hole). */
-    int pfd[2];
-    SYS(pipe(pfd));
-    n = write(pfd[1], edge, 300);
-    CHECK(n == 100, "pipe write into a hole returned %zd, want 100", n);
-    errno = 0;
-    n = write(pfd[1], p + PAGE, 10);
-    CHECK(n == -1 && errno == EFAULT, "pipe write from the hole returned %zd", n);
-    n = writev(pfd[1], iov, 3);
-    CHECK(n == 150, "pipe writev into a hole returned %zd, want 150", n);
-    char pb[400];
-    n = read(pfd[0], pb, sizeof pb);
-    CHECK(n == 250, "pipe held %zd bytes, want 250", n);
-    for (int i = 0; i < 250; i++)
-        CHECK(pb[i] == 'w', "pipe byte %d is %d", i, pb[i]);
-    SYS(close(pfd[0]));
-    SYS(close(pfd[1]));
     struct stat st;
     SYS(fstat(fd, &st));
     CHECK(st.st_size == 3050, "size %ld after the short writes", (long)st.st_size);

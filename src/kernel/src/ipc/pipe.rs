@@ -157,17 +157,10 @@ impl FileOps for PipeEnd {
         let mut done = 0usize;
         let mut chunk = Vec::new();
         while done < len {
-            let want = (len - done).min(DEFAULT_CAPACITY);
-            chunk.resize(want, 0);
-            // A buffer that runs into an unmapped page writes what comes
-            // before it (Linux's pipe_write), EFAULT only for nothing.
-            let n = src.get_prefix(done, &mut chunk);
-            if n == 0 {
-                return if done > 0 {
-                    Ok(done)
-                } else {
-                    Err(Errno::EFAULT)
-                };
+            let n = (len - done).min(DEFAULT_CAPACITY);
+            chunk.resize(n, 0);
+            if let Err(e) = src.get(done, &mut chunk) {
+                return if done > 0 { Ok(done) } else { Err(e) };
             }
             // Atomic writes wait for room for all of it; others for a byte.
             let need = if len <= PIPE_BUF { n } else { 1 };
@@ -189,9 +182,6 @@ impl FileOps for PipeEnd {
                 Ok(Ok(k)) => {
                     self.pipe.ready.notify();
                     done += k;
-                    if k == n && n < want {
-                        return Ok(done);
-                    }
                 }
                 Ok(Err(Errno::EPIPE)) | Err(Errno::EPIPE) => {
                     if done > 0 {

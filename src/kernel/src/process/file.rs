@@ -98,20 +98,6 @@ impl Src<'_> {
             }
         }
     }
-
-    /// Copies as much of `out.len()` bytes from offset `at` as is readable,
-    /// from the start; returns how many (a writer whose buffer runs into an
-    /// unmapped page writes that much: a short count, EFAULT for none).
-    pub fn get_prefix(&self, at: usize, out: &mut [u8]) -> usize {
-        match self {
-            Src::User(a) => crate::user::copy_from_user_prefix(out, *a + at as u64),
-            Src::Kernel(b) => {
-                let n = out.len().min(b.len().saturating_sub(at));
-                out[..n].copy_from_slice(&b[at..at + n]);
-                n
-            }
-        }
-    }
 }
 
 /// One directory entry of a [`FileOps`] directory.
