@@ -181,7 +181,9 @@ const THREAD_MEMORY: u64 = crate::sched::thread::STACK_SIZE as u64 + 8192;
 /// program starting threads without end gets EAGAIN from `clone` long
 /// before memory runs out (which would end it with SIGBUS at a fault).
 pub fn max_threads() -> u64 {
-    let ram = crate::heaps::PHYSICAL.try_stats().map_or(0, |s| s.total);
+    // RAM from the memory map, not the physical heap's figures, which a
+    // busy heap lock would hide (a limit of 20 threads under contention).
+    let ram = crate::mm::kernel_map::ram_top();
     (ram / 8 / THREAD_MEMORY).max(20)
 }
 
