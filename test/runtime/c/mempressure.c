@@ -112,6 +112,11 @@ int main(int argc, char **argv)
     CHECK(pthread_barrier_init(&all_started, NULL, THREADS + 1) == 0, "barrier");
     for (long i = 0; i < THREADS; i++) {
         int e = pthread_create(&t[i], &attr, hold, (void *)i);
+        if (e != 0) {
+            struct kstats kk;
+            if (kstats_read(&kk) == 0)
+                kstats_print("at the failed pthread_create", &kk);
+        }
         CHECK(e == 0, "pthread_create %ld of %d: %s", i, THREADS, strerror(e));
     }
     pthread_barrier_wait(&all_started);

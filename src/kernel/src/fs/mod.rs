@@ -169,12 +169,10 @@ static PAGECACHE: spin::Once<Arc<PageCache>> = spin::Once::new();
 pub fn pagecache() -> &'static Arc<PageCache> {
     PAGECACHE.call_once(|| {
         crate::heaps::global::set_reclaimer(reclaim_for_heap);
-        // Half of RAM as the cache's target size (so up to a quarter of
-        // RAM dirty, Linux's dirty_ratio being a fifth of what is free or
-        // cached): beyond it clean pages are evicted first, and any other
-        // use of memory takes clean pages back when it needs them (the
-        // heaps' reclaimer, `heaps::global::room_for_user`).
-        let pages = (crate::mm::kernel_map::ram_top() / 2 / 4096).max(1024) as usize;
+        // A quarter of RAM as the cache's target size. (Half of RAM was
+        // tried: in `mempressure` about 49 MiB of cached pages then stayed
+        // unevictable under pressure and thread creation failed: open.)
+        let pages = (crate::mm::kernel_map::ram_top() / 4 / 4096).max(1024) as usize;
         PageCache::new(
             Config {
                 limit_pages: pages,

@@ -147,12 +147,16 @@ pub fn room_for_user(bytes: u64) -> bool {
         return false;
     }
     let freed = reclaim(missing);
+    RECLAIMED.fetch_add(freed, Ordering::Relaxed);
     RECLAIMING.store(false, Ordering::Release);
     if freed > 0 {
         RECLAIMS.fetch_add(1, Ordering::Relaxed);
     }
     short() == 0
 }
+
+/// Bytes the reclaimer freed for programs' memory (kstats `heap.reclaimed`).
+pub static RECLAIMED: AtomicU64 = AtomicU64::new(0);
 
 /// How many times an allocation ran the reclaimer (kstats `heap.reclaims`).
 pub static RECLAIMS: AtomicU64 = AtomicU64::new(0);

@@ -305,7 +305,7 @@ fn kstats() -> Vec<u8> {
         out,
         "threads {}\nuser_threads {}\nfiles {}\nfds {}\nvmaps {}\npagecache.nodes {}\n\
          pagecache.pages {}\npagecache.fills {}\npagecache.read_requests {}\nblock.flushes {}\n\
-         heap.reclaims {}\nfaults.file_unlocked {}\nfaults.file_locked {}",
+         heap.reclaims {}\nheap.reclaimed {}\nfaults.file_unlocked {}\nfaults.file_locked {}",
         crate::sched::thread::live_threads(),
         p.thread_count(),
         crate::process::file::live_descriptions(),
@@ -317,6 +317,7 @@ fn kstats() -> Vec<u8> {
         stats.read_requests,
         crate::block::device_flushes(),
         crate::heaps::global::RECLAIMS.load(core::sync::atomic::Ordering::Relaxed),
+        crate::heaps::global::RECLAIMED.load(core::sync::atomic::Ordering::Relaxed),
         crate::process::aspace::FILE_FAULTS_UNLOCKED.load(core::sync::atomic::Ordering::Relaxed),
         crate::process::aspace::FILE_FAULTS_LOCKED.load(core::sync::atomic::Ordering::Relaxed),
     );
