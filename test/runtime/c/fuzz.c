@@ -17,7 +17,8 @@
  * pause and rt_sigsuspend (they wait for a signal that never comes), kill
  * and friends with SIGKILL/SIGSTOP (other signals stay pending: every
  * signal is blocked), rt_sigaction with a handler other than SIG_DFL /
- * SIG_IGN, rt_sigprocmask that unblocks, arch_prctl(ARCH_SET_FS) with a
+ * SIG_IGN, rt_sigprocmask that unblocks (and the masks ppoll, pselect6 and
+ * epoll_pwait(2) install while they wait), arch_prctl(ARCH_SET_FS) with a
  * user address, brk other than 0 and kernel addresses, dup2/dup3/F_DUPFD
  * onto descriptors outside its own range, and memory calls anywhere but a
  * dedicated arena (reset after every call) or known-bad addresses; the
@@ -625,6 +626,26 @@ static void tame(const struct call *c, uint64_t *a)
         if (a[1] >= (uint64_t)(uintptr_t)scratch && a[1] < (uint64_t)(uintptr_t)guard + PAGE)
             a[1] = (uint64_t)(uintptr_t)set;
         a[3] = one_in(4) ? any_int() : 8;
+    } else if (n == SYS_ppoll || n == SYS_epoll_pwait || n == SYS_epoll_pwait2 ||
+               n == SYS_pselect6) {
+        /* The mask these calls install while they wait would unblock the
+         * signals earlier calls sent this program (SIGBUS, SIGSEGV, ... at
+         * their default action) and Linux would end it as cairn does:
+         * a readable mask blocks everything. pselect6 takes the mask
+         * through a {sigset pointer, size} pair. */
+        uint64_t *set = (uint64_t *)(scratch + 2048);
+        *set = ~0ull;
+        int k = n == SYS_ppoll ? 3 : n == SYS_pselect6 ? 5 : 4;
+        if (a[k] >= (uint64_t)(uintptr_t)scratch && a[k] < (uint64_t)(uintptr_t)guard + PAGE) {
+            if (n == SYS_pselect6) {
+                uint64_t *pair = (uint64_t *)(scratch + 2064);
+                pair[0] = (uint64_t)(uintptr_t)set;
+                pair[1] = one_in(4) ? any_int() : 8;
+                a[k] = (uint64_t)(uintptr_t)pair;
+            } else {
+                a[k] = (uint64_t)(uintptr_t)set;
+            }
+        }
     } else if (n == SYS_arch_prctl) {
         if (a[0] == 0x1001 || a[0] == 0x1002) /* ARCH_SET_GS, ARCH_SET_FS */
             a[1] = kernel_ptr();
