@@ -14,8 +14,8 @@
 //!   can reach its memory, so `&mut Frame` is exclusive access.
 //! * A `FrameView` is made only from a frame attached to a page that the
 //!   view's owner **pins** (`Pages`, `WriteBatch`, `Mapped`, all in
-//!   `node.rs`). A pinned page is never evicted, so its frame is not freed
-//!   or reused while the view lives.
+//!   `node/handles.rs`). A pinned page is never evicted, so its frame is
+//!   not freed or reused while the view lives.
 //! * Read views exist only for pages in ACTIVE, DIRTY or WRITING: the
 //!   content is initialised and no device writes into the frame (fills run
 //!   only in READING, which no view ever sees).
@@ -89,7 +89,7 @@ impl Frame {
     }
 }
 
-/// Copy access to the frame of a pinned page. Made only by `node.rs` for
+/// Copy access to the frame of a pinned page. Made only in `node/` for
 /// `Pages`, `WriteBatch` and `Mapped`, each of which holds the pin for as
 /// long as it holds the view.
 #[derive(Copy, Clone, Debug)]

@@ -8,7 +8,7 @@
 //! `start_fill`, `io_done`, `commit`, `evict`, ...) are the only callers.
 //!
 //! `Page` is plain data: callers hold the lock that protects it (the node
-//! lock `pagecache.node` in `node.rs`; a loom mutex-free spinlock in
+//! lock `pagecache.node` in `node/mod.rs`; a loom mutex-free spinlock in
 //! `tests/loom_page.rs`), so it is usable from every context that may take
 //! that lock: kernel-lock and bh. It takes no locks itself and never
 //! allocates except when a waiter is queued.
@@ -32,7 +32,7 @@
 //! * truncate waits until the page is settled: no claim or I/O (not ALLOC,
 //!   READING or WRITING) and no write lease (hence not NEW either).
 //!
-//! Truncate (`Node::truncate` in `node.rs`) adds two edges out of DIRTY:
+//! Truncate (`Node::truncate` in `truncate.rs`) adds two edges out of DIRTY:
 //! an unheld page wholly past the new end is [`Page::discard`]ed (ACTIVE or
 //! DIRTY → FREE, its data dropped, never written back), and the page that
 //! holds the new end loses its dirty sectors past it
