@@ -34,6 +34,8 @@ mod image;
 mod ktest;
 mod linux;
 mod linux_test;
+mod net_frames;
+mod net_garbage;
 mod net_peer;
 mod profile;
 mod programs;

@@ -44,7 +44,7 @@ impl Deadline {
         }
     }
 
-    fn over(&self) -> bool {
+    pub fn over(&self) -> bool {
         Instant::now() >= self.at || self.stop.load(Ordering::Acquire)
     }
 }
@@ -56,7 +56,7 @@ pub fn free_tcp_port() -> Result<u16> {
     Ok(l.local_addr().map_err(|e| e.to_string())?.port())
 }
 
-fn free_udp_port() -> Result<u16> {
+pub fn free_udp_port() -> Result<u16> {
     let s = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
     Ok(s.local_addr().map_err(|e| e.to_string())?.port())
 }
@@ -104,6 +104,11 @@ pub fn start(t: &RuntimeTest, role: NetRole, limit: Duration) -> Result<Peer> {
                 std::thread::spawn(move || udp_client(port, datagrams, &deadline)),
             ))
         }
+        NetRole::RawFrames {
+            echo_port,
+            tcp_port,
+            frames,
+        } => crate::net_garbage::start(echo_port, tcp_port, frames, deadline, stop.clone()),
         NetRole::HostServer => {
             let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
             let port = l.local_addr().map_err(|e| e.to_string())?.port();

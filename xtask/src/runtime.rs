@@ -217,8 +217,10 @@ pub fn run_one(kernel: &Path, t: &RuntimeTest, storage: Storage) -> Result<()> {
             None => Ok(()),
         });
         if let Err(e) = verdict {
-            if let Some(Err(h)) = &host {
-                eprintln!("host side: {h}");
+            match &host {
+                Some(Err(h)) => eprintln!("host side: {h}"),
+                Some(Ok(figures)) => eprintln!("host side (ended well): {figures}"),
+                None => {}
             }
             eprintln!(
                 "---- serial tail ({}) ----\n{}",

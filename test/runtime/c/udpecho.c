@@ -6,7 +6,11 @@
  * sends datagrams of several sizes and checks each echo; "quit" ends the
  * program with status 0.
  *
- * Usage: udpecho [PORT]   (default 7777)
+ * With a TCP_PORT it also listens there (backlog 8) and accepts every
+ * connection, reads what has arrived without waiting and closes it: the
+ * other end of net_garbage's handshakes and SYN floods.
+ *
+ * Usage: udpecho [PORT [TCP_PORT]]   (default 7777, no listener)
  */
 #include "cairn_test.h"
 #include <arpa/inet.h>
@@ -57,22 +61,44 @@ int main(int argc, char **argv)
     int s2 = SYS(socket(AF_INET, SOCK_DGRAM, 0));
     CHECK(bind(s2, (struct sockaddr *)&a, sizeof a) < 0 && errno == EADDRINUSE, "second bind");
     close(s2);
+    int l = -1;
+    if (argc > 2) {
+        l = SYS(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
+        int one = 1;
+        SYS(setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one));
+        struct sockaddr_in la = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
+        SYS(bind(l, (struct sockaddr *)&la, sizeof la));
+        SYS(listen(l, 8));
+    }
     printf("udpecho: on port %d\n", port);
     static char buf[65536];
-    long echoed = 0;
+    long echoed = 0, accepted = 0;
     for (;;) {
-        struct pollfd p = {.fd = s, .events = POLLIN};
-        int n = poll(&p, 1, -1);
+        struct pollfd p[2] = {{.fd = s, .events = POLLIN}, {.fd = l, .events = POLLIN}};
+        int n = poll(p, l >= 0 ? 2 : 1, -1);
         if (n < 0 && errno == EINTR)
             continue;
-        CHECK(n == 1 && (p.revents & POLLIN), "poll %d revents %#x", n, p.revents);
+        CHECK(n >= 1, "poll %d", n);
+        if (l >= 0 && p[1].revents) {
+            CHECK(p[1].revents == POLLIN, "listener revents %#x", p[1].revents);
+            int c;
+            while ((c = accept4(l, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
+                (void)!read(c, buf, sizeof buf);
+                close(c);
+                accepted++;
+            }
+            CHECK(errno == EAGAIN || errno == ECONNABORTED, "accept4");
+        }
+        if (!p[0].revents)
+            continue;
+        CHECK(p[0].revents & POLLIN, "revents %#x", p[0].revents);
         struct sockaddr_in from;
         socklen_t fl = sizeof from;
         ssize_t len = recvfrom(s, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl);
         CHECK(len >= 0, "recvfrom");
         CHECK(fl == sizeof from && from.sin_family == AF_INET, "sender address");
         if (len == 4 && memcmp(buf, "quit", 4) == 0) {
-            printf("udpecho: %ld datagrams echoed\n", echoed);
+            printf("udpecho: %ld datagrams echoed, %ld connections accepted\n", echoed, accepted);
             pass();
         }
         ssize_t w = sendto(s, buf, len, 0, (struct sockaddr *)&from, fl);

@@ -230,6 +230,16 @@ pub enum NetRole {
     /// The guest echoes UDP datagrams on `guest_port`; the host sends
     /// `datagrams` of them, checks each echo, then sends `quit`.
     UdpEcho { guest_port: u16, datagrams: usize },
+    /// The host is the guest's whole link (QEMU's dgram netdev, no user
+    /// networking): it answers ARP as the gateway 10.0.2.2 and sends
+    /// `frames` malformed frames, with valid UDP echoes (to `echo_port`),
+    /// ICMP echoes and TCP handshakes (to `tcp_port`) between batches; the
+    /// guest program gets `echo_port tcp_port` and ends at `quit`.
+    RawFrames {
+        echo_port: u16,
+        tcp_port: u16,
+        frames: usize,
+    },
     /// The host runs a TCP echo server; the guest gets its port (QEMU's
     /// host is 10.0.2.2) and a port nothing listens on as `argv[1]` and
     /// `argv[2]`.
@@ -927,6 +937,23 @@ static CATALOGUE: &[RuntimeTest] = &[
         ..test(
             "udpecho",
             "a UDP echo server on virtio-net (bind, poll, recvfrom/sendto, EADDRINUSE, EDESTADDRREQ, connect/getpeername on a datagram socket): the host sends 300 datagrams and checks each echo",
+        )
+    },
+    RuntimeTest {
+        source: "udpecho",
+        manifest: "udpecho",
+        storage: &[Storage::Virtio],
+        native: Native::No("needs the host as its network link"),
+        linux: Native::No("needs the host as its network link"),
+        timeout_s: 600,
+        net: Some(NetRole::RawFrames {
+            echo_port: 7777,
+            tcp_port: 8080,
+            frames: 10_000,
+        }),
+        ..test(
+            "net_garbage",
+            "bad input from the network, frame by frame: the host is the guest's link (QEMU dgram netdev) and sends 10,000 malformed frames (random bytes, truncations, flipped bytes under checksums, lying lengths, fragments, TCP option soup, IPv6 extension and NDP option chains, ARP oddities, over-long frames, SYN floods left half-open); UDP echo, ICMP echo and TCP handshake probes between batches must be answered and datagrams that had to be dropped never echoed",
         )
     },
     RuntimeTest {

@@ -33,7 +33,7 @@ use cairn_drivers::virtio::net::Nic;
 use cairn_sync::cpu::bh_safe_alloc;
 use cairn_sync::{IrqSpinLock, LockClass};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::Instant;
@@ -79,6 +79,9 @@ struct Watch {
     /// A listener's backlog entry: listen again on this endpoint when the
     /// half-open connection it held dies.
     relisten: Option<IpListenEndpoint>,
+    /// A backlog entry's half-open connection: when it was first seen in
+    /// `SynReceived` (monotonic ns; 0 when it is not).
+    half_open_since: u64,
 }
 
 pub struct Stack {
@@ -326,13 +329,24 @@ pub fn poll() {
             return Vec::new();
         };
         let t = now();
-        s.iface.poll(t, &mut s.dev, &mut s.sockets);
+        let now_ns = crate::time::now_ns();
+        // Frame by frame, so that a listener whose backlog a burst of SYNs
+        // filled listens again before the next frame ([`keep_listening`]).
+        loop {
+            match s.iface.poll_ingress_single(t, &mut s.dev, &mut s.sockets) {
+                PollIngressSingleResult::None => break,
+                PollIngressSingleResult::PacketProcessed => {}
+                PollIngressSingleResult::SocketStateChanged => {
+                    keep_listening(&mut s.sockets, &mut s.watches, now_ns);
+                }
+            }
+        }
+        s.iface.poll_egress(t, &mut s.dev, &mut s.sockets);
         if let Some(h) = s.dhcp {
             dhcp_event(s, h);
         }
         // Orphans: remove once their connection is over.
         let mut i = 0;
-        let now_ns = crate::time::now_ns();
         while i < s.orphans.len() {
             let (h, deadline) = s.orphans[i];
             let t = s.sockets.get_mut::<tcp::Socket>(h);
@@ -359,12 +373,6 @@ pub fn poll() {
             let Some(file) = w.file.upgrade() else {
                 return false;
             };
-            if let Some(ep) = w.relisten {
-                let t = sockets.get_mut::<tcp::Socket>(w.handle);
-                if t.state() == tcp::State::Closed {
-                    let _ = t.listen(ep);
-                }
-            }
             let now = snapshot(sockets, w.handle, w.tcp);
             if now != w.seen {
                 w.seen = now;
@@ -372,12 +380,63 @@ pub fn poll() {
             }
             true
         });
+        keep_listening(sockets, watches, now_ns);
         out
     });
     for f in &woken {
         f.ready.notify();
     }
     bh_safe_alloc(|| drop(woken));
+}
+
+/// Keeps every listener listening: a backlog entry whose connection died
+/// (`Closed`) listens again; and since a SYN flood can leave every entry
+/// holding a half-open connection (`SynReceived`) until its timeout, while
+/// the listener refuses every new connection (smoltcp resets a SYN no
+/// socket listens for), a listener none of whose entries listens gives up
+/// the half-open connection it has held longest, without a word to its
+/// peer (as Linux drops a SYN-RECV entry; Linux also keeps a longer SYN
+/// queue, then SYN cookies), and listens on that entry again. Runs after
+/// each frame that changed a socket and at the end of each turn.
+fn keep_listening(sockets: &mut SocketSet<'static>, watches: &mut [Watch], now_ns: u64) {
+    let mut endpoints: Vec<IpListenEndpoint> = Vec::new();
+    for w in watches.iter_mut() {
+        let Some(ep) = w.relisten else {
+            continue;
+        };
+        let t = sockets.get_mut::<tcp::Socket>(w.handle);
+        match t.state() {
+            tcp::State::Closed => {
+                let _ = t.listen(ep);
+                w.half_open_since = 0;
+            }
+            tcp::State::SynReceived if w.half_open_since == 0 => w.half_open_since = now_ns.max(1),
+            tcp::State::SynReceived => {}
+            _ => w.half_open_since = 0,
+        }
+        if !endpoints.contains(&ep) {
+            endpoints.push(ep);
+        }
+    }
+    for ep in endpoints {
+        let listening = watches.iter().any(|w| {
+            w.relisten == Some(ep)
+                && sockets.get::<tcp::Socket>(w.handle).state() == tcp::State::Listen
+        });
+        if listening {
+            continue;
+        }
+        if let Some(oldest) = watches
+            .iter_mut()
+            .filter(|w| w.relisten == Some(ep) && w.half_open_since != 0)
+            .min_by_key(|w| w.half_open_since)
+        {
+            let t = sockets.get_mut::<tcp::Socket>(oldest.handle);
+            t.abort();
+            let _ = t.listen(ep);
+            oldest.half_open_since = 0;
+        }
+    }
 }
 
 fn dhcp_event(s: &mut Stack, h: SocketHandle) {
@@ -422,6 +481,7 @@ impl Stack {
             seen,
             tcp,
             relisten,
+            half_open_since: 0,
         });
     }
 

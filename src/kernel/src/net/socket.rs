@@ -14,7 +14,9 @@
 //! of file; a connect that ends `Closed` is `ECONNREFUSED` (`ETIMEDOUT`
 //! after [`CONNECT_TIMEOUT_NS`]); writing after the peer or this side
 //! shut the stream down is `EPIPE` (with `SIGPIPE` unless `MSG_NOSIGNAL`,
-//! raised by the caller).
+//! raised by the caller). An AF_INET socket never sees IPv6 traffic
+//! (smoltcp's wildcard endpoints take both families): such datagrams are
+//! dropped and such connections reset before a program can see them.
 //!
 //! **Contexts.** Kernel-lock context, in the calling thread (waits sleep
 //! through `sched::wait::wait_event` on the socket's readiness source).
@@ -134,6 +136,35 @@ pub struct Socket {
     shared: Arc<Shared>,
     inner: SpinLock<Inner>,
     ino: u64,
+}
+
+/// Whether an AF_INET socket (`v6` false) must not see traffic from
+/// `addr`: smoltcp's wildcard endpoints take both families, Linux keeps
+/// them apart (an IPv6 sender never reaches an AF_INET socket).
+fn foreign(v6: bool, addr: IpAddress) -> bool {
+    !v6 && matches!(addr, IpAddress::Ipv6(_))
+}
+
+/// Drops the datagrams at the head of `u`'s queue that the socket must
+/// not see ([`foreign`]).
+fn drop_foreign_datagrams(u: &mut udp::Socket, v6: bool) {
+    while u.peek().is_ok_and(|(_, m)| foreign(v6, m.endpoint.addr)) {
+        let _ = u.recv();
+    }
+}
+
+/// Resets the connections in a listener's backlog that the socket must
+/// not accept ([`foreign`]); the stack's poll listens on their entries
+/// again.
+fn reset_foreign_connections(s: &mut Stack, backlog: &[SocketHandle], v6: bool) {
+    for &h in backlog {
+        let t = s.sockets.get_mut::<tcp::Socket>(h);
+        if t.remote_endpoint().is_some_and(|e| foreign(v6, e.addr))
+            && t.state() != tcp::State::Closed
+        {
+            t.abort();
+        }
+    }
 }
 
 fn interrupted(e: WaitError) -> Errno {
@@ -277,6 +308,7 @@ impl Socket {
                 };
                 let ep = *ep;
                 let got = with(|s| {
+                    reset_foreign_connections(s, backlog, self.v6);
                     let at = backlog.iter().position(|&h| {
                         let t = s.sockets.get::<tcp::Socket>(h);
                         !matches!(
@@ -639,6 +671,7 @@ impl Socket {
                     || {
                         let r = with(|s| {
                             let u = s.sockets.get_mut::<udp::Socket>(h);
+                            drop_foreign_datagrams(u, self.v6);
                             let r = if peek {
                                 u.peek_slice(&mut buf).map(|(n, m)| (n, m.endpoint))
                             } else {
@@ -930,6 +963,7 @@ impl FileOps for Socket {
             }
             Mode::Dead => poll::POLLHUP,
             Mode::Listening { backlog, .. } => with(|s| {
+                reset_foreign_connections(s, backlog, self.v6);
                 backlog.iter().any(|&h| {
                     !matches!(
                         s.sockets.get::<tcp::Socket>(h).state(),
@@ -941,7 +975,8 @@ impl FileOps for Socket {
             Mode::Udp(h) => {
                 let h = *h;
                 with(|s| {
-                    let u = s.sockets.get::<udp::Socket>(h);
+                    let u = s.sockets.get_mut::<udp::Socket>(h);
+                    drop_foreign_datagrams(u, self.v6);
                     (if u.can_recv() { rd } else { 0 }) | (if u.can_send() { wr } else { 0 })
                 })
                 .unwrap_or(0)
