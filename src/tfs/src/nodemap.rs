@@ -10,6 +10,7 @@
 //! Plain data: whoever owns it serialises access; takes no locks.
 
 use crate::store::NodeId;
+use alloc::collections::TryReserveError;
 use alloc::vec::Vec;
 
 /// No entry for this id.
@@ -76,6 +77,13 @@ impl<V> NodeMap<V> {
     /// True if `k` has a value.
     pub fn contains_key(&self, k: &NodeId) -> bool {
         self.position(*k).is_some()
+    }
+
+    /// Makes room for entries of ids below `ids` and `entries` more
+    /// entries, or says that memory is short.
+    pub fn try_reserve(&mut self, ids: usize, entries: usize) -> Result<(), TryReserveError> {
+        self.slot.try_reserve(ids.saturating_sub(self.slot.len()))?;
+        self.entries.try_reserve(entries)
     }
 
     /// Sets the value of `k`; returns the previous one.

@@ -5,6 +5,7 @@
 
 use crate::symbol::{Sym, SymbolTable};
 use alloc::collections::BTreeMap;
+use alloc::collections::TryReserveError;
 use alloc::vec::Vec;
 
 /// Identifies a tuple or vector in a [`Store`].
@@ -320,6 +321,14 @@ impl Store {
     pub fn reserve(&mut self, nodes: usize, attrs: usize) {
         self.nodes.reserve(nodes);
         self.slab.reserve(attrs);
+    }
+
+    /// Makes room for `nodes` more nodes without growing later, or says
+    /// that memory is short (the caller refuses the operation instead of
+    /// the allocator failing in the middle of it).
+    pub fn try_reserve_nodes(&mut self, nodes: usize) -> Result<(), TryReserveError> {
+        let reused = self.vacant.len().min(nodes);
+        self.nodes.try_reserve(nodes - reused)
     }
 
     /// A new empty vector.

@@ -544,6 +544,16 @@ static CATALOGUE: &[RuntimeTest] = &[
         )
     },
     RuntimeTest {
+        image_mib: 256,
+        memory_mib: 128,
+        timeout_s: 1200,
+        native: Native::No("sized for a 128 MiB guest"),
+        ..test(
+            "manyfiles",
+            "a 128 MiB guest creates empty files (1,000 per directory) until the system says no (ENOSPC or ENOMEM, never a kernel panic), deletes them all, and must fit as many again (nothing kept per deleted file)",
+        )
+    },
+    RuntimeTest {
         image_mib: 600,
         memory_mib: 128,
         timeout_s: 900,

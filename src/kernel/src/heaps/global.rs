@@ -126,14 +126,52 @@ fn alloc_in(owner: Owner, layout: Layout) -> *mut u8 {
 /// request cleanly. (The pagecache stops earlier, at 1/16: `fs::hooks`.)
 pub const USER_FLOOR_DIVISOR: u64 = 32;
 
+/// Kernel metadata that programs make grow without bound (TFS keeps every
+/// file's index entries in the general heap) stops when the general heap
+/// holds `1 / METADATA_MAX_DIVISOR` of RAM: the heaps keep the RAM they
+/// ever mapped (see `window`), so what metadata once took is lost to
+/// programs for good, and without a cap a program that made 130,000
+/// empty files in 128 MiB could no longer fault its own pages in after
+/// deleting them. It also stops at `1 / METADATA_FLOOR_DIVISOR` of RAM
+/// free, above the programs' floor.
+pub const METADATA_MAX_DIVISOR: u64 = 2;
+pub const METADATA_FLOOR_DIVISOR: u64 = 16;
+
 /// Whether `bytes` more of RAM can go to user space: free memory stays
 /// above the kernel's reserve, after dropping cached pages if that is
 /// needed and safe here (see [`may_reclaim`]). Any context.
 pub fn room_for_user(bytes: u64) -> bool {
+    room_above(USER_FLOOR_DIVISOR, bytes)
+}
+
+/// Whether kernel metadata may grow by about `bytes` on a program's
+/// behalf (a new file): free memory stays above `1 /
+/// METADATA_FLOOR_DIVISOR` of RAM, after dropping cached pages if needed
+/// and safe here. Any context.
+/// Kernel-lock context (it reads the general heap's figures).
+pub fn room_for_metadata(bytes: u64) -> bool {
+    let Some(ram) = super::PHYSICAL.try_stats().map(|s| s.total) else {
+        return true;
+    };
+    let general = super::with_general(|g| g.stats());
+    if general.allocated.saturating_add(bytes) > ram / METADATA_MAX_DIVISOR {
+        return false;
+    }
+    // What the heaps already hold and have not handed out serves first.
+    let idle = general.total.saturating_sub(general.allocated)
+        + super::BACKED
+            .try_stats()
+            .map_or(0, |s| s.total.saturating_sub(s.allocated));
+    idle >= bytes || room_above(METADATA_FLOOR_DIVISOR, bytes)
+}
+
+/// Whether `bytes` more of RAM leave `1 / divisor` of it free, reclaiming
+/// cached pages first if that is needed and safe here.
+fn room_above(divisor: u64, bytes: u64) -> bool {
     let short = || {
         super::PHYSICAL.try_stats().map_or(0, |s| {
             let free = s.total.saturating_sub(s.allocated);
-            (s.total / USER_FLOOR_DIVISOR + bytes).saturating_sub(free)
+            (s.total / divisor + bytes).saturating_sub(free)
         })
     };
     let missing = short();

@@ -64,7 +64,7 @@ pub(crate) static VIRTUAL_PAGE: Locking<IdHeap<'static>> =
     Locking::new(&VIRTUAL_PAGE_CLASS, IdHeap::new("virtual_page", 4096));
 // SAFETY: a `Window` hands out only addresses it has mapped to RAM it owns
 // (see `window`), so it keeps the `BackedHeap` promise.
-static BACKED: Locking<Backed<Window>> =
+pub(crate) static BACKED: Locking<Backed<Window>> =
     Locking::new(&BACKED_CLASS, unsafe { Backed::new(Window::new("backed")) });
 // SAFETY: as for `BACKED`.
 static BACKED_LOCKED: Locking<Backed<Window>> = Locking::new(&BACKED_LOCKED_CLASS, unsafe {

@@ -138,6 +138,22 @@ pub fn openat(dirfd: i32, path: u64, flags: u32, _mode: u32) -> SysResult {
     r.map(|fd| fd as u64).map_err(|(e, _f)| e)
 }
 
+/// Kernel memory a new file, directory or symlink costs at most (its TFS
+/// index entries and tuples, a pagecache node), for [`room_for_new_node`].
+const NEW_NODE_BYTES: u64 = 16 * 1024;
+
+/// TFS keeps every file's metadata in kernel memory: a new file,
+/// directory or symlink is refused with ENOSPC (as on a volume out of
+/// inodes) when it would take the kernel heaps below the metadata floor
+/// (`heaps::global::room_for_metadata`), instead of exhausting memory.
+pub fn room_for_new_node() -> Result<(), Errno> {
+    if crate::heaps::global::room_for_metadata(NEW_NODE_BYTES) {
+        Ok(())
+    } else {
+        Err(Errno::ENOSPC)
+    }
+}
+
 /// Opens (or creates) `path` in the TFS volumes.
 fn open_tfs(dirfd: i32, path: &[u8], flags: u32, follow: bool) -> Result<FileKind, Errno> {
     let start = start_dir(dirfd)?;
@@ -154,6 +170,7 @@ fn open_tfs(dirfd: i32, path: &[u8], flags: u32, follow: bool) -> Result<FileKin
             }
             let name = name_of(&w)?.to_vec();
             let dir = w.parent;
+            room_for_new_node()?;
             let ino = wk.fs(dir.mount).create(dir.ino, &name).map_err(fs_err)?;
             (
                 Loc {
@@ -959,6 +976,7 @@ pub fn mkdirat(dirfd: i32, path: u64, _mode: u32) -> SysResult {
         return Err(Errno::EEXIST);
     }
     let name = name_of(&w)?.to_vec();
+    room_for_new_node()?;
     wk.fs(w.parent.mount)
         .mkdir(w.parent.ino, &name)
         .map_err(fs_err)?;
@@ -1082,6 +1100,7 @@ pub fn symlinkat(target: u64, newdir: i32, new: u64) -> SysResult {
         return Err(Errno::EEXIST);
     }
     let nn = name_of(&wn)?.to_vec();
+    room_for_new_node()?;
     wk.fs(wn.parent.mount)
         .symlink(wn.parent.ino, &nn, &t)
         .map_err(fs_err)?;

@@ -41,6 +41,7 @@ pub fn memfd_create(name: u64, flags: u32) -> SysResult {
     let m = crate::fs::root().ok_or(Errno::ENOENT)?;
     let tmp = format!(".memfd-{}", NEXT.fetch_add(1, Ordering::Relaxed)).into_bytes();
     let ino = {
+        super::fs::room_for_new_node().map_err(|_| Errno::ENOMEM)?;
         let mut fs = m.fs();
         let root = fs.root();
         fs.create(root, &tmp).map_err(super::fs::tfs_err)?

@@ -78,6 +78,7 @@ fn new_file(size: u64) -> Result<(Arc<FileData>, Arc<OpenFile>), Errno> {
     let id = SHM.lock().next_id;
     let tmp = format!(".shm-{id}").into_bytes();
     let ino = {
+        super::fs::room_for_new_node().map_err(|_| Errno::ENOMEM)?;
         let mut fs = m.fs();
         let root = fs.root();
         fs.create(root, &tmp).map_err(super::fs::tfs_err)?

@@ -374,6 +374,7 @@ fn backing_file(size: u64) -> Result<(Arc<FileData>, Arc<OpenFile>), Errno> {
     let m = crate::fs::root().ok_or(Errno::ENOMEM)?;
     let tmp = format!(".io_uring-{}", NEXT.fetch_add(1, Ordering::Relaxed)).into_bytes();
     let ino = {
+        super::fs::room_for_new_node().map_err(|_| Errno::ENOMEM)?;
         let mut fs = m.fs();
         let root = fs.root();
         fs.create(root, &tmp).map_err(super::fs::tfs_err)?

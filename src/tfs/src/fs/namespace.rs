@@ -116,11 +116,26 @@ impl<D: BlockDevice> Filesystem<D> {
         if self.entry(dir, name)?.is_some() {
             return Err(FsError::Exist);
         }
+        self.reserve_new_node()?;
         let t = self.store.new_tuple();
         let now = self.now();
         self.store.set(t, known::ATIME, Some(now.clone()));
         self.store.set(t, known::MTIME, Some(now));
         Ok((d, t))
+    }
+
+    /// Makes room in the in-memory index for one more file, directory or
+    /// symlink (its tuple and one child tuple), so that the large tables
+    /// grow here, fallibly, and not in the middle of the operation: the
+    /// whole tree lives in memory, and when memory is short the volume is
+    /// as full as one out of inodes (`NoSpace`).
+    fn reserve_new_node(&mut self) -> Result<(), FsError> {
+        let ids = self.store.node_count() + 2;
+        self.store
+            .try_reserve_nodes(2)
+            .and_then(|()| self.files.try_reserve(ids, 1))
+            .and_then(|()| self.links.try_reserve(ids, 1))
+            .map_err(|_| FsError::NoSpace)
     }
 
     fn publish(&mut self, dir: Ino, d: DirInfo, name: &[u8], t: NodeId) {
