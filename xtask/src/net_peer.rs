@@ -109,6 +109,11 @@ pub fn start(t: &RuntimeTest, role: NetRole, limit: Duration) -> Result<Peer> {
             tcp_port,
             frames,
         } => crate::net_garbage::start(echo_port, tcp_port, frames, deadline, stop.clone()),
+        NetRole::Nic => Ok(peer(
+            crate::qemu::net_flags(&[], &[]),
+            Vec::new(),
+            std::thread::spawn(|| Ok("a NIC, no peer".to_string())),
+        )),
         NetRole::HostServer => {
             let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
             let port = l.local_addr().map_err(|e| e.to_string())?.port();

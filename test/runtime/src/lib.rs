@@ -240,6 +240,9 @@ pub enum NetRole {
         tcp_port: u16,
         frames: usize,
     },
+    /// Only a NIC on QEMU's user networking (addresses by DHCP), for a
+    /// program that needs AF_INET sockets but no peer.
+    Nic,
     /// The host runs a TCP echo server; the guest gets its port (QEMU's
     /// host is 10.0.2.2) and a port nothing listens on as `argv[1]` and
     /// `argv[2]`.
@@ -541,6 +544,17 @@ static CATALOGUE: &[RuntimeTest] = &[
         ..test(
             "mempressure",
             "a 128 MiB guest caches a 96 MiB file, then touches 48 MiB of anonymous memory, keeps 200 threads alive at once and creates 10,000 files (no pagecache node kept per closed file once its pages are evicted), then starts threads until EAGAIN, twice: clean cached pages give way to every other kind of memory, exhaustion is an error to the program, never a kernel panic",
+        )
+    },
+    RuntimeTest {
+        memory_mib: 128,
+        timeout_s: 900,
+        native: Native::No("sized for a 128 MiB guest"),
+        storage: &[Storage::Virtio],
+        net: Some(NetRole::Nic),
+        ..test(
+            "bufflood",
+            "a 128 MiB guest holds all the kernel buffers it can: 4,096 descriptors of pipes grown to 1 MiB and filled, AF_UNIX socketpairs filled both ways, TCP listeners and UDP sockets, until calls say no (an errno, never a kernel panic); everything closed and done again three times (nothing kept), and the program's own memory still works",
         )
     },
     RuntimeTest {

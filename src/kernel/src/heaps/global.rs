@@ -165,6 +165,45 @@ pub fn room_for_metadata(bytes: u64) -> bool {
     idle >= bytes || room_above(METADATA_FLOOR_DIVISOR, bytes)
 }
 
+/// Kernel buffers whose size programs choose (pipe and AF_UNIX queues,
+/// TCP/UDP socket buffers) together take at most `1 /
+/// BUFFER_MAX_DIVISOR` of RAM: each is charged its whole capacity when it
+/// is made ([`charge_buffer`]) and released when it goes. Without a
+/// budget, 2,048 pipes grown to 1 MiB and filled, or a few hundred
+/// socket pairs, ran a 128 MiB kernel out of memory (a panic).
+pub const BUFFER_MAX_DIVISOR: u64 = 4;
+
+/// Bytes charged by [`charge_buffer`] and not yet released.
+static PROGRAM_BUFFERS: AtomicU64 = AtomicU64::new(0);
+
+/// Charges `bytes` of buffer capacity to the programs' budget; false (and
+/// nothing charged) when that would pass `1 / BUFFER_MAX_DIVISOR` of RAM.
+/// Any context (an atomic).
+pub fn charge_buffer(bytes: u64) -> bool {
+    let limit = crate::mm::kernel_map::ram_top() / BUFFER_MAX_DIVISOR;
+    PROGRAM_BUFFERS
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+            used.checked_add(bytes).filter(|&n| n <= limit)
+        })
+        .is_ok()
+}
+
+/// Charges `bytes` whatever the budget says: the least a pipe or a socket
+/// queue gets (one page; their number is bounded by RLIMIT_NOFILE).
+pub fn charge_buffer_anyway(bytes: u64) {
+    PROGRAM_BUFFERS.fetch_add(bytes, Ordering::AcqRel);
+}
+
+/// Gives back what [`charge_buffer`] or [`charge_buffer_anyway`] charged.
+pub fn release_buffer(bytes: u64) {
+    PROGRAM_BUFFERS.fetch_sub(bytes, Ordering::AcqRel);
+}
+
+/// Bytes of buffer capacity programs hold (kstats `buffers.charged`).
+pub fn buffers_charged() -> u64 {
+    PROGRAM_BUFFERS.load(Ordering::Acquire)
+}
+
 /// Whether `bytes` more of RAM leave `1 / divisor` of it free, reclaiming
 /// cached pages first if that is needed and safe here.
 fn room_above(divisor: u64, bytes: u64) -> bool {

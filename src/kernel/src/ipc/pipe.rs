@@ -6,7 +6,9 @@
 //! none), larger ones may be split; a write with no reader left fails with
 //! `EPIPE` after raising `SIGPIPE`; `O_NONBLOCK` makes a wait `EAGAIN`.
 //! The capacity is 64 KiB (`F_GETPIPE_SZ`/`F_SETPIPE_SZ` read and change
-//! it). Waits are interruptible (`sched::wait`).
+//! it), charged to the programs' buffer budget
+//! (`heaps::global::charge_buffer`): past it a new pipe gets one page and
+//! growing one fails with `EPERM`. Waits are interruptible (`sched::wait`).
 //!
 //! Bytes cross user memory with no lock held: a read takes them out into a
 //! kernel buffer, then copies; a write copies into a kernel buffer first,
@@ -16,6 +18,7 @@
 //! (SpinLock, kernel-lock only, a leaf); readiness changes are announced
 //! on the pipe's [`Pollable`] after the lock is released.
 
+use crate::heaps::global::{charge_buffer, charge_buffer_anyway, release_buffer};
 use crate::process::file::{Dst, FileOps, OpenFile, Src, poll};
 use crate::sched::wait::{Pollable, WaitError, wait_event};
 use alloc::collections::VecDeque;
@@ -32,6 +35,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 pub const PIPE_BUF: usize = 4096;
 /// Default capacity.
 pub const DEFAULT_CAPACITY: usize = 64 * 1024;
+/// Smallest capacity: one page.
+pub const MIN_CAPACITY: usize = 4096;
 /// Largest capacity `F_SETPIPE_SZ` grants (Linux's `pipe-max-size`).
 pub const MAX_CAPACITY: usize = 1 << 20;
 
@@ -60,12 +65,20 @@ pub struct PipeEnd {
 
 /// A new pipe: (read end, write end).
 pub fn new() -> (Arc<PipeEnd>, Arc<PipeEnd>) {
+    // Its capacity is charged to the programs' buffer budget; past it, a
+    // new pipe gets one page (as Linux past `pipe-user-pages-soft`).
+    let capacity = if charge_buffer(DEFAULT_CAPACITY as u64) {
+        DEFAULT_CAPACITY
+    } else {
+        charge_buffer_anyway(MIN_CAPACITY as u64);
+        MIN_CAPACITY
+    };
     let pipe = Arc::new(Pipe {
         state: SpinLock::new(
             &PIPE_CLASS,
             State {
                 buf: VecDeque::new(),
-                capacity: DEFAULT_CAPACITY,
+                capacity,
                 readers: 1,
                 writers: 1,
             },
@@ -101,15 +114,24 @@ impl PipeEnd {
         self.pipe.state.lock().capacity
     }
 
-    /// `F_SETPIPE_SZ`: rounds up to a page; `EBUSY` below what is queued.
+    /// `F_SETPIPE_SZ`: rounds up to a page; `EBUSY` below what is queued;
+    /// `EPERM` when the growth does not fit the programs' buffer budget
+    /// (Linux's answer past `pipe-user-pages-hard`).
     pub fn set_capacity(&self, want: usize) -> Result<usize, Errno> {
         if want > MAX_CAPACITY {
             return Err(Errno::EPERM);
         }
-        let cap = want.max(4096).next_multiple_of(4096);
+        let cap = want.max(MIN_CAPACITY).next_multiple_of(MIN_CAPACITY);
         let mut st = self.pipe.state.lock();
         if cap < st.buf.len() {
             return Err(Errno::EBUSY);
+        }
+        if cap > st.capacity {
+            if !charge_buffer((cap - st.capacity) as u64) {
+                return Err(Errno::EPERM);
+            }
+        } else {
+            release_buffer((st.capacity - cap) as u64);
         }
         st.capacity = cap;
         drop(st);
@@ -253,6 +275,12 @@ impl FileOps for PipeEnd {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        release_buffer(self.state.get_mut().capacity as u64);
     }
 }
 

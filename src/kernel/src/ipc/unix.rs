@@ -61,6 +61,8 @@ pub static NAMES_CLASS: LockClass = LockClass::new("ipc.unix.names");
 /// Bytes a socket's receive queue holds (Linux's default `wmem_default`,
 /// which bounds what one sender may have queued).
 pub const CAPACITY: usize = 212_992;
+/// A socket's receive queue past the programs' buffer budget: one page.
+pub const MIN_CAPACITY: usize = 4096;
 /// Bytes a stream send moves per step.
 const STEP: usize = 64 * 1024;
 /// Most connections a backlog holds beyond `listen`'s argument.
@@ -128,6 +130,9 @@ pub struct UnixSocket {
     ready: Arc<Pollable>,
     inner: SpinLock<Inner>,
     ino: u64,
+    /// Its receive queue's capacity, charged to the programs' buffer
+    /// budget (`heaps::global::charge_buffer`) until it is dropped.
+    charged: usize,
 }
 
 fn waited(e: WaitError) -> Errno {
@@ -182,6 +187,13 @@ pub fn unlink_name(path: &[u8]) -> bool {
 
 impl UnixSocket {
     fn make(ty: SockType, ready: Arc<Pollable>, state: State) -> Arc<UnixSocket> {
+        // Past the programs' buffer budget a socket receives one page.
+        let capacity = if crate::heaps::global::charge_buffer(CAPACITY as u64) {
+            CAPACITY
+        } else {
+            crate::heaps::global::charge_buffer_anyway(MIN_CAPACITY as u64);
+            MIN_CAPACITY
+        };
         Arc::new_cyclic(|me| UnixSocket {
             ty,
             me: me.clone(),
@@ -190,19 +202,20 @@ impl UnixSocket {
                 &UNIX_CLASS,
                 Inner {
                     state,
-                    rx: Queue::new(ty, CAPACITY),
+                    rx: Queue::new(ty, capacity),
                     name: UnixAddr::Unnamed,
                     key: None,
                     peer_name: UnixAddr::Unnamed,
                     shut_wr: false,
                     opts: Opts {
-                        sndbuf: CAPACITY as u32,
-                        rcvbuf: CAPACITY as u32,
+                        sndbuf: capacity as u32,
+                        rcvbuf: capacity as u32,
                         ..Opts::default()
                     },
                 },
             ),
             ino: crate::special::new_ino(),
+            charged: capacity,
         })
     }
 
@@ -630,6 +643,7 @@ impl UnixSocket {
 
 impl Drop for UnixSocket {
     fn drop(&mut self) {
+        crate::heaps::global::release_buffer(self.charged as u64);
         let i = self.inner.get_mut();
         let state = core::mem::replace(&mut i.state, State::Fresh);
         let rights = i.rx.close_reader();

@@ -27,6 +27,7 @@
 
 pub mod socket;
 
+use crate::heaps::global::{charge_buffer, release_buffer};
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use cairn_drivers::virtio::net::Nic;
@@ -359,7 +360,7 @@ pub fn poll() {
             }
             let st = s.sockets.get::<tcp::Socket>(h).state();
             if matches!(st, tcp::State::Closed | tcp::State::TimeWait) {
-                s.sockets.remove(h);
+                remove_socket(&mut s.sockets, h);
                 s.orphans.swap_remove(i);
             } else {
                 i += 1;
@@ -500,7 +501,7 @@ impl Stack {
     /// Removes `h` now.
     pub fn remove(&mut self, h: SocketHandle) {
         self.unwatch(h);
-        self.sockets.remove(h);
+        remove_socket(&mut self.sockets, h);
     }
 
     /// Whether a TCP port is in use by a socket in the set.
@@ -529,8 +530,12 @@ impl Stack {
         self.iface.ipv4_addr()
     }
 
-    /// A UDP socket with `bytes` of payload buffering each way.
-    pub fn new_udp(&mut self, bytes: usize) -> SocketHandle {
+    /// A UDP socket with `bytes` of payload buffering each way; `None`
+    /// when they do not fit the programs' buffer budget.
+    pub fn new_udp(&mut self, bytes: usize) -> Option<SocketHandle> {
+        if !charge_buffer(2 * bytes as u64) {
+            return None;
+        }
         let meta = 64;
         let rx = udp::PacketBuffer::new(
             alloc::vec![udp::PacketMetadata::EMPTY; meta],
@@ -540,17 +545,32 @@ impl Stack {
             alloc::vec![udp::PacketMetadata::EMPTY; meta],
             alloc::vec![0u8; bytes],
         );
-        self.sockets.add(udp::Socket::new(rx, tx))
+        Some(self.sockets.add(udp::Socket::new(rx, tx)))
     }
 
-    /// A TCP socket with the given buffers.
-    pub fn new_tcp(&mut self, rx: usize, tx: usize) -> SocketHandle {
+    /// A TCP socket with the given buffers; `None` when they do not fit
+    /// the programs' buffer budget.
+    pub fn new_tcp(&mut self, rx: usize, tx: usize) -> Option<SocketHandle> {
+        if !charge_buffer((rx + tx) as u64) {
+            return None;
+        }
         let s = tcp::Socket::new(
             tcp::SocketBuffer::new(alloc::vec![0u8; rx]),
             tcp::SocketBuffer::new(alloc::vec![0u8; tx]),
         );
-        self.sockets.add(s)
+        Some(self.sockets.add(s))
     }
+}
+
+/// Removes `h` from the set and gives its buffers back to the programs'
+/// buffer budget (charged by [`Stack::new_tcp`] / [`Stack::new_udp`]).
+fn remove_socket(sockets: &mut SocketSet<'static>, h: SocketHandle) {
+    let bytes = match sockets.remove(h) {
+        smoltcp::socket::Socket::Tcp(t) => t.recv_capacity() + t.send_capacity(),
+        smoltcp::socket::Socket::Udp(u) => u.payload_recv_capacity() + u.payload_send_capacity(),
+        _ => 0,
+    };
+    release_buffer(bytes as u64);
 }
 
 /// Counters for `/proc/cairn/kstats`-style reports: (frames received,

@@ -246,12 +246,12 @@ impl Socket {
         if kind == Kind::Dgram {
             let shared = self.shared.clone();
             let h = with(|s| {
-                let h = s.new_udp(UDP_BUF);
+                let h = s.new_udp(UDP_BUF).ok_or(Errno::ENOBUFS)?;
                 let _ = s.sockets.get_mut::<udp::Socket>(h).bind(ep);
                 s.watch(h, &shared, None);
-                h
+                Ok(h)
             })
-            .ok_or(Errno::EADDRNOTAVAIL)?;
+            .ok_or(Errno::EADDRNOTAVAIL)??;
             i.mode = Mode::Udp(h);
         }
         Ok(())
@@ -267,8 +267,10 @@ impl Socket {
             let ep = *ep;
             let shared = self.shared.clone();
             with(|s| {
-                while backlog.len() < n {
-                    backlog.push(new_listener(s, ep, &shared));
+                while backlog.len() < n
+                    && let Some(h) = new_listener(s, ep, &shared)
+                {
+                    backlog.push(h);
                 }
             });
             return Ok(());
@@ -283,8 +285,14 @@ impl Socket {
         }
         let ep = listen_ep(i.bound.expect("bound"));
         let shared = self.shared.clone();
-        let backlog = with(|s| (0..n).map(|_| new_listener(s, ep, &shared)).collect())
-            .ok_or(Errno::ENETDOWN)?;
+        // As many entries as the programs' buffer budget allows, at least
+        // one (else ENOBUFS, as Linux when a socket's memory is short).
+        let backlog: Vec<SocketHandle> =
+            with(|s| (0..n).map_while(|_| new_listener(s, ep, &shared)).collect())
+                .ok_or(Errno::ENETDOWN)?;
+        if backlog.is_empty() {
+            return Err(Errno::ENOBUFS);
+        }
         i.mode = Mode::Listening { ep, backlog };
         Ok(())
     }
@@ -308,6 +316,11 @@ impl Socket {
                 };
                 let ep = *ep;
                 let got = with(|s| {
+                    if backlog.is_empty()
+                        && let Some(h) = new_listener(s, ep, &self.shared)
+                    {
+                        backlog.push(h);
+                    }
                     reset_foreign_connections(s, backlog, self.v6);
                     let at = backlog.iter().position(|&h| {
                         let t = s.sockets.get::<tcp::Socket>(h);
@@ -325,7 +338,11 @@ impl Socket {
                     apply_opts(t, &opts);
                     s.watch(h, &shared, None);
                     let listener_shared = self.shared.clone();
-                    backlog.push(new_listener(s, ep, &listener_shared));
+                    // (Past the buffer budget the backlog shrinks by one;
+                    // an empty one is refilled by the next accept.)
+                    if let Some(h) = new_listener(s, ep, &listener_shared) {
+                        backlog.push(h);
+                    }
                     Some((h, shared, peer))
                 })
                 .flatten();
@@ -396,7 +413,7 @@ impl Socket {
                 if !routable {
                     return Err(Errno::ENETUNREACH);
                 }
-                let h = s.new_tcp(TCP_BUF, TCP_BUF);
+                let h = s.new_tcp(TCP_BUF, TCP_BUF).ok_or(Errno::ENOBUFS)?;
                 let Stack { iface, sockets, .. } = s;
                 let t = sockets.get_mut::<tcp::Socket>(h);
                 apply_opts(t, &opts);
@@ -406,7 +423,7 @@ impl Socket {
                     port: local_port,
                 };
                 if t.connect(iface.context(), remote, local).is_err() {
-                    sockets.remove(h);
+                    s.remove(h);
                     return Err(Errno::EINVAL);
                 }
                 s.watch(h, &shared, None);
@@ -895,13 +912,15 @@ fn port_listened(s: &Stack, port: u16) -> bool {
 
 /// A backlog entry: a smoltcp socket listening on `ep`, watched for the
 /// listener.
-fn new_listener(s: &mut Stack, ep: IpListenEndpoint, shared: &Arc<Shared>) -> SocketHandle {
-    let h = s.new_tcp(TCP_BUF, TCP_BUF);
+/// A backlog entry listening on `ep`; `None` past the programs' buffer
+/// budget.
+fn new_listener(s: &mut Stack, ep: IpListenEndpoint, shared: &Arc<Shared>) -> Option<SocketHandle> {
+    let h = s.new_tcp(TCP_BUF, TCP_BUF)?;
     let t = s.sockets.get_mut::<tcp::Socket>(h);
     let _ = t.listen(ep);
     t.set_timeout(Some(SYN_TIMEOUT));
     s.watch(h, shared, Some(ep));
-    h
+    Some(h)
 }
 
 impl Drop for Socket {

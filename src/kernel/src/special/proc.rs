@@ -289,7 +289,9 @@ fn mounts() -> Vec<u8> {
 /// submitted since boot), `heap.reclaims` (kernel allocations that had
 /// to drop cached pages first), `faults.file_unlocked` and
 /// `faults.file_locked` (file-page faults served without the kernel lock,
-/// and those that took the locked path, since boot). Made when opened:
+/// and those that took the locked path, since boot), `buffers.charged`
+/// (capacity of pipe, AF_UNIX and TCP/UDP buffers charged to the
+/// programs' budget, `heaps::global::charge_buffer`). Made when opened:
 /// the opener's own descriptor is counted.
 fn kstats() -> Vec<u8> {
     let mut out = String::new();
@@ -305,7 +307,8 @@ fn kstats() -> Vec<u8> {
         out,
         "threads {}\nuser_threads {}\nfiles {}\nfds {}\nvmaps {}\npagecache.nodes {}\n\
          pagecache.pages {}\npagecache.fills {}\npagecache.read_requests {}\nblock.flushes {}\n\
-         heap.reclaims {}\nheap.reclaimed {}\nfaults.file_unlocked {}\nfaults.file_locked {}",
+         heap.reclaims {}\nheap.reclaimed {}\nfaults.file_unlocked {}\nfaults.file_locked {}\n\
+         buffers.charged {}",
         crate::sched::thread::live_threads(),
         p.thread_count(),
         crate::process::file::live_descriptions(),
@@ -320,6 +323,7 @@ fn kstats() -> Vec<u8> {
         crate::heaps::global::RECLAIMED.load(core::sync::atomic::Ordering::Relaxed),
         crate::process::aspace::FILE_FAULTS_UNLOCKED.load(core::sync::atomic::Ordering::Relaxed),
         crate::process::aspace::FILE_FAULTS_LOCKED.load(core::sync::atomic::Ordering::Relaxed),
+        crate::heaps::global::buffers_charged(),
     );
     out.into_bytes()
 }
