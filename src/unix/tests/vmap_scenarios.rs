@@ -455,3 +455,51 @@ fn placement_rules() {
         None
     );
 }
+
+/// A program that splits one reservation page by page (alternating
+/// protections, so nothing merges) stops at MAX_MAP_COUNT areas with
+/// ENOMEM, as Linux at vm.max_map_count, and the failed call changes
+/// nothing; unmapping a piece in the middle of an area is refused too
+/// when it would need one more; mmap of a new area likewise.
+#[test]
+fn area_count_is_capped_like_max_map_count() {
+    let mut v: Vmaps<File> = Vmaps::new(Layout {
+        min: 0x1_0000,
+        mmap_top: 0x40_0000_0000,
+        max: 0x80_0000_0000,
+    });
+    let pages = 2 * MAX_MAP_COUNT as u64 + 8;
+    v.mmap(anon(BASE, pages, Prot::NONE)).unwrap();
+    let mut refused = None;
+    for k in (0..pages).step_by(2) {
+        if let Err(e) = v.mprotect(BASE + k * P, P, Prot::READ) {
+            refused = Some((k, e.errno()));
+            break;
+        }
+    }
+    let (k, errno) = refused.expect("the area count was never capped");
+    assert_eq!(errno, Some(cairn_unix::errno::Errno::ENOMEM));
+    assert!(v.count() <= MAX_MAP_COUNT, "{} areas", v.count());
+    assert!(
+        v.count() >= MAX_MAP_COUNT - 2,
+        "capped early: {} areas",
+        v.count()
+    );
+    let before = bounds(&v);
+    // The refused call changed nothing; a hole in the middle of the last
+    // (large) area, or a new area, are refused the same way.
+    assert_eq!(bounds(&v), before);
+    let last = BASE + (k + 4) * P;
+    assert_eq!(
+        v.munmap(last, P).map(|_| ()).unwrap_err().errno(),
+        Some(cairn_unix::errno::Errno::ENOMEM)
+    );
+    assert_eq!(bounds(&v), before);
+    let mut req = anon(0, 1, Prot::RW);
+    req.placement = Placement::Anywhere;
+    assert_eq!(
+        v.mmap(req).map(|_| ()).unwrap_err().errno(),
+        Some(cairn_unix::errno::Errno::ENOMEM)
+    );
+    v.check_invariants().unwrap();
+}

@@ -547,6 +547,16 @@ static CATALOGUE: &[RuntimeTest] = &[
         )
     },
     RuntimeTest {
+        image_mib: 64,
+        memory_mib: 128,
+        timeout_s: 900,
+        native: Native::No("sized for a 128 MiB guest"),
+        ..test(
+            "kmemflood",
+            "a 128 MiB guest pushes every count that grows kernel memory until the kernel says no (mappings, epoll watches, extended attributes, io_uring rings, AIO contexts), twice: an errno each time, never a kernel panic, and the program's memory still works",
+        )
+    },
+    RuntimeTest {
         memory_mib: 128,
         timeout_s: 900,
         native: Native::No("sized for a 128 MiB guest"),

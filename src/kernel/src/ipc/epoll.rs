@@ -17,7 +17,8 @@
 //! goes (its last descriptor closed), as on Linux. Any file with a
 //! [`crate::sched::wait::Pollable`] can be watched, so sockets join by
 //! providing one. Watching an epoll descriptor from an epoll instance is
-//! refused (`EINVAL`): no loops to check.
+//! refused (`EINVAL`): no loops to check. All instances together hold at
+//! most Linux's `max_user_watches` items (`ENOSPC` past it).
 //!
 //! Kernel-lock context. Lock: `ipc.epoll` (SpinLock, kernel-lock only, a
 //! leaf: files are polled and waiters woken with it released).
@@ -31,6 +32,7 @@ use cairn_sync::{LockClass, SpinLock};
 use cairn_unix::abi::FileStat;
 use cairn_unix::errno::Errno;
 use core::any::Any;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 static EPOLL_CLASS: LockClass = LockClass::new("ipc.epoll");
 
@@ -69,6 +71,32 @@ pub struct Epoll {
     ino: u64,
 }
 
+/// Items in every epoll instance (what [`max_watches`] bounds).
+static WATCHES: AtomicUsize = AtomicUsize::new(0);
+
+/// Most items all epoll instances hold together: Linux's
+/// `max_user_watches` rule (4% of RAM at about 160 bytes an item; 33,554
+/// in 128 MiB). Past it `EPOLL_CTL_ADD` fails with `ENOSPC`, as on Linux;
+/// each item costs kernel memory (the item and a subscription on the
+/// watched file), so without it a program watching every descriptor from
+/// many instances could exhaust the kernel.
+fn max_watches() -> usize {
+    (crate::mm::kernel_map::ram_top() / 25 / 160) as usize
+}
+
+fn take_watch() -> Result<(), Errno> {
+    WATCHES
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max_watches()).then_some(n + 1)
+        })
+        .map(|_| ())
+        .map_err(|_| Errno::ENOSPC)
+}
+
+fn release_watches(n: usize) {
+    WATCHES.fetch_sub(n, Ordering::AcqRel);
+}
+
 pub fn new() -> Arc<Epoll> {
     let ready = Arc::new(Pollable::new());
     Arc::new(Epoll {
@@ -91,6 +119,12 @@ fn as_epoll(p: u16) -> u32 {
     u32::from(p)
 }
 
+impl Drop for Epoll {
+    fn drop(&mut self) {
+        release_watches(self.items.get_mut().len());
+    }
+}
+
 impl Epoll {
     /// `epoll_ctl`.
     pub fn ctl(
@@ -106,12 +140,15 @@ impl Epoll {
         }
         let key = (fd, file.id());
         let mut items = self.items.lock();
+        let before = items.len();
         items.retain(|_, i| i.file.strong_count() > 0);
+        release_watches(before - items.len());
         match op {
             EPOLL_CTL_ADD => {
                 if items.contains_key(&key) {
                     return Err(Errno::EEXIST);
                 }
+                take_watch()?;
                 items.insert(
                     key,
                     Item {
@@ -135,6 +172,7 @@ impl Epoll {
             }
             EPOLL_CTL_DEL => {
                 items.remove(&key).ok_or(Errno::ENOENT)?;
+                release_watches(1);
             }
             _ => return Err(Errno::EINVAL),
         }
@@ -186,7 +224,9 @@ impl Epoll {
         if consume || !dead.is_empty() {
             let mut items = self.items.lock();
             for k in dead {
-                items.remove(&k);
+                if items.remove(&k).is_some() {
+                    release_watches(1);
+                }
             }
             if consume {
                 for (k, generation, oneshot) in reported {

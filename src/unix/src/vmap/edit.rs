@@ -119,6 +119,22 @@ impl<F: MapFile> Vmaps<F> {
         })
     }
 
+    /// `NoMemory` unless `[start, end)` can be cut out (up to two splits)
+    /// and `added` areas more be made within [`super::MAX_MAP_COUNT`].
+    pub(super) fn room_for_areas(&self, start: u64, end: u64, added: usize) -> Result<(), VmError> {
+        let inside = |addr: u64| {
+            self.areas
+                .range(..addr)
+                .next_back()
+                .is_some_and(|(_, a)| a.end > addr)
+        };
+        let splits = usize::from(inside(start)) + usize::from(inside(end));
+        if self.areas.len() + splits + added > super::MAX_MAP_COUNT {
+            return Err(VmError::NoMemory);
+        }
+        Ok(())
+    }
+
     /// Splits the area strictly containing `addr` in two at `addr`. The
     /// caller has checked that it is stable.
     pub(super) fn split_at(&mut self, addr: u64) {

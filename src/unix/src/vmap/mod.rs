@@ -316,6 +316,13 @@ struct Transition {
     needs_wakeup: bool,
 }
 
+/// Most areas one address space holds (Linux's default
+/// `vm.max_map_count`): an `mmap`, `mprotect` or `munmap` that would pass
+/// it fails with `ENOMEM` and changes nothing. Each area costs kernel
+/// memory, so without it a program splitting a reservation page by page
+/// ran a 128 MiB kernel out of memory.
+pub const MAX_MAP_COUNT: usize = 65_530;
+
 /// The vmaps of one address space. `F` is the file handle type.
 #[derive(Clone, Debug)]
 pub struct Vmaps<F> {

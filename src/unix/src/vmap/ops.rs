@@ -55,7 +55,8 @@ impl<F: MapFile> Vmaps<F> {
     /// address or file offset), `EACCES` (`prot` beyond `max_prot`),
     /// `EOVERFLOW` (offset + length), `EPERM` (fixed below the layout),
     /// `ENOMEM` (no room, fixed beyond the layout), `EEXIST`
-    /// (no-replace), `MustWait` (MAP_FIXED over an area in transition).
+    /// (no-replace), `MustWait` (MAP_FIXED over an area in transition),
+    /// `ENOMEM` past [`super::MAX_MAP_COUNT`] areas.
     pub fn mmap(&mut self, req: MapRequest<F>) -> Result<Mapped<F>, VmError> {
         if req.len == 0 {
             return Err(VmError::Invalid);
@@ -87,9 +88,11 @@ impl<F: MapFile> Vmaps<F> {
                     if !self.is_free(a, end) {
                         return Err(VmError::Exists);
                     }
+                    self.room_for_areas(a, end, 1)?;
                     (a, Vec::new())
                 } else {
                     self.first_transition(a, end)?;
+                    self.room_for_areas(a, end, 1)?;
                     (a, self.remove_range(a, end))
                 }
             }
@@ -105,6 +108,9 @@ impl<F: MapFile> Vmaps<F> {
             }
             Placement::Anywhere => (self.find_free(len).ok_or(VmError::NoMemory)?, Vec::new()),
         };
+        if unmapped.is_empty() {
+            self.room_for_areas(addr, addr + len, 1)?;
+        }
         self.insert(Vmap {
             start: addr,
             end: addr + len,
@@ -120,10 +126,12 @@ impl<F: MapFile> Vmaps<F> {
     /// Unmaps `[start, start + len)` (holes are fine), splitting areas that
     /// stick out, and returns the removed pieces, ascending. Errors:
     /// `EINVAL` (misaligned start, zero length, beyond the layout),
-    /// `MustWait` (part of the range is in transition).
+    /// `MustWait` (part of the range is in transition), `ENOMEM` when a
+    /// split would pass [`super::MAX_MAP_COUNT`] areas.
     pub fn munmap(&mut self, start: u64, len: u64) -> Result<Vec<Vmap<F>>, VmError> {
         let end = self.user_range(start, len)?;
         self.first_transition(start, end)?;
+        self.room_for_areas(start, end, 0)?;
         Ok(self.remove_range(start, end))
     }
 
@@ -131,7 +139,8 @@ impl<F: MapFile> Vmaps<F> {
     /// re-merging areas, and returns the page-table changes. A zero length
     /// succeeds and does nothing. Errors: `EINVAL` (misaligned, bad
     /// range), `ENOMEM` (part of the range unmapped), `MustWait`, `EACCES`
-    /// (beyond an area's `max_prot`). On error nothing changes.
+    /// (beyond an area's `max_prot`; past [`super::MAX_MAP_COUNT`] areas).
+    /// On error nothing changes.
     pub fn mprotect(
         &mut self,
         start: u64,
@@ -156,6 +165,7 @@ impl<F: MapFile> Vmaps<F> {
         {
             return Err(VmError::Access);
         }
+        self.room_for_areas(start, end, 0)?;
         self.split_at(start);
         self.split_at(end);
         let mut changes = Vec::new();
