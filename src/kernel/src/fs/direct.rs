@@ -314,7 +314,7 @@ impl Mount {
 
 /// After a direct write's data is on the device: the range is initialized
 /// and the file at least `off + len` long (logged for the next commit).
-fn finish_write(fs: &mut Tfs, file: &FileData, off: u64, len: u64) -> Result<(), Errno> {
+pub(super) fn finish_write(fs: &mut Tfs, file: &FileData, off: u64, len: u64) -> Result<(), Errno> {
     fs.mark_written(file.ino, off, len).map_err(errno_of)?;
     let size = fs.length(file.ino).map_err(errno_of)?;
     if off + len > size {
