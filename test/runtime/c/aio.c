@@ -76,17 +76,18 @@ static void reap(aio_context_t ctx, struct iocb **cbs, const long *want, int n)
 }
 
 /* O_DIRECT requests go in flight: io_submit returns once they are
- * started. 40 rounds of 32 writes then 32 reads of 4 KiB on a
+ * started. 40 rounds of 32 writes then 32 reads of 16 KiB on a
  * preallocated O_DIRECT file; a submission counts when io_getevents
  * right after it (min_nr 0, zero timeout) finds fewer than 32 events.
  * At least one must (no clocks); the data is checked. Then io_destroy
  * with 32 writes in flight: it waits for them, so the data is there at
  * once, and the buffers are unmapped right after. */
 #define INFL_N 32
+#define RQ (16 * K)
 static void test_inflight(void)
 {
-    static char wbuf[INFL_N * 4 * K] __attribute__((aligned(4096)));
-    static char rbuf[INFL_N * 4 * K] __attribute__((aligned(4096)));
+    static char wbuf[INFL_N * RQ] __attribute__((aligned(4096)));
+    static char rbuf[INFL_N * RQ] __attribute__((aligned(4096)));
     const size_t len = sizeof wbuf;
     int fd = SYS(open("inflight.dat", O_CREAT | O_RDWR | O_TRUNC, 0644));
     pat_fill(wbuf, len, 0, 60);
@@ -110,13 +111,13 @@ static void test_inflight(void)
             char *b = rw ? rbuf : wbuf;
             for (int i = 0; i < INFL_N; i++) {
                 if (i % 2) {
-                    iov[i].iov_base = b + i * 4 * K;
-                    iov[i].iov_len = 4 * K;
+                    iov[i].iov_base = b + i * RQ;
+                    iov[i].iov_len = RQ;
                     prep(&cb[i], rw ? IOCB_CMD_PREADV : IOCB_CMD_PWRITEV, fd, &iov[i], 1,
-                         i * 4 * K, (uint64_t)i);
+                         i * RQ, (uint64_t)i);
                 } else {
-                    prep(&cb[i], rw ? IOCB_CMD_PREAD : IOCB_CMD_PWRITE, fd, b + i * 4 * K, 4 * K,
-                         i * 4 * K, (uint64_t)i);
+                    prep(&cb[i], rw ? IOCB_CMD_PREAD : IOCB_CMD_PWRITE, fd, b + i * RQ, RQ,
+                         i * RQ, (uint64_t)i);
                 }
                 cbs[i] = &cb[i];
 
@@ -133,7 +134,7 @@ static void test_inflight(void)
                 CHECK(ev[e].data < INFL_N && !seen[ev[e].data], "event data %llu",
                       (unsigned long long)ev[e].data);
                 seen[ev[e].data] = 1;
-                CHECK(ev[e].res == 4 * K, "round %d: res %lld", round, (long long)ev[e].res);
+                CHECK(ev[e].res == RQ, "round %d: res %lld", round, (long long)ev[e].res);
             }
             while (got < INFL_N) {
                 struct timespec ts = {10, 0};
@@ -144,7 +145,7 @@ static void test_inflight(void)
                           (unsigned long long)ev[e].data);
                     seen[ev[e].data] = 1;
                     CHECK(ev[e].obj == (uint64_t)(uintptr_t)cbs[ev[e].data], "event obj");
-                    CHECK(ev[e].res == 4 * K, "round %d: res %lld", round, (long long)ev[e].res);
+                    CHECK(ev[e].res == RQ, "round %d: res %lld", round, (long long)ev[e].res);
                 }
                 got += r;
             }
@@ -167,12 +168,12 @@ static void test_inflight(void)
         static struct iocb tcb[INFL_N + 8];
         struct iocb *tcbs[INFL_N + 8];
         for (int i = 0; i < INFL_N; i++) {
-            prep(&tcb[i], IOCB_CMD_PWRITE, fd, w + i * 4 * K, 4 * K, base + i * 4 * K,
+            prep(&tcb[i], IOCB_CMD_PWRITE, fd, w + i * RQ, RQ, base + i * RQ,
                  (uint64_t)i);
             tcbs[i] = &tcb[i];
         }
         for (int i = 0; i < 8; i++) {
-            prep(&tcb[INFL_N + i], IOCB_CMD_PREAD, fd, rd + i * 4 * K, 4 * K, i * 4 * K,
+            prep(&tcb[INFL_N + i], IOCB_CMD_PREAD, fd, rd + i * RQ, RQ, i * RQ,
                  (uint64_t)i);
             tcbs[INFL_N + i] = &tcb[INFL_N + i];
         }
