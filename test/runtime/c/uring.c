@@ -24,7 +24,9 @@
  * closed and unmapped with completions unreaped, many times over;
  * O_DIRECT READ/WRITE/READV/WRITEV in flight after io_uring_enter
  * returns (some round's CQ not yet full right after the submit), data
- * checked, and rings closed with O_DIRECT requests in flight (the
+ * checked; IOSQE_IO_DRAIN after O_DIRECT writes completes last, a
+ * linked O_DIRECT write then read run in order; rings closed with
+ * O_DIRECT requests in flight (the
  * writes land, buffers unmapped at once).
  *
  * `uring eio`: reads of bad.dat's injected bad sector (QEMU blkdebug)
@@ -831,6 +833,37 @@ static void test_inflight(void)
     }
     CHECK(in_flight > 0, "io_uring_enter returned after all 32 O_DIRECT requests completed "
                          "in every one of 80 submissions");
+    /* IOSQE_IO_DRAIN: a NOP after 32 O_DIRECT writes completes after
+     * all of them; a linked O_DIRECT WRITE then READ of one block runs
+     * in order (the read sees the write). */
+    for (int round = 0; round < 4; round++) {
+        pat_fill(wbuf, len, 0, 90 + (uint32_t)round);
+        for (int i = 0; i < INFL_N; i++)
+            prep(sqe_get(&r), IORING_OP_WRITE, fd, (uintptr_t)(wbuf + i * 4 * K), 4 * K,
+                 (uint64_t)i * 4 * K, (uint64_t)i);
+        struct io_uring_sqe *d = sqe_get(&r);
+        prep(d, IORING_OP_NOP, -1, 0, 0, 0, 999);
+        d->flags = IOSQE_IO_DRAIN;
+        CHECK(submit(&r, 0) == INFL_N + 1, "drain submit");
+        for (int i = 0; i <= INFL_N; i++) {
+            struct io_uring_cqe c = reap(&r);
+            CHECK((c.user_data == 999) == (i == INFL_N), "drained NOP's CQE %d of %d", i,
+                  INFL_N + 1);
+            CHECK(c.res == (c.user_data == 999 ? 0 : 4 * K), "drain round res %d", c.res);
+        }
+        memset(rbuf, 0, 4 * K);
+        pat_fill(wbuf, 4 * K, 0, 95 + (uint32_t)round);
+        struct io_uring_sqe *w = sqe_get(&r);
+        prep(w, IORING_OP_WRITE, fd, (uintptr_t)wbuf, 4 * K, 0, 0);
+        w->flags = IOSQE_IO_LINK;
+        prep(sqe_get(&r), IORING_OP_READ, fd, (uintptr_t)rbuf, 4 * K, 0, 1);
+        CHECK(submit(&r, 2) == 2, "linked submit");
+        int res[2];
+        reap_n(&r, res, 2);
+        CHECK(res[0] == 4 * K && res[1] == 4 * K, "linked direct write/read %d %d", res[0],
+              res[1]);
+        CHECK(pat_check(rbuf, 4 * K, 0, 95 + (uint32_t)round) < 0, "linked read saw the write");
+    }
     ring_exit(&r);
 
     /* Rings closed with O_DIRECT writes and reads in flight: round k
@@ -838,6 +871,13 @@ static void test_inflight(void)
      * buffer unmapped right after the close. The writes complete anyway
      * (checked, allowing them a moment). */
     const int rounds = 16;
+    /* Linux reads and writes the buffers of requests it issues late (from
+     * its io-wq) through the program's mappings, so there they stay
+     * mapped until the end; cairn pins them at submission, and there
+     * they are unmapped at once (no device may write into freed
+     * memory). */
+    int cairn = kstats_read(&(struct kstats){0}) == 0;
+    char *keep[2 * 16];
     for (int round = 0; round < rounds; round++) {
         ring_init(&r, 64, 0, 0);
         char *w = SYSP(mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
@@ -860,13 +900,17 @@ static void test_inflight(void)
         } else {
             ring_exit(&r);
         }
-        munmap(w, len);
-        munmap(rd, len);
+        if (cairn) {
+            munmap(w, len);
+            munmap(rd, len);
+        } else {
+            keep[2 * round] = w;
+            keep[2 * round + 1] = rd;
+        }
     }
     /* On cairn every request started is finished; Linux may cancel
      * requests it had not issued yet (left to its io-wq) when the ring
      * goes: each block holds the new data or the zeros it had. */
-    int cairn = kstats_read(&(struct kstats){0}) == 0;
     int landed = 0;
     for (int round = 0; round < rounds; round++) {
         uint64_t base = (uint64_t)(round + 1) * len;
@@ -891,6 +935,11 @@ static void test_inflight(void)
                 usleep(10 * 1000);
         }
         CHECK(ok, "region %d: the writes of a ring closed in flight never all landed", round);
+    }
+    if (!cairn) {
+        usleep(100 * 1000);
+        for (int i = 0; i < 2 * rounds; i++)
+            munmap(keep[i], len);
     }
     close(fd);
     printf("uring: O_DIRECT in flight after io_uring_enter in %d of 80 submissions; rings "
