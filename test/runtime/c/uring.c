@@ -767,7 +767,8 @@ static void test_direct(struct ring *r)
     reap_n(r, res, 4);
     for (int i = 0; i < 4; i++)
         CHECK(res[i] == 16 * K, "direct read %d: %d", i, res[i]);
-    CHECK(pat_check(buf, sizeof buf, 0, 41) < 0, "direct data");
+    long bad = pat_check(buf, sizeof buf, 0, 41);
+    CHECK(bad < 0, "direct data: bad at %ld (byte %d)", bad, bad >= 0 ? buf[bad] : 0);
     prep(sqe_get(r), IORING_OP_READ, fd, (uintptr_t)(buf + 1), 4 * K, 0, 9);
     CHECK(run1(r, 9) == -EINVAL, "misaligned direct READ");
     close(fd);

@@ -265,7 +265,7 @@ impl Mount {
             }
         }
         let storage = file.truncating.lock();
-        if let Err(e) = super::wait_for(|c| file.node.write_back(c)) {
+        if let Err(e) = self.write_back_cached(file) {
             return Start::Done(Err(e));
         }
         let (len, maps) = {
