@@ -444,7 +444,7 @@ static CATALOGUE: &[RuntimeTest] = &[
     },
     test(
         "aio",
-        "Linux AIO (raw syscalls): io_setup/io_destroy, io_submit of PWRITE/PWRITEV/FSYNC/FDSYNC/PREAD/PREADV reaped by io_getevents (data, obj, res), O_DIRECT requests (misaligned: res -EINVAL), IOCB_FLAG_RESFD eventfd counts, a timeout with nothing pending, EINVAL/EBADF at submission, io_cancel of a completed request EINVAL; O_DIRECT requests in flight after io_submit (some of 80 submissions of 32 not all complete right after), data checked; io_destroy with requests in flight waits for them",
+        "Linux AIO (raw syscalls): io_setup/io_destroy, io_submit of PWRITE/PWRITEV/FSYNC/FDSYNC/PREAD/PREADV reaped by io_getevents (data, obj, res), O_DIRECT requests (misaligned: res -EINVAL), IOCB_FLAG_RESFD eventfd counts, a timeout with nothing pending, EINVAL/EBADF at submission, io_cancel of a completed request EINVAL; O_DIRECT requests in flight after io_submit (some of 80 submissions of 32 not all complete right after, or a 4 MiB read not yet filled), data checked; io_destroy with requests in flight waits for them",
     ),
     RuntimeTest {
         image_mib: 32,
