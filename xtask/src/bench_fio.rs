@@ -108,9 +108,9 @@ pub fn run() -> Result<()> {
     let body = format!(
         "## fio\n\n`cargo xtask bench fio`: Debian's fio (test/runtime/files/fio-engines.fio, `--thread`, 2 s a job) \
          on cairn (release kernel, TFS) and on {version} (busybox initramfs) under TCG, `-M q35 -smp 2 -m 512M \
-         -mem-prealloc`, virtio-blk, in the same run. cairn executes each libaio and io_uring request at submission \
-         (nothing is in flight between calls), so its 32-deep figures are those of one request at a time. \
-         cairn/Linux above 1 means cairn is faster. Host: {} CPUs.\n\n{t}{notes}\n",
+         -mem-prealloc`, virtio-blk, in the same run. cairn's O_DIRECT libaio and io_uring requests go in flight \
+         (started at submission, completed by its `dio` lander thread); buffered ones run at submission, so \
+         its buffered 32-deep figures are those of one request at a time. cairn/Linux above 1 means cairn is faster. Host: {} CPUs.\n\n{t}{notes}\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     crate::bench_fs::write_section("fio", "fio", &body)

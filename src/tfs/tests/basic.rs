@@ -346,3 +346,40 @@ fn exchange_swaps_names_across_directories() {
     );
     assert!(cairn_tfs::check::check(fs.device()).is_clean());
 }
+
+/// Direct writes in flight (the kernel's `fs/inflight.rs`) reserve their
+/// ranges past the end of the file first and complete in any order, each
+/// marking its range written and raising the length with `grow_length`:
+/// the reservations of the others stay (a growing `truncate` would drop
+/// and free them), and every range reads back after a remount.
+#[test]
+fn grow_length_keeps_extents_reserved_past_the_end() {
+    let mut fs = fresh(16384);
+    let root = fs.root();
+    let f = fs.create(root, b"direct").unwrap();
+    const P: u64 = 16 * 1024;
+    for k in 0..4u64 {
+        fs.allocate(f, k * P, P).unwrap();
+    }
+    for k in [2u64, 0, 3, 1] {
+        fs.write(f, k * P, &vec![k as u8 + 1; P as usize]).unwrap();
+        fs.mark_written(f, k * P, P).unwrap();
+        fs.grow_length(f, (k + 1) * P).unwrap();
+        assert!(fs.length(f).unwrap() >= (k + 1) * P);
+    }
+    assert_eq!(fs.length(f).unwrap(), 4 * P);
+    for m in fs.map(f, 0, 4 * P).unwrap() {
+        assert!(
+            matches!(m.kind, cairn_tfs::MappingKind::Disk { .. }),
+            "{m:?} after out-of-order completions"
+        );
+    }
+    fs.sync().unwrap();
+    let fs = remount(fs);
+    let f = fs.resolve(b"/direct", true).unwrap();
+    let mut buf = vec![0u8; P as usize];
+    for k in 0..4u64 {
+        fs.read(f, k * P, &mut buf).unwrap();
+        assert!(buf.iter().all(|&b| b == k as u8 + 1), "piece {k}");
+    }
+}

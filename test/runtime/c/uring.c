@@ -21,7 +21,13 @@
  * into nothing or into the kernel half complete with -EFAULT; waits:
  * GETEVENTS interrupted by a signal is EINTR, IORING_ENTER_EXT_ARG's
  * timeout ETIME; sync and syncfs return while a ring is mapped; rings
- * closed and unmapped with completions unreaped, many times over.
+ * closed and unmapped with completions unreaped, many times over;
+ * O_DIRECT READ/WRITE/READV/WRITEV in flight after io_uring_enter
+ * returns (some round's CQ not yet full right after the submit), data
+ * checked; IOSQE_IO_DRAIN after O_DIRECT writes completes last, a
+ * linked O_DIRECT write then read run in order; rings closed with
+ * O_DIRECT requests in flight (the
+ * writes land, buffers unmapped at once).
  *
  * `uring eio`: reads of bad.dat's injected bad sector (QEMU blkdebug)
  * complete with -EIO, buffered and O_DIRECT, and the ring goes on.
@@ -761,11 +767,185 @@ static void test_direct(struct ring *r)
     reap_n(r, res, 4);
     for (int i = 0; i < 4; i++)
         CHECK(res[i] == 16 * K, "direct read %d: %d", i, res[i]);
-    CHECK(pat_check(buf, sizeof buf, 0, 41) < 0, "direct data");
+    long bad = pat_check(buf, sizeof buf, 0, 41);
+    CHECK(bad < 0, "direct data: bad at %ld (byte %d)", bad, bad >= 0 ? buf[bad] : 0);
     prep(sqe_get(r), IORING_OP_READ, fd, (uintptr_t)(buf + 1), 4 * K, 0, 9);
     CHECK(run1(r, 9) == -EINVAL, "misaligned direct READ");
     close(fd);
     printf("uring: O_DIRECT requests ok\n");
+}
+
+/* O_DIRECT requests go in flight: io_uring_enter returns once they are
+ * started, and their CQEs come later. 40 rounds of 32 writes then 32
+ * reads of 4 KiB on an O_DIRECT file (preallocated: overwrites); a round
+ * counts when the CQ does not yet hold all 32 CQEs right after the
+ * submit. At least one round must (no clocks); the data is checked. */
+#define INFL_N 32
+static void test_inflight(void)
+{
+    static char wbuf[INFL_N * 4 * K] __attribute__((aligned(4096)));
+    static char rbuf[INFL_N * 4 * K] __attribute__((aligned(4096)));
+    const size_t len = sizeof wbuf;
+    int fd = SYS(open("inflight.dat", O_CREAT | O_RDWR | O_TRUNC, 0644));
+    pat_fill(wbuf, len, 0, 60);
+    CHECK(SYS(pwrite(fd, wbuf, len, 0)) == (ssize_t)len, "preallocating write");
+    /* The regions the teardown rounds write, zeros until then. */
+    SYS(ftruncate(fd, 17 * (off_t)len));
+    SYS(fsync(fd));
+    close(fd);
+    fd = SYS(open("inflight.dat", O_RDWR | O_DIRECT));
+    struct ring r;
+    ring_init(&r, 64, 0, 0);
+    int in_flight = 0;
+    for (int round = 0; round < 40; round++) {
+        for (int rw = 0; rw < 2; rw++) {
+            if (rw == 0)
+                pat_fill(wbuf, len, 0, 61 + (uint32_t)round);
+            else
+                memset(rbuf, 0, len);
+            char *b = rw ? rbuf : wbuf;
+            for (int i = 0; i < INFL_N; i++) {
+                /* Every other one vectored (READV/WRITEV). */
+                static struct iovec iov[INFL_N];
+                struct io_uring_sqe *s = sqe_get(&r);
+                if (i % 2) {
+                    iov[i].iov_base = b + i * 4 * K;
+                    iov[i].iov_len = 4 * K;
+                    prep(s, rw ? IORING_OP_READV : IORING_OP_WRITEV, fd, (uintptr_t)&iov[i], 1,
+                         (uint64_t)i * 4 * K, (uint64_t)i);
+                } else {
+                    prep(s, rw ? IORING_OP_READ : IORING_OP_WRITE, fd, (uintptr_t)(b + i * 4 * K),
+                         4 * K, (uint64_t)i * 4 * K, (uint64_t)i);
+                }
+            }
+            long n = submit(&r, 0);
+            CHECK(n == INFL_N, "in-flight submit %ld", n);
+            uint32_t ready = __atomic_load_n(r.cq_tail, __ATOMIC_ACQUIRE) - *r.cq_head;
+            if (ready < INFL_N)
+                in_flight++;
+            int res[INFL_N];
+            reap_n(&r, res, INFL_N);
+            for (int i = 0; i < INFL_N; i++)
+                CHECK(res[i] == 4 * K, "round %d %s %d: %d", round, rw ? "read" : "write", i,
+                      res[i]);
+        }
+        CHECK(pat_check(rbuf, len, 0, 61 + (uint32_t)round) < 0, "round %d: data read back",
+              round);
+    }
+    CHECK(in_flight > 0, "io_uring_enter returned after all 32 O_DIRECT requests completed "
+                         "in every one of 80 submissions");
+    /* IOSQE_IO_DRAIN: a NOP after 32 O_DIRECT writes completes after
+     * all of them; a linked O_DIRECT WRITE then READ of one block runs
+     * in order (the read sees the write). */
+    for (int round = 0; round < 4; round++) {
+        pat_fill(wbuf, len, 0, 90 + (uint32_t)round);
+        for (int i = 0; i < INFL_N; i++)
+            prep(sqe_get(&r), IORING_OP_WRITE, fd, (uintptr_t)(wbuf + i * 4 * K), 4 * K,
+                 (uint64_t)i * 4 * K, (uint64_t)i);
+        struct io_uring_sqe *d = sqe_get(&r);
+        prep(d, IORING_OP_NOP, -1, 0, 0, 0, 999);
+        d->flags = IOSQE_IO_DRAIN;
+        CHECK(submit(&r, 0) == INFL_N + 1, "drain submit");
+        for (int i = 0; i <= INFL_N; i++) {
+            struct io_uring_cqe c = reap(&r);
+            CHECK((c.user_data == 999) == (i == INFL_N), "drained NOP's CQE %d of %d", i,
+                  INFL_N + 1);
+            CHECK(c.res == (c.user_data == 999 ? 0 : 4 * K), "drain round res %d", c.res);
+        }
+        memset(rbuf, 0, 4 * K);
+        pat_fill(wbuf, 4 * K, 0, 95 + (uint32_t)round);
+        struct io_uring_sqe *w = sqe_get(&r);
+        prep(w, IORING_OP_WRITE, fd, (uintptr_t)wbuf, 4 * K, 0, 0);
+        w->flags = IOSQE_IO_LINK;
+        prep(sqe_get(&r), IORING_OP_READ, fd, (uintptr_t)rbuf, 4 * K, 0, 1);
+        CHECK(submit(&r, 2) == 2, "linked submit");
+        int res[2];
+        reap_n(&r, res, 2);
+        CHECK(res[0] == 4 * K && res[1] == 4 * K, "linked direct write/read %d %d", res[0],
+              res[1]);
+        CHECK(pat_check(rbuf, 4 * K, 0, 95 + (uint32_t)round) < 0, "linked read saw the write");
+    }
+    ring_exit(&r);
+
+    /* Rings closed with O_DIRECT writes and reads in flight: round k
+     * writes its own 128 KiB region (seed 100 + k) and reads into a
+     * buffer unmapped right after the close. The writes complete anyway
+     * (checked, allowing them a moment). */
+    const int rounds = 16;
+    /* Linux reads and writes the buffers of requests it issues late (from
+     * its io-wq) through the program's mappings, so there they stay
+     * mapped until the end; cairn pins them at submission, and there
+     * they are unmapped at once (no device may write into freed
+     * memory). */
+    int cairn = kstats_read(&(struct kstats){0}) == 0;
+    char *keep[2 * 16];
+    for (int round = 0; round < rounds; round++) {
+        ring_init(&r, 64, 0, 0);
+        char *w = SYSP(mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+        char *rd = SYSP(mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+        uint64_t base = (uint64_t)(round + 1) * len;
+        pat_fill(w, len, base, 100 + (uint32_t)round);
+        for (int i = 0; i < INFL_N; i++)
+            prep(sqe_get(&r), IORING_OP_WRITE, fd, (uintptr_t)(w + i * 4 * K), 4 * K,
+                 base + (uint64_t)i * 4 * K, (uint64_t)i);
+        for (int i = 0; i < INFL_N / 2; i++)
+            prep(sqe_get(&r), IORING_OP_READ, fd, (uintptr_t)(rd + i * 4 * K), 4 * K,
+                 (uint64_t)i * 4 * K, 100 + (uint64_t)i);
+        long n = submit(&r, 0);
+        CHECK(n == INFL_N + INFL_N / 2, "teardown submit %ld", n);
+        if (round % 2) {
+            close(r.fd);
+            munmap(r.sq_map, r.sq_len);
+            munmap(r.cq_map, r.cq_len);
+            munmap(r.sqes, r.sqes_len);
+        } else {
+            ring_exit(&r);
+        }
+        if (cairn) {
+            munmap(w, len);
+            munmap(rd, len);
+        } else {
+            keep[2 * round] = w;
+            keep[2 * round + 1] = rd;
+        }
+    }
+    /* On cairn every request started is finished; Linux may cancel
+     * requests it had not issued yet (left to its io-wq) when the ring
+     * goes: each block holds the new data or the zeros it had. */
+    int landed = 0;
+    for (int round = 0; round < rounds; round++) {
+        uint64_t base = (uint64_t)(round + 1) * len;
+        int ok = 0;
+        for (int tries = 0; tries < 500 && !ok; tries++) {
+            CHECK(SYS(pread(fd, rbuf, len, (off_t)base)) == (ssize_t)len, "teardown read");
+            pat_fill(wbuf, len, base, 100 + (uint32_t)round);
+            int done = 0, zero = 0;
+            for (int i = 0; i < INFL_N; i++) {
+                char *blk = rbuf + i * 4 * K;
+                if (memcmp(blk, wbuf + i * 4 * K, 4 * K) == 0)
+                    done++;
+                else if (blk[0] == 0 && memcmp(blk, blk + 1, 4 * K - 1) == 0)
+                    zero++;
+                else
+                    FAIL("region %d block %d: neither the data written nor zeros", round, i);
+            }
+            ok = done == INFL_N || (!cairn && done + zero == INFL_N && tries > 20);
+            if (ok)
+                landed += done;
+            else
+                usleep(10 * 1000);
+        }
+        CHECK(ok, "region %d: the writes of a ring closed in flight never all landed", round);
+    }
+    if (!cairn) {
+        usleep(100 * 1000);
+        for (int i = 0; i < 2 * rounds; i++)
+            munmap(keep[i], len);
+    }
+    close(fd);
+    printf("uring: O_DIRECT in flight after io_uring_enter in %d of 80 submissions; rings "
+           "closed in flight: %d of %d writes landed\n",
+           in_flight, landed, rounds * INFL_N);
 }
 
 int main(int argc, char **argv)
@@ -796,5 +976,6 @@ int main(int argc, char **argv)
     ring_exit(&r);
     test_overflow();
     test_teardown();
+    test_inflight();
     pass();
 }

@@ -444,13 +444,13 @@ static CATALOGUE: &[RuntimeTest] = &[
     },
     test(
         "aio",
-        "Linux AIO (raw syscalls): io_setup/io_destroy, io_submit of PWRITE/PWRITEV/FSYNC/FDSYNC/PREAD/PREADV reaped by io_getevents (data, obj, res), O_DIRECT requests (misaligned: res -EINVAL), IOCB_FLAG_RESFD eventfd counts, a timeout with nothing pending, EINVAL/EBADF at submission, io_cancel of a completed request EINVAL",
+        "Linux AIO (raw syscalls): io_setup/io_destroy, io_submit of PWRITE/PWRITEV/FSYNC/FDSYNC/PREAD/PREADV reaped by io_getevents (data, obj, res), O_DIRECT requests (misaligned: res -EINVAL), IOCB_FLAG_RESFD eventfd counts, a timeout with nothing pending, EINVAL/EBADF at submission, io_cancel of a completed request EINVAL; O_DIRECT requests in flight after io_submit (some of 80 submissions of 32 not all complete right after, or a 4 MiB read not yet filled), data checked; io_destroy with requests in flight waits for them",
     ),
     RuntimeTest {
         image_mib: 32,
         ..test(
             "uring",
-            "io_uring (raw syscalls): setup sizes/CQSIZE/CLAMP/refusals, the three mmaps; NOP, READ/WRITE/READV/WRITEV (EOF short read, offset -1), FSYNC/DATASYNC, OPENAT/STATX/CLOSE/FALLOCATE/MKDIRAT/RENAMEAT/UNLINKAT; IOSQE_IO_LINK -ECANCELED after an error or a short read; probe (unsupported opcodes -EINVAL); fixed buffers and files; eventfd; O_DIRECT; a full CQ keeps its CQEs (NODROP); dropped SQ indexes, wild tails, bad pointers -EFAULT; ETIME/EINTR waits; rings torn down unreaped",
+            "io_uring (raw syscalls): setup sizes/CQSIZE/CLAMP/refusals, the three mmaps; NOP, READ/WRITE/READV/WRITEV (EOF short read, offset -1), FSYNC/DATASYNC, OPENAT/STATX/CLOSE/FALLOCATE/MKDIRAT/RENAMEAT/UNLINKAT; IOSQE_IO_LINK -ECANCELED after an error or a short read; probe (unsupported opcodes -EINVAL); fixed buffers and files; eventfd; O_DIRECT; a full CQ keeps its CQEs (NODROP); dropped SQ indexes, wild tails, bad pointers -EFAULT; ETIME/EINTR waits; rings torn down unreaped; O_DIRECT READ/WRITE/READV/WRITEV in flight after io_uring_enter (some of 80 submissions of 32 not all complete right after), data checked, IOSQE_IO_DRAIN completes last, a linked direct write+read in order, rings closed with direct requests in flight (the writes land)",
         )
     },
     RuntimeTest {

@@ -122,8 +122,13 @@ fn user(e: cairn_unix::errno::Errno) -> Errno {
 
 impl Mount {
     /// Writes `file`'s dirty pages back and waits (the pagecache's data
-    /// passes only; no log commit).
-    fn write_back_cached(&self, file: &FileData) -> Result<(), Errno> {
+    /// passes only; no log commit). A file with no cached page has nothing
+    /// to write or wait for (the common case of a file only ever accessed
+    /// directly: the passes would look its length up under `fs` twice).
+    pub(super) fn write_back_cached(&self, file: &FileData) -> Result<(), Errno> {
+        if file.node.cached_pages() == 0 {
+            return Ok(());
+        }
         wait_for(|c| file.node.write_back(c))
     }
 
@@ -314,11 +319,9 @@ impl Mount {
 
 /// After a direct write's data is on the device: the range is initialized
 /// and the file at least `off + len` long (logged for the next commit).
-fn finish_write(fs: &mut Tfs, file: &FileData, off: u64, len: u64) -> Result<(), Errno> {
+pub(super) fn finish_write(fs: &mut Tfs, file: &FileData, off: u64, len: u64) -> Result<(), Errno> {
     fs.mark_written(file.ino, off, len).map_err(errno_of)?;
-    let size = fs.length(file.ino).map_err(errno_of)?;
-    if off + len > size {
-        fs.truncate(file.ino, off + len).map_err(errno_of)?;
-    }
-    Ok(())
+    // Not a growing truncate: that would drop the extents past the old
+    // end that other direct writes in flight reserved (`fs/inflight.rs`).
+    fs.grow_length(file.ino, off + len).map_err(errno_of)
 }

@@ -101,11 +101,10 @@ impl Backing for TfsBacking {
             }
             Err(e) => return Err(errno_of(e)),
         }
-        let end = offset + len;
-        if end > fs.length(self.ino).map_err(errno_of)? {
-            fs.set_length(self.ino, end).map_err(errno_of)?;
-        }
-        Ok(())
+        // Only ever grows the length, keeping extents past the old end
+        // (a growing `set_length` would drop those a direct write in
+        // flight has reserved: `fs/inflight.rs`).
+        fs.grow_length(self.ino, offset + len).map_err(errno_of)
     }
 
     fn mark_written(&self, offset: u64, len: u64) -> Result<(), Errno> {

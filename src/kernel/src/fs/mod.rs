@@ -9,6 +9,7 @@
 //! | [`mounts`] | [`mount_root`]: choosing the root, mounting the volumes of its `mounts` tuple |
 //! | [`walk`] | path walks across mount points ([`Loc`]: a volume and an inode) |
 //! | [`direct`] | `O_DIRECT` reads and writes: pinned user pages to the block layer, coherent with the pagecache |
+//! | [`inflight`] | `O_DIRECT` transfers AIO and io_uring start and a lander thread finishes ([`Mount::start_direct`]) |
 //! | here | [`Mount`] and the mount table, per-file pagecache nodes, read/write/fsync through the pagecache |
 //!
 //! **Volumes.** Each mounted volume is its own [`Mount`]: its own TFS (and
@@ -49,6 +50,7 @@
 
 pub mod direct;
 pub mod hooks;
+pub mod inflight;
 pub mod mounts;
 pub mod volume_device;
 pub mod walk;
@@ -110,6 +112,9 @@ pub struct FileData {
     /// Serialises truncates of this file (the pagecache applies them one
     /// at a time, each followed by the filesystem's own).
     pub truncating: SleepMutex<()>,
+    /// Direct transfers of this file in flight ([`inflight`]): a truncate
+    /// or punch waits for none (under `truncating`, so none starts).
+    pub dio: AtomicUsize,
 }
 
 impl FileData {
@@ -407,6 +412,7 @@ impl Mount {
             ino,
             node: Node::new(self.cache(), Arc::new(TfsBacking { mount: self, ino })),
             truncating: SleepMutex::new(&TRUNCATE_CLASS, ()),
+            dio: AtomicUsize::new(0),
         });
         fs.hold(ino);
         nodes.insert(ino.0, f.clone());
@@ -730,6 +736,7 @@ impl Mount {
     /// kernel-lock code in between (so no write slips into the gap).
     pub fn truncate(&'static self, file: &FileData, len: u64) -> Result<(), Errno> {
         let _one_at_a_time = file.truncating.lock();
+        inflight::wait_file(file);
         let ino = file.ino;
         let w = OneShot::new();
         let h = w.handle();
@@ -763,6 +770,7 @@ impl Mount {
             return Ok(());
         }
         let _one_at_a_time = file.truncating.lock();
+        inflight::wait_file(file);
         let ino = file.ino;
         let w = OneShot::new();
         let h = w.handle();

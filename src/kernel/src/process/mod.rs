@@ -212,6 +212,9 @@ pub fn exit_thread(status: u32) -> ! {
 /// Ends the program (`exit_group`, a fatal signal, or the last thread):
 /// writes back and commits every volume, then leaves QEMU with `status`.
 pub fn exit_program(status: u32) -> ! {
+    // Direct transfers still in flight land first (their data and length
+    // reach the final commit).
+    crate::fs::inflight::wait_all();
     if crate::fs::sync_all().is_err() {
         crate::warn!("sync at exit failed");
     }

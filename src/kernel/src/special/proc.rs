@@ -291,7 +291,9 @@ fn mounts() -> Vec<u8> {
 /// `faults.file_locked` (file-page faults served without the kernel lock,
 /// and those that took the locked path, since boot), `buffers.charged`
 /// (capacity of pipe, AF_UNIX and TCP/UDP buffers charged to the
-/// programs' budget, `heaps::global::charge_buffer`). Made when opened:
+/// programs' budget, `heaps::global::charge_buffer`), `dio.started` and
+/// `dio.in_flight` (`O_DIRECT` transfers AIO and io_uring started in
+/// flight since boot, and in flight now: `fs::inflight`). Made when opened:
 /// the opener's own descriptor is counted.
 fn kstats() -> Vec<u8> {
     let mut out = String::new();
@@ -308,7 +310,7 @@ fn kstats() -> Vec<u8> {
         "threads {}\nuser_threads {}\nfiles {}\nfds {}\nvmaps {}\npagecache.nodes {}\n\
          pagecache.pages {}\npagecache.fills {}\npagecache.read_requests {}\nblock.flushes {}\n\
          heap.reclaims {}\nheap.reclaimed {}\nfaults.file_unlocked {}\nfaults.file_locked {}\n\
-         buffers.charged {}",
+         buffers.charged {}\ndio.started {}\ndio.in_flight {}",
         crate::sched::thread::live_threads(),
         p.thread_count(),
         crate::process::file::live_descriptions(),
@@ -324,6 +326,8 @@ fn kstats() -> Vec<u8> {
         crate::process::aspace::FILE_FAULTS_UNLOCKED.load(core::sync::atomic::Ordering::Relaxed),
         crate::process::aspace::FILE_FAULTS_LOCKED.load(core::sync::atomic::Ordering::Relaxed),
         crate::heaps::global::buffers_charged(),
+        crate::fs::inflight::started(),
+        crate::fs::inflight::in_flight(),
     );
     out.into_bytes()
 }

@@ -1,16 +1,21 @@
 //! Linux native AIO: io_setup, io_destroy, io_submit, io_getevents,
 //! io_pgetevents, io_cancel.
 //!
-//! A context is a queue of completion events. `io_submit` performs each
-//! request at once, in the calling thread, through `request.rs` (shared
-//! with io_uring: `PREAD`, `PWRITE`, `PREADV`, `PWRITEV` through the same
-//! paths as pread/pwrite/preadv/pwritev, so `O_DIRECT` requests go
-//! straight to the device; `FSYNC`/`FDSYNC` as fsync), queues its `io_event` and, with `IOCB_FLAG_RESFD`, adds 1 to the
-//! request's eventfd; `io_getevents` takes queued events, sleeping (until
-//! `min_nr` are there, its timeout passes or a signal comes) when there
-//! are fewer. So a submission returns after its I/O is done: nothing is
-//! ever in flight, and `io_cancel` finds nothing to cancel (`EINVAL`, as
-//! Linux for a request that completed).
+//! A context is a queue of completion events. `io_submit` hands each
+//! request to `request.rs` (shared with io_uring): `O_DIRECT` `PREAD`,
+//! `PWRITE`, `PREADV`, `PWRITEV` (without `RWF_DSYNC`/`RWF_SYNC`) are
+//! *started* and go in flight (`Request::start`, `fs/inflight.rs`): the
+//! `dio` lander thread queues their `io_event` later. The rest (buffered
+//! I/O, `FSYNC`/`FDSYNC`) runs at once in the calling thread through the
+//! paths of pread/pwrite/preadv/pwritev/fsync. Each completion queues its
+//! `io_event` and, with `IOCB_FLAG_RESFD`, adds 1 to the request's
+//! eventfd; `io_getevents` takes queued events, sleeping (until `min_nr`
+//! are there, its timeout passes or a signal comes) when there are fewer.
+//! A context takes at most `nr_events` requests queued or in flight
+//! (`EAGAIN` past that). `io_destroy` waits for the context's requests
+//! in flight, as Linux's. `io_cancel` cancels nothing (`EINVAL`: a
+//! started block request cannot be called back; Linux's block-device
+//! requests cannot be cancelled either).
 //!
 //! The context id is the address of a read-only page mapped in the
 //! program (Linux maps its completion ring there); the page holds zeros,
@@ -25,6 +30,7 @@ use super::request::{self, Op, Request};
 use super::{SysResult, copy_in, copy_out};
 use crate::ipc::eventfd::EventFd;
 use crate::sched::wait::{Pollable, WaitError, wait_event};
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -61,6 +67,45 @@ struct Context {
     ready: Pollable,
     /// Set by io_destroy: waiters leave.
     dead: core::sync::atomic::AtomicBool,
+    /// Requests in flight (started, no event queued yet).
+    in_flight: core::sync::atomic::AtomicUsize,
+    /// Woken when the last request in flight lands (io_destroy).
+    drained: crate::sched::waitqueue::WaitQueue,
+}
+
+impl Context {
+    /// Queues a completion's event, then signals its eventfd.
+    fn complete(&self, ev: [u8; EVENT_SIZE], resfd: Option<File>) {
+        self.events.lock().push_back(ev);
+        self.ready.notify();
+        if let Some(f) = resfd {
+            let one = 1u64.to_le_bytes();
+            if let Some(ops) = f.ops() {
+                let _ = ops.write(&f, 0, crate::process::file::Src::Kernel(&one), 8);
+            }
+        }
+    }
+}
+
+/// The `io_event` of a completion: `data`, `obj` (the iocb), `res`.
+fn event(data: u64, obj: u64, res: i64) -> [u8; EVENT_SIZE] {
+    let mut ev = [0u8; EVENT_SIZE];
+    ev[0..8].copy_from_slice(&data.to_le_bytes());
+    ev[8..16].copy_from_slice(&obj.to_le_bytes());
+    ev[16..24].copy_from_slice(&res.to_le_bytes());
+    ev
+}
+
+impl Context {
+    /// One request in flight is done (its event queued).
+    fn landed(&self) {
+        let n = self
+            .in_flight
+            .fetch_sub(1, core::sync::atomic::Ordering::AcqRel);
+        if n == 1 {
+            self.drained.wake_all();
+        }
+    }
 }
 
 fn context(id: u64) -> Result<Arc<Context>, Errno> {
@@ -88,15 +133,20 @@ pub fn io_setup(nr_events: u32, ctxp: u64) -> SysResult {
         capacity: nr_events as usize,
         ready: Pollable::new(),
         dead: core::sync::atomic::AtomicBool::new(false),
+        in_flight: core::sync::atomic::AtomicUsize::new(0),
+        drained: crate::sched::waitqueue::WaitQueue::new(),
     });
     CONTEXTS.lock().insert(id, ctx);
     Ok(0)
 }
 
-/// io_destroy(ctx): the context goes (its page is unmapped); threads
-/// waiting in io_getevents on it return.
+/// io_destroy(ctx): the context goes (its page is unmapped) once its
+/// requests in flight have completed; threads waiting in io_getevents on
+/// it return.
 pub fn io_destroy(id: u64) -> SysResult {
     let ctx = CONTEXTS.lock().remove(&id).ok_or(Errno::EINVAL)?;
+    ctx.drained
+        .wait_until(|| ctx.in_flight.load(core::sync::atomic::Ordering::Acquire) == 0);
     ctx.dead.store(true, core::sync::atomic::Ordering::Release);
     ctx.ready.notify();
     let _ = super::mm::munmap(id, PAGE);
@@ -175,8 +225,9 @@ fn check(cb: &Iocb) -> Result<(File, Option<File>), Errno> {
     Ok((file, Some(f)))
 }
 
-/// Runs one request: its `res` (a count, or a negative errno).
-fn run(cb: &Iocb, file: &File) -> i64 {
+/// Starts or runs one request: its `res` (a count, or a negative errno),
+/// or `None` when it went in flight (`landing` gets it later).
+fn run(cb: &Iocb, file: &File, landing: Box<dyn FnOnce(i64) + Send + Sync>) -> Option<i64> {
     let op = match cb.opcode {
         IOCB_CMD_PREAD => Op::Read,
         IOCB_CMD_PWRITE => Op::Write,
@@ -192,7 +243,7 @@ fn run(cb: &Iocb, file: &File) -> i64 {
         offset: Some(cb.offset),
         rw_flags: cb.rw_flags,
     }
-    .run()
+    .start(file, landing)
 }
 
 /// io_submit(ctx, nr, iocbpp): runs the requests in order; returns how
@@ -219,23 +270,24 @@ pub fn io_submit(id: u64, nr: i64, iocbpp: u64) -> SysResult {
             Ok(r) => r,
             Err(e) => return fail(e, done),
         };
-        if ctx.events.lock().len() >= ctx.capacity {
+        let busy = ctx.in_flight.load(core::sync::atomic::Ordering::Acquire);
+        if ctx.events.lock().len() + busy >= ctx.capacity {
             return fail(Errno::EAGAIN, done);
         }
-        let res = run(&cb, &file);
-        drop(file);
-        let mut ev = [0u8; EVENT_SIZE];
-        ev[0..8].copy_from_slice(&cb.data.to_le_bytes());
-        ev[8..16].copy_from_slice(&at.to_le_bytes());
-        ev[16..24].copy_from_slice(&res.to_le_bytes());
-        ctx.events.lock().push_back(ev);
-        ctx.ready.notify();
-        if let Some(f) = resfd {
-            let one = 1u64.to_le_bytes();
-            if let Some(ops) = f.ops() {
-                let _ = ops.write(&f, 0, crate::process::file::Src::Kernel(&one), 8);
-            }
+        let data = cb.data;
+        ctx.in_flight
+            .fetch_add(1, core::sync::atomic::Ordering::AcqRel);
+        let (held, fd) = (ctx.clone(), resfd.clone());
+        // Called by the lander (kernel-lock context).
+        let landing = Box::new(move |res: i64| {
+            held.complete(event(data, at, res), fd);
+            held.landed();
+        });
+        if let Some(res) = run(&cb, &file, landing) {
+            ctx.complete(event(data, at, res), resfd);
+            ctx.landed();
         }
+        drop(file);
         done += 1;
     }
     Ok(done)
@@ -309,9 +361,9 @@ pub fn io_pgetevents(
     super::signal::with_temporary_mask(mask, || io_getevents(id, min_nr, nr, events, timeout))
 }
 
-/// io_cancel(ctx, iocb, result): every request completed at submission,
-/// so there is never one to cancel: `EINVAL` (Linux, for a request not
-/// in flight).
+/// io_cancel(ctx, iocb, result): nothing is ever cancelled (a request
+/// runs at submission or is a started block transfer): `EINVAL`, as
+/// Linux for a request that cannot be cancelled.
 pub fn io_cancel(id: u64, _iocb: u64, _result: u64) -> SysResult {
     context(id)?;
     Err(Errno::EINVAL)

@@ -11,7 +11,11 @@
 //! and must be called with no spinlock held.
 
 use super::SysResult;
+use crate::fs::inflight::{Landing, Start};
 use crate::process::file::{FileKind, OpenFile};
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
 use cairn_unix::errno::Errno;
 
 /// `RWF_HIPRI`: a hint.
@@ -57,16 +61,90 @@ pub fn check_rw_flags(flags: u32) -> Result<(), Errno> {
     Ok(())
 }
 
+/// A completion's result: a count, or a negative errno (`ERESTARTSYS`,
+/// which a request reported by event cannot restart, is `EINTR`).
+pub fn result_of(r: SysResult) -> i64 {
+    match r {
+        Ok(n) => n as i64,
+        Err(Errno::ERESTARTSYS) => -i64::from(Errno::EINTR.raw()),
+        Err(e) => -i64::from(e.raw()),
+    }
+}
+
 impl Request<'_> {
+    /// Starts the request if it can go in flight, an `O_DIRECT` read or
+    /// write (plain or vectored) of a regular file at an explicit offset
+    /// without `RWF_DSYNC`/`RWF_SYNC` (`fs/inflight.rs`): `None`, and
+    /// `landing` gets the result (kernel-lock context, later, in the
+    /// `dio` lander thread or now). Otherwise the request runs now, in the
+    /// calling thread, and its result is returned (`landing` dropped
+    /// unused). `hold` is the request's file (`self.file`), kept open
+    /// until the transfer lands.
+    pub fn start(
+        &self,
+        hold: &Arc<OpenFile>,
+        landing: Box<dyn FnOnce(i64) + Send + Sync>,
+    ) -> Option<i64> {
+        let write = match self.op {
+            Op::Read | Op::Readv => false,
+            Op::Write | Op::Writev => true,
+            Op::Sync => return Some(self.run()),
+        };
+        let (FileKind::Regular(data), Some(off)) = (&self.file.kind, self.offset) else {
+            return Some(self.run());
+        };
+        let allowed = if write {
+            self.file.writable
+        } else {
+            self.file.readable
+        };
+        if !self.file.direct()
+            || !allowed
+            || self.rw_flags & (RWF_DSYNC | RWF_SYNC) != 0
+            || (off as i64) < 0
+        {
+            return Some(self.run());
+        }
+        let iov: Vec<(u64, u64)> = match self.op {
+            Op::Read | Op::Write => alloc::vec![(self.buf, self.len)],
+            _ => {
+                if self.len as usize > crate::fs::inflight::MAX_IOVECS {
+                    return Some(self.run());
+                }
+                match super::fs::iovecs(self.buf, self.len) {
+                    Ok(v) => v
+                        .iter()
+                        .filter(|v| v.len > 0)
+                        .map(|v| (v.base, v.len))
+                        .collect(),
+                    Err(_) => return Some(self.run()),
+                }
+            }
+        };
+        let total: u64 = iov.iter().map(|v| v.1).sum();
+        if super::fs::verify_area(off, total).ok() != Some(total as usize)
+            || iov.iter().any(|&(b, l)| !crate::user::user_range_ok(b, l))
+        {
+            return Some(self.run());
+        }
+        let mut landing: Option<Landing> =
+            Some(Box::new(move |r: Result<usize, cairn_pagecache::Errno>| {
+                landing(result_of(r.map(|n| n as u64).map_err(super::fs::pc_err)))
+            }));
+        match data
+            .mount
+            .start_direct(data, hold, write, off, &iov, &mut landing)
+        {
+            Start::InFlight => None,
+            Start::Done(r) => Some(result_of(r.map(|n| n as u64).map_err(super::fs::pc_err))),
+            Start::Synchronous => Some(self.run()),
+        }
+    }
+
     /// Runs the request: its result as a completion carries it (a count,
     /// or a negative errno).
     pub fn run(&self) -> i64 {
-        match self.run_result() {
-            Ok(n) => n as i64,
-            // A restart cannot redo a request that is reported by event.
-            Err(Errno::ERESTARTSYS) => -i64::from(Errno::EINTR.raw()),
-            Err(e) => -i64::from(e.raw()),
-        }
+        result_of(self.run_result())
     }
 
     /// Runs the request.

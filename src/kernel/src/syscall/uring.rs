@@ -15,12 +15,20 @@
 //! ring sizes, user addresses in SQEs go through the checked user copies.
 //! The kernel keeps its own SQ head and CQ tail and only writes them out.
 //!
-//! **Execution.** Each SQE is executed at once by `io_uring_enter`, in
-//! the calling thread, in ring order (so `IOSQE_IO_DRAIN` and link
-//! ordering hold trivially); reads, writes and fsyncs run through
-//! `request.rs`, as Linux AIO's, so `O_DIRECT` files take the direct
-//! path. Nothing is ever in flight after `io_uring_enter` returns, so
-//! closing or unmapping the ring frees everything. `IOSQE_IO_LINK`: a
+//! **Execution.** SQEs are consumed by `io_uring_enter`, in the calling
+//! thread, in ring order. `O_DIRECT` reads and writes at an explicit
+//! offset (`READ`, `WRITE`, `READV`, `WRITEV`, `READ_FIXED`,
+//! `WRITE_FIXED`, without `RWF_DSYNC`/`RWF_SYNC`) are *started* and go in
+//! flight (`Request::start`, `fs/inflight.rs`): their CQE is posted later
+//! by the `dio` lander thread, which holds the ring's description until
+//! then. Everything else runs at once through `request.rs` (buffered I/O,
+//! offset -1, fsync, the metadata opcodes), as do the members of an
+//! `IOSQE_IO_LINK` chain (so a chain stays ordered) and an
+//! `IOSQE_IO_DRAIN` SQE, which first waits until none of the ring's
+//! requests is in flight (so it starts after every earlier SQE completed,
+//! and later ones after it). Closing or unmapping the ring with requests
+//! in flight frees nothing they use: each holds the ring, its file and its
+//! pinned user pages until it lands. `IOSQE_IO_LINK`: a
 //! failed request (an error, or a short read or write) completes the rest
 //! of its chain with `-ECANCELED`. A CQE that does not fit in the CQ waits
 //! in a kernel backlog (`IORING_FEAT_NODROP`, `IORING_SQ_CQ_OVERFLOW` set
@@ -46,6 +54,8 @@ use crate::process::current;
 use crate::process::file::{FileKind, FileOps, O_RDWR, OpenFile, poll};
 use crate::sched::mutex::SleepMutex;
 use crate::sched::wait::{Pollable, WaitError, wait_event};
+use crate::sched::waitqueue::WaitQueue;
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::sync::Arc;
@@ -56,7 +66,7 @@ use cairn_sync::{LockClass, SpinLock};
 use cairn_unix::abi::FileStat;
 use cairn_unix::errno::Errno;
 use core::any::Any;
-use core::sync::atomic::{AtomicU64, Ordering, fence};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 
 pub static SUBMIT_CLASS: LockClass = LockClass::new("uring.submit");
 static STATE_CLASS: LockClass = LockClass::new("uring.state");
@@ -235,6 +245,10 @@ pub struct Ring {
     /// Notified when CQEs are posted.
     ready: Pollable,
     ino: u64,
+    /// Requests in flight (started, not landed).
+    in_flight: AtomicUsize,
+    /// Woken when the last request in flight lands (`IOSQE_IO_DRAIN`).
+    drained: WaitQueue,
 }
 
 impl Ring {
@@ -514,6 +528,8 @@ pub fn setup(entries: u32, params: u64) -> SysResult {
         ),
         ready: Pollable::new(),
         ino: crate::special::new_ino(),
+        in_flight: AtomicUsize::new(0),
+        drained: WaitQueue::new(),
     });
     // The read-only fields of the rings (the pages start zeroed: heads,
     // tails, flags, counters are 0).
@@ -642,12 +658,13 @@ fn file_of(ring: &Ring, sqe: &Sqe) -> Result<Arc<OpenFile>, Errno> {
 }
 
 /// Runs one SQE: its result, and whether it counts as a failure for its
-/// link chain (an error, or a short read or write).
-fn execute(ring: &Ring, sqe: &Sqe) -> (i64, bool) {
+/// link chain (an error, or a short read or write); `None` when it went
+/// in flight (`fly`: it may), its CQE to come from the lander.
+fn execute(rf: &Arc<OpenFile>, ring: &Ring, sqe: &Sqe, fly: bool) -> Option<(i64, bool)> {
     let r = match sqe.opcode {
         OP_NOP => Ok(0),
         OP_READ | OP_WRITE | OP_READV | OP_WRITEV | OP_READ_FIXED | OP_WRITE_FIXED => {
-            return rw(ring, sqe);
+            return rw(rf, ring, sqe, fly);
         }
         OP_FSYNC => {
             if sqe.op_flags & !FSYNC_DATASYNC != 0 {
@@ -680,11 +697,11 @@ fn execute(ring: &Ring, sqe: &Sqe) -> (i64, bool) {
         OP_MKDIRAT => super::fs::mkdirat(sqe.fd, sqe.addr, sqe.len),
         _ => Err(Errno::EINVAL),
     };
-    match r {
+    Some(match r {
         Ok(v) => (v as i64, false),
         Err(Errno::ERESTARTSYS) => (neg(Errno::EINTR), true),
         Err(e) => (neg(e), true),
-    }
+    })
 }
 
 /// IORING_OP_CLOSE: a descriptor, or (`file_index`) a registered slot.
@@ -713,9 +730,9 @@ fn close(ring: &Ring, sqe: &Sqe) -> SysResult {
     super::fs::close(sqe.fd)
 }
 
-/// The read and write opcodes.
-fn rw(ring: &Ring, sqe: &Sqe) -> (i64, bool) {
-    let fail = |e: Errno| (neg(e), true);
+/// The read and write opcodes (`None`: in flight).
+fn rw(rf: &Arc<OpenFile>, ring: &Ring, sqe: &Sqe, fly: bool) -> Option<(i64, bool)> {
+    let fail = |e: Errno| Some((neg(e), true));
     let fixed = matches!(sqe.opcode, OP_READ_FIXED | OP_WRITE_FIXED);
     if fixed {
         let st = ring.state.lock();
@@ -745,24 +762,54 @@ fn rw(ring: &Ring, sqe: &Sqe) -> (i64, bool) {
         _ => Op::Writev,
     };
     let offset = (sqe.off as i64 != -1).then_some(sqe.off);
-    let res = Request {
+    let req = Request {
         file: &file,
         op,
         buf: sqe.addr,
         len: u64::from(sqe.len),
         offset,
         rw_flags: sqe.op_flags,
-    }
-    .run();
+    };
+    let res = if fly {
+        let (user_data, skip) = (sqe.user_data, sqe.flags & IOSQE_CQE_SKIP_SUCCESS != 0);
+        let held = rf.clone();
+        ring.in_flight.fetch_add(1, Ordering::AcqRel);
+        // Called by the lander (kernel-lock context), holding the ring.
+        let landing = Box::new(move |res: i64| {
+            let ring = held.downcast::<Ring>().expect("ring");
+            if !(res >= 0 && skip) {
+                ring.post(user_data, res);
+            }
+            ring.landed();
+        });
+        match req.start(&file, landing) {
+            None => return None,
+            Some(res) => {
+                ring.landed();
+                res
+            }
+        }
+    } else {
+        req.run()
+    };
     drop(file);
     // A short transfer fails a link (Linux compares with the bytes asked;
     // for vectors, with their sum, which is not known here: only errors).
     let failed = res < 0 || (matches!(op, Op::Read | Op::Write) && res != i64::from(sqe.len));
-    (res, failed)
+    Some((res, failed))
+}
+
+impl Ring {
+    /// One request in flight is done (its CQE posted, if any).
+    fn landed(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.drained.wake_all();
+        }
+    }
 }
 
 /// Consumes up to `want` SQEs; returns how many were submitted.
-fn submit(ring: &Ring, want: u32) -> u32 {
+fn submit(rf: &Arc<OpenFile>, ring: &Ring, want: u32) -> u32 {
     let _batch = ring.submit.lock();
     let tail = ring.get32(SQ_TAIL);
     // The SQEs written before the tail that published them.
@@ -772,6 +819,8 @@ fn submit(ring: &Ring, want: u32) -> u32 {
     let mut submitted = 0;
     // Within a chain: whether an earlier member failed.
     let mut chain_failed = false;
+    // Whether the SQE before linked to this one.
+    let mut in_chain = false;
     for k in 0..avail {
         let pos = head.wrapping_add(k);
         let slot = pos & (ring.sq_entries - 1);
@@ -794,15 +843,27 @@ fn submit(ring: &Ring, want: u32) -> u32 {
         ring.read(ring.rings_len + u64::from(idx) * SQE_SIZE, &mut b);
         let sqe = decode(&b);
         submitted += 1;
+        let hard = sqe.flags & IOSQE_IO_HARDLINK != 0;
+        let linked = hard || sqe.flags & IOSQE_IO_LINK != 0;
+        let drain = sqe.flags & IOSQE_IO_DRAIN != 0;
+        if drain && !chain_failed {
+            // Every earlier request completes first.
+            ring.drained
+                .wait_until(|| ring.in_flight.load(Ordering::Acquire) == 0);
+        }
+        // Chain members and drains run now, in order.
+        let fly = !linked && !in_chain && !drain;
+        in_chain = linked;
         let (res, failed) = if chain_failed {
             (neg(Errno::ECANCELED), true)
         } else if sqe.flags & !IOSQE_FLAGS != 0 {
             (neg(Errno::EINVAL), true)
         } else {
-            execute(ring, &sqe)
+            match execute(rf, ring, &sqe, fly) {
+                Some(r) => r,
+                None => continue,
+            }
         };
-        let hard = sqe.flags & IOSQE_IO_HARDLINK != 0;
-        let linked = hard || sqe.flags & IOSQE_IO_LINK != 0;
         if !(res >= 0 && sqe.flags & IOSQE_CQE_SKIP_SUCCESS != 0) {
             ring.post(sqe.user_data, res);
         }
@@ -836,7 +897,7 @@ pub fn enter(
         (arg, argsz, 0)
     };
     let submitted = if to_submit > 0 {
-        submit(ring, to_submit)
+        submit(&f, ring, to_submit)
     } else {
         0
     };

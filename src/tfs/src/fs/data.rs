@@ -414,6 +414,21 @@ impl<D: BlockDevice> Filesystem<D> {
         Ok(())
     }
 
+    /// Raises the length of `ino` to `len` if it is shorter, touching no
+    /// extent (a direct write's completion: unlike a growing
+    /// [`Self::truncate`], it keeps extents past the old end, which other
+    /// direct writes still in flight have reserved).
+    pub fn grow_length(&mut self, ino: Ino, len: u64) -> Result<(), FsError> {
+        let old = self.file(ino)?.length;
+        if len > MAX_FILE_BYTES {
+            return Err(FsError::FileTooBig);
+        }
+        if len > old {
+            self.set_file_length(ino.0, len);
+        }
+        Ok(())
+    }
+
     /// Same as [`Self::truncate`] (the pagecache's name for it).
     pub fn set_length(&mut self, ino: Ino, len: u64) -> Result<(), FsError> {
         self.truncate(ino, len)
