@@ -588,14 +588,21 @@ fn lockless_overwrite_takes_only_cached_reserved_pages_and_redirties() {
     expect[PS..PS + 100].copy_from_slice(&again);
     assert_eq!(n.page_info(1).unwrap().state, PageState::Dirty);
     assert_eq!(w.sync(&n), Ok(()));
-    assert_eq!(w.disk_image(0), expect, "the lockless overwrite reached the disk");
+    assert_eq!(
+        w.disk_image(0),
+        expect,
+        "the lockless overwrite reached the disk"
+    );
     // Pages filled from disk know of no reservation: the first write
     // takes the locked path.
     w.fs.preload(&w.dev, 1, &pattern(4, 0, 2 * PS));
     let m = w.node(1);
     assert_eq!(w.read(&m, 0, 2 * PS).unwrap(), pattern(4, 0, 2 * PS));
     set_context(Context::RunLoop);
-    assert!(m.write_cached(0, 10, true).is_none(), "filled, not reserved");
+    assert!(
+        m.write_cached(0, 10, true).is_none(),
+        "filled, not reserved"
+    );
     set_context(Context::KernelLock);
     // A pending truncate refuses it.
     assert_eq!(w.write(&m, 0, &[7; 10]), Ok(10));

@@ -291,7 +291,9 @@ fn mounts() -> Vec<u8> {
 /// `faults.file_locked` (file-page faults served without the kernel lock,
 /// and those that took the locked path, since boot), `buffers.charged`
 /// (capacity of pipe, AF_UNIX and TCP/UDP buffers charged to the
-/// programs' budget, `heaps::global::charge_buffer`). Made when opened:
+/// programs' budget, `heaps::global::charge_buffer`),
+/// `syscalls.write_lockless` and `syscalls.fstat_lockless` (writes and
+/// `fstat`s served without the kernel lock since boot). Made when opened:
 /// the opener's own descriptor is counted.
 fn kstats() -> Vec<u8> {
     let mut out = String::new();
@@ -308,7 +310,7 @@ fn kstats() -> Vec<u8> {
         "threads {}\nuser_threads {}\nfiles {}\nfds {}\nvmaps {}\npagecache.nodes {}\n\
          pagecache.pages {}\npagecache.fills {}\npagecache.read_requests {}\nblock.flushes {}\n\
          heap.reclaims {}\nheap.reclaimed {}\nfaults.file_unlocked {}\nfaults.file_locked {}\n\
-         buffers.charged {}",
+         buffers.charged {}\nsyscalls.write_lockless {}\nsyscalls.fstat_lockless {}",
         crate::sched::thread::live_threads(),
         p.thread_count(),
         crate::process::file::live_descriptions(),
@@ -324,6 +326,8 @@ fn kstats() -> Vec<u8> {
         crate::process::aspace::FILE_FAULTS_UNLOCKED.load(core::sync::atomic::Ordering::Relaxed),
         crate::process::aspace::FILE_FAULTS_LOCKED.load(core::sync::atomic::Ordering::Relaxed),
         crate::heaps::global::buffers_charged(),
+        crate::syscall::lockless::WRITES_LOCKLESS.load(core::sync::atomic::Ordering::Relaxed),
+        crate::syscall::lockless::FSTATS_LOCKLESS.load(core::sync::atomic::Ordering::Relaxed),
     );
     out.into_bytes()
 }
