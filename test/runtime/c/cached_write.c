@@ -255,6 +255,13 @@ int main(int argc, char **argv)
     CHECK(mtime_of(&s2) > mtime_of(&s0) && mtime_of(&s1) - mtime_of(&s2) < 1e-6 &&
               mtime_of(&s2) - mtime_of(&s1) < 1e-6,
           "mtime after fsync %.9f, before %.9f", mtime_of(&s2), mtime_of(&s1));
+    for (int i = 0; i < 20; i++) {
+        struct stat again;
+        SYS(fstat(fd, &again));
+        CHECK(again.st_size == s2.st_size && again.st_mtim.tv_sec == s2.st_mtim.tv_sec &&
+                  again.st_mtim.tv_nsec == s2.st_mtim.tv_nsec && again.st_ino == s2.st_ino,
+              "fstat %d disagrees with the one before", i);
+    }
     struct stat sp;
     SYS(stat("cw.dat", &sp));
     CHECK(sp.st_mtim.tv_sec == s2.st_mtim.tv_sec && sp.st_mtim.tv_nsec == s2.st_mtim.tv_nsec,
@@ -290,6 +297,7 @@ int main(int argc, char **argv)
         printf("cached_write: writes without the kernel lock %lld, fstats %lld\n", wl, fl);
         CHECK(kstat(&k1, "syscalls.write_lockless") >= 0, "kstats has no syscalls.write_lockless");
         CHECK(wl >= nthreads, "only %lld writes took the path without the kernel lock", wl);
+        CHECK(fl >= 1, "no fstat of an unchanged file took the path without the kernel lock");
     }
     SYS(close(fd));
     SYS(c_unlink("cw.dat"));

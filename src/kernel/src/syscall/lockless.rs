@@ -47,7 +47,8 @@
 //! the write's time is recorded on the file (`FileData::note_write`), and
 //! `stat` reports it; fsync, syncfs and the last close stamp it into TFS.
 //!
-//! **`fstat`** ([`fstat`]) of a regular file: the `stat` the locked path
+//! **`fstat`** ([`fstat`], and `newfstatat` with an empty path and
+//! `AT_EMPTY_PATH`, glibc's `fstat`) of a regular file: the `stat` the locked path
 //! last read, if nothing has locked the volume's filesystem since (every
 //! `Mount::fs` moves a generation on), plus a pending write time.
 //!
@@ -138,6 +139,7 @@ pub fn try_call(n: u64, a: [u64; 6]) -> Lockless {
         nr::WRITEV => with_vectors(a[1], a[2], |s| write_cached(a[0] as i32, s, None)),
         nr::LSEEK => seek(a[0] as i32, a[1] as i64, a[2] as i32),
         nr::FSTAT => fstat(a[0] as i32, a[1]),
+        nr::NEWFSTATAT => fstatat_empty(a[0] as i32, a[1], a[2], a[3] as i32),
         _ => NeedLock,
     }
 }
@@ -425,6 +427,27 @@ fn fstat(fd: i32, out: u64) -> Lockless {
             }
         },
     )
+}
+
+/// `AT_EMPTY_PATH`, and the other flags `newfstatat` takes (which change
+/// nothing for an empty path): `AT_SYMLINK_NOFOLLOW`, `AT_NO_AUTOMOUNT`.
+const AT_EMPTY_PATH: i32 = 0x1000;
+const FSTATAT_FLAGS: i32 = AT_EMPTY_PATH | 0x100 | 0x800;
+
+/// `newfstatat(fd, "", buf, AT_EMPTY_PATH)`, which is how glibc's
+/// `fstat` asks since 2.33: [`fstat`] of `fd`. The path's first byte is
+/// read with faults disabled; any other call answers `NeedLock`.
+fn fstatat_empty(fd: i32, path: u64, out: u64, flags: i32) -> Lockless {
+    if flags & AT_EMPTY_PATH == 0 || flags & !FSTATAT_FLAGS != 0 {
+        return Lockless::NeedLock;
+    }
+    let mut first = [1u8; 1];
+    let read =
+        crate::user::with_user_faults_disabled(|| crate::user::copy_from_user(&mut first, path));
+    if read.is_err() || first[0] != 0 {
+        return Lockless::NeedLock;
+    }
+    fstat(fd, out)
 }
 
 static RETIRED_CLASS: LockClass = LockClass::new("syscall.retired");
