@@ -6,7 +6,7 @@
 //! doing the same work (cached 1 MiB preads and pwrites of a 16 MiB file
 //! of their own, 4 KiB preads at random offsets, first touches of
 //! anonymous memory, read faults on a shared mapping of the cached file,
-//! getpid). Prints aggregate rates and the speedup over
+//! getpid, 4 KiB overwrites of the cached file, fstat). Prints aggregate rates and the speedup over
 //! one thread, writes the table to the `## scale` section of
 //! BENCHMARKS.md. Figures are printed, never asserted.
 
@@ -46,6 +46,8 @@ const CASES: &[(&str, &str, bool)] = &[
     ("anon_fault", "MiB/s faulted", true),
     ("file_fault", "MiB/s faulted (cached file, shared)", true),
     ("getpid", "calls/s", false),
+    ("pwrite_4k", "IOPS", false),
+    ("fstat", "calls/s", false),
 ];
 
 fn rate(f: &Figures, case: &str, threads: u32, bytes: bool) -> Option<f64> {

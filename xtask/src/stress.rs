@@ -30,6 +30,7 @@ const STRESS_TESTS: &[&str] = &[
     "shared_offset_smp4",
     "pread_close_smp4",
     "mapfault_smp4",
+    "cached_write_smp4",
 ];
 
 const STRESS_SMP: usize = 4;

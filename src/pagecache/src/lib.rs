@@ -29,6 +29,7 @@
 //! | [`Completion::KernelLock`] closures | kernel-lock (asserted) | handed to the [`RunQueueHook`] when the operation ends in bh, run inline otherwise |
 //! | [`PageCache::shrink`], [`Node::invalidate_clean`], dropping [`Pages`] / [`Mapped`] (the last holder of a page detached by truncate frees its frame) | kernel-lock or bh | spinlocks only |
 //! | `mark_written` after a writeback | kernel-lock (deferred from bh through the runqueue) | it is a [`Backing`] call |
+//! | [`Node::read_cached`], [`Node::write_cached`] and the commit of its [`WriteBatch`], `Node::map_cached` | any but irq (the kernel's paths without the kernel lock) | they answer only when nothing needs the [`Backing`], a fill or an allocation: node lock (and LRU, dirty list) only, bh-safe allocations; a write commit's waiters are woken through the runqueue hook |
 //!
 //! Everything a bh completion may drop is allocated inside
 //! [`cairn_sync::cpu::bh_safe_alloc`] (every entry point wraps its body in

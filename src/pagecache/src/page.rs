@@ -149,6 +149,14 @@ pub struct Page<W, F> {
     wb_mask: u8,
     /// Sectors dirtied (by a shared-writable fault) while WRITING.
     redirty: u8,
+    /// Sectors whose storage the filesystem has reserved, as far as the
+    /// page knows: every sector ever marked dirty (a write or a
+    /// shared-writable fault reserves before it dirties). Kept across
+    /// writeback; cleared when the page loses its frame (FREE, ALLOC) and,
+    /// past a new end of file, by truncate. A lockless overwrite
+    /// (`Node::write_cached`) takes only sectors in it: they need no
+    /// allocation.
+    backed: u8,
     /// Writeback clock tick at which the page became dirty.
     dirtied_at: u64,
     /// Pieces of the current fill or writeback still in flight.
@@ -178,6 +186,7 @@ impl<W, F> Page<W, F> {
             dirty: 0,
             wb_mask: 0,
             redirty: 0,
+            backed: 0,
             dirtied_at: 0,
             io_pending: 0,
             io_failed: false,
@@ -204,6 +213,10 @@ impl<W, F> Page<W, F> {
     }
     pub fn dirty_mask(&self) -> u8 {
         self.dirty
+    }
+    /// Sectors known to have storage reserved (see the field).
+    pub fn backed_mask(&self) -> u8 {
+        self.backed
     }
     pub fn dirtied_at(&self) -> u64 {
         self.dirtied_at
@@ -309,7 +322,10 @@ impl<W, F> Page<W, F> {
         }
         self.state = to;
         let freed = match to {
-            Free | Alloc => self.frame.take(),
+            Free | Alloc => {
+                self.backed = 0;
+                self.frame.take()
+            }
             _ => {
                 assert!(self.frame.is_some(), "page {to:?} without a frame");
                 None
@@ -472,6 +488,8 @@ impl<W, F> Page<W, F> {
     /// NEW/ACTIVE → DIRTY, DIRTY gains sectors, WRITING is redirtied.
     /// Returns whether the page became dirty just now.
     pub fn mark_dirty(&mut self, mask: u8, now: u64, wakes: &mut Wakes<W>) -> bool {
+        // Whoever dirties a sector reserved its storage first.
+        self.backed |= mask;
         match self.state {
             New | Active => {
                 self.dirty = mask;
@@ -562,6 +580,8 @@ impl<W, F> Page<W, F> {
             self.state,
             self.leases
         );
+        // The filesystem frees the storage past the new end.
+        self.backed &= inside;
         if self.state == Dirty {
             self.dirty &= inside;
             if self.dirty == 0 {
@@ -836,6 +856,23 @@ mod tests {
             p.truncate_tail(0, &mut Vec::new());
         });
         assert!(r.is_err(), "truncated under a lease");
+    }
+
+    #[test]
+    fn backed_sectors_follow_dirtying_writeback_truncate_and_eviction() {
+        let mut p = page_in(Active);
+        let mut w = Vec::new();
+        assert_eq!(p.backed_mask(), 0, "a fill knows of no reservation");
+        p.mark_dirty(0b0011, 0, &mut w);
+        assert_eq!(p.backed_mask(), 0b0011);
+        p.begin_writeback(0, 0, &mut w);
+        p.set_io_pending(1);
+        p.io_done(true, 0, &mut w);
+        assert_eq!((p.state(), p.backed_mask()), (Active, 0b0011));
+        p.truncate_tail(0b0001, &mut w);
+        assert_eq!(p.backed_mask(), 0b0001);
+        p.evict(&mut w);
+        assert_eq!(p.backed_mask(), 0);
     }
 
     #[test]

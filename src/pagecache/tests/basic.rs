@@ -548,3 +548,69 @@ fn nodes_are_counted_while_they_exist() {
     w.syscall(|| drop(b));
     assert_eq!(w.cache.nodes(), before);
 }
+
+/// The lockless overwrite (`Node::write_cached`, the syscalls' path
+/// without the kernel lock): only pages cached ACTIVE or DIRTY whose
+/// sectors a write reserved, inside the file, with no truncate pending;
+/// an ACTIVE page only when the caller may dirty more. Its commit dirties
+/// exactly as a locked write's, so writeback takes the new bytes (a
+/// commit that did not re-dirty the clean page loses them on disk).
+#[test]
+fn lockless_overwrite_takes_only_cached_reserved_pages_and_redirties() {
+    use cairn_sync::Context;
+    use cairn_sync::cpu::host::set_context;
+    let w = World::new(no_readahead(), DevConfig::default(), 2);
+    let n = w.node(0);
+    let data = pattern(1, 0, 4 * PS);
+    assert_eq!(w.write(&n, 0, &data), Ok(data.len()));
+    let lockless = |off: u64, bytes: &[u8], may_dirty: bool| {
+        set_context(Context::RunLoop);
+        let r = n.write_cached(off, bytes.len(), may_dirty).map(|mut b| {
+            b.write_at(0, bytes);
+            b.commit(bytes.len())
+        });
+        set_context(Context::KernelLock);
+        r
+    };
+    let mut expect = data.clone();
+    let new = pattern(2, 100, 2 * PS);
+    assert_eq!(lockless(100, &new, false), Some(new.len()), "dirty pages");
+    expect[100..100 + new.len()].copy_from_slice(&new);
+    // Growth and pages past the end need the locked path.
+    assert_eq!(lockless(4 * PS as u64 - 10, &[1; 20], true), None);
+    assert_eq!(lockless(5 * PS as u64, &[1; 20], true), None);
+    assert_eq!(w.sync(&n), Ok(()));
+    assert_eq!(n.page_info(1).unwrap().state, PageState::Active);
+    // Clean now: dirtying it is the caller's throttle decision.
+    let again = pattern(3, PS as u64, 100);
+    assert_eq!(lockless(PS as u64, &again, false), None);
+    assert_eq!(lockless(PS as u64, &again, true), Some(100));
+    expect[PS..PS + 100].copy_from_slice(&again);
+    assert_eq!(n.page_info(1).unwrap().state, PageState::Dirty);
+    assert_eq!(w.sync(&n), Ok(()));
+    assert_eq!(
+        w.disk_image(0),
+        expect,
+        "the lockless overwrite reached the disk"
+    );
+    // Pages filled from disk know of no reservation: the first write
+    // takes the locked path.
+    w.fs.preload(&w.dev, 1, &pattern(4, 0, 2 * PS));
+    let m = w.node(1);
+    assert_eq!(w.read(&m, 0, 2 * PS).unwrap(), pattern(4, 0, 2 * PS));
+    set_context(Context::RunLoop);
+    assert!(
+        m.write_cached(0, 10, true).is_none(),
+        "filled, not reserved"
+    );
+    set_context(Context::KernelLock);
+    // A pending truncate refuses it.
+    assert_eq!(w.write(&m, 0, &[7; 10]), Ok(10));
+    set_context(Context::RunLoop);
+    assert!(m.write_cached(0, 10, true).is_some());
+    set_context(Context::KernelLock);
+    assert_eq!(w.truncate_cache(&m, 5), Ok(()));
+    set_context(Context::RunLoop);
+    assert!(m.write_cached(0, 4, true).is_none(), "truncate pending");
+    set_context(Context::KernelLock);
+}

@@ -13,6 +13,9 @@
  *   file_fault    read faults on a shared mapping of the cached 16 MiB
  *                 file, one load per page (mapped again each round)
  *   getpid        a trivial syscall, the cost of entering the kernel
+ *   pwrite_4k     4 KiB pwrites at pseudo-random page offsets of the
+ *                 cached file (overwrites: no growth, no allocation)
+ *   fstat         fstat of the open file
  * Each case runs for a fixed amount of work per thread (not a fixed time),
  * so every thread does the same; the wall time covers all threads, from
  * a start barrier to the last one's end. Data read is spot-checked.
@@ -26,11 +29,12 @@
 #define FILE_MIB 16
 #define MAX_THREADS 8
 
-enum kind { PREAD_CACHED, PWRITE_CACHED, PREAD_4K, ANON_FAULT, FILE_FAULT, GETPID };
+enum kind { PREAD_CACHED, PWRITE_CACHED, PREAD_4K, ANON_FAULT, FILE_FAULT, GETPID, PWRITE_4K, FSTAT };
 static const char *names[] = {"pread_cached", "pwrite_cached", "pread_4k",
-                              "anon_fault",   "file_fault",    "getpid"};
+                              "anon_fault",   "file_fault",    "getpid",
+                              "pwrite_4k",    "fstat"};
 /* Work per thread: sized so that one thread takes a second or so. */
-static const long work[] = {768, 384, 40000, 16, 48, 200000};
+static const long work[] = {768, 384, 40000, 16, 48, 200000, 40000, 100000};
 
 static pthread_barrier_t barrier;
 static volatile enum kind current;
@@ -103,6 +107,18 @@ static void *bench_thread(void *p)
         case GETPID:
             syscall(SYS_getpid);
             break;
+        case PWRITE_4K: {
+            rnd = rnd * 1664525u + 1013904223u;
+            off_t off = (off_t)(rnd % (FILE_MIB * 256)) * PAGE;
+            CHECK(pwrite(fd, buf, PAGE, off) == PAGE, "pwrite 4k");
+            a->bytes += PAGE;
+            break;
+        }
+        case FSTAT: {
+            struct stat st;
+            CHECK(fstat(fd, &st) == 0 && st.st_size == (off_t)FILE_MIB * MIB, "fstat");
+            break;
+        }
         }
         a->ops++;
     }
@@ -170,7 +186,7 @@ int main(int argc, char **argv)
         file_name(path, i);
         make_pattern_file(path, (size_t)FILE_MIB * MIB, 5, 0);
     }
-    for (int k = PREAD_CACHED; k <= GETPID; k++) {
+    for (int k = PREAD_CACHED; k <= FSTAT; k++) {
         if (only && !strstr(only, names[k]))
             continue;
         for (int i = 0; i < n; i++)

@@ -855,6 +855,25 @@ static CATALOGUE: &[RuntimeTest] = &[
         )
     },
     RuntimeTest {
+        source: "cached_write",
+        storage: &[Storage::Virtio],
+        timeout_s: 600,
+        ..test(
+            "cached_write_smp2",
+            "4 threads on 2 vCPUs pwrite/pwritev their own regions of one cached file (read back with readv/preadv) and a fixed pattern into a shared region and a tail that another thread truncates and regrows (ftruncate, truncate) and fstats; then, after fsync, a rewrite of the clean cached pages (pwrite, writev), fsync, and the file read back through O_DIRECT against what each wrote and the cache; fstat size, mtime/ctime moving with a write and kept by fsync; kstats show writes and fstats without the kernel lock",
+        )
+    },
+    RuntimeTest {
+        source: "cached_write",
+        smp: 4,
+        storage: &[Storage::Virtio],
+        timeout_s: 900,
+        ..test(
+            "cached_write_smp4",
+            "cached_write_smp2 with 8 threads on 4 vCPUs",
+        )
+    },
+    RuntimeTest {
         source: "pread_close",
         storage: &[Storage::Virtio],
         timeout_s: 600,

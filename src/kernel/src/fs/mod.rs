@@ -71,7 +71,8 @@ use cairn_pagecache::{Completion, Config, Errno, Node, PageCache, Pages, VolumeC
 use cairn_sync::cpu::bh_safe_alloc;
 use cairn_sync::{LockClass, SpinLock};
 use cairn_tfs::{FsError, Ino};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use cairn_unix::abi::FileStat;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use hooks::{KernelFrames, TfsBacking, TfsMetadata};
 use volume_device::VolumeDevice;
 
@@ -102,6 +103,9 @@ static NODES_CLASS: LockClass = LockClass::new("fs.nodes");
 pub(crate) static FS_CLASS: LockClass = LockClass::new("fs");
 /// A file's truncations, one at a time (sleeping; taken before `fs`).
 pub(crate) static TRUNCATE_CLASS: LockClass = LockClass::new("fs.truncate");
+/// A regular file's remembered `stat` (a leaf: kernel-lock and lockless
+/// thread context, never bh).
+static STAT_CLASS: LockClass = LockClass::new("fs.stat");
 
 /// A regular file's data: its pagecache node.
 pub struct FileData {
@@ -115,9 +119,51 @@ pub struct FileData {
     /// Direct transfers of this file in flight ([`inflight`]): a truncate
     /// or punch waits for none (under `truncating`, so none starts).
     pub dio: AtomicUsize,
+    /// Wall-clock nanoseconds of the latest write not yet stamped on the
+    /// file in TFS (0: none). A write into cached pages needs no `fs`
+    /// mutex (the lockless one has none to take), so it only records its
+    /// time here ([`FileData::note_write`]); `stat` reports the later of
+    /// this and TFS's mtime (and ctime), and [`Mount::flush_times`] stamps
+    /// it into TFS (fsync, syncfs, last close), before any commit that
+    /// must carry it.
+    written_at: AtomicU64,
+    /// The last `stat` the locked path read from TFS, with the volume's
+    /// `fs` generation it was read at ([`Mount::fs_generation`]): valid
+    /// while nothing has locked the filesystem since (lockless `fstat`).
+    stat: SpinLock<Option<(u64, FileStat)>>,
 }
 
 impl FileData {
+    /// A write changed the file's data now: see `written_at`. Any context
+    /// but irq.
+    pub fn note_write(&self) {
+        self.written_at
+            .fetch_max(crate::time::realtime_ns().max(1), Ordering::AcqRel);
+    }
+
+    /// `st` with the modification and change times raised to a write not
+    /// yet stamped in TFS.
+    pub fn with_pending_times(&self, st: FileStat) -> FileStat {
+        with_write_time(st, self.written_at.load(Ordering::Acquire))
+    }
+
+    /// Remembers `st`, read under the `fs` mutex at `generation`.
+    pub fn remember_stat(&self, generation: u64, st: FileStat) {
+        *self.stat.lock() = Some((generation, st));
+    }
+
+    /// The remembered `stat` if nothing has locked the filesystem since it
+    /// was read (so no metadata can have changed), with pending write
+    /// times applied; else `None`. Any context but irq (lockless `fstat`).
+    pub fn remembered_stat(&self) -> Option<FileStat> {
+        let now = self.mount.fs_generation();
+        let st = match *self.stat.lock() {
+            Some((g, st)) if g == now => st,
+            _ => return None,
+        };
+        Some(self.with_pending_times(st))
+    }
+
     /// Where it is in the tree.
     pub fn loc(&self) -> Loc {
         Loc {
@@ -139,6 +185,10 @@ pub struct Mount {
     /// Its root directory's inode.
     root: Ino,
     fs: SleepMutex<Tfs>,
+    /// Bumped by every acquisition of `fs` ([`Mount::fs`]): a `stat` read
+    /// at generation `g` is still what TFS would say while the generation
+    /// is `g` (nothing has had the filesystem since).
+    fs_gen: AtomicU64,
     volume: Volume,
     cache: spin::Once<Arc<VolumeCache>>,
     /// One pagecache node per inode for the whole mount: a node outlives
@@ -254,6 +304,7 @@ fn register(fs: Tfs, volume: Volume, at: Option<(Loc, String)>) -> Result<&'stat
         at,
         root,
         fs: SleepMutex::new(&FS_CLASS, fs),
+        fs_gen: AtomicU64::new(0),
         volume: volume.clone(),
         cache: spin::Once::new(),
         nodes: SpinLock::new(&NODES_CLASS, BTreeMap::new()),
@@ -313,6 +364,30 @@ fn relieve_memory_pressure() {
 fn tfs_clock() -> cairn_tfs::Timestamp {
     let ns = crate::time::realtime_ns();
     cairn_tfs::Timestamp::from_secs_nanos(ns / 1_000_000_000, (ns % 1_000_000_000) as u32)
+}
+
+/// `st` with its modification and change times raised to `written`
+/// (wall-clock nanoseconds; 0: none), a write not yet stamped in TFS.
+pub fn with_write_time(mut st: FileStat, written: u64) -> FileStat {
+    let (s, n) = st.mtime;
+    if written != 0 && (s.max(0) as u64) * 1_000_000_000 + u64::from(n) < written {
+        let t = (
+            (written / 1_000_000_000) as i64,
+            (written % 1_000_000_000) as u32,
+        );
+        st.mtime = t;
+        st.ctime = t;
+    }
+    st
+}
+
+/// Whether a writer may dirty more pages now without being throttled
+/// (what [`Mount::balance_dirty`] checks first): the lockless write
+/// dirties a clean page only then. Any context but irq.
+pub fn may_dirty_more() -> bool {
+    let cache = pagecache();
+    let low = cache.unclean() > cache.config().limit_pages / 16 && memory_low();
+    !cache.over_dirty_limit() && !low
 }
 
 /// A pagecache completion (bh) that delivers into `w`.
@@ -382,9 +457,71 @@ impl Mount {
         )
     }
 
-    /// The filesystem, under its sleeping mutex.
+    /// The filesystem, under its sleeping mutex. Every acquisition moves
+    /// the generation on (whoever has it may change anything).
     pub fn fs(&self) -> SleepMutexGuard<'_, Tfs> {
-        self.fs.lock()
+        let g = self.fs.lock();
+        self.fs_gen.fetch_add(1, Ordering::AcqRel);
+        g
+    }
+
+    /// The `fs` generation: read under the mutex, it names the state the
+    /// holder sees; read without, it tells whether anyone has had the
+    /// filesystem since.
+    pub fn fs_generation(&self) -> u64 {
+        self.fs_gen.load(Ordering::Acquire)
+    }
+
+    /// The time of a write to `ino` not yet stamped in TFS (0: none), for
+    /// a `stat` by path. Under the `fs` mutex or not.
+    pub fn pending_write_time(&self, ino: Ino) -> u64 {
+        self.nodes
+            .lock()
+            .get(&ino.0)
+            .map_or(0, |f| f.written_at.load(Ordering::Acquire))
+    }
+
+    /// Stamps `file`'s pending write time ([`FileData::note_write`]) into
+    /// TFS as its mtime, if later than the one there; the next commit logs
+    /// it. Kernel-lock context, in a thread, holding no `fs` mutex.
+    pub fn flush_times(&self, file: &FileData) {
+        let w = file.written_at.load(Ordering::Acquire);
+        if w == 0 {
+            return;
+        }
+        {
+            let mut fs = self.fs();
+            let stamped = fs.stat(file.ino).map(|st| {
+                let (s, n) = st.mtime.secs_nanos();
+                s * 1_000_000_000 + u64::from(n)
+            });
+            if stamped.is_ok_and(|t| t < w) {
+                let ts = cairn_tfs::Timestamp::from_secs_nanos(
+                    w / 1_000_000_000,
+                    (w % 1_000_000_000) as u32,
+                );
+                let _ = fs.set_times(file.ino, None, Some(ts));
+            }
+        }
+        // A later write keeps its own time pending.
+        let _ = file
+            .written_at
+            .compare_exchange(w, 0, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// [`Mount::flush_times`] for every file of the volume with one
+    /// pending (syncfs).
+    fn flush_all_times(&self) {
+        let pending: Vec<Arc<FileData>> = self
+            .nodes
+            .lock()
+            .values()
+            .filter(|f| f.written_at.load(Ordering::Acquire) != 0)
+            .cloned()
+            .collect();
+        for f in pending {
+            self.flush_times(&f);
+        }
     }
 
     pub fn volume(&self) -> &Volume {
@@ -413,6 +550,8 @@ impl Mount {
             node: Node::new(self.cache(), Arc::new(TfsBacking { mount: self, ino })),
             truncating: SleepMutex::new(&TRUNCATE_CLASS, ()),
             dio: AtomicUsize::new(0),
+            written_at: AtomicU64::new(0),
+            stat: SpinLock::new(&STAT_CLASS, None),
         });
         fs.hold(ino);
         nodes.insert(ino.0, f.clone());
@@ -663,6 +802,7 @@ impl Mount {
         if done == 0 && len > 0 {
             return Err(Errno::EFAULT);
         }
+        file.note_write();
         Ok(done)
     }
 
@@ -686,13 +826,11 @@ impl Mount {
     /// file for that file's fsync; the write goes on. Kernel-lock context,
     /// no lock held (it sleeps).
     fn balance_dirty(&self) {
-        let cache = pagecache();
-        let unclean = cache.unclean();
         // Under the memory floor, only when writing back can help.
-        let low = unclean > cache.config().limit_pages / 16 && memory_low();
-        if !cache.over_dirty_limit() && !low {
+        if may_dirty_more() {
             return;
         }
+        let low = memory_low();
         // Past the dirty limit, the volume's dirty data is written back and
         // the writer waits for it; when memory is low, or the writeback
         // left more than COMMIT_AFTER_LOG_BYTES of TFS log staged, a whole
@@ -791,13 +929,17 @@ impl Mount {
         r
     }
 
-    /// fsync: the file's dirty pages, then the log, then a device flush.
+    /// fsync: the file's pending write time, its dirty pages, then the
+    /// log, then a device flush.
     pub fn fsync(&self, file: &FileData) -> Result<(), Errno> {
+        self.flush_times(file);
         wait_for(|c| file.node.sync(c))
     }
 
-    /// syncfs: every dirty page of the volume, the log, a device flush.
+    /// syncfs: pending write times, every dirty page of the volume, the
+    /// log, a device flush.
     pub fn sync(&self) -> Result<(), Errno> {
+        self.flush_all_times();
         wait_for(|c| self.cache().sync(c))
     }
 }

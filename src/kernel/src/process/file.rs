@@ -287,6 +287,7 @@ impl Drop for OpenFile {
         LIVE.fetch_sub(1, Ordering::Relaxed);
         crate::process::locks::release_description(self);
         if let FileKind::Regular(d) = &self.kind {
+            d.mount.flush_times(d);
             d.mount.fs().release(d.ino);
             d.mount.reap(d.ino, 1);
         }

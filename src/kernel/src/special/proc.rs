@@ -293,7 +293,9 @@ fn mounts() -> Vec<u8> {
 /// (capacity of pipe, AF_UNIX and TCP/UDP buffers charged to the
 /// programs' budget, `heaps::global::charge_buffer`), `dio.started` and
 /// `dio.in_flight` (`O_DIRECT` transfers AIO and io_uring started in
-/// flight since boot, and in flight now: `fs::inflight`). Made when opened:
+/// flight since boot, and in flight now: `fs::inflight`),
+/// `syscalls.write_lockless` and `syscalls.fstat_lockless` (writes and
+/// `fstat`s served without the kernel lock since boot). Made when opened:
 /// the opener's own descriptor is counted.
 fn kstats() -> Vec<u8> {
     let mut out = String::new();
@@ -310,7 +312,8 @@ fn kstats() -> Vec<u8> {
         "threads {}\nuser_threads {}\nfiles {}\nfds {}\nvmaps {}\npagecache.nodes {}\n\
          pagecache.pages {}\npagecache.fills {}\npagecache.read_requests {}\nblock.flushes {}\n\
          heap.reclaims {}\nheap.reclaimed {}\nfaults.file_unlocked {}\nfaults.file_locked {}\n\
-         buffers.charged {}\ndio.started {}\ndio.in_flight {}",
+         buffers.charged {}\ndio.started {}\ndio.in_flight {}\n\
+         syscalls.write_lockless {}\nsyscalls.fstat_lockless {}",
         crate::sched::thread::live_threads(),
         p.thread_count(),
         crate::process::file::live_descriptions(),
@@ -328,6 +331,8 @@ fn kstats() -> Vec<u8> {
         crate::heaps::global::buffers_charged(),
         crate::fs::inflight::started(),
         crate::fs::inflight::in_flight(),
+        crate::syscall::lockless::WRITES_LOCKLESS.load(core::sync::atomic::Ordering::Relaxed),
+        crate::syscall::lockless::FSTATS_LOCKLESS.load(core::sync::atomic::Ordering::Relaxed),
     );
     out.into_bytes()
 }

@@ -573,7 +573,17 @@ pub fn dev_of(mount: u16) -> u64 {
     makedev(8, 16 * u32::from(mount))
 }
 
+/// `stat` of `loc`, with a write's time not yet stamped in TFS
+/// (`FileData::note_write`) as its mtime and ctime.
 fn stat_of(fs: &Tfs, loc: Loc) -> Result<FileStat, Errno> {
+    let st = stat_tfs(fs, loc)?;
+    Ok(crate::fs::with_write_time(
+        st,
+        loc.volume().pending_write_time(loc.ino),
+    ))
+}
+
+fn stat_tfs(fs: &Tfs, loc: Loc) -> Result<FileStat, Errno> {
     let st = fs.stat(loc.ino).map_err(fs_err)?;
     let (as_, an) = st.atime.secs_nanos();
     let (ms, mn) = st.mtime.secs_nanos();
@@ -621,6 +631,16 @@ fn stat_loc(loc: Loc) -> Result<FileStat, Errno> {
 fn stat_file(f: &OpenFile) -> Result<FileStat, Errno> {
     match (&f.kind, f.loc()) {
         (FileKind::Object(o), _) => Ok(o.stat()),
+        (FileKind::Regular(d), _) => {
+            // Remembered for the lockless fstat with the generation it
+            // was read at (`FileData::remembered_stat`).
+            let fs = d.mount.fs();
+            let generation = d.mount.fs_generation();
+            let st = stat_tfs(&fs, d.loc())?;
+            drop(fs);
+            d.remember_stat(generation, st);
+            Ok(d.with_pending_times(st))
+        }
         (_, Some(loc)) => stat_loc(loc),
         (_, None) => Ok(console_stat()),
     }

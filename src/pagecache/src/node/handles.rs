@@ -13,7 +13,8 @@
 //! [`Mapped`] any context but irq (the last holder of a page detached by
 //! truncate frees its frame; the node reference is `Held`).
 //! [`Mapped::current`] any context but irq. [`WriteBatch::commit`] and
-//! dropping a [`WriteBatch`] kernel-lock (asserted).
+//! dropping a [`WriteBatch`] kernel-lock (asserted), except a lockless
+//! batch of `Node::write_cached`: any context but irq.
 //!
 //! Locks: none while copying. Dropping [`Pages`] or [`Mapped`] and
 //! [`Mapped::current`] take `pagecache.node` alone; a commit takes what
@@ -145,6 +146,11 @@ pub struct WriteBatch {
     pub(super) views: Vec<FrameView>,
     pub(super) owned: Vec<bool>,
     pub(super) finished: bool,
+    /// Made by [`Node::write_cached`](super::Node::write_cached): every
+    /// page was ACTIVE or DIRTY with the range's storage reserved, none is
+    /// NEW, so committing starts no I/O and frees nothing, and may run
+    /// without the kernel lock.
+    pub(super) lockless: bool,
 }
 
 impl WriteBatch {
@@ -157,6 +163,7 @@ impl WriteBatch {
             views: Vec::new(),
             owned: Vec::new(),
             finished: false,
+            lockless: false,
         }
     }
 
@@ -222,7 +229,9 @@ impl WriteBatch {
     /// Commits the first `copied` bytes as dirty and releases the pages;
     /// returns the bytes committed (less than `copied` if a NEW page was
     /// only partly copied: it is dropped rather than exposing garbage).
-    /// Kernel-lock context.
+    /// Kernel-lock context, or any context but irq for a batch of
+    /// [`Node::write_cached`](super::Node::write_cached) (which may also
+    /// be dropped anywhere but irq).
     pub fn commit(mut self, copied: usize) -> usize {
         self.finish(copied)
     }
@@ -235,7 +244,9 @@ impl WriteBatch {
         let Some(node) = self.node.take() else {
             return 0;
         };
-        assert_kernel_lock("WriteBatch::commit");
+        if !self.lockless {
+            assert_kernel_lock("WriteBatch::commit");
+        }
         let arc = node.arc().clone();
         let n = bh_safe_alloc(|| arc.release_write(self, copied));
         drop(arc);

@@ -9,7 +9,7 @@
 //! | `node/mod.rs` (this) | [`Node`] and `NodeInner`: construction, the length (`file_len`, `known_len`, the truncate cap), [`PageInfo`], where a pinned page is (`locate`, `pinned`), unpinning (`unpin_range`), the dirty list (`note_dirty`), dropping a node, and the small page-range helpers the others share |
 //! | `read.rs` | reads: pinning a range and claiming its missing pages for fills (concurrent readers of a page share its one fill), adaptive readahead (`Readahead`), the lockless cached read |
 //! | `fill.rs` | fills: claimed pages taken to READING/NEW, their scatter-gather requests, piecewise retry, completion |
-//! | `write.rs` | writes: space reservation, whole-page overwrites without reading, read-modify-write of partial pages, commit of dirty sectors |
+//! | `write.rs` | writes: space reservation, whole-page overwrites without reading, read-modify-write of partial pages, commit of dirty sectors, the lockless overwrite of cached reserved pages (`write_cached`) |
 //! | `fault.rs` | faults on mappings: fault fills, map-around, the lockless cached fault, mapping readahead (`MapAhead`) |
 //! | `handles.rs` | [`Pages`], [`WriteBatch`], [`Mapped`]: what a caller holds while it copies |
 //!

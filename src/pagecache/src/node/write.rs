@@ -6,8 +6,9 @@
 //! uncovered bytes all lie past the old end of file) taken NEW without
 //! reading, partial pages filled first — leasing and pinning them, and on
 //! commit marking the copied sectors dirty, aborting NEW pages not fully
-//! copied (refilling them if others wait) and releasing the leases. Does
-//! not own: the fills (`fill.rs`), the [`WriteBatch`] handle and its
+//! copied (refilling them if others wait) and releasing the leases; the
+//! lockless overwrite of cached, reserved pages ([`Node::write_cached`]).
+//! Does not own: the fills (`fill.rs`), the [`WriteBatch`] handle and its
 //! copies (`handles.rs`), writeback (`writeback.rs`).
 //!
 //! Contexts: `write` kernel-lock (it calls the backing). Its end
@@ -15,7 +16,11 @@
 //! settles: bh, or inline under the kernel lock if nothing was left to
 //! wait for; a failed write defers its release to the kernel lock
 //! (`run_or_defer`: releasing may start I/O). `release_write` kernel-lock
-//! ([`WriteBatch::commit`] asserts it).
+//! ([`WriteBatch::commit`] asserts it), except for the batch of the
+//! lockless overwrite `write_cached` (any context but irq, no kernel
+//! lock): it has no NEW page, so its release frees nothing and starts no
+//! fill, and the wake-ups of its leases' waiters are deferred to the
+//! kernel lock (`run_or_defer`).
 //!
 //! Locks: the backing is called with no lock held. Then `pagecache.node`,
 //! and under it `pagecache.volume` (`note_dirty`: the node joins its
@@ -27,7 +32,7 @@ use super::handles::WriteBatch;
 use super::{Node, PS, Wakes, coverage, page_range};
 use crate::io::{self, Gather, Held, wake};
 use crate::page::{PageState, Want};
-use crate::{Completion, Errno, PAGE_SIZE, assert_kernel_lock};
+use crate::{Completion, Errno, PAGE_SIZE, assert_kernel_lock, in_kernel_lock, run_or_defer};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use cairn_sync::cpu::bh_safe_alloc;
@@ -130,6 +135,78 @@ impl Node {
         gather.settle(Ok(()));
     }
 
+    /// The leased pages of `offset .. offset + len` for an overwrite that
+    /// needs nothing but them, or `None` with nothing changed (the caller
+    /// writes with [`Node::write`] under the kernel lock): the length is
+    /// known, no truncate is pending and the range lies inside the file (no
+    /// growth), and every page of it is cached ACTIVE or DIRTY (not being
+    /// written back: a writer waits for that) with the range's sectors
+    /// reserved already (`Page::backed_mask`: no allocation). A page that
+    /// is ACTIVE would become dirty: only with `may_dirty` (the caller's
+    /// dirty-throttle verdict). The batch's commit marks the copied sectors
+    /// dirty exactly as a locked write's does; its leases keep writeback
+    /// (`begin_writeback` skips leased pages) and truncate (it waits for
+    /// them to settle) off the pages while the caller copies.
+    ///
+    /// Any context but irq; needs no kernel lock (the syscalls' lockless
+    /// write path): takes only the node's lock, allocates only bh-safe.
+    pub fn write_cached(
+        self: &Arc<Self>,
+        offset: u64,
+        len: usize,
+        may_dirty: bool,
+    ) -> Option<WriteBatch> {
+        let known = self.known_len()?;
+        let end = offset.checked_add(len as u64)?;
+        if len == 0 || end > known {
+            return None;
+        }
+        let (first, last) = (offset / PS, (end - 1) / PS);
+        bh_safe_alloc(|| {
+            let mut views = Vec::with_capacity((last - first + 1) as usize);
+            {
+                let mut inner = self.inner.lock();
+                // A truncate caps the length before its first pass takes
+                // this lock: either it is seen here, or the pass comes
+                // after these leases and waits for them.
+                if self.cap.load(core::sync::atomic::Ordering::Acquire) != u64::MAX {
+                    return None;
+                }
+                let mut expect = first;
+                for (&i, p) in inner.pages.range(first..=last) {
+                    let cov = coverage(i, offset, end);
+                    let need = io::sector_mask(cov.start, cov.end);
+                    let ok = i == expect
+                        && p.writable()
+                        && p.backed_mask() & need == need
+                        && (may_dirty || p.state() == PageState::Dirty);
+                    if !ok {
+                        return None;
+                    }
+                    expect += 1;
+                }
+                if expect != last + 1 {
+                    return None;
+                }
+                for (_, p) in inner.pages.range_mut(first..=last) {
+                    p.pin();
+                    p.lease();
+                    views.push(p.frame().expect("writable page has a frame").view());
+                }
+            }
+            Some(WriteBatch {
+                node: Some(Held::new(self.clone())),
+                offset,
+                len,
+                first,
+                views,
+                owned: alloc::vec![false; (last - first + 1) as usize],
+                finished: false,
+                lockless: true,
+            })
+        })
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn finish_write(
         self: Arc<Self>,
@@ -152,6 +229,7 @@ impl Node {
                 views: Vec::new(),
                 owned,
                 finished: false,
+                lockless: false,
             };
             match r {
                 Ok(()) => {
@@ -248,7 +326,14 @@ impl Node {
             }
         }
         cache.free_frames(frees);
-        wake(wakes);
+        if in_kernel_lock() {
+            wake(wakes);
+        } else if !wakes.is_empty() {
+            // A lockless batch (`write_cached`): the waiters of its leases
+            // (a sync's or truncate's wait for the page) may run
+            // kernel-lock completions; they run in the worker.
+            run_or_defer(&*cache.runqueue, move || wake(wakes));
+        }
         self.start_fills(refills);
         (committed_end.saturating_sub(b.offset)) as usize
     }
