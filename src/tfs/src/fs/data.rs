@@ -298,20 +298,8 @@ impl<D: BlockDevice> Filesystem<D> {
         }
         let (first, end) = block_range(offset, len)?;
         let node = ino.0;
-        let hits: Vec<(u64, Extent)> = {
-            let f = &self.files[&node];
-            let from = f
-                .extents
-                .range(..first)
-                .next_back()
-                .map(|(&k, _)| k)
-                .unwrap_or(first);
-            f.extents
-                .range(from..end)
-                .filter(|(k, x)| x.uninited && **k + x.length > first)
-                .map(|(&k, x)| (k, *x))
-                .collect()
-        };
+        let mut hits = overlapping(&self.files[&node], first, end);
+        hits.retain(|(_, x)| x.uninited);
         for (key, x) in hits {
             let xe = key + x.length;
             let a = first.max(key);
@@ -497,20 +485,7 @@ impl<D: BlockDevice> Filesystem<D> {
         }
         let (first, end) = block_range(offset, len)?;
         let node = ino.0;
-        let hits: Vec<(u64, Extent)> = {
-            let f = &self.files[&node];
-            let from = f
-                .extents
-                .range(..first)
-                .next_back()
-                .map(|(&k, _)| k)
-                .unwrap_or(first);
-            f.extents
-                .range(from..end)
-                .filter(|(k, x)| **k + x.length > first)
-                .map(|(&k, x)| (k, *x))
-                .collect()
-        };
+        let hits = overlapping(&self.files[&node], first, end);
         for (key, x) in hits {
             let xe = key + x.length;
             let a = first.max(key);
@@ -627,6 +602,22 @@ impl<D: BlockDevice> Filesystem<D> {
             .map(|(&k, x)| (k, *x))
             .collect())
     }
+}
+
+/// The extents of `f` that overlap file sectors `[first, end)`, by first
+/// sector (copies: the caller splits and replaces them).
+fn overlapping(f: &FileInfo, first: u64, end: u64) -> Vec<(u64, Extent)> {
+    let from = f
+        .extents
+        .range(..first)
+        .next_back()
+        .map(|(&k, _)| k)
+        .unwrap_or(first);
+    f.extents
+        .range(from..end)
+        .filter(|(k, x)| **k + x.length > first)
+        .map(|(&k, x)| (k, *x))
+        .collect()
 }
 
 /// Mappings of file sectors `[first, end)`.
