@@ -35,9 +35,9 @@ use super::{FileData, Mount, Tfs, errno_of, wait_for};
 use crate::block;
 use crate::process::aspace::PinnedUser;
 use alloc::vec::Vec;
-use cairn_block::{Request, SECTOR_SIZE, Segment, Status};
+use cairn_block::{DeviceInfo, Request, SECTOR_SIZE, Segment, Status};
 use cairn_pagecache::{Errno, PAGE_SIZE};
-use cairn_tfs::MappingKind;
+use cairn_tfs::{Mapping, MappingKind};
 
 #[cfg(doc)]
 use cairn_tfs::Filesystem;
@@ -154,34 +154,8 @@ impl Mount {
         sector: u64,
         write: bool,
     ) -> Result<(), Errno> {
-        let info = self.volume().device_info();
-        let max_bytes = (u64::from(info.max_sectors) * DIO_ALIGN).max(PS);
-        let max_segs = (info.max_segments as usize).max(1);
         let segs = buf.segments(from, len);
-        // Cursor: segment `idx`, `inner` bytes of it already moved.
-        let (mut idx, mut inner) = (0usize, 0u64);
-        let mut at = sector;
-        while idx < segs.len() {
-            // A request of at most `max_segs` segments and `max_bytes`
-            // bytes; a longer segment is split across requests.
-            let mut req: Vec<Segment> = Vec::new();
-            let mut bytes = 0u64;
-            while idx < segs.len() && req.len() < max_segs && bytes < max_bytes {
-                let s = segs[idx];
-                let rest = u64::from(s.len) - inner;
-                let take = rest.min(max_bytes - bytes);
-                req.push(Segment {
-                    phys: s.phys + inner,
-                    len: take as u32,
-                });
-                bytes += take;
-                if take < rest {
-                    inner += take;
-                } else {
-                    idx += 1;
-                    inner = 0;
-                }
-            }
+        for (at, req) in requests(self.volume().device_info(), &segs, sector) {
             let status = block::wait_io(
                 |c| {
                     if write {
@@ -195,7 +169,6 @@ impl Mount {
             if status != Status::Ok {
                 return Err(Errno::EIO);
             }
-            at += bytes / DIO_ALIGN;
         }
         Ok(())
     }
@@ -234,19 +207,10 @@ impl Mount {
                 .fs()
                 .map(file.ino, off + done, piece)
                 .map_err(errno_of)?;
-            for m in maps {
-                let start = m.offset.max(off + done);
-                let stop = (m.offset + m.len).min(off + done + piece);
-                if start >= stop {
-                    continue;
-                }
-                let at = start - (off + done);
-                match m.kind {
-                    MappingKind::Disk { sector } => {
-                        let sector = sector + (start - m.offset) / DIO_ALIGN;
-                        self.transfer(&buf, at, stop - start, sector, false)?;
-                    }
-                    MappingKind::Hole | MappingKind::Uninited { .. } => buf.zero(at, stop - start),
+            for run in runs(maps, off + done, piece, false) {
+                match run? {
+                    (at, n, Some(sector)) => self.transfer(&buf, at, n, sector, false)?,
+                    (at, n, None) => buf.zero(at, n),
                 }
             }
             if let Some(b) = buf.bounce_bytes() {
@@ -289,19 +253,10 @@ impl Mount {
                 .fs()
                 .map(file.ino, off + done, piece)
                 .map_err(errno_of)?;
-            for m in maps {
-                let start = m.offset.max(off + done);
-                let stop = (m.offset + m.len).min(off + done + piece);
-                if start >= stop {
-                    continue;
+            for run in runs(maps, off + done, piece, true) {
+                if let (at, n, Some(sector)) = run? {
+                    self.transfer(&buf, at, n, sector, true)?;
                 }
-                let sector = match m.kind {
-                    MappingKind::Disk { sector } | MappingKind::Uninited { sector } => sector,
-                    // Reserved above: a hole here is a filesystem bug.
-                    MappingKind::Hole => return Err(Errno::EIO),
-                };
-                let sector = sector + (start - m.offset) / DIO_ALIGN;
-                self.transfer(&buf, start - (off + done), stop - start, sector, true)?;
             }
             drop(buf);
             done += piece;
@@ -324,4 +279,73 @@ pub(super) fn finish_write(fs: &mut Tfs, file: &FileData, off: u64, len: u64) ->
     // Not a growing truncate: that would drop the extents past the old
     // end that other direct writes in flight reserved (`fs/inflight.rs`).
     fs.grow_length(file.ino, off + len).map_err(errno_of)
+}
+
+/// The runs of bytes `[from, from + len)` of a file that TFS's `maps`
+/// describe, for a direct transfer: (byte of the transfer, bytes, the
+/// run's first sector). A read's run without a sector (a hole, or
+/// storage never written) reads as zeros; a write's storage was reserved
+/// before, so a hole under it is a filesystem error (`EIO`).
+pub(super) fn runs(
+    maps: Vec<Mapping>,
+    from: u64,
+    len: u64,
+    write: bool,
+) -> impl Iterator<Item = Result<(u64, u64, Option<u64>), Errno>> {
+    maps.into_iter().filter_map(move |m| {
+        let start = m.offset.max(from);
+        let stop = (m.offset + m.len).min(from + len);
+        if start >= stop {
+            return None;
+        }
+        let sector = match m.kind {
+            MappingKind::Disk { sector } => Some(sector),
+            MappingKind::Uninited { sector } if write => Some(sector),
+            MappingKind::Hole if write => return Some(Err(Errno::EIO)),
+            MappingKind::Hole | MappingKind::Uninited { .. } => None,
+        };
+        let sector = sector.map(|s| s + (start - m.offset) / DIO_ALIGN);
+        Some(Ok((start - from, stop - start, sector)))
+    })
+}
+
+/// The block requests that move `segs` between memory and the disk from
+/// `sector` on, each with its first sector: at most the device's segment
+/// count and transfer size apiece (a longer segment is split across
+/// requests), in disk order. Used by the synchronous transfer above and
+/// by the in-flight one ([`super::inflight`]).
+pub(super) fn requests(
+    info: &DeviceInfo,
+    segs: &[Segment],
+    sector: u64,
+) -> Vec<(u64, Vec<Segment>)> {
+    let max_bytes = (u64::from(info.max_sectors) * DIO_ALIGN).max(PS);
+    let max_segs = (info.max_segments as usize).max(1);
+    let mut out = Vec::new();
+    // Cursor: segment `idx`, `inner` bytes of it already taken.
+    let (mut idx, mut inner) = (0usize, 0u64);
+    let mut at = sector;
+    while idx < segs.len() {
+        let mut req: Vec<Segment> = Vec::new();
+        let mut bytes = 0u64;
+        while idx < segs.len() && req.len() < max_segs && bytes < max_bytes {
+            let s = segs[idx];
+            let rest = u64::from(s.len) - inner;
+            let take = rest.min(max_bytes - bytes);
+            req.push(Segment {
+                phys: s.phys + inner,
+                len: take as u32,
+            });
+            bytes += take;
+            if take < rest {
+                inner += take;
+            } else {
+                idx += 1;
+                inner = 0;
+            }
+        }
+        out.push((at, req));
+        at += bytes / DIO_ALIGN;
+    }
+    out
 }

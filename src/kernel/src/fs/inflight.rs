@@ -54,7 +54,6 @@ use alloc::vec::Vec;
 use cairn_block::{Request, Segment, Status};
 use cairn_pagecache::{Errno, PAGE_SIZE};
 use cairn_sync::cpu::bh_safe_alloc;
-use cairn_tfs::MappingKind;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::direct::DIO_ALIGN;
@@ -132,10 +131,14 @@ struct Shared {
     flight: Flight,
 }
 
-/// Segments of bytes `[from, from + len)` of the pinned buffers, taken
-/// as one run.
-fn segments(pins: &[PinnedUser], mut from: u64, mut len: u64) -> Vec<Segment> {
-    let mut out: Vec<Segment> = Vec::new();
+/// Calls `each(buffer, from, n)` for the part of each pinned buffer that
+/// bytes `[from, from + len)` of them, taken as one run, cover.
+fn for_each_part(
+    pins: &[PinnedUser],
+    mut from: u64,
+    mut len: u64,
+    mut each: impl FnMut(&PinnedUser, u64, u64),
+) {
     for p in pins {
         if len == 0 {
             break;
@@ -145,33 +148,30 @@ fn segments(pins: &[PinnedUser], mut from: u64, mut len: u64) -> Vec<Segment> {
             continue;
         }
         let n = (p.len() - from).min(len);
+        each(p, from, n);
+        from = 0;
+        len -= n;
+    }
+}
+
+/// Segments of bytes `[from, from + len)` of the pinned buffers, taken
+/// as one run (physically adjacent pieces joined).
+fn segments(pins: &[PinnedUser], from: u64, len: u64) -> Vec<Segment> {
+    let mut out: Vec<Segment> = Vec::new();
+    for_each_part(pins, from, len, |p, from, n| {
         for s in p.segments(from, n) {
             match out.last_mut() {
                 Some(last) if last.phys + u64::from(last.len) == s.phys => last.len += s.len,
                 _ => out.push(s),
             }
         }
-        from = 0;
-        len -= n;
-    }
+    });
     out
 }
 
 /// Zeroes bytes `[from, from + len)` of the pinned buffers (a hole read).
-fn zero(pins: &[PinnedUser], mut from: u64, mut len: u64) {
-    for p in pins {
-        if len == 0 {
-            break;
-        }
-        if from >= p.len() {
-            from -= p.len();
-            continue;
-        }
-        let n = (p.len() - from).min(len);
-        p.zero(from, n);
-        from = 0;
-        len -= n;
-    }
+fn zero(pins: &[PinnedUser], from: u64, len: u64) {
+    for_each_part(pins, from, len, |p, from, n| p.zero(from, n));
 }
 
 /// A block request's completion, or the submitter's end: whoever drops
@@ -294,23 +294,11 @@ impl Mount {
         let whole = len.next_multiple_of(DIO_ALIGN);
         // Pieces for the device: (byte of the buffers, bytes, sector).
         let mut pieces = Vec::new();
-        for m in maps {
-            let start = m.offset.max(off);
-            let stop = (m.offset + m.len).min(off + whole);
-            if start >= stop {
-                continue;
-            }
-            let at = start - off;
-            match m.kind {
-                MappingKind::Disk { sector } => {
-                    pieces.push((at, stop - start, sector + (start - m.offset) / DIO_ALIGN))
-                }
-                MappingKind::Uninited { sector } if write => {
-                    pieces.push((at, stop - start, sector + (start - m.offset) / DIO_ALIGN))
-                }
-                // Reserved above: a hole under a write is a filesystem bug.
-                MappingKind::Hole if write => return Start::Done(Err(Errno::EIO)),
-                MappingKind::Hole | MappingKind::Uninited { .. } => zero(&pins, at, stop - start),
+        for run in super::direct::runs(maps, off, whole, write) {
+            match run {
+                Ok((at, n, Some(sector))) => pieces.push((at, n, sector)),
+                Ok((at, n, None)) => zero(&pins, at, n),
+                Err(e) => return Start::Done(Err(e)),
             }
         }
         let Some(landing) = landing.take() else {
@@ -322,9 +310,6 @@ impl Mount {
         // Counted: a truncate now waits for it.
         drop(storage);
         LANDER.call_once(|| super::worker::Worker::start("dio"));
-        let info = self.volume().device_info();
-        let max_bytes = (u64::from(info.max_sectors) * DIO_ALIGN).max(PS);
-        let max_segs = (info.max_segments as usize).max(1);
         let all: Vec<(Vec<Segment>, u64)> = pieces
             .iter()
             .map(|&(at, n, sector)| (segments(&pins, at, n), sector))
@@ -345,29 +330,7 @@ impl Mount {
             })
         });
         for (segs, sector) in &all {
-            // Requests of at most `max_segs` segments and `max_bytes`
-            // bytes; a longer segment is split across requests.
-            let (mut idx, mut inner) = (0usize, 0u64);
-            let mut at = *sector;
-            while idx < segs.len() {
-                let mut req: Vec<Segment> = Vec::new();
-                let mut bytes = 0u64;
-                while idx < segs.len() && req.len() < max_segs && bytes < max_bytes {
-                    let s = segs[idx];
-                    let rest = u64::from(s.len) - inner;
-                    let take = rest.min(max_bytes - bytes);
-                    req.push(Segment {
-                        phys: s.phys + inner,
-                        len: take as u32,
-                    });
-                    bytes += take;
-                    if take < rest {
-                        inner += take;
-                    } else {
-                        idx += 1;
-                        inner = 0;
-                    }
-                }
+            for (at, req) in super::direct::requests(self.volume().device_info(), segs, *sector) {
                 let s = shared.clone();
                 let done = move |st: Status| {
                     if st != Status::Ok {
@@ -381,7 +344,6 @@ impl Mount {
                     Request::read(at, &req, done)
                 };
                 self.volume().submit(request);
-                at += bytes / DIO_ALIGN;
             }
         }
         release(shared, true);

@@ -66,6 +66,7 @@
 use super::SysResult;
 use crate::fs::FileData;
 use crate::process::file::{FileKind, OpenFile};
+use crate::sched::mutex::LocklessGuard;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use cairn_sync::{LockClass, SpinLock};
@@ -230,6 +231,22 @@ fn read_cached(fd: i32, segs: &[(u64, u64)], at: Option<u64>) -> Lockless {
     )
 }
 
+/// Where a lockless transfer starts: `at` (pread/pwrite and their
+/// vector forms), or the description's offset, with its offset mutex
+/// held until the guard is dropped (Linux's `f_pos_lock`: the offset
+/// moves once per call). `None` when that mutex is busy or the position
+/// is negative: the locked path decides those.
+fn position(file: &OpenFile, at: Option<u64>) -> Option<(Option<LocklessGuard<'_, ()>>, u64)> {
+    let (guard, off) = match at {
+        Some(off) => (None, off),
+        None => {
+            let g = file.pos_lock.try_lock_lockless()?;
+            (Some(g), file.offset.load(Ordering::Relaxed))
+        }
+    };
+    ((off as i64) >= 0).then_some((guard, off))
+}
+
 fn read_file_cached(
     file: &OpenFile,
     d: &FileData,
@@ -237,17 +254,9 @@ fn read_file_cached(
     len: usize,
     at: Option<u64>,
 ) -> Lockless {
-    let pos = match at {
-        Some(_) => None,
-        None => match file.pos_lock.try_lock_lockless() {
-            Some(g) => Some(g),
-            None => return Lockless::NeedLock,
-        },
-    };
-    let off = at.unwrap_or_else(|| file.offset.load(Ordering::Relaxed));
-    if (off as i64) < 0 {
+    let Some((pos, off)) = position(file, at) else {
         return Lockless::NeedLock;
-    }
+    };
     let Some(pages) = d.node.read_cached(off, len) else {
         return Lockless::NeedLock;
     };
@@ -361,15 +370,10 @@ fn write_file_cached(
     len: usize,
     at: Option<u64>,
 ) -> Lockless {
-    let pos = match at {
-        Some(_) => None,
-        None => match file.pos_lock.try_lock_lockless() {
-            Some(g) => Some(g),
-            None => return Lockless::NeedLock,
-        },
+    let Some((pos, off)) = position(file, at) else {
+        return Lockless::NeedLock;
     };
-    let off = at.unwrap_or_else(|| file.offset.load(Ordering::Relaxed));
-    if (off as i64) < 0 || !source_mapped(segs) {
+    if !source_mapped(segs) {
         return Lockless::NeedLock;
     }
     let Some(mut batch) = d.node.write_cached(off, len, crate::fs::may_dirty_more()) else {
