@@ -83,15 +83,11 @@ pub fn errno_of(e: FsError) -> Errno {
     Errno(e.errno())
 }
 
-/// Bytes a read pins, or a write leases and bounces through a kernel
-/// buffer, at a time. `cargo xtask bench fs` (TCG): 256 KiB against 64 KiB
-/// made cached writes 2.4x and cold sequential reads 1.7x as fast (the
-/// per-call costs, TFS allocation and the wait, are paid 4x less often);
-/// 1 MiB bought nothing more and slowed cold reads (a larger demand read
-/// waits longer before readahead overlaps it).
-/// Copies this long or longer between user memory and page frames run
-/// without the kernel lock (`sched::runloop::without_kernel_lock`).
-const UNLOCKED_COPY_MIN: usize = 16 * 1024;
+/// Copies longer than a page between user memory and page frames run
+/// without the kernel lock (`sched::runloop::without_kernel_lock`), as
+/// issue 17 asks of every copy; a page or less is cheaper to copy than
+/// to hand the lock over for.
+const UNLOCKED_COPY_MIN: usize = cairn_pagecache::PAGE_SIZE + 1;
 
 const CHUNK: usize = 256 * 1024;
 /// Period of the writeback thread.
@@ -757,7 +753,7 @@ impl Mount {
     /// faults disabled: a source page of the same file that this very
     /// batch holds NEW would otherwise wait for the batch's own commit. A
     /// buffer that runs into an unreachable page writes the bytes before
-    /// it (a short count), EFAULT only for none. Copies of 16 KiB or more
+    /// it (a short count), EFAULT only for none. Copies longer than a page
     /// run without the kernel lock.
     pub fn write(
         &self,
