@@ -20,7 +20,9 @@
  * disk, no reboot) and compared with what the threads wrote and with a
  * buffered read. fstat: the size, and mtime/ctime moving forward with a
  * write into a cached page, staying after fsync. On cairn, kstats must
- * show writes and fstats served without the kernel lock.
+ * show writes and fstats served without the kernel lock. Last, one thread
+ * per vCPU fstats its own unchanged file 4,000 times: on cairn at least
+ * 90% of those go without the kernel lock.
  *
  * argv[1]: vCPUs (default 2); argv[2]: rounds (default 150). */
 #include "cairn_test.h"
@@ -184,6 +186,61 @@ static void *truncater(void *arg)
     return NULL;
 }
 
+/* fstat from every vCPU at once, each thread its own unchanged file
+ * (what a server's worker threads do before sending a file): every
+ * answer must agree with the first, and on cairn nearly all must go
+ * without the kernel lock. A locked fstat must not make the other files'
+ * remembered stats stale (they ping-ponged: each locked fstat moved the
+ * volume's generation, so the other thread's next fstat was locked too). */
+#define STATS_PER_THREAD 4000
+static pthread_barrier_t stat_go;
+
+static void *stater(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    char name[32];
+    snprintf(name, sizeof name, "cw-stat-%d.dat", t);
+    int f = SYS(open(name, O_CREAT | O_TRUNC | O_RDWR, 0644));
+    char b[PAGE];
+    memset(b, t + 1, sizeof b);
+    pwrite_all(f, b, sizeof b, 0);
+    struct stat first, st;
+    SYS(fstat(f, &first));
+    pthread_barrier_wait(&stat_go);
+    for (int i = 0; i < STATS_PER_THREAD; i++) {
+        SYS(fstat(f, &st));
+        CHECK(st.st_ino == first.st_ino && st.st_size == first.st_size &&
+                  st.st_mtim.tv_nsec == first.st_mtim.tv_nsec,
+              "thread %d: fstat %d disagrees with its first", t, i);
+    }
+    SYS(close(f));
+    SYS(c_unlink(name));
+    return NULL;
+}
+
+static void fstat_everywhere(int threads, int have_kstats)
+{
+    struct kstats a, b;
+    pthread_t th[MAX_T];
+    CHECK(pthread_barrier_init(&stat_go, NULL, (unsigned)threads + 1) == 0, "barrier");
+    for (int t = 0; t < threads; t++)
+        CHECK(pthread_create(&th[t], NULL, stater, (void *)(intptr_t)t) == 0, "pthread_create");
+    if (have_kstats)
+        CHECK(kstats_read(&a) == 0, "kstats");
+    pthread_barrier_wait(&stat_go);
+    for (int t = 0; t < threads; t++)
+        pthread_join(th[t], NULL);
+    if (have_kstats) {
+        CHECK(kstats_read(&b) == 0, "kstats");
+        long long fl = kstat(&b, "syscalls.fstat_lockless") - kstat(&a, "syscalls.fstat_lockless");
+        long long all = (long long)threads * STATS_PER_THREAD;
+        printf("cached_write: %d threads' fstats of their own files: %lld of %lld without the kernel lock\n",
+               threads, fl, all);
+        CHECK(fl * 10 >= all * 9, "only %lld of %lld fstats of unchanged files went without the kernel lock",
+              fl, all);
+    }
+}
+
 static double mtime_of(const struct stat *st) { return (double)st->st_mtim.tv_sec + st->st_mtim.tv_nsec / 1e9; }
 static double ctime_of(const struct stat *st) { return (double)st->st_ctim.tv_sec + st->st_ctim.tv_nsec / 1e9; }
 
@@ -299,6 +356,7 @@ int main(int argc, char **argv)
         CHECK(wl >= nthreads, "only %lld writes took the path without the kernel lock", wl);
         CHECK(fl >= 1, "no fstat of an unchanged file took the path without the kernel lock");
     }
+    fstat_everywhere(nthreads / 2, have_kstats);
     SYS(close(fd));
     SYS(c_unlink("cw.dat"));
     pass();

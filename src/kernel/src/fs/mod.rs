@@ -169,6 +169,33 @@ impl FileData {
     }
 }
 
+/// A volume's filesystem under its `fs` mutex ([`Mount::fs`]). Shared
+/// access (`stat`, `length`, `map`, lookups) leaves the volume's
+/// generation as it is; each mutable access moves it on before the
+/// caller can change anything, so a `stat` remembered at a generation
+/// (`FileData::remembered_stat`) is still TFS's answer while the
+/// generation has not moved. (When every acquisition moved it, two
+/// threads' locked `fstat`s of different files made each other's
+/// remembered stats stale forever: runtime test `cached_write`.)
+pub struct FsGuard<'a> {
+    tfs: SleepMutexGuard<'a, Tfs>,
+    generation: &'a AtomicU64,
+}
+
+impl core::ops::Deref for FsGuard<'_> {
+    type Target = Tfs;
+    fn deref(&self) -> &Tfs {
+        &self.tfs
+    }
+}
+
+impl core::ops::DerefMut for FsGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Tfs {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        &mut self.tfs
+    }
+}
+
 /// One mounted TFS volume.
 pub struct Mount {
     /// Index in the mount table (0: the root).
@@ -453,17 +480,19 @@ impl Mount {
         )
     }
 
-    /// The filesystem, under its sleeping mutex. Every acquisition moves
-    /// the generation on (whoever has it may change anything).
-    pub fn fs(&self) -> SleepMutexGuard<'_, Tfs> {
-        let g = self.fs.lock();
-        self.fs_gen.fetch_add(1, Ordering::AcqRel);
-        g
+    /// The filesystem, under its sleeping mutex. Reading it through the
+    /// guard leaves the generation alone; every mutable access moves it
+    /// on first ([`FsGuard`]).
+    pub fn fs(&self) -> FsGuard<'_> {
+        FsGuard {
+            tfs: self.fs.lock(),
+            generation: &self.fs_gen,
+        }
     }
 
     /// The `fs` generation: read under the mutex, it names the state the
-    /// holder sees; read without, it tells whether anyone has had the
-    /// filesystem since.
+    /// holder sees; read without, it tells whether anyone may have changed
+    /// the filesystem since.
     pub fn fs_generation(&self) -> u64 {
         self.fs_gen.load(Ordering::Acquire)
     }

@@ -18,8 +18,7 @@
 //! held (as one `fs` critical section, as before volumes existed).
 //! Kernel-lock context, in a thread (the mutex may sleep).
 
-use super::{Mount, Tfs, errno_of};
-use crate::sched::mutex::SleepMutexGuard;
+use super::{FsGuard, Mount, Tfs, errno_of};
 use alloc::vec::Vec;
 use cairn_tfs::{FileType, FsError, Ino};
 use cairn_unix::errno::Errno;
@@ -67,7 +66,7 @@ pub fn fs_errno(e: FsError) -> Errno {
 /// that follows it.
 #[derive(Default)]
 pub struct Walker {
-    held: Option<(u16, SleepMutexGuard<'static, Tfs>)>,
+    held: Option<(u16, FsGuard<'static>)>,
 }
 
 impl Walker {
