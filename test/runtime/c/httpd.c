@@ -128,6 +128,10 @@ static int serve(struct conn *c)
             return 0; /* wait for EPOLLOUT */
         if (c->quit) {
             printf("httpd: %ld requests served\n", requests);
+            struct kstats k;
+            if (kstats_read(&k) == 0)
+                printf("httpd: frames received %lld, sent %lld, dropped for a full transmit ring %lld\n",
+                       kstat(&k, "net.rx_frames"), kstat(&k, "net.tx_frames"), kstat(&k, "net.tx_dropped"));
             if (c->quit == 1)
                 pass();
             FAIL("the client asked for /fail");

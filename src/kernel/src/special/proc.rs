@@ -295,7 +295,10 @@ fn mounts() -> Vec<u8> {
 /// `dio.in_flight` (`O_DIRECT` transfers AIO and io_uring started in
 /// flight since boot, and in flight now: `fs::inflight`),
 /// `syscalls.write_lockless` and `syscalls.fstat_lockless` (writes and
-/// `fstat`s served without the kernel lock since boot). Made when opened:
+/// `fstat`s served without the kernel lock since boot), `net.rx_frames`,
+/// `net.tx_frames` and `net.tx_dropped` (virtio-net frames received, sent,
+/// and built but dropped for a full transmit ring; 0 without a NIC). Made
+/// when opened:
 /// the opener's own descriptor is counted.
 fn kstats() -> Vec<u8> {
     let mut out = String::new();
@@ -307,13 +310,15 @@ fn kstats() -> Vec<u8> {
     let vmaps = p.aspace.with_vmaps(|v| Ok(v.iter().count())).unwrap_or(0);
     let pc = crate::fs::pagecache();
     let stats = pc.stats();
+    let net = crate::net::counters().unwrap_or((0, 0, 0));
     let _ = writeln!(
         out,
         "threads {}\nuser_threads {}\nfiles {}\nfds {}\nvmaps {}\npagecache.nodes {}\n\
          pagecache.pages {}\npagecache.fills {}\npagecache.read_requests {}\nblock.flushes {}\n\
          heap.reclaims {}\nheap.reclaimed {}\nfaults.file_unlocked {}\nfaults.file_locked {}\n\
          buffers.charged {}\ndio.started {}\ndio.in_flight {}\n\
-         syscalls.write_lockless {}\nsyscalls.fstat_lockless {}",
+         syscalls.write_lockless {}\nsyscalls.fstat_lockless {}\nnet.rx_frames {}\nnet.tx_frames {}\n\
+         net.tx_dropped {}",
         crate::sched::thread::live_threads(),
         p.thread_count(),
         crate::process::file::live_descriptions(),
@@ -333,6 +338,9 @@ fn kstats() -> Vec<u8> {
         crate::fs::inflight::in_flight(),
         crate::syscall::lockless::WRITES_LOCKLESS.load(core::sync::atomic::Ordering::Relaxed),
         crate::syscall::lockless::FSTATS_LOCKLESS.load(core::sync::atomic::Ordering::Relaxed),
+        net.0,
+        net.1,
+        net.2,
     );
     out.into_bytes()
 }
