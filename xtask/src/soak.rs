@@ -3,7 +3,7 @@
 //! Every runtime test with a `soak` argv in the catalogue (the soak
 //! programs: fsync, unlink, thread, mmap and open/close cycles that assert
 //! the kernel's accounting does not grow; the syscall fuzzer with a long
-//! count) boots once with that argv (the kernel command line's `argv=`)
+//! count; Debian's fio with long io_uring and libaio jobs) boots once with that argv (the kernel command line's `argv=`)
 //! and its `soak_timeout_s`, and must pass. `--runtime FILTER` narrows
 //! the set. The suite runs the same programs with short counts (their
 //! manifests' arguments).
@@ -19,9 +19,13 @@ pub fn selected(filter: Option<&str>) -> Vec<RuntimeTest> {
         .filter(|t| !t.soak.is_empty() && filter.is_none_or(|f| t.name.contains(f)))
         .map(|t| {
             let mut s = t.clone();
-            let expect: &'static [&'static str] = match t.marker(0) {
-                Some(m) => Box::leak(Box::new([&*Box::leak(m.into_boxed_str())])),
-                None => &[],
+            let expect: &'static [&'static str] = if !t.soak_expect.is_empty() {
+                t.soak_expect
+            } else {
+                match t.marker(0) {
+                    Some(m) => Box::leak(Box::new([&*Box::leak(m.into_boxed_str())])),
+                    None => &[],
+                }
             };
             s.steps = Box::leak(Box::new([Step {
                 argv: t.soak,

@@ -296,6 +296,9 @@ pub struct RuntimeTest {
     pub soak: &'static [&'static str],
     /// Seconds before the runner kills the soak run.
     pub soak_timeout_s: u64,
+    /// Console lines the soak run must print; empty: the program's `PASS`
+    /// marker (a program from a distribution prints its own lines).
+    pub soak_expect: &'static [&'static str],
     /// A NIC and a host-side peer (`None`: no network device, as before).
     pub net: Option<NetRole>,
 }
@@ -330,6 +333,7 @@ const fn test(name: &'static str, what: &'static str) -> RuntimeTest {
         linux: Native::Yes,
         soak: &[],
         soak_timeout_s: 0,
+        soak_expect: &[],
         net: None,
     }
 }
@@ -1239,6 +1243,9 @@ static CATALOGUE: &[RuntimeTest] = &[
             DataFile::Fixed {
                 name: "fio-uring.fio",
             },
+            DataFile::Fixed {
+                name: "fio-soak.fio",
+            },
         ],
         image_mib: 192,
         timeout_s: 400,
@@ -1285,9 +1292,23 @@ static CATALOGUE: &[RuntimeTest] = &[
             },
         ],
         native: Native::No("a Debian program in its image"),
+        soak: &[
+            "fio",
+            "--eta=never",
+            "--output-format=terse",
+            "fio-soak.fio",
+        ],
+        soak_timeout_s: 1800,
+        // fio's terse lines: job name, group, error 0.
+        soak_expect: &[
+            ";uring_direct;0;0;",
+            ";aio_direct;1;0;",
+            ";uring_buffered;2;0;",
+            ";aio_buffered;3;0;",
+        ],
         ..test(
             "dyn_fio",
-            "Debian's fio (dynamically linked, 60-odd libraries, System V shared memory): the fio test's jobs with crc32c verify; then its libaio engine, O_DIRECT, eight deep, with crc32c verify; then io_uring (O_DIRECT and buffered, 1 and 32 deep) and libaio (O_DIRECT 1 deep, buffered 32 deep) random writes with crc32c verify, io_uring random reads; then all of it verified again after a reboot (--verify_only)",
+            "Debian's fio (dynamically linked, 60-odd libraries, System V shared memory): the fio test's jobs with crc32c verify; then its libaio engine, O_DIRECT, eight deep, with crc32c verify; then io_uring (O_DIRECT and buffered, 1 and 32 deep) and libaio (O_DIRECT 1 deep, buffered 32 deep) random writes with crc32c verify, io_uring random reads; then all of it verified again after a reboot (--verify_only) (--soak: io_uring and libaio, O_DIRECT and buffered, 32 deep random writes for two minutes a job with crc32c verify as it goes)",
         )
     },
     RuntimeTest {
