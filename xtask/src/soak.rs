@@ -66,7 +66,13 @@ mod tests {
             let b = t.boot_list();
             assert_eq!(b.len(), 1, "{}", t.name);
             assert_eq!(b[0].argv[0], t.soak[0]);
-            assert!(b[0].expect[0].starts_with("PASS "), "{}", t.name);
+            // Its own PASS marker, or the lines the catalogue names for
+            // a program that prints none (fio's terse lines).
+            if t.soak_expect.is_empty() {
+                assert!(b[0].expect[0].starts_with("PASS "), "{}", t.name);
+            } else {
+                assert_eq!(b[0].expect, t.soak_expect, "{}", t.name);
+            }
             assert!(t.timeout_s >= 600, "{}", t.name);
         }
         assert!(super::selected(Some("soak_fsync")).len() == 1);
