@@ -135,6 +135,20 @@ static void ring_exit(struct ring *r)
     close(r->fd);
 }
 
+/* Tears a ring down with requests still in it: its descriptor closed
+ * before its mappings go (`fd_first`), or after (ring_exit). */
+static void ring_close(struct ring *r, int fd_first)
+{
+    if (!fd_first) {
+        ring_exit(r);
+        return;
+    }
+    close(r->fd);
+    munmap(r->sq_map, r->sq_len);
+    munmap(r->cq_map, r->cq_len);
+    munmap(r->sqes, r->sqes_len);
+}
+
 /* The next free SQE, zeroed, queued in the SQ array (published by
  * submit()). */
 static uint32_t pending;
@@ -696,14 +710,7 @@ static void test_teardown(void)
          * their mappings go, half after. */
         long n = submit(&r, 0);
         CHECK(n == 48, "teardown submit %ld", n);
-        if (round % 2) {
-            close(r.fd);
-            munmap(r.sq_map, r.sq_len);
-            munmap(r.cq_map, r.cq_len);
-            munmap(r.sqes, r.sqes_len);
-        } else {
-            ring_exit(&r);
-        }
+        ring_close(&r, round % 2);
         close(efd);
     }
     close(fd);
@@ -893,14 +900,7 @@ static void test_inflight(void)
                  (uint64_t)i * 4 * K, 100 + (uint64_t)i);
         long n = submit(&r, 0);
         CHECK(n == INFL_N + INFL_N / 2, "teardown submit %ld", n);
-        if (round % 2) {
-            close(r.fd);
-            munmap(r.sq_map, r.sq_len);
-            munmap(r.cq_map, r.cq_len);
-            munmap(r.sqes, r.sqes_len);
-        } else {
-            ring_exit(&r);
-        }
+        ring_close(&r, round % 2);
         if (cairn) {
             munmap(w, len);
             munmap(rd, len);
