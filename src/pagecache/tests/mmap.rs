@@ -319,3 +319,50 @@ fn map_cached_pins_only_cached_pages_inside_the_file() {
     assert!(n.map_cached(3).is_none(), "past the new end");
     w.syscall(|| drop(m0));
 }
+
+/// `Mapped::release_all` (an munmap's batch) leaves every page as dropping
+/// each pin would: runs of one node and epoch are unpinned together, pins
+/// of another node, of the same page twice, out of order, or of a page a
+/// truncate detached meanwhile (whose last holder frees it) are not
+/// confused with the run they sit in.
+#[test]
+fn release_all_unpins_like_dropping_each() {
+    let w = World::new(no_readahead(), DevConfig::default(), 2);
+    for f in 0..2 {
+        w.fs.preload(&w.dev, f, &pattern(31 + f as u8, 0, 8 * PS));
+    }
+    let (a, b) = (w.node(0), w.node(1));
+    for i in 0..8u64 {
+        w.read(&a, i * PS as u64, 1).unwrap();
+        w.read(&b, i * PS as u64, 1).unwrap();
+    }
+    let mut batch: Vec<Mapped> = Vec::new();
+    w.syscall(|| {
+        batch.extend(a.map_resident(0, 4)); // a 0..4
+        batch.extend(b.map_resident(2, 3)); // b 2..5
+        batch.extend(a.map_resident(4, 4)); // a 4..8: continues a's run
+        batch.extend(a.map_resident(1, 2)); // a 1, 2 again
+        batch.push(a.map_cached(6).expect("cached")); // a 6 again
+        batch.extend(a.map_resident(5, 1)); // out of order
+    });
+    let pins = |n: &cairn_pagecache::Node, i: u64| n.page_info(i).unwrap().pins;
+    assert_eq!((pins(&a, 6), pins(&a, 2), pins(&b, 3)), (2, 2, 1));
+    // A truncate detaches a's pages 6 and 7 (pinned before it).
+    w.truncate_cache(&a, 6 * PS as u64).unwrap();
+    w.fs.truncate(0, 6 * PS as u64);
+    a.length_changed();
+    assert_eq!(a.detached_pages(), 2);
+    w.syscall(|| Mapped::release_all(batch));
+    for i in 0..6 {
+        assert_eq!(pins(&a, i), 0, "a page {i}");
+    }
+    for i in 0..8 {
+        assert_eq!(pins(&b, i), 0, "b page {i}");
+    }
+    assert_eq!(
+        a.detached_pages(),
+        0,
+        "the last pins of detached pages freed them"
+    );
+    assert_eq!(w.cache.shrink(100), 14, "every page can be evicted again");
+}

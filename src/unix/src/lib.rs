@@ -12,6 +12,7 @@
 //! | [`prot`] | [`Prot`], the `PROT_*` bit set |
 //! | [`elf`] | checking an ELF64 executable (static, static-pie, PIE or the dynamic loader) and turning it into a [`elf::LoadPlan`]; its `PT_INTERP`; the dynamic section's library names and search paths |
 //! | [`stack`] | the initial user stack: argc, argv, envp, auxv, strings, AT_RANDOM bytes |
+//! | [`pagemap`] | an address space's page records: one per mapped page, in 256 KiB leaves |
 //! | [`vmap`] | an address space's map of virtual areas: placement, mmap/munmap/mprotect/mremap, merging, in-transition areas |
 //! | [`fdtable`] | file descriptors: lowest-free allocation, dup/dup2/dup3, FD_CLOEXEC, RLIMIT_NOFILE |
 //! | [`futex`] | futex wait queues: wait, wake, bitsets, requeue, cancellation |
@@ -53,6 +54,7 @@ pub mod elf;
 pub mod errno;
 pub mod fdtable;
 pub mod futex;
+pub mod pagemap;
 pub mod path;
 pub mod prot;
 pub mod reclock;

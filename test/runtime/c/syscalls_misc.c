@@ -4,8 +4,9 @@
  * an offset pointer, file to pipe), copy_file_range, sync_file_range,
  * preadv2/pwritev2, mlock/munlock/mlockall/munlockall (pages resident),
  * CPU affinity, scheduler queries, nice values, memfd_create (read,
- * write, truncate, shared mapping), membarrier, futex FUTEX_WAKE_OP and
- * clone3 (glibc's thread creation goes through it).
+ * write, truncate, shared mapping), mremap of PROT_NONE pages,
+ * membarrier, futex FUTEX_WAKE_OP and clone3 (glibc's thread creation
+ * goes through it).
  */
 #include "cairn_test.h"
 #include <linux/futex.h>
@@ -129,6 +130,36 @@ static void test_copies(void)
     SYS(close(out));
     SYS(c_unlink("src.dat"));
     SYS(c_unlink("dst.dat"));
+}
+
+/* mremap moves pages an mprotect(PROT_NONE) keeps without an entry: their
+ * data is at the new address once access is granted again, and the old
+ * address, mapped anew, reads zeros. */
+static void test_mremap_prot_none(void)
+{
+    enum { N = 4 };
+    unsigned char *p = SYSP(mmap(NULL, N * PAGE, PROT_READ | PROT_WRITE,
+                                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    for (int i = 0; i < N; i++)
+        memset(p + i * PAGE, 0xa0 + i, PAGE);
+    SYS(mprotect(p, N * PAGE, PROT_NONE));
+    unsigned char *to = SYSP(mmap(NULL, 2 * N * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    unsigned char *q = SYSP(mremap(p, N * PAGE, 2 * N * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, to));
+    CHECK(q == to, "mremap to %p gave %p", (void *)to, (void *)q);
+    SYS(mprotect(q, 2 * N * PAGE, PROT_READ | PROT_WRITE));
+    for (int i = 0; i < N; i++)
+        CHECK(q[i * PAGE] == 0xa0 + i && q[i * PAGE + PAGE - 1] == 0xa0 + i,
+              "moved PROT_NONE page %d reads %#x", i, q[i * PAGE]);
+    CHECK(q[N * PAGE] == 0, "the grown part reads zeros");
+    unsigned char *old = SYSP(mmap(p, N * PAGE, PROT_READ | PROT_WRITE,
+                                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0));
+    for (int i = 0; i < N; i++)
+        CHECK(old[i * PAGE] == 0, "the old address, mapped again, page %d reads %#x", i,
+              old[i * PAGE]);
+    old[0] = 1;
+    CHECK(q[0] == 0xa0, "the old and new addresses share a page");
+    SYS(munmap(old, N * PAGE));
+    SYS(munmap(q, 2 * N * PAGE));
 }
 
 static void test_memory(void)
@@ -271,6 +302,8 @@ int main(void)
     test_copies();
     tick(w, "memory");
     test_memory();
+    tick(w, "mremap");
+    test_mremap_prot_none();
     tick(w, "sched");
     test_sched();
     tick(w, "threads");

@@ -51,6 +51,7 @@ use cairn_pagecache::{Access, Mapped};
 use cairn_pc::paging::{DIRECT_MAP_BASE, flags};
 use cairn_sync::{LockClass, SpinLock};
 use cairn_unix::errno::Errno;
+use cairn_unix::pagemap::PageMap;
 use cairn_unix::prot::Prot;
 use cairn_unix::vmap::{FaultError, MapFile, Share, VmError, Vmap, VmapKind, Vmaps};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +61,9 @@ pub const PAGE: u64 = 4096;
 /// Pages mapped around a read fault on a shared file mapping, and the
 /// mapping readahead after a fault that does not continue a walk.
 const FAULT_AROUND_PAGES: u64 = 15;
+
+/// Pages an munmap unmaps per hold of the `aspace` lock ([`AddressSpace::zap`]).
+const ZAP_BATCH: usize = 64;
 
 /// File-page faults served without the kernel lock
 /// ([`AddressSpace::fault_unlocked`]) since boot (`/proc/cairn/kstats`
@@ -107,7 +111,7 @@ enum PageRef {
 
 struct Inner {
     vmaps: Vmaps<FileRef>,
-    pages: BTreeMap<u64, PageRef>,
+    pages: PageMap<PageRef>,
 }
 
 pub(crate) static ASPACE_CLASS: LockClass = LockClass::new("aspace");
@@ -172,6 +176,32 @@ fn free_frame(phys: u64) {
         }
     }
     crate::heaps::PHYSICAL.lock().free_pages(phys, 1);
+}
+
+/// Frees owned frames (an unmap's, after its shoot-down) with one pass
+/// over the pins and one physical-heap section: [`free_frame`] for many.
+fn free_frames(mut frames: Vec<u64>) {
+    if frames.is_empty() {
+        return;
+    }
+    {
+        let mut pins = PINS.lock();
+        if !pins.is_empty() {
+            frames.retain(|phys| match pins.get_mut(phys) {
+                Some(p) => {
+                    p.1 = true;
+                    false
+                }
+                None => true,
+            });
+        }
+    }
+    let mut heap = crate::heaps::PHYSICAL.lock();
+    for &phys in &frames {
+        heap.free_pages(phys, 1);
+    }
+    // The list is freed after the physical heap's lock (heap lock order).
+    drop(heap);
 }
 
 /// The lock class of [`PINS`] (kernel-lock only; taken under `aspace` or
@@ -274,7 +304,7 @@ impl AddressSpace {
                 &ASPACE_CLASS,
                 Inner {
                     vmaps: Vmaps::new(layout),
-                    pages: BTreeMap::new(),
+                    pages: PageMap::new(),
                 },
             ),
             transitions: WaitQueue::new(),
@@ -317,38 +347,60 @@ impl AddressSpace {
         Self::unmap_range_in(&mut inner.pages, start, end)
     }
 
-    fn unmap_range_in(pages: &mut BTreeMap<u64, PageRef>, start: u64, end: u64) -> Vec<PageRef> {
-        let keys: Vec<u64> = pages.range(start..end).map(|(&k, _)| k).collect();
-        keys.into_iter()
-            .filter_map(|k| {
-                crate::mm::kernel_map::unmap_page(k);
-                pages.remove(&k)
-            })
-            .collect()
+    fn unmap_range_in(pages: &mut PageMap<PageRef>, start: u64, end: u64) -> Vec<PageRef> {
+        let mut out = Vec::new();
+        Self::unmap_some(pages, start, end, usize::MAX, &mut out);
+        out
     }
 
-    /// Frees pages after the shoot-down.
+    /// Drops at most `limit` page records of `[start, end)`, in address
+    /// order, unmapping their entries, into `out`; returns where to go on
+    /// from (`end` when none is left).
+    fn unmap_some(
+        pages: &mut PageMap<PageRef>,
+        start: u64,
+        end: u64,
+        limit: usize,
+        out: &mut Vec<PageRef>,
+    ) -> u64 {
+        pages.take_range(start, end, limit, |k, p| {
+            crate::mm::kernel_map::unmap_page(k);
+            out.push(p);
+        })
+    }
+
+    /// Frees pages after the shoot-down: owned frames with one pass over
+    /// the pins and one physical-heap section, shared pages' pins a run of
+    /// one file at a time (`Mapped::release_all`).
     fn release(pages: Vec<PageRef>) {
         if pages.is_empty() {
             return;
         }
         crate::smp::shootdown();
-        for p in pages {
-            match p {
-                PageRef::Owned(phys) => free_frame(phys),
-                PageRef::Shared(m) => drop(m),
+        let mut frames = Vec::new();
+        Mapped::release_all(pages.into_iter().filter_map(|p| match p {
+            PageRef::Owned(phys) => {
+                frames.push(phys);
+                None
             }
-        }
+            PageRef::Shared(m) => Some(m),
+        }));
+        free_frames(frames);
     }
 
     /// Unmaps the pages of removed areas (munmap, MAP_FIXED replacement,
-    /// mremap shrink).
+    /// mremap shrink). The areas are gone from the vmaps already and the
+    /// caller holds the kernel lock, which every mmap takes, so nothing
+    /// maps their range again meanwhile: the `aspace` lock is taken for
+    /// [`ZAP_BATCH`] pages at a time, and faults of other threads elsewhere
+    /// in the address space go on between batches.
     pub fn zap(&self, removed: &[Vmap<FileRef>]) {
         let mut freed = Vec::new();
-        {
-            let mut inner = self.inner.lock();
-            for v in removed {
-                freed.extend(Self::unmap_range(&mut inner, v.start, v.end));
+        for v in removed {
+            let mut at = v.start;
+            while at < v.end {
+                let mut inner = self.inner.lock();
+                at = Self::unmap_some(&mut inner.pages, at, v.end, ZAP_BATCH, &mut freed);
             }
         }
         Self::release(freed);
@@ -359,19 +411,14 @@ impl AddressSpace {
         {
             let inner = self.inner.lock();
             for c in changes {
-                let keys: Vec<u64> = inner.pages.range(c.start..c.end).map(|(&k, _)| k).collect();
-                for k in keys {
-                    let writable = c.new.contains(Prot::WRITE)
-                        && match inner.pages.get(&k) {
-                            Some(PageRef::Shared(m)) => m.writable(),
-                            _ => true,
-                        };
+                for (k, p) in inner.pages.range(c.start, c.end) {
+                    let (phys, writable) = match p {
+                        PageRef::Owned(p) => (*p, c.new.contains(Prot::WRITE)),
+                        PageRef::Shared(m) => {
+                            (m.phys(), c.new.contains(Prot::WRITE) && m.writable())
+                        }
+                    };
                     if c.new.accessible() {
-                        let phys = match inner.pages.get(&k) {
-                            Some(PageRef::Owned(p)) => *p,
-                            Some(PageRef::Shared(m)) => m.phys(),
-                            None => continue,
-                        };
                         crate::mm::kernel_map::unmap_page(k);
                         let _ =
                             crate::mm::kernel_map::map_page(k, phys, pte_flags(c.new, writable));
@@ -390,19 +437,19 @@ impl AddressSpace {
     pub fn move_pages(&self, from: u64, to: u64, len: u64) {
         {
             let mut inner = self.inner.lock();
-            let keys: Vec<u64> = inner
+            let mut moved = Vec::new();
+            inner
                 .pages
-                .range(from..from + len)
-                .map(|(&k, _)| k)
-                .collect();
-            for k in keys {
-                let Some(phys_flags) = crate::mm::kernel_map::lookup_user(k) else {
-                    continue;
-                };
-                crate::mm::kernel_map::unmap_page(k);
-                let p = inner.pages.remove(&k).expect("page record");
-                let nk = to + (k - from);
-                let _ = crate::mm::kernel_map::map_page(nk, phys_flags.0, phys_flags.1);
+                .take_range(from, from + len, usize::MAX, |k, p| {
+                    let entry = crate::mm::kernel_map::lookup_user(k);
+                    crate::mm::kernel_map::unmap_page(k);
+                    moved.push((to + (k - from), entry, p));
+                });
+            for (nk, entry, p) in moved {
+                // Kept while PROT_NONE (no entry): the record moves alone.
+                if let Some((phys, fl)) = entry {
+                    let _ = crate::mm::kernel_map::map_page(nk, phys, fl);
+                }
                 inner.pages.insert(nk, p);
             }
         }
@@ -488,7 +535,7 @@ impl AddressSpace {
             .check_access(addr, access_of(write, exec))
             .ok()?;
         let shared = v.share == Share::Shared;
-        if v.in_transition() || inner.pages.contains_key(&page) || (shared && write) {
+        if v.in_transition() || inner.pages.contains(page) || (shared && write) {
             return None;
         }
         let (file, offset) = v.file_at(page)?;
@@ -554,7 +601,7 @@ impl AddressSpace {
             _ => None,
         };
         let installed = prot
-            .filter(|_| !inner.pages.contains_key(&page))
+            .filter(|_| !inner.pages.contains(page))
             .and_then(|prot| {
                 crate::mm::kernel_map::map_page(
                     page,
@@ -591,7 +638,7 @@ impl AddressSpace {
                 }
             };
             // Already served (another thread, or a spurious fault)?
-            if let Some(p) = inner.pages.get(&page) {
+            if let Some(p) = inner.pages.get(page) {
                 let entry = crate::mm::kernel_map::lookup_user(page);
                 if entry.is_none() {
                     // Kept while PROT_NONE: install it again.
@@ -724,7 +771,7 @@ impl AddressSpace {
             Self::forget_unmapped(new);
             return Ok(Filled::Stale);
         }
-        let old = inner.pages.remove(&page);
+        let old = inner.pages.remove(page);
         if old.is_some() {
             crate::mm::kernel_map::unmap_page(page);
         }
@@ -804,7 +851,7 @@ impl AddressSpace {
     #[allow(clippy::too_many_arguments)]
     fn install_around(
         vmaps: &Vmaps<FileRef>,
-        pages: &mut BTreeMap<u64, PageRef>,
+        pages: &mut PageMap<PageRef>,
         page: u64,
         index: u64,
         file: &FileRef,
@@ -824,7 +871,7 @@ impl AddressSpace {
                             .is_some_and(|(f, o)| f.same_file(file) && o == m.index() * PAGE)
                 })
                 .map(|v| v.prot);
-            let Some(prot) = prot.filter(|_| !pages.contains_key(&addr)) else {
+            let Some(prot) = prot.filter(|_| !pages.contains(addr)) else {
                 unused.push(m);
                 continue;
             };
@@ -944,7 +991,7 @@ impl AddressSpace {
             let mut page = first;
             let mut shared = false;
             while page < end {
-                match inner.pages.get(&page) {
+                match inner.pages.get(page) {
                     Some(PageRef::Owned(phys)) => frames.push(*phys),
                     Some(PageRef::Shared(_)) => {
                         shared = true;
@@ -979,7 +1026,7 @@ impl AddressSpace {
     pub fn resident(&self, start: u64, len: u64) -> Vec<bool> {
         let inner = self.inner.lock();
         (0..len.div_ceil(PAGE))
-            .map(|i| inner.pages.contains_key(&(start + i * PAGE)))
+            .map(|i| inner.pages.contains(start + i * PAGE))
             .collect()
     }
 

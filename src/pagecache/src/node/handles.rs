@@ -24,6 +24,7 @@ use super::{PS, coverage};
 use crate::frame::{FrameView, RawDestination};
 use crate::io::Held;
 use crate::{PAGE_SIZE, assert_kernel_lock};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use cairn_sync::cpu::bh_safe_alloc;
 use core::ops::Range;
@@ -317,6 +318,38 @@ impl Mapped {
     pub fn write_at(&self, offset: usize, src: &[u8]) {
         assert!(self.writable, "store through a read-only mapping");
         self.view.write(offset, src);
+    }
+}
+
+impl Mapped {
+    /// Drops many pins at once, the same as dropping each: an unmap's
+    /// pages come in address order, and each run of consecutive pages of
+    /// one node pinned at one epoch is unpinned in one node-lock section
+    /// instead of one per page. Any context but irq.
+    pub fn release_all(mapped: impl IntoIterator<Item = Mapped>) {
+        // The run: node, first and last index, epoch, writable.
+        let mut run: Option<(Held, u64, u64, u64, bool)> = None;
+        for mut m in mapped {
+            let Some(node) = m.node.take() else {
+                continue;
+            };
+            if let Some((held, _, last, epoch, writable)) = &mut run
+                && Arc::ptr_eq(held.arc(), node.arc())
+                && *epoch == m.epoch
+                && *writable == m.writable
+                && m.index == *last + 1
+            {
+                *last = m.index;
+                continue;
+            }
+            if let Some((held, first, last, epoch, writable)) = run.take() {
+                held.unpin_range(first, last, epoch, writable);
+            }
+            run = Some((node, m.index, m.index, m.epoch, m.writable));
+        }
+        if let Some((held, first, last, epoch, writable)) = run {
+            held.unpin_range(first, last, epoch, writable);
+        }
     }
 }
 
