@@ -363,10 +363,17 @@ impl AddressSpace {
         limit: usize,
         out: &mut Vec<PageRef>,
     ) -> u64 {
-        pages.take_range(start, end, limit, |k, p| {
-            crate::mm::kernel_map::unmap_page(k);
+        let mut addrs = Vec::new();
+        let next = pages.take_range(start, end, limit, |k, p| {
+            addrs.push(k);
             out.push(p);
-        })
+        });
+        crate::mm::kernel_map::with_tables(|t| {
+            for &k in &addrs {
+                t.unmap_page(k);
+            }
+        });
+        next
     }
 
     /// Frees pages after the shoot-down: owned frames with one pass over
@@ -377,6 +384,14 @@ impl AddressSpace {
             return;
         }
         crate::smp::shootdown();
+        Self::free_shot_down(pages);
+    }
+
+    /// The frees of [`Self::release`], once other CPUs' TLBs are shot down.
+    /// Any context but irq: what `pages` holds is freed with no general-heap
+    /// memory, so with `pages` itself from the `locked` heap (allocated in
+    /// `bh_safe_alloc`) this may run without the kernel lock.
+    fn free_shot_down(pages: Vec<PageRef>) {
         let mut frames = Vec::new();
         Mapped::release_all(pages.into_iter().filter_map(|p| match p {
             PageRef::Owned(phys) => {
@@ -395,15 +410,39 @@ impl AddressSpace {
     /// [`ZAP_BATCH`] pages at a time, and faults of other threads elsewhere
     /// in the address space go on between batches.
     pub fn zap(&self, removed: &[Vmap<FileRef>]) {
-        let mut freed = Vec::new();
-        for v in removed {
-            let mut at = v.start;
-            while at < v.end {
-                let mut inner = self.inner.lock();
-                at = Self::unmap_some(&mut inner.pages, at, v.end, ZAP_BATCH, &mut freed);
-            }
+        Self::release(self.unmap_areas(removed));
+    }
+
+    /// [`Self::zap`] for munmap, whose frees need no kernel state: the
+    /// entries are removed and other CPUs' TLBs shot down under the kernel
+    /// lock (so no mmap can reuse the range while a stale TLB entry may
+    /// still reach an old frame), then the frames are freed and the pins
+    /// dropped with the kernel lock released, so that other threads'
+    /// syscalls go on meanwhile. Kernel-lock thread, holding no spinlock.
+    pub fn zap_and_free_unlocked(&self, removed: &[Vmap<FileRef>]) {
+        let freed = self.unmap_areas(removed);
+        if freed.is_empty() {
+            return;
         }
-        Self::release(freed);
+        crate::smp::shootdown();
+        crate::sched::runloop::without_kernel_lock(|| Self::free_shot_down(freed));
+    }
+
+    /// The page records of removed areas, their entries unmapped, taken
+    /// [`ZAP_BATCH`] pages per hold of the `aspace` lock (see [`Self::zap`]).
+    /// The list comes from the `locked` heap, to be freed in any context.
+    fn unmap_areas(&self, removed: &[Vmap<FileRef>]) -> Vec<PageRef> {
+        cairn_sync::cpu::bh_safe_alloc(|| {
+            let mut freed = Vec::new();
+            for v in removed {
+                let mut at = v.start;
+                while at < v.end {
+                    let mut inner = self.inner.lock();
+                    at = Self::unmap_some(&mut inner.pages, at, v.end, ZAP_BATCH, &mut freed);
+                }
+            }
+            freed
+        })
     }
 
     /// Applies an mprotect's page-table changes.
@@ -859,18 +898,29 @@ impl AddressSpace {
         check: bool,
         unused: &mut Vec<Mapped>,
     ) {
+        // The area last looked up: its range, and its protection if pages
+        // of `file` may go there (the pages come in ascending order, and
+        // most lie in the fault's own area: one lookup for them all).
+        let mut area: Option<(u64, u64, Option<Prot>)> = None;
+        // (address, entry flags, page) to map, in one page-table section.
+        let mut ready: Vec<(u64, u64, Mapped)> = Vec::with_capacity(found.len());
         for m in found {
             let addr = page + (m.index() - index) * PAGE;
-            let prot = vmaps
-                .check_access(addr, Prot::READ)
-                .ok()
-                .filter(|v| {
-                    v.share == Share::Shared
-                        && !v.in_transition()
-                        && v.file_at(addr)
-                            .is_some_and(|(f, o)| f.same_file(file) && o == m.index() * PAGE)
-                })
-                .map(|v| v.prot);
+            if !area.is_some_and(|(start, end, _)| (start..end).contains(&addr)) {
+                area = Some(match vmaps.lookup(addr) {
+                    Some(v) => {
+                        let fits = v.share == Share::Shared
+                            && !v.in_transition()
+                            && v.prot.accessible()
+                            && v.file_at(addr).is_some_and(|(f, o)| {
+                                f.same_file(file) && o == m.index() * PAGE
+                            });
+                        (v.start, v.end, fits.then_some(v.prot))
+                    }
+                    None => (addr, addr + PAGE, None),
+                });
+            }
+            let prot = area.and_then(|(_, _, prot)| prot);
             let Some(prot) = prot.filter(|_| !pages.contains(addr)) else {
                 unused.push(m);
                 continue;
@@ -879,11 +929,20 @@ impl AddressSpace {
                 unused.push(m);
                 continue;
             }
-            match crate::mm::kernel_map::map_page(addr, m.phys(), pte_flags(prot, false)) {
-                Ok(()) => {
-                    pages.insert(addr, PageRef::Shared(m));
+            ready.push((addr, pte_flags(prot, false), m));
+        }
+        crate::mm::kernel_map::with_tables(|t| {
+            for (addr, flags, m) in &mut ready {
+                if t.map_page(*addr, m.phys(), *flags).is_err() {
+                    *flags = 0; // not mapped (no memory for a table)
                 }
-                Err(_) => unused.push(m),
+            }
+        });
+        for (addr, flags, m) in ready {
+            if flags == 0 {
+                unused.push(m);
+            } else {
+                pages.insert(addr, PageRef::Shared(m));
             }
         }
     }

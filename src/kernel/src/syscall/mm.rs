@@ -108,7 +108,7 @@ pub fn munmap(addr: u64, len: u64) -> SysResult {
     let aspace = &current().aspace;
     let removed = aspace.with_vmaps(|v| v.munmap(addr, len))?;
     write_back_shared(&removed);
-    aspace.zap(&removed);
+    aspace.zap_and_free_unlocked(&removed);
     Ok(0)
 }
 
