@@ -305,8 +305,15 @@ fn map_cached_pins_only_cached_pages_inside_the_file() {
     assert_eq!(head[..], file[3 * PS..3 * PS + 64]);
     assert_eq!(n.page_info(3).unwrap().pins, 1);
     assert!(m0.current() && m3.current());
+    let m1 = n.map_resident(1, 1);
+    assert!(m1.is_empty(), "page 1 is not cached");
+    let both = [m0, m3];
+    assert!(Mapped::all_current(&both));
     // Only the pagecache's part of a truncate: the cap is pending.
     w.truncate_cache(&n, 2 * PS as u64).unwrap();
+    assert!(!Mapped::all_current(&both), "one of them was detached");
+    assert!(Mapped::all_current(&both[..1]));
+    let [m0, m3] = both;
     assert!(m0.current(), "a page the truncate keeps");
     assert!(!m3.current(), "a page the truncate detached");
     assert!(n.map_cached(0).is_none(), "a truncate is pending");

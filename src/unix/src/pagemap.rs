@@ -26,7 +26,8 @@ use alloc::collections::BTreeMap;
 pub const PAGE: u64 = 4096;
 /// Pages per leaf.
 pub const LEAF_PAGES: usize = 64;
-const LEAF_SPAN: u64 = PAGE * LEAF_PAGES as u64;
+/// Bytes of address space a leaf covers.
+pub const LEAF_SPAN: u64 = PAGE * LEAF_PAGES as u64;
 
 struct Leaf<T> {
     /// Slots holding a record.
@@ -138,6 +139,16 @@ impl<T> PageMap<T> {
             })
     }
 
+    /// The base of the first leaf holding records at or after the leaf of
+    /// `at` and below `end` (leaves cover [`LEAF_SPAN`] bytes each).
+    pub fn next_leaf(&self, at: u64, end: u64) -> Option<u64> {
+        let first = at & !(LEAF_SPAN - 1);
+        self.leaves
+            .range(first..end.max(first))
+            .next()
+            .map(|(&base, _)| base)
+    }
+
     /// Takes the records of the pages in `[start, end)` out, in address
     /// order, handing each to `each`; stops after `limit` records (the
     /// rest stay). Returns the address to go on from: `end` when the range
@@ -223,6 +234,11 @@ mod tests {
             .collect();
         assert_eq!(got, [64]);
         assert_eq!(m.range(5 * PAGE, 5 * PAGE).count(), 0);
+        assert_eq!(m.next_leaf(PAGE, 1001 * PAGE), Some(0));
+        assert_eq!(m.next_leaf(66 * PAGE, 1001 * PAGE), Some(64 * PAGE));
+        assert_eq!(m.next_leaf(128 * PAGE, 1001 * PAGE), Some(192 * PAGE));
+        assert_eq!(m.next_leaf(256 * PAGE, 960 * PAGE), None);
+        assert_eq!(m.next_leaf(256 * PAGE, 961 * PAGE), Some(960 * PAGE));
     }
 
     #[test]

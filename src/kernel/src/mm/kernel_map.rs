@@ -225,6 +225,16 @@ impl Tables<'_> {
             .map(&mut k.frames, virt, phys, PageSize::Size4K, page_flags)
     }
 
+    /// The frame and flags of the 4 KiB page at `virt` (see [`lookup_user`]).
+    pub fn lookup_user(&mut self, virt: u64) -> Option<(u64, u64)> {
+        let k = &mut *self.0;
+        let (e, size) = k.tables.lookup(&mut k.frames, virt)?;
+        (size == PageSize::Size4K).then(|| {
+            let phys = cairn_pc::paging::entry_address(e);
+            (phys, e & !0x000f_ffff_ffff_f000)
+        })
+    }
+
     /// Unmaps one 4 KiB page, returning its frame (see [`unmap_page`]).
     pub fn unmap_page(&mut self, virt: u64) -> Option<u64> {
         let k = &mut *self.0;
@@ -238,7 +248,9 @@ impl Tables<'_> {
 /// not allocate or take another lock but the physical heap's (new tables).
 pub fn with_tables<R>(f: impl FnOnce(&mut Tables<'_>) -> R) -> R {
     let mut k = KERNEL_TABLES.lock();
-    f(&mut Tables(k.as_mut().expect("kernel page tables not built")))
+    f(&mut Tables(
+        k.as_mut().expect("kernel page tables not built"),
+    ))
 }
 
 /// Maps one 4 KiB kernel page.
@@ -262,13 +274,7 @@ pub fn unmap_page(virt: u64) -> Option<u64> {
 
 /// The frame and flags of the 4 KiB user page at `virt`, if mapped.
 pub fn lookup_user(virt: u64) -> Option<(u64, u64)> {
-    let mut k = KERNEL_TABLES.lock();
-    let k = k.as_mut()?;
-    let (e, size) = k.tables.lookup(&mut k.frames, virt)?;
-    (size == PageSize::Size4K).then(|| {
-        let phys = cairn_pc::paging::entry_address(e);
-        (phys, e & !0x000f_ffff_ffff_f000)
-    })
+    with_tables(|t| t.lookup_user(virt))
 }
 
 /// The physical address behind kernel virtual address `virt`.

@@ -2,17 +2,22 @@
 //! mapped in its page tables, demand paging, and the page-table side of
 //! mmap, munmap, mprotect and mremap.
 //!
-//! **Lock.** `aspace` (SpinLock; kernel-lock context, and the unlocked
-//! user fault) around the vmaps and the page records. It is never held
-//! across anything that sleeps: a fault on a file page marks the page *in
-//! transition*, releases the lock, fills the page from the pagecache
+//! **Locks.** `aspace` (SpinLock) around the vmaps, which change only under
+//! the kernel lock too, each change moving a generation counter; and the
+//! page records (what backs each mapped page) in shards with a lock each,
+//! `aspace.pages` (`process::pages`: a record and its page-table entry
+//! change together under the shard lock of their 256 KiB leaf). Neither is
+//! held across anything that sleeps: a fault on a file page marks the page
+//! *in transition*, releases the locks, fills the page from the pagecache
 //! (sleeping for I/O; its fill first, then the mapping readahead), retakes
-//! the lock and installs the entry (DESIGN.md §4 rules 1 and 3, seeds/001
-//! and 002). Operations that meet an area in transition wait for it to end
-//! and retry from the start. Order: fd table → filesystem → `aspace` →
-//! `pagecache.node` (pins and checks only) → `mm.page_tables` → heap
-//! locks. TLB shoot-downs happen after the lock is released, before freed
-//! frames are reused.
+//! them and installs the entry (DESIGN.md §4 rules 1 and 3, seeds/001 and
+//! 002). Operations that meet an area in transition wait for it to end and
+//! retry from the start. Order: fd table → filesystem → `aspace` →
+//! `aspace.pages` (one shard at a time) → `pagecache.node` (pins and
+//! checks only) → `aspace.pins` → `mm.page_tables` → heap locks. An
+//! operation changes the vmaps first, then visits the records of its range
+//! shard by shard. TLB shoot-downs happen after the locks are released,
+//! before freed frames are reused.
 //!
 //! **Pages.** Anonymous and private-file pages are frames owned here
 //! (copied from the pagecache at the first fault of a private file page).
@@ -25,23 +30,26 @@
 //! **Pins.** Direct I/O (`fs/direct.rs`) pins the owned frames behind a
 //! user buffer ([`AddressSpace::pin_user`]) so a device can transfer to or
 //! from them with no copy; a frame unmapped while pinned is freed at its
-//! last unpin instead (the `aspace.pins` table, a leaf taken under
-//! `aspace` or alone; heap locks are taken after it is released).
+//! last unpin instead (the `aspace.pins` table, taken under a shard lock
+//! or alone; heap locks are taken after it is released).
 //!
 //! **Without the kernel lock** (issue 17): a user fault first tries
 //! [`AddressSpace::fault_unlocked`]: an anonymous first touch, or a file
-//! page the pagecache holds readable, installed in one `aspace` section
-//! with the pagecache node's irq-safe lock nested under it (the global
-//! order: `aspace` → `pagecache.node`); pins dropped and frames freed
-//! after it. A truncate removes the mappings past its new end
-//! ([`AddressSpace::zap_file`]) after the pagecache capped the length and
-//! dropped the pages, and the locked path checks `Mapped::current` under
-//! `aspace` before installing, so no entry to a page past the end of file
-//! survives a truncate.
+//! page the pagecache holds readable. It reads the area under `aspace`,
+//! then installs under the page's shard lock if the vmaps generation has
+//! not moved and its pins are still current, so faults in different
+//! leaves install at the same time, and an munmap elsewhere holds one
+//! shard for a leaf at a time. A truncate removes the mappings past its
+//! new end ([`AddressSpace::zap_file`]) after the pagecache capped the
+//! length and detached the pages, and every fault checks its pins with
+//! `Mapped::current` under the shard lock before installing, so no entry
+//! to a page past the end of file survives a truncate.
 //!
 //! Contexts: kernel-lock, in a thread (faults sleep), except
-//! `fault_unlocked` (a user fault, no lock held).
+//! `fault_unlocked` (a user fault, no lock held) and the frees of
+//! [`AddressSpace::zap_and_free_unlocked`].
 
+use super::pages::Pages;
 use crate::fs::FileData;
 use crate::sched::waitqueue::WaitQueue;
 use alloc::collections::BTreeMap;
@@ -51,7 +59,7 @@ use cairn_pagecache::{Access, Mapped};
 use cairn_pc::paging::{DIRECT_MAP_BASE, flags};
 use cairn_sync::{LockClass, SpinLock};
 use cairn_unix::errno::Errno;
-use cairn_unix::pagemap::PageMap;
+use cairn_unix::pagemap::{LEAF_PAGES, LEAF_SPAN, PageMap};
 use cairn_unix::prot::Prot;
 use cairn_unix::vmap::{FaultError, MapFile, Share, VmError, Vmap, VmapKind, Vmaps};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -61,9 +69,6 @@ pub const PAGE: u64 = 4096;
 /// Pages mapped around a read fault on a shared file mapping, and the
 /// mapping readahead after a fault that does not continue a walk.
 const FAULT_AROUND_PAGES: u64 = 15;
-
-/// Pages an munmap unmaps per hold of the `aspace` lock ([`AddressSpace::zap`]).
-const ZAP_BATCH: usize = 64;
 
 /// File-page faults served without the kernel lock
 /// ([`AddressSpace::fault_unlocked`]) since boot (`/proc/cairn/kstats`
@@ -109,17 +114,30 @@ enum PageRef {
     Shared(Mapped),
 }
 
-struct Inner {
-    vmaps: Vmaps<FileRef>,
-    pages: PageMap<PageRef>,
-}
-
 pub(crate) static ASPACE_CLASS: LockClass = LockClass::new("aspace");
 
 pub struct AddressSpace {
-    inner: SpinLock<Inner>,
+    /// The areas (the `aspace` lock). Changed only under the kernel lock
+    /// too, and every change bumps `generation`.
+    vmaps: SpinLock<Vmaps<FileRef>>,
+    /// Changes of `vmaps` so far: a fault that looked at the areas without
+    /// the kernel lock checks, under its page's shard lock, that they have
+    /// not changed since (see [`AddressSpace::fault_unlocked`]).
+    generation: AtomicU64,
+    /// What backs each mapped page, sharded (`aspace.pages` locks).
+    pages: Pages<PageRef>,
     /// Threads waiting for a transition to end.
     transitions: WaitQueue,
+}
+
+/// The part of a shared file area that map-around may fill: its range and
+/// protection, every page of it the same file at the same offset from
+/// `start`, checked when the view was taken.
+#[derive(Clone, Copy)]
+struct AreaView {
+    start: u64,
+    end: u64,
+    prot: Prot,
 }
 
 /// What the lock-dropped part of a file fault did.
@@ -300,15 +318,21 @@ fn frame_bytes(phys: u64) -> &'static mut [u8] {
 impl AddressSpace {
     pub fn new(layout: cairn_unix::vmap::Layout) -> Self {
         AddressSpace {
-            inner: SpinLock::new(
-                &ASPACE_CLASS,
-                Inner {
-                    vmaps: Vmaps::new(layout),
-                    pages: PageMap::new(),
-                },
-            ),
+            vmaps: SpinLock::new(&ASPACE_CLASS, Vmaps::new(layout)),
+            generation: AtomicU64::new(0),
+            pages: Pages::new(),
             transitions: WaitQueue::new(),
         }
+    }
+
+    /// Runs `f` on the vmaps under `aspace` as a change: the generation
+    /// moves (every change of the areas goes through here or
+    /// [`Self::with_vmaps`], under the kernel lock).
+    fn change_vmaps<R>(&self, f: impl FnOnce(&mut Vmaps<FileRef>) -> R) -> R {
+        let mut vmaps = self.vmaps.lock();
+        let r = f(&mut vmaps);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        r
     }
 
     /// Runs a vmap operation, waiting out transitions it meets (the
@@ -318,13 +342,9 @@ impl AddressSpace {
         mut op: impl FnMut(&mut Vmaps<FileRef>) -> Result<R, VmError>,
     ) -> Result<R, Errno> {
         loop {
-            let mut inner = self.inner.lock();
-            match op(&mut inner.vmaps) {
+            match self.change_vmaps(&mut op) {
                 Ok(r) => return Ok(r),
-                Err(VmError::MustWait(w)) => {
-                    drop(inner);
-                    self.wait_transition(w.id);
-                }
+                Err(VmError::MustWait(w)) => self.wait_transition(w.id),
                 Err(e) => return Err(e.errno().unwrap_or(Errno::EINVAL)),
             }
         }
@@ -335,45 +355,38 @@ impl AddressSpace {
             // The transition's range disappears when it ends. The vmaps are
             // read without the `aspace` lock's guard here only through
             // `try_lock`: a busy lock means "not ended yet, check again".
-            self.inner
+            self.vmaps
                 .try_lock()
-                .is_some_and(|i| i.vmaps.transition_range(id).is_none())
+                .is_some_and(|v| v.transition_range(id).is_none())
         });
     }
 
-    /// Drops the page records of `[start, end)`: unmaps their entries and
-    /// returns what to free once other CPUs' TLBs are shot down.
-    fn unmap_range(inner: &mut Inner, start: u64, end: u64) -> Vec<PageRef> {
-        Self::unmap_range_in(&mut inner.pages, start, end)
-    }
-
-    fn unmap_range_in(pages: &mut PageMap<PageRef>, start: u64, end: u64) -> Vec<PageRef> {
-        let mut out = Vec::new();
-        Self::unmap_some(pages, start, end, usize::MAX, &mut out);
-        out
-    }
-
-    /// Drops at most `limit` page records of `[start, end)`, in address
-    /// order, unmapping their entries, into `out`; returns where to go on
-    /// from (`end` when none is left).
-    fn unmap_some(
-        pages: &mut PageMap<PageRef>,
-        start: u64,
-        end: u64,
-        limit: usize,
-        out: &mut Vec<PageRef>,
-    ) -> u64 {
-        let mut addrs = Vec::new();
-        let next = pages.take_range(start, end, limit, |k, p| {
-            addrs.push(k);
+    /// Takes the records of `[from, to)`, inside one leaf of `map`, out into
+    /// `out` and unmaps their entries in one page-table section. The
+    /// caller holds the leaf's shard lock.
+    fn unmap_leaf(map: &mut PageMap<PageRef>, from: u64, to: u64, out: &mut Vec<PageRef>) {
+        let mut addrs = [0u64; LEAF_PAGES];
+        let mut n = 0;
+        map.take_range(from, to, usize::MAX, |k, p| {
+            addrs[n] = k;
+            n += 1;
             out.push(p);
         });
         crate::mm::kernel_map::with_tables(|t| {
-            for &k in &addrs {
+            for &k in &addrs[..n] {
                 t.unmap_page(k);
             }
         });
-        next
+    }
+
+    /// Drops the page records of `[start, end)` (one shard lock at a time,
+    /// a leaf per hold): unmaps their entries and returns what to free
+    /// once other CPUs' TLBs are shot down.
+    fn unmap_range(&self, start: u64, end: u64, out: &mut Vec<PageRef>) {
+        self.pages.for_each_leaf(start, end, |map, from, to| {
+            Self::unmap_leaf(map, from, to, out);
+            to
+        });
     }
 
     /// Frees pages after the shoot-down: owned frames with one pass over
@@ -406,9 +419,8 @@ impl AddressSpace {
     /// Unmaps the pages of removed areas (munmap, MAP_FIXED replacement,
     /// mremap shrink). The areas are gone from the vmaps already and the
     /// caller holds the kernel lock, which every mmap takes, so nothing
-    /// maps their range again meanwhile: the `aspace` lock is taken for
-    /// [`ZAP_BATCH`] pages at a time, and faults of other threads elsewhere
-    /// in the address space go on between batches.
+    /// maps their range again meanwhile; the records go a leaf per hold of
+    /// its shard lock, and faults elsewhere in the address space go on.
     pub fn zap(&self, removed: &[Vmap<FileRef>]) {
         Self::release(self.unmap_areas(removed));
     }
@@ -428,71 +440,77 @@ impl AddressSpace {
         crate::sched::runloop::without_kernel_lock(|| Self::free_shot_down(freed));
     }
 
-    /// The page records of removed areas, their entries unmapped, taken
-    /// [`ZAP_BATCH`] pages per hold of the `aspace` lock (see [`Self::zap`]).
-    /// The list comes from the `locked` heap, to be freed in any context.
+    /// The page records of removed areas, their entries unmapped (see
+    /// [`Self::zap`]). The list comes from the `locked` heap, to be freed
+    /// in any context.
     fn unmap_areas(&self, removed: &[Vmap<FileRef>]) -> Vec<PageRef> {
         cairn_sync::cpu::bh_safe_alloc(|| {
             let mut freed = Vec::new();
             for v in removed {
-                let mut at = v.start;
-                while at < v.end {
-                    let mut inner = self.inner.lock();
-                    at = Self::unmap_some(&mut inner.pages, at, v.end, ZAP_BATCH, &mut freed);
-                }
+                self.unmap_range(v.start, v.end, &mut freed);
             }
             freed
         })
     }
 
-    /// Applies an mprotect's page-table changes.
+    /// Applies an mprotect's page-table changes (after the vmaps changed).
     pub fn reprotect(&self, changes: &[cairn_unix::vmap::Reprotect]) {
-        {
-            let inner = self.inner.lock();
-            for c in changes {
-                for (k, p) in inner.pages.range(c.start, c.end) {
-                    let (phys, writable) = match p {
-                        PageRef::Owned(p) => (*p, c.new.contains(Prot::WRITE)),
-                        PageRef::Shared(m) => {
-                            (m.phys(), c.new.contains(Prot::WRITE) && m.writable())
+        for c in changes {
+            self.pages.for_each_leaf(c.start, c.end, |map, from, to| {
+                crate::mm::kernel_map::with_tables(|t| {
+                    for (k, p) in map.range(from, to) {
+                        let (phys, writable) = match p {
+                            PageRef::Owned(p) => (*p, c.new.contains(Prot::WRITE)),
+                            PageRef::Shared(m) => {
+                                (m.phys(), c.new.contains(Prot::WRITE) && m.writable())
+                            }
+                        };
+                        t.unmap_page(k);
+                        if c.new.accessible() {
+                            let _ = t.map_page(k, phys, pte_flags(c.new, writable));
                         }
-                    };
-                    if c.new.accessible() {
-                        crate::mm::kernel_map::unmap_page(k);
-                        let _ =
-                            crate::mm::kernel_map::map_page(k, phys, pte_flags(c.new, writable));
-                    } else {
-                        // PROT_NONE: keep the page, remove the entry; a
+                        // PROT_NONE: the page is kept without an entry; a
                         // fault after access is granted again re-installs it.
-                        crate::mm::kernel_map::unmap_page(k);
                     }
-                }
-            }
+                });
+                to
+            });
         }
         crate::smp::shootdown();
     }
 
-    /// Moves page records and entries for an mremap that moved.
+    /// Moves page records and entries for an mremap that moved (after the
+    /// vmaps changed). A page another thread faulted in at the new place
+    /// meanwhile gives way to the moved one.
     pub fn move_pages(&self, from: u64, to: u64, len: u64) {
-        {
-            let mut inner = self.inner.lock();
-            let mut moved = Vec::new();
-            inner
-                .pages
-                .take_range(from, from + len, usize::MAX, |k, p| {
-                    let entry = crate::mm::kernel_map::lookup_user(k);
-                    crate::mm::kernel_map::unmap_page(k);
+        let mut moved = Vec::new();
+        self.pages.for_each_leaf(from, from + len, |map, a, b| {
+            let mut taken = Vec::new();
+            map.take_range(a, b, usize::MAX, |k, p| taken.push((k, p)));
+            crate::mm::kernel_map::with_tables(|t| {
+                for (k, p) in taken {
+                    // Kept while PROT_NONE (no entry): the record moves alone.
+                    let entry = t.lookup_user(k);
+                    t.unmap_page(k);
                     moved.push((to + (k - from), entry, p));
-                });
-            for (nk, entry, p) in moved {
-                // Kept while PROT_NONE (no entry): the record moves alone.
-                if let Some((phys, fl)) = entry {
-                    let _ = crate::mm::kernel_map::map_page(nk, phys, fl);
                 }
-                inner.pages.insert(nk, p);
+            });
+            b
+        });
+        let mut displaced = Vec::new();
+        for (nk, entry, p) in moved {
+            let mut map = self.pages.lock(nk);
+            if let Some(old) = map.remove(nk) {
+                crate::mm::kernel_map::unmap_page(nk);
+                displaced.push(old);
             }
+            if let Some((phys, fl)) = entry {
+                let _ = crate::mm::kernel_map::map_page(nk, phys, fl);
+            }
+            map.insert(nk, p);
         }
         crate::smp::shootdown();
+        Self::free_shot_down(displaced);
     }
 
     /// Places `bytes` (at most a page) at page `addr` with protection
@@ -500,167 +518,150 @@ impl AddressSpace {
     pub fn populate(&self, addr: u64, bytes: &[u8], prot: Prot) -> Result<(), Errno> {
         let phys = alloc_frame()?;
         frame_bytes(phys)[..bytes.len()].copy_from_slice(bytes);
-        let mut inner = self.inner.lock();
+        let mut map = self.pages.lock(addr);
         crate::mm::kernel_map::map_page(addr, phys, pte_flags(prot, prot.contains(Prot::WRITE)))
             .map_err(|_| Errno::ENOMEM)?;
-        inner.pages.insert(addr, PageRef::Owned(phys));
+        map.insert(addr, PageRef::Owned(phys));
         Ok(())
     }
 
     /// Whether some area maps `addr` (a fault there is an access the area
     /// does not allow, SEGV_ACCERR, rather than SEGV_MAPERR).
     pub fn is_mapped(&self, addr: u64) -> bool {
-        self.inner.lock().vmaps.lookup(addr).is_some()
+        self.vmaps.lock().lookup(addr).is_some()
     }
 
     /// A user page fault's first try, without the kernel lock (issue 17):
-    /// an anonymous first touch ([`Self::fault_anonymous_unlocked`]) or a
-    /// file page the pagecache holds readable ([`Self::fault_file_cached`]).
-    /// `None`: the caller takes the kernel lock and runs [`Self::fault`].
-    pub fn fault_unlocked(&self, addr: u64, write: bool, exec: bool) -> Option<()> {
-        let mut spare = None;
-        let mut unused = Vec::new();
-        let served = {
-            let mut guard = self.inner.lock();
-            let inner = &mut *guard;
-            let anonymous = inner
-                .vmaps
-                .lookup(addr)
-                .is_some_and(|v| matches!(v.kind, VmapKind::Anonymous));
-            if anonymous {
-                drop(guard);
-                return self.fault_anonymous_unlocked(addr, write, exec);
-            }
-            Self::fault_file_cached(inner, addr, write, exec, &mut spare, &mut unused)
-        };
-        // Pins and a frame not used are released after the `aspace` lock.
-        drop(unused);
-        if let Some(phys) = spare {
-            free_frame(phys);
-        }
-        if served.is_some() {
-            FILE_FAULTS_UNLOCKED.fetch_add(1, Ordering::Relaxed);
-        }
-        served
-    }
-
-    /// The file part of [`Self::fault_unlocked`], under the `aspace` lock:
-    /// a first touch of a page of a file area the access is allowed in
-    /// (not in transition, nothing mapped there yet; a read, or any access
-    /// to a private area, whose page is then a copy), whose page the
-    /// pagecache holds readable inside the file with no truncate pending
-    /// (`Node::map_cached`: the node's irq-safe lock only, no filesystem
-    /// mutex, no general heap). The page is pinned and installed in one
-    /// critical section of `aspace`, which a truncate takes to remove the
-    /// mappings past its new end after capping the length: either this
-    /// section comes first and the removal finds the page, or the cap is
-    /// seen here and the fault goes to the locked path. A shared read also
-    /// maps the cached pages after it (map-around). Anything else (a shared
+    /// a first touch of an anonymous page, or of a file page the pagecache
+    /// holds readable (a read, or any access to a private area, whose page
+    /// is then a copy), in an area the access is allowed in and not in
+    /// transition. `None`, with nothing changed: anything else (a shared
     /// write, which must reserve and mark dirty; a page to fill; a pending
-    /// truncate; past the end of file, which is SIGBUS) is `None` with
-    /// nothing changed. `spare` and `unused` collect what the caller
-    /// releases after the lock.
-    fn fault_file_cached(
-        inner: &mut Inner,
-        addr: u64,
-        write: bool,
-        exec: bool,
-        spare: &mut Option<u64>,
-        unused: &mut Vec<Mapped>,
-    ) -> Option<()> {
-        let page = addr & !(PAGE - 1);
-        let v = inner
-            .vmaps
-            .check_access(addr, access_of(write, exec))
-            .ok()?;
-        let shared = v.share == Share::Shared;
-        if v.in_transition() || inner.pages.contains(page) || (shared && write) {
-            return None;
-        }
-        let (file, offset) = v.file_at(page)?;
-        let index = offset / PAGE;
-        let m = file.0.node.map_cached(index)?;
-        let prot = v.prot;
-        if !shared {
-            // The private copy: a frame of our own (no need to zero it).
-            let Ok(phys) = crate::heaps::PHYSICAL.lock().alloc_pages(1) else {
-                unused.push(m);
-                return None;
-            };
-            m.read_at(0, frame_bytes(phys));
-            unused.push(m);
-            if crate::mm::kernel_map::map_page(
-                page,
-                phys,
-                pte_flags(prot, prot.contains(Prot::WRITE)),
-            )
-            .is_err()
-            {
-                *spare = Some(phys);
-                return None;
-            }
-            inner.pages.insert(page, PageRef::Owned(phys));
-            return Some(());
-        }
-        if crate::mm::kernel_map::map_page(page, m.phys(), pte_flags(prot, false)).is_err() {
-            unused.push(m);
-            return None;
-        }
-        inner.pages.insert(page, PageRef::Shared(m));
-        // Pinned under `aspace` too: no truncate can slip between the pin
-        // and the install (see above), so no `Mapped::current` check.
-        let found = file.0.node.map_resident(index + 1, FAULT_AROUND_PAGES);
-        Self::install_around(
-            &inner.vmaps,
-            &mut inner.pages,
-            page,
-            index,
-            file,
-            found,
-            false,
-            unused,
-        );
-        Some(())
-    }
-
-    /// Serves the common anonymous fault without the kernel lock (issue
-    /// 17): a first touch of a page of an anonymous area the access is
-    /// allowed in. The frame is allocated and zeroed before the `aspace`
-    /// lock; under it the area is checked again and the page installed.
-    /// Nothing here sleeps or frees general-heap memory. `None`: anything
-    /// else (a file page, copy-on-write, a page already there, a bad
-    /// access): the caller takes the kernel lock and runs [`Self::fault`].
-    pub fn fault_anonymous_unlocked(&self, addr: u64, write: bool, exec: bool) -> Option<()> {
+    /// truncate; past the end of file, which is SIGBUS; a page already
+    /// there; a bad access): the caller takes the kernel lock and runs
+    /// [`Self::fault`].
+    ///
+    /// Two steps, never both locks at once. Under `aspace`: the area is
+    /// checked, the generation read and a file page pinned with the pages
+    /// after it in the same area and leaf (`Node::map_cached` /
+    /// `map_resident`: the node's irq-safe lock only, no filesystem mutex,
+    /// no general heap). Under the page's shard lock: the page is installed
+    /// if the generation has not moved (no mmap, munmap, mprotect, mremap
+    /// or transition since: each of those changes the vmaps first and then
+    /// takes the shard locks of its range, so one that comes after the
+    /// check finds the page) and the pinned pages are still the file's
+    /// (`Mapped::all_current`: a truncate caps the length and detaches
+    /// before it removes mappings under the same shard locks). Pins and a
+    /// frame not used are released after both locks.
+    pub fn fault_unlocked(&self, addr: u64, write: bool, exec: bool) -> Option<()> {
         let page = addr & !(PAGE - 1);
         let access = access_of(write, exec);
-        let phys = alloc_frame().ok()?;
-        let mut inner = self.inner.lock();
-        let prot = match inner.vmaps.check_access(addr, access) {
-            Ok(v) if matches!(v.kind, VmapKind::Anonymous) => Some(v.prot),
-            _ => None,
+        let (generation, area, shared, mut pins) = {
+            let vmaps = self.vmaps.lock();
+            let generation = self.generation.load(Ordering::SeqCst);
+            let v = vmaps.check_access(addr, access).ok()?;
+            if v.in_transition() {
+                return None;
+            }
+            let area = AreaView {
+                start: v.start,
+                end: v.end,
+                prot: v.prot,
+            };
+            let shared = v.share == Share::Shared;
+            let pins = match &v.kind {
+                VmapKind::Anonymous => None,
+                VmapKind::File { .. } => {
+                    if shared && write {
+                        return None;
+                    }
+                    let (file, offset) = v.file_at(page)?;
+                    let index = offset / PAGE;
+                    let mut pins = alloc::vec![file.0.node.map_cached(index)?];
+                    if shared {
+                        // Map-around: the cached pages after it in this
+                        // area and this leaf (one shard lock).
+                        let leaf_end = (page | (LEAF_SPAN - 1)) + 1;
+                        let n = (v.end.min(leaf_end) - page) / PAGE - 1;
+                        pins.extend(
+                            file.0
+                                .node
+                                .map_resident(index + 1, n.min(FAULT_AROUND_PAGES)),
+                        );
+                    }
+                    Some(pins)
+                }
+            };
+            (generation, area, shared, pins)
         };
-        let installed = prot
-            .filter(|_| !inner.pages.contains(page))
-            .and_then(|prot| {
-                crate::mm::kernel_map::map_page(
-                    page,
-                    phys,
-                    pte_flags(prot, prot.contains(Prot::WRITE)),
-                )
-                .ok()
-            });
-        if installed.is_some() {
-            inner.pages.insert(page, PageRef::Owned(phys));
+        // A frame of our own: zeroed, or the private copy.
+        let own = match &pins {
+            None => alloc_frame().ok(),
+            Some(pins) if !shared => {
+                let phys = crate::heaps::PHYSICAL.lock().alloc_pages(1).ok();
+                if let Some(phys) = phys {
+                    pins[0].read_at(0, frame_bytes(phys));
+                }
+                phys
+            }
+            Some(_) => None,
+        };
+        if own.is_none() && (pins.is_none() || !shared) {
+            return None; // no memory: the locked path decides
         }
-        drop(inner);
-        if installed.is_none() {
+        let installed = {
+            let mut map = self.pages.lock(page);
+            let still = self.generation.load(Ordering::SeqCst) == generation
+                && !map.contains(page)
+                && pins.as_deref().is_none_or(Mapped::all_current);
+            if !still {
+                None
+            } else if let Some(phys) = own {
+                let writable = area.prot.contains(Prot::WRITE);
+                crate::mm::kernel_map::map_page(page, phys, pte_flags(area.prot, writable))
+                    .ok()
+                    .map(|()| {
+                        map.insert(page, PageRef::Owned(phys));
+                    })
+            } else {
+                let pins = pins.as_mut().expect("a shared file page");
+                let first = pins.remove(0);
+                match crate::mm::kernel_map::map_page(
+                    page,
+                    first.phys(),
+                    pte_flags(area.prot, false),
+                ) {
+                    Ok(()) => {
+                        let index = first.index();
+                        map.insert(page, PageRef::Shared(first));
+                        let around = core::mem::take(pins);
+                        Self::install_around(&mut map, page, index, area, around, pins);
+                        Some(())
+                    }
+                    Err(_) => {
+                        pins.insert(0, first);
+                        None
+                    }
+                }
+            }
+        };
+        // Pins and a frame not used are released after the locks.
+        drop(pins);
+        if installed.is_none()
+            && let Some(phys) = own
+        {
             free_frame(phys);
+        }
+        if installed.is_some() && shared {
+            FILE_FAULTS_UNLOCKED.fetch_add(1, Ordering::Relaxed);
         }
         installed
     }
 
     /// Serves a fault at `addr` (`write`: a store; `exec`: a fetch).
     /// Sleeps for file pages. `Ok` when the access can be retried.
+    /// Kernel-lock context: the vmaps cannot change but through this
+    /// thread, and the page's shard lock is taken under `aspace`.
     pub fn fault(&self, addr: u64, write: bool, exec: bool) -> Result<(), FaultOutcome> {
         let page = addr & !(PAGE - 1);
         let access = access_of(write, exec);
@@ -669,15 +670,16 @@ impl AddressSpace {
         // checks.
         crate::heaps::global::room_for_user(PAGE);
         loop {
-            let mut inner = self.inner.lock();
-            let v = match inner.vmaps.check_access(addr, access) {
+            let mut vmaps = self.vmaps.lock();
+            let v = match vmaps.check_access(addr, access) {
                 Ok(v) => v.clone(),
                 Err(FaultError::Unmapped | FaultError::Protection) => {
                     return Err(FaultOutcome::Segv);
                 }
             };
+            let mut map = self.pages.lock(page);
             // Already served (another thread, or a spurious fault)?
-            if let Some(p) = inner.pages.get(page) {
+            if let Some(p) = map.get(page) {
                 let entry = crate::mm::kernel_map::lookup_user(page);
                 if entry.is_none() {
                     // Kept while PROT_NONE: install it again.
@@ -722,29 +724,32 @@ impl AddressSpace {
                         free_frame(phys);
                         return Err(FaultOutcome::Bus);
                     }
-                    inner.pages.insert(page, PageRef::Owned(phys));
+                    map.insert(page, PageRef::Owned(phys));
                     return Ok(());
                 }
                 VmapKind::File { .. } => {
+                    drop(map);
                     let (file, offset) = v
                         .file_at(page)
                         .map(|(f, o)| (f.clone(), o))
                         .expect("file area");
-                    let id = match inner.vmaps.begin_transition(page, PAGE) {
+                    let begun = vmaps.begin_transition(page, PAGE);
+                    self.generation.fetch_add(1, Ordering::SeqCst);
+                    let id = match begun {
                         Ok(id) => id,
                         Err(VmError::MustWait(w)) => {
-                            drop(inner);
+                            drop(vmaps);
                             self.wait_transition(w.id);
                             continue;
                         }
                         Err(_) => return Err(FaultOutcome::Segv),
                     };
-                    drop(inner);
+                    drop(vmaps);
                     FILE_FAULTS_LOCKED.fetch_add(1, Ordering::Relaxed);
                     let shared = v.share == Share::Shared;
                     let r =
                         self.fill_file_page(page, &file, offset, write && shared, shared, v.prot);
-                    let ended = self.inner.lock().vmaps.end_transition(id);
+                    let ended = self.change_vmaps(|v| v.end_transition(id));
                     if ended.is_some_and(|e| e.wake) {
                         self.transitions.wake_all();
                     }
@@ -767,9 +772,10 @@ impl AddressSpace {
 
     /// The lock-dropped part of a file fault: get the page from the
     /// pagecache (sleeping; its fill goes first, then the mapping
-    /// readahead), then install it under the lock, unless a truncate took
-    /// it away meanwhile ([`Filled::Stale`], checked with
-    /// `Mapped::current` under the lock: see [`Self::zap_file`]).
+    /// readahead), then install it under its shard lock (the area is in
+    /// transition: nothing else changes it), unless a truncate took it
+    /// away meanwhile ([`Filled::Stale`], checked with `Mapped::current`
+    /// under the lock: see [`Self::zap_file`]).
     fn fill_file_page(
         &self,
         page: u64,
@@ -799,34 +805,34 @@ impl AddressSpace {
             ),
             PageRef::Owned(p) => (*p, prot.contains(Prot::WRITE)),
         };
-        let mut inner = self.inner.lock();
+        let mut map = self.pages.lock(page);
         let current = match (&new, &source) {
             (PageRef::Shared(m), _) | (_, Some(m)) => m.current(),
             _ => true,
         };
         if !current {
-            drop(inner);
+            drop(map);
             drop(source);
             Self::forget_unmapped(new);
             return Ok(Filled::Stale);
         }
-        let old = inner.pages.remove(page);
+        let old = map.remove(page);
         if old.is_some() {
             crate::mm::kernel_map::unmap_page(page);
         }
         let unused = match crate::mm::kernel_map::map_page(page, phys, pte_flags(prot, writable)) {
             Ok(()) => {
-                inner.pages.insert(page, new);
+                map.insert(page, new);
                 None
             }
             Err(_) => Some(new),
         };
-        drop(inner);
+        drop(map);
         drop(source);
         // Whatever happened, the old page's entry is gone: other CPUs' TLBs
         // are shot down before its frame is freed or its pin dropped, and
-        // both happen after the `aspace` lock. A new page that could not
-        // be mapped was never visible: it is released without a shoot-down.
+        // both happen after the lock. A new page that could not be mapped
+        // was never visible: it is released without a shoot-down.
         if let Some(old) = old {
             Self::release(alloc::vec![old]);
         }
@@ -852,97 +858,87 @@ impl AddressSpace {
     /// file that the pagecache holds readable right now (no I/O, no
     /// sleep, no filesystem mutex: `Node::map_resident`), so that a
     /// program walking a cached mapping takes one fault per run of pages,
-    /// as on Linux.
+    /// as on Linux. The pages were pinned without a lock of ours: the area
+    /// is looked up again (it may have changed while the fault slept,
+    /// DESIGN.md §4 rule 3) and the pins checked current under the shard
+    /// lock, all or none.
     fn map_around(&self, page: u64, file: &FileRef, offset: u64) {
         let index = offset / PAGE;
-        let found = file.0.node.map_resident(index + 1, FAULT_AROUND_PAGES);
+        let mut found = file.0.node.map_resident(index + 1, FAULT_AROUND_PAGES);
         if found.is_empty() {
             return;
         }
         let mut unused = Vec::new();
         {
-            let mut guard = self.inner.lock();
-            let inner = &mut *guard;
-            Self::install_around(
-                &inner.vmaps,
-                &mut inner.pages,
-                page,
-                index,
-                file,
-                found,
-                true,
-                &mut unused,
-            );
+            let vmaps = self.vmaps.lock();
+            let area = vmaps.lookup(page).and_then(|v| {
+                (v.share == Share::Shared
+                    && !v.in_transition()
+                    && v.prot.accessible()
+                    && v.file_at(page)
+                        .is_some_and(|(f, o)| f.same_file(file) && o == offset))
+                .then_some(AreaView {
+                    start: v.start,
+                    end: v.end,
+                    prot: v.prot,
+                })
+            });
+            let mut map = self.pages.lock(page);
+            match area {
+                Some(area) if Mapped::all_current(&found) => Self::install_around(
+                    &mut map,
+                    page,
+                    index,
+                    area,
+                    core::mem::take(&mut found),
+                    &mut unused,
+                ),
+                _ => {}
+            }
         }
-        // Unpinned outside the lock.
+        // Unpinned outside the locks.
+        drop(found);
         drop(unused);
     }
 
-    /// Installs map-around pages `found` near the page at `page` (file page
-    /// `index`), under the `aspace` lock. The areas are looked up again,
-    /// as they may have changed since the fault looked (DESIGN.md §4 rule
-    /// 3): a page is mapped only where the same file at the same offset is
-    /// still mapped shared, no transition is under way and nothing is
-    /// mapped yet; with `check`, also only if no truncate took it away
-    /// since it was pinned (pins taken outside this lock section). Private
-    /// mappings own copies of their pages and get none. What is not
-    /// mapped goes to `unused`, released by the caller after the lock.
-    #[allow(clippy::too_many_arguments)]
+    /// Installs map-around pages `found` (pinned, current, ascending) after
+    /// the page at `page` (file page `index`) of `area`, under the shard
+    /// lock of `page` (`map`): a page is mapped, read-only, where it lies
+    /// inside the area and the leaf of `page` and nothing is mapped yet,
+    /// all in one page-table section. What is not mapped goes to
+    /// `unused`, released by the caller after the lock.
     fn install_around(
-        vmaps: &Vmaps<FileRef>,
-        pages: &mut PageMap<PageRef>,
+        map: &mut PageMap<PageRef>,
         page: u64,
         index: u64,
-        file: &FileRef,
+        area: AreaView,
         found: Vec<Mapped>,
-        check: bool,
         unused: &mut Vec<Mapped>,
     ) {
-        // The area last looked up: its range, and its protection if pages
-        // of `file` may go there (the pages come in ascending order, and
-        // most lie in the fault's own area: one lookup for them all).
-        let mut area: Option<(u64, u64, Option<Prot>)> = None;
-        // (address, entry flags, page) to map, in one page-table section.
-        let mut ready: Vec<(u64, u64, Mapped)> = Vec::with_capacity(found.len());
+        let leaf_end = (page | (LEAF_SPAN - 1)) + 1;
+        let end = area.end.min(leaf_end);
+        let flags = pte_flags(area.prot, false);
+        // (address, mapped, page) in one page-table section.
+        let mut ready: Vec<(u64, bool, Mapped)> = Vec::with_capacity(found.len());
         for m in found {
             let addr = page + (m.index() - index) * PAGE;
-            if !area.is_some_and(|(start, end, _)| (start..end).contains(&addr)) {
-                area = Some(match vmaps.lookup(addr) {
-                    Some(v) => {
-                        let fits = v.share == Share::Shared
-                            && !v.in_transition()
-                            && v.prot.accessible()
-                            && v.file_at(addr).is_some_and(|(f, o)| {
-                                f.same_file(file) && o == m.index() * PAGE
-                            });
-                        (v.start, v.end, fits.then_some(v.prot))
-                    }
-                    None => (addr, addr + PAGE, None),
-                });
-            }
-            let prot = area.and_then(|(_, _, prot)| prot);
-            let Some(prot) = prot.filter(|_| !pages.contains(addr)) else {
-                unused.push(m);
-                continue;
-            };
-            if check && !m.current() {
-                unused.push(m);
-                continue;
-            }
-            ready.push((addr, pte_flags(prot, false), m));
-        }
-        crate::mm::kernel_map::with_tables(|t| {
-            for (addr, flags, m) in &mut ready {
-                if t.map_page(*addr, m.phys(), *flags).is_err() {
-                    *flags = 0; // not mapped (no memory for a table)
-                }
-            }
-        });
-        for (addr, flags, m) in ready {
-            if flags == 0 {
+            if addr < area.start || addr >= end || map.contains(addr) {
                 unused.push(m);
             } else {
-                pages.insert(addr, PageRef::Shared(m));
+                ready.push((addr, false, m));
+            }
+        }
+        crate::mm::kernel_map::with_tables(|t| {
+            for (addr, mapped, m) in &mut ready {
+                // Not mapped: no memory for a table.
+                *mapped = t.map_page(*addr, m.phys(), flags).is_ok();
+            }
+        });
+        for (addr, mapped, m) in ready {
+            if mapped {
+                map.insert(addr, PageRef::Shared(m));
+            } else {
+                unused.push(m);
             }
         }
     }
@@ -952,30 +948,32 @@ impl AddressSpace {
     /// area mapping it, shared or private (a private copy too, as Linux
     /// does on truncate): an access there faults again, and past the end
     /// of file gets SIGBUS. Called after the pagecache dropped the pages
-    /// (the truncate's cap is set by then): a fault that pinned a page
-    /// before checks `Mapped::current` under the lock taken here, so no
-    /// page taken away is installed after this.
+    /// (the truncate's cap is set by then), under the kernel lock (the
+    /// areas cannot change between the lookup and the removal): a fault
+    /// that pinned a page before checks `Mapped::current` under the shard
+    /// lock taken here, so no page taken away is installed after this.
     pub fn zap_file(&self, file: &FileData, from: u64, to: u64) {
         let from = from.div_ceil(PAGE) * PAGE;
+        let ranges: Vec<(u64, u64)> = {
+            let vmaps = self.vmaps.lock();
+            vmaps
+                .iter()
+                .filter_map(|v| {
+                    let VmapKind::File { file: f, offset } = &v.kind else {
+                        return None;
+                    };
+                    if !core::ptr::eq(Arc::as_ptr(&f.0), file) {
+                        return None;
+                    }
+                    let area_end = offset.saturating_add(v.end - v.start);
+                    let (s, e) = (from.max(*offset), to.min(area_end));
+                    (s < e).then(|| (v.start + (s - offset), v.start + (e - offset)))
+                })
+                .collect()
+        };
         let mut freed = Vec::new();
-        {
-            let mut guard = self.inner.lock();
-            let inner = &mut *guard;
-            for v in inner.vmaps.iter() {
-                let VmapKind::File { file: f, offset } = &v.kind else {
-                    continue;
-                };
-                if !core::ptr::eq(Arc::as_ptr(&f.0), file) {
-                    continue;
-                }
-                let area_end = offset.saturating_add(v.end - v.start);
-                let (s, e) = (from.max(*offset), to.min(area_end));
-                if s >= e {
-                    continue;
-                }
-                let (a, b) = (v.start + (s - offset), v.start + (e - offset));
-                freed.extend(Self::unmap_range_in(&mut inner.pages, a, b));
-            }
+        for (a, b) in ranges {
+            self.unmap_range(a, b, &mut freed);
         }
         Self::release(freed);
     }
@@ -983,7 +981,7 @@ impl AddressSpace {
     /// Atomically replaces the 32-bit word at user address `addr` (4-byte
     /// aligned) with `f(old)` and returns `old` (futex `FUTEX_WAKE_OP`).
     /// The page is faulted in for writing first (sleeping, lock dropped);
-    /// the update itself runs under the `aspace` lock, which keeps the
+    /// the update itself runs under the page's shard lock, which keeps the
     /// page mapped, as one compare-exchange loop on the frame, so it is
     /// atomic against the program's own atomics on other CPUs.
     pub fn atomic_update_u32(
@@ -997,15 +995,16 @@ impl AddressSpace {
         let page = addr & !(PAGE - 1);
         loop {
             {
-                let _inner = self.inner.lock();
+                let _map = self.pages.lock(page);
                 if let Some((phys, fl)) = crate::mm::kernel_map::lookup_user(page)
                     && fl & flags::WRITABLE != 0
                 {
                     let ptr = (DIRECT_MAP_BASE + phys + (addr - page)) as *mut u32;
                     // SAFETY: the frame is mapped writable at `page` in this
-                    // address space and stays so while the `aspace` lock is
-                    // held (unmapping takes it); `ptr` is 4-byte aligned
-                    // inside the frame, reached through the direct map.
+                    // address space and stays so while the page's shard
+                    // lock is held (unmapping takes it); `ptr` is 4-byte
+                    // aligned inside the frame, reached through the direct
+                    // map.
                     let word = unsafe { core::sync::atomic::AtomicU32::from_ptr(ptr) };
                     let mut old = word.load(core::sync::atomic::Ordering::Relaxed);
                     loop {
@@ -1028,10 +1027,11 @@ impl AddressSpace {
     /// Pins the frames behind the user range `[addr, addr + len)` for a
     /// direct transfer (`write`: the device writes them, a direct read):
     /// every page is faulted in with that access first (`EFAULT` if it
-    /// cannot be), then, under the lock, each must be an owned frame
-    /// (anonymous or private memory). `Ok(None)` when one is a shared file
-    /// mapping's pagecache page (the caller bounces through a kernel
-    /// buffer instead) or the range kept changing under us.
+    /// cannot be), then, a leaf at a time under its shard lock, each must
+    /// be an owned frame (anonymous or private memory) and is pinned there.
+    /// `Ok(None)` when one is a shared file mapping's pagecache page (the
+    /// caller bounces through a kernel buffer instead) or the range kept
+    /// changing under us.
     pub fn pin_user(&self, addr: u64, len: u64, write: bool) -> Result<Option<PinnedUser>, Errno> {
         if len == 0 || !crate::user::user_range_ok(addr, len) {
             return Err(Errno::EFAULT);
@@ -1045,20 +1045,33 @@ impl AddressSpace {
                     .map_err(|_| Errno::EFAULT)?;
                 page += PAGE;
             }
-            let inner = self.inner.lock();
-            let mut frames = Vec::new();
+            // Dropped early (shared page or unmapped meanwhile), it unpins
+            // what it holds.
+            let mut pinned = PinnedUser {
+                addr,
+                len,
+                frames: Vec::with_capacity(((end - first) / PAGE) as usize),
+            };
             let mut page = first;
             let mut shared = false;
-            while page < end {
-                match inner.pages.get(page) {
-                    Some(PageRef::Owned(phys)) => frames.push(*phys),
-                    Some(PageRef::Shared(_)) => {
-                        shared = true;
-                        break;
+            'leaves: while page < end {
+                let leaf_end = ((page | (LEAF_SPAN - 1)) + 1).min(end);
+                let map = self.pages.lock(page);
+                let mut pins = PINS.lock();
+                while page < leaf_end {
+                    match map.get(page) {
+                        Some(PageRef::Owned(phys)) => {
+                            pins.entry(*phys).or_insert((0, false)).0 += 1;
+                            pinned.frames.push(*phys);
+                        }
+                        Some(PageRef::Shared(_)) => {
+                            shared = true;
+                            break 'leaves;
+                        }
+                        None => break 'leaves,
                     }
-                    None => break,
+                    page += PAGE;
                 }
-                page += PAGE;
             }
             if shared {
                 return Ok(None);
@@ -1067,35 +1080,30 @@ impl AddressSpace {
                 // Unmapped between the fault and the lock: again.
                 continue;
             }
-            let mut pins = PINS.lock();
-            for &f in &frames {
-                pins.entry(f).or_insert((0, false)).0 += 1;
-            }
-            return Ok(Some(PinnedUser { addr, len, frames }));
+            return Ok(Some(pinned));
         }
         Ok(None)
     }
 
     /// Pages mapped now (the resident set, `/proc/self/status`).
     pub fn resident_pages(&self) -> u64 {
-        self.inner.lock().pages.len() as u64
+        self.pages.count() as u64
     }
 
     /// Which of the pages of `[start, start + len)` are resident (mincore).
     pub fn resident(&self, start: u64, len: u64) -> Vec<bool> {
-        let inner = self.inner.lock();
-        (0..len.div_ceil(PAGE))
-            .map(|i| inner.pages.contains(start + i * PAGE))
-            .collect()
+        let mut out = alloc::vec![false; len.div_ceil(PAGE) as usize];
+        for a in self.pages.addresses(start, start + len) {
+            out[((a - start) / PAGE) as usize] = true;
+        }
+        out
     }
 
     /// Drops the pages of `[start, start + len)` (madvise DONTNEED):
     /// anonymous memory reads as zeros again, file pages are re-read.
     pub fn discard(&self, start: u64, len: u64) {
-        let freed = {
-            let mut inner = self.inner.lock();
-            Self::unmap_range(&mut inner, start, start + len)
-        };
+        let mut freed = Vec::new();
+        self.unmap_range(start, start + len, &mut freed);
         Self::release(freed);
     }
 }

@@ -23,6 +23,7 @@ pub mod aspace;
 pub mod exec;
 pub mod file;
 pub mod locks;
+pub mod pages;
 pub mod vdso;
 
 use crate::sched::thread::Thread;

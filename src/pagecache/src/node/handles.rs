@@ -307,6 +307,31 @@ impl Mapped {
         node.inner.lock().locate(self.index, self.epoch).is_none()
     }
 
+    /// Whether every one of `pages` is [`Self::current`], with one node-lock
+    /// section for each run of pages of one node (a fault's page and its
+    /// map-around). Any context but irq.
+    pub fn all_current(pages: &[Mapped]) -> bool {
+        let mut i = 0;
+        while i < pages.len() {
+            let Some(node) = &pages[i].node else {
+                return false;
+            };
+            let cap = node.cap.load(Ordering::Acquire);
+            let inner = node.inner.lock();
+            while let Some(m) = pages.get(i)
+                && m.node
+                    .as_ref()
+                    .is_some_and(|n| Arc::ptr_eq(n.arc(), node.arc()))
+            {
+                if m.index.saturating_mul(PS) >= cap || inner.locate(m.index, m.epoch).is_some() {
+                    return false;
+                }
+                i += 1;
+            }
+        }
+        true
+    }
+
     /// Copies out of the page (a private mapping's copy-on-write, or a
     /// user load).
     pub fn read_at(&self, offset: usize, dst: &mut [u8]) {
