@@ -6,6 +6,13 @@
 //! for "more" and five length bits. Decoding is iterative, so hostile
 //! nesting cannot overflow the stack, and bounds-checked throughout.
 //!
+//! Replay speed: the usual entry, a one-attribute update whose value is a
+//! scalar or a small new tuple of scalars, is parsed in full and applied
+//! without the general decoder's stack (`update`); a large new tuple (a
+//! directory's entries) collects its attributes and gets them in one pass
+//! at its end ([`Store::fill_sorted`]). Both leave the store, the
+//! dictionary and the counts exactly as the general decoder would.
+//!
 //! Runs in kernel-lock/thread context only and takes no locks itself.
 
 use crate::dictionary::{Dictionary, Entity};
@@ -132,6 +139,70 @@ struct Frame {
     remaining: u64,
     next_index: usize,
     parent: Slot,
+    /// For a large new tuple: where its attributes start in the decoder's
+    /// pending list (they are set when it is complete, all at once).
+    collect: Option<usize>,
+}
+
+/// Attributes of large new tuples, waiting for their tuple's end.
+type Pending = Vec<(Sym, Option<Value>)>;
+
+/// Sets attribute `s` of tuple `t` as the log says, counting it.
+fn assign(store: &mut Store, t: NodeId, s: Sym, value: Option<Value>, stats: &mut DecodeStats) {
+    let deleting = value.is_none();
+    let old = store.set(t, s, value);
+    stats.total += 1;
+    if old.is_some() {
+        stats.obsolete += if deleting { 2 } else { 1 };
+    }
+}
+
+/// Sets the attributes `pending[start..]` collected for tuple `node`, in
+/// the order the log gave them: in one pass when they come in increasing
+/// symbol order with no removal among them (the usual case: a directory's
+/// entries written by one writer), else one by one.
+fn finish_collected(
+    store: &mut Store,
+    node: NodeId,
+    pending: &mut Pending,
+    start: usize,
+    stats: &mut DecodeStats,
+) {
+    let run = &pending[start..];
+    let removes = |v: &Option<Value>| !matches!(v, Some(v) if !matches!(v, Value::Str(b) | Value::Buf(b) if b.is_empty()));
+    let in_one_pass = store.tuple_len(node) == 0
+        && run.windows(2).all(|w| w[0].0 < w[1].0)
+        && !run.iter().any(|(_, v)| removes(v));
+    if in_one_pass {
+        stats.total += run.len() as u64;
+        // (No value is `None` here.)
+        let attrs = pending
+            .drain(start..)
+            .map(|(s, v)| (s, v.unwrap_or(Value::Flag)));
+        store.fill_sorted(node, attrs);
+    } else {
+        for (s, v) in pending.drain(start..) {
+            assign(store, node, s, v, stats);
+        }
+    }
+}
+
+/// Sets every attribute collected so far, so that later writes land after
+/// them as the log orders them; the open tuples set their remaining
+/// attributes directly.
+fn flush_collected(
+    stack: &mut [Frame],
+    pending: &mut Pending,
+    store: &mut Store,
+    stats: &mut DecodeStats,
+) {
+    for f in stack.iter_mut().rev() {
+        if let Some(start) = f.collect.take() {
+            for (s, v) in pending.drain(start..) {
+                assign(store, f.node, s, v, stats);
+            }
+        }
+    }
 }
 
 fn take<'a>(
@@ -233,6 +304,7 @@ pub fn decode(
 #[derive(Default)]
 pub struct Decoder {
     stack: Vec<Frame>,
+    pending: Pending,
 }
 
 impl Decoder {
@@ -245,9 +317,22 @@ impl Decoder {
         encoding: Encoding,
         stats: &mut DecodeStats,
     ) -> Result<(Option<Value>, usize), DecodeError> {
-        let stack = &mut self.stack;
-        stack.clear();
-        decode_on(buf, store, dict, encoding, stats, stack)
+        if encoding == Encoding::V5
+            && let Some(done) = update::decode(buf, store, dict, stats)
+        {
+            return Ok(done);
+        }
+        self.stack.clear();
+        self.pending.clear();
+        decode_on(
+            buf,
+            store,
+            dict,
+            encoding,
+            stats,
+            &mut self.stack,
+            &mut self.pending,
+        )
     }
 }
 
@@ -258,6 +343,7 @@ fn decode_on(
     encoding: Encoding,
     stats: &mut DecodeStats,
     stack: &mut Vec<Frame>,
+    pending: &mut Pending,
 ) -> Result<(Option<Value>, usize), DecodeError> {
     let mut pos = 0usize;
     let mut slot = Slot::Top;
@@ -270,9 +356,14 @@ fn decode_on(
                 if is_vector && encoding == Encoding::V4 {
                     return Err(DecodeError::new(at, "vector in a version 4 log"));
                 }
+                // A large new tuple (a directory's entries) collects its
+                // attributes and gets them in one pass at its end.
+                let collect = h.immediate && !is_vector && h.len > crate::store::SMALL_ATTRS as u64;
                 let node = if h.immediate {
                     let node = if is_vector {
                         store.new_vector()
+                    } else if collect {
+                        store.new_tuple()
                     } else {
                         // Each attribute takes at least two bytes.
                         let room = (buf.len().saturating_sub(pos) / 2) as u64;
@@ -281,6 +372,12 @@ fn decode_on(
                     dict.record(Entity::Node(node));
                     node
                 } else {
+                    if h.len > 0 && !stack.is_empty() {
+                        // Writes into an existing node (Nanos's writers
+                        // put these only at the top of an entry): what was
+                        // collected so far is set first, as ordered.
+                        flush_collected(stack, pending, store, stats);
+                    }
                     let index = varint::pop(buf, &mut pos)?;
                     match dict.lookup(index) {
                         Some(Entity::Node(n)) if !is_vector && store.is_tuple(n) => n,
@@ -303,6 +400,7 @@ fn decode_on(
                         remaining: h.len,
                         next_index: 0,
                         parent: slot,
+                        collect: collect.then_some(pending.len()),
                     };
                     slot = next_slot(&mut frame, buf, &mut pos, store, dict, encoding)?;
                     stack.push(frame);
@@ -347,14 +445,13 @@ fn decode_on(
         loop {
             match slot {
                 Slot::Top => return Ok((value, pos)),
-                Slot::Attr(t, s) => {
-                    let deleting = value.is_none();
-                    let old = store.set(t, s, value.take());
-                    stats.total += 1;
-                    if old.is_some() {
-                        stats.obsolete += if deleting { 2 } else { 1 };
-                    }
-                }
+                // The frame this slot belongs to is the innermost.
+                Slot::Attr(t, s) => match stack.last() {
+                    Some(Frame {
+                        collect: Some(_), ..
+                    }) => pending.push((s, value.take())),
+                    _ => assign(store, t, s, value.take(), stats),
+                },
                 Slot::Index(v, i) => {
                     let deleting = value.is_none();
                     let old = store.vector(v).get(i).cloned().flatten();
@@ -376,6 +473,9 @@ fn decode_on(
             let Some(done) = stack.pop() else {
                 return Err(DecodeError::new(pos, "decoder lost its place"));
             };
+            if let Some(start) = done.collect {
+                finish_collected(store, done.node, pending, start, stats);
+            }
             value = Some(if done.is_vector {
                 Value::Vector(done.node)
             } else {
@@ -383,6 +483,156 @@ fn decode_on(
             });
             slot = done.parent;
         }
+    }
+}
+
+/// The usual log entry, decoded without the general decoder's stack: a
+/// one-attribute update of a tuple the log named before (Nanos's
+/// `encode_eav`: a file's `extents`, an extent, a length, a time) whose
+/// value is a scalar, a null, or a new tuple of at most [`MAX_ATTRS`]
+/// scalar attributes (an extent). The entry is parsed in full before
+/// anything changes; any other shape, and anything the general decoder
+/// would refuse, is left to it ([`decode`] returns `None`, having changed
+/// nothing). What it does is exactly what the general decoder does with
+/// the same entry, in the same order: symbols and the new tuple numbered
+/// in the dictionary in log order, the tuple's attributes set, then the
+/// update, each counted.
+mod update {
+    use super::*;
+
+    /// Attributes of the largest new tuple taken here.
+    pub const MAX_ATTRS: usize = 8;
+
+    #[derive(Clone, Copy)]
+    enum Name<'a> {
+        /// Written in full: interned and numbered when applied.
+        New(&'a [u8]),
+        /// A reference to a symbol already in the dictionary.
+        Known(Sym),
+    }
+
+    #[derive(Clone, Copy)]
+    enum Scalar<'a> {
+        Null,
+        Flag,
+        Int(Integer),
+        Str(&'a [u8]),
+        Buf(&'a [u8]),
+    }
+
+    impl Scalar<'_> {
+        fn value(self) -> Option<Value> {
+            match self {
+                Scalar::Null => None,
+                Scalar::Flag => Some(Value::Flag),
+                Scalar::Int(i) => Some(Value::Int(i)),
+                Scalar::Str(b) => Some(Value::Str(b.to_vec())),
+                Scalar::Buf(b) => Some(Value::Buf(b.to_vec())),
+            }
+        }
+    }
+
+    fn name<'a>(buf: &'a [u8], pos: &mut usize, dict: &Dictionary) -> Option<Name<'a>> {
+        let h = pop_header(buf, pos, Encoding::V5).ok()?;
+        if h.immediate {
+            take(buf, pos, h.len, "").ok().map(Name::New)
+        } else {
+            // Only entries numbered before this one: nothing is numbered
+            // until the whole entry is parsed.
+            match dict.lookup(h.len)? {
+                Entity::Sym(s) => Some(Name::Known(s)),
+                Entity::Node(_) => None,
+            }
+        }
+    }
+
+    /// A scalar value, if the value at `pos` is one this path takes.
+    fn scalar<'a>(buf: &'a [u8], pos: &mut usize, h: Header) -> Option<Scalar<'a>> {
+        match h.ty {
+            TYPE_INTEGER if h.immediate => {
+                let magnitude = varint::pop(buf, pos).ok()?;
+                Some(Scalar::Int(Integer {
+                    negative: h.len > 0 && magnitude > 0,
+                    magnitude,
+                }))
+            }
+            TYPE_STRING | TYPE_BUFFER if h.len == 0 => Some(Scalar::Null),
+            TYPE_STRING | TYPE_BUFFER if h.immediate => {
+                let bytes = take(buf, pos, h.len, "").ok()?;
+                Some(if h.ty == TYPE_STRING {
+                    Scalar::Str(bytes)
+                } else if bytes == [0] {
+                    Scalar::Flag
+                } else {
+                    Scalar::Buf(bytes)
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn intern(name: Name<'_>, store: &mut Store, dict: &mut Dictionary) -> Sym {
+        match name {
+            Name::Known(s) => s,
+            Name::New(bytes) => {
+                let s = store.sym(bytes);
+                dict.record(Entity::Sym(s));
+                s
+            }
+        }
+    }
+
+    /// Decodes `buf` if it is an update of the usual shape; `None`, with
+    /// nothing changed, if it is not.
+    pub fn decode(
+        buf: &[u8],
+        store: &mut Store,
+        dict: &mut Dictionary,
+        stats: &mut DecodeStats,
+    ) -> Option<(Option<Value>, usize)> {
+        let mut pos = 0;
+        let h = pop_header(buf, &mut pos, Encoding::V5).ok()?;
+        if h.immediate || h.ty != TYPE_TUPLE || h.len != 1 {
+            return None;
+        }
+        let target = match dict.lookup(varint::pop(buf, &mut pos).ok()?)? {
+            Entity::Node(n) if store.is_tuple(n) => n,
+            _ => return None,
+        };
+        let attr = name(buf, &mut pos, dict)?;
+        let vh = pop_header(buf, &mut pos, Encoding::V5).ok()?;
+        let mut attrs = [(Name::Known(Sym(0)), Scalar::Null); MAX_ATTRS];
+        let tuple = if vh.ty == TYPE_TUPLE && vh.immediate {
+            let n = usize::try_from(vh.len).ok().filter(|&n| n <= MAX_ATTRS)?;
+            for a in &mut attrs[..n] {
+                let name = name(buf, &mut pos, dict)?;
+                let h = pop_header(buf, &mut pos, Encoding::V5).ok()?;
+                *a = (name, scalar(buf, &mut pos, h)?);
+            }
+            Some(n)
+        } else {
+            attrs[0].1 = scalar(buf, &mut pos, vh)?;
+            None
+        };
+        if pos != buf.len() {
+            return None;
+        }
+        // Parsed: apply, in the general decoder's order.
+        let attr = intern(attr, store, dict);
+        let value = match tuple {
+            Some(n) => {
+                let t = store.new_tuple_for(n as u64);
+                dict.record(Entity::Node(t));
+                for &(name, v) in &attrs[..n] {
+                    let s = intern(name, store, dict);
+                    assign(store, t, s, v.value(), stats);
+                }
+                Some(Value::Tuple(t))
+            }
+            None => attrs[0].1.value(),
+        };
+        assign(store, target, attr, value, stats);
+        Some((Some(Value::Tuple(target)), pos))
     }
 }
 
@@ -526,6 +776,7 @@ impl<'a> Encoder<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::format;
     use alloc::vec;
 
     fn enc_header(imm: bool, ty: u8, len: u64) -> Vec<u8> {
@@ -624,6 +875,276 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    /// An immediate name (symbol) of `n` bytes.
+    fn name(out: &mut Vec<u8>, n: &[u8]) {
+        push_header(out, true, TYPE_BUFFER, n.len() as u64);
+        out.extend_from_slice(n);
+    }
+
+    fn int(out: &mut Vec<u8>, v: u64) {
+        push_header(out, true, TYPE_INTEGER, 0);
+        varint::push(out, v);
+    }
+
+    /// Attributes of tuple `t` by name, with their integers.
+    fn attrs(store: &Store, t: NodeId) -> Vec<(Vec<u8>, Option<u64>)> {
+        store
+            .entries(t)
+            .map(|(k, v)| (store.symbols.name(k).to_vec(), v.as_u64()))
+            .collect()
+    }
+
+    fn top_tuple(v: Option<Value>) -> NodeId {
+        match v {
+            Some(Value::Tuple(t)) => t,
+            other => panic!("not a tuple: {other:?}"),
+        }
+    }
+
+    /// A large new tuple (its attributes collected and set at its end)
+    /// ends as setting them one by one would: the later of two values of
+    /// one name wins, a null removes, and the counts agree.
+    #[test]
+    fn large_tuples_end_as_if_set_one_by_one() {
+        let mut b = Vec::new();
+        push_header(&mut b, true, TYPE_TUPLE, 22);
+        for i in 0..20u64 {
+            name(&mut b, format!("a{i:02}").as_bytes());
+            int(&mut b, i);
+        }
+        // a03 again (a reference: dictionary entry 2 + 3), then a null for a05.
+        push_header(&mut b, false, TYPE_BUFFER, 2 + 3);
+        int(&mut b, 77);
+        push_header(&mut b, false, TYPE_BUFFER, 2 + 5);
+        push_header(&mut b, true, TYPE_BUFFER, 0);
+        let mut store = Store::new();
+        let mut dict = Dictionary::new();
+        let mut stats = DecodeStats::default();
+        let (v, used) = decode(&b, &mut store, &mut dict, Encoding::V5, &mut stats).unwrap();
+        assert_eq!(used, b.len());
+        let got = attrs(&store, top_tuple(v));
+        let mut want: Vec<(Vec<u8>, Option<u64>)> = (0..20u64)
+            .filter(|&i| i != 5)
+            .map(|i| {
+                (
+                    format!("a{i:02}").into_bytes(),
+                    Some(if i == 3 { 77 } else { i }),
+                )
+            })
+            .collect();
+        want.sort();
+        let mut got_sorted = got.clone();
+        got_sorted.sort();
+        assert_eq!(got_sorted, want);
+        assert_eq!(
+            stats,
+            DecodeStats {
+                total: 22,
+                obsolete: 3
+            }
+        );
+
+        // In order and unique: one pass, same result as one by one.
+        let mut b = Vec::new();
+        push_header(&mut b, true, TYPE_TUPLE, 30);
+        for i in 0..30u64 {
+            name(&mut b, format!("b{i:02}").as_bytes());
+            int(&mut b, i * 3);
+        }
+        let mut stats = DecodeStats::default();
+        let (v, _) = decode(&b, &mut store, &mut dict, Encoding::V5, &mut stats).unwrap();
+        let t = top_tuple(v);
+        assert_eq!(store.tuple_len(t), 30);
+        let b7 = store.symbols.find(b"b07").unwrap();
+        assert_eq!(store.get(t, b7).and_then(Value::as_u64), Some(21));
+        assert_eq!(
+            stats,
+            DecodeStats {
+                total: 30,
+                obsolete: 0
+            }
+        );
+    }
+
+    /// A value inside a large new tuple that writes into that tuple
+    /// (a reference with entries) lands after the attributes before it,
+    /// as the log orders them: `x` is 1, then 2, and 2 stays.
+    #[test]
+    fn writes_into_a_collecting_tuple_keep_log_order() {
+        let mut b = Vec::new();
+        push_header(&mut b, true, TYPE_TUPLE, 20); // dictionary entry 1
+        for i in 0..18u64 {
+            name(&mut b, format!("a{i:02}").as_bytes());
+            int(&mut b, i);
+        }
+        name(&mut b, b"x"); // entry 20
+        int(&mut b, 1);
+        name(&mut b, b"y");
+        // (ref 1 with one entry: x := 2)
+        push_header(&mut b, false, TYPE_TUPLE, 1);
+        varint::push(&mut b, 1);
+        push_header(&mut b, false, TYPE_BUFFER, 20);
+        int(&mut b, 2);
+        let mut store = Store::new();
+        let mut dict = Dictionary::new();
+        let mut stats = DecodeStats::default();
+        let (v, used) = decode(&b, &mut store, &mut dict, Encoding::V5, &mut stats).unwrap();
+        assert_eq!(used, b.len());
+        let t = top_tuple(v);
+        let x = store.symbols.find(b"x").unwrap();
+        let y = store.symbols.find(b"y").unwrap();
+        assert_eq!(store.get(t, x).and_then(Value::as_u64), Some(2));
+        assert_eq!(store.get(t, y), Some(&Value::Tuple(t)));
+        assert_eq!(store.tuple_len(t), 20);
+        assert_eq!(
+            stats,
+            DecodeStats {
+                total: 21,
+                obsolete: 1
+            }
+        );
+    }
+
+    /// Everything about a store a test compares: each node's attributes
+    /// by name, the dictionary, the counts.
+    fn snapshot(store: &Store, dict: &Dictionary, stats: DecodeStats) -> Vec<u8> {
+        let mut out = format!("{stats:?}\n").into_bytes();
+        for id in 0..store.node_count() as NodeId {
+            for (k, v) in store.entries(id) {
+                out.extend(format!("{id} ").bytes());
+                out.extend_from_slice(store.symbols.name(k));
+                out.extend(format!(" {v:?}\n").bytes());
+            }
+        }
+        for i in 1..=dict.len() as u64 {
+            let e = match dict.lookup(i) {
+                Some(Entity::Sym(s)) => format!("{i} sym {:?}\n", store.symbols.name(s)),
+                other => format!("{i} {other:?}\n"),
+            };
+            out.extend(e.bytes());
+        }
+        out
+    }
+
+    /// The update path and the general decoder agree on every entry, the
+    /// shapes the update path takes and those it leaves to the general
+    /// one (a name referring to one numbered in the same entry, a large
+    /// tuple, a nested tuple, trailing bytes).
+    #[test]
+    fn updates_decode_as_the_general_decoder_does() {
+        // The base: (children:() f:()) numbered 1 (root), 2 children,
+        // 3 its tuple, 4 "f", 5 f's tuple; the updates are to f.
+        let mut base = Vec::new();
+        push_header(&mut base, true, TYPE_TUPLE, 2);
+        name(&mut base, b"children");
+        push_header(&mut base, true, TYPE_TUPLE, 0);
+        name(&mut base, b"f");
+        push_header(&mut base, true, TYPE_TUPLE, 0);
+        let update = |attr: &dyn Fn(&mut Vec<u8>), value: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = Vec::new();
+            push_header(&mut b, false, TYPE_TUPLE, 1);
+            varint::push(&mut b, 5);
+            attr(&mut b);
+            value(&mut b);
+            b
+        };
+        let new_name = |n: &'static [u8]| move |b: &mut Vec<u8>| name(b, n);
+        let known = |i: u64| move |b: &mut Vec<u8>| push_header(b, false, TYPE_BUFFER, i);
+        let extent = |b: &mut Vec<u8>| {
+            push_header(b, true, TYPE_TUPLE, 4);
+            name(b, b"offset");
+            int(b, 3073);
+            name(b, b"length");
+            int(b, 1);
+            name(b, b"allocated");
+            int(b, 8);
+            name(b, b"uninited");
+            push_header(b, true, TYPE_BUFFER, 1);
+            b.push(0);
+        };
+        let entries: Vec<Vec<u8>> = vec![
+            update(&new_name(b"extents"), &|b| {
+                push_header(b, true, TYPE_TUPLE, 0)
+            }),
+            update(&new_name(b"filelength"), &|b| int(b, 9)),
+            update(&known(8), &|b| int(b, 12)),
+            update(&new_name(b"0"), &extent),
+            update(&new_name(b"s"), &|b| {
+                push_header(b, true, TYPE_STRING, 3);
+                b.extend_from_slice(b"abc");
+            }),
+            update(&known(8), &|b| push_header(b, true, TYPE_BUFFER, 0)),
+            update(&new_name(b"neg"), &|b| {
+                push_header(b, true, TYPE_INTEGER, 1);
+                varint::push(b, 5);
+            }),
+            // Left to the general decoder: "k" numbered in this entry, then
+            // referred to inside it.
+            update(&new_name(b"k"), &|b| {
+                push_header(b, true, TYPE_TUPLE, 1);
+                // 6 extents, 7 its tuple, 8 filelength, 9 "0", 10 its
+                // tuple, 11-14 its names, 15 s, 16 neg, 17 k.
+                let k = 17;
+                push_header(b, false, TYPE_BUFFER, k);
+                int(b, 1);
+            }),
+            update(&new_name(b"nest"), &|b| {
+                push_header(b, true, TYPE_TUPLE, 1);
+                name(b, b"in");
+                push_header(b, true, TYPE_TUPLE, 0);
+            }),
+            update(&new_name(b"big"), &|b| {
+                push_header(b, true, TYPE_TUPLE, 9);
+                for i in 0..9u64 {
+                    name(b, format!("m{i}").as_bytes());
+                    int(b, i);
+                }
+            }),
+        ];
+        let run = |fast: bool| {
+            let mut store = Store::new();
+            let mut dict = Dictionary::new();
+            let mut stats = DecodeStats::default();
+            let mut d = Decoder::default();
+            d.decode(&base, &mut store, &mut dict, Encoding::V5, &mut stats)
+                .unwrap();
+            let mut results = Vec::new();
+            for e in &entries {
+                let r = if fast {
+                    d.decode(e, &mut store, &mut dict, Encoding::V5, &mut stats)
+                } else {
+                    let (mut stack, mut pending) = (Vec::new(), Vec::new());
+                    decode_on(
+                        e,
+                        &mut store,
+                        &mut dict,
+                        Encoding::V5,
+                        &mut stats,
+                        &mut stack,
+                        &mut pending,
+                    )
+                };
+                results.push(r.map(|(v, used)| (v, used == e.len())));
+            }
+            (results, snapshot(&store, &dict, stats))
+        };
+        let (fast, fast_state) = run(true);
+        let (general, general_state) = run(false);
+        assert_eq!(fast, general);
+        assert!(fast.iter().all(|r| matches!(r, Ok((_, true)))), "{fast:?}");
+        assert_eq!(
+            alloc::string::String::from_utf8_lossy(&fast_state),
+            alloc::string::String::from_utf8_lossy(&general_state)
+        );
+        // The update path took the usual shapes.
+        let mut store = Store::new();
+        let mut dict = Dictionary::new();
+        let mut stats = DecodeStats::default();
+        decode(&base, &mut store, &mut dict, Encoding::V5, &mut stats).unwrap();
+        assert!(update::decode(&entries[3], &mut store, &mut dict, &mut stats).is_some());
+        assert!(update::decode(&entries[9], &mut store, &mut dict, &mut stats).is_none());
     }
 
     #[test]

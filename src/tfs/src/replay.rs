@@ -3,6 +3,8 @@
 //! `log_read_complete` does — but every read is bounds-checked, every chain
 //! walk bounded (extensions may not overlap, so a link loop is refused), and
 //! any inconsistency ends the replay with a reason instead of a halt.
+//! Each extension is read only as far as the log goes (64 KiB first, then
+//! doubling), so the sectors after `END_OF_LOG` are never read.
 //!
 //! Runs in kernel-lock/thread context only and takes no locks itself.
 
@@ -68,15 +70,66 @@ fn fail<T>(ext: Span, at: usize, what: &str) -> Result<T, ReplayError> {
     )))
 }
 
-fn read_span<D: BlockDevice>(dev: &D, span: Span) -> Result<Vec<u8>, ReplayError> {
-    let mut buf = vec![0u8; span.bytes()];
-    dev.read(span.start, &mut buf).map_err(|e| {
-        ReplayError(format!(
-            "cannot read log extension at sector {}: {e}",
-            span.start
-        ))
-    })?;
-    Ok(buf)
+/// The first read of an extension; each later read is at least as large
+/// as everything read before it (so a full 512 KiB extension takes four).
+const FIRST_READ: usize = 64 * 1024;
+
+/// One log extension, read from the device only as far as the replay
+/// goes: a log mostly ends early in its last extension, and the sectors
+/// after `END_OF_LOG` are never read.
+struct Extension {
+    span: Span,
+    /// The first bytes of the extension (whole sectors).
+    bytes: Vec<u8>,
+}
+
+impl Extension {
+    fn open<D: BlockDevice>(dev: &D, span: Span) -> Result<Self, ReplayError> {
+        let mut ext = Extension {
+            span,
+            bytes: Vec::new(),
+        };
+        ext.ensure(dev, 1)?;
+        Ok(ext)
+    }
+
+    /// Length of the whole extension in bytes.
+    fn len(&self) -> usize {
+        self.span.bytes()
+    }
+
+    /// Reads the extension up to byte `end` at least (or to its end).
+    #[inline]
+    fn ensure<D: BlockDevice>(&mut self, dev: &D, end: usize) -> Result<(), ReplayError> {
+        if end <= self.bytes.len() {
+            return Ok(());
+        }
+        self.read_to(dev, end)
+    }
+
+    #[inline(never)]
+    fn read_to<D: BlockDevice>(&mut self, dev: &D, end: usize) -> Result<(), ReplayError> {
+        let have = self.bytes.len();
+        let end = end.min(self.len());
+        if end <= have {
+            return Ok(());
+        }
+        let want = end
+            .max(have + have.max(FIRST_READ))
+            .next_multiple_of(SECTOR_SIZE)
+            .min(self.len());
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve_exact(self.len());
+        }
+        self.bytes.resize(want, 0);
+        let at = self.span.start + (have / SECTOR_SIZE) as u64;
+        dev.read(at, &mut self.bytes[have..]).map_err(|e| {
+            ReplayError(format!(
+                "cannot read log extension at sector {}: {e} (sector {at})",
+                self.span.start
+            ))
+        })
+    }
 }
 
 struct Split {
@@ -94,8 +147,8 @@ pub fn replay<D: BlockDevice>(dev: &D) -> Result<Replayed, ReplayError> {
         start: 0,
         sectors: HEADER_SECTORS,
     };
-    let mut buf = read_span(dev, ext)?;
-    let header = match parse_extension_header(&buf, true) {
+    let mut log = Extension::open(dev, ext)?;
+    let header = match parse_extension_header(&log.bytes, true) {
         Ok(h) => h,
         Err(e) => return fail(ext, e.offset, e.reason),
     };
@@ -111,6 +164,8 @@ pub fn replay<D: BlockDevice>(dev: &D) -> Result<Replayed, ReplayError> {
 
     loop {
         let at = pos;
+        log.ensure(dev, pos + MAX_FRAME_HEADER)?;
+        let buf = &log.bytes;
         let Some(&frame) = buf.get(pos) else {
             return fail(ext, at, "extension ends without END_OF_LOG or a link");
         };
@@ -125,7 +180,7 @@ pub fn replay<D: BlockDevice>(dev: &D) -> Result<Replayed, ReplayError> {
             }
             LOG_EXTENSION_LINK => {
                 let (start, sectors) =
-                    match (varint::pop(&buf, &mut pos), varint::pop(&buf, &mut pos)) {
+                    match (varint::pop(buf, &mut pos), varint::pop(buf, &mut pos)) {
                         (Ok(s), Ok(c)) => (s, c),
                         _ => return fail(ext, at, "truncated extension link"),
                     };
@@ -150,9 +205,9 @@ pub fn replay<D: BlockDevice>(dev: &D) -> Result<Replayed, ReplayError> {
                         "extension link loops back or overlaps another extension",
                     );
                 }
-                buf = read_span(dev, next)?;
+                log = Extension::open(dev, next)?;
                 ext = next;
-                let h = match parse_extension_header(&buf, false) {
+                let h = match parse_extension_header(&log.bytes, false) {
                     Ok(h) => h,
                     Err(e) => return fail(ext, e.offset, e.reason),
                 };
@@ -167,8 +222,7 @@ pub fn replay<D: BlockDevice>(dev: &D) -> Result<Replayed, ReplayError> {
                 if split.is_some() {
                     return fail(ext, at, "TUPLE_AVAILABLE while a split tuple is pending");
                 }
-                let (total, seg) = match (varint::pop(&buf, &mut pos), varint::pop(&buf, &mut pos))
-                {
+                let (total, seg) = match (varint::pop(buf, &mut pos), varint::pop(buf, &mut pos)) {
                     (Ok(t), Ok(s)) => (t, s),
                     _ => return fail(ext, at, "truncated TUPLE_AVAILABLE frame"),
                 };
@@ -176,9 +230,11 @@ pub fn replay<D: BlockDevice>(dev: &D) -> Result<Replayed, ReplayError> {
                     return fail(ext, at, "TUPLE_AVAILABLE with an invalid length");
                 }
                 let seg = seg as usize;
-                if pos + seg >= buf.len() {
+                if pos + seg >= log.len() {
                     return fail(ext, at, "tuple runs past the end of its extension");
                 }
+                log.ensure(dev, pos + seg)?;
+                let buf = &log.bytes;
                 if seg as u64 == total {
                     let entry = &buf[pos..pos + seg];
                     match decoder.decode(entry, &mut store, &mut dict, encoding, &mut stats) {
@@ -195,17 +251,18 @@ pub fn replay<D: BlockDevice>(dev: &D) -> Result<Replayed, ReplayError> {
                 pos += seg;
             }
             TUPLE_EXTENDED => {
-                let Ok(len) = varint::pop(&buf, &mut pos) else {
+                let Ok(len) = varint::pop(buf, &mut pos) else {
                     return fail(ext, at, "truncated TUPLE_EXTENDED frame");
                 };
                 let Some(s) = split.as_mut() else {
                     return fail(ext, at, "TUPLE_EXTENDED without a split tuple");
                 };
-                if len > s.remaining || pos as u64 + len > buf.len() as u64 {
+                if len > s.remaining || pos as u64 + len > log.len() as u64 {
                     return fail(ext, at, "TUPLE_EXTENDED exceeds the remainder of its tuple");
                 }
                 let len = len as usize;
-                s.bytes.extend_from_slice(&buf[pos..pos + len]);
+                log.ensure(dev, pos + len)?;
+                s.bytes.extend_from_slice(&log.bytes[pos..pos + len]);
                 s.remaining -= len as u64;
                 pos += len;
                 if s.remaining == 0 {
@@ -228,7 +285,8 @@ pub fn replay<D: BlockDevice>(dev: &D) -> Result<Replayed, ReplayError> {
     }
     let eol = pos - 1;
     let sector_start = eol / SECTOR_SIZE * SECTOR_SIZE;
-    let sector = buf[sector_start..sector_start + SECTOR_SIZE].to_vec();
+    log.ensure(dev, sector_start + SECTOR_SIZE)?;
+    let sector = log.bytes[sector_start..sector_start + SECTOR_SIZE].to_vec();
     let padded = sector[eol - sector_start + 1..]
         .iter()
         .all(|&b| b == END_OF_SEGMENT);

@@ -103,7 +103,7 @@ pub fn decimal(n: u64) -> Vec<u8> {
 }
 
 /// Above this many attributes a tuple keeps them in a B-tree.
-const SMALL_ATTRS: usize = 16;
+pub(crate) const SMALL_ATTRS: usize = 16;
 
 /// The least room a tuple gets in the slab (what a vector of attributes
 /// would allocate on its first insert).
@@ -368,6 +368,31 @@ impl Store {
         }
     }
 
+    /// The attributes `syms` of tuple `id`, found in one pass over its
+    /// attributes up to the largest of `syms` (for the well-known symbols,
+    /// which come first: an index reading a file's or an extent's few
+    /// attributes instead of a search for each).
+    pub fn get_many<const N: usize>(&self, id: NodeId, syms: [Sym; N]) -> [Option<&Value>; N] {
+        let mut out = [None; N];
+        let Some(Node::Tuple(map)) = self.nodes.get(id as usize) else {
+            return out;
+        };
+        let Some(&last) = syms.iter().max() else {
+            return out;
+        };
+        for (k, v) in map.iter(&self.slab) {
+            if k > last {
+                break;
+            }
+            for (want, got) in syms.iter().zip(out.iter_mut()) {
+                if *want == k {
+                    *got = Some(v);
+                }
+            }
+        }
+        out
+    }
+
     /// The tuple under attribute `sym` of tuple `id`.
     pub fn get_tuple(&self, id: NodeId, sym: Sym) -> Option<NodeId> {
         match self.get(id, sym) {
@@ -388,6 +413,28 @@ impl Store {
             },
             _ => None,
         }
+    }
+
+    /// Gives the empty tuple `id` the attributes `attrs`, which must be in
+    /// strictly increasing symbol order, none of them a value [`Self::set`]
+    /// would take for a removal (an empty string or buffer): what setting
+    /// them one by one would make, but a large tuple's B-tree is built in
+    /// one pass instead of an insert per attribute (a directory of
+    /// thousands of entries at replay). Does nothing to a tuple that is not
+    /// empty or not a tuple (the caller sets one by one instead).
+    pub fn fill_sorted(&mut self, id: NodeId, attrs: impl ExactSizeIterator<Item = (Sym, Value)>) {
+        let Some(Node::Tuple(map)) = self.nodes.get_mut(id as usize) else {
+            return;
+        };
+        if map.len() != 0 {
+            return;
+        }
+        map.vacate(&mut self.slab);
+        *map = if attrs.len() <= SMALL_ATTRS {
+            Attrs::Small(attrs.collect())
+        } else {
+            Attrs::Large(attrs.collect())
+        };
     }
 
     /// Number of attributes of tuple `id`.
@@ -615,6 +662,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn get_many_agrees_with_get() {
+        let mut s = Store::new();
+        for t in [s.new_tuple(), s.new_tuple_for(3)] {
+            for sym in [known::LENGTH, known::OFFSET, Sym(40), known::ALLOCATED] {
+                s.set(
+                    t,
+                    sym,
+                    Some(Value::Int(Integer::from_u64(u64::from(sym.0)))),
+                );
+            }
+            let want = [
+                known::UNINITED,
+                known::OFFSET,
+                Sym(40),
+                known::LENGTH,
+                Sym(2),
+            ];
+            let got = s.get_many(t, want);
+            for (sym, v) in want.iter().zip(got) {
+                assert_eq!(v, s.get(t, *sym), "{sym:?}");
+            }
+        }
+        assert_eq!(s.get_many(999, [known::OFFSET]), [None]);
     }
 
     #[test]

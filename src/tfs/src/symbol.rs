@@ -72,13 +72,22 @@ pub struct SymbolTable {
     /// previous one ends).
     ends: Vec<usize>,
     /// Symbol id + 1 by hash (0: empty); a power of two, at most half full.
-    slots: Vec<u32>,
+    slots: Vec<Slot>,
 }
 
 impl Default for SymbolTable {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A hash table slot: symbol id + 1 (0: empty) and the low 32 bits of its
+/// name's hash (compared before the name; the table grows without hashing
+/// the names again).
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    id: u32,
+    hash: u32,
 }
 
 /// FNV-1a: names are short, and a hostile log gains nothing from
@@ -99,7 +108,7 @@ impl SymbolTable {
         let mut table = SymbolTable {
             bytes: Vec::new(),
             ends: Vec::new(),
-            slots: alloc::vec![0; 64],
+            slots: alloc::vec![Slot::default(); 64],
         };
         for name in WELL_KNOWN {
             table.intern(name);
@@ -107,42 +116,47 @@ impl SymbolTable {
         table
     }
 
-    /// The slot holding `name`, or the empty slot where it would go.
-    fn probe(&self, name: &[u8]) -> usize {
+    /// The slot holding `name` (whose hash is `h`), or the empty slot
+    /// where it would go.
+    fn probe(&self, name: &[u8], h: u32) -> usize {
         let mask = self.slots.len() - 1;
-        let mut i = hash(name) as usize & mask;
+        let mut i = h as usize & mask;
         loop {
             match self.slots[i] {
-                0 => return i,
-                id if self.name(Sym(id - 1)) == name => return i,
+                Slot { id: 0, .. } => return i,
+                Slot { id, hash } if hash == h && self.name(Sym(id - 1)) == name => return i,
                 _ => i = (i + 1) & mask,
             }
         }
     }
 
     fn grow(&mut self) {
-        let mut slots = alloc::vec![0u32; self.slots.len() * 2];
+        let mut slots = alloc::vec![Slot::default(); self.slots.len() * 2];
         let mask = slots.len() - 1;
-        for id in 0..self.ends.len() {
-            let mut i = hash(self.name(Sym(id as u32))) as usize & mask;
-            while slots[i] != 0 {
+        for s in self.slots.iter().filter(|s| s.id != 0) {
+            let mut i = s.hash as usize & mask;
+            while slots[i].id != 0 {
                 i = (i + 1) & mask;
             }
-            slots[i] = id as u32 + 1;
+            slots[i] = *s;
         }
         self.slots = slots;
     }
 
     /// The symbol for `name`, interning it if new.
     pub fn intern(&mut self, name: &[u8]) -> Sym {
-        let i = self.probe(name);
-        if self.slots[i] != 0 {
-            return Sym(self.slots[i] - 1);
+        let h = hash(name) as u32;
+        let i = self.probe(name, h);
+        if self.slots[i].id != 0 {
+            return Sym(self.slots[i].id - 1);
         }
         let sym = Sym(self.ends.len() as u32);
         self.bytes.extend_from_slice(name);
         self.ends.push(self.bytes.len());
-        self.slots[i] = sym.0 + 1;
+        self.slots[i] = Slot {
+            id: sym.0 + 1,
+            hash: h,
+        };
         if self.ends.len() * 2 > self.slots.len() {
             self.grow();
         }
@@ -151,9 +165,9 @@ impl SymbolTable {
 
     /// The symbol for `name` if it was interned.
     pub fn find(&self, name: &[u8]) -> Option<Sym> {
-        match self.slots[self.probe(name)] {
-            0 => None,
-            id => Some(Sym(id - 1)),
+        match self.slots[self.probe(name, hash(name) as u32)] {
+            Slot { id: 0, .. } => None,
+            Slot { id, .. } => Some(Sym(id - 1)),
         }
     }
 

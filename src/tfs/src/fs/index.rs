@@ -158,10 +158,11 @@ impl Builder<'_> {
         true
     }
 
-    fn file(&mut self, node: NodeId, at: Place) {
+    /// Indexes file `node`, whose `filelength` and `extents` are given.
+    fn file(&mut self, node: NodeId, at: Place, length: Option<&Value>, extents: Option<&Value>) {
         let store = self.store;
         let mut info = FileInfo::default();
-        match store.get(node, known::FILELENGTH) {
+        match length {
             None => {}
             Some(v) => match v.as_u64() {
                 Some(n) => info.length = n,
@@ -171,7 +172,7 @@ impl Builder<'_> {
                 }
             },
         }
-        match store.get(node, known::EXTENTS) {
+        match extents {
             None => {}
             Some(Value::Tuple(e)) if store.is_tuple(*e) => self.adopt_extents(*e, &mut info, at),
             Some(_) => {
@@ -207,12 +208,19 @@ impl Builder<'_> {
             if !store.is_tuple(*x) || !self.claim(*x, "extent", at) {
                 continue;
             }
-            let num = |s: Sym| store.get(*x, s).and_then(Value::as_u64);
-            let (Some(start), Some(length), Some(allocated)) = (
-                num(known::OFFSET),
-                num(known::LENGTH),
-                num(known::ALLOCATED),
-            ) else {
+            let [offset, length, allocated, uninited] = store.get_many(
+                *x,
+                [
+                    known::OFFSET,
+                    known::LENGTH,
+                    known::ALLOCATED,
+                    known::UNINITED,
+                ],
+            );
+            let num = |v: Option<&Value>| v.and_then(Value::as_u64);
+            let (Some(start), Some(length), Some(allocated)) =
+                (num(offset), num(length), num(allocated))
+            else {
                 let path = self.path(at);
                 self.problem(format!(
                     "{path}: extent {key} lacks offset, length or allocated"
@@ -231,25 +239,28 @@ impl Builder<'_> {
                 self.problem(format!("{path}: extent {key} overflows"));
                 continue;
             }
-            if let Some((&pk, p)) = info.extents.range(..key + length).next_back() {
-                if pk + p.length > key {
-                    let path = self.path(at);
-                    self.problem(format!(
-                        "{path}: extents {pk} and {key} overlap in the file"
-                    ));
-                    continue;
+            // The usual file has one extent: nothing to overlap.
+            if !info.extents.is_empty() {
+                if let Some((&pk, p)) = info.extents.range(..key + length).next_back() {
+                    if pk + p.length > key {
+                        let path = self.path(at);
+                        self.problem(format!(
+                            "{path}: extents {pk} and {key} overlap in the file"
+                        ));
+                        continue;
+                    }
+                }
+                if let Some((&nk, _)) = info.extents.range(key..).next() {
+                    if nk < key + length {
+                        let path = self.path(at);
+                        self.problem(format!(
+                            "{path}: extents {key} and {nk} overlap in the file"
+                        ));
+                        continue;
+                    }
                 }
             }
-            if let Some((&nk, _)) = info.extents.range(key..).next() {
-                if nk < key + length {
-                    let path = self.path(at);
-                    self.problem(format!(
-                        "{path}: extents {key} and {nk} overlap in the file"
-                    ));
-                    continue;
-                }
-            }
-            let uninited = store.get(*x, known::UNINITED).is_some();
+            let uninited = uninited.is_some();
             info.extents.insert(
                 key,
                 Extent {
@@ -325,7 +336,20 @@ pub fn build(
                 b.index.names[t as usize] = Some((dir, name));
             }
             let at = Place::Entry { dir, name };
-            if let Some(c) = store.get_tuple(t, known::CHILDREN) {
+            let [children, linktarget, length, extents] = store.get_many(
+                t,
+                [
+                    known::CHILDREN,
+                    known::LINKTARGET,
+                    known::FILELENGTH,
+                    known::EXTENTS,
+                ],
+            );
+            let children = match children {
+                Some(Value::Tuple(c)) if store.is_tuple(*c) => Some(*c),
+                _ => None,
+            };
+            if let Some(c) = children {
                 if !b.claim(t, "directory", at) || !b.claim(c, "children", at) {
                     continue;
                 }
@@ -344,7 +368,7 @@ pub fn build(
                     continue;
                 }
                 b.index.links.insert(t, 1);
-                match store.get(t, known::LINKTARGET) {
+                match linktarget {
                     Some(v) if v.as_bytes().is_some() => {
                         b.index.symlinks.insert(t);
                     }
@@ -352,7 +376,7 @@ pub fn build(
                         let path = b.path(at);
                         b.problem(format!("{path}: linktarget is not a string"))
                     }
-                    None => b.file(t, at),
+                    None => b.file(t, at, length, extents),
                 }
             }
         }
