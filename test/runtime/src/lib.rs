@@ -833,6 +833,22 @@ static CATALOGUE: &[RuntimeTest] = &[
         )
     },
     RuntimeTest {
+        source: "remapfault",
+        storage: &[Storage::Virtio],
+        timeout_s: 600,
+        ..test(
+            "remapfault_smp2",
+            "faults racing a mapping replaced under them (issue 17): readers on every vCPU read a window while it is mapped over with another file (MAP_FIXED, shared and private), mprotected to PROT_NONE and back, and replaced by a mapping of the other file moved over it with mremap; right after each change every page holds the file now mapped, and readers only ever see one of the two files",
+        )
+    },
+    RuntimeTest {
+        source: "remapfault",
+        smp: 4,
+        storage: &[Storage::Virtio],
+        timeout_s: 900,
+        ..test("remapfault_smp4", "remapfault_smp2 with 5 readers on 4 vCPUs")
+    },
+    RuntimeTest {
         source: "mapfault",
         smp: 4,
         storage: &[Storage::Virtio],

@@ -487,8 +487,10 @@ impl AddressSpace {
         self.pages.for_each_leaf(from, from + len, |map, a, b| {
             let mut taken = Vec::new();
             map.take_range(a, b, usize::MAX, |k, p| taken.push((k, p)));
+            // Nothing allocated or freed under the page tables' lock.
+            moved.reserve(taken.len());
             crate::mm::kernel_map::with_tables(|t| {
-                for (k, p) in taken {
+                for (k, p) in taken.drain(..) {
                     // Kept while PROT_NONE (no entry): the record moves alone.
                     let entry = t.lookup_user(k);
                     t.unmap_page(k);
