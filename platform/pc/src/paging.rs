@@ -9,7 +9,10 @@
 //!
 //! This module is mechanics only: callers serialise changes to one table
 //! tree (the kernel's page-table lock) and shoot down other CPUs' TLBs.
-//! Any context, as long as the caller holds that lock.
+//! Any context, as long as the caller holds that lock; except
+//! [`PageTables::user_table`], [`PageTables::user_entry`] and
+//! [`PageTables::set_user_entry`], which find, read and change one user
+//! page's entry under the caller's own lock on that page.
 
 use crate::cpu::invlpg;
 
@@ -114,7 +117,9 @@ impl PageTables {
     fn write(mem: &dyn TableMemory, table: u64, i: usize, value: u64) {
         let p = (mem.phys_to_virt(table) + (i as u64) * 8) as *mut u64;
         // SAFETY: as in `read`; the caller's page-table lock makes this the
-        // only writer of the tree.
+        // only writer of the tree's structure, and the only writer of this
+        // entry (`set_user_entry`'s callers own the entry they write; an
+        // aligned 8-byte volatile store is never torn).
         unsafe { p.write_volatile(value) }
     }
 
@@ -140,6 +145,10 @@ impl PageTables {
                 if virt < USER_END {
                     f |= flags::USER;
                 }
+                // The zeroed table is complete before it is published: a
+                // walk without the lock (`user_table`) may follow the
+                // entry as soon as it is written.
+                core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
                 Self::write(mem, table, index(virt, l), frame | f);
                 table = frame;
             } else if e & flags::HUGE != 0 {
@@ -200,6 +209,50 @@ impl PageTables {
             table = e & ADDR_MASK;
         }
         None
+    }
+
+    /// The page table (level 0) holding the entry of user page `virt`,
+    /// found without the tree's lock; `None` when a table above it is
+    /// missing or a 2 MiB page is there (the caller takes the lock and uses
+    /// [`Self::map`], which creates it). Tables are never freed and are
+    /// published only once zeroed (see `walk`), so a walk without the lock
+    /// sees either no table or a whole one, and the answer stays valid.
+    pub fn user_table(&self, mem: &dyn TableMemory, virt: u64) -> Option<u64> {
+        debug_assert!(virt < USER_END);
+        let mut table = self.root;
+        for l in (1..=3).rev() {
+            let e = Self::read(mem, table, index(virt, l));
+            if e & flags::PRESENT == 0 || e & flags::HUGE != 0 {
+                return None;
+            }
+            table = e & ADDR_MASK;
+        }
+        Some(table)
+    }
+
+    /// The entry of user page `virt` in its page table `table`
+    /// ([`Self::user_table`]).
+    pub fn user_entry(mem: &dyn TableMemory, table: u64, virt: u64) -> u64 {
+        Self::read(mem, table, index(virt, 0))
+    }
+
+    /// Replaces the entry of user page `virt` in its page table `table`
+    /// ([`Self::user_table`]) with `value` (0 to unmap, flushing this CPU's
+    /// TLB entry) without the tree's lock, returning the old entry.
+    ///
+    /// # Safety
+    ///
+    /// `table` is the page table of `virt` in a live tree, and the caller
+    /// is the only writer of this entry (cairn: the lock of the user page's
+    /// records); entries of other pages may change meanwhile.
+    pub unsafe fn set_user_entry(mem: &dyn TableMemory, table: u64, virt: u64, value: u64) -> u64 {
+        debug_assert!(virt < USER_END && virt % PAGE_SIZE == 0);
+        let old = Self::read(mem, table, index(virt, 0));
+        Self::write(mem, table, index(virt, 0), value);
+        if old & flags::PRESENT != 0 {
+            invlpg(virt);
+        }
+        old
     }
 
     /// The physical address `virt` maps to.

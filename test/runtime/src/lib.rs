@@ -846,7 +846,10 @@ static CATALOGUE: &[RuntimeTest] = &[
         smp: 4,
         storage: &[Storage::Virtio],
         timeout_s: 900,
-        ..test("remapfault_smp4", "remapfault_smp2 with 5 readers on 4 vCPUs")
+        ..test(
+            "remapfault_smp4",
+            "remapfault_smp2 with 5 readers on 4 vCPUs",
+        )
     },
     RuntimeTest {
         source: "mapfault",

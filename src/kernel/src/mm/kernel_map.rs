@@ -213,49 +213,12 @@ pub fn map_mmio(phys: u64, len: u64) -> u64 {
     MMIO_BASE + phys
 }
 
-/// The page tables, held for a batch of 4 KiB maps and unmaps
-/// ([`with_tables`]).
-pub struct Tables<'a>(&'a mut KernelTables);
-
-impl Tables<'_> {
-    /// Maps one 4 KiB page.
-    pub fn map_page(&mut self, virt: u64, phys: u64, page_flags: u64) -> Result<(), MapError> {
-        let k = &mut *self.0;
-        k.tables
-            .map(&mut k.frames, virt, phys, PageSize::Size4K, page_flags)
-    }
-
-    /// The frame and flags of the 4 KiB page at `virt` (see [`lookup_user`]).
-    pub fn lookup_user(&mut self, virt: u64) -> Option<(u64, u64)> {
-        let k = &mut *self.0;
-        let (e, size) = k.tables.lookup(&mut k.frames, virt)?;
-        (size == PageSize::Size4K).then(|| {
-            let phys = cairn_pc::paging::entry_address(e);
-            (phys, e & !0x000f_ffff_ffff_f000)
-        })
-    }
-
-    /// Unmaps one 4 KiB page, returning its frame (see [`unmap_page`]).
-    pub fn unmap_page(&mut self, virt: u64) -> Option<u64> {
-        let k = &mut *self.0;
-        k.tables.unmap(&mut k.frames, virt)
-    }
-}
-
-/// Runs `f` with the page tables locked once: a batch of maps or unmaps
-/// (a fault's map-around, an munmap's pages) pays for one `mm.page_tables`
-/// section instead of one per page. `f` runs with interrupts off and may
-/// not allocate or take another lock but the physical heap's (new tables).
-pub fn with_tables<R>(f: impl FnOnce(&mut Tables<'_>) -> R) -> R {
-    let mut k = KERNEL_TABLES.lock();
-    f(&mut Tables(
-        k.as_mut().expect("kernel page tables not built"),
-    ))
-}
-
 /// Maps one 4 KiB kernel page.
 pub fn map_page(virt: u64, phys: u64, page_flags: u64) -> Result<(), MapError> {
-    with_tables(|t| t.map_page(virt, phys, page_flags))
+    let mut k = KERNEL_TABLES.lock();
+    let k = k.as_mut().expect("kernel page tables not built");
+    k.tables
+        .map(&mut k.frames, virt, phys, PageSize::Size4K, page_flags)
 }
 
 /// Maps one 2 MiB kernel page.
@@ -269,12 +232,9 @@ pub fn map_huge_page(virt: u64, phys: u64, page_flags: u64) -> Result<(), MapErr
 /// Unmaps one 4 KiB kernel page, returning its frame. The caller shoots
 /// down other CPUs' TLBs before reusing the frame.
 pub fn unmap_page(virt: u64) -> Option<u64> {
-    with_tables(|t| t.unmap_page(virt))
-}
-
-/// The frame and flags of the 4 KiB user page at `virt`, if mapped.
-pub fn lookup_user(virt: u64) -> Option<(u64, u64)> {
-    with_tables(|t| t.lookup_user(virt))
+    let mut k = KERNEL_TABLES.lock();
+    let k = k.as_mut().expect("kernel page tables not built");
+    k.tables.unmap(&mut k.frames, virt)
 }
 
 /// The physical address behind kernel virtual address `virt`.

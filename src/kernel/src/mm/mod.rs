@@ -6,13 +6,15 @@
 //! |---|---|
 //! | [`early`] | the bump frame allocator used while building the page tables |
 //! | [`kernel_map`] | the kernel page tables, the direct map, `map_mmio`, `map_page` |
+//! | [`user_map`] | user pages' entries, changed under the caller's lock on the page (table creation only under `mm.page_tables`) |
 //!
 //! Lock: `mm.page_tables` (IrqSpinLock) around every change to the kernel
-//! page tables; it is taken with interrupts off and never held while
+//! page tables but a user page's entry (`user_map`); it is taken with interrupts off and never held while
 //! waiting for other CPUs (TLB shoot-downs happen after release).
 
 pub mod early;
 pub mod kernel_map;
+pub mod user_map;
 
 pub use kernel_map::{map_mmio, phys_to_virt, virt_to_phys};
 

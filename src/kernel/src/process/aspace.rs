@@ -6,7 +6,8 @@
 //! the kernel lock too, each change moving a generation counter; and the
 //! page records (what backs each mapped page) in shards with a lock each,
 //! `aspace.pages` (`process::pages`: a record and its page-table entry
-//! change together under the shard lock of their 256 KiB leaf). Neither is
+//! change together under the shard lock of their 256 KiB leaf, the entry
+//! through `mm::user_map` with no page-table lock). Neither is
 //! held across anything that sleeps: a fault on a file page marks the page
 //! *in transition*, releases the locks, fills the page from the pagecache
 //! (sleeping for I/O; its fill first, then the mapping readahead), retakes
@@ -14,7 +15,8 @@
 //! 002). Operations that meet an area in transition wait for it to end and
 //! retry from the start. Order: fd table → filesystem → `aspace` →
 //! `aspace.pages` (one shard at a time) → `pagecache.node` (pins and
-//! checks only) → `aspace.pins` → `mm.page_tables` → heap locks. An
+//! checks only) → `aspace.pins` → `mm.page_tables` (a new table only) →
+//! heap locks. An
 //! operation changes the vmaps first, then visits the records of its range
 //! shard by shard. TLB shoot-downs happen after the locks are released,
 //! before freed frames are reused.
@@ -362,7 +364,7 @@ impl AddressSpace {
     }
 
     /// Takes the records of `[from, to)`, inside one leaf of `map`, out into
-    /// `out` and unmaps their entries in one page-table section. The
+    /// `out` and unmaps their entries  The
     /// caller holds the leaf's shard lock.
     fn unmap_leaf(map: &mut PageMap<PageRef>, from: u64, to: u64, out: &mut Vec<PageRef>) {
         let mut addrs = [0u64; LEAF_PAGES];
@@ -372,11 +374,10 @@ impl AddressSpace {
             n += 1;
             out.push(p);
         });
-        crate::mm::kernel_map::with_tables(|t| {
-            for &k in &addrs[..n] {
-                t.unmap_page(k);
-            }
-        });
+        let mut entries = crate::mm::user_map::Cursor::new();
+        for &k in &addrs[..n] {
+            entries.unmap(k);
+        }
     }
 
     /// Drops the page records of `[start, end)` (one shard lock at a time,
@@ -457,7 +458,8 @@ impl AddressSpace {
     pub fn reprotect(&self, changes: &[cairn_unix::vmap::Reprotect]) {
         for c in changes {
             self.pages.for_each_leaf(c.start, c.end, |map, from, to| {
-                crate::mm::kernel_map::with_tables(|t| {
+                {
+                    let mut entries = crate::mm::user_map::Cursor::new();
                     for (k, p) in map.range(from, to) {
                         let (phys, writable) = match p {
                             PageRef::Owned(p) => (*p, c.new.contains(Prot::WRITE)),
@@ -465,14 +467,14 @@ impl AddressSpace {
                                 (m.phys(), c.new.contains(Prot::WRITE) && m.writable())
                             }
                         };
-                        t.unmap_page(k);
+                        entries.unmap(k);
                         if c.new.accessible() {
-                            let _ = t.map_page(k, phys, pte_flags(c.new, writable));
+                            let _ = entries.map(k, phys, pte_flags(c.new, writable));
                         }
                         // PROT_NONE: the page is kept without an entry; a
                         // fault after access is granted again re-installs it.
                     }
-                });
+                }
                 to
             });
         }
@@ -487,27 +489,23 @@ impl AddressSpace {
         self.pages.for_each_leaf(from, from + len, |map, a, b| {
             let mut taken = Vec::new();
             map.take_range(a, b, usize::MAX, |k, p| taken.push((k, p)));
-            // Nothing allocated or freed under the page tables' lock.
-            moved.reserve(taken.len());
-            crate::mm::kernel_map::with_tables(|t| {
-                for (k, p) in taken.drain(..) {
-                    // Kept while PROT_NONE (no entry): the record moves alone.
-                    let entry = t.lookup_user(k);
-                    t.unmap_page(k);
-                    moved.push((to + (k - from), entry, p));
-                }
-            });
+            for (k, p) in taken {
+                // Kept while PROT_NONE (no entry): the record moves alone.
+                let entry = crate::mm::user_map::lookup(k);
+                crate::mm::user_map::unmap(k);
+                moved.push((to + (k - from), entry, p));
+            }
             b
         });
         let mut displaced = Vec::new();
         for (nk, entry, p) in moved {
             let mut map = self.pages.lock(nk);
             if let Some(old) = map.remove(nk) {
-                crate::mm::kernel_map::unmap_page(nk);
+                crate::mm::user_map::unmap(nk);
                 displaced.push(old);
             }
             if let Some((phys, fl)) = entry {
-                let _ = crate::mm::kernel_map::map_page(nk, phys, fl);
+                let _ = crate::mm::user_map::map(nk, phys, fl);
             }
             map.insert(nk, p);
         }
@@ -521,7 +519,7 @@ impl AddressSpace {
         let phys = alloc_frame()?;
         frame_bytes(phys)[..bytes.len()].copy_from_slice(bytes);
         let mut map = self.pages.lock(addr);
-        crate::mm::kernel_map::map_page(addr, phys, pte_flags(prot, prot.contains(Prot::WRITE)))
+        crate::mm::user_map::map(addr, phys, pte_flags(prot, prot.contains(Prot::WRITE)))
             .map_err(|_| Errno::ENOMEM)?;
         map.insert(addr, PageRef::Owned(phys));
         Ok(())
@@ -620,7 +618,7 @@ impl AddressSpace {
                 None
             } else if let Some(phys) = own {
                 let writable = area.prot.contains(Prot::WRITE);
-                crate::mm::kernel_map::map_page(page, phys, pte_flags(area.prot, writable))
+                crate::mm::user_map::map(page, phys, pte_flags(area.prot, writable))
                     .ok()
                     .map(|()| {
                         map.insert(page, PageRef::Owned(phys));
@@ -628,11 +626,7 @@ impl AddressSpace {
             } else {
                 let pins = pins.as_mut().expect("a shared file page");
                 let first = pins.remove(0);
-                match crate::mm::kernel_map::map_page(
-                    page,
-                    first.phys(),
-                    pte_flags(area.prot, false),
-                ) {
+                match crate::mm::user_map::map(page, first.phys(), pte_flags(area.prot, false)) {
                     Ok(()) => {
                         let index = first.index();
                         map.insert(page, PageRef::Shared(first));
@@ -682,14 +676,14 @@ impl AddressSpace {
             let mut map = self.pages.lock(page);
             // Already served (another thread, or a spurious fault)?
             if let Some(p) = map.get(page) {
-                let entry = crate::mm::kernel_map::lookup_user(page);
+                let entry = crate::mm::user_map::lookup(page);
                 if entry.is_none() {
                     // Kept while PROT_NONE: install it again.
                     let (phys, writable) = match p {
                         PageRef::Owned(phys) => (*phys, v.prot.contains(Prot::WRITE)),
                         PageRef::Shared(m) => (m.phys(), false),
                     };
-                    crate::mm::kernel_map::map_page(page, phys, pte_flags(v.prot, writable))
+                    crate::mm::user_map::map(page, phys, pte_flags(v.prot, writable))
                         .map_err(|_| FaultOutcome::Bus)?;
                     continue;
                 }
@@ -700,8 +694,8 @@ impl AddressSpace {
                         // Write to an owned page mapped read-only: the area
                         // allows writing now (checked above).
                         let phys = *phys;
-                        crate::mm::kernel_map::unmap_page(page);
-                        crate::mm::kernel_map::map_page(page, phys, pte_flags(v.prot, true))
+                        crate::mm::user_map::unmap(page);
+                        crate::mm::user_map::map(page, phys, pte_flags(v.prot, true))
                             .map_err(|_| FaultOutcome::Bus)?;
                         return Ok(());
                     }
@@ -715,7 +709,7 @@ impl AddressSpace {
             match &v.kind {
                 VmapKind::Anonymous => {
                     let phys = alloc_frame().map_err(|_| FaultOutcome::Bus)?;
-                    if crate::mm::kernel_map::map_page(
+                    if crate::mm::user_map::map(
                         page,
                         phys,
                         pte_flags(v.prot, v.prot.contains(Prot::WRITE)),
@@ -820,9 +814,9 @@ impl AddressSpace {
         }
         let old = map.remove(page);
         if old.is_some() {
-            crate::mm::kernel_map::unmap_page(page);
+            crate::mm::user_map::unmap(page);
         }
-        let unused = match crate::mm::kernel_map::map_page(page, phys, pte_flags(prot, writable)) {
+        let unused = match crate::mm::user_map::map(page, phys, pte_flags(prot, writable)) {
             Ok(()) => {
                 map.insert(page, new);
                 None
@@ -907,7 +901,7 @@ impl AddressSpace {
     /// the page at `page` (file page `index`) of `area`, under the shard
     /// lock of `page` (`map`): a page is mapped, read-only, where it lies
     /// inside the area and the leaf of `page` and nothing is mapped yet,
-    /// all in one page-table section. What is not mapped goes to
+    /// all  What is not mapped goes to
     /// `unused`, released by the caller after the lock.
     fn install_around(
         map: &mut PageMap<PageRef>,
@@ -920,7 +914,7 @@ impl AddressSpace {
         let leaf_end = (page | (LEAF_SPAN - 1)) + 1;
         let end = area.end.min(leaf_end);
         let flags = pte_flags(area.prot, false);
-        // (address, mapped, page) in one page-table section.
+        // (address, mapped, page)
         let mut ready: Vec<(u64, bool, Mapped)> = Vec::with_capacity(found.len());
         for m in found {
             let addr = page + (m.index() - index) * PAGE;
@@ -930,12 +924,11 @@ impl AddressSpace {
                 ready.push((addr, false, m));
             }
         }
-        crate::mm::kernel_map::with_tables(|t| {
-            for (addr, mapped, m) in &mut ready {
-                // Not mapped: no memory for a table.
-                *mapped = t.map_page(*addr, m.phys(), flags).is_ok();
-            }
-        });
+        let mut entries = crate::mm::user_map::Cursor::new();
+        for (addr, mapped, m) in &mut ready {
+            // Not mapped: no memory for a table.
+            *mapped = entries.map(*addr, m.phys(), flags).is_ok();
+        }
         for (addr, mapped, m) in ready {
             if mapped {
                 map.insert(addr, PageRef::Shared(m));
@@ -998,7 +991,7 @@ impl AddressSpace {
         loop {
             {
                 let _map = self.pages.lock(page);
-                if let Some((phys, fl)) = crate::mm::kernel_map::lookup_user(page)
+                if let Some((phys, fl)) = crate::mm::user_map::lookup(page)
                     && fl & flags::WRITABLE != 0
                 {
                     let ptr = (DIRECT_MAP_BASE + phys + (addr - page)) as *mut u32;
