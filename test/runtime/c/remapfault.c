@@ -100,7 +100,7 @@ int main(int argc, char **argv)
     int threads = (int)arg_long(argc, argv, 1, 3);
     long rounds = arg_long(argc, argv, 2, 300);
     CHECK(threads >= 1 && threads <= MAX_T, "threads %d", threads);
-    watchdog_start(120, 1500);
+    watchdog_start(120, 500);
     make_pattern_file("a.dat", PAGES * PAGE, SEED_A, 0);
     make_pattern_file("b.dat", PAGES * PAGE, SEED_B, 0);
     fds[0] = SYS(open("a.dat", O_RDONLY));
