@@ -39,7 +39,9 @@ fn image_with_files(n: usize, dir: &Path) -> Result<std::path::PathBuf> {
     let opts = MkfsOptions {
         image: image.clone(),
         import: Some(tree),
-        extra_tuples: vec!["(program:/hello arguments:[hello])".into()],
+        extra_tuples: vec![
+            "(program:/hello arguments:[hello hello-arg] environment:(CAIRN_TEST:hello))".into(),
+        ],
         label: "bench".into(),
         size: Some(64 << 20),
         ..MkfsOptions::default()
@@ -83,6 +85,14 @@ pub fn bench() -> Result<()> {
             vm.timeout = Duration::from_secs(120);
             vm.append = "log=debug".into();
             let o = vm.boot()?;
+            if o.exit_status != Some(0) {
+                return Err(format!(
+                    "the workload of {} failed (exit status {:?}):\n{}",
+                    image.display(),
+                    o.exit_status,
+                    o.serial
+                ));
+            }
             times.push(mount_us(&o.serial).ok_or_else(|| format!("no mount line:\n{}", o.serial))?);
         }
         times.sort_by(f64::total_cmp);
