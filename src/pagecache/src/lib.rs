@@ -7,7 +7,7 @@
 //! |---|---|
 //! | [`page`] | [`Page`]: the state machine FREE/ALLOC/READING/NEW/ACTIVE/DIRTY/WRITING, pins, leases, dirty sectors, waiters; the transition table |
 //! | [`cache`] | [`PageCache`] (global: frames, second-chance LRU of clean pages, memory limit, eviction, writeback clock, stats) and [`VolumeCache`] (a volume's storage, metadata hook, dirty-node list) |
-//! | [`node`] | [`Node`]: one file's page tree (and its pages detached by truncate), split by job: `node/read.rs` reads with readahead, `fill.rs` fills, `write.rs` writes, `fault.rs` fault fills and map-around, `handles.rs` the handles [`Pages`], [`WriteBatch`], [`Mapped`] |
+//! | [`node`] | [`Node`]: one file's page tree (and its pages detached by truncate), split by job: `node/read.rs` reads with readahead, `fill.rs` fills, `write.rs` writes, `fault.rs` fault fills and map-around, `handles.rs` the handles [`Pages`], [`CachedPages`], [`WriteBatch`], [`Mapped`] |
 //! | `io` | turning page ranges into sector pieces and batched scatter-gather requests |
 //! | `writeback` | periodic and on-demand writeback, `sync_node`, `sync_volume` |
 //! | `truncate` | [`Node::truncate`] (pages past a new end of file discarded, detached or waited for; the page holding the new end zeroed past it) and [`Node::invalidate_clean`] |
@@ -100,7 +100,7 @@ mod writeback;
 
 pub use cache::{Config, PageCache, StatsSnapshot, VolumeCache};
 pub use frame::{Frame, FrameAllocator, RawDestination, RawSource};
-pub use node::{Access, Mapped, Node, Pages, WriteBatch};
+pub use node::{Access, CachedPages, Mapped, Node, Pages, READ_CACHED_PAGES, WriteBatch};
 pub use page::{Page, PageState};
 
 use alloc::boxed::Box;

@@ -149,6 +149,11 @@ pub fn try_call(n: u64, a: [u64; 6]) -> Lockless {
 /// the kernel lock anyway (`Mount::read`) and its lock cost is amortised.
 const READ_CACHED_MAX: u64 = 64 * 1024;
 
+// A lockless read's pages fit the pagecache's inline array (no allocation).
+const _: () = assert!(
+    READ_CACHED_MAX as usize / cairn_pagecache::PAGE_SIZE < cairn_pagecache::READ_CACHED_PAGES
+);
+
 /// Most vectors a lockless `readv` takes (its array is copied to the stack).
 const READV_CACHED_MAX_VECS: usize = crate::user::MAX_DESTINATION_VECTORS;
 
@@ -257,19 +262,27 @@ fn read_file_cached(
     let Some((pos, off)) = position(file, at) else {
         return Lockless::NeedLock;
     };
-    let Some(pages) = d.node.read_cached(off, len) else {
+    let copy = |pages: &cairn_pagecache::CachedPages<'_>| {
+        let copied = match *segs {
+            [(base, n)] => crate::user::UserDestination::new(base, n as usize)
+                .map_or(0, |mut to| {
+                    crate::user::with_user_faults_disabled(|| pages.copy_out(&mut to, 0))
+                }),
+            _ => {
+                let mut parts = [(0u64, 0usize); crate::user::MAX_DESTINATION_VECTORS];
+                for (p, &(base, n)) in parts.iter_mut().zip(segs) {
+                    *p = (base, n as usize);
+                }
+                crate::user::UserVectorDestination::new(&parts[..segs.len()]).map_or(0, |mut to| {
+                    crate::user::with_user_faults_disabled(|| pages.copy_out(&mut to, 0))
+                })
+            }
+        };
+        (pages.len(), copied)
+    };
+    let Some((got, copied)) = d.node.read_cached(off, len, copy) else {
         return Lockless::NeedLock;
     };
-    let got = pages.len();
-    let mut parts = [(0u64, 0usize); crate::user::MAX_DESTINATION_VECTORS];
-    for (p, &(base, n)) in parts.iter_mut().zip(segs) {
-        *p = (base, n as usize);
-    }
-    let copied = crate::user::UserVectorDestination::new(&parts[..segs.len()])
-        .map_or(0, |mut to| {
-            crate::user::with_user_faults_disabled(|| pages.copy_out(&mut to, 0))
-        });
-    drop(pages);
     if copied < got {
         return Lockless::NeedLock;
     }

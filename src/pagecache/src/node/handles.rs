@@ -1,6 +1,8 @@
 //! The pinned handles a caller holds while it copies with no pagecache
-//! lock: [`Pages`] (a read's pages), [`WriteBatch`] (a write's leased
-//! pages), [`Mapped`] (a faulted-in page, for as long as it is mapped).
+//! lock: [`Pages`] (a read's pages), [`CachedPages`] (a lockless read's
+//! pages, borrowed from the node and held inline for one copy),
+//! [`WriteBatch`] (a write's leased pages), [`Mapped`] (a faulted-in page,
+//! for as long as it is mapped).
 //!
 //! Owns: the copies in and out of the pinned frames (a copy may fault and
 //! sleep, even on a mapping of this same file: a pin excludes only
@@ -9,16 +11,17 @@
 //! accounting and detached pages (`Node::unpin_range`, `NodeInner::locate`
 //! in `node/mod.rs`), committing a write (`release_write` in `write.rs`).
 //!
-//! Contexts: the copies any context (no lock). Dropping [`Pages`] or
-//! [`Mapped`] any context but irq (the last holder of a page detached by
-//! truncate frees its frame; the node reference is `Held`).
+//! Contexts: the copies any context (no lock). Dropping [`Pages`],
+//! [`CachedPages`] or [`Mapped`] any context but irq (the last holder of a
+//! page detached by truncate frees its frame; the node reference is
+//! `Held`, or borrowed for [`CachedPages`]).
 //! [`Mapped::current`] any context but irq. [`WriteBatch::commit`] and
 //! dropping a [`WriteBatch`] kernel-lock (asserted), except a lockless
 //! batch of `Node::write_cached`: any context but irq.
 //!
-//! Locks: none while copying. Dropping [`Pages`] or [`Mapped`] and
-//! [`Mapped::current`] take `pagecache.node` alone; a commit takes what
-//! `release_write` takes.
+//! Locks: none while copying. Dropping [`Pages`], [`CachedPages`] or
+//! [`Mapped`] and [`Mapped::current`] take `pagecache.node` alone; a
+//! commit takes what `release_write` takes.
 
 use super::{PS, coverage};
 use crate::frame::{FrameView, RawDestination};
@@ -81,17 +84,7 @@ impl Pages {
     /// Copies the bytes at `pos` (relative to [`Pages::offset`]) into
     /// `dst`; `pos + dst.len()` must not exceed [`Pages::len`].
     pub fn read_at(&self, pos: usize, dst: &mut [u8]) {
-        assert!(pos + dst.len() <= self.len, "read past the pinned range");
-        let mut file = self.offset + pos as u64;
-        let mut done = 0;
-        while done < dst.len() {
-            let k = (file / PS - self.first) as usize;
-            let in_page = (file % PS) as usize;
-            let n = (PAGE_SIZE - in_page).min(dst.len() - done);
-            self.views[k].read(in_page, &mut dst[done..done + n]);
-            done += n;
-            file += n as u64;
-        }
+        self.span().read_at(pos, dst)
     }
 
     /// Copies all the bytes straight from the pinned frames into `dst`
@@ -100,17 +93,16 @@ impl Pages {
     /// sleep (even on a mapping of this very file: a pin excludes only
     /// eviction, never another reader or a fault).
     pub fn copy_out(&self, dst: &mut impl RawDestination, at: usize) -> usize {
-        let mut done = 0;
-        for (k, (_, range)) in self.chunks().enumerate() {
-            let n = (range.end - range.start) as usize;
-            let in_page = (range.start % PS) as usize;
-            let got = self.views[k].copy_out(in_page, n, dst, at + done);
-            done += got;
-            if got < n {
-                break;
-            }
+        self.span().copy_out(dst, at)
+    }
+
+    fn span(&self) -> Span<'_> {
+        Span {
+            offset: self.offset,
+            len: self.len,
+            first: self.first,
+            views: &self.views,
         }
-        done
     }
 
     /// Copies everything (or as much as fits) into `dst`; returns bytes.
@@ -126,6 +118,113 @@ impl Drop for Pages {
         if let Some(node) = self.node.take() {
             let last = self.first + self.views.len() as u64 - 1;
             node.unpin_range(self.first, last, self.epoch, false);
+        }
+    }
+}
+
+/// The pinned frames of a read (of [`Pages`] or [`CachedPages`]): file
+/// bytes `offset .. offset + len`, `views[k]` holding page `first + k`.
+struct Span<'a> {
+    offset: u64,
+    len: usize,
+    first: u64,
+    views: &'a [FrameView],
+}
+
+impl Span<'_> {
+    fn read_at(&self, pos: usize, dst: &mut [u8]) {
+        assert!(pos + dst.len() <= self.len, "read past the pinned range");
+        let mut file = self.offset + pos as u64;
+        let mut done = 0;
+        while done < dst.len() {
+            let k = (file / PS - self.first) as usize;
+            let in_page = (file % PS) as usize;
+            let n = (PAGE_SIZE - in_page).min(dst.len() - done);
+            self.views[k].read(in_page, &mut dst[done..done + n]);
+            done += n;
+            file += n as u64;
+        }
+    }
+
+    fn copy_out(&self, dst: &mut impl RawDestination, at: usize) -> usize {
+        let end = self.offset + self.len as u64;
+        let mut done = 0;
+        for (k, view) in self.views.iter().enumerate() {
+            let r = coverage(self.first + k as u64, self.offset, end);
+            let n = r.end - r.start;
+            let got = view.copy_out(r.start, n, dst, at + done);
+            done += got;
+            if got < n {
+                break;
+            }
+        }
+        done
+    }
+}
+
+/// Most pages [`CachedPages`] holds: a 64 KiB read (the syscalls' lockless
+/// limit) that starts inside a page. [`Node::read_cached`](super::Node::read_cached)
+/// answers `None` for a longer range.
+pub const READ_CACHED_PAGES: usize = 17;
+
+/// The pinned, readable pages of a lockless read
+/// ([`Node::read_cached`](super::Node::read_cached) lends it to its copy),
+/// file bytes [`CachedPages::offset`] for [`CachedPages::len`]: borrowed
+/// from the node (no reference taken) and held in an inline array (no
+/// allocation). Copy out with no pagecache lock held; its drop unpins the
+/// pages with one acquisition of the node lock (any context but irq).
+pub struct CachedPages<'a> {
+    pub(super) node: &'a super::Node,
+    pub(super) offset: u64,
+    pub(super) len: usize,
+    pub(super) first: u64,
+    /// The node's truncate epoch when the pages were pinned.
+    pub(super) epoch: u64,
+    /// Pages pinned: `views[..count]` are theirs.
+    pub(super) count: usize,
+    pub(super) views: [FrameView; READ_CACHED_PAGES],
+}
+
+impl CachedPages<'_> {
+    /// Bytes available (the request clipped at the end of file).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// As [`Pages::read_at`].
+    pub fn read_at(&self, pos: usize, dst: &mut [u8]) {
+        self.span().read_at(pos, dst)
+    }
+
+    /// As [`Pages::copy_out`].
+    pub fn copy_out(&self, dst: &mut impl RawDestination, at: usize) -> usize {
+        self.span().copy_out(dst, at)
+    }
+
+    fn span(&self) -> Span<'_> {
+        Span {
+            offset: self.offset,
+            len: self.len,
+            first: self.first,
+            views: &self.views[..self.count],
+        }
+    }
+}
+
+impl Drop for CachedPages<'_> {
+    fn drop(&mut self) {
+        // Nothing pinned (`count` 0) until `Node::pin_cached` succeeded.
+        if self.count > 0 {
+            let last = self.first + self.count as u64 - 1;
+            self.node.unpin_range(self.first, last, self.epoch, false);
         }
     }
 }
