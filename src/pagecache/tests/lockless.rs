@@ -190,3 +190,74 @@ fn lockless_cached_read_keeps_pages_a_truncate_takes_away() {
     assert_eq!(outer, Some(()));
     assert_eq!(n.detached_pages(), 0);
 }
+
+/// `Node::write_cached` in the lockless write's context: writes `bytes` at
+/// `off` if the node answers, with the allocations it made and whether it
+/// asked the dirty throttle (`may_dirty`).
+fn lockless_write(
+    n: &std::sync::Arc<cairn_pagecache::Node>,
+    off: u64,
+    bytes: &[u8],
+    may_dirty: bool,
+) -> (Option<usize>, u64, bool) {
+    let asked = Cell::new(false);
+    set_context(Context::RunLoop);
+    let before = allocs();
+    let r = n.write_cached(
+        off,
+        bytes.len(),
+        || {
+            asked.set(true);
+            may_dirty
+        },
+        |b| {
+            b.write_at(0, bytes);
+            bytes.len()
+        },
+    );
+    let made = allocs() - before;
+    set_context(Context::KernelLock);
+    (r, made, asked.get())
+}
+
+/// An overwrite of dirty pages (a pwrite's common case) allocates nothing
+/// and does not ask the dirty throttle (which takes the LRU's lock): only
+/// a clean page that would become dirty needs its verdict.
+#[test]
+fn lockless_overwrite_of_dirty_pages_allocates_nothing_and_asks_no_throttle() {
+    let w = World::new(no_readahead(), DevConfig::default(), 1);
+    let n = w.node(0);
+    let mut expect = pattern(1, 0, 20 * PS);
+    assert_eq!(w.write(&n, 0, &expect), Ok(expect.len()));
+    for (off, len) in [
+        (0u64, PS),
+        (5 * PS as u64, PS),
+        (100, 100),
+        (PS as u64 + 7, 2 * PS + 50),
+        (3 * PS as u64 + 1, 16 * PS),
+    ] {
+        let new = pattern(2, off + 1, len);
+        let (r, made, asked) = lockless_write(&n, off, &new, false);
+        assert_eq!(r, Some(len), "write {off}+{len}");
+        assert_eq!(made, 0, "allocations of a lockless write {off}+{len}");
+        assert!(!asked, "dirty pages need no throttle verdict");
+        expect[off as usize..off as usize + len].copy_from_slice(&new);
+    }
+    for (i, p) in n.page_infos() {
+        assert_eq!((p.pins, p.leases), (0, 0), "page {i} left held");
+    }
+    assert_eq!(w.read(&n, 0, 20 * PS).unwrap(), expect);
+    // Clean pages: the throttle decides, and is asked once.
+    assert_eq!(w.sync(&n), Ok(()));
+    let (r, _, asked) = lockless_write(&n, 10, &[9; 2 * PS], false);
+    assert_eq!((r, asked), (None, true));
+    let (r, _, asked) = lockless_write(&n, 10, &[9; 2 * PS], true);
+    assert_eq!((r, asked), (Some(2 * PS), true));
+    expect[10..10 + 2 * PS].copy_from_slice(&[9; 2 * PS]);
+    assert_eq!(w.sync(&n), Ok(()));
+    assert_eq!(
+        w.disk_image(0),
+        expect,
+        "the lockless overwrite reached the disk"
+    );
+}

@@ -149,9 +149,10 @@ pub fn try_call(n: u64, a: [u64; 6]) -> Lockless {
 /// the kernel lock anyway (`Mount::read`) and its lock cost is amortised.
 const READ_CACHED_MAX: u64 = 64 * 1024;
 
-// A lockless read's pages fit the pagecache's inline array (no allocation).
+// A lockless read's or write's pages fit the pagecache's inline array (no
+// allocation).
 const _: () = assert!(
-    READ_CACHED_MAX as usize / cairn_pagecache::PAGE_SIZE < cairn_pagecache::READ_CACHED_PAGES
+    READ_CACHED_MAX as usize / cairn_pagecache::PAGE_SIZE < cairn_pagecache::CACHED_MAX_PAGES
 );
 
 /// Most vectors a lockless `readv` takes (its array is copied to the stack).
@@ -389,24 +390,28 @@ fn write_file_cached(
     if !source_mapped(segs) {
         return Lockless::NeedLock;
     }
-    let Some(mut batch) = d.node.write_cached(off, len, crate::fs::may_dirty_more()) else {
-        return Lockless::NeedLock;
-    };
-    let mut copied = 0usize;
-    for &(base, n) in segs {
-        let n = n as usize;
-        let Ok(mut from) = crate::user::UserSource::new(base, n) else {
-            break;
-        };
-        let got = crate::user::with_user_faults_disabled(|| batch.copy_in(copied, &mut from, n));
-        copied += got;
-        if got < n {
-            break;
+    let copy = |batch: &mut cairn_pagecache::CachedWrite| {
+        let mut copied = 0usize;
+        for &(base, n) in segs {
+            let n = n as usize;
+            let Ok(mut from) = crate::user::UserSource::new(base, n) else {
+                break;
+            };
+            let got =
+                crate::user::with_user_faults_disabled(|| batch.copy_in(copied, &mut from, n));
+            copied += got;
+            if got < n {
+                break;
+            }
         }
-    }
-    // Only whole copies of NEW pages are cut back; a lockless batch has
-    // none, so all that was copied is committed.
-    let committed = batch.commit(copied);
+        copied
+    };
+    // The throttle's verdict is asked only if a clean page would become
+    // dirty. No page is NEW, so all that was copied is committed.
+    let committed = d
+        .node
+        .write_cached(off, len, crate::fs::may_dirty_more, copy)
+        .unwrap_or(0);
     if committed == 0 {
         return Lockless::NeedLock;
     }

@@ -1,7 +1,8 @@
 //! The pinned handles a caller holds while it copies with no pagecache
 //! lock: [`Pages`] (a read's pages), [`CachedPages`] (a lockless read's
 //! pages, borrowed from the node and held inline for one copy),
-//! [`WriteBatch`] (a write's leased pages), [`Mapped`] (a faulted-in page,
+//! [`WriteBatch`] (a write's leased pages), [`CachedWrite`] (a lockless
+//! overwrite's, held inline for one copy), [`Mapped`] (a faulted-in page,
 //! for as long as it is mapped).
 //!
 //! Owns: the copies in and out of the pinned frames (a copy may fault and
@@ -16,8 +17,8 @@
 //! page detached by truncate frees its frame; the node reference is
 //! `Held`, or borrowed for [`CachedPages`]).
 //! [`Mapped::current`] any context but irq. [`WriteBatch::commit`] and
-//! dropping a [`WriteBatch`] kernel-lock (asserted), except a lockless
-//! batch of `Node::write_cached`: any context but irq.
+//! dropping a [`WriteBatch`] kernel-lock (asserted). [`CachedWrite`] is
+//! committed by `Node::write_cached` itself (any context but irq).
 //!
 //! Locks: none while copying. Dropping [`Pages`], [`CachedPages`] or
 //! [`Mapped`] and [`Mapped::current`] take `pagecache.node` alone; a
@@ -160,12 +161,48 @@ impl Span<'_> {
         }
         done
     }
+
+    /// Write views only: the holder leased the pages (see `FrameView`).
+    fn write_at(&self, pos: usize, src: &[u8]) {
+        assert!(pos + src.len() <= self.len, "write past the leased range");
+        let mut file = self.offset + pos as u64;
+        let mut done = 0;
+        while done < src.len() {
+            let k = (file / PS - self.first) as usize;
+            let in_page = (file % PS) as usize;
+            let n = (PAGE_SIZE - in_page).min(src.len() - done);
+            self.views[k].write(in_page, &src[done..done + n]);
+            done += n;
+            file += n as u64;
+        }
+    }
+
+    /// Write views only, as [`Span::write_at`].
+    fn copy_in(&self, pos: usize, src: &mut impl crate::RawSource, len: usize) -> usize {
+        assert!(pos + len <= self.len, "write past the leased range");
+        let mut file = self.offset + pos as u64;
+        let mut done = 0;
+        while done < len {
+            let k = (file / PS - self.first) as usize;
+            let in_page = (file % PS) as usize;
+            let n = (PAGE_SIZE - in_page).min(len - done);
+            let got = self.views[k].copy_in(in_page, n, src, done);
+            done += got;
+            if got < n {
+                break;
+            }
+            file += n as u64;
+        }
+        done
+    }
 }
 
-/// Most pages [`CachedPages`] holds: a 64 KiB read (the syscalls' lockless
-/// limit) that starts inside a page. [`Node::read_cached`](super::Node::read_cached)
-/// answers `None` for a longer range.
-pub const READ_CACHED_PAGES: usize = 17;
+/// Most pages [`CachedPages`] or [`CachedWrite`] holds: 64 KiB (the
+/// syscalls' lockless limit) starting inside a page.
+/// [`Node::read_cached`](super::Node::read_cached) and
+/// [`Node::write_cached`](super::Node::write_cached) answer `None` for a
+/// longer range.
+pub const CACHED_MAX_PAGES: usize = 17;
 
 /// The pinned, readable pages of a lockless read
 /// ([`Node::read_cached`](super::Node::read_cached) lends it to its copy),
@@ -182,7 +219,7 @@ pub struct CachedPages<'a> {
     pub(super) epoch: u64,
     /// Pages pinned: `views[..count]` are theirs.
     pub(super) count: usize,
-    pub(super) views: [FrameView; READ_CACHED_PAGES],
+    pub(super) views: [FrameView; CACHED_MAX_PAGES],
 }
 
 impl CachedPages<'_> {
@@ -229,6 +266,55 @@ impl Drop for CachedPages<'_> {
     }
 }
 
+/// The leased, pinned pages of a lockless overwrite
+/// ([`Node::write_cached`](super::Node::write_cached) lends it to its
+/// copy, then commits what the copy reports), file bytes
+/// [`CachedWrite::offset`] for [`CachedWrite::len`]: every page ACTIVE or
+/// DIRTY with the range's storage reserved, none NEW. The page views sit
+/// in an inline array (no allocation). Copy in with no pagecache lock held.
+pub struct CachedWrite {
+    pub(super) offset: u64,
+    pub(super) len: usize,
+    pub(super) first: u64,
+    /// Pages leased: `views[..count]` are theirs.
+    pub(super) count: usize,
+    pub(super) views: [FrameView; CACHED_MAX_PAGES],
+}
+
+impl CachedWrite {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// As [`WriteBatch::write_at`].
+    pub fn write_at(&mut self, pos: usize, src: &[u8]) {
+        self.span().write_at(pos, src)
+    }
+
+    /// As [`WriteBatch::copy_in`]; the pages are not NEW, so a fault of
+    /// the source into one of them would not wait for this write.
+    pub fn copy_in(&mut self, pos: usize, src: &mut impl crate::RawSource, len: usize) -> usize {
+        self.span().copy_in(pos, src, len)
+    }
+
+    fn span(&self) -> Span<'_> {
+        Span {
+            offset: self.offset,
+            len: self.len,
+            first: self.first,
+            views: &self.views[..self.count],
+        }
+    }
+}
+
 /// Leased, pinned pages of a write. Copy in with [`WriteBatch::write_at`]
 /// (no pagecache lock held), then [`WriteBatch::commit`] the bytes copied,
 /// under the kernel lock. Dropping it uncommitted aborts (commits 0 bytes),
@@ -246,11 +332,6 @@ pub struct WriteBatch {
     pub(super) views: Vec<FrameView>,
     pub(super) owned: Vec<bool>,
     pub(super) finished: bool,
-    /// Made by [`Node::write_cached`](super::Node::write_cached): every
-    /// page was ACTIVE or DIRTY with the range's storage reserved, none is
-    /// NEW, so committing starts no I/O and frees nothing, and may run
-    /// without the kernel lock.
-    pub(super) lockless: bool,
 }
 
 impl WriteBatch {
@@ -263,7 +344,6 @@ impl WriteBatch {
             views: Vec::new(),
             owned: Vec::new(),
             finished: false,
-            lockless: false,
         }
     }
 
@@ -282,17 +362,7 @@ impl WriteBatch {
     /// Copies `src` to position `pos` of the batch (relative to
     /// [`WriteBatch::offset`]).
     pub fn write_at(&mut self, pos: usize, src: &[u8]) {
-        assert!(pos + src.len() <= self.len, "write past the leased range");
-        let mut file = self.offset + pos as u64;
-        let mut done = 0;
-        while done < src.len() {
-            let k = (file / PS - self.first) as usize;
-            let in_page = (file % PS) as usize;
-            let n = (PAGE_SIZE - in_page).min(src.len() - done);
-            self.views[k].write(in_page, &src[done..done + n]);
-            done += n;
-            file += n as u64;
-        }
+        self.span().write_at(pos, src)
     }
 
     /// Copies `len` bytes of `src` (from its byte 0) to position `pos` of
@@ -302,21 +372,16 @@ impl WriteBatch {
     /// kernel copies with user faults disabled, commits what it got and
     /// faults the rest in outside the batch.
     pub fn copy_in(&mut self, pos: usize, src: &mut impl crate::RawSource, len: usize) -> usize {
-        assert!(pos + len <= self.len, "write past the leased range");
-        let mut file = self.offset + pos as u64;
-        let mut done = 0;
-        while done < len {
-            let k = (file / PS - self.first) as usize;
-            let in_page = (file % PS) as usize;
-            let n = (PAGE_SIZE - in_page).min(len - done);
-            let got = self.views[k].copy_in(in_page, n, src, done);
-            done += got;
-            if got < n {
-                break;
-            }
-            file += n as u64;
+        self.span().copy_in(pos, src, len)
+    }
+
+    fn span(&self) -> Span<'_> {
+        Span {
+            offset: self.offset,
+            len: self.len,
+            first: self.first,
+            views: &self.views,
         }
-        done
     }
 
     /// Copies as much of `src` as the batch holds; returns bytes copied.
@@ -329,9 +394,7 @@ impl WriteBatch {
     /// Commits the first `copied` bytes as dirty and releases the pages;
     /// returns the bytes committed (less than `copied` if a NEW page was
     /// only partly copied: it is dropped rather than exposing garbage).
-    /// Kernel-lock context, or any context but irq for a batch of
-    /// [`Node::write_cached`](super::Node::write_cached) (which may also
-    /// be dropped anywhere but irq).
+    /// Kernel-lock context.
     pub fn commit(mut self, copied: usize) -> usize {
         self.finish(copied)
     }
@@ -344,9 +407,7 @@ impl WriteBatch {
         let Some(node) = self.node.take() else {
             return 0;
         };
-        if !self.lockless {
-            assert_kernel_lock("WriteBatch::commit");
-        }
+        assert_kernel_lock("WriteBatch::commit");
         let arc = node.arc().clone();
         let n = bh_safe_alloc(|| arc.release_write(self, copied));
         drop(arc);

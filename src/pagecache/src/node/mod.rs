@@ -57,7 +57,7 @@ mod write;
 
 pub use fault::Access;
 pub(crate) use fault::MapAhead;
-pub use handles::{CachedPages, Mapped, Pages, READ_CACHED_PAGES, WriteBatch};
+pub use handles::{CACHED_MAX_PAGES, CachedPages, CachedWrite, Mapped, Pages, WriteBatch};
 pub(crate) use read::Readahead;
 
 use crate::cache::{PageCache, VolumeCache};

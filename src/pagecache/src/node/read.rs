@@ -22,7 +22,7 @@
 //! after it is released; completions run with no lock held.
 
 use super::fill::Claim;
-use super::handles::{CachedPages, Pages, READ_CACHED_PAGES};
+use super::handles::{CACHED_MAX_PAGES, CachedPages, Pages};
 use super::{CPage, Node, PS, Wakes, page_range};
 use crate::cache::{PageCache, bump};
 use crate::frame::FrameView;
@@ -157,7 +157,7 @@ impl Node {
     /// has nothing left to fill. Otherwise `None`, with nothing changed and
     /// `copy` not called: the caller reads with [`Node::read_or_complete`]
     /// under the kernel lock. A read at or past the end of file, or over
-    /// more than [`READ_CACHED_PAGES`] pages, also answers `None`.
+    /// more than [`CACHED_MAX_PAGES`] pages, also answers `None`.
     ///
     /// Any context but irq; needs no kernel lock (the syscalls' lockless
     /// read path, on every cached `pread`): takes the node's lock once to
@@ -179,7 +179,7 @@ impl Node {
             first: 0,
             epoch: 0,
             count: 0,
-            views: [FrameView::NONE; READ_CACHED_PAGES],
+            views: [FrameView::NONE; CACHED_MAX_PAGES],
         };
         if !self.pin_cached(&mut pages, len) {
             return None;
@@ -201,7 +201,7 @@ impl Node {
         }
         let (first, last) = (offset / PS, (end - 1) / PS);
         let count = (last - first + 1) as usize;
-        if count > READ_CACHED_PAGES {
+        if count > CACHED_MAX_PAGES {
             return false;
         }
         let file_pages = known.div_ceil(PS);
@@ -226,7 +226,7 @@ impl Node {
             } else {
                 // One walk: every page checked before any is pinned, so a
                 // `false` changes nothing.
-                let mut held: [Option<&mut CPage>; READ_CACHED_PAGES] = Default::default();
+                let mut held: [Option<&mut CPage>; CACHED_MAX_PAGES] = Default::default();
                 let mut expect = first;
                 for (&i, p) in inner.pages.range_mut(first..=last) {
                     if i != expect || !p.readable() {
