@@ -99,6 +99,11 @@ pub(crate) struct FrameView {
 }
 
 impl FrameView {
+    /// The filler of an inline array's unused slots (`CachedPages`): a
+    /// view of no frame, never copied through (only the slots a pin
+    /// filled are).
+    pub(crate) const NONE: FrameView = FrameView { phys: 0, addr: 0 };
+
     pub(crate) fn phys(&self) -> u64 {
         self.phys
     }

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | [`page`] | [`Page`]: the state machine FREE/ALLOC/READING/NEW/ACTIVE/DIRTY/WRITING, pins, leases, dirty sectors, waiters; the transition table |
 //! | [`cache`] | [`PageCache`] (global: frames, second-chance LRU of clean pages, memory limit, eviction, writeback clock, stats) and [`VolumeCache`] (a volume's storage, metadata hook, dirty-node list) |
-//! | [`node`] | [`Node`]: one file's page tree (and its pages detached by truncate), split by job: `node/read.rs` reads with readahead, `fill.rs` fills, `write.rs` writes, `fault.rs` fault fills and map-around, `handles.rs` the handles [`Pages`], [`WriteBatch`], [`Mapped`] |
+//! | [`node`] | [`Node`]: one file's page tree (and its pages detached by truncate), split by job: `node/read.rs` reads with readahead, `fill.rs` fills, `write.rs` writes, `fault.rs` fault fills and map-around, `handles.rs` the handles [`Pages`], [`CachedPages`], [`WriteBatch`], [`CachedWrite`], [`Mapped`] |
 //! | `io` | turning page ranges into sector pieces and batched scatter-gather requests |
 //! | `writeback` | periodic and on-demand writeback, `sync_node`, `sync_volume` |
 //! | `truncate` | [`Node::truncate`] (pages past a new end of file discarded, detached or waited for; the page holding the new end zeroed past it) and [`Node::invalidate_clean`] |
@@ -29,7 +29,7 @@
 //! | [`Completion::KernelLock`] closures | kernel-lock (asserted) | handed to the [`RunQueueHook`] when the operation ends in bh, run inline otherwise |
 //! | [`PageCache::shrink`], [`Node::invalidate_clean`], dropping [`Pages`] / [`Mapped`] (the last holder of a page detached by truncate frees its frame) | kernel-lock or bh | spinlocks only |
 //! | `mark_written` after a writeback | kernel-lock (deferred from bh through the runqueue) | it is a [`Backing`] call |
-//! | [`Node::read_cached`], [`Node::write_cached`] and the commit of its [`WriteBatch`], `Node::map_cached` | any but irq (the kernel's paths without the kernel lock) | they answer only when nothing needs the [`Backing`], a fill or an allocation: node lock (and LRU, dirty list) only, bh-safe allocations; a write commit's waiters are woken through the runqueue hook |
+//! | [`Node::read_cached`], [`Node::write_cached`] (which commits its [`CachedWrite`] itself), `Node::map_cached` | any but irq (the kernel's paths without the kernel lock) | they answer only when nothing needs the [`Backing`], a fill or an allocation: node lock (and LRU, dirty list) only, no allocation for a read or write (bh-safe ones elsewhere); a write commit's waiters are woken through the runqueue hook |
 //!
 //! Everything a bh completion may drop is allocated inside
 //! [`cairn_sync::cpu::bh_safe_alloc`] (every entry point wraps its body in
@@ -100,7 +100,9 @@ mod writeback;
 
 pub use cache::{Config, PageCache, StatsSnapshot, VolumeCache};
 pub use frame::{Frame, FrameAllocator, RawDestination, RawSource};
-pub use node::{Access, Mapped, Node, Pages, WriteBatch};
+pub use node::{
+    Access, CACHED_MAX_PAGES, CachedPages, CachedWrite, Mapped, Node, Pages, WriteBatch,
+};
 pub use page::{Page, PageState};
 
 use alloc::boxed::Box;

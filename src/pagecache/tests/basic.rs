@@ -565,10 +565,15 @@ fn lockless_overwrite_takes_only_cached_reserved_pages_and_redirties() {
     assert_eq!(w.write(&n, 0, &data), Ok(data.len()));
     let lockless = |off: u64, bytes: &[u8], may_dirty: bool| {
         set_context(Context::RunLoop);
-        let r = n.write_cached(off, bytes.len(), may_dirty).map(|mut b| {
-            b.write_at(0, bytes);
-            b.commit(bytes.len())
-        });
+        let r = n.write_cached(
+            off,
+            bytes.len(),
+            || may_dirty,
+            |b| {
+                b.write_at(0, bytes);
+                bytes.len()
+            },
+        );
         set_context(Context::KernelLock);
         r
     };
@@ -600,17 +605,20 @@ fn lockless_overwrite_takes_only_cached_reserved_pages_and_redirties() {
     assert_eq!(w.read(&m, 0, 2 * PS).unwrap(), pattern(4, 0, 2 * PS));
     set_context(Context::RunLoop);
     assert!(
-        m.write_cached(0, 10, true).is_none(),
+        m.write_cached(0, 10, || true, |_| 0).is_none(),
         "filled, not reserved"
     );
     set_context(Context::KernelLock);
     // A pending truncate refuses it.
     assert_eq!(w.write(&m, 0, &[7; 10]), Ok(10));
     set_context(Context::RunLoop);
-    assert!(m.write_cached(0, 10, true).is_some());
+    assert!(m.write_cached(0, 10, || true, |_| 0).is_some());
     set_context(Context::KernelLock);
     assert_eq!(w.truncate_cache(&m, 5), Ok(()));
     set_context(Context::RunLoop);
-    assert!(m.write_cached(0, 4, true).is_none(), "truncate pending");
+    assert!(
+        m.write_cached(0, 4, || true, |_| 0).is_none(),
+        "truncate pending"
+    );
     set_context(Context::KernelLock);
 }

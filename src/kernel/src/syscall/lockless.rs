@@ -149,6 +149,12 @@ pub fn try_call(n: u64, a: [u64; 6]) -> Lockless {
 /// the kernel lock anyway (`Mount::read`) and its lock cost is amortised.
 const READ_CACHED_MAX: u64 = 64 * 1024;
 
+// A lockless read's or write's pages fit the pagecache's inline array (no
+// allocation).
+const _: () = assert!(
+    READ_CACHED_MAX as usize / cairn_pagecache::PAGE_SIZE < cairn_pagecache::CACHED_MAX_PAGES
+);
+
 /// Most vectors a lockless `readv` takes (its array is copied to the stack).
 const READV_CACHED_MAX_VECS: usize = crate::user::MAX_DESTINATION_VECTORS;
 
@@ -257,19 +263,27 @@ fn read_file_cached(
     let Some((pos, off)) = position(file, at) else {
         return Lockless::NeedLock;
     };
-    let Some(pages) = d.node.read_cached(off, len) else {
+    let copy = |pages: &cairn_pagecache::CachedPages<'_>| {
+        let copied = match *segs {
+            [(base, n)] => crate::user::UserDestination::new(base, n as usize)
+                .map_or(0, |mut to| {
+                    crate::user::with_user_faults_disabled(|| pages.copy_out(&mut to, 0))
+                }),
+            _ => {
+                let mut parts = [(0u64, 0usize); crate::user::MAX_DESTINATION_VECTORS];
+                for (p, &(base, n)) in parts.iter_mut().zip(segs) {
+                    *p = (base, n as usize);
+                }
+                crate::user::UserVectorDestination::new(&parts[..segs.len()]).map_or(0, |mut to| {
+                    crate::user::with_user_faults_disabled(|| pages.copy_out(&mut to, 0))
+                })
+            }
+        };
+        (pages.len(), copied)
+    };
+    let Some((got, copied)) = d.node.read_cached(off, len, copy) else {
         return Lockless::NeedLock;
     };
-    let got = pages.len();
-    let mut parts = [(0u64, 0usize); crate::user::MAX_DESTINATION_VECTORS];
-    for (p, &(base, n)) in parts.iter_mut().zip(segs) {
-        *p = (base, n as usize);
-    }
-    let copied = crate::user::UserVectorDestination::new(&parts[..segs.len()])
-        .map_or(0, |mut to| {
-            crate::user::with_user_faults_disabled(|| pages.copy_out(&mut to, 0))
-        });
-    drop(pages);
     if copied < got {
         return Lockless::NeedLock;
     }
@@ -376,24 +390,28 @@ fn write_file_cached(
     if !source_mapped(segs) {
         return Lockless::NeedLock;
     }
-    let Some(mut batch) = d.node.write_cached(off, len, crate::fs::may_dirty_more()) else {
-        return Lockless::NeedLock;
-    };
-    let mut copied = 0usize;
-    for &(base, n) in segs {
-        let n = n as usize;
-        let Ok(mut from) = crate::user::UserSource::new(base, n) else {
-            break;
-        };
-        let got = crate::user::with_user_faults_disabled(|| batch.copy_in(copied, &mut from, n));
-        copied += got;
-        if got < n {
-            break;
+    let copy = |batch: &mut cairn_pagecache::CachedWrite| {
+        let mut copied = 0usize;
+        for &(base, n) in segs {
+            let n = n as usize;
+            let Ok(mut from) = crate::user::UserSource::new(base, n) else {
+                break;
+            };
+            let got =
+                crate::user::with_user_faults_disabled(|| batch.copy_in(copied, &mut from, n));
+            copied += got;
+            if got < n {
+                break;
+            }
         }
-    }
-    // Only whole copies of NEW pages are cut back; a lockless batch has
-    // none, so all that was copied is committed.
-    let committed = batch.commit(copied);
+        copied
+    };
+    // The throttle's verdict is asked only if a clean page would become
+    // dirty. No page is NEW, so all that was copied is committed.
+    let committed = d
+        .node
+        .write_cached(off, len, crate::fs::may_dirty_more, copy)
+        .unwrap_or(0);
     if committed == 0 {
         return Lockless::NeedLock;
     }

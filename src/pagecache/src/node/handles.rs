@@ -1,6 +1,9 @@
 //! The pinned handles a caller holds while it copies with no pagecache
-//! lock: [`Pages`] (a read's pages), [`WriteBatch`] (a write's leased
-//! pages), [`Mapped`] (a faulted-in page, for as long as it is mapped).
+//! lock: [`Pages`] (a read's pages), [`CachedPages`] (a lockless read's
+//! pages, borrowed from the node and held inline for one copy),
+//! [`WriteBatch`] (a write's leased pages), [`CachedWrite`] (a lockless
+//! overwrite's, held inline for one copy), [`Mapped`] (a faulted-in page,
+//! for as long as it is mapped).
 //!
 //! Owns: the copies in and out of the pinned frames (a copy may fault and
 //! sleep, even on a mapping of this same file: a pin excludes only
@@ -9,16 +12,17 @@
 //! accounting and detached pages (`Node::unpin_range`, `NodeInner::locate`
 //! in `node/mod.rs`), committing a write (`release_write` in `write.rs`).
 //!
-//! Contexts: the copies any context (no lock). Dropping [`Pages`] or
-//! [`Mapped`] any context but irq (the last holder of a page detached by
-//! truncate frees its frame; the node reference is `Held`).
+//! Contexts: the copies any context (no lock). Dropping [`Pages`],
+//! [`CachedPages`] or [`Mapped`] any context but irq (the last holder of a
+//! page detached by truncate frees its frame; the node reference is
+//! `Held`, or borrowed for [`CachedPages`]).
 //! [`Mapped::current`] any context but irq. [`WriteBatch::commit`] and
-//! dropping a [`WriteBatch`] kernel-lock (asserted), except a lockless
-//! batch of `Node::write_cached`: any context but irq.
+//! dropping a [`WriteBatch`] kernel-lock (asserted). [`CachedWrite`] is
+//! committed by `Node::write_cached` itself (any context but irq).
 //!
-//! Locks: none while copying. Dropping [`Pages`] or [`Mapped`] and
-//! [`Mapped::current`] take `pagecache.node` alone; a commit takes what
-//! `release_write` takes.
+//! Locks: none while copying. Dropping [`Pages`], [`CachedPages`] or
+//! [`Mapped`] and [`Mapped::current`] take `pagecache.node` alone; a
+//! commit takes what `release_write` takes.
 
 use super::{PS, coverage};
 use crate::frame::{FrameView, RawDestination};
@@ -81,17 +85,7 @@ impl Pages {
     /// Copies the bytes at `pos` (relative to [`Pages::offset`]) into
     /// `dst`; `pos + dst.len()` must not exceed [`Pages::len`].
     pub fn read_at(&self, pos: usize, dst: &mut [u8]) {
-        assert!(pos + dst.len() <= self.len, "read past the pinned range");
-        let mut file = self.offset + pos as u64;
-        let mut done = 0;
-        while done < dst.len() {
-            let k = (file / PS - self.first) as usize;
-            let in_page = (file % PS) as usize;
-            let n = (PAGE_SIZE - in_page).min(dst.len() - done);
-            self.views[k].read(in_page, &mut dst[done..done + n]);
-            done += n;
-            file += n as u64;
-        }
+        self.span().read_at(pos, dst)
     }
 
     /// Copies all the bytes straight from the pinned frames into `dst`
@@ -100,17 +94,16 @@ impl Pages {
     /// sleep (even on a mapping of this very file: a pin excludes only
     /// eviction, never another reader or a fault).
     pub fn copy_out(&self, dst: &mut impl RawDestination, at: usize) -> usize {
-        let mut done = 0;
-        for (k, (_, range)) in self.chunks().enumerate() {
-            let n = (range.end - range.start) as usize;
-            let in_page = (range.start % PS) as usize;
-            let got = self.views[k].copy_out(in_page, n, dst, at + done);
-            done += got;
-            if got < n {
-                break;
-            }
+        self.span().copy_out(dst, at)
+    }
+
+    fn span(&self) -> Span<'_> {
+        Span {
+            offset: self.offset,
+            len: self.len,
+            first: self.first,
+            views: &self.views,
         }
-        done
     }
 
     /// Copies everything (or as much as fits) into `dst`; returns bytes.
@@ -126,6 +119,198 @@ impl Drop for Pages {
         if let Some(node) = self.node.take() {
             let last = self.first + self.views.len() as u64 - 1;
             node.unpin_range(self.first, last, self.epoch, false);
+        }
+    }
+}
+
+/// The pinned frames of a read (of [`Pages`] or [`CachedPages`]): file
+/// bytes `offset .. offset + len`, `views[k]` holding page `first + k`.
+struct Span<'a> {
+    offset: u64,
+    len: usize,
+    first: u64,
+    views: &'a [FrameView],
+}
+
+impl Span<'_> {
+    fn read_at(&self, pos: usize, dst: &mut [u8]) {
+        assert!(pos + dst.len() <= self.len, "read past the pinned range");
+        let mut file = self.offset + pos as u64;
+        let mut done = 0;
+        while done < dst.len() {
+            let k = (file / PS - self.first) as usize;
+            let in_page = (file % PS) as usize;
+            let n = (PAGE_SIZE - in_page).min(dst.len() - done);
+            self.views[k].read(in_page, &mut dst[done..done + n]);
+            done += n;
+            file += n as u64;
+        }
+    }
+
+    fn copy_out(&self, dst: &mut impl RawDestination, at: usize) -> usize {
+        let end = self.offset + self.len as u64;
+        let mut done = 0;
+        for (k, view) in self.views.iter().enumerate() {
+            let r = coverage(self.first + k as u64, self.offset, end);
+            let n = r.end - r.start;
+            let got = view.copy_out(r.start, n, dst, at + done);
+            done += got;
+            if got < n {
+                break;
+            }
+        }
+        done
+    }
+
+    /// Write views only: the holder leased the pages (see `FrameView`).
+    fn write_at(&self, pos: usize, src: &[u8]) {
+        assert!(pos + src.len() <= self.len, "write past the leased range");
+        let mut file = self.offset + pos as u64;
+        let mut done = 0;
+        while done < src.len() {
+            let k = (file / PS - self.first) as usize;
+            let in_page = (file % PS) as usize;
+            let n = (PAGE_SIZE - in_page).min(src.len() - done);
+            self.views[k].write(in_page, &src[done..done + n]);
+            done += n;
+            file += n as u64;
+        }
+    }
+
+    /// Write views only, as [`Span::write_at`].
+    fn copy_in(&self, pos: usize, src: &mut impl crate::RawSource, len: usize) -> usize {
+        assert!(pos + len <= self.len, "write past the leased range");
+        let mut file = self.offset + pos as u64;
+        let mut done = 0;
+        while done < len {
+            let k = (file / PS - self.first) as usize;
+            let in_page = (file % PS) as usize;
+            let n = (PAGE_SIZE - in_page).min(len - done);
+            let got = self.views[k].copy_in(in_page, n, src, done);
+            done += got;
+            if got < n {
+                break;
+            }
+            file += n as u64;
+        }
+        done
+    }
+}
+
+/// Most pages [`CachedPages`] or [`CachedWrite`] holds: 64 KiB (the
+/// syscalls' lockless limit) starting inside a page.
+/// [`Node::read_cached`](super::Node::read_cached) and
+/// [`Node::write_cached`](super::Node::write_cached) answer `None` for a
+/// longer range.
+pub const CACHED_MAX_PAGES: usize = 17;
+
+/// The pinned, readable pages of a lockless read
+/// ([`Node::read_cached`](super::Node::read_cached) lends it to its copy),
+/// file bytes [`CachedPages::offset`] for [`CachedPages::len`]: borrowed
+/// from the node (no reference taken) and held in an inline array (no
+/// allocation). Copy out with no pagecache lock held; its drop unpins the
+/// pages with one acquisition of the node lock (any context but irq).
+pub struct CachedPages<'a> {
+    pub(super) node: &'a super::Node,
+    pub(super) offset: u64,
+    pub(super) len: usize,
+    pub(super) first: u64,
+    /// The node's truncate epoch when the pages were pinned.
+    pub(super) epoch: u64,
+    /// Pages pinned: `views[..count]` are theirs.
+    pub(super) count: usize,
+    pub(super) views: [FrameView; CACHED_MAX_PAGES],
+}
+
+impl CachedPages<'_> {
+    /// Bytes available (the request clipped at the end of file).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// As [`Pages::read_at`].
+    pub fn read_at(&self, pos: usize, dst: &mut [u8]) {
+        self.span().read_at(pos, dst)
+    }
+
+    /// As [`Pages::copy_out`].
+    pub fn copy_out(&self, dst: &mut impl RawDestination, at: usize) -> usize {
+        self.span().copy_out(dst, at)
+    }
+
+    fn span(&self) -> Span<'_> {
+        Span {
+            offset: self.offset,
+            len: self.len,
+            first: self.first,
+            views: &self.views[..self.count],
+        }
+    }
+}
+
+impl Drop for CachedPages<'_> {
+    fn drop(&mut self) {
+        // Nothing pinned (`count` 0) until `Node::pin_cached` succeeded.
+        if self.count > 0 {
+            let last = self.first + self.count as u64 - 1;
+            self.node.unpin_range(self.first, last, self.epoch, false);
+        }
+    }
+}
+
+/// The leased, pinned pages of a lockless overwrite
+/// ([`Node::write_cached`](super::Node::write_cached) lends it to its
+/// copy, then commits what the copy reports), file bytes
+/// [`CachedWrite::offset`] for [`CachedWrite::len`]: every page ACTIVE or
+/// DIRTY with the range's storage reserved, none NEW. The page views sit
+/// in an inline array (no allocation). Copy in with no pagecache lock held.
+pub struct CachedWrite {
+    pub(super) offset: u64,
+    pub(super) len: usize,
+    pub(super) first: u64,
+    /// Pages leased: `views[..count]` are theirs.
+    pub(super) count: usize,
+    pub(super) views: [FrameView; CACHED_MAX_PAGES],
+}
+
+impl CachedWrite {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// As [`WriteBatch::write_at`].
+    pub fn write_at(&mut self, pos: usize, src: &[u8]) {
+        self.span().write_at(pos, src)
+    }
+
+    /// As [`WriteBatch::copy_in`]; the pages are not NEW, so a fault of
+    /// the source into one of them would not wait for this write.
+    pub fn copy_in(&mut self, pos: usize, src: &mut impl crate::RawSource, len: usize) -> usize {
+        self.span().copy_in(pos, src, len)
+    }
+
+    fn span(&self) -> Span<'_> {
+        Span {
+            offset: self.offset,
+            len: self.len,
+            first: self.first,
+            views: &self.views[..self.count],
         }
     }
 }
@@ -147,11 +332,6 @@ pub struct WriteBatch {
     pub(super) views: Vec<FrameView>,
     pub(super) owned: Vec<bool>,
     pub(super) finished: bool,
-    /// Made by [`Node::write_cached`](super::Node::write_cached): every
-    /// page was ACTIVE or DIRTY with the range's storage reserved, none is
-    /// NEW, so committing starts no I/O and frees nothing, and may run
-    /// without the kernel lock.
-    pub(super) lockless: bool,
 }
 
 impl WriteBatch {
@@ -164,7 +344,6 @@ impl WriteBatch {
             views: Vec::new(),
             owned: Vec::new(),
             finished: false,
-            lockless: false,
         }
     }
 
@@ -183,17 +362,7 @@ impl WriteBatch {
     /// Copies `src` to position `pos` of the batch (relative to
     /// [`WriteBatch::offset`]).
     pub fn write_at(&mut self, pos: usize, src: &[u8]) {
-        assert!(pos + src.len() <= self.len, "write past the leased range");
-        let mut file = self.offset + pos as u64;
-        let mut done = 0;
-        while done < src.len() {
-            let k = (file / PS - self.first) as usize;
-            let in_page = (file % PS) as usize;
-            let n = (PAGE_SIZE - in_page).min(src.len() - done);
-            self.views[k].write(in_page, &src[done..done + n]);
-            done += n;
-            file += n as u64;
-        }
+        self.span().write_at(pos, src)
     }
 
     /// Copies `len` bytes of `src` (from its byte 0) to position `pos` of
@@ -203,21 +372,16 @@ impl WriteBatch {
     /// kernel copies with user faults disabled, commits what it got and
     /// faults the rest in outside the batch.
     pub fn copy_in(&mut self, pos: usize, src: &mut impl crate::RawSource, len: usize) -> usize {
-        assert!(pos + len <= self.len, "write past the leased range");
-        let mut file = self.offset + pos as u64;
-        let mut done = 0;
-        while done < len {
-            let k = (file / PS - self.first) as usize;
-            let in_page = (file % PS) as usize;
-            let n = (PAGE_SIZE - in_page).min(len - done);
-            let got = self.views[k].copy_in(in_page, n, src, done);
-            done += got;
-            if got < n {
-                break;
-            }
-            file += n as u64;
+        self.span().copy_in(pos, src, len)
+    }
+
+    fn span(&self) -> Span<'_> {
+        Span {
+            offset: self.offset,
+            len: self.len,
+            first: self.first,
+            views: &self.views,
         }
-        done
     }
 
     /// Copies as much of `src` as the batch holds; returns bytes copied.
@@ -230,9 +394,7 @@ impl WriteBatch {
     /// Commits the first `copied` bytes as dirty and releases the pages;
     /// returns the bytes committed (less than `copied` if a NEW page was
     /// only partly copied: it is dropped rather than exposing garbage).
-    /// Kernel-lock context, or any context but irq for a batch of
-    /// [`Node::write_cached`](super::Node::write_cached) (which may also
-    /// be dropped anywhere but irq).
+    /// Kernel-lock context.
     pub fn commit(mut self, copied: usize) -> usize {
         self.finish(copied)
     }
@@ -245,9 +407,7 @@ impl WriteBatch {
         let Some(node) = self.node.take() else {
             return 0;
         };
-        if !self.lockless {
-            assert_kernel_lock("WriteBatch::commit");
-        }
+        assert_kernel_lock("WriteBatch::commit");
         let arc = node.arc().clone();
         let n = bh_safe_alloc(|| arc.release_write(self, copied));
         drop(arc);

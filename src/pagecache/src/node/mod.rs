@@ -57,7 +57,7 @@ mod write;
 
 pub use fault::Access;
 pub(crate) use fault::MapAhead;
-pub use handles::{Mapped, Pages, WriteBatch};
+pub use handles::{CACHED_MAX_PAGES, CachedPages, CachedWrite, Mapped, Pages, WriteBatch};
 pub(crate) use read::Readahead;
 
 use crate::cache::{PageCache, VolumeCache};
@@ -374,7 +374,21 @@ impl Node {
                 let inner = &mut *guard;
                 let mut gone = 0;
                 let mut wakes = Wakes::new();
-                if epoch == inner.epoch {
+                if epoch == inner.epoch && first == last {
+                    // The common case (a one-page read or fault): one
+                    // lookup.
+                    let p = inner
+                        .pages
+                        .get_mut(&first)
+                        .expect("a pinned page has an entry");
+                    p.unpin();
+                    if unmap_shared {
+                        p.unmap_shared_writable();
+                    }
+                    if p.removable() {
+                        inner.pages.remove(&first);
+                    }
+                } else if epoch == inner.epoch {
                     // No truncate pass since the pins: every pinned page is
                     // in `pages`, and every entry of the range is one.
                     let mut seen = 0;

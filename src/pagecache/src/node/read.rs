@@ -22,13 +22,14 @@
 //! after it is released; completions run with no lock held.
 
 use super::fill::Claim;
-use super::handles::Pages;
+use super::handles::{CACHED_MAX_PAGES, CachedPages, Pages};
 use super::{CPage, Node, PS, Wakes, page_range};
 use crate::cache::{PageCache, bump};
 use crate::frame::FrameView;
 use crate::io::{Gather, Held};
 use crate::page::{PageState, Want};
 use crate::{Completion, Errno, assert_kernel_lock};
+use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use cairn_sync::cpu::bh_safe_alloc;
@@ -59,6 +60,19 @@ impl Readahead {
         self.next = last + 1;
         last + 1..last + 1 + self.window
     }
+}
+
+/// Whether every page of `range` has an entry that is not FREE (claimed,
+/// filling or cached): a readahead window with nothing left to fill.
+fn all_claimed(pages: &BTreeMap<u64, CPage>, range: Range<u64>) -> bool {
+    let mut expect = range.start;
+    for (&i, p) in pages.range(range.clone()) {
+        if i != expect || p.state() == PageState::Free {
+            return false;
+        }
+        expect += 1;
+    }
+    expect == range.end
 }
 
 /// How a read starts: with every page readable, or waiting (on the
@@ -136,72 +150,109 @@ impl Node {
         })
     }
 
-    /// The pinned pages of `offset .. offset + len` if the read needs
+    /// Pins the pages of `offset .. offset + len` and hands them to `copy`
+    /// as [`CachedPages`] (unpinned when it returns), if the read needs
     /// nothing but them: the length is known (no truncate pending), every
     /// page of the range is readable, and the readahead this read advances
-    /// has nothing left to fill. Otherwise `None`, with nothing changed:
-    /// the caller reads with [`Node::read_or_complete`] under the kernel
-    /// lock. A read at or past the end of file also answers `None`.
+    /// has nothing left to fill. Otherwise `None`, with nothing changed and
+    /// `copy` not called: the caller reads with [`Node::read_or_complete`]
+    /// under the kernel lock. A read at or past the end of file, or over
+    /// more than [`CACHED_MAX_PAGES`] pages, also answers `None`.
     ///
     /// Any context but irq; needs no kernel lock (the syscalls' lockless
-    /// read path): takes only the node's lock, allocates only bh-safe, and
-    /// the pages' last unpin and the node's last reference are safe
-    /// anywhere ([`Pages`], `io::release`).
-    pub fn read_cached(self: &Arc<Self>, offset: u64, len: usize) -> Option<Pages> {
-        let known = self.known_len()?;
-        let end = offset.saturating_add(len as u64).min(known);
-        if offset >= end {
+    /// read path, on every cached `pread`): takes the node's lock once to
+    /// pin and once to unpin, allocates nothing (the views sit in the
+    /// handle's inline array, on this stack frame) and takes no reference
+    /// (the handle borrows the node). `copy` runs with no pagecache lock
+    /// held.
+    #[inline]
+    pub fn read_cached<R>(
+        &self,
+        offset: u64,
+        len: usize,
+        copy: impl FnOnce(&CachedPages<'_>) -> R,
+    ) -> Option<R> {
+        let mut pages = CachedPages {
+            node: self,
+            offset,
+            len: 0,
+            first: 0,
+            epoch: 0,
+            count: 0,
+            views: [FrameView::NONE; CACHED_MAX_PAGES],
+        };
+        if !self.pin_cached(&mut pages, len) {
             return None;
         }
+        Some(copy(&pages))
+    }
+
+    /// [`Node::read_cached`]'s pinning: fills in `pages` (its `offset`
+    /// set, nothing pinned) for `len` bytes and answers true, or changes
+    /// nothing and answers false.
+    fn pin_cached(&self, pages: &mut CachedPages<'_>, len: usize) -> bool {
+        let offset = pages.offset;
+        let Some(known) = self.known_len() else {
+            return false;
+        };
+        let end = offset.saturating_add(len as u64).min(known);
+        if offset >= end {
+            return false;
+        }
         let (first, last) = (offset / PS, (end - 1) / PS);
+        let count = (last - first + 1) as usize;
+        if count > CACHED_MAX_PAGES {
+            return false;
+        }
         let file_pages = known.div_ceil(PS);
-        let cache = self.cache().clone();
-        bh_safe_alloc(|| {
-            let mut views = Vec::with_capacity((last - first + 1) as usize);
-            let epoch;
-            {
-                let mut guard = self.inner.lock();
-                let inner = &mut *guard;
-                let mut ra = inner.ra;
-                let ahead = ra.advance(first, last, &cache);
+        let cache = self.cache();
+        {
+            let mut guard = self.inner.lock();
+            let inner = &mut *guard;
+            let mut ra = inner.ra;
+            let ahead = ra.advance(first, last, cache);
+            let ahead = ahead.start..ahead.end.min(file_pages);
+            if ahead.start < ahead.end && !all_claimed(&inner.pages, ahead) {
+                return false;
+            }
+            if count == 1 {
+                // The common case (a 4 KiB pread): one lookup.
+                let Some(p) = inner.pages.get_mut(&first).filter(|p| p.readable()) else {
+                    return false;
+                };
+                p.pin();
+                p.touch();
+                pages.views[0] = p.frame().expect("readable page has a frame").view();
+            } else {
+                // One walk: every page checked before any is pinned, so a
+                // `false` changes nothing.
+                let mut held: [Option<&mut CPage>; CACHED_MAX_PAGES] = Default::default();
                 let mut expect = first;
-                for (&i, p) in inner.pages.range(first..=last) {
+                for (&i, p) in inner.pages.range_mut(first..=last) {
                     if i != expect || !p.readable() {
-                        return None;
+                        return false;
                     }
+                    held[(i - first) as usize] = Some(p);
                     expect += 1;
                 }
                 if expect != last + 1 {
-                    return None;
+                    return false;
                 }
-                let ahead = ahead.start..ahead.end.min(file_pages);
-                if ahead.start < ahead.end
-                    && inner.pages.range(ahead.clone()).count() as u64 != ahead.end - ahead.start
-                    || inner
-                        .pages
-                        .range(ahead)
-                        .any(|(_, p)| p.state() == PageState::Free)
-                {
-                    return None;
-                }
-                inner.ra = ra;
-                epoch = inner.epoch;
-                for (_, p) in inner.pages.range_mut(first..=last) {
+                for (view, p) in pages.views.iter_mut().zip(held.iter_mut().flatten()) {
                     p.pin();
                     p.touch();
-                    views.push(p.frame().expect("readable page has a frame").view());
+                    *view = p.frame().expect("readable page has a frame").view();
                 }
             }
-            bump(&cache.stats.hits, last - first + 1);
-            let span = ReadSpan {
-                first,
-                last,
-                epoch,
-                offset,
-                end,
-            };
-            Some(span.pages(Held::new(self.clone()), views))
-        })
+            inner.ra = ra;
+            pages.epoch = inner.epoch;
+        }
+        // Pinned: from here `pages` unpins them when dropped.
+        pages.len = (end - offset) as usize;
+        pages.first = first;
+        pages.count = count;
+        bump(&cache.stats.hits, count as u64);
+        true
     }
 
     /// The common part of the reads: pins the pages of the range, claims
