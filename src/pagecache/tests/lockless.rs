@@ -22,8 +22,8 @@ thread_local! {
     static ALLOCS: Cell<u64> = const { Cell::new(0) };
 }
 
-// SAFETY: every call is passed on to `System` unchanged; the counter is a
-// thread-local `Cell` with no destructor, which allocates nothing.
+// The counter is a thread-local `Cell` with no destructor: it allocates nothing.
+// SAFETY: every call is passed on to `System` unchanged.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCS.with(|c| c.set(c.get() + 1));

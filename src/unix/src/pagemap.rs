@@ -88,12 +88,6 @@ impl<T> PageMap<T> {
         self.leaves.get(&base)?.slots[slot].as_ref()
     }
 
-    /// The record of page `addr`, to change in place.
-    pub fn get_mut(&mut self, addr: u64) -> Option<&mut T> {
-        let (base, slot) = split(addr);
-        self.leaves.get_mut(&base)?.slots[slot].as_mut()
-    }
-
     /// Whether page `addr` has a record.
     pub fn contains(&self, addr: u64) -> bool {
         self.get(addr).is_some()
@@ -150,42 +144,20 @@ impl<T> PageMap<T> {
     }
 
     /// Takes the records of the pages in `[start, end)` out, in address
-    /// order, handing each to `each`; stops after `limit` records (the
-    /// rest stay). Returns the address to go on from: `end` when the range
-    /// is empty now, else the page after the last record taken.
-    pub fn take_range(
-        &mut self,
-        start: u64,
-        end: u64,
-        limit: usize,
-        mut each: impl FnMut(u64, T),
-    ) -> u64 {
-        let mut taken = 0;
+    /// order, handing each to `each`.
+    pub fn take_range(&mut self, start: u64, end: u64, mut each: impl FnMut(u64, T)) {
         let mut at = start;
-        while at < end {
-            let Some((&base, _)) = self.leaves.range(at & !(LEAF_SPAN - 1)..end).next() else {
-                return end;
-            };
+        while let Some(base) = self.next_leaf(at, end) {
             let leaf = self.leaves.get_mut(&base).expect("leaf just found");
-            let from = if base < at {
-                ((at - base) / PAGE) as usize
-            } else {
-                0
-            };
-            let to = (end.saturating_sub(base))
+            let from = (at.saturating_sub(base) / PAGE) as usize;
+            let to = end
+                .saturating_sub(base)
                 .div_ceil(PAGE)
                 .min(LEAF_PAGES as u64) as usize;
             for i in from..to {
-                if taken == limit {
-                    if leaf.used == 0 {
-                        self.leaves.remove(&base);
-                    }
-                    return base + i as u64 * PAGE;
-                }
                 if let Some(r) = leaf.slots[i].take() {
                     leaf.used -= 1;
                     self.len -= 1;
-                    taken += 1;
                     each(base + i as u64 * PAGE, r);
                 }
             }
@@ -194,7 +166,6 @@ impl<T> PageMap<T> {
             }
             at = base + LEAF_SPAN;
         }
-        end
     }
 }
 
@@ -242,23 +213,21 @@ mod tests {
     }
 
     #[test]
-    fn take_range_stops_at_the_limit_and_resumes() {
+    fn take_range_takes_exactly_the_range() {
         let mut m = PageMap::new();
         for p in 0..300u64 {
             m.insert(p * PAGE, p);
         }
         let mut out = Vec::new();
-        let mut at = 10 * PAGE;
-        while at < 290 * PAGE {
-            at = m.take_range(at, 290 * PAGE, 50, |a, v| {
-                assert_eq!(a, v * PAGE);
-                out.push(v)
-            });
-        }
+        m.take_range(10 * PAGE, 290 * PAGE, |a, v| {
+            assert_eq!(a, v * PAGE);
+            out.push(v)
+        });
         assert_eq!(out, (10..290).collect::<Vec<_>>());
         assert_eq!(m.len(), 20);
         let left: Vec<u64> = m.range(0, u64::MAX).map(|(_, &v)| v).collect();
         assert_eq!(left, (0..10).chain(290..300).collect::<Vec<_>>());
+        assert_eq!(m.leaves.len(), 2, "emptied leaves are freed");
     }
 
     /// Random operations against a B-tree of the same records.
@@ -280,19 +249,14 @@ mod tests {
                 2 => assert_eq!(m.remove(page), model.remove(&page)),
                 _ => {
                     let end = page + (rnd() % 300) * PAGE;
-                    let limit = (rnd() % 100) as usize;
                     let mut got = Vec::new();
-                    let next = m.take_range(page, end, limit, |a, v| got.push((a, v)));
-                    let want: Vec<(u64, u64)> = model
-                        .range(page..end)
-                        .take(limit)
-                        .map(|(&a, &v)| (a, v))
-                        .collect();
+                    m.take_range(page, end, |a, v| got.push((a, v)));
+                    let want: Vec<(u64, u64)> =
+                        model.range(page..end).map(|(&a, &v)| (a, v)).collect();
                     for (a, _) in &want {
                         model.remove(a);
                     }
                     assert_eq!(got, want);
-                    assert!(next <= end && model.range(page..next).next().is_none());
                 }
             }
             assert_eq!(m.len(), model.len());

@@ -70,9 +70,7 @@ impl Cursor {
             return Err(MapError::AlreadyMapped);
         }
         let value = phys | page_flags | flags::PRESENT;
-        // SAFETY: `table` is `virt`'s page table, and the caller holds the
-        // lock of this user page's record, which every writer of its entry
-        // holds (module doc).
+        // SAFETY: `table` is `virt`'s table; its record's lock is held (module doc).
         unsafe { PageTables::set_user_entry(&DirectMap, table, virt, value) };
         Ok(())
     }

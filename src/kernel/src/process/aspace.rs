@@ -369,7 +369,7 @@ impl AddressSpace {
     fn unmap_leaf(map: &mut PageMap<PageRef>, from: u64, to: u64, out: &mut Vec<PageRef>) {
         let mut addrs = [0u64; LEAF_PAGES];
         let mut n = 0;
-        map.take_range(from, to, usize::MAX, |k, p| {
+        map.take_range(from, to, |k, p| {
             addrs[n] = k;
             n += 1;
             out.push(p);
@@ -488,7 +488,7 @@ impl AddressSpace {
         let mut moved = Vec::new();
         self.pages.for_each_leaf(from, from + len, |map, a, b| {
             let mut taken = Vec::new();
-            map.take_range(a, b, usize::MAX, |k, p| taken.push((k, p)));
+            map.take_range(a, b, |k, p| taken.push((k, p)));
             for (k, p) in taken {
                 // Kept while PROT_NONE (no entry): the record moves alone.
                 let entry = crate::mm::user_map::lookup(k);
